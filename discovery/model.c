@@ -1,0 +1,405 @@
+/* Model objects: freeing, deep copies and the small value parsers every source
+ * shares (addresses, CIDRs, protocols). See model.h. */
+#include "discovery/model.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static void labels_free(struct model_labels *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].key);
+		free(l->items[i].value);
+	}
+	free(l->items);
+	l->items = NULL;
+	l->n = 0;
+}
+
+void model_service_free(struct model_service *s)
+{
+	if (!s)
+		return;
+	free(s->ns);
+	free(s->name);
+	free(s->external_name);
+	for (size_t i = 0; i < s->n_ports; i++) {
+		free(s->ports[i].name);
+		free(s->ports[i].target_name);
+	}
+	free(s->ports);
+	labels_free(&s->selector);
+	free(s);
+}
+
+static void endpoint_clear(struct model_endpoint *e)
+{
+	free(e->addrs);
+	free(e->hostname);
+	free(e->node_name);
+	free(e->pod_name);
+}
+
+void model_slice_free(struct model_slice *s)
+{
+	if (!s)
+		return;
+	free(s->ns);
+	free(s->name);
+	free(s->service);
+	for (size_t i = 0; i < s->n_ports; i++)
+		free(s->ports[i].name);
+	free(s->ports);
+	for (size_t i = 0; i < s->n_endpoints; i++)
+		endpoint_clear(&s->endpoints[i]);
+	free(s->endpoints);
+	free(s);
+}
+
+void model_pod_free(struct model_pod *p)
+{
+	if (!p)
+		return;
+	free(p->ns);
+	free(p->name);
+	labels_free(&p->labels);
+	for (size_t i = 0; i < p->n_ports; i++)
+		free(p->ports[i].name);
+	free(p->ports);
+	free(p->hostname);
+	free(p->subdomain);
+	free(p->node_name);
+	free(p);
+}
+
+void model_namespace_free(struct model_namespace *n)
+{
+	if (!n)
+		return;
+	free(n->name);
+	free(n);
+}
+
+void model_object_free(struct model_object *o)
+{
+	if (!o)
+		return;
+	switch (o->kind) {
+	case KIND_SERVICE:
+		model_service_free(o->u.svc);
+		break;
+	case KIND_SLICE:
+		model_slice_free(o->u.slice);
+		break;
+	case KIND_POD:
+		model_pod_free(o->u.pod);
+		break;
+	case KIND_NAMESPACE:
+		model_namespace_free(o->u.ns);
+		break;
+	default:
+		break;
+	}
+	o->u.svc = NULL;
+}
+
+const char *model_object_ns(const struct model_object *o)
+{
+	switch (o->kind) {
+	case KIND_SERVICE:
+		return o->u.svc->ns;
+	case KIND_SLICE:
+		return o->u.slice->ns;
+	case KIND_POD:
+		return o->u.pod->ns;
+	default:
+		return "";
+	}
+}
+
+const char *model_object_name(const struct model_object *o)
+{
+	switch (o->kind) {
+	case KIND_SERVICE:
+		return o->u.svc->name;
+	case KIND_SLICE:
+		return o->u.slice->name;
+	case KIND_POD:
+		return o->u.pod->name;
+	case KIND_NAMESPACE:
+		return o->u.ns->name;
+	default:
+		return "";
+	}
+}
+
+const char *model_kind_name(enum model_kind k)
+{
+	static const char *const names[] = {"Service", "EndpointSlice", "Pod", "Namespace"};
+	return (unsigned)k < KIND_COUNT ? names[k] : "?";
+}
+
+const char *model_proto_name(uint8_t proto)
+{
+	switch (proto) {
+	case PROTO_TCP:
+		return "TCP";
+	case PROTO_UDP:
+		return "UDP";
+	case PROTO_SCTP:
+		return "SCTP";
+	default:
+		return "?";
+	}
+}
+
+uint8_t model_proto_parse(const char *s)
+{
+	if (!s)
+		return 0;
+	if (strcmp(s, "TCP") == 0)
+		return PROTO_TCP;
+	if (strcmp(s, "UDP") == 0)
+		return PROTO_UDP;
+	if (strcmp(s, "SCTP") == 0)
+		return PROTO_SCTP;
+	return 0;
+}
+
+int model_addr_parse(const char *text, struct model_addr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!text)
+		return -EINVAL;
+	if (inet_pton(AF_INET, text, out->bytes) == 1) {
+		out->family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, text, out->bytes) == 1) {
+		out->family = AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+void model_addr_format(const struct model_addr *a, char *buf, size_t len)
+{
+	if (!inet_ntop(a->family == AF_INET ? AF_INET : AF_INET6, a->bytes, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
+}
+
+int model_addr_cmp(const struct model_addr *a, const struct model_addr *b)
+{
+	/* IPv4 sorts before IPv6; within a family, numeric order. */
+	if (a->family != b->family)
+		return a->family == AF_INET ? -1 : 1;
+	return memcmp(a->bytes, b->bytes, a->family == AF_INET ? 4 : 16);
+}
+
+int model_cidr_parse(const char *text, struct model_cidr *out)
+{
+	char buf[64];
+	const char *slash = text ? strchr(text, '/') : NULL;
+	if (!slash || (size_t)(slash - text) >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, text, (size_t)(slash - text));
+	buf[slash - text] = '\0';
+	if (model_addr_parse(buf, &out->base) < 0)
+		return -EINVAL;
+	char *end = NULL;
+	errno = 0;
+	long prefix = strtol(slash + 1, &end, 10);
+	int max = out->base.family == AF_INET ? 32 : 128;
+	if (errno || end == slash + 1 || *end || prefix < 0 || prefix > max)
+		return -EINVAL;
+	out->prefix = (uint8_t)prefix;
+	/* Normalise: clear the host bits so that membership tests are simple. */
+	for (int bit = (int)prefix; bit < max; bit++)
+		out->base.bytes[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+	return 0;
+}
+
+/* ---- deep copies ---------------------------------------------------------- */
+
+static int dup_str(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (!src)
+		return 0;
+	*dst = strdup(src);
+	return *dst ? 0 : -ENOMEM;
+}
+
+static int labels_clone(struct model_labels *dst, const struct model_labels *src)
+{
+	dst->items = NULL;
+	dst->n = 0;
+	if (src->n == 0)
+		return 0;
+	dst->items = calloc(src->n, sizeof(*dst->items));
+	if (!dst->items)
+		return -ENOMEM;
+	dst->n = src->n;
+	for (size_t i = 0; i < src->n; i++)
+		if (dup_str(&dst->items[i].key, src->items[i].key) ||
+		    dup_str(&dst->items[i].value, src->items[i].value))
+			return -ENOMEM;
+	return 0;
+}
+
+static struct model_service *service_clone(const struct model_service *src)
+{
+	struct model_service *s = malloc(sizeof(*s));
+	if (!s)
+		return NULL;
+	*s = *src;
+	s->ns = s->name = s->external_name = NULL;
+	s->ports = NULL;
+	s->n_ports = 0;
+	s->selector.items = NULL;
+	s->selector.n = 0;
+	if (dup_str(&s->ns, src->ns) || dup_str(&s->name, src->name) ||
+	    dup_str(&s->external_name, src->external_name) ||
+	    labels_clone(&s->selector, &src->selector))
+		goto fail;
+	if (src->n_ports) {
+		s->ports = calloc(src->n_ports, sizeof(*s->ports));
+		if (!s->ports)
+			goto fail;
+		s->n_ports = src->n_ports;
+		for (size_t i = 0; i < src->n_ports; i++) {
+			s->ports[i] = src->ports[i];
+			s->ports[i].name = s->ports[i].target_name = NULL;
+			if (dup_str(&s->ports[i].name, src->ports[i].name) ||
+			    dup_str(&s->ports[i].target_name, src->ports[i].target_name))
+				goto fail;
+		}
+	}
+	return s;
+fail:
+	model_service_free(s);
+	return NULL;
+}
+
+static struct model_slice *slice_clone(const struct model_slice *src)
+{
+	struct model_slice *s = malloc(sizeof(*s));
+	if (!s)
+		return NULL;
+	*s = *src;
+	s->ns = s->name = s->service = NULL;
+	s->ports = NULL;
+	s->n_ports = 0;
+	s->endpoints = NULL;
+	s->n_endpoints = 0;
+	if (dup_str(&s->ns, src->ns) || dup_str(&s->name, src->name) ||
+	    dup_str(&s->service, src->service))
+		goto fail;
+	if (src->n_ports) {
+		s->ports = calloc(src->n_ports, sizeof(*s->ports));
+		if (!s->ports)
+			goto fail;
+		s->n_ports = src->n_ports;
+		for (size_t i = 0; i < src->n_ports; i++) {
+			s->ports[i] = src->ports[i];
+			s->ports[i].name = NULL;
+			if (dup_str(&s->ports[i].name, src->ports[i].name))
+				goto fail;
+		}
+	}
+	if (src->n_endpoints) {
+		s->endpoints = calloc(src->n_endpoints, sizeof(*s->endpoints));
+		if (!s->endpoints)
+			goto fail;
+		s->n_endpoints = src->n_endpoints;
+		for (size_t i = 0; i < src->n_endpoints; i++) {
+			const struct model_endpoint *se = &src->endpoints[i];
+			struct model_endpoint *de = &s->endpoints[i];
+			*de = *se;
+			de->addrs = NULL;
+			de->hostname = de->node_name = de->pod_name = NULL;
+			if (se->n_addrs) {
+				de->addrs = malloc(se->n_addrs * sizeof(*de->addrs));
+				if (!de->addrs) {
+					de->n_addrs = 0;
+					goto fail;
+				}
+				memcpy(de->addrs, se->addrs, se->n_addrs * sizeof(*de->addrs));
+			}
+			if (dup_str(&de->hostname, se->hostname) ||
+			    dup_str(&de->node_name, se->node_name) ||
+			    dup_str(&de->pod_name, se->pod_name))
+				goto fail;
+		}
+	}
+	return s;
+fail:
+	model_slice_free(s);
+	return NULL;
+}
+
+static struct model_pod *pod_clone(const struct model_pod *src)
+{
+	struct model_pod *p = malloc(sizeof(*p));
+	if (!p)
+		return NULL;
+	*p = *src;
+	p->ns = p->name = p->hostname = p->subdomain = p->node_name = NULL;
+	p->labels.items = NULL;
+	p->labels.n = 0;
+	p->ports = NULL;
+	p->n_ports = 0;
+	if (dup_str(&p->ns, src->ns) || dup_str(&p->name, src->name) ||
+	    dup_str(&p->hostname, src->hostname) || dup_str(&p->subdomain, src->subdomain) ||
+	    dup_str(&p->node_name, src->node_name) || labels_clone(&p->labels, &src->labels))
+		goto fail;
+	if (src->n_ports) {
+		p->ports = calloc(src->n_ports, sizeof(*p->ports));
+		if (!p->ports)
+			goto fail;
+		p->n_ports = src->n_ports;
+		for (size_t i = 0; i < src->n_ports; i++) {
+			p->ports[i] = src->ports[i];
+			p->ports[i].name = NULL;
+			if (dup_str(&p->ports[i].name, src->ports[i].name))
+				goto fail;
+		}
+	}
+	return p;
+fail:
+	model_pod_free(p);
+	return NULL;
+}
+
+int model_object_clone(const struct model_object *src, struct model_object *dst)
+{
+	dst->kind = src->kind;
+	dst->u.svc = NULL;
+	switch (src->kind) {
+	case KIND_SERVICE:
+		dst->u.svc = service_clone(src->u.svc);
+		break;
+	case KIND_SLICE:
+		dst->u.slice = slice_clone(src->u.slice);
+		break;
+	case KIND_POD:
+		dst->u.pod = pod_clone(src->u.pod);
+		break;
+	case KIND_NAMESPACE: {
+		struct model_namespace *n = calloc(1, sizeof(*n));
+		if (n && dup_str(&n->name, src->u.ns->name)) {
+			free(n);
+			n = NULL;
+		}
+		dst->u.ns = n;
+		break;
+	}
+	default:
+		return -EINVAL;
+	}
+	return dst->u.svc ? 0 : -ENOMEM;
+}

@@ -1,0 +1,254 @@
+/* The model: the cluster as discovery sees it (Services, EndpointSlices, Pods,
+ * Namespaces), reduced to the fields DNS and the datapath use.
+ *
+ * Owns: the object types, the store of objects by source, and the "view" that
+ * resolves every Service to its final set of endpoints (EndpointSlices where
+ * they exist, else derived from Pods the way the endpoints controller would).
+ * Must never: know about DNS wire formats or snapshots; zones/ reads the view,
+ * nothing here reads zones/.
+ *
+ * Every string is owned by the object that holds it (plain malloc'd C strings);
+ * *_free() releases an object and everything under it. */
+#ifndef SVCDNS_MODEL_H
+#define SVCDNS_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <netinet/in.h>
+
+enum model_proto { PROTO_TCP = 6, PROTO_UDP = 17, PROTO_SCTP = 132 };
+
+/* An IPv4 or IPv6 address; IPv4 is kept in the first 4 bytes. */
+struct model_addr {
+	uint8_t family; /* AF_INET or AF_INET6 */
+	uint8_t bytes[16];
+};
+
+struct model_label {
+	char *key;
+	char *value;
+};
+
+struct model_labels {
+	struct model_label *items;
+	size_t n;
+};
+
+enum model_svc_type {
+	SVC_CLUSTER_IP = 0,
+	SVC_NODE_PORT,
+	SVC_LOAD_BALANCER,
+	SVC_EXTERNAL_NAME,
+};
+
+struct model_svc_port {
+	char *name;          /* "" when unnamed */
+	uint16_t port;       /* 1..65535 */
+	uint8_t proto;       /* enum model_proto */
+	uint16_t target_num; /* numeric targetPort; 0 when target_name is used */
+	char *target_name;   /* named targetPort (container port name) or NULL */
+	uint16_t node_port;  /* 0 when none; allocated for NodePort/LoadBalancer */
+	bool node_port_allocated; /* node_port came from the allocator, not the manifest */
+};
+
+struct model_service {
+	char *ns;
+	char *name;
+	enum model_svc_type type;
+	bool headless;              /* spec.clusterIP == "None" */
+	struct model_addr cluster_ips[2]; /* up to one per family, primary first */
+	size_t n_cluster_ips;
+	bool cluster_ip_allocated;  /* no clusterIP in the manifest: allocated */
+	char *external_name;        /* ExternalName target, no trailing dot, or NULL */
+	struct model_svc_port *ports;
+	size_t n_ports;
+	bool has_selector;          /* a selector was given (may still be empty) */
+	struct model_labels selector;
+	bool publish_not_ready;     /* spec.publishNotReadyAddresses */
+	bool affinity_client_ip;    /* spec.sessionAffinity == ClientIP */
+	uint32_t affinity_timeout;  /* seconds, default 10800 */
+};
+
+struct model_slice_port {
+	char *name; /* "" when unnamed */
+	uint16_t port;
+	uint8_t proto;
+};
+
+struct model_endpoint {
+	struct model_addr *addrs; /* addresses of one endpoint (one family) */
+	size_t n_addrs;
+	char *hostname;  /* or NULL */
+	char *node_name; /* or NULL */
+	char *pod_name;  /* targetRef name when kind Pod, or NULL */
+	bool ready;      /* absent counts as ready */
+	bool serving;    /* absent: same as ready */
+	bool terminating;
+};
+
+struct model_slice {
+	char *ns;
+	char *name;
+	char *service;        /* label kubernetes.io/service-name */
+	uint8_t address_type; /* AF_INET, AF_INET6, or 0 for FQDN (ignored) */
+	struct model_slice_port *ports;
+	size_t n_ports;
+	struct model_endpoint *endpoints;
+	size_t n_endpoints;
+};
+
+struct model_container_port {
+	char *name; /* or NULL */
+	uint16_t port;
+	uint8_t proto;
+};
+
+struct model_pod {
+	char *ns;
+	char *name;
+	bool name_generated; /* the manifest had no metadata.name */
+	struct model_labels labels;
+	struct model_container_port *ports; /* every container's ports, in order */
+	size_t n_ports;
+	char *hostname;  /* spec.hostname or NULL */
+	char *subdomain; /* spec.subdomain or NULL */
+	char *node_name; /* spec.nodeName or NULL */
+	bool has_status; /* false: written for a cluster, taken as running+ready */
+	bool ready;      /* Ready condition True, or Running with no conditions */
+	bool terminal;   /* phase Succeeded or Failed */
+	bool terminating; /* metadata.deletionTimestamp set */
+	struct model_addr ips[2];
+	size_t n_ips;
+	bool ip_allocated; /* ips[0] came from the pod CIDR allocator */
+};
+
+struct model_namespace {
+	char *name;
+};
+
+enum model_kind { KIND_SERVICE = 0, KIND_SLICE, KIND_POD, KIND_NAMESPACE, KIND_COUNT };
+
+/* One decoded object, as a manifest file or the API yields it. */
+struct model_object {
+	enum model_kind kind;
+	union {
+		struct model_service *svc;
+		struct model_slice *slice;
+		struct model_pod *pod;
+		struct model_namespace *ns;
+	} u;
+};
+
+void model_service_free(struct model_service *s);
+void model_slice_free(struct model_slice *s);
+void model_pod_free(struct model_pod *p);
+void model_namespace_free(struct model_namespace *n);
+void model_object_free(struct model_object *o); /* frees the payload, not o */
+const char *model_object_ns(const struct model_object *o);
+const char *model_object_name(const struct model_object *o);
+const char *model_kind_name(enum model_kind k);
+const char *model_proto_name(uint8_t proto); /* "TCP", "UDP", "SCTP" */
+
+/* Parses "TCP"/"UDP"/"SCTP" (exact case, as the API spells them); 0 on error. */
+uint8_t model_proto_parse(const char *s);
+
+/* Text <-> address helpers. model_addr_parse returns 0 or -EINVAL. */
+int model_addr_parse(const char *text, struct model_addr *out);
+void model_addr_format(const struct model_addr *a, char *buf, size_t len);
+int model_addr_cmp(const struct model_addr *a, const struct model_addr *b);
+
+/* A CIDR for allocation. */
+struct model_cidr {
+	struct model_addr base;
+	uint8_t prefix;
+};
+int model_cidr_parse(const char *text, struct model_cidr *out);
+
+/* ---- the store -------------------------------------------------------------
+ * Objects grouped by the source that gave them (a file path, or an API
+ * resource). Replacing a source's objects is one call, so a file that changes
+ * swaps its whole contribution at once. Names are unique per kind/ns/name across
+ * all sources: the first source to hold a name keeps it; a later duplicate is
+ * rejected with a log line naming both sources. */
+struct model_store;
+
+struct model_store *model_store_new(void);
+void model_store_free(struct model_store *st);
+
+/* Takes ownership of objs[0..n) (the array itself stays the caller's).
+ * Objects whose kind/ns/name another source already holds are dropped and
+ * logged. Returns 0 or a negative error code. */
+int model_store_replace(struct model_store *st, const char *source, struct model_object *objs,
+			size_t n);
+/* Drops everything a source contributed. */
+void model_store_remove(struct model_store *st, const char *source);
+
+/* The previous objects of a source, to keep an object whose new version is
+ * invalid. Returns NULL if the source holds no such object. */
+const struct model_object *model_store_find(const struct model_store *st, const char *source,
+					    enum model_kind kind, const char *ns, const char *name);
+
+/* Deep copy of one object (used to carry the last good version forward). */
+int model_object_clone(const struct model_object *src, struct model_object *dst);
+
+/* ---- allocation ------------------------------------------------------------
+ * ClusterIPs, NodePorts and Pod IPs for objects that lack them, as the API
+ * server and the CNI would give them: deterministic (hash of ns/name, then the
+ * next free value), and sticky for the life of the process, so that an object
+ * keeps its address while it exists. */
+struct model_alloc;
+
+struct model_alloc *model_alloc_new(const struct model_cidr *service_cidr,
+				    const struct model_cidr *pod_cidr);
+void model_alloc_free(struct model_alloc *a);
+
+/* ---- the view --------------------------------------------------------------
+ * Every Service with its final endpoints. Built from the store in one pass;
+ * immutable afterwards; zones/ builds a snapshot from it. */
+struct view_endpoint {
+	struct model_addr addr;
+	const char *hostname;  /* explicit hostname or NULL */
+	const char *node_name; /* or NULL */
+	const char *pod_name;  /* or NULL */
+	bool ready;
+	bool serving;
+	bool terminating;
+	/* target_ports[i] is the port this endpoint serves service port i on, or 0
+	 * when it does not serve that port. Indexed like model_service.ports. */
+	uint16_t *target_ports;
+};
+
+struct view_service {
+	const struct model_service *svc; /* points into the view's own copy */
+	struct view_endpoint *eps;       /* deduplicated by address, sorted */
+	size_t n_eps;
+	bool from_slices; /* endpoints came from EndpointSlices, not Pods */
+};
+
+struct model_view {
+	struct view_service *svcs; /* sorted by (ns, name) */
+	size_t n_svcs;
+	char **namespaces; /* sorted, unique: Namespace objects and every ns in use */
+	size_t n_namespaces;
+	void *priv; /* owned copies of the objects the view points into */
+};
+
+/* Builds the view: copies what it needs from the store (so the store may change
+ * afterwards), fills in allocations, derives endpoints for Services with a
+ * selector and no EndpointSlice. Allocations and derived-endpoint notes are
+ * logged once per object. Returns 0 or a negative error code. */
+int model_view_build(const struct model_store *st, struct model_alloc *alloc,
+		     struct model_view *out);
+void model_view_free(struct model_view *v);
+
+/* Exposed for unit tests: does every selector pair match the labels? An empty
+ * selector matches nothing (a Service with an empty selector gets no derived
+ * endpoints, as in Kubernetes). */
+bool model_selector_matches(const struct model_labels *selector, const struct model_labels *labels);
+
+/* Exposed for unit tests: the port a Pod serves a Service port on, or 0. */
+uint16_t model_resolve_target_port(const struct model_svc_port *sp, const struct model_pod *pod);
+
+#endif

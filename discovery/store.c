@@ -1,0 +1,478 @@
+/* The model store: every decoded object, grouped by the source (file or API
+ * resource) that gave it, with one index by kind/ns/name so that a name has one
+ * owner across all sources. Replacing or removing a source costs its own size. */
+#include "discovery/store_iter.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "discovery/model.h"
+
+/* ---- hash map ------------------------------------------------------------ */
+
+#define MAP_MIN_CAP 16
+
+uint64_t store_hash(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	/* FNV's low bits are weak for short keys; the table and the allocators
+	 * both reduce modulo a power of two, so finish with a full mix. */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+void store_map_init(struct store_map *m)
+{
+	m->slots = NULL;
+	m->cap = 0;
+	m->n = 0;
+}
+
+void store_map_clear(struct store_map *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		free(m->slots[i].key);
+	free(m->slots);
+	store_map_init(m);
+}
+
+static size_t map_index(const struct store_map *m, const void *key, size_t klen, uint64_t hash)
+{
+	size_t mask = m->cap - 1;
+	size_t i = (size_t)hash & mask;
+
+	for (;;) {
+		const struct store_map_slot *s = &m->slots[i];
+		if (!s->key)
+			return i;
+		if (s->hash == hash && s->klen == klen && memcmp(s->key, key, klen) == 0)
+			return i;
+		i = (i + 1) & mask;
+	}
+}
+
+struct store_map_slot *store_map_find(const struct store_map *m, const void *key, size_t klen)
+{
+	if (m->n == 0)
+		return NULL;
+	size_t i = map_index(m, key, klen, store_hash(key, klen));
+	return m->slots[i].key ? &m->slots[i] : NULL;
+}
+
+static int map_grow(struct store_map *m)
+{
+	size_t cap = m->cap ? m->cap * 2 : MAP_MIN_CAP;
+	struct store_map_slot *slots = calloc(cap, sizeof(*slots));
+
+	if (!slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->cap; i++) {
+		struct store_map_slot *s = &m->slots[i];
+		if (!s->key)
+			continue;
+		size_t j = (size_t)s->hash & (cap - 1);
+		while (slots[j].key)
+			j = (j + 1) & (cap - 1);
+		slots[j] = *s;
+	}
+	free(m->slots);
+	m->slots = slots;
+	m->cap = cap;
+	return 0;
+}
+
+int store_map_insert(struct store_map *m, const void *key, size_t klen,
+		     struct store_map_slot **slot, bool *created)
+{
+	uint64_t hash = store_hash(key, klen);
+	int ret;
+
+	if (m->n) {
+		size_t i = map_index(m, key, klen, hash);
+		if (m->slots[i].key) {
+			*slot = &m->slots[i];
+			*created = false;
+			return 0;
+		}
+	}
+	/* Load factor at most 3/4 keeps linear probes short. */
+	if ((m->n + 1) * 4 > m->cap * 3) {
+		ret = map_grow(m);
+		if (ret)
+			return ret;
+	}
+	char *copy = malloc(klen + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, key, klen);
+	copy[klen] = '\0';
+	size_t i = map_index(m, key, klen, hash);
+	m->slots[i] = (struct store_map_slot){.key = copy, .klen = klen, .hash = hash};
+	m->n++;
+	*slot = &m->slots[i];
+	*created = true;
+	return 0;
+}
+
+/* Backward-shift deletion: later members of the probe run move up so that no
+ * tombstones are needed and lookups stay correct. */
+static void map_remove_at(struct store_map *m, size_t i)
+{
+	size_t mask = m->cap - 1;
+	size_t j = i;
+
+	free(m->slots[i].key);
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!m->slots[j].key)
+			break;
+		size_t home = (size_t)m->slots[j].hash & mask;
+		/* The slot at j may fill the hole at i only if its home is not
+		 * cyclically within (i, j]. */
+		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (stays)
+			continue;
+		m->slots[i] = m->slots[j];
+		i = j;
+	}
+	m->slots[i] = (struct store_map_slot){0};
+	m->n--;
+}
+
+void store_map_remove(struct store_map *m, const void *key, size_t klen)
+{
+	if (m->n == 0)
+		return;
+	size_t i = map_index(m, key, klen, store_hash(key, klen));
+	if (m->slots[i].key)
+		map_remove_at(m, i);
+}
+
+void store_map_sweep(struct store_map *m, uint32_t gen)
+{
+	/* Removal only moves slots towards the hole being filled, so staying on
+	 * index i after a removal visits every slot; a slot that wraps around
+	 * from the start is simply looked at twice. */
+	for (size_t i = 0; i < m->cap;) {
+		if (m->slots[i].key && m->slots[i].gen != gen)
+			map_remove_at(m, i);
+		else
+			i++;
+	}
+}
+
+/* ---- the store ----------------------------------------------------------- */
+
+struct store_source;
+
+struct store_obj {
+	struct model_object obj;
+	struct store_source *src;
+	char *key; /* identity key, kept so that unclaiming never allocates */
+	size_t klen;
+};
+
+struct store_source {
+	char *name;
+	struct store_obj *objs;
+	size_t n;
+	size_t pos; /* index in model_store.list */
+};
+
+struct model_store {
+	struct store_map sources; /* name -> struct store_source * */
+	struct store_source **list;
+	size_t n_list;
+	size_t cap_list;
+	struct store_map owners; /* identity key -> struct store_obj * */
+	size_t counts[KIND_COUNT];
+};
+
+/* The identity of an object as a map key: kind, namespace, NUL, name. Uses buf
+ * when it fits; otherwise returns a malloc'd key the caller frees. */
+static char *ident_key(enum model_kind kind, const char *ns, const char *name, char *buf,
+		       size_t cap, size_t *len)
+{
+	size_t lns = ns ? strlen(ns) : 0;
+	size_t lname = name ? strlen(name) : 0;
+	size_t need = 1 + lns + 1 + lname;
+	char *k = need <= cap ? buf : malloc(need);
+
+	if (!k)
+		return NULL;
+	k[0] = (char)('0' + kind);
+	if (lns)
+		memcpy(k + 1, ns, lns);
+	k[1 + lns] = '\0';
+	if (lname)
+		memcpy(k + 2 + lns, name, lname);
+	*len = need;
+	return k;
+}
+
+static void ident_key_done(char *k, char *buf)
+{
+	if (k != buf)
+		free(k);
+}
+
+struct model_store *model_store_new(void)
+{
+	struct model_store *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	store_map_init(&st->sources);
+	store_map_init(&st->owners);
+	return st;
+}
+
+/* Releases the name of one stored object, unless another entry holds it. */
+static void store_unclaim(struct model_store *st, const struct store_obj *e)
+{
+	struct store_map_slot *s = store_map_find(&st->owners, e->key, e->klen);
+
+	if (s && s->val == (uintptr_t)e)
+		store_map_remove(&st->owners, e->key, e->klen);
+}
+
+static void store_free_objs(struct model_store *st, struct store_obj *objs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		st->counts[objs[i].obj.kind]--;
+		model_object_free(&objs[i].obj);
+		free(objs[i].key);
+	}
+	free(objs);
+}
+
+static void source_drop(struct model_store *st, struct store_source *src)
+{
+	for (size_t i = 0; i < src->n; i++)
+		store_unclaim(st, &src->objs[i]);
+	store_free_objs(st, src->objs, src->n);
+	store_map_remove(&st->sources, src->name, strlen(src->name));
+	st->n_list--;
+	if (src->pos != st->n_list) {
+		st->list[src->pos] = st->list[st->n_list];
+		st->list[src->pos]->pos = src->pos;
+	}
+	free(src->name);
+	free(src);
+}
+
+static struct store_source *source_find(const struct model_store *st, const char *name)
+{
+	struct store_map_slot *s = store_map_find(&st->sources, name, strlen(name));
+	return s ? (struct store_source *)s->val : NULL;
+}
+
+static int source_get(struct model_store *st, const char *name, struct store_source **out)
+{
+	struct store_source *src = source_find(st, name);
+	struct store_map_slot *slot;
+	bool created;
+	int ret;
+
+	if (src) {
+		*out = src;
+		return 0;
+	}
+	if (st->n_list == st->cap_list) {
+		size_t cap = st->cap_list ? st->cap_list * 2 : 16;
+		struct store_source **list = realloc(st->list, cap * sizeof(*list));
+		if (!list)
+			return -ENOMEM;
+		st->list = list;
+		st->cap_list = cap;
+	}
+	src = calloc(1, sizeof(*src));
+	if (!src)
+		return -ENOMEM;
+	src->name = strdup(name);
+	if (!src->name) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = store_map_insert(&st->sources, name, strlen(name), &slot, &created);
+	if (ret)
+		goto fail;
+	slot->val = (uintptr_t)src;
+	src->pos = st->n_list;
+	st->list[st->n_list++] = src;
+	*out = src;
+	return 0;
+fail:
+	free(src->name);
+	free(src);
+	return ret;
+}
+
+void model_store_free(struct model_store *st)
+{
+	if (!st)
+		return;
+	for (size_t i = 0; i < st->n_list; i++) {
+		store_free_objs(st, st->list[i]->objs, st->list[i]->n);
+		free(st->list[i]->name);
+		free(st->list[i]);
+	}
+	free(st->list);
+	store_map_clear(&st->sources);
+	store_map_clear(&st->owners);
+	free(st);
+}
+
+int model_store_replace(struct model_store *st, const char *source, struct model_object *objs,
+			size_t n)
+{
+	struct store_source *src = NULL;
+	struct store_obj *kept = NULL;
+	size_t k = 0, i = 0;
+	int ret;
+
+	ret = source_get(st, source, &src);
+	if (ret)
+		goto fail;
+	if (n) {
+		kept = calloc(n, sizeof(*kept));
+		if (!kept) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+	}
+	/* The old version gives up its names first, so that an object which
+	 * stays in the same source keeps its name. */
+	for (size_t j = 0; j < src->n; j++)
+		store_unclaim(st, &src->objs[j]);
+
+	for (i = 0; i < n; i++) {
+		struct model_object *o = &objs[i];
+		const char *ns = model_object_ns(o), *name = model_object_name(o);
+		struct store_map_slot *slot;
+		bool created;
+		size_t len;
+		char *key = ident_key(o->kind, ns, name, NULL, 0, &len);
+
+		if (!key) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		ret = store_map_insert(&st->owners, key, len, &slot, &created);
+		if (ret) {
+			free(key);
+			goto fail;
+		}
+		if (created) {
+			kept[k] = (struct store_obj){.obj = *o, .src = src, .key = key, .klen = len};
+			slot->val = (uintptr_t)&kept[k];
+			st->counts[o->kind]++;
+			k++;
+			continue;
+		}
+		const struct store_obj *holder = (const struct store_obj *)slot->val;
+		if (holder->src == src)
+			log_warn("manifest %s: %s %s%s%s appears more than once; the first is kept",
+				 source, model_kind_name(o->kind), ns ? ns : "", ns ? "/" : "",
+				 name ? name : "");
+		else
+			log_warn("manifest %s: %s %s%s%s duplicates the one in %s; ignored", source,
+				 model_kind_name(o->kind), ns ? ns : "", ns ? "/" : "",
+				 name ? name : "", holder->src->name);
+		free(key);
+		model_object_free(o);
+	}
+	store_free_objs(st, src->objs, src->n);
+	src->objs = kept;
+	src->n = k;
+	if (k == 0)
+		source_drop(st, src);
+	return 0;
+
+fail:
+	/* Ownership of objs was promised: whatever was not stored is freed, and
+	 * the source is dropped whole rather than left half replaced. */
+	for (; i < n; i++)
+		model_object_free(&objs[i]);
+	for (size_t j = 0; j < k; j++)
+		store_unclaim(st, &kept[j]);
+	if (kept)
+		store_free_objs(st, kept, k);
+	if (src)
+		source_drop(st, src);
+	log_error("manifest %s: out of memory while storing its objects; dropped", source);
+	return ret;
+}
+
+void model_store_remove(struct model_store *st, const char *source)
+{
+	struct store_source *src = source_find(st, source);
+
+	if (src)
+		source_drop(st, src);
+}
+
+const struct model_object *model_store_find(const struct model_store *st, const char *source,
+					    enum model_kind kind, const char *ns, const char *name)
+{
+	const struct model_object *found = NULL;
+	char buf[512];
+	size_t len;
+	char *key = ident_key(kind, ns, name, buf, sizeof(buf), &len);
+
+	if (!key)
+		return NULL;
+	struct store_map_slot *s = store_map_find(&st->owners, key, len);
+	if (s) {
+		const struct store_obj *e = (const struct store_obj *)s->val;
+		if (strcmp(e->src->name, source) == 0)
+			found = &e->obj;
+	}
+	ident_key_done(key, buf);
+	return found;
+}
+
+/* ---- iteration ----------------------------------------------------------- */
+
+void model_store_iter_init(struct model_store_iter *it, const struct model_store *st,
+			   enum model_kind kind)
+{
+	it->st = st;
+	it->kind = kind;
+	it->src = 0;
+	it->i = 0;
+}
+
+const struct model_object *model_store_iter_next(struct model_store_iter *it)
+{
+	const struct model_store *st = it->st;
+
+	while (it->src < st->n_list) {
+		const struct store_source *src = st->list[it->src];
+		while (it->i < src->n) {
+			const struct model_object *o = &src->objs[it->i++].obj;
+			if (o->kind == it->kind)
+				return o;
+		}
+		it->src++;
+		it->i = 0;
+	}
+	return NULL;
+}
+
+size_t model_store_count(const struct model_store *st, enum model_kind kind)
+{
+	return st->counts[kind];
+}

@@ -1,0 +1,1340 @@
+/* The view: every Service with its final endpoints, as the API server and the
+ * endpoints controller would leave them: ClusterIPs, NodePorts and Pod IPs
+ * allocated where manifests lack them, endpoints from EndpointSlices or Pods. */
+#include "discovery/model.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "common/log.h"
+#include "discovery/store_iter.h"
+
+#define NODE_PORT_MIN 30000
+#define NODE_PORT_MAX 32767
+/* Allocation bitmaps cover at most this many addresses (2 MiB of bits); the
+ * API server itself refuses service ranges larger than 2^20. */
+#define POOL_MAX_BITS 24
+#define ADDR_TEXT 64
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static int strcmp0(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "");
+}
+
+static bool streq0(const char *a, const char *b)
+{
+	return strcmp0(a, b) == 0;
+}
+
+/* A growable byte buffer for building map keys; an allocation failure is
+ * remembered and reported once by the caller. */
+struct kbuf {
+	char *p;
+	size_t len;
+	size_t cap;
+	bool oom;
+};
+
+static void kb_put(struct kbuf *b, const void *data, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->len, data, n);
+	b->len += n;
+}
+
+/* Appends s and a NUL separator: names never hold NUL, so keys built from
+ * several fields cannot collide. */
+static void kb_field(struct kbuf *b, const char *s)
+{
+	kb_put(b, s ? s : "", s ? strlen(s) : 0);
+	kb_put(b, "", 1);
+}
+
+static void kb_u32(struct kbuf *b, uint32_t v)
+{
+	char num[16];
+	int n = snprintf(num, sizeof(num), "%u", v);
+	kb_put(b, num, (size_t)n + 1);
+}
+
+/* Everything the view points into lives in chunks freed together. */
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used;
+	size_t cap;
+	size_t pad_; /* keeps data 16-byte aligned on LP64 */
+	unsigned char data[];
+};
+
+#define ARENA_CHUNK (256u << 10)
+
+static void *arena_alloc(struct arena_chunk **head, size_t size)
+{
+	size = (size + 15) & ~(size_t)15;
+	struct arena_chunk *c = *head;
+
+	if (!c || c->cap - c->used < size) {
+		size_t cap = size > ARENA_CHUNK / 4 ? size : ARENA_CHUNK;
+		c = malloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->used = 0;
+		c->cap = cap;
+		/* A large block gets its own chunk behind the current one, so the
+		 * current chunk's free space is not abandoned. */
+		if (*head && cap == size) {
+			c->next = (*head)->next;
+			(*head)->next = c;
+		} else {
+			c->next = *head;
+			*head = c;
+		}
+	}
+	void *p = c->data + c->used;
+	c->used += size;
+	return p;
+}
+
+static void arena_free(struct arena_chunk *c)
+{
+	while (c) {
+		struct arena_chunk *next = c->next;
+		free(c);
+		c = next;
+	}
+}
+
+/* Copies s into the arena; NULL stays NULL. Sets *oom on failure. */
+static const char *arena_str(struct arena_chunk **head, const char *s, bool *oom)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *p = arena_alloc(head, n);
+	if (!p) {
+		*oom = true;
+		return NULL;
+	}
+	memcpy(p, s, n);
+	return p;
+}
+
+/* ---- allocation pools -------------------------------------------------------
+ * A pool is a range of values (addresses of a CIDR, or port numbers) seen as
+ * offsets [0, size), of which [lo, hi) may be handed out. The bitmap is rebuilt
+ * on every view build: explicit claims first, then sticky allocations that are
+ * still free, then new ones. */
+struct alloc_pool {
+	const char *what;
+	uint8_t family; /* AF_INET, AF_INET6, or 0 for port numbers */
+	struct model_addr base;
+	uint32_t first_value; /* port pools: the value at offset 0 */
+	uint32_t size;
+	uint32_t lo;
+	uint32_t hi;
+	uint64_t *used;
+	struct store_map sticky; /* object key -> offset */
+};
+
+struct model_alloc {
+	struct alloc_pool svc;
+	struct alloc_pool pod;
+	struct alloc_pool node;
+	/* Things already logged, so that a condition is logged once while it
+	 * lasts rather than on every build. */
+	struct store_map notes;
+	uint32_t gen;
+};
+
+static size_t addr_len(uint8_t family)
+{
+	return family == AF_INET ? 4 : 16;
+}
+
+static int pool_init_cidr(struct alloc_pool *p, const struct model_cidr *c, uint32_t skip_low,
+			  const char *what)
+{
+	unsigned bits = c->base.family == AF_INET ? 32 : 128;
+	unsigned host;
+
+	if ((c->base.family != AF_INET && c->base.family != AF_INET6) || c->prefix > bits)
+		return -EINVAL;
+	host = bits - c->prefix;
+	p->what = what;
+	p->family = c->base.family;
+	p->base = c->base;
+	for (unsigned i = 0; i < addr_len(p->family); i++) {
+		unsigned keep = c->prefix > i * 8 ? c->prefix - i * 8 : 0;
+		if (keep < 8)
+			p->base.bytes[i] &= (uint8_t)(0xff00u >> keep);
+	}
+	p->size = host > POOL_MAX_BITS ? 1u << POOL_MAX_BITS : 1u << host;
+	p->lo = skip_low;
+	/* IPv4 ranges lose their broadcast address; IPv6 has none. */
+	p->hi = p->size - (p->family == AF_INET && host <= POOL_MAX_BITS ? 1 : 0);
+	if (p->hi < p->lo)
+		p->hi = p->lo;
+	if (host > POOL_MAX_BITS)
+		log_info("%s range is larger than 2^%d addresses; only the first 2^%d are used",
+			 what, POOL_MAX_BITS, POOL_MAX_BITS);
+	p->used = calloc((p->size + 63) / 64, sizeof(uint64_t));
+	return p->used ? 0 : -ENOMEM;
+}
+
+static int pool_init_ports(struct alloc_pool *p, uint32_t min, uint32_t max, const char *what)
+{
+	p->what = what;
+	p->family = 0;
+	p->first_value = min;
+	p->size = max - min + 1;
+	p->lo = 0;
+	p->hi = p->size;
+	p->used = calloc((p->size + 63) / 64, sizeof(uint64_t));
+	return p->used ? 0 : -ENOMEM;
+}
+
+static void pool_reset(struct alloc_pool *p)
+{
+	memset(p->used, 0, (p->size + 63) / 64 * sizeof(uint64_t));
+}
+
+static bool pool_test(const struct alloc_pool *p, uint32_t off)
+{
+	return p->used[off / 64] >> (off % 64) & 1;
+}
+
+static void pool_set(struct alloc_pool *p, uint32_t off)
+{
+	p->used[off / 64] |= (uint64_t)1 << (off % 64);
+}
+
+/* The offset of an address in the pool's range, if it is in it. */
+static bool pool_addr_offset(const struct alloc_pool *p, const struct model_addr *a, uint32_t *off)
+{
+	size_t len = addr_len(p->family);
+	uint8_t d[16];
+	int borrow = 0;
+
+	if (a->family != p->family)
+		return false;
+	for (size_t i = len; i-- > 0;) {
+		int v = (int)a->bytes[i] - (int)p->base.bytes[i] - borrow;
+		borrow = v < 0;
+		d[i] = (uint8_t)v;
+	}
+	if (borrow)
+		return false;
+	for (size_t i = 0; i < len - 4; i++)
+		if (d[i])
+			return false;
+	uint32_t v = (uint32_t)d[len - 4] << 24 | (uint32_t)d[len - 3] << 16 |
+		     (uint32_t)d[len - 2] << 8 | d[len - 1];
+	if (v >= p->size)
+		return false;
+	*off = v;
+	return true;
+}
+
+static void pool_offset_addr(const struct alloc_pool *p, uint32_t off, struct model_addr *a)
+{
+	size_t len = addr_len(p->family);
+	uint32_t carry = off;
+
+	*a = p->base;
+	for (size_t i = len; i-- > 0 && carry;) {
+		uint32_t v = a->bytes[i] + (carry & 0xff);
+		a->bytes[i] = (uint8_t)v;
+		carry = (carry >> 8) + (v >> 8);
+	}
+}
+
+/* Reserves an explicit claim; false when it was already taken. */
+static bool pool_claim(struct alloc_pool *p, uint32_t off)
+{
+	bool was = pool_test(p, off);
+	pool_set(p, off);
+	return !was;
+}
+
+/* Gives the object back the value it held in earlier builds, if still free. */
+static bool pool_keep(struct alloc_pool *p, const struct kbuf *key, uint32_t gen, uint32_t *off)
+{
+	struct store_map_slot *s = store_map_find(&p->sticky, key->p, key->len);
+
+	if (!s)
+		return false;
+	uint32_t o = (uint32_t)s->val;
+	if (o < p->lo || o >= p->hi || pool_test(p, o))
+		return false;
+	pool_set(p, o);
+	s->gen = gen;
+	*off = o;
+	return true;
+}
+
+/* A new value: start where the key hashes to, take the next free one. */
+static int pool_take(struct alloc_pool *p, const struct kbuf *key, uint32_t gen, uint32_t *off)
+{
+	uint32_t span = p->hi - p->lo;
+	struct store_map_slot *s;
+	bool created;
+	int ret;
+
+	if (span == 0)
+		return -ENOSPC;
+	uint32_t o = p->lo + (uint32_t)(store_hash(key->p, key->len) % span);
+	for (uint32_t n = 0; pool_test(p, o); n++) {
+		if (n == span)
+			return -ENOSPC;
+		o = o + 1 == p->hi ? p->lo : o + 1;
+	}
+	ret = store_map_insert(&p->sticky, key->p, key->len, &s, &created);
+	if (ret)
+		return ret;
+	pool_set(p, o);
+	s->val = o;
+	s->gen = gen;
+	*off = o;
+	return 0;
+}
+
+static void pool_fini(struct alloc_pool *p)
+{
+	free(p->used);
+	p->used = NULL;
+	store_map_clear(&p->sticky);
+}
+
+struct model_alloc *model_alloc_new(const struct model_cidr *service_cidr,
+				    const struct model_cidr *pod_cidr)
+{
+	struct model_alloc *a = calloc(1, sizeof(*a));
+	struct model_cidr def_svc = {.base = {.family = AF_INET, .bytes = {10, 96}}, .prefix = 12};
+	struct model_cidr def_pod = {.base = {.family = AF_INET, .bytes = {10, 244}}, .prefix = 16};
+
+	if (!a)
+		return NULL;
+	store_map_init(&a->svc.sticky);
+	store_map_init(&a->pod.sticky);
+	store_map_init(&a->node.sticky);
+	store_map_init(&a->notes);
+	/* The first host address of the service range is the `kubernetes`
+	 * Service's in real clusters; it is never handed out. */
+	if (pool_init_cidr(&a->svc, service_cidr ? service_cidr : &def_svc, 2, "service CIDR") ||
+	    pool_init_cidr(&a->pod, pod_cidr ? pod_cidr : &def_pod, 1, "pod CIDR") ||
+	    pool_init_ports(&a->node, NODE_PORT_MIN, NODE_PORT_MAX, "NodePort")) {
+		log_error("cannot set up address allocation (bad CIDR or out of memory)");
+		model_alloc_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+void model_alloc_free(struct model_alloc *a)
+{
+	if (!a)
+		return;
+	pool_fini(&a->svc);
+	pool_fini(&a->pod);
+	pool_fini(&a->node);
+	store_map_clear(&a->notes);
+	free(a);
+}
+
+/* ---- selectors and ports ----------------------------------------------------- */
+
+bool model_selector_matches(const struct model_labels *selector, const struct model_labels *labels)
+{
+	if (selector->n == 0)
+		return false;
+	for (size_t i = 0; i < selector->n; i++) {
+		const struct model_label *want = &selector->items[i];
+		bool found = false;
+		for (size_t j = 0; j < labels->n && !found; j++)
+			found = streq0(labels->items[j].key, want->key) &&
+				streq0(labels->items[j].value, want->value);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+uint16_t model_resolve_target_port(const struct model_svc_port *sp, const struct model_pod *pod)
+{
+	if (sp->target_name && sp->target_name[0]) {
+		/* As the controller does: a named port must exist on the Pod with
+		 * the Service port's protocol. */
+		for (size_t i = 0; i < pod->n_ports; i++) {
+			const struct model_container_port *cp = &pod->ports[i];
+			if (cp->name && strcmp(cp->name, sp->target_name) == 0 &&
+			    cp->proto == sp->proto)
+				return cp->port;
+		}
+		return 0;
+	}
+	return sp->target_num ? sp->target_num : sp->port;
+}
+
+/* ---- the build ------------------------------------------------------------- */
+
+struct view_priv {
+	struct arena_chunk *arena;
+	struct model_service **svcs; /* owned clones, sorted like the view */
+	size_t n_svcs;
+};
+
+struct pod_ref {
+	const struct model_pod *pod;
+	struct model_addr ips[2];
+	size_t n_ips;
+};
+
+struct idx_list {
+	size_t *v;
+	size_t n;
+	size_t cap;
+};
+
+struct ep_tmp {
+	struct view_endpoint ep;
+	size_t seq; /* breaks ties so that merging is deterministic */
+};
+
+struct build {
+	const struct model_store *st;
+	struct model_alloc *alloc;
+	struct view_priv *priv;
+	struct kbuf key;
+	bool oom;
+
+	struct model_service **svcs;
+	size_t n_svcs;
+	size_t *slice_lo; /* per service: its slices are slices[lo, hi) */
+	size_t *slice_hi;
+
+	struct pod_ref *pods;
+	size_t n_pods;
+
+	const struct model_slice **slices;
+	size_t n_slices;
+
+	/* (ns, key, value) of every selector pair in use -> index in lists */
+	struct store_map label_idx;
+	struct idx_list *lists;
+	size_t n_lists;
+
+	struct ep_tmp *eps;
+	size_t n_eps;
+	size_t cap_eps;
+};
+
+/* True the first time a condition is seen while it lasts (keyed by b->key). */
+static bool note_once(struct build *b)
+{
+	struct store_map_slot *s;
+	bool created = false;
+
+	if (b->key.oom || store_map_insert(&b->alloc->notes, b->key.p, b->key.len, &s, &created)) {
+		/* Cannot remember: logging twice is better than not at all. */
+		return true;
+	}
+	s->gen = b->alloc->gen;
+	return created;
+}
+
+static void key_obj(struct build *b, const char *tag, const char *ns, const char *name)
+{
+	b->key.len = 0;
+	kb_field(&b->key, tag);
+	kb_field(&b->key, ns);
+	kb_field(&b->key, name);
+}
+
+static int cmp_svc(const void *x, const void *y)
+{
+	const struct model_service *a = *(struct model_service *const *)x;
+	const struct model_service *b = *(struct model_service *const *)y;
+	int c = strcmp0(a->ns, b->ns);
+	return c ? c : strcmp0(a->name, b->name);
+}
+
+static int collect_services(struct build *b)
+{
+	size_t n = model_store_count(b->st, KIND_SERVICE);
+	struct model_store_iter it;
+	const struct model_object *o;
+
+	b->priv->svcs = calloc(n ? n : 1, sizeof(*b->priv->svcs));
+	if (!b->priv->svcs)
+		return -ENOMEM;
+	model_store_iter_init(&it, b->st, KIND_SERVICE);
+	while ((o = model_store_iter_next(&it)) && b->priv->n_svcs < n) {
+		struct model_object copy;
+		int ret = model_object_clone(o, &copy);
+		if (ret)
+			return ret;
+		struct model_service *s = copy.u.svc;
+		b->priv->svcs[b->priv->n_svcs++] = s;
+		/* Values an allocator gave are not claims: they are recomputed
+		 * (and kept, being sticky) like any other. */
+		if (s->cluster_ip_allocated) {
+			s->n_cluster_ips = 0;
+			s->cluster_ip_allocated = false;
+		}
+		for (size_t i = 0; i < s->n_ports; i++) {
+			if (s->ports[i].node_port_allocated) {
+				s->ports[i].node_port = 0;
+				s->ports[i].node_port_allocated = false;
+			}
+		}
+	}
+	b->svcs = b->priv->svcs;
+	b->n_svcs = b->priv->n_svcs;
+	qsort(b->svcs, b->n_svcs, sizeof(*b->svcs), cmp_svc);
+	return 0;
+}
+
+struct ip_claim {
+	struct model_addr addr;
+	size_t svc;
+};
+
+static int cmp_ip_claim(const void *x, const void *y)
+{
+	const struct ip_claim *a = x, *b = y;
+	int c = model_addr_cmp(&a->addr, &b->addr);
+	if (c)
+		return c;
+	return a->svc < b->svc ? -1 : a->svc > b->svc;
+}
+
+static bool wants_cluster_ip(const struct model_service *s)
+{
+	return !s->headless && s->type != SVC_EXTERNAL_NAME && s->n_cluster_ips == 0;
+}
+
+static int alloc_cluster_ips(struct build *b)
+{
+	struct alloc_pool *p = &b->alloc->svc;
+	struct ip_claim *claims = NULL;
+	size_t n_claims = 0;
+	char text[ADDR_TEXT];
+	uint32_t off;
+	int ret = 0;
+
+	pool_reset(p);
+	claims = calloc(b->n_svcs * 2 + 1, sizeof(*claims));
+	if (!claims)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n_svcs; i++) {
+		const struct model_service *s = b->svcs[i];
+		for (size_t j = 0; j < s->n_cluster_ips && j < 2; j++) {
+			claims[n_claims++] = (struct ip_claim){.addr = s->cluster_ips[j], .svc = i};
+			if (pool_addr_offset(p, &s->cluster_ips[j], &off))
+				pool_claim(p, off);
+		}
+	}
+	qsort(claims, n_claims, sizeof(*claims), cmp_ip_claim);
+	for (size_t i = 1; i < n_claims; i++) {
+		if (model_addr_cmp(&claims[i].addr, &claims[i - 1].addr) != 0)
+			continue;
+		const struct model_service *first = b->svcs[claims[i - 1].svc];
+		const struct model_service *s = b->svcs[claims[i].svc];
+		key_obj(b, "dup-ip", s->ns, s->name);
+		kb_put(&b->key, claims[i].addr.bytes, sizeof(claims[i].addr.bytes));
+		if (!note_once(b))
+			continue;
+		model_addr_format(&claims[i].addr, text, sizeof(text));
+		log_warn("Service %s/%s: clusterIP %s is also claimed by Service %s/%s; both are "
+			 "served",
+			 s->ns, s->name, text, first->ns, first->name);
+	}
+
+	/* Sticky addresses first, all of them, so that a new Service earlier in
+	 * sort order never takes the address a later one already holds. */
+	for (size_t i = 0; i < b->n_svcs; i++) {
+		struct model_service *s = b->svcs[i];
+		if (!wants_cluster_ip(s))
+			continue;
+		key_obj(b, "svc", s->ns, s->name);
+		if (b->key.oom) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		if (pool_keep(p, &b->key, b->alloc->gen, &off)) {
+			pool_offset_addr(p, off, &s->cluster_ips[0]);
+			s->n_cluster_ips = 1;
+			s->cluster_ip_allocated = true;
+		}
+	}
+	for (size_t i = 0; i < b->n_svcs; i++) {
+		struct model_service *s = b->svcs[i];
+		if (!wants_cluster_ip(s))
+			continue;
+		key_obj(b, "svc", s->ns, s->name);
+		if (b->key.oom) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		ret = pool_take(p, &b->key, b->alloc->gen, &off);
+		if (ret == -ENOSPC) {
+			ret = 0;
+			key_obj(b, "svc-full", s->ns, s->name);
+			if (note_once(b))
+				log_warn("Service %s/%s: no spec.clusterIP and the %s is full; it "
+					 "gets no ClusterIP",
+					 s->ns, s->name, p->what);
+			continue;
+		}
+		if (ret)
+			goto out;
+		pool_offset_addr(p, off, &s->cluster_ips[0]);
+		s->n_cluster_ips = 1;
+		s->cluster_ip_allocated = true;
+		model_addr_format(&s->cluster_ips[0], text, sizeof(text));
+		log_info("Service %s/%s: no spec.clusterIP, allocated %s", s->ns, s->name, text);
+	}
+out:
+	free(claims);
+	return ret;
+}
+
+static bool has_node_ports(const struct model_service *s)
+{
+	return s->type == SVC_NODE_PORT || s->type == SVC_LOAD_BALANCER;
+}
+
+struct port_claim {
+	uint16_t port;
+	size_t svc;
+};
+
+static int cmp_port_claim(const void *x, const void *y)
+{
+	const struct port_claim *a = x, *b = y;
+	if (a->port != b->port)
+		return a->port < b->port ? -1 : 1;
+	return a->svc < b->svc ? -1 : a->svc > b->svc;
+}
+
+/* Ports of one Service that share a number (TCP and UDP 53) share a NodePort,
+ * as the API server gives them. */
+static uint16_t sibling_node_port(const struct model_service *s, size_t i)
+{
+	for (size_t j = 0; j < s->n_ports; j++)
+		if (j != i && s->ports[j].port == s->ports[i].port && s->ports[j].node_port)
+			return s->ports[j].node_port;
+	return 0;
+}
+
+static void key_node_port(struct build *b, const struct model_service *s, size_t i)
+{
+	/* Keyed by the port number, not its index, so that editing the port
+	 * list does not move the others. */
+	key_obj(b, "node", s->ns, s->name);
+	kb_u32(&b->key, s->ports[i].port);
+}
+
+static int alloc_node_ports(struct build *b)
+{
+	struct alloc_pool *p = &b->alloc->node;
+	struct port_claim *claims = NULL;
+	size_t n_claims = 0, total = 0;
+	uint32_t off;
+	int ret = 0;
+
+	pool_reset(p);
+	for (size_t i = 0; i < b->n_svcs; i++)
+		total += has_node_ports(b->svcs[i]) ? b->svcs[i]->n_ports : 0;
+	claims = calloc(total + 1, sizeof(*claims));
+	if (!claims)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n_svcs; i++) {
+		const struct model_service *s = b->svcs[i];
+		if (!has_node_ports(s))
+			continue;
+		for (size_t j = 0; j < s->n_ports; j++) {
+			uint16_t np = s->ports[j].node_port;
+			if (!np)
+				continue;
+			claims[n_claims++] = (struct port_claim){.port = np, .svc = i};
+			if (np >= NODE_PORT_MIN && np <= NODE_PORT_MAX)
+				pool_claim(p, np - p->first_value);
+		}
+	}
+	qsort(claims, n_claims, sizeof(*claims), cmp_port_claim);
+	for (size_t i = 1; i < n_claims; i++) {
+		if (claims[i].port != claims[i - 1].port || claims[i].svc == claims[i - 1].svc)
+			continue;
+		const struct model_service *first = b->svcs[claims[i - 1].svc];
+		const struct model_service *s = b->svcs[claims[i].svc];
+		key_obj(b, "dup-node", s->ns, s->name);
+		kb_u32(&b->key, claims[i].port);
+		if (note_once(b))
+			log_warn("Service %s/%s: nodePort %u is also claimed by Service %s/%s; both "
+				 "are served",
+				 s->ns, s->name, claims[i].port, first->ns, first->name);
+	}
+
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < b->n_svcs; i++) {
+			struct model_service *s = b->svcs[i];
+			if (!has_node_ports(s))
+				continue;
+			for (size_t j = 0; j < s->n_ports; j++) {
+				struct model_svc_port *sp = &s->ports[j];
+				if (sp->node_port)
+					continue;
+				uint16_t shared = sibling_node_port(s, j);
+				if (shared) {
+					sp->node_port = shared;
+					sp->node_port_allocated = true;
+					continue;
+				}
+				key_node_port(b, s, j);
+				if (b->key.oom) {
+					ret = -ENOMEM;
+					goto out;
+				}
+				if (pass == 0) {
+					if (!pool_keep(p, &b->key, b->alloc->gen, &off))
+						continue;
+				} else {
+					ret = pool_take(p, &b->key, b->alloc->gen, &off);
+					if (ret == -ENOSPC) {
+						ret = 0;
+						key_obj(b, "node-full", s->ns, s->name);
+						kb_u32(&b->key, sp->port);
+						if (note_once(b))
+							log_warn("Service %s/%s port %u: no nodePort "
+								 "and the NodePort range is full",
+								 s->ns, s->name, sp->port);
+						continue;
+					}
+					if (ret)
+						goto out;
+					log_info("Service %s/%s port %u/%s: no nodePort, allocated %u",
+						 s->ns, s->name, sp->port, model_proto_name(sp->proto),
+						 off + p->first_value);
+				}
+				sp->node_port = (uint16_t)(off + p->first_value);
+				sp->node_port_allocated = true;
+			}
+		}
+	}
+out:
+	free(claims);
+	return ret;
+}
+
+static int cmp_pod(const void *x, const void *y)
+{
+	const struct model_pod *a = ((const struct pod_ref *)x)->pod;
+	const struct model_pod *b = ((const struct pod_ref *)y)->pod;
+	int c = strcmp0(a->ns, b->ns);
+	return c ? c : strcmp0(a->name, b->name);
+}
+
+static int collect_pods(struct build *b)
+{
+	size_t n = model_store_count(b->st, KIND_POD);
+	struct alloc_pool *p = &b->alloc->pod;
+	struct model_store_iter it;
+	const struct model_object *o;
+	char text[ADDR_TEXT];
+	uint32_t off;
+	int ret;
+
+	b->pods = calloc(n ? n : 1, sizeof(*b->pods));
+	if (!b->pods)
+		return -ENOMEM;
+	model_store_iter_init(&it, b->st, KIND_POD);
+	while ((o = model_store_iter_next(&it)) && b->n_pods < n) {
+		struct pod_ref *r = &b->pods[b->n_pods++];
+		r->pod = o->u.pod;
+		if (!r->pod->ip_allocated) {
+			r->n_ips = r->pod->n_ips < 2 ? r->pod->n_ips : 2;
+			memcpy(r->ips, r->pod->ips, r->n_ips * sizeof(r->ips[0]));
+		}
+	}
+	qsort(b->pods, b->n_pods, sizeof(*b->pods), cmp_pod);
+
+	pool_reset(p);
+	for (size_t i = 0; i < b->n_pods; i++)
+		for (size_t j = 0; j < b->pods[i].n_ips; j++)
+			if (pool_addr_offset(p, &b->pods[i].ips[j], &off))
+				pool_set(p, off); /* hostNetwork Pods share addresses */
+
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < b->n_pods; i++) {
+			struct pod_ref *r = &b->pods[i];
+			const struct model_pod *pod = r->pod;
+			if (pod->has_status || r->n_ips)
+				continue;
+			key_obj(b, "pod", pod->ns, pod->name);
+			if (b->key.oom)
+				return -ENOMEM;
+			if (pass == 0) {
+				if (!pool_keep(p, &b->key, b->alloc->gen, &off))
+					continue;
+			} else {
+				ret = pool_take(p, &b->key, b->alloc->gen, &off);
+				if (ret == -ENOSPC) {
+					key_obj(b, "pod-full", pod->ns, pod->name);
+					if (note_once(b))
+						log_warn("Pod %s/%s has no status and the %s is full; "
+							 "it gets no IP",
+							 pod->ns, pod->name, p->what);
+					continue;
+				}
+				if (ret)
+					return ret;
+			}
+			pool_offset_addr(p, off, &r->ips[0]);
+			r->n_ips = 1;
+			if (pass == 1) {
+				model_addr_format(&r->ips[0], text, sizeof(text));
+				log_info("Pod %s/%s has no status: taken as running and ready, "
+					 "allocated %s",
+					 pod->ns, pod->name, text);
+			}
+		}
+	}
+	return 0;
+}
+
+static int cmp_slice(const void *x, const void *y)
+{
+	const struct model_slice *a = *(const struct model_slice *const *)x;
+	const struct model_slice *b = *(const struct model_slice *const *)y;
+	int c = strcmp0(a->ns, b->ns);
+	if (!c)
+		c = strcmp0(a->service, b->service);
+	return c ? c : strcmp0(a->name, b->name);
+}
+
+/* Slices sorted by (ns, service, name) are matched to Services sorted by
+ * (ns, name) in one merge walk. */
+static int collect_slices(struct build *b)
+{
+	size_t n = model_store_count(b->st, KIND_SLICE);
+	struct model_store_iter it;
+	const struct model_object *o;
+
+	b->slices = calloc(n ? n : 1, sizeof(*b->slices));
+	b->slice_lo = calloc(b->n_svcs ? b->n_svcs : 1, sizeof(*b->slice_lo));
+	b->slice_hi = calloc(b->n_svcs ? b->n_svcs : 1, sizeof(*b->slice_hi));
+	if (!b->slices || !b->slice_lo || !b->slice_hi)
+		return -ENOMEM;
+	model_store_iter_init(&it, b->st, KIND_SLICE);
+	while ((o = model_store_iter_next(&it)) && b->n_slices < n) {
+		const struct model_slice *sl = o->u.slice;
+		/* FQDN slices are deprecated and carry no address we could serve. */
+		if (sl->service && (sl->address_type == AF_INET || sl->address_type == AF_INET6))
+			b->slices[b->n_slices++] = sl;
+	}
+	qsort(b->slices, b->n_slices, sizeof(*b->slices), cmp_slice);
+
+	size_t j = 0;
+	for (size_t i = 0; i < b->n_svcs; i++) {
+		const struct model_service *s = b->svcs[i];
+		int c = 1;
+		while (j < b->n_slices) {
+			c = strcmp0(b->slices[j]->ns, s->ns);
+			if (!c)
+				c = strcmp0(b->slices[j]->service, s->name);
+			if (c >= 0)
+				break;
+			j++;
+		}
+		b->slice_lo[i] = j;
+		while (j < b->n_slices && streq0(b->slices[j]->ns, s->ns) &&
+		       streq0(b->slices[j]->service, s->name))
+			j++;
+		b->slice_hi[i] = j;
+	}
+	return 0;
+}
+
+static bool derives_from_pods(const struct build *b, size_t i)
+{
+	const struct model_service *s = b->svcs[i];
+	return s->type != SVC_EXTERNAL_NAME && b->slice_lo[i] == b->slice_hi[i] &&
+	       s->has_selector && s->selector.n > 0;
+}
+
+static void key_label(struct build *b, const char *ns, const struct model_label *l)
+{
+	b->key.len = 0;
+	kb_field(&b->key, ns);
+	kb_field(&b->key, l->key);
+	kb_field(&b->key, l->value);
+}
+
+static int list_push(struct idx_list *l, size_t v)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 4;
+		size_t *nv = realloc(l->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n++] = v;
+	return 0;
+}
+
+/* Indexes Pods by the (ns, key, value) pairs that some selector uses, so that
+ * a Service looks only at the Pods carrying its rarest pair. */
+static int index_pods(struct build *b)
+{
+	size_t n_pairs = 0;
+	int ret;
+
+	for (size_t i = 0; i < b->n_svcs; i++)
+		if (derives_from_pods(b, i))
+			n_pairs += b->svcs[i]->selector.n;
+	if (n_pairs == 0)
+		return 0;
+	b->lists = calloc(n_pairs, sizeof(*b->lists));
+	if (!b->lists)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n_svcs; i++) {
+		const struct model_service *s = b->svcs[i];
+		if (!derives_from_pods(b, i))
+			continue;
+		for (size_t j = 0; j < s->selector.n; j++) {
+			struct store_map_slot *slot;
+			bool created;
+			key_label(b, s->ns, &s->selector.items[j]);
+			if (b->key.oom)
+				return -ENOMEM;
+			ret = store_map_insert(&b->label_idx, b->key.p, b->key.len, &slot, &created);
+			if (ret)
+				return ret;
+			if (created)
+				slot->val = b->n_lists++;
+		}
+	}
+	for (size_t i = 0; i < b->n_pods; i++) {
+		const struct model_pod *pod = b->pods[i].pod;
+		if (b->pods[i].n_ips == 0 || pod->terminal)
+			continue;
+		for (size_t j = 0; j < pod->labels.n; j++) {
+			key_label(b, pod->ns, &pod->labels.items[j]);
+			if (b->key.oom)
+				return -ENOMEM;
+			struct store_map_slot *slot =
+				store_map_find(&b->label_idx, b->key.p, b->key.len);
+			if (slot && (ret = list_push(&b->lists[slot->val], i)))
+				return ret;
+		}
+	}
+	return 0;
+}
+
+static struct view_endpoint *ep_push(struct build *b)
+{
+	if (b->n_eps == b->cap_eps) {
+		size_t cap = b->cap_eps ? b->cap_eps * 2 : 64;
+		struct ep_tmp *e = realloc(b->eps, cap * sizeof(*e));
+		if (!e) {
+			b->oom = true;
+			return NULL;
+		}
+		b->eps = e;
+		b->cap_eps = cap;
+	}
+	struct ep_tmp *t = &b->eps[b->n_eps];
+	memset(t, 0, sizeof(*t));
+	t->seq = b->n_eps++;
+	return &t->ep;
+}
+
+static uint16_t *ports_alloc(struct build *b, size_t n)
+{
+	uint16_t *tp = arena_alloc(&b->priv->arena, (n ? n : 1) * sizeof(*tp));
+	if (!tp)
+		b->oom = true;
+	else
+		memset(tp, 0, (n ? n : 1) * sizeof(*tp));
+	return tp;
+}
+
+static void eps_from_slices(struct build *b, size_t si, uint16_t *slice_tp)
+{
+	const struct model_service *s = b->svcs[si];
+	bool *oom = &b->oom;
+
+	for (size_t k = b->slice_lo[si]; k < b->slice_hi[si]; k++) {
+		const struct model_slice *sl = b->slices[k];
+		for (size_t i = 0; i < s->n_ports; i++) {
+			slice_tp[i] = 0;
+			for (size_t j = 0; j < sl->n_ports; j++)
+				if (streq0(sl->ports[j].name, s->ports[i].name) &&
+				    sl->ports[j].proto == s->ports[i].proto)
+					slice_tp[i] = sl->ports[j].port;
+		}
+		for (size_t e = 0; e < sl->n_endpoints; e++) {
+			const struct model_endpoint *me = &sl->endpoints[e];
+			for (size_t a = 0; a < me->n_addrs; a++) {
+				if (me->addrs[a].family != sl->address_type)
+					continue;
+				struct view_endpoint *ep = ep_push(b);
+				if (!ep)
+					return;
+				ep->addr = me->addrs[a];
+				ep->hostname = arena_str(&b->priv->arena, me->hostname, oom);
+				ep->node_name = arena_str(&b->priv->arena, me->node_name, oom);
+				ep->pod_name = arena_str(&b->priv->arena, me->pod_name, oom);
+				ep->ready = me->ready;
+				ep->serving = me->serving;
+				ep->terminating = me->terminating;
+				ep->target_ports = ports_alloc(b, s->n_ports);
+				if (*oom)
+					return;
+				memcpy(ep->target_ports, slice_tp, s->n_ports * sizeof(*slice_tp));
+			}
+		}
+	}
+}
+
+static bool family_served(const struct model_service *s, uint8_t family)
+{
+	/* A single-stack Service gets endpoints of its own family only; one
+	 * without a ClusterIP (headless) takes every address. */
+	if (s->n_cluster_ips == 0)
+		return true;
+	for (size_t i = 0; i < s->n_cluster_ips && i < 2; i++)
+		if (s->cluster_ips[i].family == family)
+			return true;
+	return false;
+}
+
+static uint16_t *pod_target_ports(struct build *b, const struct model_service *s,
+				  const struct model_pod *pod)
+{
+	uint16_t *tp = ports_alloc(b, s->n_ports);
+
+	if (!tp)
+		return NULL;
+	for (size_t i = 0; i < s->n_ports; i++) {
+		const struct model_svc_port *sp = &s->ports[i];
+		tp[i] = model_resolve_target_port(sp, pod);
+		if (tp[i] || !sp->target_name)
+			continue;
+		key_obj(b, "no-port", s->ns, s->name);
+		kb_field(&b->key, pod->name);
+		kb_u32(&b->key, (uint32_t)i);
+		if (note_once(b))
+			log_warn("Service %s/%s port %u: Pod %s/%s has no %s container port named "
+				 "%s; it does not serve this port",
+				 s->ns, s->name, sp->port, pod->ns, pod->name,
+				 model_proto_name(sp->proto), sp->target_name);
+	}
+	return tp;
+}
+
+static void eps_from_pod(struct build *b, const struct model_service *s, const struct pod_ref *r)
+{
+	const struct model_pod *pod = r->pod;
+	bool serving = pod->has_status ? pod->ready : true;
+	bool *oom = &b->oom;
+	uint16_t *tp = NULL;
+
+	for (size_t a = 0; a < r->n_ips && a < 2; a++) {
+		if (!family_served(s, r->ips[a].family))
+			continue;
+		struct view_endpoint *ep = ep_push(b);
+		if (!ep)
+			return;
+		if (!tp) {
+			tp = pod_target_ports(b, s, pod);
+			ep->target_ports = tp;
+		} else {
+			/* Each endpoint owns its array: merging may change it. */
+			ep->target_ports = ports_alloc(b, s->n_ports);
+			if (ep->target_ports)
+				memcpy(ep->target_ports, tp, s->n_ports * sizeof(*tp));
+		}
+		if (!ep->target_ports)
+			return;
+		ep->addr = r->ips[a];
+		/* The controller names a Pod's hostname only for the Service its
+		 * subdomain names. */
+		if (pod->hostname && streq0(pod->subdomain, s->name))
+			ep->hostname = arena_str(&b->priv->arena, pod->hostname, oom);
+		ep->node_name = arena_str(&b->priv->arena, pod->node_name, oom);
+		ep->pod_name = arena_str(&b->priv->arena, pod->name, oom);
+		/* As the EndpointSlice controller: serving is the Pod's readiness,
+		 * ready also requires that it is not terminating. */
+		ep->serving = serving;
+		ep->terminating = pod->terminating;
+		ep->ready = serving && !pod->terminating;
+	}
+}
+
+static void eps_from_pods(struct build *b, size_t si)
+{
+	const struct model_service *s = b->svcs[si];
+	const struct idx_list *best = NULL;
+
+	for (size_t j = 0; j < s->selector.n; j++) {
+		key_label(b, s->ns, &s->selector.items[j]);
+		if (b->key.oom) {
+			b->oom = true;
+			return;
+		}
+		struct store_map_slot *slot = store_map_find(&b->label_idx, b->key.p, b->key.len);
+		if (!slot)
+			return;
+		const struct idx_list *l = &b->lists[slot->val];
+		if (!best || l->n < best->n)
+			best = l;
+	}
+	if (!best)
+		return;
+	for (size_t k = 0; k < best->n && !b->oom; k++) {
+		const struct pod_ref *r = &b->pods[best->v[k]];
+		if (model_selector_matches(&s->selector, &r->pod->labels))
+			eps_from_pod(b, s, r);
+	}
+}
+
+static int cmp_ep(const void *x, const void *y)
+{
+	const struct ep_tmp *a = x, *b = y;
+	int c = model_addr_cmp(&a->ep.addr, &b->ep.addr);
+	if (c)
+		return c;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Sorts the scratch endpoints and merges those sharing an address (the same
+ * Pod in an old and a new slice during a rollout). */
+static int eps_finish(struct build *b, struct view_service *vs)
+{
+	const struct model_service *s = vs->svc;
+	size_t n = 0;
+
+	if (b->n_eps == 0)
+		return 0;
+	qsort(b->eps, b->n_eps, sizeof(*b->eps), cmp_ep);
+	vs->eps = arena_alloc(&b->priv->arena, b->n_eps * sizeof(*vs->eps));
+	if (!vs->eps)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n_eps; i++) {
+		const struct view_endpoint *e = &b->eps[i].ep;
+		struct view_endpoint *last = n ? &vs->eps[n - 1] : NULL;
+		if (!last || model_addr_cmp(&last->addr, &e->addr) != 0) {
+			vs->eps[n++] = *e;
+			continue;
+		}
+		for (size_t k = 0; k < s->n_ports; k++)
+			if (!last->target_ports[k])
+				last->target_ports[k] = e->target_ports[k];
+		last->ready = last->ready || e->ready;
+		last->serving = last->serving || e->serving;
+		last->terminating = last->terminating && e->terminating;
+		if (!last->hostname)
+			last->hostname = e->hostname;
+		if (!last->node_name)
+			last->node_name = e->node_name;
+		if (!last->pod_name)
+			last->pod_name = e->pod_name;
+	}
+	vs->n_eps = n;
+	return 0;
+}
+
+static int build_endpoints(struct build *b, struct model_view *out)
+{
+	uint16_t *slice_tp = NULL;
+	size_t max_ports = 1;
+	int ret = 0;
+
+	out->svcs = arena_alloc(&b->priv->arena, (b->n_svcs ? b->n_svcs : 1) * sizeof(*out->svcs));
+	if (!out->svcs)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n_svcs; i++)
+		if (b->svcs[i]->n_ports > max_ports)
+			max_ports = b->svcs[i]->n_ports;
+	slice_tp = calloc(max_ports, sizeof(*slice_tp));
+	if (!slice_tp)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n_svcs; i++) {
+		const struct model_service *s = b->svcs[i];
+		struct view_service *vs = &out->svcs[i];
+		*vs = (struct view_service){.svc = s};
+		b->n_eps = 0;
+		if (s->type == SVC_EXTERNAL_NAME) {
+			/* A DNS alias: nothing behind it to reach. */
+		} else if (b->slice_lo[i] < b->slice_hi[i]) {
+			vs->from_slices = true;
+			eps_from_slices(b, i, slice_tp);
+		} else if (derives_from_pods(b, i)) {
+			eps_from_pods(b, i);
+			key_obj(b, "derived", s->ns, s->name);
+			if (log_get_level() >= LOG_DEBUG && note_once(b))
+				log_debug("Service %s/%s: no EndpointSlice, endpoints derived from "
+					  "Pods matching its selector",
+					  s->ns, s->name);
+		}
+		if (b->oom) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		ret = eps_finish(b, vs);
+		if (ret)
+			goto out;
+		out->n_svcs++;
+	}
+out:
+	free(slice_tp);
+	return ret;
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+	return strcmp0(*(const char *const *)x, *(const char *const *)y);
+}
+
+static int build_namespaces(struct build *b, struct model_view *out)
+{
+	size_t cap = model_store_count(b->st, KIND_NAMESPACE) + b->n_svcs + b->n_pods + b->n_slices;
+	const char **names = calloc(cap ? cap : 1, sizeof(*names));
+	struct model_store_iter it;
+	const struct model_object *o;
+	size_t n = 0, u = 0;
+	int ret = 0;
+
+	if (!names)
+		return -ENOMEM;
+	model_store_iter_init(&it, b->st, KIND_NAMESPACE);
+	while ((o = model_store_iter_next(&it)) && n < cap)
+		if (o->u.ns->name)
+			names[n++] = o->u.ns->name;
+	for (size_t i = 0; i < b->n_svcs && n < cap; i++)
+		names[n++] = b->svcs[i]->ns;
+	for (size_t i = 0; i < b->n_pods && n < cap; i++)
+		names[n++] = b->pods[i].pod->ns;
+	for (size_t i = 0; i < b->n_slices && n < cap; i++)
+		names[n++] = b->slices[i]->ns;
+	qsort(names, n, sizeof(*names), cmp_str);
+
+	out->namespaces = arena_alloc(&b->priv->arena, (n ? n : 1) * sizeof(*out->namespaces));
+	if (!out->namespaces) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!names[i] || !names[i][0] || (u && strcmp(out->namespaces[u - 1], names[i]) == 0))
+			continue;
+		out->namespaces[u] = (char *)arena_str(&b->priv->arena, names[i], &b->oom);
+		if (b->oom) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		u++;
+	}
+	out->n_namespaces = u;
+out:
+	free(names);
+	return ret;
+}
+
+static void build_fini(struct build *b)
+{
+	free(b->key.p);
+	free(b->slice_lo);
+	free(b->slice_hi);
+	free(b->pods);
+	free(b->slices);
+	store_map_clear(&b->label_idx);
+	for (size_t i = 0; i < b->n_lists; i++)
+		free(b->lists[i].v);
+	free(b->lists);
+	free(b->eps);
+}
+
+int model_view_build(const struct model_store *st, struct model_alloc *alloc,
+		     struct model_view *out)
+{
+	struct build b = {.st = st, .alloc = alloc};
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	store_map_init(&b.label_idx);
+	b.priv = calloc(1, sizeof(*b.priv));
+	if (!b.priv) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	out->priv = b.priv;
+	alloc->gen++;
+
+	ret = collect_services(&b);
+	if (!ret)
+		ret = alloc_cluster_ips(&b);
+	if (!ret)
+		ret = alloc_node_ports(&b);
+	if (!ret)
+		ret = collect_pods(&b);
+	if (!ret)
+		ret = collect_slices(&b);
+	if (!ret)
+		ret = index_pods(&b);
+	if (!ret)
+		ret = build_endpoints(&b, out);
+	if (!ret)
+		ret = build_namespaces(&b, out);
+	if (ret)
+		goto fail;
+
+	/* Only a complete build may forget: what was not used in it is gone
+	 * from the cluster, and its address or note is released. */
+	store_map_sweep(&alloc->svc.sticky, alloc->gen);
+	store_map_sweep(&alloc->pod.sticky, alloc->gen);
+	store_map_sweep(&alloc->node.sticky, alloc->gen);
+	store_map_sweep(&alloc->notes, alloc->gen);
+	build_fini(&b);
+	return 0;
+
+fail:
+	log_error("cannot build the view of the cluster: %s", strerror(-ret));
+	build_fini(&b);
+	model_view_free(out);
+	return ret;
+}
+
+void model_view_free(struct model_view *v)
+{
+	struct view_priv *priv = v->priv;
+
+	if (priv) {
+		for (size_t i = 0; i < priv->n_svcs; i++)
+			model_service_free(priv->svcs[i]);
+		free(priv->svcs);
+		arena_free(priv->arena);
+		free(priv);
+	}
+	memset(v, 0, sizeof(*v));
+}

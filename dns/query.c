@@ -1,0 +1,240 @@
+/* One query in, one response out: straight-line code over bytes, cheapest
+ * rejections first, every read bounds-checked. See query.h. */
+#include "dns/query.h"
+
+#include <string.h>
+#include <sys/socket.h>
+
+#include "zones/builder.h"
+#include "zones/dname.h"
+
+enum {
+	RCODE_NOERROR = 0,
+	RCODE_FORMERR = 1,
+	RCODE_SERVFAIL = 2,
+	RCODE_NXDOMAIN = 3,
+	RCODE_NOTIMP = 4,
+	RCODE_REFUSED = 5,
+	RCODE_BADVERS = 16,
+};
+
+#define FLAG_QR 0x80 /* in byte 2 */
+#define FLAG_AA 0x04
+#define FLAG_TC 0x02
+#define FLAG_RD 0x01
+#define FLAG_CD 0x10 /* in byte 3 */
+#define OPT_SIZE 11
+#define EDNS_DO 0x8000
+
+static inline uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline void wr16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+struct edns {
+	int present;
+	uint16_t payload;
+	uint8_t version;
+	uint16_t flags;
+};
+
+/* Walks the RRs after the question; finds the OPT record. Returns 0 or -1 for
+ * a malformed message (FORMERR). */
+static int parse_additional(const uint8_t *req, size_t len, size_t off, unsigned count,
+			    struct edns *e)
+{
+	for (unsigned i = 0; i < count; i++) {
+		int o = dname_skip(req, len, off);
+		if (o < 0 || (size_t)o + 10 > len)
+			return -1;
+		size_t rr = (size_t)o;
+		uint16_t type = rd16(req + rr);
+		uint16_t rdlen = rd16(req + rr + 8);
+		if (rr + 10 + rdlen > len)
+			return -1;
+		if (type == T_OPT) {
+			/* RFC 6891 6.1.1: one OPT, owned by the root. */
+			if (e->present || rr != off + 1 || req[off] != 0)
+				return -1;
+			e->present = 1;
+			e->payload = rd16(req + rr + 2);
+			e->version = req[rr + 5];
+			e->flags = rd16(req + rr + 6);
+		}
+		off = rr + 10 + rdlen;
+	}
+	return 0;
+}
+
+static size_t put_opt(uint8_t *p, const struct edns *e, uint8_t ext_rcode)
+{
+	p[0] = 0; /* root owner */
+	wr16(p + 1, T_OPT);
+	wr16(p + 3, DNS_EDNS_MAX_UDP);
+	p[5] = ext_rcode;
+	p[6] = 0; /* version 0 */
+	wr16(p + 7, e->flags & EDNS_DO);
+	wr16(p + 9, 0);
+	return OPT_SIZE;
+}
+
+/* Header + question (when one was read), with the given rcode and no records. */
+static size_t reply_empty(uint8_t *resp, const uint8_t *req, size_t qend, uint8_t rcode,
+			  const struct edns *e, struct dns_query_info *info)
+{
+	memcpy(resp, req, 12);
+	resp[2] = (uint8_t)(FLAG_QR | (req[2] & 0x79)); /* opcode, RD */
+	resp[3] = (uint8_t)((req[3] & FLAG_CD) | (rcode & 0x0F));
+	size_t n = 12;
+	wr16(resp + 4, qend > 12 ? 1 : 0);
+	wr16(resp + 6, 0);
+	wr16(resp + 8, 0);
+	wr16(resp + 10, 0);
+	if (qend > 12) {
+		memcpy(resp + 12, req + 12, qend - 12);
+		n = qend;
+	}
+	if (e && e->present) {
+		n += put_opt(resp + n, e, (uint8_t)(rcode >> 4));
+		wr16(resp + 10, 1);
+	}
+	info->rcode = rcode;
+	return n;
+}
+
+size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint8_t *resp,
+		  size_t cap, enum dns_proto proto, struct dns_query_info *info)
+{
+	uint8_t key[DNAME_MAX];
+	struct edns e = {0};
+	info->qtype = 0;
+	info->rcode = 0;
+	info->truncated = 0;
+
+	if (len < 12 || cap < 512)
+		return 0;
+	if (req[2] & FLAG_QR) /* a response: never answer it (reflection loops) */
+		return 0;
+	uint8_t opcode = (req[2] >> 3) & 0x0F;
+	uint16_t qdcount = rd16(req + 4);
+
+	/* The question, when there is exactly one and it is well formed. */
+	size_t qend = 0;
+	int qlen = -1;
+	if (qdcount == 1) {
+		qlen = dname_read_question(req, len, 12, key);
+		if (qlen >= 0 && 12 + (size_t)qlen + 4 <= len)
+			qend = 12 + (size_t)qlen + 4;
+	}
+	if (opcode != 0)
+		return reply_empty(resp, req, qend, RCODE_NOTIMP, NULL, info);
+	if (!qend)
+		return reply_empty(resp, req, 0, RCODE_FORMERR, NULL, info);
+	uint16_t qtype = rd16(req + qend - 4);
+	uint16_t qclass = rd16(req + qend - 2);
+	info->qtype = qtype;
+
+	/* A query carries no answer or authority records (RFC 1035 4.1.1). */
+	if (rd16(req + 6) || rd16(req + 8))
+		return reply_empty(resp, req, qend, RCODE_FORMERR, NULL, info);
+	if (parse_additional(req, len, qend, rd16(req + 10), &e) < 0)
+		return reply_empty(resp, req, qend, RCODE_FORMERR, NULL, info);
+	if (e.present && e.version > 0)
+		return reply_empty(resp, req, qend, RCODE_BADVERS, &e, info);
+	if (qtype == T_OPT)
+		return reply_empty(resp, req, qend, RCODE_FORMERR, &e, info);
+
+	size_t limit = proto == DNS_TCP ? DNS_MAX_MSG : 512;
+	if (proto == DNS_UDP && e.present) {
+		limit = e.payload < 512 ? 512 : e.payload;
+		if (limit > DNS_EDNS_MAX_UDP)
+			limit = DNS_EDNS_MAX_UDP;
+	}
+	if (limit > cap)
+		limit = cap;
+	size_t opt = e.present ? OPT_SIZE : 0;
+
+	if (!s)
+		return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
+	if (qtype == T_AXFR || qtype == T_IXFR)
+		return reply_empty(resp, req, qend, RCODE_REFUSED, &e, info);
+
+	struct zone_result r;
+	if (qclass == C_IN) {
+		zone_lookup(s, key, (size_t)qlen, qtype, &r);
+	} else if (qclass == C_CH) {
+		r.kind = ZR_ANSWER;
+		r.ans = zone_lookup_chaos(s, key, (size_t)qlen, qtype);
+		if (!r.ans)
+			r.kind = ZR_REFUSED;
+	} else {
+		r.kind = ZR_REFUSED;
+	}
+	if (r.kind == ZR_REFUSED)
+		return reply_empty(resp, req, qend, RCODE_REFUSED, &e, info);
+
+	/* Header and question as the client sent them. */
+	memcpy(resp, req, qend);
+	resp[2] = (uint8_t)(FLAG_QR | FLAG_AA | (req[2] & 0x79));
+	resp[3] = (uint8_t)(req[3] & FLAG_CD);
+	wr16(resp + 4, 1);
+	size_t n = qend;
+	uint16_t an = 0, ns = 0, ar = 0;
+	uint8_t rcode = RCODE_NOERROR;
+
+	if (r.kind == ZR_POD_ADDR) {
+		size_t alen = r.addr.family == AF_INET ? 4 : 16;
+		wr16(resp + n, 0xC00C);
+		wr16(resp + n + 2, alen == 4 ? T_A : T_AAAA);
+		wr16(resp + n + 4, C_IN);
+		wr16(resp + n + 6, (uint16_t)(r.ttl >> 16));
+		wr16(resp + n + 8, (uint16_t)r.ttl);
+		wr16(resp + n + 10, (uint16_t)alen);
+		memcpy(resp + n + 12, r.addr.bytes, alen);
+		n += 12 + alen;
+		an = 1;
+	} else {
+		const struct zone_answer *a = r.ans;
+		if (!a)
+			return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
+		rcode = a->rcode;
+		if (!a->aa)
+			resp[2] &= (uint8_t)~FLAG_AA;
+		if (n + a->len + opt <= limit) {
+			memcpy(resp + n, a->data, a->len);
+			an = a->an;
+			ns = a->ns;
+			ar = a->ar;
+			if (a->patch_owner) /* the SOA's owner: the apex inside the question */
+				wr16(resp + n, (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
+			n += a->len;
+		} else if (n + a->len_an_ns + opt <= limit) {
+			/* Additional data is optional: drop it rather than truncate. */
+			memcpy(resp + n, a->data, a->len_an_ns);
+			an = a->an;
+			ns = a->ns;
+			if (a->patch_owner)
+				wr16(resp + n, (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
+			n += a->len_an_ns;
+		} else {
+			resp[2] |= FLAG_TC;
+			info->truncated = 1;
+		}
+	}
+	if (e.present) {
+		n += put_opt(resp + n, &e, 0);
+		ar++;
+	}
+	resp[3] |= rcode;
+	wr16(resp + 6, an);
+	wr16(resp + 8, ns);
+	wr16(resp + 10, ar);
+	info->rcode = rcode;
+	return n;
+}

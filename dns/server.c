@@ -1,0 +1,596 @@
+/* DNS worker threads: UDP in batches with recvmmsg/sendmmsg, TCP with several
+ * queries per connection, all answered by dns_answer() against the snapshot
+ * the worker entered for that batch. See server.h. */
+#include "dns/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "common/log.h"
+#include "dns/query.h"
+#include "zones/snapshot.h"
+
+#define UDP_BATCH 64
+#define UDP_BUF 4096 /* largest query we read over UDP; larger ones are cut and FORMERR */
+#define UDP_ROUNDS 8 /* batches per wakeup before yielding to TCP and control */
+#define TCP_READ_MAX (2 + DNS_MAX_MSG)
+#define TCP_WRITE_QUEUE_MAX (256u << 10)
+
+int dns_listen_parse(const char *text, struct dns_listen *out)
+{
+	char host[64];
+	const char *port = NULL;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->text, sizeof(out->text), "%s", text);
+	if (text[0] == '[') {
+		const char *end = strchr(text, ']');
+		if (!end || (size_t)(end - text - 1) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, text + 1, (size_t)(end - text - 1));
+		host[end - text - 1] = '\0';
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1] != '\0')
+			return -EINVAL;
+	} else {
+		const char *colon = strrchr(text, ':');
+		size_t hl = colon ? (size_t)(colon - text) : strlen(text);
+		if (hl >= sizeof(host) || (colon && strchr(text, ':') != colon))
+			return -EINVAL;
+		memcpy(host, text, hl);
+		host[hl] = '\0';
+		if (colon)
+			port = colon + 1;
+	}
+	long pnum = 53;
+	if (port) {
+		char *end;
+		pnum = strtol(port, &end, 10);
+		if (*port == '\0' || *end || pnum < 0 || pnum > 65535)
+			return -EINVAL;
+	}
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
+	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)pnum);
+		out->len = sizeof(*a4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)pnum);
+		out->len = sizeof(*a6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static bool is_wildcard(const struct dns_listen *l)
+{
+	if (l->addr.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->addr)->sin6_addr);
+}
+
+static int open_socket(const struct dns_listen *l, int type)
+{
+	int fd = socket(l->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (l->addr.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
+	if (type == SOCK_DGRAM && is_wildcard(l)) {
+		/* Reply from the address the query came to, not the route's choice. */
+		if (l->addr.ss_family == AF_INET)
+			setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+		else
+			setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+	}
+	if (type == SOCK_DGRAM) {
+		int sz = 4 << 20; /* absorb bursts; the kernel caps it at rmem_max */
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	}
+	if (bind(fd, (const struct sockaddr *)&l->addr, l->len) < 0)
+		goto fail;
+	if (type == SOCK_STREAM && listen(fd, 1024) < 0)
+		goto fail;
+	return fd;
+fail:;
+	int err = -errno;
+	close(fd);
+	return err;
+}
+
+/* ---- workers --------------------------------------------------------------- */
+
+struct worker;
+
+struct udp_sock {
+	uv_poll_t poll;
+	int fd;
+	bool pktinfo;
+	struct worker *w;
+};
+
+struct tcp_listener {
+	uv_tcp_t handle;
+	struct worker *w;
+};
+
+struct worker {
+	pthread_t thread;
+	uv_loop_t loop;
+	uv_async_t stop;
+	struct snapshot_reader *reader;
+	struct udp_sock *udp;
+	struct tcp_listener *tcp;
+	size_t n_socks;
+	unsigned tcp_conns;
+	struct tcp_conn *conns; /* every open connection, for shutdown */
+	const struct dns_server_config *cfg;
+	/* UDP batch buffers, per worker: the query path allocates nothing. */
+	struct mmsghdr in[UDP_BATCH], out[UDP_BATCH];
+	struct iovec in_iov[UDP_BATCH], out_iov[UDP_BATCH];
+	struct sockaddr_storage peers[UDP_BATCH];
+	uint8_t in_ctl[UDP_BATCH][64], out_ctl[UDP_BATCH][64];
+	uint8_t in_buf[UDP_BATCH][UDP_BUF];
+	uint8_t out_buf[UDP_BATCH][DNS_EDNS_MAX_UDP > 512 ? 4096 : 512];
+};
+
+struct dns_server {
+	struct worker *workers;
+	unsigned n_workers;
+	struct dns_server_config cfg;
+};
+
+/* Copies the destination address of a query into the reply's control data so
+ * that the reply leaves from it (wildcard binds only). */
+static size_t reply_control(const struct msghdr *in, uint8_t *ctl, size_t cap)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)in); c;
+	     c = CMSG_NXTHDR((struct msghdr *)in, c)) {
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			pi.ipi_spec_dst = pi.ipi_addr;
+			pi.ipi_ifindex = 0;
+			if (CMSG_SPACE(sizeof(pi)) > cap)
+				return 0;
+			struct cmsghdr *o = (struct cmsghdr *)ctl;
+			o->cmsg_level = IPPROTO_IP;
+			o->cmsg_type = IP_PKTINFO;
+			o->cmsg_len = CMSG_LEN(sizeof(pi));
+			memcpy(CMSG_DATA(o), &pi, sizeof(pi));
+			return CMSG_SPACE(sizeof(pi));
+		}
+		if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+			struct in6_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			if (CMSG_SPACE(sizeof(pi)) > cap)
+				return 0;
+			struct cmsghdr *o = (struct cmsghdr *)ctl;
+			o->cmsg_level = IPPROTO_IPV6;
+			o->cmsg_type = IPV6_PKTINFO;
+			o->cmsg_len = CMSG_LEN(sizeof(pi));
+			memcpy(CMSG_DATA(o), &pi, sizeof(pi));
+			return CMSG_SPACE(sizeof(pi));
+		}
+	}
+	return 0;
+}
+
+static void on_udp(uv_poll_t *h, int status, int events)
+{
+	struct udp_sock *us = h->data;
+	struct worker *w = us->w;
+	if (status < 0 || !(events & UV_READABLE))
+		return;
+	for (int round = 0; round < UDP_ROUNDS; round++) {
+		for (int i = 0; i < UDP_BATCH; i++) {
+			w->in_iov[i].iov_base = w->in_buf[i];
+			w->in_iov[i].iov_len = UDP_BUF;
+			struct msghdr *m = &w->in[i].msg_hdr;
+			memset(m, 0, sizeof(*m));
+			m->msg_name = &w->peers[i];
+			m->msg_namelen = sizeof(w->peers[i]);
+			m->msg_iov = &w->in_iov[i];
+			m->msg_iovlen = 1;
+			if (us->pktinfo) {
+				m->msg_control = w->in_ctl[i];
+				m->msg_controllen = sizeof(w->in_ctl[i]);
+			}
+		}
+		int n = recvmmsg(us->fd, w->in, UDP_BATCH, MSG_DONTWAIT, NULL);
+		if (n <= 0)
+			return;
+		const struct snapshot *s = snapshot_enter(w->reader);
+		int k = 0;
+		for (int i = 0; i < n; i++) {
+			struct dns_query_info info;
+			size_t len = w->in[i].msg_len;
+			if (w->in[i].msg_hdr.msg_flags & MSG_TRUNC)
+				len = 12 < len ? 12 : len; /* cut: answer FORMERR below */
+			size_t rlen = dns_answer(s, w->in_buf[i], len, w->out_buf[k],
+						 sizeof(w->out_buf[k]), DNS_UDP, &info);
+			if (!rlen)
+				continue;
+			w->out_iov[k].iov_base = w->out_buf[k];
+			w->out_iov[k].iov_len = rlen;
+			struct msghdr *m = &w->out[k].msg_hdr;
+			memset(m, 0, sizeof(*m));
+			m->msg_name = &w->peers[i];
+			m->msg_namelen = w->in[i].msg_hdr.msg_namelen;
+			m->msg_iov = &w->out_iov[k];
+			m->msg_iovlen = 1;
+			if (us->pktinfo) {
+				size_t cl = reply_control(&w->in[i].msg_hdr, w->out_ctl[k],
+							  sizeof(w->out_ctl[k]));
+				if (cl) {
+					m->msg_control = w->out_ctl[k];
+					m->msg_controllen = cl;
+				}
+			}
+			k++;
+		}
+		snapshot_leave(w->reader);
+		for (int sent = 0; sent < k;) {
+			int r = sendmmsg(us->fd, w->out + sent, (unsigned)(k - sent), 0);
+			if (r < 0) {
+				if (errno == EINTR)
+					continue;
+				/* One unreachable client must not cost the others
+				 * their answers: skip it and go on. */
+				sent++;
+				continue;
+			}
+			sent += r;
+		}
+		if (n < UDP_BATCH)
+			return;
+	}
+}
+
+/* ---- TCP ------------------------------------------------------------------- */
+
+struct tcp_conn {
+	uv_tcp_t handle;
+	uv_timer_t idle;
+	struct worker *w;
+	struct tcp_conn *prev, *next;
+	uint8_t *buf;
+	size_t len, cap;
+	bool closing;
+	bool paused;
+	unsigned handles_open;
+};
+
+struct tcp_write {
+	uv_write_t req;
+	struct tcp_conn *c;
+	uint8_t data[];
+};
+
+static void conn_free_cb(uv_handle_t *h)
+{
+	struct tcp_conn *c = h->data;
+	if (--c->handles_open == 0) {
+		c->w->tcp_conns--;
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->w->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		free(c->buf);
+		free(c);
+	}
+}
+
+static void conn_close(struct tcp_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_close((uv_handle_t *)&c->idle, conn_free_cb);
+	uv_close((uv_handle_t *)&c->handle, conn_free_cb);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+	conn_close(t->data);
+}
+
+static void on_tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)suggested;
+	struct tcp_conn *c = h->data;
+	/* Grow to what the message in progress needs, never past one message. */
+	size_t want = c->len + 4096;
+	if (c->len >= 2) {
+		size_t msg = 2u + (size_t)(c->buf[0] << 8 | c->buf[1]);
+		if (msg > c->len && msg > want)
+			want = msg;
+	}
+	if (want > TCP_READ_MAX + 4096)
+		want = TCP_READ_MAX + 4096;
+	if (want > c->cap) {
+		uint8_t *nb = realloc(c->buf, want);
+		if (nb) {
+			c->buf = nb;
+			c->cap = want;
+		}
+	}
+	buf->base = (char *)c->buf + c->len;
+	buf->len = c->cap - c->len;
+}
+
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct tcp_write *wr = (struct tcp_write *)req;
+	struct tcp_conn *c = wr->c;
+	(void)status;
+	free(wr);
+	if (c->paused && !c->closing && c->handle.write_queue_size < TCP_WRITE_QUEUE_MAX / 2) {
+		c->paused = false;
+		uv_read_start((uv_stream_t *)&c->handle, on_tcp_alloc, on_tcp_read);
+	}
+}
+
+static bool tcp_send(struct tcp_conn *c, const uint8_t *msg, size_t len)
+{
+	struct tcp_write *wr = malloc(sizeof(*wr) + 2 + len);
+	if (!wr)
+		return false;
+	wr->c = c;
+	wr->data[0] = (uint8_t)(len >> 8);
+	wr->data[1] = (uint8_t)len;
+	memcpy(wr->data + 2, msg, len);
+	uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)(2 + len));
+	if (uv_write(&wr->req, (uv_stream_t *)&c->handle, &b, 1, on_write) < 0) {
+		free(wr);
+		return false;
+	}
+	return true;
+}
+
+
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	(void)buf;
+	struct tcp_conn *c = s->data;
+	if (nread < 0) {
+		conn_close(c);
+		return;
+	}
+	c->len += (size_t)nread;
+	uv_timer_again(&c->idle);
+	static _Thread_local uint8_t resp[DNS_MAX_MSG];
+	size_t off = 0;
+	while (c->len - off >= 2) {
+		size_t mlen = (size_t)(c->buf[off] << 8 | c->buf[off + 1]);
+		if (c->len - off < 2 + mlen)
+			break;
+		struct dns_query_info info;
+		const struct snapshot *snap = snapshot_enter(c->w->reader);
+		size_t rlen = dns_answer(snap, c->buf + off + 2, mlen, resp, sizeof(resp), DNS_TCP,
+					 &info);
+		snapshot_leave(c->w->reader);
+		off += 2 + mlen;
+		if (rlen == 0) {
+			/* Not a query we can answer at all: RFC 7766 lets us close. */
+			conn_close(c);
+			return;
+		}
+		if (!tcp_send(c, resp, rlen)) {
+			conn_close(c);
+			return;
+		}
+	}
+	if (off) {
+		memmove(c->buf, c->buf + off, c->len - off);
+		c->len -= off;
+	}
+	/* A client that does not read its answers stops being read. */
+	if (c->handle.write_queue_size > TCP_WRITE_QUEUE_MAX) {
+		c->paused = true;
+		uv_read_stop(s);
+	}
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct tcp_listener *l = server->data;
+	struct worker *w = l->w;
+	if (status < 0)
+		return;
+	struct tcp_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->w = w;
+	uv_tcp_init(&w->loop, &c->handle);
+	uv_timer_init(&w->loop, &c->idle);
+	c->handle.data = c;
+	c->idle.data = c;
+	c->handles_open = 2;
+	w->tcp_conns++;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	if (uv_accept(server, (uv_stream_t *)&c->handle) < 0 ||
+	    w->tcp_conns > w->cfg->tcp_max_conns) {
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->handle, 1);
+	uv_timer_start(&c->idle, on_idle, w->cfg->tcp_idle_timeout_ms,
+		       w->cfg->tcp_idle_timeout_ms);
+	uv_read_start((uv_stream_t *)&c->handle, on_tcp_alloc, on_tcp_read);
+}
+
+/* Closes every handle of a worker so that its loop can end. */
+static void worker_close_all(struct worker *w)
+{
+	for (struct tcp_conn *c = w->conns; c; c = c->next)
+		conn_close(c);
+	for (size_t i = 0; i < w->n_socks; i++) {
+		if (w->udp[i].w && !uv_is_closing((uv_handle_t *)&w->udp[i].poll))
+			uv_close((uv_handle_t *)&w->udp[i].poll, NULL);
+		if (w->tcp[i].w && !uv_is_closing((uv_handle_t *)&w->tcp[i].handle))
+			uv_close((uv_handle_t *)&w->tcp[i].handle, NULL);
+	}
+	if (!uv_is_closing((uv_handle_t *)&w->stop))
+		uv_close((uv_handle_t *)&w->stop, NULL);
+}
+
+static void on_stop(uv_async_t *a)
+{
+	worker_close_all(a->data);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+static void worker_cleanup(struct worker *w)
+{
+	for (size_t i = 0; i < w->n_socks; i++)
+		if (w->udp[i].fd >= 0)
+			close(w->udp[i].fd);
+	free(w->udp);
+	free(w->tcp);
+	uv_loop_close(&w->loop);
+}
+
+int dns_server_start(const struct dns_server_config *cfg, struct dns_server **out)
+{
+	int ret = -ENOMEM;
+	struct dns_server *srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->cfg = *cfg;
+	srv->n_workers = cfg->threads ? cfg->threads : 1;
+	srv->workers = calloc(srv->n_workers, sizeof(struct worker));
+	if (!srv->workers)
+		goto fail;
+	unsigned started = 0, inited = 0;
+	for (unsigned t = 0; t < srv->n_workers; t++) {
+		struct worker *w = &srv->workers[t];
+		w->cfg = &srv->cfg;
+		w->reader = snapshot_reader_register();
+		if (!w->reader) {
+			ret = -ENOSPC;
+			goto fail_workers;
+		}
+		uv_loop_init(&w->loop);
+		inited++;
+		uv_async_init(&w->loop, &w->stop, on_stop);
+		w->stop.data = w;
+		w->n_socks = cfg->n_listen;
+		w->udp = calloc(cfg->n_listen, sizeof(*w->udp));
+		w->tcp = calloc(cfg->n_listen, sizeof(*w->tcp));
+		if (!w->udp || !w->tcp)
+			goto fail_workers;
+		for (size_t i = 0; i < cfg->n_listen; i++)
+			w->udp[i].fd = -1;
+		for (size_t i = 0; i < cfg->n_listen; i++) {
+			const struct dns_listen *l = &cfg->listen[i];
+			int fd = open_socket(l, SOCK_DGRAM);
+			if (fd < 0) {
+				ret = fd;
+				log_error("listen %s (udp): %s", l->text, strerror(-fd));
+				goto fail_workers;
+			}
+			w->udp[i].fd = fd;
+			w->udp[i].w = w;
+			w->udp[i].pktinfo = is_wildcard(l);
+			uv_poll_init(&w->loop, &w->udp[i].poll, fd);
+			w->udp[i].poll.data = &w->udp[i];
+			uv_poll_start(&w->udp[i].poll, UV_READABLE, on_udp);
+
+			int tfd = open_socket(l, SOCK_STREAM);
+			if (tfd < 0) {
+				ret = tfd;
+				log_error("listen %s (tcp): %s", l->text, strerror(-tfd));
+				goto fail_workers;
+			}
+			uv_tcp_init(&w->loop, &w->tcp[i].handle);
+			w->tcp[i].w = w;
+			w->tcp[i].handle.data = &w->tcp[i];
+			if (uv_tcp_open(&w->tcp[i].handle, tfd) < 0 ||
+			    uv_listen((uv_stream_t *)&w->tcp[i].handle, 1024, on_connection) < 0) {
+				close(tfd);
+				log_error("listen %s (tcp): cannot listen", l->text);
+				ret = -EIO;
+				goto fail_workers;
+			}
+		}
+	}
+	for (unsigned t = 0; t < srv->n_workers; t++) {
+		if (pthread_create(&srv->workers[t].thread, NULL, worker_main, &srv->workers[t]) != 0) {
+			ret = -EAGAIN;
+			goto fail_threads;
+		}
+		started++;
+	}
+	for (size_t i = 0; i < cfg->n_listen; i++)
+		log_info("listening on %s (udp, tcp), %u threads", cfg->listen[i].text,
+			 srv->n_workers);
+	*out = srv;
+	return 0;
+
+fail_threads:
+	for (unsigned t = 0; t < started; t++) {
+		uv_async_send(&srv->workers[t].stop);
+		pthread_join(srv->workers[t].thread, NULL);
+	}
+fail_workers:
+	for (unsigned t = started; t < inited; t++) {
+		struct worker *w = &srv->workers[t];
+		if (w->udp && w->tcp)
+			worker_close_all(w);
+		else
+			uv_close((uv_handle_t *)&w->stop, NULL);
+		uv_run(&w->loop, UV_RUN_DEFAULT);
+	}
+	for (unsigned t = 0; t < inited; t++)
+		worker_cleanup(&srv->workers[t]);
+fail:
+	free(srv->workers);
+	free(srv);
+	return ret;
+}
+
+void dns_server_stop(struct dns_server *srv)
+{
+	if (!srv)
+		return;
+	for (unsigned t = 0; t < srv->n_workers; t++)
+		uv_async_send(&srv->workers[t].stop);
+	for (unsigned t = 0; t < srv->n_workers; t++) {
+		pthread_join(srv->workers[t].thread, NULL);
+		worker_cleanup(&srv->workers[t]);
+	}
+	free(srv->workers);
+	free(srv);
+}

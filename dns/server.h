@@ -1,0 +1,38 @@
+/* The DNS listeners: N worker threads, each with its own libuv loop and its
+ * own SO_REUSEPORT UDP and TCP sockets on every listen address.
+ *
+ * Owns: sockets, batching (recvmmsg/sendmmsg), TCP framing, connection limits
+ * and timeouts, and entering/leaving the published snapshot around each batch.
+ * Must never: build or change snapshots; it only reads the published one. */
+#ifndef SVCDNS_SERVER_H
+#define SVCDNS_SERVER_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct dns_listen {
+	struct sockaddr_storage addr;
+	socklen_t len;
+	char text[80];
+};
+
+/* Parses "ADDR:PORT", "[V6]:PORT" or "ADDR" (port 53). Returns 0 or -EINVAL. */
+int dns_listen_parse(const char *text, struct dns_listen *out);
+
+struct dns_server_config {
+	const struct dns_listen *listen;
+	size_t n_listen;
+	unsigned threads;
+	unsigned tcp_max_conns;      /* per worker */
+	unsigned tcp_idle_timeout_ms;
+};
+
+struct dns_server;
+
+/* Binds every socket now (so that a bad address fails here, with a log line
+ * naming it) and starts the workers. */
+int dns_server_start(const struct dns_server_config *cfg, struct dns_server **out);
+/* Stops every worker, closes every socket, frees everything. */
+void dns_server_stop(struct dns_server *srv);
+
+#endif

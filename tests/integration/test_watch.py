@@ -1,0 +1,272 @@
+"""The manifest directory is watched: adding, editing, replacing and removing
+files changes the answers (each change is polled for, bounded at 5 s, and its
+observed delay printed), the SOA serial grows, and a file that turns broken
+(invalid YAML, an invalid object) keeps its previous objects served and logs
+one line naming the file."""
+
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import svcdns_testlib as t  # noqa: E402
+
+D = "default.svc.cluster.local."
+BOUND = 5.0   # generous: the design promises 100 ms
+delays = []
+
+
+def svc_yaml(name, ip, port=80, extra_spec="", ns="default"):
+    return """apiVersion: v1
+kind: Service
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  clusterIP: %s
+%s  ports:
+    - name: http
+      port: %d
+      protocol: TCP
+""" % (name, ns, ip, extra_spec, port)
+
+
+def answer_of(port, name, qtype="A"):
+    r = t.run_dnspython(port, name, qtype)
+    return r.rcode, sorted(a.split()[-1] for a in r.answer)
+
+
+def wait_for(tally, label, port, name, want_rcode, want_addrs, qtype="A"):
+    """Polls until name answers (want_rcode, want_addrs); records the delay."""
+    want = (want_rcode, sorted(want_addrs))
+    last = [None]
+
+    def probe():
+        got = answer_of(port, name, qtype)
+        last[0] = got
+        return got == want
+    ok, dt = t.poll(probe, timeout=BOUND, interval=0.005)
+    delays.append((label, dt, bool(ok)))
+    print("# delay %-40s %6.0f ms%s" % (label, dt * 1000, "" if ok else " (timed out)"),
+          flush=True)
+    tally.check(ok, "watch: %s" % label,
+                "after %.1f s %s %s answers %s, want %s" % (dt, name, qtype, last[0], want))
+    return ok
+
+
+def stays(tally, label, port, name, want_rcode, want_addrs, secs=0.5):
+    """The answer is (and stays for `secs`) what it was."""
+    want = (want_rcode, sorted(want_addrs))
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < secs:
+        got = answer_of(port, name)
+        if got != want:
+            tally.fail("watch: %s" % label, "%s answers %s, want %s" % (name, got, want))
+            return False
+        time.sleep(0.05)
+    tally.ok("watch: %s" % label)
+    return True
+
+
+def problem_lines(srv, fname, start=0):
+    """[warn]/[error] lines of stderr (from byte offset `start`) naming fname."""
+    text = srv.stderr_text()[start:]
+    return [l for l in text.splitlines()
+            if fname in l and re.search(r"\[(warn|error)\]", l)]
+
+
+def expect_logged(tally, label, srv, fname, start, reason_re=None):
+    """Exactly one problem line names fname (waits for it, then 1 s more for
+    repeats)."""
+    lines, dt = t.poll(lambda: problem_lines(srv, fname, start), timeout=BOUND)
+    if not lines:
+        tally.fail("log: %s" % label, "no [warn]/[error] line naming %s within %.0f s; "
+                   "stderr tail:\n%s" % (fname, BOUND, srv.stderr_tail(10)))
+        return
+    time.sleep(1.0)
+    lines = problem_lines(srv, fname, start)
+    d = []
+    if len(lines) != 1:
+        d.append("%d lines name %s, want 1:\n      %s" % (len(lines), fname,
+                                                        "\n      ".join(lines)))
+    if reason_re and not any(re.search(reason_re, l, re.I) for l in lines):
+        d.append("no line gives the reason (/%s/): %s" % (reason_re, lines))
+    tally.diffs("log: %s" % label, d)
+
+
+def body(tally):
+    root = t.copy_fixture("watch")
+    srv = t.Server(root).start()
+    port = srv.port
+    f_live = os.path.join(root, "live.yaml")
+
+    # ---- add / edit / replace / remove
+    tally.check(answer_of(port, "live." + D) == ("NXDOMAIN", []), "watch: live absent at start",
+                str(answer_of(port, "live." + D)))
+    s0 = t.soa_serial(port)
+    t.write_file(f_live, svc_yaml("live", "10.96.7.10"))
+    wait_for(tally, "new file -> new service", port, "live." + D, "NOERROR", ["10.96.7.10"])
+    s1 = t.soa_serial(port)
+    tally.check(s0 is not None and s1 is not None and s1 > s0, "serial grows after add",
+                "serial %s -> %s" % (s0, s1))
+
+    t.write_file(f_live, svc_yaml("live", "10.96.7.11"))
+    wait_for(tally, "edit in place -> new ClusterIP", port, "live." + D, "NOERROR",
+             ["10.96.7.11"])
+    s2 = t.soa_serial(port)
+    tally.check(s2 is not None and s1 is not None and s2 > s1, "serial grows after edit",
+                "serial %s -> %s" % (s1, s2))
+
+    t.write_atomic(f_live, svc_yaml("live", "10.96.7.12"))
+    wait_for(tally, "rename over -> new ClusterIP", port, "live." + D, "NOERROR",
+             ["10.96.7.12"])
+    wait_for(tally, "PTR follows the edit", port, t.rev("10.96.7.12"), "NOERROR",
+             ["live.default.svc.cluster.local."], qtype="PTR")
+
+    os.unlink(f_live)
+    wait_for(tally, "remove file -> NXDOMAIN", port, "live." + D, "NXDOMAIN", [])
+    s3 = t.soa_serial(port)
+    tally.check(s3 is not None and s2 is not None and s3 > s2, "serial grows after remove",
+                "serial %s -> %s" % (s2, s3))
+    wait_for(tally, "PTR gone after remove", port, t.rev("10.96.7.12"), "NXDOMAIN", [],
+             qtype="PTR")
+
+    # a .yml file, then a file that is not a manifest (ignored)
+    f_yml = os.path.join(root, "other.yml")
+    t.write_file(f_yml, svc_yaml("other", "10.96.7.20"))
+    wait_for(tally, ".yml file added", port, "other." + D, "NOERROR", ["10.96.7.20"])
+    os.unlink(f_yml)
+    wait_for(tally, ".yml file removed", port, "other." + D, "NXDOMAIN", [])
+    t.write_file(os.path.join(root, "notes.txt"), svc_yaml("txt", "10.96.7.30"))
+    time.sleep(0.3)
+    stays(tally, ".txt file is not read", port, "txt." + D, "NXDOMAIN", [])
+
+    # a file with two objects loses one
+    f_two = os.path.join(root, "two.json")
+    two = '{"apiVersion":"v1","kind":"List","items":[%s]}'
+    svc_json = ('{"apiVersion":"v1","kind":"Service","metadata":{"name":"%s","namespace":'
+                '"default"},"spec":{"clusterIP":"%s","ports":[{"port":80}]}}')
+    t.write_file(f_two, two % ",".join([svc_json % ("one", "10.96.7.41"),
+                                        svc_json % ("two", "10.96.7.42")]))
+    wait_for(tally, "List file: first service", port, "one." + D, "NOERROR", ["10.96.7.41"])
+    wait_for(tally, "List file: second service", port, "two." + D, "NOERROR", ["10.96.7.42"])
+    t.write_file(f_two, two % (svc_json % ("one", "10.96.7.41")))
+    wait_for(tally, "List file loses an item -> NXDOMAIN", port, "two." + D, "NXDOMAIN", [])
+    stays(tally, "List file: remaining item stays", port, "one." + D, "NOERROR",
+          ["10.96.7.41"], secs=0.2)
+
+    # endpoints change: a headless service whose slice is edited, pods added
+    f_hl = os.path.join(root, "hl.yaml")
+    hl = svc_yaml("hl", "None") + """---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: hl-1
+  namespace: default
+  labels: {kubernetes.io/service-name: hl}
+addressType: IPv4
+ports: [{name: http, port: 80, protocol: TCP}]
+endpoints:
+  - addresses: [10.244.9.1]
+    conditions: {ready: true}
+  - addresses: [10.244.9.2]
+    conditions: {ready: %s}
+"""
+    t.write_file(f_hl, hl % "true")
+    wait_for(tally, "headless: two ready endpoints", port, "hl." + D, "NOERROR",
+             ["10.244.9.1", "10.244.9.2"])
+    t.write_file(f_hl, hl % "false")
+    wait_for(tally, "headless: endpoint turns not ready", port, "hl." + D, "NOERROR",
+             ["10.244.9.1"])
+
+    f_pod = os.path.join(root, "pod2.yaml")
+    t.write_file(f_pod, """apiVersion: v1
+kind: Pod
+metadata: {name: base-2, namespace: default, labels: {app: base}}
+spec:
+  containers: [{name: main, image: x, ports: [{containerPort: 8080}]}]
+status:
+  phase: Running
+  podIP: 10.244.8.2
+  conditions: [{type: Ready, status: "True"}]
+""")
+
+    def ch_base():
+        r = t.run_dnspython(port, "base." + D, "TXT", "CH")
+        return ["".join(s) for s in r.txt_strings]
+    want_ch = ["http 80/TCP -> 8080 nodePort=- endpoints=2/2 ready: 10.244.8.1:8080 "
+               "10.244.8.2:8080"]
+    got, dt = t.poll(lambda: ch_base() == want_ch, timeout=BOUND)
+    print("# delay %-40s %6.0f ms" % ("new Pod -> CH TXT endpoints", dt * 1000), flush=True)
+    tally.check(got, "watch: new Pod joins the Service's endpoints",
+                "CH TXT base: %s, want %s" % (ch_base(), want_ch))
+
+    # ---- broken files keep their previous objects
+    f_keep = os.path.join(root, "keep.yaml")
+    t.write_file(f_keep, svc_yaml("keep", "10.96.8.1"))
+    wait_for(tally, "keep.yaml served", port, "keep." + D, "NOERROR", ["10.96.8.1"])
+
+    mark = len(srv.stderr_text())
+    t.write_file(f_keep, "apiVersion: v1\nkind: Service\nmetadata: {name: keep\n  : [\n")
+    expect_logged(tally, "invalid YAML names keep.yaml", srv, "keep.yaml", mark)
+    stays(tally, "invalid YAML: old answer stays", port, "keep." + D, "NOERROR", ["10.96.8.1"])
+    stays(tally, "invalid YAML: other files unaffected", port, "base." + D, "NOERROR",
+          ["10.96.7.1"], secs=0.1)
+
+    t.write_file(f_keep, svc_yaml("keep", "10.96.8.2"))
+    wait_for(tally, "keep.yaml fixed -> new answer", port, "keep." + D, "NOERROR", ["10.96.8.2"])
+
+    mark = len(srv.stderr_text())
+    t.write_file(f_keep, svc_yaml("keep", "10.96.8.3",
+                                  extra_spec="  selector:\n    app: [a, b]\n"))
+    expect_logged(tally, "selector app: [a, b] names keep.yaml", srv, "keep.yaml", mark,
+                  reason_re=r"selector")
+    stays(tally, "invalid selector: old answer stays", port, "keep." + D, "NOERROR",
+          ["10.96.8.2"])
+
+    f_port = os.path.join(root, "port.yaml")
+    t.write_file(f_port, svc_yaml("portsvc", "10.96.8.10"))
+    wait_for(tally, "port.yaml served", port, "portsvc." + D, "NOERROR", ["10.96.8.10"])
+    mark = len(srv.stderr_text())
+    t.write_file(f_port, svc_yaml("portsvc", "10.96.8.11", port=70000))
+    expect_logged(tally, "port 70000 names port.yaml", srv, "port.yaml", mark,
+                  reason_re=r"port")
+    stays(tally, "port 70000: old answer stays", port, "portsvc." + D, "NOERROR",
+          ["10.96.8.10"])
+
+    # one bad object among good ones: the good one is updated, the bad one kept
+    f_pair = os.path.join(root, "pair.yaml")
+    t.write_file(f_pair, svc_yaml("p1", "10.96.9.1") + "---\n" + svc_yaml("p2", "10.96.9.2"))
+    wait_for(tally, "pair.yaml: p1", port, "p1." + D, "NOERROR", ["10.96.9.1"])
+    wait_for(tally, "pair.yaml: p2", port, "p2." + D, "NOERROR", ["10.96.9.2"])
+    mark = len(srv.stderr_text())
+    t.write_file(f_pair, svc_yaml("p1", "10.96.9.11") + "---\n"
+                 + svc_yaml("p2", "10.96.9.12", port=70000))
+    wait_for(tally, "pair.yaml: valid p1 updated", port, "p1." + D, "NOERROR", ["10.96.9.11"])
+    expect_logged(tally, "pair.yaml: invalid p2 logged", srv, "pair.yaml", mark)
+    stays(tally, "pair.yaml: invalid p2 keeps its old answer", port, "p2." + D, "NOERROR",
+          ["10.96.9.2"])
+
+    # a file broken from the start, then removed
+    mark = len(srv.stderr_text())
+    f_new = os.path.join(root, "new-broken.json")
+    t.write_file(f_new, '{"apiVersion": "v1", "kind": "Service", "metadata": {')
+    expect_logged(tally, "new broken file names new-broken.json", srv, "new-broken.json", mark)
+    stays(tally, "new broken file: others unaffected", port, "base." + D, "NOERROR",
+          ["10.96.7.1"], secs=0.1)
+    os.unlink(f_new)
+
+    # removing a broken file removes what it held
+    os.unlink(f_keep)
+    wait_for(tally, "broken keep.yaml removed -> NXDOMAIN", port, "keep." + D, "NXDOMAIN", [])
+
+    tally.check(srv.alive(), "server still running", srv.stderr_tail())
+    slow = [(l, dt) for l, dt, ok in delays if ok and dt > 0.1]
+    if slow:
+        print("# note: changes slower than the designed 100 ms: %s"
+              % ", ".join("%s %.0f ms" % (l, dt * 1000) for l, dt in slow))
+
+
+if __name__ == "__main__":
+    t.main_guard(t.Tally("test_watch"), body)

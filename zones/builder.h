@@ -1,0 +1,79 @@
+/* The snapshot builder: collects resource records for any number of zones,
+ * then renders every answer to wire form and lays out the lookup table.
+ *
+ * Owns: RRset collection, empty non-terminals, answer rendering (compression,
+ * additional-section addresses, CNAME chains, wildcards, referrals) and the
+ * snapshot's hash table. Internal to zones/: cluster.c and zonefile.c feed it,
+ * snapshot.c publishes what it makes. Build-time code: allocation is fine here. */
+#ifndef SVCDNS_BUILDER_H
+#define SVCDNS_BUILDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "zones/snapshot.h"
+
+enum {
+	T_A = 1,
+	T_NS = 2,
+	T_CNAME = 5,
+	T_SOA = 6,
+	T_PTR = 12,
+	T_MX = 15,
+	T_TXT = 16,
+	T_AAAA = 28,
+	T_SRV = 33,
+	T_DNAME = 39,
+	T_OPT = 41,
+	T_DS = 43,
+	T_IXFR = 251,
+	T_AXFR = 252,
+	T_ANY = 255,
+};
+
+enum { C_IN = 1, C_CH = 3, C_ANY = 255 };
+
+/* A region: many small allocations freed in one go. */
+struct arena;
+struct arena *arena_new(void);
+void *arena_alloc(struct arena *a, size_t size); /* 8-byte aligned, zeroed */
+size_t arena_bytes(const struct arena *a);
+void arena_free(struct arena *a);
+
+struct zb;
+struct zb_zone;
+
+struct zb *zb_new(struct arena *out);
+void zb_free(struct zb *b);
+/* Frees the tables zb_finish made (their nodes live in the output arena). */
+void zb_tables_free(void *tables);
+
+/* Declares a zone by its apex (lowercased wire form). Its SOA must be added
+ * with zb_rr_add like any record. */
+int zb_zone_add(struct zb *b, const uint8_t *apex, struct zb_zone **out);
+
+/* Adds one record. Owner must be at or below the zone's apex (lowercase wire).
+ * Rdata names must be uncompressed. Duplicate records are dropped. */
+int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t type, uint32_t ttl,
+	      const uint8_t *rdata, uint16_t rdlen);
+
+/* Makes sure a name exists (an empty non-terminal if nothing else). */
+int zb_name_add(struct zb *b, struct zb_zone *z, const uint8_t *name);
+
+/* Marks a node for synthesized pod records: `<ip>.<ns>.pod.<zone>`. */
+int zb_mark_pod_root(struct zb *b, struct zb_zone *z, const uint8_t *name, uint32_t ttl);
+
+/* Adds a CHAOS TXT answer (strings given as NUL-terminated C strings). */
+int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings, size_t n);
+
+/* Renders every answer and builds the lookup tables into the output arena.
+ * *tables receives the opaque table struct zone_lookup reads. */
+int zb_finish(struct zb *b, void **tables, size_t *n_names);
+
+/* Lookup over the tables zb_finish made (snapshot.c wraps these). */
+void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t qtype,
+	       struct zone_result *r);
+const struct zone_answer *zb_lookup_chaos(const void *tables, const uint8_t *key, size_t keylen,
+					  uint16_t qtype);
+
+#endif

@@ -1,0 +1,460 @@
+/* The cluster zone: turns the model view into the records of the Kubernetes
+ * DNS-Based Service Discovery specification (schema 1.1.0), the short form
+ * `<svc>.<ns>.svc.`, the reverse zones and the CHAOS port-mapping view. */
+#include "zones/cluster.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "common/log.h"
+#include "zones/dname.h"
+
+#define SCHEMA_VERSION "1.1.0"
+
+/* Joins `label` in front of the wire name `suffix`. Returns the length or -EINVAL. */
+static int prepend(uint8_t *out, const char *label, size_t ll, const uint8_t *suffix)
+{
+	size_t sl = dname_len(suffix);
+	if (ll == 0 || ll > DNAME_LABEL_MAX || 1 + ll + sl > DNAME_MAX)
+		return -EINVAL;
+	out[0] = (uint8_t)ll;
+	for (size_t i = 0; i < ll; i++) {
+		uint8_t c = (uint8_t)label[i];
+		out[1 + i] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+	}
+	memcpy(out + 1 + ll, suffix, sl);
+	return (int)(1 + ll + sl);
+}
+
+static int prepend_str(uint8_t *out, const char *label, const uint8_t *suffix)
+{
+	return prepend(out, label, strlen(label), suffix);
+}
+
+static int add_addr(struct zb *b, struct zb_zone *z, const uint8_t *owner,
+		    const struct model_addr *a, uint32_t ttl)
+{
+	if (a->family == AF_INET)
+		return zb_rr_add(b, z, owner, T_A, ttl, a->bytes, 4);
+	return zb_rr_add(b, z, owner, T_AAAA, ttl, a->bytes, 16);
+}
+
+/* The reverse name of an address: d.c.b.a.in-addr.arpa or the ip6.arpa nibbles. */
+static int reverse_name(const struct model_addr *a, uint8_t *out)
+{
+	char text[128];
+	size_t o = 0;
+	if (a->family == AF_INET) {
+		for (int i = 3; i >= 0; i--)
+			o += (size_t)snprintf(text + o, sizeof(text) - o, "%u.", a->bytes[i]);
+		snprintf(text + o, sizeof(text) - o, "in-addr.arpa");
+	} else {
+		static const char hex[] = "0123456789abcdef";
+		for (int i = 15; i >= 0; i--) {
+			text[o++] = hex[a->bytes[i] & 15];
+			text[o++] = '.';
+			text[o++] = hex[a->bytes[i] >> 4];
+			text[o++] = '.';
+		}
+		snprintf(text + o, sizeof(text) - o, "ip6.arpa");
+	}
+	return dname_from_text(text, out, DNAME_MAX);
+}
+
+/* The system-assigned hostname of an endpoint without one: its address with
+ * dashes, as CoreDNS writes it (10-1-2-3, 2001-db8--1). */
+static void dashed_addr(const struct model_addr *a, char *out, size_t len)
+{
+	model_addr_format(a, out, len);
+	for (char *p = out; *p; p++)
+		if (*p == '.' || *p == ':')
+			*p = '-';
+}
+
+static bool valid_label(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > DNAME_LABEL_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+static const char *proto_label(uint8_t proto)
+{
+	switch (proto) {
+	case PROTO_UDP:
+		return "_udp";
+	case PROTO_SCTP:
+		return "_sctp";
+	default:
+		return "_tcp";
+	}
+}
+
+/* An endpoint is published when ready, or always with publishNotReadyAddresses. */
+static bool published(const struct model_service *s, const struct view_endpoint *e)
+{
+	return e->ready || s->publish_not_ready;
+}
+
+static int srv_rdata(uint8_t *rd, uint16_t prio, uint16_t weight, uint16_t port,
+		     const uint8_t *target)
+{
+	size_t tl = dname_len(target);
+	rd[0] = (uint8_t)(prio >> 8);
+	rd[1] = (uint8_t)prio;
+	rd[2] = (uint8_t)(weight >> 8);
+	rd[3] = (uint8_t)weight;
+	rd[4] = (uint8_t)(port >> 8);
+	rd[5] = (uint8_t)port;
+	memcpy(rd + 6, target, tl);
+	return (int)(6 + tl);
+}
+
+/* Records of one Service under `svc_suffix` (the wire name `svc.<zone>` or
+ * `svc.`). PTRs only for the real zone (rev != NULL). */
+static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_suffix,
+			   const struct view_service *vs, uint32_t ttl, struct zb_zone *rev4,
+			   struct zb_zone *rev6)
+{
+	const struct model_service *s = vs->svc;
+	uint8_t nsname[DNAME_MAX], sname[DNAME_MAX], name[DNAME_MAX], rd[DNAME_MAX + 8];
+	uint8_t tmp[DNAME_MAX];
+	int ret;
+
+	if (prepend_str(nsname, s->ns, svc_suffix) < 0 || prepend_str(sname, s->name, nsname) < 0) {
+		log_warn("Service %s/%s: name too long for DNS; not served", s->ns, s->name);
+		return 0;
+	}
+	if (s->type == SVC_EXTERNAL_NAME) {
+		if (!s->external_name)
+			return 0;
+		int l = dname_from_text(s->external_name, rd, sizeof(rd));
+		if (l < 0) {
+			log_warn("Service %s/%s: externalName %s is not a DNS name; not served",
+				 s->ns, s->name, s->external_name);
+			return 0;
+		}
+		return zb_rr_add(b, z, sname, T_CNAME, ttl, rd, (uint16_t)l);
+	}
+
+	if (!s->headless) {
+		for (size_t i = 0; i < s->n_cluster_ips; i++) {
+			if ((ret = add_addr(b, z, sname, &s->cluster_ips[i], ttl)) < 0)
+				return ret;
+			if (rev4 && reverse_name(&s->cluster_ips[i], name) > 0) {
+				struct zb_zone *rz = s->cluster_ips[i].family == AF_INET ? rev4 : rev6;
+				if ((ret = zb_rr_add(b, rz, name, T_PTR, ttl, sname,
+						     (uint16_t)dname_len(sname))) < 0)
+					return ret;
+			}
+		}
+		if (s->n_cluster_ips == 0)
+			return 0;
+		for (size_t i = 0; i < s->n_ports; i++) {
+			const struct model_svc_port *p = &s->ports[i];
+			if (!p->name || !p->name[0] || !valid_label(p->name))
+				continue;
+			char plabel[DNAME_LABEL_MAX + 2];
+			snprintf(plabel, sizeof(plabel), "_%s", p->name);
+			if (prepend_str(tmp, proto_label(p->proto), sname) < 0 ||
+			    prepend_str(name, plabel, tmp) < 0)
+				continue;
+			int l = srv_rdata(rd, 0, 100, p->port, sname);
+			if ((ret = zb_rr_add(b, z, name, T_SRV, ttl, rd, (uint16_t)l)) < 0 ||
+			    (ret = zb_rr_add(b, z, sname, T_SRV, ttl, rd, (uint16_t)l)) < 0)
+				return ret;
+		}
+		return 0;
+	}
+
+	/* Headless: the endpoints themselves. */
+	size_t n_pub = 0;
+	for (size_t e = 0; e < vs->n_eps; e++)
+		n_pub += published(s, &vs->eps[e]);
+	for (size_t e = 0; e < vs->n_eps; e++) {
+		const struct view_endpoint *ep = &vs->eps[e];
+		if (!published(s, ep))
+			continue;
+		char host[64];
+		if (ep->hostname && valid_label(ep->hostname))
+			snprintf(host, sizeof(host), "%s", ep->hostname);
+		else
+			dashed_addr(&ep->addr, host, sizeof(host));
+		uint8_t hname[DNAME_MAX];
+		if (prepend_str(hname, host, sname) < 0)
+			continue;
+		if ((ret = add_addr(b, z, sname, &ep->addr, ttl)) < 0 ||
+		    (ret = add_addr(b, z, hname, &ep->addr, ttl)) < 0)
+			return ret;
+		if (rev4 && reverse_name(&ep->addr, name) > 0) {
+			struct zb_zone *rz = ep->addr.family == AF_INET ? rev4 : rev6;
+			if ((ret = zb_rr_add(b, rz, name, T_PTR, ttl, hname,
+					     (uint16_t)dname_len(hname))) < 0)
+				return ret;
+		}
+		for (size_t i = 0; i < s->n_ports; i++) {
+			const struct model_svc_port *p = &s->ports[i];
+			uint16_t port = ep->target_ports ? ep->target_ports[i] : 0;
+			if (!port || !p->name || !p->name[0] || !valid_label(p->name))
+				continue;
+			char plabel[DNAME_LABEL_MAX + 2];
+			snprintf(plabel, sizeof(plabel), "_%s", p->name);
+			if (prepend_str(tmp, proto_label(p->proto), sname) < 0 ||
+			    prepend_str(name, plabel, tmp) < 0)
+				continue;
+			/* Equal shares of weight, as CoreDNS gives them. */
+			uint16_t weight = (uint16_t)(n_pub ? (100 / n_pub ? 100 / n_pub : 1) : 100);
+			int l = srv_rdata(rd, 0, weight, port, hname);
+			if ((ret = zb_rr_add(b, z, name, T_SRV, ttl, rd, (uint16_t)l)) < 0 ||
+			    (ret = zb_rr_add(b, z, sname, T_SRV, ttl, rd, (uint16_t)l)) < 0)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/* ---- CHAOS: the port mapping as `dig CH TXT` shows it ---------------------- */
+
+struct strbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void sb_printf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct strbuf *sb, const char *fmt, ...)
+{
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(sb->p ? sb->p + sb->len : NULL, sb->p ? sb->cap - sb->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (sb->p && sb->len + (size_t)n < sb->cap) {
+			sb->len += (size_t)n;
+			return;
+		}
+		size_t cap = (sb->cap ? sb->cap * 2 : 256) + (size_t)n;
+		char *np = realloc(sb->p, cap);
+		if (!np)
+			return;
+		sb->p = np;
+		sb->cap = cap;
+	}
+}
+
+static int chaos_records(struct zb *b, const uint8_t *owner, const uint8_t *owner_short,
+			 const struct view_service *vs)
+{
+	const struct model_service *s = vs->svc;
+	size_t n = s->n_ports ? s->n_ports : 1;
+	char **lines = calloc(n, sizeof(char *));
+	if (!lines)
+		return -ENOMEM;
+	int ret = 0;
+	char addr[INET6_ADDRSTRLEN];
+	if (s->type == SVC_EXTERNAL_NAME || s->n_ports == 0) {
+		struct strbuf sb = {0};
+		if (s->type == SVC_EXTERNAL_NAME)
+			sb_printf(&sb, "externalName -> %s", s->external_name ? s->external_name : "-");
+		else
+			sb_printf(&sb, "no ports%s", s->headless ? " (headless)" : "");
+		lines[0] = sb.p;
+	} else {
+		for (size_t i = 0; i < s->n_ports; i++) {
+			const struct model_svc_port *p = &s->ports[i];
+			struct strbuf sb = {0};
+			char target[32];
+			if (p->target_name)
+				snprintf(target, sizeof(target), "%s", p->target_name);
+			else
+				snprintf(target, sizeof(target), "%u",
+					 p->target_num ? p->target_num : p->port);
+			size_t total = 0, ready = 0;
+			for (size_t e = 0; e < vs->n_eps; e++)
+				if (vs->eps[e].target_ports && vs->eps[e].target_ports[i]) {
+					total++;
+					ready += vs->eps[e].ready;
+				}
+			sb_printf(&sb, "%s %u/%s -> %s", p->name && p->name[0] ? p->name : "-",
+				  p->port, model_proto_name(p->proto), target);
+			if (p->node_port)
+				sb_printf(&sb, " nodePort=%u", p->node_port);
+			else
+				sb_printf(&sb, " nodePort=-");
+			sb_printf(&sb, " endpoints=%zu/%zu", ready, total);
+			for (int want = 1; want >= 0; want--) {
+				bool first = true;
+				for (size_t e = 0; e < vs->n_eps; e++) {
+					const struct view_endpoint *ep = &vs->eps[e];
+					if (!ep->target_ports || !ep->target_ports[i] ||
+					    ep->ready != (bool)want)
+						continue;
+					if (first)
+						sb_printf(&sb, want ? " ready:" : " not-ready:");
+					first = false;
+					model_addr_format(&ep->addr, addr, sizeof(addr));
+					if (ep->addr.family == AF_INET6)
+						sb_printf(&sb, " [%s]:%u", addr, ep->target_ports[i]);
+					else
+						sb_printf(&sb, " %s:%u", addr, ep->target_ports[i]);
+				}
+			}
+			lines[i] = sb.p;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!lines[i]) {
+			ret = -ENOMEM;
+			goto out;
+		}
+	if ((ret = zb_chaos_txt(b, owner, (const char *const *)lines, n)) < 0)
+		goto out;
+	if (owner_short)
+		ret = zb_chaos_txt(b, owner_short, (const char *const *)lines, n);
+out:
+	for (size_t i = 0; i < n; i++)
+		free(lines[i]);
+	free(lines);
+	return ret;
+}
+
+static int soa_rdata(uint8_t *rd, const uint8_t *mname, const uint8_t *rname, uint32_t serial,
+		     uint32_t minimum)
+{
+	size_t l1 = dname_len(mname), l2 = dname_len(rname);
+	memcpy(rd, mname, l1);
+	memcpy(rd + l1, rname, l2);
+	uint32_t v[5] = {serial, 7200, 1800, 86400, minimum};
+	uint8_t *p = rd + l1 + l2;
+	for (int i = 0; i < 5; i++) {
+		p[0] = (uint8_t)(v[i] >> 24);
+		p[1] = (uint8_t)(v[i] >> 16);
+		p[2] = (uint8_t)(v[i] >> 8);
+		p[3] = (uint8_t)v[i];
+		p += 4;
+	}
+	return (int)(l1 + l2 + 20);
+}
+
+/* Declares a zone with an SOA and NS naming ns.dns.<zone>. */
+static int zone_with_soa(struct zb *b, const uint8_t *apex, const uint8_t *mname,
+			 const uint8_t *rname, uint32_t serial, uint32_t ttl, struct zb_zone **out)
+{
+	uint8_t rd[2 * DNAME_MAX + 20];
+	int ret = zb_zone_add(b, apex, out);
+	if (ret < 0)
+		return ret;
+	int l = soa_rdata(rd, mname, rname, serial, ttl);
+	if ((ret = zb_rr_add(b, *out, apex, T_SOA, ttl, rd, (uint16_t)l)) < 0)
+		return ret;
+	return zb_rr_add(b, *out, apex, T_NS, ttl, mname, (uint16_t)dname_len(mname));
+}
+
+int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struct model_view *v,
+		    uint32_t serial)
+{
+	uint8_t zone[DNAME_MAX], mname[DNAME_MAX], rname[DNAME_MAX], name[DNAME_MAX];
+	uint8_t svc_full[DNAME_MAX], svc_short[DNAME_MAX], tmp[DNAME_MAX], rd[256];
+	struct zb_zone *z, *zs, *rev4, *rev6;
+	uint32_t ttl = cfg->ttl;
+	int ret;
+
+	if (dname_from_text(cfg->zone, zone, sizeof(zone)) < 0)
+		return -EINVAL;
+	if (prepend_str(tmp, "dns", zone) < 0 || prepend_str(mname, "ns", tmp) < 0 ||
+	    prepend_str(rname, "hostmaster", zone) < 0 || prepend_str(svc_full, "svc", zone) < 0)
+		return -EINVAL;
+	dname_from_text("svc.", svc_short, sizeof(svc_short));
+
+	if ((ret = zone_with_soa(b, zone, mname, rname, serial, ttl, &z)) < 0)
+		return ret;
+	/* The short form is its own small zone so that its negative answers carry
+	 * an SOA that is an ancestor of the question. */
+	if ((ret = zone_with_soa(b, svc_short, mname, rname, serial, ttl, &zs)) < 0)
+		return ret;
+	dname_from_text("in-addr.arpa", name, sizeof(name));
+	if ((ret = zone_with_soa(b, name, mname, rname, serial, ttl, &rev4)) < 0)
+		return ret;
+	dname_from_text("ip6.arpa", name, sizeof(name));
+	if ((ret = zone_with_soa(b, name, mname, rname, serial, ttl, &rev6)) < 0)
+		return ret;
+
+	/* Glue for the nameserver: the kube-dns Service if the cluster has one
+	 * (that is the address pods use), else the address we listen on. */
+	bool glued = false;
+	for (size_t i = 0; i < v->n_svcs; i++) {
+		const struct model_service *s = v->svcs[i].svc;
+		if (strcmp(s->ns, "kube-system") == 0 && strcmp(s->name, "kube-dns") == 0 &&
+		    !s->headless)
+			for (size_t k = 0; k < s->n_cluster_ips; k++) {
+				if ((ret = add_addr(b, z, mname, &s->cluster_ips[k], ttl)) < 0)
+					return ret;
+				glued = true;
+			}
+	}
+	if (!glued && cfg->have_ns_addr && (ret = add_addr(b, z, mname, &cfg->ns_addr, ttl)) < 0)
+		return ret;
+
+	if (prepend_str(name, "dns-version", zone) < 0)
+		return -EINVAL;
+	rd[0] = sizeof(SCHEMA_VERSION) - 1;
+	memcpy(rd + 1, SCHEMA_VERSION, sizeof(SCHEMA_VERSION) - 1);
+	if ((ret = zb_rr_add(b, z, name, T_TXT, ttl, rd, sizeof(SCHEMA_VERSION))) < 0)
+		return ret;
+	if ((ret = zb_name_add(b, z, svc_full)) < 0)
+		return ret;
+	if (prepend_str(name, "pod", zone) < 0 || (ret = zb_mark_pod_root(b, z, name, ttl)) < 0)
+		return ret;
+
+	for (size_t i = 0; i < v->n_namespaces; i++) {
+		if (prepend_str(name, v->namespaces[i], svc_full) < 0)
+			continue;
+		if ((ret = zb_name_add(b, z, name)) < 0)
+			return ret;
+		if (prepend_str(name, v->namespaces[i], svc_short) >= 0 &&
+		    (ret = zb_name_add(b, zs, name)) < 0)
+			return ret;
+	}
+	for (size_t i = 0; i < v->n_svcs; i++) {
+		const struct view_service *vs = &v->svcs[i];
+		if ((ret = service_records(b, z, svc_full, vs, ttl, rev4, rev6)) < 0 ||
+		    (ret = service_records(b, zs, svc_short, vs, ttl, NULL, NULL)) < 0)
+			return ret;
+		uint8_t nsn[DNAME_MAX], full[DNAME_MAX], shortn[DNAME_MAX];
+		if (prepend_str(nsn, vs->svc->ns, svc_full) < 0 ||
+		    prepend_str(full, vs->svc->name, nsn) < 0)
+			continue;
+		bool have_short = prepend_str(nsn, vs->svc->ns, svc_short) >= 0 &&
+				  prepend_str(shortn, vs->svc->name, nsn) >= 0;
+		if ((ret = chaos_records(b, full, have_short ? shortn : NULL, vs)) < 0)
+			return ret;
+	}
+
+	/* CHAOS identity, as BIND, Knot and NSD answer it. */
+	const char *version = "svcdns " SVCDNS_VERSION;
+	const char *host = cfg->hostname ? cfg->hostname : "svcdns";
+	static const char *const version_names[] = {"version.bind", "version.server"};
+	static const char *const id_names[] = {"id.server", "hostname.bind"};
+	for (int i = 0; i < 2; i++) {
+		dname_from_text(version_names[i], name, sizeof(name));
+		if ((ret = zb_chaos_txt(b, name, &version, 1)) < 0)
+			return ret;
+		dname_from_text(id_names[i], name, sizeof(name));
+		if ((ret = zb_chaos_txt(b, name, &host, 1)) < 0)
+			return ret;
+	}
+	return 0;
+}

@@ -1,0 +1,111 @@
+/* The snapshot: every name svcdns serves, with every answer already rendered to
+ * wire form, built once per change and never modified afterwards.
+ *
+ * Owns: the snapshot layout, building one (from the model view, static zones
+ * and settings), the lookup the query path calls, and publishing with one
+ * atomic pointer store plus safe reclamation of the old one.
+ * Must never: reach into discovery/ for anything but the view it is given, or
+ * allocate, lock or log on the lookup path. */
+#ifndef SVCDNS_SNAPSHOT_H
+#define SVCDNS_SNAPSHOT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "discovery/model.h"
+
+/* A rendered response tail: the answer, authority and additional sections of
+ * a response whose question is the name the answer was built for, placed right
+ * after that question. Compression pointers inside point either into the
+ * question name (offset 12 onward) or into the tail itself, so the bytes are
+ * valid behind any question of the same length (the client's case may differ). */
+struct zone_answer {
+	uint16_t an, ns, ar;  /* record counts */
+	uint16_t len;         /* bytes of all three sections */
+	uint16_t len_an_ns;   /* bytes of answer + authority (additional dropped first) */
+	uint8_t rcode;
+	uint8_t aa;           /* authoritative answer */
+	uint8_t patch_owner;  /* the first authority RR's owner is a pointer to the apex,
+			       * whose offset depends on the question: patch it */
+	uint8_t apex_len;     /* wire length of that apex */
+	uint8_t data[];
+};
+
+struct zone;
+struct zone_node;
+
+/* What zone_lookup found. */
+enum zone_result_kind {
+	ZR_ANSWER = 0, /* copy `ans` */
+	ZR_REFUSED,    /* not in any zone served */
+	ZR_POD_ADDR,   /* synthesize one A/AAAA for `addr` with the question as owner */
+};
+
+struct zone_result {
+	enum zone_result_kind kind;
+	const struct zone_answer *ans;
+	struct model_addr addr; /* ZR_POD_ADDR */
+	uint32_t ttl;           /* ZR_POD_ADDR */
+};
+
+/* Settings a snapshot is built with. */
+struct snapshot_config {
+	const char *zone;      /* cluster domain, e.g. "cluster.local" */
+	uint32_t ttl;          /* records of the cluster zone */
+	const char *hostname;  /* id.server */
+	struct model_addr ns_addr; /* glue for ns.dns.<zone> when kube-dns is unknown */
+	bool have_ns_addr;
+	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
+	const struct static_zone *const *static_zones;
+	size_t n_static_zones;
+};
+
+struct snapshot {
+	uint64_t generation;
+	uint32_t serial;
+	bool synced; /* the data source has completed its first full sync */
+	size_t n_names;
+	size_t bytes; /* memory held, for logs and metrics */
+	void *priv;   /* arena and tables */
+};
+
+/* Builds a snapshot. `prev` (may be NULL) supplies the generation and serial
+ * to grow from. Returns 0 and *out, or a negative error code. */
+int snapshot_build(const struct snapshot_config *cfg, const struct model_view *view,
+		   const struct snapshot *prev, struct snapshot **out);
+void snapshot_free(struct snapshot *s);
+
+/* IN-class lookup. `key` is the lowercased wire qname. Never allocates. */
+void zone_lookup(const struct snapshot *s, const uint8_t *key, size_t keylen, uint16_t qtype,
+		 struct zone_result *r);
+
+/* CHAOS-class TXT lookup (version.bind, id.server, port mappings). Returns the
+ * rendered answer, or NULL when the name is unknown. */
+const struct zone_answer *zone_lookup_chaos(const struct snapshot *s, const uint8_t *key,
+					    size_t keylen, uint16_t qtype);
+
+/* ---- publishing ---------------------------------------------------------
+ * Readers (DNS workers) call snapshot_enter() before a batch of queries and
+ * snapshot_leave() after; neither locks. The writer (control thread) calls
+ * snapshot_publish(), then snapshot_reclaim() from time to time: an old
+ * snapshot is freed only once no reader that could have seen it is inside. */
+#define SNAPSHOT_MAX_READERS 256
+
+struct snapshot_reader {
+	_Alignas(64) atomic_uint_fast64_t active; /* generation in use, 0 when outside */
+};
+
+struct snapshot_reader *snapshot_reader_register(void);
+const struct snapshot *snapshot_enter(struct snapshot_reader *r);
+void snapshot_leave(struct snapshot_reader *r);
+/* The current snapshot for the control thread (which is the only writer). */
+const struct snapshot *snapshot_current(void);
+void snapshot_publish(struct snapshot *s);
+/* Frees retired snapshots no reader can hold. Returns how many remain. */
+size_t snapshot_reclaim(void);
+/* At exit, after every reader has stopped. */
+void snapshot_shutdown(void);
+
+#endif
