@@ -1129,8 +1129,8 @@ static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 		return bad(c, "metadata.name: required");
 
 	if (!api || strcmp(api, want_api) != 0)
-		return bad(c, "apiVersion: a %s is %s, got \"%.64s\"", kind, want_api,
-			   api ? api : "nothing");
+		return bad(c, "apiVersion: must be %s for a %s, got %s%.64s%s", want_api, kind,
+			   api ? "\"" : "", api ? api : "nothing", api ? "\"" : "");
 	if (c->ns && !is_dns1123_label(c->ns))
 		return bad(c, "metadata.namespace: \"%.64s\" is not a valid namespace name (a DNS "
 			      "label: lowercase letters, digits and '-')",

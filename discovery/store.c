@@ -376,7 +376,8 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 			goto fail;
 		}
 		if (created) {
-			kept[k] = (struct store_obj){.obj = *o, .src = src, .key = key, .klen = len};
+			kept[k] =
+			    (struct store_obj){.obj = *o, .src = src, .key = key, .klen = len};
 			slot->val = (uintptr_t)&kept[k];
 			st->counts[o->kind]++;
 			k++;
@@ -385,11 +386,11 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 		const struct store_obj *holder = (const struct store_obj *)slot->val;
 		if (holder->src == src)
 			log_warn("manifest %s: %s %s%s%s appears more than once; the first is kept",
-				 source, model_kind_name(o->kind), ns ? ns : "", ns ? "/" : "",
-				 name ? name : "");
+				 source, model_kind_name(o->kind), ns ? ns : "",
+				 ns && *ns ? "/" : "", name ? name : "");
 		else
 			log_warn("manifest %s: %s %s%s%s duplicates the one in %s; ignored", source,
-				 model_kind_name(o->kind), ns ? ns : "", ns ? "/" : "",
+				 model_kind_name(o->kind), ns ? ns : "", ns && *ns ? "/" : "",
 				 name ? name : "", holder->src->name);
 		free(key);
 		model_object_free(o);

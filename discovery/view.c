@@ -17,7 +17,7 @@
 /* Allocation bitmaps cover at most this many addresses (2 MiB of bits); the
  * API server itself refuses service ranges larger than 2^20. */
 #define POOL_MAX_BITS 24
-#define ADDR_TEXT 64
+#define ADDR_TEXT     64
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -234,7 +234,8 @@ static bool pool_addr_offset(const struct alloc_pool *p, const struct model_addr
 
 	if (a->family != p->family)
 		return false;
-	for (size_t i = len; i-- > 0;) {
+	for (size_t k = 0; k < len; k++) {
+		size_t i = len - 1 - k; /* least significant byte first */
 		int v = (int)a->bytes[i] - (int)p->base.bytes[i] - borrow;
 		borrow = v < 0;
 		d[i] = (uint8_t)v;
@@ -258,7 +259,8 @@ static void pool_offset_addr(const struct alloc_pool *p, uint32_t off, struct mo
 	uint32_t carry = off;
 
 	*a = p->base;
-	for (size_t i = len; i-- > 0 && carry;) {
+	for (size_t k = 0; k < len && carry; k++) {
+		size_t i = len - 1 - k;
 		uint32_t v = a->bytes[i] + (carry & 0xff);
 		a->bytes[i] = (uint8_t)v;
 		carry = (carry >> 8) + (v >> 8);
@@ -688,9 +690,10 @@ static int alloc_node_ports(struct build *b)
 		key_obj(b, "dup-node", s->ns, s->name);
 		kb_u32(&b->key, claims[i].port);
 		if (note_once(b))
-			log_warn("Service %s/%s: nodePort %u is also claimed by Service %s/%s; both "
-				 "are served",
-				 s->ns, s->name, claims[i].port, first->ns, first->name);
+			log_warn(
+			    "Service %s/%s: nodePort %u is also claimed by Service %s/%s; both "
+			    "are served",
+			    s->ns, s->name, claims[i].port, first->ns, first->name);
 	}
 
 	for (int pass = 0; pass < 2; pass++) {
@@ -723,16 +726,18 @@ static int alloc_node_ports(struct build *b)
 						key_obj(b, "node-full", s->ns, s->name);
 						kb_u32(&b->key, sp->port);
 						if (note_once(b))
-							log_warn("Service %s/%s port %u: no nodePort "
-								 "and the NodePort range is full",
-								 s->ns, s->name, sp->port);
+							log_warn(
+							    "Service %s/%s port %u: no nodePort "
+							    "and the NodePort range is full",
+							    s->ns, s->name, sp->port);
 						continue;
 					}
 					if (ret)
 						goto out;
-					log_info("Service %s/%s port %u/%s: no nodePort, allocated %u",
-						 s->ns, s->name, sp->port, model_proto_name(sp->proto),
-						 off + p->first_value);
+					log_info(
+					    "Service %s/%s port %u/%s: no nodePort, allocated %u",
+					    s->ns, s->name, sp->port, model_proto_name(sp->proto),
+					    off + p->first_value);
 				}
 				sp->node_port = (uint16_t)(off + p->first_value);
 				sp->node_port_allocated = true;
@@ -799,9 +804,10 @@ static int collect_pods(struct build *b)
 				if (ret == -ENOSPC) {
 					key_obj(b, "pod-full", pod->ns, pod->name);
 					if (note_once(b))
-						log_warn("Pod %s/%s has no status and the %s is full; "
-							 "it gets no IP",
-							 pod->ns, pod->name, p->what);
+						log_warn(
+						    "Pod %s/%s has no status and the %s is full; "
+						    "it gets no IP",
+						    pod->ns, pod->name, p->what);
 					continue;
 				}
 				if (ret)
@@ -927,7 +933,8 @@ static int index_pods(struct build *b)
 			key_label(b, s->ns, &s->selector.items[j]);
 			if (b->key.oom)
 				return -ENOMEM;
-			ret = store_map_insert(&b->label_idx, b->key.p, b->key.len, &slot, &created);
+			ret =
+			    store_map_insert(&b->label_idx, b->key.p, b->key.len, &slot, &created);
 			if (ret)
 				return ret;
 			if (created)
@@ -943,7 +950,7 @@ static int index_pods(struct build *b)
 			if (b->key.oom)
 				return -ENOMEM;
 			struct store_map_slot *slot =
-				store_map_find(&b->label_idx, b->key.p, b->key.len);
+			    store_map_find(&b->label_idx, b->key.p, b->key.len);
 			if (slot && (ret = list_push(&b->lists[slot->val], i)))
 				return ret;
 		}
@@ -1246,7 +1253,8 @@ static int build_namespaces(struct build *b, struct model_view *out)
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!names[i] || !names[i][0] || (u && strcmp(out->namespaces[u - 1], names[i]) == 0))
+		if (!names[i] || !names[i][0] ||
+		    (u && strcmp(out->namespaces[u - 1], names[i]) == 0))
 			continue;
 		out->namespaces[u] = (char *)arena_str(&b->priv->arena, names[i], &b->oom);
 		if (b->oom) {

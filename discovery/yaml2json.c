@@ -138,6 +138,13 @@ static json_t *make_int(const char *s, size_t len, int base, bool neg)
 				    : (json_int_t)v;
 		return json_integer(iv);
 	}
+	if (base == 10 && len < 64) {
+		/* strtod rounds correctly where the digit loop above does not */
+		char buf[64];
+		memcpy(buf, s, len);
+		buf[len] = '\0';
+		d = strtod(buf, NULL);
+	}
 	if (!isfinite(d))
 		return json_stringn(s, len);
 	return json_real(neg ? -d : d);
