@@ -24,22 +24,22 @@
 #define MAX_LIST_DEPTH 4
 /* API server limits that also bound our work per object. */
 #define MAX_SLICE_ENDPOINTS 1000
-#define MAX_ENDPOINT_ADDRS 100
-#define MAX_PORTS 1000
+#define MAX_ENDPOINT_ADDRS  100
+#define MAX_PORTS	    1000
 
 static const char SELECTOR_WHY[] = "a Service selects one group of Pods (plain key=value pairs)";
 static const char SERVICE_NAME_LABEL[] = "kubernetes.io/service-name";
 
 /* Where one object comes from and what it is called, for log lines. */
 struct dctx {
-	const char *where;  /* "manifest demo.yaml", or the API source's name */
-	size_t index;       /* 1-based position in the file, 0 when unknown */
-	const char *stem;   /* file stem for generated Pod names, or NULL */
+	const char *where;    /* "manifest demo.yaml", or the API source's name */
+	size_t index;	      /* 1-based position in the file, 0 when unknown */
+	const char *stem;     /* file stem for generated Pod names, or NULL */
 	size_t *unnamed_pods; /* Pods given a generated name so far in this file */
-	char id[320];       /* "Service default/web", "object #3" */
+	char id[320];	      /* "Service default/web", "object #3" */
 	bool kind_known;
 	enum model_kind kind;
-	const char *ns;   /* borrowed from the JSON (or "default") */
+	const char *ns;	  /* borrowed from the JSON (or "default") */
 	const char *name; /* borrowed, or generated_name */
 	char generated_name[80];
 };
@@ -167,7 +167,8 @@ static bool is_label_key(const char *s)
 		return false;
 	memcpy(prefix, s, plen);
 	prefix[plen] = '\0';
-	return is_dns1123_subdomain(prefix) && is_qualified_part(slash + 1, strlen(slash + 1), false);
+	return is_dns1123_subdomain(prefix) &&
+	       is_qualified_part(slash + 1, strlen(slash + 1), false);
 }
 
 static bool is_label_value(const char *s)
@@ -282,8 +283,10 @@ static int get_labels(struct dctx *c, const json_t *v, const char *path, const c
 	out->items = calloc(json_object_size(obj), sizeof(*out->items));
 	if (!out->items)
 		return -ENOMEM;
-	json_object_foreach (obj, key, val) {
-		if (!json_is_string(val) || strlen(json_string_value(val)) != json_string_length(val))
+	json_object_foreach(obj, key, val)
+	{
+		if (!json_is_string(val) ||
+		    strlen(json_string_value(val)) != json_string_length(val))
 			return bad(c, "%s.%.100s: value must be a string, got %s%s%s", path, key,
 				   json_is_string(val) ? "a NUL character" : jtype(val),
 				   why ? ": " : "", why ? why : "");
@@ -345,8 +348,9 @@ static int svc_cluster_ips(struct dctx *c, const json_t *spec, struct model_serv
 		if (n == 0)
 			list[n++] = ip;
 		else if (strcmp(list[0], ip) != 0)
-			return bad(c, "spec.clusterIPs[0]: \"%.64s\" must equal spec.clusterIP \"%.64s\"",
-				   list[0], ip);
+			return bad(
+			    c, "spec.clusterIPs[0]: \"%.64s\" must equal spec.clusterIP \"%.64s\"",
+			    list[0], ip);
 	}
 	if (s->type == SVC_EXTERNAL_NAME) {
 		if (n > 0)
@@ -483,8 +487,8 @@ static int svc_ports(struct dctx *c, const json_t *spec, struct model_service *s
 		for (size_t j = 0; j < i; j++) {
 			const struct model_svc_port *q = &s->ports[j];
 			if (*p->name && strcmp(q->name, p->name) == 0)
-				return bad(c, "%s.name: \"%s\" is used by spec.ports[%zu] too", path,
-					   p->name, j);
+				return bad(c, "%s.name: \"%s\" is used by spec.ports[%zu] too",
+					   path, p->name, j);
 			if (q->port == p->port && q->proto == p->proto)
 				return bad(c, "%s: port %u/%s is listed twice", path, p->port,
 					   model_proto_name(p->proto));
@@ -527,8 +531,9 @@ static int decode_service(struct dctx *c, const json_t *obj, struct model_servic
 	} else if (strcmp(type, "ExternalName") == 0) {
 		s->type = SVC_EXTERNAL_NAME;
 	} else {
-		rc = bad(c, "spec.type: must be ClusterIP, NodePort, LoadBalancer or ExternalName, "
-			    "got \"%.64s\"",
+		rc = bad(c,
+			 "spec.type: must be ClusterIP, NodePort, LoadBalancer or ExternalName, "
+			 "got \"%.64s\"",
 			 type);
 		goto fail;
 	}
@@ -846,7 +851,7 @@ static int pod_container_ports(struct dctx *c, const json_t *containers, const c
 		if (p->n_ports + n > MAX_PORTS)
 			return bad(c, "%s: more than %d container ports", sub, MAX_PORTS);
 		struct model_container_port *np =
-			realloc(p->ports, (p->n_ports + n) * sizeof(*p->ports));
+		    realloc(p->ports, (p->n_ports + n) * sizeof(*p->ports));
 		if (!np)
 			return -ENOMEM;
 		p->ports = np;
@@ -939,8 +944,9 @@ static int pod_status(struct dctx *c, const json_t *status, struct model_pod *p)
 		if (n == 0)
 			list[n++] = ip;
 		else if (strcmp(list[0], ip) != 0)
-			return bad(c, "status.podIPs[0].ip: \"%.64s\" must equal status.podIP \"%.64s\"",
-				   list[0], ip);
+			return bad(
+			    c, "status.podIPs[0].ip: \"%.64s\" must equal status.podIP \"%.64s\"",
+			    list[0], ip);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (list[i] == ip)
@@ -981,8 +987,8 @@ static int decode_pod(struct dctx *c, const json_t *obj, struct model_pod **out)
 				  MAX_PORTS, &list)) < 0 ||
 		    (list && (rc = pod_container_ports(c, list, "containers", false, p)) < 0))
 			goto fail;
-		if ((rc = get_arr(c, json_object_get(spec, "initContainers"),
-				  "spec.initContainers", MAX_PORTS, &list)) < 0 ||
+		if ((rc = get_arr(c, json_object_get(spec, "initContainers"), "spec.initContainers",
+				  MAX_PORTS, &list)) < 0 ||
 		    (list && (rc = pod_container_ports(c, list, "initContainers", true, p)) < 0))
 			goto fail;
 		if ((rc = get_str(c, json_object_get(spec, "hostname"), "spec.hostname", &s)) < 0)
@@ -1054,10 +1060,10 @@ static int known_kind(const char *kind, enum model_kind *k, const char **api)
 		const char *api;
 		enum model_kind k;
 	} kinds[] = {
-		{"Service", "v1", KIND_SERVICE},
-		{"EndpointSlice", "discovery.k8s.io/v1", KIND_SLICE},
-		{"Pod", "v1", KIND_POD},
-		{"Namespace", "v1", KIND_NAMESPACE},
+	    {"Service", "v1", KIND_SERVICE},
+	    {"EndpointSlice", "discovery.k8s.io/v1", KIND_SLICE},
+	    {"Pod", "v1", KIND_POD},
+	    {"Namespace", "v1", KIND_NAMESPACE},
 	};
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		if (strcmp(kind, kinds[i].kind) == 0) {
@@ -1132,14 +1138,16 @@ static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 		return bad(c, "apiVersion: must be %s for a %s, got %s%.64s%s", want_api, kind,
 			   api ? "\"" : "", api ? api : "nothing", api ? "\"" : "");
 	if (c->ns && !is_dns1123_label(c->ns))
-		return bad(c, "metadata.namespace: \"%.64s\" is not a valid namespace name (a DNS "
-			      "label: lowercase letters, digits and '-')",
+		return bad(c,
+			   "metadata.namespace: \"%.64s\" is not a valid namespace name (a DNS "
+			   "label: lowercase letters, digits and '-')",
 			   c->ns);
 	switch (c->kind) {
 	case KIND_SERVICE:
 		if (!is_dns1035_label(c->name))
-			return bad(c, "metadata.name: a Service name is a DNS-1035 label (at most "
-				      "63 lowercase letters, digits and '-', starting with a letter)");
+			return bad(c,
+				   "metadata.name: a Service name is a DNS-1035 label (at most "
+				   "63 lowercase letters, digits and '-', starting with a letter)");
 		break;
 	case KIND_NAMESPACE:
 		if (!is_dns1123_label(c->name))
@@ -1239,8 +1247,7 @@ static int push_rejected(struct manifest_result *r, const struct dctx *c)
 }
 
 /* Flattens List objects (kubectl get -o json/yaml writes them) into `flat`. */
-static int expand(json_t *doc, int depth, json_t *flat, char *err,
-		  size_t errlen)
+static int expand(json_t *doc, int depth, json_t *flat, char *err, size_t errlen)
 {
 	const char *kind = json_string_value(json_object_get(doc, "kind"));
 	json_t *items = json_object_get(doc, "items");
@@ -1253,7 +1260,8 @@ static int expand(json_t *doc, int depth, json_t *flat, char *err,
 			snprintf(err, errlen, "Lists nested deeper than %d levels", MAX_LIST_DEPTH);
 			return -EINVAL;
 		}
-		json_array_foreach (items, i, it) {
+		json_array_foreach(items, i, it)
+		{
 			int rc = json_is_object(it) ? expand(it, depth + 1, flat, err, errlen)
 						    : (json_array_append(flat, it) ? -ENOMEM : 0);
 			if (rc < 0)
@@ -1335,7 +1343,8 @@ int manifest_decode(const char *path, const char *data, size_t len, struct manif
 		rc = -ENOMEM;
 		goto out;
 	}
-	json_array_foreach (docs, i, doc) {
+	json_array_foreach(docs, i, doc)
+	{
 		if (!json_is_object(doc)) {
 			/* not a manifest at all: keep whatever the file held before */
 			log_warn("%s: document %zu is %s %s, not an object", where, i + 1,
@@ -1351,11 +1360,10 @@ int manifest_decode(const char *path, const char *data, size_t len, struct manif
 	}
 
 	file_stem(path, stem, sizeof(stem));
-	json_array_foreach (flat, i, doc) {
-		struct dctx c = {.where = where,
-				 .index = i + 1,
-				 .stem = stem,
-				 .unnamed_pods = &unnamed_pods};
+	json_array_foreach(flat, i, doc)
+	{
+		struct dctx c = {
+		    .where = where, .index = i + 1, .stem = stem, .unnamed_pods = &unnamed_pods};
 		struct model_object o = {0};
 		int orc = decode_one(&c, doc, &o);
 		if (orc == 0) {

@@ -16,7 +16,7 @@
 #include "common/log.h"
 
 #define DEBOUNCE_MS 15
-#define RESCAN_MS 1000
+#define RESCAN_MS   1000
 /* File timestamps are only as fine as the kernel tick, so a file rewritten
  * twice within one tick with the same size looks unchanged; files this recent
  * have their bytes compared as well. */
@@ -30,9 +30,9 @@ struct md_file {
 	off_t size;
 	int64_t mtime_ns;
 	int64_t ctime_ns;
-	uint64_t hash;  /* of the bytes last decoded */
-	bool in_store;  /* the store may hold objects from this path */
-	bool seen;      /* during a scan: still in the directory */
+	uint64_t hash; /* of the bytes last decoded */
+	bool in_store; /* the store may hold objects from this path */
+	bool seen;     /* during a scan: still in the directory */
 };
 
 struct manifest_dir {
@@ -169,7 +169,7 @@ static bool load_bytes(struct manifest_dir *md, struct md_file *f, const char *d
 	for (size_t i = 0; i < r.n_rejected; i++) {
 		const struct manifest_rejected *rj = &r.rejected[i];
 		const struct model_object *prev =
-			model_store_find(md->store, f->path, rj->kind, rj->ns, rj->name);
+		    model_store_find(md->store, f->path, rj->kind, rj->ns, rj->name);
 		if (!prev)
 			continue;
 		if (model_object_clone(prev, &objs[n]) < 0) {
@@ -284,7 +284,8 @@ static int scan(struct manifest_dir *md, bool *changed)
 		return rc;
 	}
 	if (fstat(dirfd(d), &st) == 0) {
-		bool moved = md->have_dir_id && (st.st_dev != md->dir_dev || st.st_ino != md->dir_ino);
+		bool moved =
+		    md->have_dir_id && (st.st_dev != md->dir_dev || st.st_ino != md->dir_ino);
 		if (md->dir_missing)
 			log_info("manifest dir %s: readable again", md->dir);
 		/* a recreated directory is a new inode: the old inotify watch is dead */

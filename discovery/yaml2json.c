@@ -15,10 +15,10 @@
 #include <yaml.h>
 
 struct frame {
-	json_t *val;      /* the array or object being built */
-	char *key;        /* objects: the key whose value comes next */
+	json_t *val;	   /* the array or object being built */
+	char *key;	   /* objects: the key whose value comes next */
 	bool key_is_merge; /* that key is a plain '<<' */
-	json_t *merges;   /* objects: mappings named by '<<', applied at the end */
+	json_t *merges;	   /* objects: mappings named by '<<', applied at the end */
 	char *anchor;
 	size_t start_nodes;
 	int child_height; /* tallest child so far (scalars count 0) */
@@ -48,7 +48,7 @@ struct builder {
 static const char TAG_STR[] = "tag:yaml.org,2002:str";
 
 static int fail(struct builder *b, yaml_mark_t mark, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(struct builder *b, yaml_mark_t mark, const char *fmt, ...)
 {
@@ -259,9 +259,11 @@ static int place(struct builder *b, json_t *v, const char *anchor, size_t nodes,
 			if (json_array_append(f->merges, v))
 				rc = fail_nomem(b);
 		} else if (json_is_array(v)) {
-			json_array_foreach (v, i, m) {
+			json_array_foreach(v, i, m)
+			{
 				if (!json_is_object(m)) {
-					rc = fail(b, mark, "'<<' takes a mapping or a list of mappings");
+					rc = fail(b, mark,
+						  "'<<' takes a mapping or a list of mappings");
 					break;
 				}
 				if (json_array_append(f->merges, m)) {
@@ -331,7 +333,8 @@ static int on_start(struct builder *b, const yaml_event_t *ev, bool mapping)
 				     : (const char *)ev->data.sequence_start.anchor;
 	int rc;
 	if (b->depth >= YAML2JSON_MAX_DEPTH)
-		return fail(b, ev->start_mark, "nesting deeper than %d levels", YAML2JSON_MAX_DEPTH);
+		return fail(b, ev->start_mark, "nesting deeper than %d levels",
+			    YAML2JSON_MAX_DEPTH);
 	if ((rc = count_node(b, 1, ev->start_mark)) < 0)
 		return rc;
 	struct frame *f = &b->stack[b->depth];
@@ -367,10 +370,12 @@ static int on_end(struct builder *b, const yaml_event_t *ev)
 		 * over later ones (the YAML merge-key convention kubectl follows) */
 		size_t i;
 		json_t *m;
-		json_array_foreach (f.merges, i, m) {
+		json_array_foreach(f.merges, i, m)
+		{
 			const char *k;
 			json_t *val;
-			json_object_foreach (m, k, val) {
+			json_object_foreach(m, k, val)
+			{
 				if (!json_object_get(f.val, k) && json_object_set(f.val, k, val)) {
 					frame_release(&f);
 					return fail_nomem(b);
@@ -394,7 +399,8 @@ static int on_alias(struct builder *b, const yaml_event_t *ev)
 		return fail(b, ev->start_mark, "unknown anchor \"%.100s\"", name);
 	const struct anchor *a = &b->anchors[json_integer_value(idx)];
 	if (b->depth + a->height > YAML2JSON_MAX_DEPTH)
-		return fail(b, ev->start_mark, "alias nests deeper than %d levels", YAML2JSON_MAX_DEPTH);
+		return fail(b, ev->start_mark, "alias nests deeper than %d levels",
+			    YAML2JSON_MAX_DEPTH);
 	if ((rc = count_node(b, a->nodes, ev->start_mark)) < 0)
 		return rc;
 

@@ -103,30 +103,35 @@ static void test_yaml_core_schema(void **state)
 		const char *yaml;
 		const char *json; /* compact dump of the documents array */
 	} cases[] = {
-		{"a: 1", "[{\"a\": 1}]"},
-		{"a: -12\nb: +3\nc: 0x1F\nd: 0o17\ne: 0755", "[{\"a\": -12, \"b\": 3, \"c\": 31, \"d\": 15, \"e\": 755}]"},
-		{"[true, True, TRUE, false, False, FALSE]", "[[true, true, true, false, false, false]]"},
-		{"[~, null, Null, NULL, ]", "[[null, null, null, null]]"},
-		{"a:\nb: ''", "[{\"a\": null, \"b\": \"\"}]"},
-		{"[1.5, .5, 1e3, -2.5E-1]", "[[1.5, 0.5, 1000.0, -0.25]]"},
-		{"[yes, no, on, off, 1_000, 0b1, 1.2.3]", "[[\"yes\", \"no\", \"on\", \"off\", \"1_000\", \"0b1\", \"1.2.3\"]]"},
-		{"['1', \"true\", !!str 7, ! 8, |\n  x\n]", NULL}, /* block scalar in flow: error */
-		{"a: '1'\nb: \"true\"\nc: !!str 7\nd: |\n  x\n", "[{\"a\": \"1\", \"b\": \"true\", \"c\": \"7\", \"d\": \"x\\n\"}]"},
-		{"a: 99999999999999999999", "[{\"a\": 1e20}]"},
-		{"a: .inf", "[{\"a\": \".inf\"}]"},
-		{"1: one\nnull: x\ntrue: y", "[{\"1\": \"one\", \"null\": \"x\", \"true\": \"y\"}]"},
-		{"---\n---\na: 1\n...\n---\n# only a comment\n---\n- 2\n", "[{\"a\": 1}, [2]]"},
-		{"", "[]"},
-		{"a: &x {b: 1}\nc: *x\nd:\n  <<: *x\n  e: 2\n", "[{\"a\": {\"b\": 1}, \"c\": {\"b\": 1}, \"d\": {\"e\": 2, \"b\": 1}}]"},
-		{"a: &x {b: 1}\nd:\n  b: 5\n  <<: *x\n", "[{\"a\": {\"b\": 1}, \"d\": {\"b\": 5}}]"},
-		{"a: 1\na: 2", NULL},          /* duplicate key */
-		{"? [a]\n: 1", NULL},          /* non-scalar key */
-		{"a: *nope", NULL},            /* unknown anchor */
-		{"a: \"x\\0y\"", NULL},        /* NUL inside a string */
-		{"a: [1, 2", NULL},            /* truncated */
-		{"a: \xff\xfe", NULL},         /* invalid UTF-8 */
-		{"a: b: c", NULL},
-		{"&a [*a]", NULL},             /* an alias inside its own anchor */
+	    {"a: 1", "[{\"a\": 1}]"},
+	    {"a: -12\nb: +3\nc: 0x1F\nd: 0o17\ne: 0755",
+	     "[{\"a\": -12, \"b\": 3, \"c\": 31, \"d\": 15, \"e\": 755}]"},
+	    {"[true, True, TRUE, false, False, FALSE]",
+	     "[[true, true, true, false, false, false]]"},
+	    {"[~, null, Null, NULL, ]", "[[null, null, null, null]]"},
+	    {"a:\nb: ''", "[{\"a\": null, \"b\": \"\"}]"},
+	    {"[1.5, .5, 1e3, -2.5E-1]", "[[1.5, 0.5, 1000.0, -0.25]]"},
+	    {"[yes, no, on, off, 1_000, 0b1, 1.2.3]",
+	     "[[\"yes\", \"no\", \"on\", \"off\", \"1_000\", \"0b1\", \"1.2.3\"]]"},
+	    {"['1', \"true\", !!str 7, ! 8, |\n  x\n]", NULL}, /* block scalar in flow: error */
+	    {"a: '1'\nb: \"true\"\nc: !!str 7\nd: |\n  x\n",
+	     "[{\"a\": \"1\", \"b\": \"true\", \"c\": \"7\", \"d\": \"x\\n\"}]"},
+	    {"a: 99999999999999999999", "[{\"a\": 1e20}]"},
+	    {"a: .inf", "[{\"a\": \".inf\"}]"},
+	    {"1: one\nnull: x\ntrue: y", "[{\"1\": \"one\", \"null\": \"x\", \"true\": \"y\"}]"},
+	    {"---\n---\na: 1\n...\n---\n# only a comment\n---\n- 2\n", "[{\"a\": 1}, [2]]"},
+	    {"", "[]"},
+	    {"a: &x {b: 1}\nc: *x\nd:\n  <<: *x\n  e: 2\n",
+	     "[{\"a\": {\"b\": 1}, \"c\": {\"b\": 1}, \"d\": {\"e\": 2, \"b\": 1}}]"},
+	    {"a: &x {b: 1}\nd:\n  b: 5\n  <<: *x\n", "[{\"a\": {\"b\": 1}, \"d\": {\"b\": 5}}]"},
+	    {"a: 1\na: 2", NULL},   /* duplicate key */
+	    {"? [a]\n: 1", NULL},   /* non-scalar key */
+	    {"a: *nope", NULL},	    /* unknown anchor */
+	    {"a: \"x\\0y\"", NULL}, /* NUL inside a string */
+	    {"a: [1, 2", NULL},	    /* truncated */
+	    {"a: \xff\xfe", NULL},  /* invalid UTF-8 */
+	    {"a: b: c", NULL},
+	    {"&a [*a]", NULL}, /* an alias inside its own anchor */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		json_t *docs = (json_t *)1;
@@ -201,9 +206,10 @@ static void test_yaml_alias_bomb(void **state)
 	assert_int_equal(r.n_objs, 0);
 
 	/* a few legitimate aliases are fine */
-	const char *ok = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n"
-			 "spec:\n  selector: &sel {app: a}\n  ports: [{port: 80}]\n"
-			 "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {app: a}\n";
+	const char *ok =
+	    "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n"
+	    "spec:\n  selector: &sel {app: a}\n  ports: [{port: 80}]\n"
+	    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {app: a}\n";
 	assert_int_equal(decode("ok.yaml", ok, &r), 0);
 	assert_int_equal(r.n_objs, 2);
 	manifest_result_free(&r);
@@ -412,7 +418,7 @@ static void test_selector_list_rejected(void **state)
 
 #define SVC_HEAD(name) "apiVersion: v1\nkind: Service\nmetadata:\n  name: " name "\nspec:\n"
 #define SLICE_HEAD                                                                                 \
-	"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s1\n"       \
+	"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s1\n"            \
 	"  labels:\n    kubernetes.io/service-name: web\n"
 #define POD_HEAD "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\n"
 
@@ -421,73 +427,127 @@ static const struct invalid_case {
 	const char *yaml;
 	bool named; /* appears in rejected[] */
 } invalid_cases[] = {
-	{"port 0", SVC_HEAD("x") "  ports: [{port: 0}]\n", true},
-	{"port 70000", SVC_HEAD("x") "  ports: [{port: 70000}]\n", true},
-	{"port as string", SVC_HEAD("x") "  ports: [{port: \"80\"}]\n", true},
-	{"port as float", SVC_HEAD("x") "  ports: [{port: 80.5}]\n", true},
-	{"port missing", SVC_HEAD("x") "  ports: [{name: a}]\n", true},
-	{"no ports", SVC_HEAD("x") "  selector: {app: a}\n", true},
-	{"protocol lowercase", SVC_HEAD("x") "  ports: [{port: 80, protocol: tcp}]\n", true},
-	{"unnamed port among several", SVC_HEAD("x") "  ports: [{name: a, port: 80}, {port: 81}]\n", true},
-	{"duplicate port name", SVC_HEAD("x") "  ports: [{name: a, port: 80}, {name: a, port: 81}]\n", true},
-	{"port name uppercase", SVC_HEAD("x") "  ports: [{name: HTTP, port: 80}]\n", true},
-	{"duplicate port+protocol", SVC_HEAD("x") "  ports: [{name: a, port: 80}, {name: b, port: 80}]\n", true},
-	{"targetPort bad name", SVC_HEAD("x") "  ports: [{port: 80, targetPort: Http_x}]\n", true},
-	{"targetPort name too long", SVC_HEAD("x") "  ports: [{port: 80, targetPort: abcdefghijklmnop}]\n", true},
-	{"targetPort 70000", SVC_HEAD("x") "  ports: [{port: 80, targetPort: 70000}]\n", true},
-	{"targetPort \"70000\"", SVC_HEAD("x") "  ports: [{port: 80, targetPort: \"70000\"}]\n", true},
-	{"targetPort list", SVC_HEAD("x") "  ports: [{port: 80, targetPort: [1]}]\n", true},
-	{"nodePort on ClusterIP", SVC_HEAD("x") "  ports: [{port: 80, nodePort: 30080}]\n", true},
-	{"nodePort out of range", SVC_HEAD("x") "  type: NodePort\n  ports: [{port: 80, nodePort: 80}]\n", true},
-	{"nodePort duplicate", SVC_HEAD("x") "  type: NodePort\n  ports: [{name: a, port: 80, nodePort: 30001}, {name: b, port: 81, nodePort: 30001}]\n", true},
-	{"type unknown", SVC_HEAD("x") "  type: Internal\n  ports: [{port: 80}]\n", true},
-	{"name uppercase", SVC_HEAD("My-Svc") "  ports: [{port: 80}]\n", true},
-	{"name starts with digit", SVC_HEAD("1abc") "  ports: [{port: 80}]\n", true},
-	{"name too long", SVC_HEAD("a234567890123456789012345678901234567890123456789012345678901234") "  ports: [{port: 80}]\n", true},
-	{"no name", "apiVersion: v1\nkind: Service\nmetadata: {}\nspec:\n  ports: [{port: 80}]\n", false},
-	{"name not a string", "apiVersion: v1\nkind: Service\nmetadata: {name: [a]}\nspec:\n  ports: [{port: 80}]\n", false},
-	{"bad namespace", "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: Bad_NS}\nspec:\n  ports: [{port: 80}]\n", true},
-	{"wrong apiVersion", "apiVersion: apps/v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports: [{port: 80}]\n", true},
-	{"no apiVersion", "kind: Service\nmetadata: {name: x}\nspec:\n  ports: [{port: 80}]\n", true},
-	{"no kind", "apiVersion: v1\nmetadata: {name: x}\n", false},
-	{"no spec", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", true},
-	{"clusterIP not an IP", SVC_HEAD("x") "  clusterIP: 10.0.0\n  ports: [{port: 80}]\n", true},
-	{"clusterIPs same family", SVC_HEAD("x") "  clusterIPs: [10.0.0.1, 10.0.0.2]\n  ports: [{port: 80}]\n", true},
-	{"clusterIPs three", SVC_HEAD("x") "  clusterIPs: [10.0.0.1, fd00::1, 10.0.0.2]\n  ports: [{port: 80}]\n", true},
-	{"clusterIPs[0] differs", SVC_HEAD("x") "  clusterIP: 10.0.0.1\n  clusterIPs: [10.0.0.2]\n  ports: [{port: 80}]\n", true},
-	{"headless NodePort", SVC_HEAD("x") "  type: NodePort\n  clusterIP: None\n  ports: [{port: 80}]\n", true},
-	{"ExternalName without name", SVC_HEAD("x") "  type: ExternalName\n", true},
-	{"ExternalName invalid", SVC_HEAD("x") "  type: ExternalName\n  externalName: -bad..example\n", true},
-	{"ExternalName with clusterIP", SVC_HEAD("x") "  type: ExternalName\n  externalName: a.example\n  clusterIP: 10.0.0.1\n", true},
-	{"selector number", SVC_HEAD("x") "  selector: {app: 1}\n  ports: [{port: 80}]\n", true},
-	{"selector bool", SVC_HEAD("x") "  selector: {app: true}\n  ports: [{port: 80}]\n", true},
-	{"selector object", SVC_HEAD("x") "  selector: {app: {a: b}}\n  ports: [{port: 80}]\n", true},
-	{"selector list", SVC_HEAD("x") "  selector: [app]\n  ports: [{port: 80}]\n", true},
-	{"selector bad value", SVC_HEAD("x") "  selector: {app: \"a b\"}\n  ports: [{port: 80}]\n", true},
-	{"label not a string", "apiVersion: v1\nkind: Service\nmetadata: {name: x, labels: {v: 1.0}}\nspec:\n  ports: [{port: 80}]\n", true},
-	{"publishNotReadyAddresses string", SVC_HEAD("x") "  publishNotReadyAddresses: \"true\"\n  ports: [{port: 80}]\n", true},
-	{"sessionAffinity unknown", SVC_HEAD("x") "  sessionAffinity: Cookie\n  ports: [{port: 80}]\n", true},
-	{"affinity timeout 0", SVC_HEAD("x") "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 0}}\n  ports: [{port: 80}]\n", true},
-	{"ports not a list", SVC_HEAD("x") "  ports: {port: 80}\n", true},
-	{"slice without service label", "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s1}\naddressType: IPv4\n", true},
-	{"slice bad addressType", SLICE_HEAD "addressType: IPv5\n", true},
-	{"slice no addressType", SLICE_HEAD "endpoints: []\n", true},
-	{"slice wrong apiVersion", "apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata:\n  name: s1\n  labels: {kubernetes.io/service-name: web}\naddressType: IPv4\n", true},
-	{"slice IPv6 in IPv4", SLICE_HEAD "addressType: IPv4\nendpoints: [{addresses: [\"fd00::1\"]}]\n", true},
-	{"slice bad address", SLICE_HEAD "addressType: IPv4\nendpoints: [{addresses: [10.1.2]}]\n", true},
-	{"slice no addresses", SLICE_HEAD "addressType: IPv4\nendpoints: [{conditions: {ready: true}}]\n", true},
-	{"slice bad hostname", SLICE_HEAD "addressType: IPv4\nendpoints: [{addresses: [10.0.0.1], hostname: A_B}]\n", true},
-	{"slice ready string", SLICE_HEAD "addressType: IPv4\nendpoints: [{addresses: [10.0.0.1], conditions: {ready: \"yes\"}}]\n", true},
-	{"slice port 0", SLICE_HEAD "addressType: IPv4\nports: [{port: 0}]\n", true},
-	{"pod bad podIP", POD_HEAD "status: {podIP: 10.0.0.300}\n", true},
-	{"pod containerPort 0", POD_HEAD "spec:\n  containers: [{name: c, ports: [{containerPort: 0}]}]\n", true},
-	{"pod port name too long", POD_HEAD "spec:\n  containers: [{name: c, ports: [{containerPort: 80, name: abcdefghijklmnop}]}]\n", true},
-	{"pod label list", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\n  labels: {app: [a]}\n", true},
-	{"pod bad hostname", POD_HEAD "spec: {hostname: a.b}\n", true},
-	{"pod podIPs same family", POD_HEAD "status: {podIPs: [{ip: 10.0.0.1}, {ip: 10.0.0.2}]}\n", true},
-	{"pod name invalid", "apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Pod}\n", true},
-	{"namespace bad name", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a.b}\n", true},
-	{"not an object in a List", "apiVersion: v1\nkind: List\nitems: [42]\n", false},
+    {"port 0", SVC_HEAD("x") "  ports: [{port: 0}]\n", true},
+    {"port 70000", SVC_HEAD("x") "  ports: [{port: 70000}]\n", true},
+    {"port as string", SVC_HEAD("x") "  ports: [{port: \"80\"}]\n", true},
+    {"port as float", SVC_HEAD("x") "  ports: [{port: 80.5}]\n", true},
+    {"port missing", SVC_HEAD("x") "  ports: [{name: a}]\n", true},
+    {"no ports", SVC_HEAD("x") "  selector: {app: a}\n", true},
+    {"protocol lowercase", SVC_HEAD("x") "  ports: [{port: 80, protocol: tcp}]\n", true},
+    {"unnamed port among several", SVC_HEAD("x") "  ports: [{name: a, port: 80}, {port: 81}]\n",
+     true},
+    {"duplicate port name", SVC_HEAD("x") "  ports: [{name: a, port: 80}, {name: a, port: 81}]\n",
+     true},
+    {"port name uppercase", SVC_HEAD("x") "  ports: [{name: HTTP, port: 80}]\n", true},
+    {"duplicate port+protocol",
+     SVC_HEAD("x") "  ports: [{name: a, port: 80}, {name: b, port: 80}]\n", true},
+    {"targetPort bad name", SVC_HEAD("x") "  ports: [{port: 80, targetPort: Http_x}]\n", true},
+    {"targetPort name too long",
+     SVC_HEAD("x") "  ports: [{port: 80, targetPort: abcdefghijklmnop}]\n", true},
+    {"targetPort 70000", SVC_HEAD("x") "  ports: [{port: 80, targetPort: 70000}]\n", true},
+    {"targetPort \"70000\"", SVC_HEAD("x") "  ports: [{port: 80, targetPort: \"70000\"}]\n", true},
+    {"targetPort list", SVC_HEAD("x") "  ports: [{port: 80, targetPort: [1]}]\n", true},
+    {"nodePort on ClusterIP", SVC_HEAD("x") "  ports: [{port: 80, nodePort: 30080}]\n", true},
+    {"nodePort out of range",
+     SVC_HEAD("x") "  type: NodePort\n  ports: [{port: 80, nodePort: 80}]\n", true},
+    {"nodePort duplicate",
+     SVC_HEAD("x") "  type: NodePort\n  ports: [{name: a, port: 80, nodePort: 30001}, {name: b, "
+		   "port: 81, nodePort: 30001}]\n",
+     true},
+    {"type unknown", SVC_HEAD("x") "  type: Internal\n  ports: [{port: 80}]\n", true},
+    {"name uppercase", SVC_HEAD("My-Svc") "  ports: [{port: 80}]\n", true},
+    {"name starts with digit", SVC_HEAD("1abc") "  ports: [{port: 80}]\n", true},
+    {"name too long",
+     SVC_HEAD("a234567890123456789012345678901234567890123456789012345678901234") "  ports: "
+										  "[{port: 80}]\n",
+     true},
+    {"no name", "apiVersion: v1\nkind: Service\nmetadata: {}\nspec:\n  ports: [{port: 80}]\n",
+     false},
+    {"name not a string",
+     "apiVersion: v1\nkind: Service\nmetadata: {name: [a]}\nspec:\n  ports: [{port: 80}]\n", false},
+    {"bad namespace",
+     "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: Bad_NS}\nspec:\n  ports: "
+     "[{port: 80}]\n",
+     true},
+    {"wrong apiVersion",
+     "apiVersion: apps/v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports: [{port: 80}]\n",
+     true},
+    {"no apiVersion", "kind: Service\nmetadata: {name: x}\nspec:\n  ports: [{port: 80}]\n", true},
+    {"no kind", "apiVersion: v1\nmetadata: {name: x}\n", false},
+    {"no spec", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", true},
+    {"clusterIP not an IP", SVC_HEAD("x") "  clusterIP: 10.0.0\n  ports: [{port: 80}]\n", true},
+    {"clusterIPs same family",
+     SVC_HEAD("x") "  clusterIPs: [10.0.0.1, 10.0.0.2]\n  ports: [{port: 80}]\n", true},
+    {"clusterIPs three",
+     SVC_HEAD("x") "  clusterIPs: [10.0.0.1, fd00::1, 10.0.0.2]\n  ports: [{port: 80}]\n", true},
+    {"clusterIPs[0] differs",
+     SVC_HEAD("x") "  clusterIP: 10.0.0.1\n  clusterIPs: [10.0.0.2]\n  ports: [{port: 80}]\n",
+     true},
+    {"headless NodePort",
+     SVC_HEAD("x") "  type: NodePort\n  clusterIP: None\n  ports: [{port: 80}]\n", true},
+    {"ExternalName without name", SVC_HEAD("x") "  type: ExternalName\n", true},
+    {"ExternalName invalid", SVC_HEAD("x") "  type: ExternalName\n  externalName: -bad..example\n",
+     true},
+    {"ExternalName with clusterIP",
+     SVC_HEAD("x") "  type: ExternalName\n  externalName: a.example\n  clusterIP: 10.0.0.1\n",
+     true},
+    {"selector number", SVC_HEAD("x") "  selector: {app: 1}\n  ports: [{port: 80}]\n", true},
+    {"selector bool", SVC_HEAD("x") "  selector: {app: true}\n  ports: [{port: 80}]\n", true},
+    {"selector object", SVC_HEAD("x") "  selector: {app: {a: b}}\n  ports: [{port: 80}]\n", true},
+    {"selector list", SVC_HEAD("x") "  selector: [app]\n  ports: [{port: 80}]\n", true},
+    {"selector bad value", SVC_HEAD("x") "  selector: {app: \"a b\"}\n  ports: [{port: 80}]\n",
+     true},
+    {"label not a string",
+     "apiVersion: v1\nkind: Service\nmetadata: {name: x, labels: {v: 1.0}}\nspec:\n  ports: "
+     "[{port: 80}]\n",
+     true},
+    {"publishNotReadyAddresses string",
+     SVC_HEAD("x") "  publishNotReadyAddresses: \"true\"\n  ports: [{port: 80}]\n", true},
+    {"sessionAffinity unknown", SVC_HEAD("x") "  sessionAffinity: Cookie\n  ports: [{port: 80}]\n",
+     true},
+    {"affinity timeout 0",
+     SVC_HEAD("x") "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: "
+		   "{timeoutSeconds: 0}}\n  ports: [{port: 80}]\n",
+     true},
+    {"ports not a list", SVC_HEAD("x") "  ports: {port: 80}\n", true},
+    {"slice without service label",
+     "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s1}\naddressType: "
+     "IPv4\n",
+     true},
+    {"slice bad addressType", SLICE_HEAD "addressType: IPv5\n", true},
+    {"slice no addressType", SLICE_HEAD "endpoints: []\n", true},
+    {"slice wrong apiVersion",
+     "apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata:\n  name: s1\n  labels: "
+     "{kubernetes.io/service-name: web}\naddressType: IPv4\n",
+     true},
+    {"slice IPv6 in IPv4",
+     SLICE_HEAD "addressType: IPv4\nendpoints: [{addresses: [\"fd00::1\"]}]\n", true},
+    {"slice bad address", SLICE_HEAD "addressType: IPv4\nendpoints: [{addresses: [10.1.2]}]\n",
+     true},
+    {"slice no addresses",
+     SLICE_HEAD "addressType: IPv4\nendpoints: [{conditions: {ready: true}}]\n", true},
+    {"slice bad hostname",
+     SLICE_HEAD "addressType: IPv4\nendpoints: [{addresses: [10.0.0.1], hostname: A_B}]\n", true},
+    {"slice ready string",
+     SLICE_HEAD
+     "addressType: IPv4\nendpoints: [{addresses: [10.0.0.1], conditions: {ready: \"yes\"}}]\n",
+     true},
+    {"slice port 0", SLICE_HEAD "addressType: IPv4\nports: [{port: 0}]\n", true},
+    {"pod bad podIP", POD_HEAD "status: {podIP: 10.0.0.300}\n", true},
+    {"pod containerPort 0",
+     POD_HEAD "spec:\n  containers: [{name: c, ports: [{containerPort: 0}]}]\n", true},
+    {"pod port name too long",
+     POD_HEAD
+     "spec:\n  containers: [{name: c, ports: [{containerPort: 80, name: abcdefghijklmnop}]}]\n",
+     true},
+    {"pod label list", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\n  labels: {app: [a]}\n",
+     true},
+    {"pod bad hostname", POD_HEAD "spec: {hostname: a.b}\n", true},
+    {"pod podIPs same family", POD_HEAD "status: {podIPs: [{ip: 10.0.0.1}, {ip: 10.0.0.2}]}\n",
+     true},
+    {"pod name invalid", "apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Pod}\n", true},
+    {"namespace bad name", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a.b}\n", true},
+    {"not an object in a List", "apiVersion: v1\nkind: List\nitems: [42]\n", false},
 };
 
 static const char GOOD_SVC[] = SVC_HEAD("good") "  selector: {app: a}\n  ports: [{port: 80}]\n";
@@ -516,9 +576,8 @@ static void test_invalid_objects(void **state)
 		json_t *docs;
 		char err[256];
 		struct model_object o;
-		assert_int_equal(yaml_to_json_docs(c->yaml, strlen(c->yaml), &docs, err,
-						   sizeof(err)),
-				 0);
+		assert_int_equal(
+		    yaml_to_json_docs(c->yaml, strlen(c->yaml), &docs, err, sizeof(err)), 0);
 		json_t *obj = json_array_get(docs, 0);
 		if (json_is_array(json_object_get(obj, "items")))
 			obj = json_array_get(json_object_get(obj, "items"), 0);
@@ -534,26 +593,92 @@ static void test_service_variants(void **state)
 {
 	(void)state;
 	struct manifest_result r;
-	const char *text =
-		SVC_HEAD("named-target") "  ports:\n"
-					 "  - {name: http, port: 80, targetPort: http-alt}\n"
-					 "  - {name: dns, port: 53, protocol: UDP, targetPort: \"5353\"}\n"
-					 "  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 0}\n"
-		"---\n" SVC_HEAD("dual") "  clusterIP: 10.96.0.10\n"
-					 "  clusterIPs: [10.96.0.10, \"fd00::a\"]\n"
-					 "  ports: [{port: 53, protocol: UDP}]\n"
-		"---\n" SVC_HEAD("v6only") "  clusterIPs: [\"fd00::b\"]\n  ports: [{port: 80}]\n"
-		"---\n" SVC_HEAD("headless") "  clusterIP: None\n  selector: {app: db}\n"
-		"  publishNotReadyAddresses: true\n"
-		"---\n" SVC_HEAD("ext") "  type: ExternalName\n  externalName: DB.Example.COM.\n"
-		"---\n" SVC_HEAD("lb") "  type: LoadBalancer\n  sessionAffinity: ClientIP\n"
-		"  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}\n"
-		"  ports:\n  - {name: a, port: 53, protocol: TCP, nodePort: 30053}\n"
-		"  - {name: b, port: 53, protocol: UDP, nodePort: 30053}\n"
-		"  - {name: c, port: 54, protocol: SCTP}\n"
-		"---\n" SVC_HEAD("empty-sel") "  selector: {}\n  ports: [{port: 1}]\n"
-		"---\napiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: kube-system}\n"
-		"spec: {ports: [{port: 65535}]}\n";
+	const char *text = SVC_HEAD(
+	    "named-target") "  ports:\n"
+			    "  - {name: http, port: 80, targetPort: http-alt}\n"
+			    "  - {name: dns, port: 53, protocol: UDP, targetPort: \"5353\"}\n"
+			    "  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 0}\n"
+			    "---\n" SVC_HEAD(
+				"dual") "  clusterIP: 10.96.0.10\n"
+					"  clusterIPs: [10.96.0.10, \"fd00::a\"]\n"
+					"  ports: [{port: 53, protocol: UDP}]\n"
+					"---\n" SVC_HEAD(
+					    "v6only") "  clusterIPs: [\"fd00::b\"]\n  ports: "
+						      "[{port: 80}]\n"
+						      "---\n" SVC_HEAD(
+							  "headless") "  clusterIP: None\n  "
+								      "selector: {app: db}\n"
+								      "  publishNotReadyAddresses: "
+								      "true\n"
+								      "---\n" SVC_HEAD(
+									  "ext") "  type: "
+										 "ExternalName\n  "
+										 "externalName: "
+										 "DB.Example.COM.\n"
+										 "---\n" SVC_HEAD(
+										     "lb") "  "
+											   "type: "
+											   "LoadBal"
+											   "ancer\n"
+											   "  "
+											   "session"
+											   "Affinit"
+											   "y: "
+											   "ClientI"
+											   "P\n"
+											   "  "
+											   "session"
+											   "Affinit"
+											   "yConfig"
+											   ": "
+											   "{client"
+											   "IP: "
+											   "{timeou"
+											   "tSecond"
+											   "s: "
+											   "60}}\n"
+											   "  "
+											   "ports:"
+											   "\n  - "
+											   "{name: "
+											   "a, "
+											   "port: "
+											   "53, "
+											   "protoco"
+											   "l: "
+											   "TCP, "
+											   "nodePor"
+											   "t: "
+											   "30053}"
+											   "\n"
+											   "  - "
+											   "{name: "
+											   "b, "
+											   "port: "
+											   "53, "
+											   "protoco"
+											   "l: "
+											   "UDP, "
+											   "nodePor"
+											   "t: "
+											   "30053}"
+											   "\n"
+											   "  - "
+											   "{name: "
+											   "c, "
+											   "port: "
+											   "54, "
+											   "protoco"
+											   "l: "
+											   "SCTP}\n"
+											   "---"
+											   "\n" SVC_HEAD(
+											       "emp"
+											       "ty-"
+											       "se"
+											       "l") "  selector: {}\n  ports: [{port: 1}]\n"
+												    "---\napiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: kube-system}\n"
+												    "spec: {ports: [{port: 65535}]}\n";
 	assert_int_equal(decode("variants.yaml", text, &r), 0);
 	assert_int_equal(r.n_invalid, 0);
 	assert_int_equal(r.n_objs, 8);
@@ -608,29 +733,29 @@ static void test_endpoint_slice(void **state)
 {
 	(void)state;
 	struct manifest_result r;
-	const char *text =
-		SLICE_HEAD "addressType: IPv4\n"
-			   "ports:\n"
-			   "- {name: http, port: 8080}\n"
-			   "- {port: 53, protocol: UDP}\n"
-			   "- {name: all, port: null}\n"
-			   "endpoints:\n"
-			   "- addresses: [10.0.0.1]\n"
-			   "- addresses: [10.0.0.2]\n"
-			   "  conditions: {ready: false}\n"
-			   "  hostname: db-0\n"
-			   "  nodeName: node-a\n"
-			   "  targetRef: {kind: Pod, name: db-0, namespace: default}\n"
-			   "- addresses: [10.0.0.3]\n"
-			   "  conditions: {ready: false, serving: true, terminating: true}\n"
-			   "---\n"
-			   "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-			   "metadata: {name: s6, namespace: ns1, labels: {kubernetes.io/service-name: web}}\n"
-			   "addressType: IPv6\nendpoints: [{addresses: [\"fd00::1\"]}]\n"
-			   "---\n"
-			   "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-			   "metadata: {name: sf, labels: {kubernetes.io/service-name: ext}}\n"
-			   "addressType: FQDN\nendpoints: [{addresses: [db.example.com]}]\n";
+	const char *text = SLICE_HEAD
+	    "addressType: IPv4\n"
+	    "ports:\n"
+	    "- {name: http, port: 8080}\n"
+	    "- {port: 53, protocol: UDP}\n"
+	    "- {name: all, port: null}\n"
+	    "endpoints:\n"
+	    "- addresses: [10.0.0.1]\n"
+	    "- addresses: [10.0.0.2]\n"
+	    "  conditions: {ready: false}\n"
+	    "  hostname: db-0\n"
+	    "  nodeName: node-a\n"
+	    "  targetRef: {kind: Pod, name: db-0, namespace: default}\n"
+	    "- addresses: [10.0.0.3]\n"
+	    "  conditions: {ready: false, serving: true, terminating: true}\n"
+	    "---\n"
+	    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	    "metadata: {name: s6, namespace: ns1, labels: {kubernetes.io/service-name: web}}\n"
+	    "addressType: IPv6\nendpoints: [{addresses: [\"fd00::1\"]}]\n"
+	    "---\n"
+	    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	    "metadata: {name: sf, labels: {kubernetes.io/service-name: ext}}\n"
+	    "addressType: FQDN\nendpoints: [{addresses: [db.example.com]}]\n";
 	assert_int_equal(decode("slices.yaml", text, &r), 0);
 	assert_int_equal(r.n_invalid, 0);
 	assert_int_equal(r.n_objs, 3);
@@ -682,32 +807,33 @@ static void test_pods(void **state)
 	(void)state;
 	struct manifest_result r;
 	const char *text =
-		"apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  namespace: shop\n"
-		"  labels: {app: web, tier: front}\n"
-		"spec:\n  hostname: web-1\n  subdomain: web\n  nodeName: node-1\n"
-		"  initContainers:\n"
-		"  - {name: init, ports: [{containerPort: 1}]}\n"
-		"  - {name: proxy, restartPolicy: Always, ports: [{name: proxy, containerPort: 15001}]}\n"
-		"  containers:\n"
-		"  - name: app\n    ports:\n    - {name: http, containerPort: 8080}\n"
-		"    - {name: dns, containerPort: 53, protocol: UDP}\n"
-		"status:\n  phase: Running\n  podIP: 10.244.0.5\n"
-		"  podIPs: [{ip: 10.244.0.5}, {ip: \"fd00::5\"}]\n"
-		"  conditions: [{type: Ready, status: \"False\"}]\n"
-		"---\n"
-		"apiVersion: v1\nkind: Pod\nmetadata: {name: running}\n"
-		"status: {phase: Running, podIP: 10.244.0.6}\n"
-		"---\n"
-		"apiVersion: v1\nkind: Pod\nmetadata: {name: done}\n"
-		"status: {phase: Succeeded, conditions: [{type: Ready, status: \"True\"}]}\n"
-		"---\n"
-		"apiVersion: v1\nkind: Pod\nmetadata: {name: going, deletionTimestamp: "
-		"\"2024-01-01T00:00:00Z\"}\n"
-		"status: {phase: Pending}\n"
-		"---\n"
-		"apiVersion: v1\nkind: Pod\nmetadata: {labels: {app: x}}\n"
-		"---\n"
-		"apiVersion: v1\nkind: Pod\nmetadata: {labels: {app: y}}\n";
+	    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  namespace: shop\n"
+	    "  labels: {app: web, tier: front}\n"
+	    "spec:\n  hostname: web-1\n  subdomain: web\n  nodeName: node-1\n"
+	    "  initContainers:\n"
+	    "  - {name: init, ports: [{containerPort: 1}]}\n"
+	    "  - {name: proxy, restartPolicy: Always, ports: [{name: proxy, containerPort: "
+	    "15001}]}\n"
+	    "  containers:\n"
+	    "  - name: app\n    ports:\n    - {name: http, containerPort: 8080}\n"
+	    "    - {name: dns, containerPort: 53, protocol: UDP}\n"
+	    "status:\n  phase: Running\n  podIP: 10.244.0.5\n"
+	    "  podIPs: [{ip: 10.244.0.5}, {ip: \"fd00::5\"}]\n"
+	    "  conditions: [{type: Ready, status: \"False\"}]\n"
+	    "---\n"
+	    "apiVersion: v1\nkind: Pod\nmetadata: {name: running}\n"
+	    "status: {phase: Running, podIP: 10.244.0.6}\n"
+	    "---\n"
+	    "apiVersion: v1\nkind: Pod\nmetadata: {name: done}\n"
+	    "status: {phase: Succeeded, conditions: [{type: Ready, status: \"True\"}]}\n"
+	    "---\n"
+	    "apiVersion: v1\nkind: Pod\nmetadata: {name: going, deletionTimestamp: "
+	    "\"2024-01-01T00:00:00Z\"}\n"
+	    "status: {phase: Pending}\n"
+	    "---\n"
+	    "apiVersion: v1\nkind: Pod\nmetadata: {labels: {app: x}}\n"
+	    "---\n"
+	    "apiVersion: v1\nkind: Pod\nmetadata: {labels: {app: y}}\n";
 	assert_int_equal(decode("My_Pods.v2.yaml", text, &r), 0);
 	assert_int_equal(r.n_invalid, 0);
 	assert_int_equal(r.n_objs, 6);
@@ -802,39 +928,52 @@ static void test_json_files(void **state)
 		int rc;
 		size_t n_objs, n_invalid;
 	} cases[] = {
-		{"a.json", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"x\"}}", 0, 1, 0},
-		/* content decides: JSON in a .yaml file */
-		{"a.yaml", "  {\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"x\"}}", 0, 1, 0},
-		/* flow YAML that is not JSON, in a .yaml file */
-		{"a.yaml", "{apiVersion: v1, kind: Namespace, metadata: {name: x}}", 0, 1, 0},
-		{"a.json", "{apiVersion: v1, kind: Namespace}", -EINVAL, 0, 0},
-		{"a.json", "{\"kind\":\"Namespace\",\"kind\":\"Pod\"}", -EINVAL, 0, 0},
-		{"a.json", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\"", -EINVAL, 0, 0},
-		{"a.json", "{} {}", -EINVAL, 0, 0},
-		{"a.json", "[]", -EINVAL, 0, 0},
-		{"a.json", "{}", 0, 0, 1},
-		{"a.json", "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"x\"},"
-			   "\"spec\":{\"ports\":[{\"port\":80.0}]}}", 0, 0, 1},
-		{"a.json", "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"x\"},"
-			   "\"spec\":{\"ports\":[{\"port\":99999999999999999999999}]}}", -EINVAL, 0, 0},
-		{"a.json", "\xEF\xBB\xBF{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"x\"}}", 0, 1, 0},
-		{"a.yaml", "just a string", -EINVAL, 0, 0},
-		{"a.yaml", "- a\n- b\n", -EINVAL, 0, 0},
-		{"a.yaml", "", 0, 0, 0},
-		{"a.yaml", "# nothing but a comment\n---\n", 0, 0, 0},
-		{"a.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\n"
-			   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n"
-			   "kind: ServiceList\n", 0, 0, 0},
-		{"a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x\n", -EINVAL, 0, 0},
-		{"a.yaml", "apiVersion: v1\nkind: Service\n\tmetadata: {}\n", -EINVAL, 0, 0},
-		{"a.yaml", "a: \xC3\x28\n", -EINVAL, 0, 0},
+	    {"a.json",
+	     "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"x\"}}", 0, 1,
+	     0},
+	    /* content decides: JSON in a .yaml file */
+	    {"a.yaml",
+	     "  {\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"x\"}}", 0, 1,
+	     0},
+	    /* flow YAML that is not JSON, in a .yaml file */
+	    {"a.yaml", "{apiVersion: v1, kind: Namespace, metadata: {name: x}}", 0, 1, 0},
+	    {"a.json", "{apiVersion: v1, kind: Namespace}", -EINVAL, 0, 0},
+	    {"a.json", "{\"kind\":\"Namespace\",\"kind\":\"Pod\"}", -EINVAL, 0, 0},
+	    {"a.json", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\"", -EINVAL, 0, 0},
+	    {"a.json", "{} {}", -EINVAL, 0, 0},
+	    {"a.json", "[]", -EINVAL, 0, 0},
+	    {"a.json", "{}", 0, 0, 1},
+	    {"a.json",
+	     "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"x\"},"
+	     "\"spec\":{\"ports\":[{\"port\":80.0}]}}",
+	     0, 0, 1},
+	    {"a.json",
+	     "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"x\"},"
+	     "\"spec\":{\"ports\":[{\"port\":99999999999999999999999}]}}",
+	     -EINVAL, 0, 0},
+	    {"a.json",
+	     "\xEF\xBB\xBF{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":"
+	     "\"x\"}}",
+	     0, 1, 0},
+	    {"a.yaml", "just a string", -EINVAL, 0, 0},
+	    {"a.yaml", "- a\n- b\n", -EINVAL, 0, 0},
+	    {"a.yaml", "", 0, 0, 0},
+	    {"a.yaml", "# nothing but a comment\n---\n", 0, 0, 0},
+	    {"a.yaml",
+	     "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\n"
+	     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n"
+	     "kind: ServiceList\n",
+	     0, 0, 0},
+	    {"a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x\n", -EINVAL, 0, 0},
+	    {"a.yaml", "apiVersion: v1\nkind: Service\n\tmetadata: {}\n", -EINVAL, 0, 0},
+	    {"a.yaml", "a: \xC3\x28\n", -EINVAL, 0, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int rc = decode(cases[i].path, cases[i].text, &r);
 		if (rc != cases[i].rc || r.n_objs != cases[i].n_objs ||
 		    r.n_invalid != cases[i].n_invalid)
-			fail_msg("case %zu (%s): rc %d, %zu objects, %zu invalid", i,
-				 cases[i].text, rc, r.n_objs, r.n_invalid);
+			fail_msg("case %zu (%s): rc %d, %zu objects, %zu invalid", i, cases[i].text,
+				 rc, r.n_objs, r.n_invalid);
 		manifest_result_free(&r);
 	}
 }
@@ -1004,8 +1143,8 @@ static const struct model_service *stored_svc(struct dir_fixture *fx, const char
 {
 	char path[256];
 	snprintf(path, sizeof(path), "%s/%s", fx->dir, file);
-	const struct model_object *o = model_store_find(fx->store, path, KIND_SERVICE, "default",
-							name);
+	const struct model_object *o =
+	    model_store_find(fx->store, path, KIND_SERVICE, "default", name);
 	return o ? o->u.svc : NULL;
 }
 
@@ -1128,24 +1267,24 @@ int main(void)
 	if (!getenv("SVCDNS_TEST_VERBOSE"))
 		log_set_level(LOG_ERROR);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_yaml_core_schema),
-		cmocka_unit_test(test_yaml_error_position),
-		cmocka_unit_test(test_yaml_alias_bomb),
-		cmocka_unit_test(test_yaml_deep_nesting),
-		cmocka_unit_test(test_article),
-		cmocka_unit_test(test_article_fragments),
-		cmocka_unit_test(test_selector_list_rejected),
-		cmocka_unit_test(test_invalid_objects),
-		cmocka_unit_test(test_service_variants),
-		cmocka_unit_test(test_endpoint_slice),
-		cmocka_unit_test(test_pods),
-		cmocka_unit_test(test_list_json),
-		cmocka_unit_test(test_json_files),
-		cmocka_unit_test(test_nul_bytes),
-		cmocka_unit_test(test_garbage),
-		cmocka_unit_test(test_decode_object),
-		cmocka_unit_test(test_manifest_dir),
-		cmocka_unit_test(test_manifest_dir_missing),
+	    cmocka_unit_test(test_yaml_core_schema),
+	    cmocka_unit_test(test_yaml_error_position),
+	    cmocka_unit_test(test_yaml_alias_bomb),
+	    cmocka_unit_test(test_yaml_deep_nesting),
+	    cmocka_unit_test(test_article),
+	    cmocka_unit_test(test_article_fragments),
+	    cmocka_unit_test(test_selector_list_rejected),
+	    cmocka_unit_test(test_invalid_objects),
+	    cmocka_unit_test(test_service_variants),
+	    cmocka_unit_test(test_endpoint_slice),
+	    cmocka_unit_test(test_pods),
+	    cmocka_unit_test(test_list_json),
+	    cmocka_unit_test(test_json_files),
+	    cmocka_unit_test(test_nul_bytes),
+	    cmocka_unit_test(test_garbage),
+	    cmocka_unit_test(test_decode_object),
+	    cmocka_unit_test(test_manifest_dir),
+	    cmocka_unit_test(test_manifest_dir_missing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -587,6 +587,44 @@ static void test_cluster_ip_sticky(void **state)
 	model_store_free(st);
 }
 
+/* An IPv6 service range works the same way: never the network address or the
+ * first host, always inside the range. */
+static void test_cluster_ip_ipv6(void **state)
+{
+	(void)state;
+	struct model_store *st = model_store_new();
+	struct model_alloc *a = alloc_with("fd00:10:96::/125", "10.244.0.0/16");
+	struct model_view v;
+	struct model_addr base = addr("fd00:10:96::");
+	bool seen[8] = {0};
+
+	/* /125: eight addresses, ::2 to ::7 usable (IPv6 has no broadcast). */
+	for (int i = 0; i < 7; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "v6-%d", i);
+		put_svc(st, name, &(struct svc_spec){.name = name});
+	}
+	build(st, a, &v);
+	size_t without = 0;
+	for (size_t i = 0; i < v.n_svcs; i++) {
+		const struct model_service *s = v.svcs[i].svc;
+		if (s->n_cluster_ips == 0) {
+			without++;
+			continue;
+		}
+		assert_int_equal(s->cluster_ips[0].family, AF_INET6);
+		assert_memory_equal(s->cluster_ips[0].bytes, base.bytes, 15);
+		uint8_t last = s->cluster_ips[0].bytes[15];
+		assert_in_range(last, 2, 7);
+		assert_false(seen[last]);
+		seen[last] = true;
+	}
+	assert_int_equal(without, 1);
+	model_view_free(&v);
+	model_alloc_free(a);
+	model_store_free(st);
+}
+
 /* ---- NodePort allocation ------------------------------------------------------ */
 
 static uint16_t node_port_of(const struct model_view *v, const char *name, size_t port)
@@ -1282,6 +1320,7 @@ int main(void)
 	    cmocka_unit_test(test_cluster_ip_skips_reserved),
 	    cmocka_unit_test(test_cluster_ip_explicit_reserved),
 	    cmocka_unit_test(test_cluster_ip_sticky),
+	    cmocka_unit_test(test_cluster_ip_ipv6),
 	    cmocka_unit_test(test_node_port),
 	    cmocka_unit_test(test_article_example),
 	    cmocka_unit_test(test_pod_ip_alloc),
