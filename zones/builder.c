@@ -728,12 +728,42 @@ static int add_ans(struct zb *b, struct zone_node *n, struct type_ans *list, uin
 
 /* Follows a CNAME chain from `n` inside the data svcdns serves. Renders the
  * chain and, if the final name has one, the RRset of `qtype`. */
+/* The zone a name falls in (the deepest apex above it), or NULL. */
+static struct zb_zone *zone_of(struct zb *b, const uint8_t *name, size_t len)
+{
+	struct zb_zone *best = NULL;
+	for (struct zb_zone *z = b->zones; z; z = z->next)
+		if (name_under(name, len, z->apex, z->apex_len) &&
+		    (!best || z->apex_len > best->apex_len))
+			best = z;
+	return best;
+}
+
+/* Where a CNAME chain from `n` ends (NULL when it leaves the data or loops). */
+static struct zone_node *cname_final(struct zb *b, struct zone_node *n)
+{
+	struct zone_node *cur = n;
+	for (int depth = 0; depth < 8 && cur; depth++) {
+		struct rrset *cn = find_set(cur, T_CNAME);
+		if (!cn)
+			return cur;
+		size_t tl = dname_len(cn->head->d);
+		cur = htab_find(&b->t->names, cn->head->d, tl, dname_hash(cn->head->d, tl));
+	}
+	return NULL;
+}
+
+/* Follows a CNAME chain from `n` inside the data svcdns serves. Renders the
+ * chain and, if the final name has one, the RRset of `qtype`; when the chain
+ * ends inside a zone we serve without that data, the final rcode and the
+ * zone's SOA say so (RFC 6604, RFC 2308 section 2.1). */
 static const struct zone_answer *render_cname_chain(struct render *r, struct zone_node *n,
 						    uint16_t qtype, const uint8_t *qname)
 {
 	render_begin(r, qname);
 	uint8_t rcode = 0;
 	struct zone_node *cur = n;
+	struct zb_zone *neg_zone = NULL;
 	const uint8_t *owner = NULL; /* NULL: the question itself */
 	for (int depth = 0; depth < 8 && cur; depth++) {
 		struct rrset *cn = find_set(cur, T_CNAME);
@@ -741,6 +771,8 @@ static const struct zone_answer *render_cname_chain(struct render *r, struct zon
 			struct rrset *s = find_set(cur, qtype);
 			if (s)
 				render_set(r, cur->name, -1, s);
+			else
+				neg_zone = cur->zone;
 			break;
 		}
 		if (owner)
@@ -751,13 +783,20 @@ static const struct zone_answer *render_cname_chain(struct render *r, struct zon
 		owner = target;
 		size_t tl = dname_len(target);
 		cur = htab_find(&r->b->t->names, target, tl, dname_hash(target, tl));
-		if (!cur) {
-			/* The target is in a zone we serve but does not exist: the
-			 * final rcode is NXDOMAIN (RFC 6604). Outside our zones the
-			 * client's resolver follows it. */
-			for (struct zb_zone *z = r->b->zones; z; z = z->next)
-				if (name_under(target, tl, z->apex, z->apex_len) && z->apex_len > 1)
-					rcode = 3;
+		if (!cur && (neg_zone = zone_of(r->b, target, tl)))
+			rcode = 3;
+	}
+	if (neg_zone) {
+		struct rrset *soa = find_set(neg_zone->apex_node, T_SOA);
+		if (soa) {
+			struct rdata *saved = soa->head->next;
+			struct rrset one = *soa;
+			soa->head->next = NULL;
+			one.head = one.tail = soa->head;
+			one.ttl = soa_negative_ttl(soa);
+			render_next_section(r);
+			render_set(r, neg_zone->apex, -1, &one);
+			soa->head->next = saved;
 		}
 	}
 	return render_end(r, rcode, true);
@@ -770,13 +809,9 @@ static int render_node(struct zb *b, struct render *r, struct zone_node *n)
 		nsets++;
 	/* one answer per type, plus ANY, plus CNAME chains */
 	size_t cap = nsets + 2;
-	if (n->flags & NF_CNAME) {
-		struct rrset *cn = find_set(n, T_CNAME);
-		size_t tl = dname_len(cn->head->d);
-		struct zone_node *t = htab_find(&b->t->names, cn->head->d, tl, dname_hash(cn->head->d, tl));
-		for (struct rrset *s = t ? t->sets : NULL; s; s = s->next)
-			cap++;
-	}
+	struct zone_node *final = (n->flags & NF_CNAME) ? cname_final(b, n) : NULL;
+	for (struct rrset *s = final ? final->sets : NULL; s; s = s->next)
+		cap++;
 	struct type_ans *list = arena_alloc(b->out, cap * sizeof(*list));
 	if (!list)
 		return -ENOMEM;
@@ -801,10 +836,7 @@ static int render_node(struct zb *b, struct render *r, struct zone_node *n)
 			return -ENOMEM;
 	}
 	if (n->flags & NF_CNAME) {
-		struct rrset *cn = find_set(n, T_CNAME);
-		size_t tl = dname_len(cn->head->d);
-		struct zone_node *t = htab_find(&b->t->names, cn->head->d, tl, dname_hash(cn->head->d, tl));
-		for (struct rrset *s = t ? t->sets : NULL; s; s = s->next)
+		for (struct rrset *s = final ? final->sets : NULL; s; s = s->next)
 			if (s->type != T_CNAME &&
 			    add_ans(b, n, list, &cnt, s->type, render_cname_chain(r, n, s->type, qname)) < 0)
 				return -ENOMEM;

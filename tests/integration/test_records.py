@@ -3,7 +3,9 @@ cluster in tests/fixtures/cluster, asked three ways: dnspython over UDP with
 EDNS, dig over UDP (as a person runs it: RD set, EDNS + cookie) and kdig over
 TCP (no EDNS, RD clear)."""
 
+import ipaddress
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -136,6 +138,26 @@ CASES = [
          ns=[], extra=[]),
     Case("lonely." + D, "A", note="headless, no endpoint at all", **NX),
 
+    # ---- more.yaml: IPv6 headless, slices with different ports, LoadBalancer,
+    # two-pair selector
+    Case("db6." + D, "AAAA", answer=aaaa("db6." + D, "fd00:244::1", "fd00:244::2"), ns=[],
+         extra=[], note="IPv6 EndpointSlice"),
+    Case("db6." + D, "A", **NODATA),
+    Case("a.db6." + D, "AAAA", answer=aaaa("a.db6." + D, "fd00:244::1"), ns=[], extra=[]),
+    Case("_peer._tcp.db6." + D, "SRV",
+         answer=srv("_peer._tcp.db6." + D, 7000, "a.db6." + D, "b.db6." + D, weight="*"),
+         ns=[], extra=aaaa("a.db6." + D, "fd00:244::1") + aaaa("b.db6." + D, "fd00:244::2")),
+    Case("mp." + D, "A", answer=a("mp." + D, "10.244.10.1", "10.244.10.2"), ns=[], extra=[],
+         note="two EndpointSlices"),
+    Case("_peer._tcp.mp." + D, "SRV",
+         answer=srv("_peer._tcp.mp." + D, 7001, "m-0.mp." + D, weight="*")
+         + srv("_peer._tcp.mp." + D, 7002, "m-1.mp." + D, weight="*"),
+         ns=[], extra=a("m-0.mp." + D, "10.244.10.1") + a("m-1.mp." + D, "10.244.10.2"),
+         note="SRV port = each endpoint's port"),
+    Case("lb." + D, "A", answer=a("lb." + D, "10.96.2.60"), ns=[], extra=[]),
+    Case("np." + D, "A", answer=a("np." + D, "10.96.2.70"), ns=[], extra=[]),
+    Case("multisel." + D, "A", answer=a("multisel." + D, "10.96.2.80"), ns=[], extra=[]),
+
     # ---- ExternalName
     Case("ext." + D, "A", answer=["ext.%s 5 IN CNAME www.example.net." % D], ns=[], extra=[]),
     Case("ext." + D, "AAAA", answer=["ext.%s 5 IN CNAME www.example.net." % D], ns=[], extra=[]),
@@ -164,6 +186,10 @@ CASES = [
          answer=["%s 5 IN PTR sts-0.stateful.%s" % (rev("10.244.3.1"), D)], ns=[], extra=[]),
     Case(rev("10.244.6.2"), "PTR",
          answer=["%s 5 IN PTR pub-1.publish.%s" % (rev("10.244.6.2"), D)], ns=[], extra=[]),
+    Case(rev("fd00:244::1"), "PTR",
+         answer=["%s 5 IN PTR a.db6.%s" % (rev("fd00:244::1"), D)], ns=[], extra=[]),
+    Case(rev("10.244.10.2"), "PTR",
+         answer=["%s 5 IN PTR m-1.mp.%s" % (rev("10.244.10.2"), D)], ns=[], extra=[]),
     Case(rev("10.96.99.99"), "PTR", rcode="NXDOMAIN", answer=[], ns=[REV_SOA], extra=[],
          note="unknown address"),
     Case(rev("fd00:10:96::99"), "PTR", rcode="NXDOMAIN", answer=[], ns=[REV_SOA], extra=[],
@@ -219,12 +245,54 @@ CASES = [
         "dns 53/UDP -> 5353 nodePort=- endpoints=0/0",
         "dns-tcp 53/TCP -> 5353 nodePort=- endpoints=0/0",
         "assoc 9999/SCTP -> 9999 nodePort=- endpoints=0/0")),
+    Case("mp." + D, "TXT", qclass="CH", aa=None, ns=None, extra=None, answer=ch(
+        "mp." + D, "peer 7000/TCP -> 7000 nodePort=- endpoints=2/2 ready: 10.244.10.1:7001 "
+        "10.244.10.2:7002"), note="per-slice ports"),
+    Case("lb." + D, "TXT", qclass="CH", aa=None, ns=None, extra=None, answer=ch(
+        "lb." + D, "http 80/TCP -> 8080 nodePort=31000 endpoints=0/0")),
+    Case("multisel." + D, "TXT", qclass="CH", aa=None, ns=None, extra=None, answer=ch(
+        "multisel." + D, "http 80/TCP -> 8080 nodePort=- endpoints=2/3 ready: "
+        "10.244.11.1:8080 10.244.11.4:8080 not-ready: 10.244.11.3:8080"),
+        note="two-pair selector; Pending pod not ready; Running without conditions ready"),
+    Case("dns-version.cluster.local.", "A", **NODATA),
 ]
+
+
+EXPLICIT_IPS = {"10.96.0.10", "10.96.1.10", "10.96.1.20", "10.96.2.20", "10.96.2.40",
+                "10.96.2.50", "10.96.2.60", "10.96.2.70", "10.96.2.80", "10.96.3.10"}
+
+
+def allocated_ip(port):
+    r = t.run_dig(port, "alloc." + D, "A")
+    if r.rcode != "NOERROR" or len(r.answer) != 1:
+        return "alloc A: %s" % r
+    ip = r.answer[0].split()[-1]
+    if not ipaddress.ip_address(ip) in ipaddress.ip_network("10.96.0.0/12"):
+        return "allocated %s not in 10.96.0.0/12" % ip
+    if ip in EXPLICIT_IPS:
+        return "allocated %s, which another Service holds" % ip
+    r = t.run_kdig(port, rev(ip), "PTR")
+    if r.answer != ["%s 5 IN PTR alloc.%s" % (rev(ip), D)]:
+        return "PTR of the allocated address: %s" % r.answer
+    return ""
+
+
+def allocated_node_port(port):
+    r = t.run_dnspython(port, "np." + D, "TXT", "CH")
+    texts = ["".join(x) for x in r.txt_strings]
+    m = re.match(r"^http 80/TCP -> 8080 nodePort=(\d+) endpoints=0/0$", texts[0]) if texts else None
+    if not m:
+        return "CH TXT np: %s" % texts
+    if not 30000 <= int(m.group(1)) <= 32767:
+        return "allocated nodePort %s not in 30000-32767" % m.group(1)
+    return ""
 
 
 def body(tally):
     srv = t.Server(os.path.join(t.FIXTURES, "cluster")).start()
     t.run_table(tally, srv.port, CASES, ("dnspython-udp", "dig-udp", "kdig-tcp"))
+    tally.run("allocated ClusterIP (clusterIP: \"\")", allocated_ip, srv.port)
+    tally.run("allocated NodePort (type NodePort, no nodePort)", allocated_node_port, srv.port)
     # a few through the other transports too
     some = [c for c in CASES if c.qclass == "IN"][::7]
     t.run_table(tally, srv.port, some, ("dnspython-tcp", "dig-tcp", "kdig-udp"))

@@ -7,6 +7,7 @@ one line naming the file."""
 import os
 import re
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -93,6 +94,58 @@ def expect_logged(tally, label, srv, fname, start, reason_re=None):
     if reason_re and not any(re.search(reason_re, l, re.I) for l in lines):
         d.append("no line gives the reason (/%s/): %s" % (reason_re, lines))
     tally.diffs("log: %s" % label, d)
+
+
+def churn(root, port):
+    """4 threads query (UDP and TCP) while flip.yaml is rewritten 30 times; every
+    answer must be one of the two valid versions, and base never changes."""
+    f = os.path.join(root, "flip.yaml")
+    ips = ["10.96.7.51", "10.96.7.52"]
+    t.write_file(f, svc_yaml("flip", ips[0]))
+    ok, _ = t.poll(lambda: answer_of(port, "flip." + D) == ("NOERROR", [ips[0]]), BOUND)
+    if not ok:
+        return "flip.yaml never served"
+    stop = threading.Event()
+    bad = []
+    counts = [0]
+
+    def hammer(tcp):
+        while not stop.is_set():
+            try:
+                r = t.run_dnspython(port, "flip." + D, "A", tcp=tcp)
+                got = [x.split()[-1] for x in r.answer]
+                if r.rcode != "NOERROR" or len(got) != 1 or got[0] not in ips:
+                    bad.append("flip: %s %s" % (r.rcode, r.answer))
+                r = t.run_dnspython(port, "base." + D, "A", tcp=tcp)
+                if r.rcode != "NOERROR" or r.answer != ["base.%s 5 IN A 10.96.7.1" % D]:
+                    bad.append("base: %s %s" % (r.rcode, r.answer))
+                counts[0] += 2
+            except Exception as e:  # noqa: BLE001
+                bad.append("%s: %s" % (type(e).__name__, e))
+    threads = [threading.Thread(target=hammer, args=(i % 2 == 1,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    try:
+        for i in range(30):
+            if i % 2:
+                t.write_file(f, svc_yaml("flip", ips[i % 2]))
+            else:
+                t.write_atomic(f, svc_yaml("flip", ips[i % 2]))
+            time.sleep(0.03)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(10)
+    last = ips[29 % 2]
+    ok, _ = t.poll(lambda: answer_of(port, "flip." + D) == ("NOERROR", [last]), BOUND)
+    print("# churn: %d queries during 30 rewrites, %d bad" % (counts[0], len(bad)), flush=True)
+    d = bad[:5] + (["... %d more" % (len(bad) - 5)] if len(bad) > 5 else [])
+    if not ok:
+        d.append("final version (%s) not served" % last)
+    if counts[0] < 20:
+        d.append("only %d queries answered" % counts[0])
+    os.unlink(f)
+    return d
 
 
 def body(tally):
@@ -201,6 +254,27 @@ status:
     print("# delay %-40s %6.0f ms" % ("new Pod -> CH TXT endpoints", dt * 1000), flush=True)
     tally.check(got, "watch: new Pod joins the Service's endpoints",
                 "CH TXT base: %s, want %s" % (ch_base(), want_ch))
+
+    # ---- answers stay consistent while files change under load
+    tally.run("queries under load during 30 rewrites: always a valid answer",
+              churn, root, port)
+
+    # moving files in and out of the directory
+    outside = os.path.join(os.path.dirname(root), "moved-out.yaml")
+    t.write_file(outside, svc_yaml("moved", "10.96.7.60"))
+    os.rename(outside, os.path.join(root, "moved.yaml"))
+    wait_for(tally, "file moved into the directory", port, "moved." + D, "NOERROR",
+             ["10.96.7.60"])
+    os.rename(os.path.join(root, "moved.yaml"), outside)
+    wait_for(tally, "file moved out of the directory", port, "moved." + D, "NXDOMAIN", [])
+
+    # a duplicate Service in a second file: the first holder keeps the name
+    mark = len(srv.stderr_text())
+    t.write_file(os.path.join(root, "zz-dup.yaml"), svc_yaml("base", "10.96.7.99"))
+    expect_logged(tally, "duplicate Service names zz-dup.yaml", srv, "zz-dup.yaml", mark)
+    stays(tally, "duplicate Service: first file keeps the name", port, "base." + D, "NOERROR",
+          ["10.96.7.1"])
+    os.unlink(os.path.join(root, "zz-dup.yaml"))
 
     # ---- broken files keep their previous objects
     f_keep = os.path.join(root, "keep.yaml")

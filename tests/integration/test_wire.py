@@ -6,6 +6,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -354,6 +355,54 @@ def test_tcp_pipelining(tally, port):
               idle_connection_does_not_block)
 
 
+def test_load(tally, port):
+    names = [("web." + D, "A", ["web.%s 5 IN A 10.96.1.10" % D]),
+             ("db." + D, "A", ["db.%s 5 IN A 10.244.2.%d" % (D, i) for i in (1, 2, 3)]),
+             ("_http._tcp.web." + D, "SRV", ["_http._tcp.web.%s 5 IN SRV 0 100 80 web.%s"
+                                             % (D, D)]),
+             ("nope." + D, "A", [])]
+
+    def udp_worker(n, bad):
+        for i in range(n):
+            qn, qt, want = names[i % len(names)]
+            try:
+                r = t.run_dnspython(port, qn, qt)
+                m, u = t.compare_records(want, r.answer)
+                if m or u:
+                    bad.append("%s %s: %s" % (qn, qt, r.answer))
+            except Exception as e:  # noqa: BLE001
+                bad.append("%s %s: %s" % (qn, qt, e))
+
+    def tcp_worker(n, bad):
+        for _ in range(n):
+            qs = [t.make_query(qn, qt, edns=False) for qn, qt, _ in names]
+            try:
+                resps = t.tcp_exchange(port, [q.to_wire() for q in qs])
+                byid = {id_of(w): w for w in resps}
+                for q, (qn, qt, want) in zip(qs, names):
+                    r = t.result_from_message(t.parse(byid[q.id]))
+                    m, u = t.compare_records(want, r.answer)
+                    if m or u:
+                        bad.append("TCP %s %s: %s" % (qn, qt, r.answer))
+            except Exception as e:  # noqa: BLE001
+                bad.append("TCP: %s: %s" % (type(e).__name__, e))
+
+    def run(worker, nthreads, n):
+        bad = []
+        ths = [threading.Thread(target=worker, args=(n, bad)) for _ in range(nthreads)]
+        t0 = time.monotonic()
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(60)
+        dt = time.monotonic() - t0
+        print("# load: %d threads x %d in %.2f s" % (nthreads, n, dt), flush=True)
+        return bad[:5] + (["... %d more" % (len(bad) - 5)] if len(bad) > 5 else [])
+    tally.run("load: 8 threads x 150 UDP queries, all correct", run, udp_worker, 8, 150)
+    tally.run("load: 20 threads x 5 TCP connections x 4 pipelined queries", run, tcp_worker,
+              20, 5)
+
+
 def test_errors(tally, port):
     # FORMERR
     tally.run("FORMERR: no question (QDCOUNT 0)", expect_rcode, port,
@@ -529,6 +578,7 @@ def body(tally):
     test_edns(tally, port)
     test_truncation(tally, port)
     test_tcp_pipelining(tally, port)
+    test_load(tally, port)
     test_errors(tally, port)
     test_chaos(tally, port)
     test_garbage(tally, port)
