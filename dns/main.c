@@ -70,10 +70,10 @@ static void rebuild_now(struct app *app)
 		return;
 	}
 	struct snapshot *s = NULL;
-	ret = snapshot_build(&app->scfg, &view, snapshot_current(), &s);
 	size_t n_svcs = view.n_svcs;
-	model_view_free(&view);
+	ret = snapshot_build(&app->scfg, &view, snapshot_current(), &s);
 	if (ret < 0) {
+		model_view_free(&view);
 		log_error("snapshot: build failed (%s); serving the previous snapshot",
 			  strerror(-ret));
 		return;

@@ -166,6 +166,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		return reply_empty(resp, req, qend, RCODE_REFUSED, &e, info);
 
 	struct zone_result r;
+	r.dynamic = false;
 	if (qclass == C_IN) {
 		zone_lookup(s, key, (size_t)qlen, qtype, &r);
 	} else if (qclass == C_CH) {
@@ -178,6 +179,8 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	}
 	if (r.kind == ZR_REFUSED)
 		return reply_empty(resp, req, qend, RCODE_REFUSED, &e, info);
+	if (r.dynamic && !s->synced)
+		return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
 
 	/* Header and question as the client sent them. */
 	memcpy(resp, req, qend);

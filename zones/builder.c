@@ -116,6 +116,7 @@ struct zb_zone {
 	struct zb_zone *next;
 	uint8_t apex[DNAME_MAX];
 	uint8_t apex_len;
+	bool dynamic;
 	struct zone_node *apex_node;
 	const struct zone_answer *nxdomain;
 	const struct zone_answer *nodata;
@@ -358,6 +359,11 @@ int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t ty
 	if (type == T_CNAME)
 		n->flags |= NF_CNAME;
 	return 0;
+}
+
+void zb_zone_mark_dynamic(struct zb_zone *z)
+{
+	z->dynamic = true;
 }
 
 int zb_name_add(struct zb *b, struct zb_zone *z, const uint8_t *name)
@@ -1051,8 +1057,10 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 	const struct tables *t = tables;
 	r->kind = ZR_ANSWER;
 	r->ans = NULL;
+	r->dynamic = false;
 	const struct zone_node *n = htab_find(&t->names, key, keylen, dname_hash(key, keylen));
 	if (n && n->zone) {
+		r->dynamic = n->zone->dynamic;
 		answer_from_node(n, qtype, r);
 		return;
 	}
@@ -1067,6 +1075,7 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 		const struct zone_node *ce = htab_find(&t->names, p, l, dname_hash(p, l));
 		if (!ce || !ce->zone)
 			continue;
+		r->dynamic = ce->zone->dynamic;
 		if (ce->flags & (NF_CUT | NF_BELOW_CUT)) {
 			r->ans = ce->cut->referral;
 			return;

@@ -57,6 +57,9 @@ int zb_zone_add(struct zb *b, const uint8_t *apex, struct zb_zone **out);
 int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t type, uint32_t ttl,
 	      const uint8_t *rdata, uint16_t rdlen);
 
+/* Marks a zone as built from the cluster (answered SERVFAIL before the first sync). */
+void zb_zone_mark_dynamic(struct zb_zone *z);
+
 /* Makes sure a name exists (an empty non-terminal if nothing else). */
 int zb_name_add(struct zb *b, struct zb_zone *z, const uint8_t *name);
 

@@ -357,6 +357,7 @@ static int zone_with_soa(struct zb *b, const uint8_t *apex, const uint8_t *mname
 	int ret = zb_zone_add(b, apex, out);
 	if (ret < 0)
 		return ret;
+	zb_zone_mark_dynamic(*out);
 	int l = soa_rdata(rd, mname, rname, serial, ttl);
 	if ((ret = zb_rr_add(b, *out, apex, T_SOA, ttl, rd, (uint16_t)l)) < 0)
 		return ret;

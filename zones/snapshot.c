@@ -22,6 +22,10 @@ void snapshot_free(struct snapshot *s)
 {
 	if (!s)
 		return;
+	if (s->view) {
+		model_view_free(s->view);
+		free(s->view);
+	}
 	struct snap_priv *p = s->priv;
 	if (p) {
 		zb_tables_free(p->tables);
@@ -31,7 +35,7 @@ void snapshot_free(struct snapshot *s)
 	free(s);
 }
 
-int snapshot_build(const struct snapshot_config *cfg, const struct model_view *view,
+int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 		   const struct snapshot *prev, struct snapshot **out)
 {
 	int ret = -ENOMEM;
@@ -68,6 +72,16 @@ int snapshot_build(const struct snapshot_config *cfg, const struct model_view *v
 		goto fail;
 	zb_free(b);
 	s->bytes = arena_bytes(p->arena);
+	s->view = malloc(sizeof(*s->view));
+	if (!s->view) {
+		snapshot_free(s);
+		return -ENOMEM;
+	}
+	*s->view = *view;
+	memset(view, 0, sizeof(*view));
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	s->built_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	*out = s;
 	return 0;
 fail:

@@ -45,6 +45,7 @@ enum zone_result_kind {
 
 struct zone_result {
 	enum zone_result_kind kind;
+	bool dynamic; /* the name is in a zone built from the cluster (not a static zone) */
 	const struct zone_answer *ans;
 	struct model_addr addr; /* ZR_POD_ADDR */
 	uint32_t ttl;           /* ZR_POD_ADDR */
@@ -65,15 +66,25 @@ struct snapshot_config {
 struct snapshot {
 	uint64_t generation;
 	uint32_t serial;
-	bool synced; /* the data source has completed its first full sync */
+	/* The data source has completed its first full sync. Until then names in
+	 * the cluster's zones are answered SERVFAIL: an empty zone would tell
+	 * clients that every Service does not exist. */
+	bool synced;
+	/* The view this snapshot was built from (owned, freed with it): the
+	 * datapath and the debug view read Services and endpoints from here, so
+	 * that DNS and forwarding always serve the same generation. */
+	struct model_view *view;
+	uint64_t built_ns; /* monotonic time the build finished */
 	size_t n_names;
 	size_t bytes; /* memory held, for logs and metrics */
 	void *priv;   /* arena and tables */
 };
 
 /* Builds a snapshot. `prev` (may be NULL) supplies the generation and serial
- * to grow from. Returns 0 and *out, or a negative error code. */
-int snapshot_build(const struct snapshot_config *cfg, const struct model_view *view,
+ * to grow from. Takes ownership of *view's contents on success (the caller's
+ * struct is emptied), so the snapshot can keep it. Returns 0 and *out, or a
+ * negative error code (then *view is untouched). */
+int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 		   const struct snapshot *prev, struct snapshot **out);
 void snapshot_free(struct snapshot *s);
 

@@ -6,8 +6,11 @@ and the command-line options (--zone, --ttl, several --listen, --threads,
 import ipaddress
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import svcdns_testlib as t  # noqa: E402
@@ -147,6 +150,44 @@ def options(tally):
              note="cluster.local is not served with --zone example.local"),
     ], ("dnspython-udp", "kdig-tcp"))
     tally.check(srv.stderr_text().strip() != "", "--log-level debug logs something")
+
+    def version():
+        p = subprocess.run([t.BIN, "--version"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        out = (p.stdout + p.stderr).decode("utf-8", "replace")
+        if p.returncode != 0 or "svcdns" not in out:
+            return "exit %d, output %r" % (p.returncode, out[:200])
+        return ""
+    tally.run("--version prints the name and exits 0", version)
+
+    idle_srv = t.Server(os.path.join(t.FIXTURES, "article"),
+                        args=["--tcp-idle-timeout", "300"]).start()
+
+    def idle_closed():
+        s = socket.create_connection(("127.0.0.1", idle_srv.port), timeout=5)
+        try:
+            w = t.make_query(NAME, "A", edns=False).to_wire()
+            s.sendall(struct.pack("!H", len(w)) + w)
+            (n,) = struct.unpack("!H", t.recv_exact(s, 2))
+            t.recv_exact(s, n)
+            t0 = time.monotonic()
+            try:
+                data = s.recv(10)
+            except socket.timeout:
+                return "idle connection still open after 5 s (--tcp-idle-timeout 300)"
+            except ConnectionResetError:
+                data = b""
+            dt = time.monotonic() - t0
+            print("# idle TCP connection closed after %.2f s" % dt, flush=True)
+            if data:
+                return "unexpected data %r" % data
+            if dt < 0.1:
+                return "closed after %.2f s, before the 300 ms idle timeout" % dt
+            return ""
+        finally:
+            s.close()
+    tally.run("--tcp-idle-timeout 300: an idle TCP connection is closed", idle_closed)
+    tally.server_stopped(idle_srv, "server with --tcp-idle-timeout exits cleanly")
 
     # bad command lines: refused at once with a message, never served
     for args, why in ((["--manifests", os.path.join(t.FIXTURES, "article"), "--bogus"],

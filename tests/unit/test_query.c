@@ -115,7 +115,12 @@ static int setup(void **state)
 	struct snapshot_config cfg = {.zone = "cluster.local", .ttl = 5, .hostname = "testhost"};
 	cfg.ns_addr = addr("127.0.0.1");
 	cfg.have_ns_addr = true;
-	return snapshot_build(&cfg, &view, NULL, &snap);
+	int ret = snapshot_build(&cfg, &view, NULL, &snap);
+	/* the view here is static: the snapshot must not free it */
+	free(snap->view);
+	snap->view = NULL;
+	snap->synced = true;
+	return ret;
 }
 
 static int teardown(void **state)
@@ -588,6 +593,26 @@ static void test_hostile(void **state)
 	assert_int_equal(resp[3] & 0x0F, 2);
 }
 
+static void test_not_synced(void **state)
+{
+	(void)state;
+	/* Before the first full sync an empty zone would deny every Service. */
+	uint8_t m[600];
+	size_t rl;
+	snap->synced = false;
+	size_t len = make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = 1}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), 2);
+	len = make_query(&(struct q){.name = "1.2.3.4.in-addr.arpa", .type = 12}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), 2);
+	len = make_query(&(struct q){.name = "version.bind", .type = 16, .qclass = 3}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), 0);
+	len = make_query(&(struct q){.name = "example.com", .type = 1}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), 5);
+	snap->synced = true;
+	len = make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = 1}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), 0);
+}
+
 static void test_random_bytes(void **state)
 {
 	(void)state;
@@ -632,7 +657,7 @@ int main(void)
 	    cmocka_unit_test(test_external_ptr_pod), cmocka_unit_test(test_negative),
 	    cmocka_unit_test(test_chaos),        cmocka_unit_test(test_truncation),
 	    cmocka_unit_test(test_edns),         cmocka_unit_test(test_hostile),
-	    cmocka_unit_test(test_random_bytes),
+	    cmocka_unit_test(test_not_synced),   cmocka_unit_test(test_random_bytes),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
