@@ -36,7 +36,7 @@ struct dctx {
 	size_t index;	      /* 1-based position in the file, 0 when unknown */
 	const char *stem;     /* file stem for generated Pod names, or NULL */
 	size_t *unnamed_pods; /* Pods given a generated name so far in this file */
-	char id[320];	      /* "Service default/web", "object #3" */
+	char id[400];	      /* "Service default/web", "object #3" */
 	bool kind_known;
 	enum model_kind kind;
 	const char *ns;	  /* borrowed from the JSON (or "default") */
@@ -1078,14 +1078,15 @@ static int known_kind(const char *kind, enum model_kind *k, const char **api)
 static void set_id(struct dctx *c, const char *kind)
 {
 	if (c->name && c->kind_known && c->kind == KIND_NAMESPACE)
-		snprintf(c->id, sizeof(c->id), "%s %.253s", kind, c->name);
+		snprintf(c->id, sizeof(c->id), "%.40s %.253s", kind ? kind : "object", c->name);
 	else if (c->name)
-		snprintf(c->id, sizeof(c->id), "%s %.63s/%.253s", kind, c->ns, c->name);
+		snprintf(c->id, sizeof(c->id), "%.40s %.63s/%.253s", kind ? kind : "object", c->ns,
+			 c->name);
 	else if (c->index)
-		snprintf(c->id, sizeof(c->id), "%s%sobject #%zu", kind ? kind : "", kind ? " " : "",
+		snprintf(c->id, sizeof(c->id), "%.40s%sobject #%zu", kind ? kind : "", kind ? " " : "",
 			 c->index);
 	else
-		snprintf(c->id, sizeof(c->id), "%s%sobject without a name", kind ? kind : "",
+		snprintf(c->id, sizeof(c->id), "%.40s%sobject without a name", kind ? kind : "",
 			 kind ? " " : "");
 }
 

@@ -178,7 +178,8 @@ static bool load_bytes(struct manifest_dir *md, struct md_file *f, const char *d
 			continue;
 		}
 		n++;
-		log_warn("manifest %s: %s %s%s%s: keeping the previous version", f->path,
+		/* The reason was logged where it was found: one warning per object. */
+		log_debug("manifest %s: %s %s%s%s: keeping the previous version", f->path,
 			 model_kind_name(rj->kind), rj->ns ? rj->ns : "", rj->ns ? "/" : "",
 			 rj->name);
 	}

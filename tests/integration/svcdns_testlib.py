@@ -801,7 +801,8 @@ def headless_manifest(name, ns, n, base="10.250", ready=True, port_name="http", 
     svc = {"apiVersion": "v1", "kind": "Service",
            "metadata": {"name": name, "namespace": ns},
            "spec": {"clusterIP": "None",
-                    "ports": [{"name": port_name, "port": port, "protocol": "TCP"}]}}
+                    "ports": [{"name": port_name, "port": port, "protocol": "TCP",
+                               "targetPort": port}]}}
     sl = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
           "metadata": {"name": name + "-slice", "namespace": ns,
                        "labels": {"kubernetes.io/service-name": name}},

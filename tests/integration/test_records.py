@@ -19,6 +19,10 @@ NX = dict(rcode="NXDOMAIN", answer=[], ns=[SOA], extra=[])
 REV_SOA = "* * IN SOA * * * * * * *"
 SVC_SOA = "svc. 5 IN SOA * * * * * * *"
 
+LONG_NS = "ns-" + "a" * 60
+LONG_SVC = "svc-%s.%s.svc.cluster.local." % ("b" * 59, LONG_NS)
+LONG_HOST = "host-%s.%s" % ("c" * 58, LONG_SVC)
+
 
 def a(name, *ips):
     return ["%s 5 IN A %s" % (name, ip) for ip in ips]
@@ -157,6 +161,30 @@ CASES = [
     Case("lb." + D, "A", answer=a("lb." + D, "10.96.2.60"), ns=[], extra=[]),
     Case("np." + D, "A", answer=a("np." + D, "10.96.2.70"), ns=[], extra=[]),
     Case("multisel." + D, "A", answer=a("multisel." + D, "10.96.2.80"), ns=[], extra=[]),
+
+    # ---- edge.yaml: namespace "svc", service "pod"; the longest names
+    Case("pod.svc.svc.cluster.local.", "A", answer=a("pod.svc.svc.cluster.local.", "10.96.4.1"),
+         ns=[], extra=[], note='namespace "svc", service "pod"'),
+    Case("pod.svc.svc.", "A", answer=a("pod.svc.svc.", "10.96.4.1"), ns=[], extra=[]),
+    Case("svc.svc.cluster.local.", "A", note='namespace "svc"', **NODATA),
+    Case(LONG_SVC, "A", answer=a(LONG_SVC, "10.244.12.1"), ns=[], extra=[],
+         note="63-character labels"),
+    Case(LONG_HOST, "A", answer=a(LONG_HOST, "10.244.12.1"), ns=[], extra=[]),
+    Case("_abcdefghijklmno._udp." + LONG_SVC, "SRV",
+         answer=srv("_abcdefghijklmno._udp." + LONG_SVC, 65535, LONG_HOST, weight="*"),
+         ns=[], extra=a(LONG_HOST, "10.244.12.1"), note="15-character port name, port 65535"),
+    Case(rev("10.244.12.1"), "PTR", answer=["%s 5 IN PTR %s" % (rev("10.244.12.1"), LONG_HOST)],
+         ns=[], extra=[]),
+
+    Case("ghost." + D, "A", note="EndpointSlice without its Service", **NX),
+    Case("g-0.ghost." + D, "A", **NX),
+    Case("noports." + D, "A", answer=a("noports." + D, "10.244.13.1", "10.244.13.2",
+                                       "10.244.13.3"), ns=[], extra=[],
+         note="headless without ports; an address in two slices answered once"),
+    Case("10-244-13-2.noports." + D, "A", answer=a("10-244-13-2.noports." + D, "10.244.13.2"),
+         ns=[], extra=[]),
+    Case("ext2." + D, "A", answer=["ext2.%s 5 IN CNAME api.example.com." % D], ns=[], extra=[],
+         note="externalName with a trailing dot"),
 
     # ---- ExternalName
     Case("ext." + D, "A", answer=["ext.%s 5 IN CNAME www.example.net." % D], ns=[], extra=[]),

@@ -322,6 +322,32 @@ status:
     stays(tally, "pair.yaml: invalid p2 keeps its old answer", port, "p2." + D, "NOERROR",
           ["10.96.9.2"])
 
+    # a file over 16 MiB, and a file holding a NUL byte, are refused; the
+    # objects they held stay
+    f_big = os.path.join(root, "huge.yaml")
+    t.write_file(f_big, svc_yaml("huge", "10.96.9.20"))
+    wait_for(tally, "huge.yaml served", port, "huge." + D, "NOERROR", ["10.96.9.20"])
+    mark = len(srv.stderr_text())
+    t.write_file(f_big, svc_yaml("huge", "10.96.9.21") + ("# " + "x" * 1000 + "\n") * 17000)
+    expect_logged(tally, "file over 16 MiB names huge.yaml", srv, "huge.yaml", mark)
+    stays(tally, "file over 16 MiB: old answer stays", port, "huge." + D, "NOERROR",
+          ["10.96.9.20"])
+    mark = len(srv.stderr_text())
+    t.write_file(f_big, svc_yaml("huge", "10.96.9.22") + "# nul \0 byte\n")
+    expect_logged(tally, "NUL byte names huge.yaml", srv, "huge.yaml", mark)
+    stays(tally, "NUL byte: old answer stays", port, "huge." + D, "NOERROR", ["10.96.9.20"])
+    os.unlink(f_big)
+    wait_for(tally, "huge.yaml removed", port, "huge." + D, "NXDOMAIN", [])
+
+    # a Namespace object alone makes <ns>.svc exist; removing it, not
+    f_ns = os.path.join(root, "ns.yaml")
+    t.write_file(f_ns, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tmpns\n")
+    wait_for(tally, "Namespace added -> <ns>.svc NODATA", port, "tmpns.svc.cluster.local.",
+             "NOERROR", [])
+    os.unlink(f_ns)
+    wait_for(tally, "Namespace removed -> NXDOMAIN", port, "tmpns.svc.cluster.local.",
+             "NXDOMAIN", [])
+
     # a file broken from the start, then removed
     mark = len(srv.stderr_text())
     f_new = os.path.join(root, "new-broken.json")

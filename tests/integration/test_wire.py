@@ -279,6 +279,30 @@ def test_truncation(tally, port):
         return d
     tally.run("[dnspython TCP] 300 SRV + 300 A additional", big_srv)
 
+    def big_ch():
+        want = ("http 80/TCP -> 80 nodePort=- endpoints=%d/%d ready: " % (BIG, BIG)
+                + " ".join("10.250.%d.%d:80" % (i // 250, i % 250 + 1) for i in range(BIG)))
+        msg, wire = t.query(port, big, "TXT", "CH", tcp=True, edns=False)
+        rds = [rd for rrset in msg.answer for rd in rrset]
+        if msg.rcode() != 0 or len(rds) != 1:
+            return "rcode %s, %d TXT records, want 1" % (dns.rcode.to_text(msg.rcode()), len(rds))
+        strings = rds[0].strings
+        got = b"".join(strings).decode()
+        d = []
+        if got != want:
+            d.append("TXT text differs: got %r... want %r..." % (got[:90], want[:90]))
+        if any(len(x) > 255 for x in strings):
+            d.append("a character-string longer than 255")
+        r = t.run_dig(port, big, "TXT", "CH", opts=("+ignore", "+notcp"))
+        if "tc" not in r.flags:
+            d.append("over UDP: flags %s, want tc" % sorted(r.flags))
+        r = t.run_kdig(port, big, "TXT", "CH", opts=("+tcp",))
+        if len(r.txt_strings) != 1 or "".join(r.txt_strings[0]) != want:
+            d.append("kdig +tcp: %d TXT, text %r..." % (len(r.txt_strings),
+                                                         "".join(sum(r.txt_strings, []))[:60]))
+        return d
+    tally.run("CH TXT of 300 endpoints: split into strings, whole over TCP", big_ch)
+
 
 def test_tcp_pipelining(tally, port):
     qs = [t.make_query("web." + D, "A", edns=False, qid=1001),
@@ -428,6 +452,28 @@ def test_errors(tally, port):
     tally.run("NOTIMP: opcode UPDATE (TCP)", expect_rcode, port,
               header(0x4505, 5 << 11) + question("cluster.local.", 6), dns.rcode.NOTIMP,
               True, 5)
+
+    tally.run("NOTIMP: opcode IQUERY (1)", expect_rcode, port,
+              header(0x4401, 1 << 11) + question("web." + D), dns.rcode.NOTIMP, False, 1)
+    tally.run("NOTIMP: unassigned opcode 15", expect_rcode, port,
+              header(0x440f, 15 << 11) + question("web." + D), dns.rcode.NOTIMP, False, 15)
+
+    def two_opts():
+        q = t.make_query("web." + D, "A")
+        w = bytearray(q.to_wire())
+        w += w[-11:]            # a second, identical OPT record
+        w[11] = 2               # ARCOUNT 2
+        return expect_rcode(port, bytes(w), dns.rcode.FORMERR)
+    tally.run("FORMERR: two OPT records (RFC 6891 6.1.1)", two_opts)
+
+    def xfr(qtype, tcp):
+        r = t.run_dnspython(port, "cluster.local.", qtype, tcp=tcp)
+        if r.rcode not in ("REFUSED", "NOTIMP") or r.answer:
+            return "%s: %s %s, want REFUSED or NOTIMP and no records" % (qtype, r.rcode,
+                                                                          r.answer[:3])
+        return ""
+    tally.run("AXFR over TCP is refused", xfr, "AXFR", True)
+    tally.run("IXFR over UDP is refused", xfr, "IXFR", False)
 
     # REFUSED outside every zone
     for qn, qt in (("example.com.", "A"), ("com.", "NS"), (".", "SOA"),
