@@ -323,17 +323,18 @@ status:
           ["10.96.9.2"])
 
     # a file over 16 MiB, and a file holding a NUL byte, are refused; the
-    # objects they held stay
+    # objects they held stay. Both are renamed into place, so that the server
+    # never sees them half-written.
     f_big = os.path.join(root, "huge.yaml")
     t.write_file(f_big, svc_yaml("huge", "10.96.9.20"))
     wait_for(tally, "huge.yaml served", port, "huge." + D, "NOERROR", ["10.96.9.20"])
     mark = len(srv.stderr_text())
-    t.write_file(f_big, svc_yaml("huge", "10.96.9.21") + ("# " + "x" * 1000 + "\n") * 17000)
+    t.write_atomic(f_big, svc_yaml("huge", "10.96.9.21") + ("# " + "x" * 1000 + "\n") * 17000)
     expect_logged(tally, "file over 16 MiB names huge.yaml", srv, "huge.yaml", mark)
     stays(tally, "file over 16 MiB: old answer stays", port, "huge." + D, "NOERROR",
           ["10.96.9.20"])
     mark = len(srv.stderr_text())
-    t.write_file(f_big, svc_yaml("huge", "10.96.9.22") + "# nul \0 byte\n")
+    t.write_atomic(f_big, svc_yaml("huge", "10.96.9.22") + "# nul \0 byte\n")
     expect_logged(tally, "NUL byte names huge.yaml", srv, "huge.yaml", mark)
     stays(tally, "NUL byte: old answer stays", port, "huge." + D, "NOERROR", ["10.96.9.20"])
     os.unlink(f_big)

@@ -189,6 +189,17 @@ def test_edns(tally, port):
         if "aa" not in r.flags:
             d.append("AA clear")
         return d
+    def cd_ad():
+        q = t.make_query("web." + D, "A")
+        q.flags |= dns.flags.CD | dns.flags.AD
+        m = t.parse(t.udp_exchange(port, q.to_wire(), want_id=q.id))
+        d = []
+        if not m.flags & dns.flags.CD:
+            d.append("CD not echoed (RFC 4035 3.1.6)")
+        if m.flags & dns.flags.AD:
+            d.append("AD set on unsigned data")
+        return d
+    tally.run("CD echoed, AD clear", cd_ad)
     tally.run("[dig] RD echoed, RA clear", flags_rd, (), True)
     tally.run("[dig +norec] RD clear, RA clear", flags_rd, ("+norec",), False)
 
