@@ -16,7 +16,7 @@
 struct chunk {
 	struct chunk *next;
 	size_t used, cap;
-	_Alignas(16) uint8_t data[];
+	_Alignas(8) uint8_t data[];
 };
 
 struct arena {
@@ -31,7 +31,7 @@ struct arena *arena_new(void)
 
 void *arena_alloc(struct arena *a, size_t size)
 {
-	size = (size + 15u) & ~(size_t)15u;
+	size = (size + 7u) & ~(size_t)7u;
 	struct chunk *c = a->head;
 	if (!c || c->cap - c->used < size) {
 		size_t cap = size > (256u << 10) ? size : (256u << 10);
@@ -97,20 +97,28 @@ struct type_ans {
 	const struct zone_answer *ans;
 };
 
+/* A name. Kept small: there are several per Service. The wire name follows
+ * the struct (NODE_NAME); what few nodes need (delegations, CNAMEs, the pod
+ * root) lives in `ext`. */
+struct node_ext {
+	const struct zone_node *cut; /* NF_CUT node this node is at or under */
+	const struct zone_answer *cname_default;
+	const struct zone_answer *referral; /* on NF_CUT nodes */
+	uint32_t pod_ttl;
+};
+
 struct zone_node {
-	const uint8_t *name;
 	uint32_t hash;
 	uint8_t len;
 	uint8_t flags;
 	uint16_t n_ans;
-	uint32_t pod_ttl;
 	struct zb_zone *zone;
-	const struct zone_node *cut; /* NF_CUT node this node is at or under */
-	struct type_ans *ans;         /* sorted by type */
-	const struct zone_answer *cname_default;
-	const struct zone_answer *referral; /* on NF_CUT nodes */
-	struct rrset *sets;                 /* build time only */
+	struct type_ans *ans; /* sorted by type */
+	struct node_ext *ext; /* NULL for most nodes */
+	struct rrset *sets;   /* build time only */
 };
+
+#define NODE_NAME(n) ((const uint8_t *)((n) + 1))
 
 struct zb_zone {
 	struct zb_zone *next;
@@ -166,7 +174,7 @@ static struct zone_node *htab_find(const struct htab *h, const uint8_t *key, siz
 		const struct slot *s = &h->slots[i];
 		if (!s->node)
 			return NULL;
-		if (s->hash == hash && s->node->len == len && memcmp(s->node->name, key, len) == 0)
+		if (s->hash == hash && s->node->len == len && memcmp(NODE_NAME(s->node), key, len) == 0)
 			return s->node;
 	}
 }
@@ -242,12 +250,12 @@ static struct zone_node *node_get(struct zb *b, struct htab *h, const uint8_t *n
 	struct zone_node *n = htab_find(h, name, len, hash);
 	if (n || !create)
 		return n;
-	n = arena_alloc(b->out, sizeof(*n));
-	uint8_t *nm = arena_alloc(b->out, len);
-	if (!n || !nm)
+	/* The name lives right behind its node: one allocation, one cache line
+	 * more often than not. */
+	n = arena_alloc(b->out, sizeof(*n) + len);
+	if (!n)
 		return NULL;
-	memcpy(nm, name, len);
-	n->name = nm;
+	memcpy((uint8_t *)(n + 1), name, len);
 	n->len = (uint8_t)len;
 	n->hash = hash;
 	if (name[0] == 1 && name[1] == '*')
@@ -255,6 +263,13 @@ static struct zone_node *node_get(struct zb *b, struct htab *h, const uint8_t *n
 	if (htab_put(h, n) < 0)
 		return NULL;
 	return n;
+}
+
+static struct node_ext *node_ext(struct zb *b, struct zone_node *n)
+{
+	if (!n->ext)
+		n->ext = arena_alloc(b->out, sizeof(*n->ext));
+	return n->ext;
 }
 
 static bool name_under(const uint8_t *name, size_t len, const uint8_t *apex, size_t apex_len)
@@ -379,8 +394,10 @@ int zb_mark_pod_root(struct zb *b, struct zb_zone *z, const uint8_t *name, uint3
 	struct zone_node *n = node_in_zone(b, z, name, dname_len(name));
 	if (!n)
 		return -ENOMEM;
+	if (!node_ext(b, n))
+		return -ENOMEM;
 	n->flags |= NF_POD_ROOT;
-	n->pod_ttl = ttl;
+	n->ext->pod_ttl = ttl;
 	return 0;
 }
 
@@ -641,9 +658,9 @@ static void render_addresses_of(struct render *r, const uint8_t *target)
 	struct rrset *a = find_set(n, T_A), *aaaa = find_set(n, T_AAAA);
 	bool was_full = r->w.full;
 	if (a)
-		render_set(r, n->name, -1, a);
+		render_set(r, NODE_NAME(n), -1, a);
 	if (aaaa)
-		render_set(r, n->name, -1, aaaa);
+		render_set(r, NODE_NAME(n), -1, aaaa);
 	/* The additional section is optional: running out of room there is not
 	 * an error worth a log line. */
 	r->w.full = was_full;
@@ -776,7 +793,7 @@ static const struct zone_answer *render_cname_chain(struct render *r, struct zon
 		if (!cn) {
 			struct rrset *s = find_set(cur, qtype);
 			if (s)
-				render_set(r, cur->name, -1, s);
+				render_set(r, NODE_NAME(cur), -1, s);
 			else
 				neg_zone = cur->zone;
 			break;
@@ -814,7 +831,7 @@ static int render_node(struct zb *b, struct render *r, struct zone_node *n)
 	for (struct rrset *s = n->sets; s; s = s->next)
 		nsets++;
 	/* one answer per type, plus ANY, plus CNAME chains */
-	size_t cap = nsets + 2;
+	size_t cap = nsets + 1; /* + ANY */
 	struct zone_node *final = (n->flags & NF_CNAME) ? cname_final(b, n) : NULL;
 	for (struct rrset *s = final ? final->sets : NULL; s; s = s->next)
 		cap++;
@@ -822,7 +839,7 @@ static int render_node(struct zb *b, struct render *r, struct zone_node *n)
 	if (!list)
 		return -ENOMEM;
 	uint16_t cnt = 0;
-	const uint8_t *qname = (n->flags & NF_WILDCARD) ? NULL : n->name;
+	const uint8_t *qname = (n->flags & NF_WILDCARD) ? NULL : NODE_NAME(n);
 	int owner_ptr = 12;
 
 	for (struct rrset *s = n->sets; s; s = s->next) {
@@ -834,20 +851,19 @@ static int render_node(struct zb *b, struct render *r, struct zone_node *n)
 		if (add_ans(b, n, list, &cnt, s->type, render_end(r, 0, true)) < 0)
 			return -ENOMEM;
 	}
-	if (nsets > 1) {
-		render_begin(r, qname);
-		for (struct rrset *s = n->sets; s; s = s->next)
-			render_set(r, NULL, owner_ptr, s);
-		if (add_ans(b, n, list, &cnt, T_ANY, render_end(r, 0, true)) < 0)
-			return -ENOMEM;
-	}
+	/* ANY gets one RRset (RFC 8482 section 4.2): the first one, already
+	 * rendered, so ANY costs no memory and cannot amplify. */
+	if (cnt > 0 && add_ans(b, n, list, &cnt, T_ANY, list[0].ans) < 0)
+		return -ENOMEM;
 	if (n->flags & NF_CNAME) {
 		for (struct rrset *s = final ? final->sets : NULL; s; s = s->next)
 			if (s->type != T_CNAME &&
 			    add_ans(b, n, list, &cnt, s->type, render_cname_chain(r, n, s->type, qname)) < 0)
 				return -ENOMEM;
-		n->cname_default = render_cname_chain(r, n, 0, qname);
-		if (!n->cname_default)
+		if (!node_ext(b, n))
+			return -ENOMEM;
+		n->ext->cname_default = render_cname_chain(r, n, 0, qname);
+		if (!n->ext->cname_default)
 			return -ENOMEM;
 	}
 	/* sort by type for a short scan at query time */
@@ -867,11 +883,13 @@ static int render_referral(struct render *r, struct zone_node *cut)
 	struct rrset *ns = find_set(cut, T_NS);
 	render_begin(r, NULL);
 	render_next_section(r);
-	render_set(r, cut->name, -1, ns);
+	render_set(r, NODE_NAME(cut), -1, ns);
 	render_next_section(r);
 	render_additional_for(r, ns);
-	cut->referral = render_end(r, 0, false);
-	return cut->referral ? 0 : -ENOMEM;
+	if (!node_ext(r->b, cut))
+		return -ENOMEM;
+	cut->ext->referral = render_end(r, 0, false);
+	return cut->ext->referral ? 0 : -ENOMEM;
 }
 
 int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings, size_t n)
@@ -934,7 +952,7 @@ int zb_finish(struct zb *b, void **tables, size_t *n_names)
 			n->flags |= NF_CUT;
 		if (n && (n->flags & NF_WILDCARD) && n->len > 2) {
 			struct zone_node *parent =
-			    htab_find(h, n->name + 2, n->len - 2u, dname_hash(n->name + 2, n->len - 2u));
+			    htab_find(h, NODE_NAME(n) + 2, n->len - 2u, dname_hash(NODE_NAME(n) + 2, n->len - 2u));
 			if (parent)
 				parent->flags |= NF_WILD_CHILD;
 		}
@@ -944,12 +962,14 @@ int zb_finish(struct zb *b, void **tables, size_t *n_names)
 		if (!n || !n->zone)
 			continue;
 		/* The highest cut above a node (closest to the apex) decides. */
-		const uint8_t *p = n->name;
+		const uint8_t *p = NODE_NAME(n);
 		size_t l = n->len;
 		while (l > n->zone->apex_len) {
 			struct zone_node *a = htab_find(h, p, l, dname_hash(p, l));
 			if (a && (a->flags & NF_CUT)) {
-				n->cut = a;
+				if (!node_ext(b, n))
+					goto out;
+				n->ext->cut = a;
 				if (a != n)
 					n->flags |= NF_BELOW_CUT;
 			}
@@ -1037,7 +1057,7 @@ static void answer_from_node(const struct zone_node *n, uint16_t qtype, struct z
 {
 	const struct zone_answer *a;
 	if (n->flags & NF_BELOW_CUT || (n->flags & NF_CUT && qtype != T_DS)) {
-		r->ans = n->cut->referral;
+		r->ans = n->ext->cut->ext->referral;
 		return;
 	}
 	if ((a = node_answer(n, qtype))) {
@@ -1045,7 +1065,7 @@ static void answer_from_node(const struct zone_node *n, uint16_t qtype, struct z
 		return;
 	}
 	if ((n->flags & NF_CNAME) && qtype != T_CNAME) {
-		r->ans = n->cname_default;
+		r->ans = n->ext->cname_default;
 		return;
 	}
 	r->ans = n->zone->nodata;
@@ -1077,7 +1097,7 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 			continue;
 		r->dynamic = ce->zone->dynamic;
 		if (ce->flags & (NF_CUT | NF_BELOW_CUT)) {
-			r->ans = ce->cut->referral;
+			r->ans = ce->ext->cut->ext->referral;
 			return;
 		}
 		if (ce->flags & NF_WILD_CHILD) {
@@ -1102,7 +1122,7 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 				uint16_t want = r->addr.family == AF_INET ? T_A : T_AAAA;
 				if (qtype == want || qtype == T_ANY) {
 					r->kind = ZR_POD_ADDR;
-					r->ttl = ce->pod_ttl;
+					r->ttl = ce->ext->pod_ttl;
 				} else {
 					r->ans = ce->zone->nodata;
 				}

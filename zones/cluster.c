@@ -123,10 +123,13 @@ static int srv_rdata(uint8_t *rd, uint16_t prio, uint16_t weight, uint16_t port,
 }
 
 /* Records of one Service under `svc_suffix` (the wire name `svc.<zone>` or
- * `svc.`). PTRs only for the real zone (rev != NULL). */
+ * `svc.`). PTRs only for the real zone (rev != NULL). The short form
+ * (`short_form`) carries the Service-level records only — addresses, CNAME and
+ * the SRV records of ClusterIP Services, what `dig svc.ns.svc` asks for; the
+ * per-endpoint names of headless Services live under the full zone alone. */
 static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_suffix,
 			   const struct view_service *vs, uint32_t ttl, struct zb_zone *rev4,
-			   struct zb_zone *rev6)
+			   struct zb_zone *rev6, bool short_form)
 {
 	const struct model_service *s = vs->svc;
 	uint8_t nsname[DNAME_MAX], sname[DNAME_MAX], name[DNAME_MAX], rd[DNAME_MAX + 8];
@@ -195,8 +198,11 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 		uint8_t hname[DNAME_MAX];
 		if (prepend_str(hname, host, sname) < 0)
 			continue;
-		if ((ret = add_addr(b, z, sname, &ep->addr, ttl)) < 0 ||
-		    (ret = add_addr(b, z, hname, &ep->addr, ttl)) < 0)
+		if ((ret = add_addr(b, z, sname, &ep->addr, ttl)) < 0)
+			return ret;
+		if (short_form)
+			continue;
+		if ((ret = add_addr(b, z, hname, &ep->addr, ttl)) < 0)
 			return ret;
 		if (rev4 && reverse_name(&ep->addr, name) > 0) {
 			struct zb_zone *rz = ep->addr.family == AF_INET ? rev4 : rev6;
@@ -431,8 +437,8 @@ int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struc
 	}
 	for (size_t i = 0; i < v->n_svcs; i++) {
 		const struct view_service *vs = &v->svcs[i];
-		if ((ret = service_records(b, z, svc_full, vs, ttl, rev4, rev6)) < 0 ||
-		    (ret = service_records(b, zs, svc_short, vs, ttl, NULL, NULL)) < 0)
+		if ((ret = service_records(b, z, svc_full, vs, ttl, rev4, rev6, false)) < 0 ||
+		    (ret = service_records(b, zs, svc_short, vs, ttl, NULL, NULL, true)) < 0)
 			return ret;
 		uint8_t nsn[DNAME_MAX], full[DNAME_MAX], shortn[DNAME_MAX];
 		if (prepend_str(nsn, vs->svc->ns, svc_full) < 0 ||
