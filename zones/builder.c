@@ -319,6 +319,9 @@ static struct zone_node *node_in_zone(struct zb *b, struct zb_zone *z, const uin
 			return NULL;
 		if (!leaf)
 			leaf = n;
+		/* A node already in this zone has its ancestors already: stop. */
+		if (n->zone == z && n != leaf)
+			break;
 		if (!n->zone || n->zone->apex_len < z->apex_len)
 			n->zone = z;
 		if (l == z->apex_len)
@@ -946,10 +949,13 @@ int zb_finish(struct zb *b, void **tables, size_t *n_names)
 	struct htab *h = &b->t->names;
 
 	/* Delegations: an NS RRset below an apex cuts the zone. */
+	size_t n_cuts = 0;
 	for (uint32_t i = 0; h->slots && i <= h->mask; i++) {
 		struct zone_node *n = h->slots[i].node;
-		if (n && !(n->flags & NF_APEX) && find_set(n, T_NS))
+		if (n && !(n->flags & NF_APEX) && find_set(n, T_NS)) {
 			n->flags |= NF_CUT;
+			n_cuts++;
+		}
 		if (n && (n->flags & NF_WILDCARD) && n->len > 2) {
 			struct zone_node *parent =
 			    htab_find(h, NODE_NAME(n) + 2, n->len - 2u, dname_hash(NODE_NAME(n) + 2, n->len - 2u));
@@ -957,7 +963,9 @@ int zb_finish(struct zb *b, void **tables, size_t *n_names)
 				parent->flags |= NF_WILD_CHILD;
 		}
 	}
-	for (uint32_t i = 0; h->slots && i <= h->mask; i++) {
+	/* Cluster zones never delegate: the walk below only runs for static zones
+	 * that do. */
+	for (uint32_t i = 0; n_cuts && h->slots && i <= h->mask; i++) {
 		struct zone_node *n = h->slots[i].node;
 		if (!n || !n->zone)
 			continue;

@@ -57,6 +57,8 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 	if (prev && (int32_t)(now - s->serial) > 0)
 		s->serial = now;
 
+	struct timespec t0, t1, t2;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if ((ret = cluster_records(b, cfg, view, s->serial)) < 0) {
 		log_error("snapshot: building the cluster zone failed (%s)", strerror(-ret));
 		goto fail;
@@ -68,8 +70,13 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 				  ret == -EEXIST ? "it overlaps another zone" : strerror(-ret));
 			goto fail;
 		}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if ((ret = zb_finish(b, &p->tables, &s->n_names)) < 0)
 		goto fail;
+	clock_gettime(CLOCK_MONOTONIC, &t2);
+	log_debug("snapshot: records %.1f ms, rendering %.1f ms",
+		  (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+		  (double)(t2.tv_sec - t1.tv_sec) * 1e3 + (double)(t2.tv_nsec - t1.tv_nsec) / 1e6);
 	zb_free(b);
 	s->bytes = arena_bytes(p->arena);
 	s->view = malloc(sizeof(*s->view));
