@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,12 @@
 
 #define DEBOUNCE_MS 15
 #define RESCAN_MS   1000
+/* A file that a writer modified and has not closed yet is not read: a
+ * `kubectl get -o yaml > dir/x.yaml` truncates first and writes later, and
+ * reading in between would drop the file's Services. A writer that keeps the
+ * file open longer than this is read anyway. */
+#define WRITING_MAX_NS (2 * 1000000000LL)
+#define MAX_WRITING 64
 /* File timestamps are only as fine as the kernel tick, so a file rewritten
  * twice within one tick with the same size looks unchanged; files this recent
  * have their bytes compared as well. */
@@ -41,7 +48,16 @@ struct manifest_dir {
 	struct model_store *store;
 	manifest_changed_cb cb;
 	void *arg;
-	uv_fs_event_t watch;
+	int ino_fd; /* inotify, or -1 */
+	int ino_wd;
+	uv_poll_t watch;
+	bool watch_inited;
+	/* names modified and not closed yet, with when the first write was seen */
+	struct {
+		char name[256];
+		int64_t since_ns;
+	} writing[MAX_WRITING];
+	size_t n_writing;
 	uv_timer_t debounce;
 	uv_timer_t periodic;
 	int open_handles;
@@ -198,6 +214,35 @@ static bool same_stat(const struct md_file *f, const struct stat *st)
 
 /* Brings one file up to date. `f` is the new entry, carrying the old one's
  * state (or zeroed for a new file). Returns true when the store changed. */
+static int64_t now_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts_ns(&ts);
+}
+
+static bool is_writing(struct manifest_dir *md, const char *name)
+{
+	for (size_t i = 0; i < md->n_writing; i++)
+		if (strcmp(md->writing[i].name, name) == 0)
+			return now_mono_ns() - md->writing[i].since_ns < WRITING_MAX_NS;
+	return false;
+}
+
+static void writing_set(struct manifest_dir *md, const char *name, bool on)
+{
+	for (size_t i = 0; i < md->n_writing; i++)
+		if (strcmp(md->writing[i].name, name) == 0) {
+			if (!on)
+				md->writing[i] = md->writing[--md->n_writing];
+			return;
+		}
+	if (on && md->n_writing < MAX_WRITING && strlen(name) < sizeof(md->writing[0].name)) {
+		snprintf(md->writing[md->n_writing].name, sizeof(md->writing[0].name), "%s", name);
+		md->writing[md->n_writing++].since_ns = now_mono_ns();
+	}
+}
+
 static bool refresh_file(struct manifest_dir *md, struct md_file *f, bool known,
 			 const struct stat *st)
 {
@@ -210,6 +255,8 @@ static bool refresh_file(struct manifest_dir *md, struct md_file *f, bool known,
 	bool recent = ts_ns(&now) - ts_ns(&st->st_mtim) < RECENT_NS;
 	if (known && same_stat(f, st) && !recent)
 		return false;
+	if (is_writing(md, f->name))
+		return false; /* read when the writer closes it */
 
 	int rc = read_all(f->path, &data, &len);
 	if (rc == -ENOENT)
@@ -239,16 +286,33 @@ static bool refresh_file(struct manifest_dir *md, struct md_file *f, bool known,
 	return changed;
 }
 
-static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status);
+static void on_inotify(uv_poll_t *h, int status, int events);
+
+static void watch_stop(struct manifest_dir *md)
+{
+	if (md->watch_inited && uv_is_active((uv_handle_t *)&md->watch))
+		uv_poll_stop(&md->watch);
+	if (md->ino_fd >= 0 && md->ino_wd >= 0)
+		inotify_rm_watch(md->ino_fd, md->ino_wd);
+	md->ino_wd = -1;
+	md->n_writing = 0;
+}
 
 static void watch_restart(struct manifest_dir *md)
 {
-	int rc;
-	if (uv_is_active((uv_handle_t *)&md->watch))
-		uv_fs_event_stop(&md->watch);
-	if ((rc = uv_fs_event_start(&md->watch, on_fs_event, md->dir, 0)) < 0)
+	watch_stop(md);
+	if (md->ino_fd < 0 || !md->watch_inited)
+		return;
+	md->ino_wd = inotify_add_watch(md->ino_fd, md->dir,
+				       IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE |
+					   IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB |
+					   IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+	if (md->ino_wd < 0) {
 		log_warn("manifest dir %s: cannot watch (%s); changes are picked up within %d ms",
-			 md->dir, uv_strerror(rc), RESCAN_MS);
+			 md->dir, strerror(errno), RESCAN_MS);
+		return;
+	}
+	uv_poll_start(&md->watch, UV_READABLE, on_inotify);
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -415,21 +479,45 @@ static void on_periodic(uv_timer_t *t)
 		rescan(md);
 }
 
-static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
+static void on_inotify(uv_poll_t *h, int status, int events)
 {
 	struct manifest_dir *md = h->data;
-	(void)filename;
+	_Alignas(struct inotify_event) char buf[8192];
+	bool wake = false;
 	(void)events;
 	if (status < 0)
 		log_debug("manifest dir %s: watch error: %s", md->dir, uv_strerror(status));
+	for (;;) {
+		ssize_t n = read(md->ino_fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			p += sizeof(*ev) + ev->len;
+			const char *name = ev->len ? ev->name : "";
+			if (ev->mask & IN_MODIFY) {
+				writing_set(md, name, true);
+				continue; /* wait for the close */
+			}
+			if (ev->mask & (IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM))
+				writing_set(md, name, false);
+			/* the directory itself went away: the periodic scan notices
+			 * when it is back and watches it again */
+			if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))
+				md->ino_wd = -1;
+			wake = true;
+		}
+	}
 	/* not restarted by later events: a steady stream of writes must not
 	 * postpone the rescan forever */
-	if (!uv_is_active((uv_handle_t *)&md->debounce))
+	if (wake && !uv_is_active((uv_handle_t *)&md->debounce))
 		uv_timer_start(&md->debounce, on_debounce, DEBOUNCE_MS, 0);
 }
 
 static void md_free(struct manifest_dir *md)
 {
+	if (md->ino_fd >= 0)
+		close(md->ino_fd);
 	for (size_t i = 0; i < md->n_files; i++)
 		file_free(&md->files[i]);
 	free(md->files);
@@ -447,6 +535,8 @@ int manifest_dir_start(uv_loop_t *loop, const char *dir, struct model_store *sto
 	*out = NULL;
 	if (!md)
 		return -ENOMEM;
+	md->ino_fd = -1;
+	md->ino_wd = -1;
 	md->loop = loop;
 	md->store = store;
 	md->cb = cb;
@@ -461,11 +551,19 @@ int manifest_dir_start(uv_loop_t *loop, const char *dir, struct model_store *sto
 	if ((rc = scan(md, &changed)) < 0)
 		goto fail; /* logged by scan */
 
-	uv_fs_event_init(loop, &md->watch);
+	md->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (md->ino_fd < 0)
+		log_warn("manifest dir %s: inotify: %s", md->dir, strerror(errno));
+	/* without inotify the periodic scan still serves */
+	md->open_handles = 2;
+	if (md->ino_fd >= 0) {
+		uv_poll_init(loop, &md->watch, md->ino_fd);
+		md->watch_inited = true;
+		md->open_handles++;
+	}
 	uv_timer_init(loop, &md->debounce);
 	uv_timer_init(loop, &md->periodic);
 	md->watch.data = md->debounce.data = md->periodic.data = md;
-	md->open_handles = 3;
 	watch_restart(md);
 	uv_timer_start(&md->periodic, on_periodic, RESCAN_MS, RESCAN_MS);
 	log_info("manifest dir %s: %zu files loaded, watching", md->dir, md->n_files);
@@ -488,7 +586,8 @@ void manifest_dir_stop(struct manifest_dir *md)
 	if (!md)
 		return;
 	/* the store keeps the objects: its owner decides what to do with them */
-	uv_close((uv_handle_t *)&md->watch, on_close);
+	if (md->watch_inited)
+		uv_close((uv_handle_t *)&md->watch, on_close);
 	uv_close((uv_handle_t *)&md->debounce, on_close);
 	uv_close((uv_handle_t *)&md->periodic, on_close);
 }

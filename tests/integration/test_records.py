@@ -186,6 +186,12 @@ CASES = [
     Case("ext2." + D, "A", answer=["ext2.%s 5 IN CNAME api.example.com." % D], ns=[], extra=[],
          note="externalName with a trailing dot"),
 
+    # ---- exported.yaml: kubectl output with server-set fields and a Deployment
+    Case("shop." + D, "A", answer=a("shop." + D, "10.96.5.100"), ns=[], extra=[]),
+    Case("_http._tcp.shop." + D, "SRV", answer=srv("_http._tcp.shop." + D, 8080, "shop." + D),
+         ns=[], extra=a("shop." + D, "10.96.5.100")),
+    Case("shop-api." + D, "A", note="a Deployment is not a Service", **NX),
+
     # ---- ExternalName
     Case("ext." + D, "A", answer=["ext.%s 5 IN CNAME www.example.net." % D], ns=[], extra=[]),
     Case("ext." + D, "AAAA", answer=["ext.%s 5 IN CNAME www.example.net." % D], ns=[], extra=[]),
@@ -282,6 +288,9 @@ CASES = [
         "multisel." + D, "http 80/TCP -> 8080 nodePort=- endpoints=2/3 ready: "
         "10.244.11.1:8080 10.244.11.4:8080 not-ready: 10.244.11.3:8080"),
         note="two-pair selector; Pending pod not ready; Running without conditions ready"),
+    Case("shop." + D, "TXT", qclass="CH", aa=None, ns=None, extra=None, answer=ch(
+        "shop." + D, "http 8080/TCP -> 8080 nodePort=- endpoints=1/2 ready: 10.244.14.7:8080 "
+        "not-ready: 10.244.14.8:8080"), note="terminating endpoint is not ready"),
     Case("dns-version.cluster.local.", "A", **NODATA),
 ]
 

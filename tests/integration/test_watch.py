@@ -6,6 +6,7 @@ one line naming the file."""
 
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -94,6 +95,35 @@ def expect_logged(tally, label, srv, fname, start, reason_re=None):
     if reason_re and not any(re.search(reason_re, l, re.I) for l in lines):
         d.append("no line gives the reason (/%s/): %s" % (reason_re, lines))
     tally.diffs("log: %s" % label, d)
+
+
+def configmap_swap():
+    d = []
+    cm = t.mkdtemp(prefix="svcdns-cm-")
+    srv = t.Server(cm)
+    try:
+        os.mkdir(os.path.join(cm, "..2024_05_01_10_00_00.1"))
+        t.write_file(os.path.join(cm, "..2024_05_01_10_00_00.1", "cm.yaml"),
+                     svc_yaml("cm", "10.96.9.50"))
+        os.symlink("..2024_05_01_10_00_00.1", os.path.join(cm, "..data"))
+        os.symlink("..data/cm.yaml", os.path.join(cm, "cm.yaml"))
+        srv.start()
+        if answer_of(srv.port, "cm." + D) != ("NOERROR", ["10.96.9.50"]):
+            return "before the swap: %s" % (answer_of(srv.port, "cm." + D),)
+        os.mkdir(os.path.join(cm, "..2024_05_01_10_05_00.2"))
+        t.write_file(os.path.join(cm, "..2024_05_01_10_05_00.2", "cm.yaml"),
+                     svc_yaml("cm", "10.96.9.51"))
+        os.symlink("..2024_05_01_10_05_00.2", os.path.join(cm, "..data_tmp"))
+        os.rename(os.path.join(cm, "..data_tmp"), os.path.join(cm, "..data"))
+        shutil.rmtree(os.path.join(cm, "..2024_05_01_10_00_00.1"))
+        ok, dt = t.poll(lambda: answer_of(srv.port, "cm." + D) == ("NOERROR", ["10.96.9.51"]),
+                        BOUND)
+        print("# delay %-40s %6.0f ms" % ("ConfigMap ..data swap", dt * 1000), flush=True)
+        if not ok:
+            d.append("after the swap: %s, want 10.96.9.51" % (answer_of(srv.port, "cm." + D),))
+    finally:
+        d += srv.stop()
+    return d
 
 
 def churn(root, port):
@@ -254,6 +284,10 @@ status:
     print("# delay %-40s %6.0f ms" % ("new Pod -> CH TXT endpoints", dt * 1000), flush=True)
     tally.check(got, "watch: new Pod joins the Service's endpoints",
                 "CH TXT base: %s, want %s" % (ch_base(), want_ch))
+
+    # a ConfigMap volume: files are symlinks through ..data, which the kubelet
+    # swaps atomically to a new timestamped directory
+    tally.run("ConfigMap-style ..data symlink swap is picked up", configmap_swap)
 
     # ---- answers stay consistent while files change under load
     tally.run("queries under load during 30 rewrites: always a valid answer",

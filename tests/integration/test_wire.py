@@ -386,6 +386,19 @@ def test_tcp_pipelining(tally, port):
         finally:
             idle.close()
             half.close()
+    def half_close():
+        s = socket.create_connection(("127.0.0.1", port), timeout=3)
+        try:
+            w = qs[0].to_wire()
+            s.sendall(struct.pack("!H", len(w)) + w)
+            s.shutdown(socket.SHUT_WR)
+            (n,) = struct.unpack("!H", t.recv_exact(s, 2))
+            return check([t.recv_exact(s, n)] + [
+                t.tcp_exchange(port, [q.to_wire()])[0] for q in qs[1:]])
+        finally:
+            s.close()
+    tally.run("TCP: query then half-close (SHUT_WR) still gets its answer", half_close)
+
     tally.run("TCP: idle and half-sent connections do not block others",
               idle_connection_does_not_block)
 
@@ -596,6 +609,64 @@ def test_garbage(tally, port):
         time.sleep(0.2)
         return alive(port)
     tally.run("garbage: 2000 random datagrams, server alive", burst)
+
+    def mutated():
+        """Mutations of valid queries (bytes changed, cut, inserted, compression
+        pointers planted): 5000 over UDP, 200 over TCP; the server must live on
+        (and ASan, when built in, must stay quiet: checked at shutdown)."""
+        seeds = [t.make_query(n, q, edns=e).to_wire() for n, q in (
+            ("web." + D, "A"), ("_http._tcp.db." + D, "SRV"), (t.rev("10.96.1.10"), "PTR"),
+            ("web.default.svc.", "AAAA"), ("10-1-2-3.default.pod.cluster.local.", "A"))
+            for e in (True, False)] + [t.make_query("version.bind.", "TXT", "CH").to_wire()]
+
+        def mutate(w):
+            w = bytearray(w)
+            for _ in range(r.choice((1, 1, 2, 3, 5))):
+                op = r.random()
+                if op < 0.5 and w:
+                    w[r.randrange(len(w))] = r.getrandbits(8)
+                elif op < 0.7 and w:
+                    p = r.randrange(len(w))
+                    del w[p:p + 1 + r.randrange(4)]
+                elif op < 0.85:
+                    p = r.randrange(len(w) + 1)
+                    w[p:p] = bytes(r.getrandbits(8) for _ in range(r.randrange(1, 6)))
+                elif len(w) > 2:
+                    p = r.randrange(len(w) - 1)
+                    w[p:p + 2] = bytes([0xC0 | r.getrandbits(6), r.getrandbits(8)])
+            if len(w) > 2:
+                w[2] &= 0x7F
+            return bytes(w)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        try:
+            for i in range(5000):
+                try:
+                    s.sendto(mutate(r.choice(seeds)), ("127.0.0.1", port))
+                except BlockingIOError:
+                    time.sleep(0.001)
+                try:
+                    while True:
+                        s.recv(65535)
+                except BlockingIOError:
+                    pass
+        finally:
+            s.close()
+        for _ in range(200):
+            c = socket.create_connection(("127.0.0.1", port), timeout=2)
+            try:
+                w = mutate(r.choice(seeds))
+                c.sendall(struct.pack("!H", len(w)) + w)
+                c.settimeout(0.05)
+                try:
+                    c.recv(65535)
+                except (socket.timeout, ConnectionError):
+                    pass
+            finally:
+                c.close()
+        time.sleep(0.2)
+        return alive(port)
+    tally.run("garbage: 5000 mutated queries over UDP, 200 over TCP, server alive", mutated)
 
     def tcp_garbage():
         d = []

@@ -16,6 +16,9 @@ RSOA = ("2.0.192.in-addr.arpa. 3600 IN SOA ns1.example.org. admin.example.org. 7
 NODATA = dict(answer=[], ns=[ZSOA], extra=[])
 NX = dict(rcode="NXDOMAIN", answer=[], ns=[ZSOA], extra=[])
 
+REFERRAL = ["sub.example.org. 300 IN NS ns.sub.example.org.",
+            "sub.example.org. 300 IN NS ns.other.net."]
+GLUE = ["ns.sub.example.org. 300 IN A 192.0.2.53"]
 
 def rr(owner, rtype, *rdatas, ttl=300):
     return ["%s %d IN %s %s" % (owner, ttl, rtype, rd) for rd in rdatas]
@@ -90,6 +93,19 @@ CASES = [
     Case("wild.example.org.", "A", note="parent of the wildcard", **NODATA),
     Case("*.wild.example.org.", "A", answer=rr("*.wild.example.org.", "A", "192.0.2.99"),
          ns=None, extra=None, note="the wildcard owner itself"),
+
+    Case("foo.cw.example.org.", "A",
+         answer=rr("foo.cw.example.org.", "CNAME", "www.example.org.")
+         + rr("www.example.org.", "CNAME", Z) + rr(Z, "A", "192.0.2.10"), ns=None, extra=None,
+         note="wildcard CNAME, then followed"),
+
+    # a delegation: referral
+    Case("sub.example.org.", "A", aa=False, answer=[], ns=REFERRAL, extra=GLUE,
+         note="referral"),
+    Case("x.sub.example.org.", "A", aa=False, answer=[], ns=REFERRAL, extra=GLUE,
+         note="referral below the cut"),
+    Case("ns.sub.example.org.", "A", aa=False, answer=[], ns=REFERRAL, extra=GLUE,
+         note="glue is not authoritative data"),
 
     # a reverse zone from a file
     Case("10.2.0.192.in-addr.arpa.", "PTR",
