@@ -22,11 +22,26 @@ struct chunk {
 struct arena {
 	struct chunk *head;
 	size_t total;
+	unsigned refs; /* snapshots sharing it (control thread only) */
 };
 
 struct arena *arena_new(void)
 {
-	return calloc(1, sizeof(struct arena));
+	struct arena *a = calloc(1, sizeof(struct arena));
+	if (a)
+		a->refs = 1;
+	return a;
+}
+
+void arena_retain(struct arena *a)
+{
+	a->refs++;
+}
+
+void arena_release(struct arena *a)
+{
+	if (a && --a->refs == 0)
+		arena_free(a);
 }
 
 void *arena_alloc(struct arena *a, size_t size)
@@ -34,7 +49,12 @@ void *arena_alloc(struct arena *a, size_t size)
 	size = (size + 7u) & ~(size_t)7u;
 	struct chunk *c = a->head;
 	if (!c || c->cap - c->used < size) {
-		size_t cap = size > (256u << 10) ? size : (256u << 10);
+		/* Chunks double from 8 KiB to 256 KiB: an incremental build of
+		 * one Service takes a few KiB, a full build many megabytes. */
+		size_t next = a->head ? a->head->cap * 2 : (8u << 10);
+		if (next > (256u << 10))
+			next = 256u << 10;
+		size_t cap = size > next ? size : next;
 		c = malloc(sizeof(*c) + cap);
 		if (!c)
 			return NULL;
@@ -109,10 +129,11 @@ struct node_ext {
 
 struct zone_node {
 	uint32_t hash;
+	uint32_t gen; /* the build that made it: older nodes are shared, read-only */
 	uint8_t len;
 	uint8_t flags;
+	uint8_t zidx; /* 1 + index into tables.zones; 0: no zone (CHAOS names) */
 	uint16_t n_ans;
-	struct zb_zone *zone;
 	struct type_ans *ans; /* sorted by type */
 	struct node_ext *ext; /* NULL for most nodes */
 	struct rrset *sets;   /* build time only */
@@ -121,7 +142,7 @@ struct zone_node {
 #define NODE_NAME(n) ((const uint8_t *)((n) + 1))
 
 struct zb_zone {
-	struct zb_zone *next;
+	uint8_t idx; /* position in tables.zones: the same in every build */
 	uint8_t apex[DNAME_MAX];
 	uint8_t apex_len;
 	bool dynamic;
@@ -141,16 +162,27 @@ struct htab {
 	uint32_t n;
 };
 
+#define MAX_ZONES 72
+
 struct tables {
 	struct htab names;
 	struct htab chaos;
+	struct zb_zone *zones[MAX_ZONES];
+	uint8_t n_zones;
+	uint32_t gen;
 };
+
+#define ZONE(t, n) ((t)->zones[(n)->zidx - 1])
 
 struct zb {
 	struct arena *out; /* nodes, names, answers: lives as long as the snapshot */
 	struct arena *tmp; /* rdata and RRsets: freed by zb_free */
-	struct zb_zone *zones;
 	struct tables *t;
+	bool incremental;  /* t started as a copy of an older build's tables */
+	bool finished;     /* zb_finish handed the tables over */
+	/* the nodes this build made, in order: what zb_finish renders */
+	struct zone_node **fresh;
+	size_t n_fresh, cap_fresh;
 	struct render *r; /* one rendering context, reused for every answer */
 	int log_truncated;
 };
@@ -217,6 +249,8 @@ struct zb *zb_new(struct arena *out)
 	b->out = out;
 	b->tmp = arena_new();
 	b->t = arena_alloc(out, sizeof(struct tables));
+	if (b->t)
+		b->t->gen = 1;
 	if (!b->tmp || !b->t) {
 		arena_free(b->tmp);
 		free(b);
@@ -229,8 +263,11 @@ void zb_free(struct zb *b)
 {
 	if (!b)
 		return;
+	if (!b->finished)
+		zb_tables_free(b->t); /* the arena holding the nodes is the caller's */
 	arena_free(b->tmp);
 	free(b->r);
+	free(b->fresh);
 	free(b);
 }
 
@@ -241,6 +278,7 @@ void zb_tables_free(void *tables)
 		return;
 	free(t->names.slots);
 	free(t->chaos.slots);
+	t->names.slots = t->chaos.slots = NULL;
 }
 
 static struct zone_node *node_get(struct zb *b, struct htab *h, const uint8_t *name, size_t len,
@@ -258,11 +296,57 @@ static struct zone_node *node_get(struct zb *b, struct htab *h, const uint8_t *n
 	memcpy((uint8_t *)(n + 1), name, len);
 	n->len = (uint8_t)len;
 	n->hash = hash;
+	n->gen = b->t->gen;
 	if (name[0] == 1 && name[1] == '*')
 		n->flags |= NF_WILDCARD;
 	if (htab_put(h, n) < 0)
 		return NULL;
+	if (b->n_fresh == b->cap_fresh) {
+		size_t cap = b->cap_fresh ? b->cap_fresh * 2 : 1024;
+		struct zone_node **nf = realloc(b->fresh, cap * sizeof(*nf));
+		if (!nf)
+			return NULL;
+		b->fresh = nf;
+		b->cap_fresh = cap;
+	}
+	b->fresh[b->n_fresh++] = n;
 	return n;
+}
+
+/* Removes a name from a table (backward-shift deletion keeps every probe
+ * sequence intact without tombstones). Returns the node that was there. */
+static struct zone_node *htab_remove(struct htab *h, const uint8_t *key, size_t len)
+{
+	if (!h->slots)
+		return NULL;
+	uint32_t hash = dname_hash(key, len);
+	uint32_t i = hash & h->mask;
+	for (;; i = (i + 1) & h->mask) {
+		struct slot *sl = &h->slots[i];
+		if (!sl->node)
+			return NULL;
+		if (sl->hash == hash && sl->node->len == len &&
+		    memcmp(NODE_NAME(sl->node), key, len) == 0)
+			break;
+	}
+	struct zone_node *gone = h->slots[i].node;
+	uint32_t j = i;
+	for (;;) {
+		j = (j + 1) & h->mask;
+		if (!h->slots[j].node)
+			break;
+		uint32_t home = h->slots[j].hash & h->mask;
+		/* move j back into the hole at i unless its home lies in (i, j] */
+		bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (between)
+			continue;
+		h->slots[i] = h->slots[j];
+		i = j;
+	}
+	h->slots[i].node = NULL;
+	h->slots[i].hash = 0;
+	h->n--;
+	return gone;
 }
 
 static struct node_ext *node_ext(struct zb *b, struct zone_node *n)
@@ -286,50 +370,73 @@ static bool name_under(const uint8_t *name, size_t len, const uint8_t *apex, siz
 int zb_zone_add(struct zb *b, const uint8_t *apex, struct zb_zone **out)
 {
 	size_t len = dname_len(apex);
-	for (struct zb_zone *z = b->zones; z; z = z->next)
-		if (z->apex_len == len && memcmp(z->apex, apex, len) == 0)
-			return -EEXIST;
+	struct tables *t = b->t;
+	uint8_t idx = 0;
+	/* An incremental build declares the zones again, in the same order, so
+	 * the index every older node carries still names the right zone. */
+	for (idx = 0; idx < t->n_zones; idx++)
+		if (t->zones[idx]->apex_len == len && memcmp(t->zones[idx]->apex, apex, len) == 0)
+			break;
+	if (idx < t->n_zones && t->zones[idx]->apex_node &&
+	    t->zones[idx]->apex_node->gen == t->gen)
+		return -EEXIST;
+	if (idx == t->n_zones && (b->incremental || t->n_zones == MAX_ZONES))
+		return b->incremental ? -EAGAIN : -ENOSPC;
 	struct zb_zone *z = arena_alloc(b->out, sizeof(*z));
 	if (!z)
 		return -ENOMEM;
 	memcpy(z->apex, apex, len);
 	z->apex_len = (uint8_t)len;
-	z->apex_node = node_get(b, &b->t->names, apex, len, true);
+	z->idx = idx;
+	/* The apex carries the SOA, whose serial changes with every build: an
+	 * older apex node is replaced, its descendants stay. */
+	htab_remove(&t->names, apex, len);
+	z->apex_node = node_get(b, &t->names, apex, len, true);
 	if (!z->apex_node)
 		return -ENOMEM;
-	z->apex_node->zone = z;
+	z->apex_node->zidx = (uint8_t)(idx + 1);
 	z->apex_node->flags |= NF_APEX;
-	z->next = b->zones;
-	b->zones = z;
+	t->zones[idx] = z;
+	if (idx == t->n_zones)
+		t->n_zones++;
 	*out = z;
 	return 0;
 }
 
 /* Creates the node and its empty non-terminal ancestors up to the apex. A node
- * already claimed by a deeper zone keeps that zone. */
-static struct zone_node *node_in_zone(struct zb *b, struct zb_zone *z, const uint8_t *owner,
-				      size_t len)
+ * already claimed by a deeper zone keeps that zone. In an incremental build
+ * the node that receives data must be new: data on a name an older build
+ * made (a PTR two Services share) needs a full build (-EAGAIN). */
+static int node_in_zone(struct zb *b, struct zb_zone *z, const uint8_t *owner, size_t len,
+			bool for_data, struct zone_node **out)
 {
+	struct tables *t = b->t;
 	struct zone_node *leaf = NULL;
 	const uint8_t *p = owner;
 	size_t l = len;
 	while (l >= z->apex_len) {
-		struct zone_node *n = node_get(b, &b->t->names, p, l, true);
+		struct zone_node *n = node_get(b, &t->names, p, l, true);
 		if (!n)
-			return NULL;
-		if (!leaf)
+			return -ENOMEM;
+		if (!leaf) {
 			leaf = n;
+			if (for_data && n->gen != t->gen)
+				return -EAGAIN;
+		}
 		/* A node already in this zone has its ancestors already: stop. */
-		if (n->zone == z && n != leaf)
+		if (n->zidx == z->idx + 1 && n != leaf)
 			break;
-		if (!n->zone || n->zone->apex_len < z->apex_len)
-			n->zone = z;
+		if (n->gen != t->gen)
+			break; /* older and shared: it and its ancestors exist */
+		if (!n->zidx || t->zones[n->zidx - 1]->apex_len < z->apex_len)
+			n->zidx = (uint8_t)(z->idx + 1);
 		if (l == z->apex_len)
 			break;
 		l -= p[0] + 1u;
 		p += p[0] + 1u;
 	}
-	return leaf;
+	*out = leaf;
+	return 0;
 }
 
 int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t type, uint32_t ttl,
@@ -338,9 +445,10 @@ int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t ty
 	size_t len = dname_len(owner);
 	if (!name_under(owner, len, z->apex, z->apex_len))
 		return -EINVAL;
-	struct zone_node *n = node_in_zone(b, z, owner, len);
-	if (!n)
-		return -ENOMEM;
+	struct zone_node *n;
+	int ret = node_in_zone(b, z, owner, len, true, &n);
+	if (ret < 0)
+		return ret;
 	struct rrset *s = n->sets;
 	while (s && s->type != type)
 		s = s->next;
@@ -389,14 +497,16 @@ int zb_name_add(struct zb *b, struct zb_zone *z, const uint8_t *name)
 	size_t len = dname_len(name);
 	if (!name_under(name, len, z->apex, z->apex_len))
 		return -EINVAL;
-	return node_in_zone(b, z, name, len) ? 0 : -ENOMEM;
+	struct zone_node *n;
+	return node_in_zone(b, z, name, len, false, &n);
 }
 
 int zb_mark_pod_root(struct zb *b, struct zb_zone *z, const uint8_t *name, uint32_t ttl)
 {
-	struct zone_node *n = node_in_zone(b, z, name, dname_len(name));
-	if (!n)
-		return -ENOMEM;
+	struct zone_node *n;
+	int ret = node_in_zone(b, z, name, dname_len(name), true, &n);
+	if (ret < 0)
+		return ret;
 	if (!node_ext(b, n))
 		return -ENOMEM;
 	n->flags |= NF_POD_ROOT;
@@ -758,10 +868,12 @@ static int add_ans(struct zb *b, struct zone_node *n, struct type_ans *list, uin
 static struct zb_zone *zone_of(struct zb *b, const uint8_t *name, size_t len)
 {
 	struct zb_zone *best = NULL;
-	for (struct zb_zone *z = b->zones; z; z = z->next)
+	for (uint8_t zi = 0; zi < b->t->n_zones; zi++) {
+		struct zb_zone *z = b->t->zones[zi];
 		if (name_under(name, len, z->apex, z->apex_len) &&
 		    (!best || z->apex_len > best->apex_len))
 			best = z;
+	}
 	return best;
 }
 
@@ -798,7 +910,7 @@ static const struct zone_answer *render_cname_chain(struct render *r, struct zon
 			if (s)
 				render_set(r, NODE_NAME(cur), -1, s);
 			else
-				neg_zone = cur->zone;
+				neg_zone = ZONE(r->b->t, cur);
 			break;
 		}
 		if (owner)
@@ -940,39 +1052,108 @@ int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings,
 	return 0;
 }
 
+static int htab_copy(struct htab *dst, const struct htab *src)
+{
+	*dst = *src;
+	dst->slots = NULL;
+	if (!src->slots)
+		return 0;
+	size_t bytes = ((size_t)src->mask + 1) * sizeof(*src->slots);
+	dst->slots = malloc(bytes);
+	if (!dst->slots)
+		return -ENOMEM;
+	memcpy(dst->slots, src->slots, bytes);
+	return 0;
+}
+
+struct zb *zb_new_incremental(struct arena *out, const void *prev_tables)
+{
+	const struct tables *pt = prev_tables;
+	struct zb *b = zb_new(out);
+	if (!b)
+		return NULL;
+	struct tables *t = b->t;
+	if (htab_copy(&t->names, &pt->names) < 0 || htab_copy(&t->chaos, &pt->chaos) < 0) {
+		zb_free(b);
+		return NULL;
+	}
+	memcpy(t->zones, pt->zones, sizeof(t->zones));
+	t->n_zones = pt->n_zones;
+	t->gen = pt->gen + 1;
+	b->incremental = true;
+	return b;
+}
+
+int zb_remove_owned(struct zb *b, const struct zb *scratch, const uint8_t *const *roots,
+		    size_t n_roots)
+{
+	struct tables *t = b->t;
+	for (size_t i = 0; i < scratch->n_fresh; i++) {
+		const struct zone_node *sn = scratch->fresh[i];
+		const uint8_t *name = NODE_NAME(sn);
+		if (!sn->zidx) {
+			htab_remove(&t->chaos, name, sn->len);
+			continue;
+		}
+		bool owned = sn->sets && !(sn->flags & NF_APEX);
+		for (size_t k = 0; k < n_roots && !owned; k++)
+			owned = name_under(name, sn->len, roots[k], dname_len(roots[k]));
+		if (!owned)
+			continue;
+		const struct zone_node *cur = htab_find(&t->names, name, sn->len, sn->hash);
+		if (!cur)
+			continue;
+		/* A name whose data comes from more than one Service (a pod address
+		 * behind two headless Services) cannot lose one part here. */
+		for (uint16_t k = 0; k < cur->n_ans; k++)
+			if (cur->ans[k].type != T_ANY && cur->ans[k].ans->an > 1 &&
+			    find_set(sn, cur->ans[k].type) &&
+			    find_set(sn, cur->ans[k].type)->n != cur->ans[k].ans->an)
+				return -EAGAIN;
+		htab_remove(&t->names, name, sn->len);
+	}
+	return 0;
+}
+
 int zb_finish(struct zb *b, void **tables, size_t *n_names)
 {
 	int ret = -ENOMEM;
 	struct render *r = render_ctx(b);
 	if (!r)
 		return -ENOMEM;
-	struct htab *h = &b->t->names;
+	struct tables *t = b->t;
+	struct htab *h = &t->names;
 
-	/* Delegations: an NS RRset below an apex cuts the zone. */
+	/* Only what this build made is rendered: in an incremental build the
+	 * older nodes are shared with the snapshots still being read. CHAOS
+	 * nodes (no zone) were rendered when they were added. */
 	size_t n_cuts = 0;
-	for (uint32_t i = 0; h->slots && i <= h->mask; i++) {
-		struct zone_node *n = h->slots[i].node;
-		if (n && !(n->flags & NF_APEX) && find_set(n, T_NS)) {
+	for (size_t i = 0; i < b->n_fresh; i++) {
+		struct zone_node *n = b->fresh[i];
+		if (!n->zidx)
+			continue;
+		/* Delegations: an NS RRset below an apex cuts the zone. */
+		if (!(n->flags & NF_APEX) && find_set(n, T_NS)) {
 			n->flags |= NF_CUT;
 			n_cuts++;
 		}
-		if (n && (n->flags & NF_WILDCARD) && n->len > 2) {
-			struct zone_node *parent =
-			    htab_find(h, NODE_NAME(n) + 2, n->len - 2u, dname_hash(NODE_NAME(n) + 2, n->len - 2u));
-			if (parent)
+		if ((n->flags & NF_WILDCARD) && n->len > 2) {
+			struct zone_node *parent = htab_find(h, NODE_NAME(n) + 2, n->len - 2u,
+							     dname_hash(NODE_NAME(n) + 2, n->len - 2u));
+			if (parent && parent->gen == t->gen)
 				parent->flags |= NF_WILD_CHILD;
 		}
 	}
 	/* Cluster zones never delegate: the walk below only runs for static zones
 	 * that do. */
-	for (uint32_t i = 0; n_cuts && h->slots && i <= h->mask; i++) {
-		struct zone_node *n = h->slots[i].node;
-		if (!n || !n->zone)
+	for (size_t i = 0; n_cuts && i < b->n_fresh; i++) {
+		struct zone_node *n = b->fresh[i];
+		if (!n->zidx)
 			continue;
 		/* The highest cut above a node (closest to the apex) decides. */
 		const uint8_t *p = NODE_NAME(n);
 		size_t l = n->len;
-		while (l > n->zone->apex_len) {
+		while (l > ZONE(t, n)->apex_len) {
 			struct zone_node *a = htab_find(h, p, l, dname_hash(p, l));
 			if (a && (a->flags & NF_CUT)) {
 				if (!node_ext(b, n))
@@ -985,7 +1166,10 @@ int zb_finish(struct zb *b, void **tables, size_t *n_names)
 			p += p[0] + 1u;
 		}
 	}
-	for (struct zb_zone *z = b->zones; z; z = z->next) {
+	for (uint8_t zi = 0; zi < t->n_zones; zi++) {
+		struct zb_zone *z = t->zones[zi];
+		if (z->apex_node->gen != t->gen)
+			continue; /* an older build's zone, answers unchanged */
 		z->nxdomain = render_negative(r, z, 3);
 		z->nodata = render_negative(r, z, 0);
 		if (!z->nxdomain || !z->nodata) {
@@ -994,20 +1178,20 @@ int zb_finish(struct zb *b, void **tables, size_t *n_names)
 			goto out;
 		}
 	}
-	for (uint32_t i = 0; h->slots && i <= h->mask; i++) {
-		struct zone_node *n = h->slots[i].node;
-		if (!n)
+	for (size_t i = 0; i < b->n_fresh; i++) {
+		struct zone_node *n = b->fresh[i];
+		if (!n->zidx)
 			continue;
 		if ((n->flags & NF_CUT) && render_referral(r, n) < 0)
 			goto out;
 		if (render_node(b, r, n) < 0)
 			goto out;
 	}
-	for (uint32_t i = 0; h->slots && i <= h->mask; i++)
-		if (h->slots[i].node)
-			h->slots[i].node->sets = NULL; /* the tmp arena goes away */
-	*tables = b->t;
+	for (size_t i = 0; i < b->n_fresh; i++)
+		b->fresh[i]->sets = NULL; /* the tmp arena goes away */
+	*tables = t;
 	*n_names = h->n;
+	b->finished = true;
 	ret = 0;
 out:
 	return ret;
@@ -1061,7 +1245,8 @@ static int parse_dashed_ip(const uint8_t *label, struct model_addr *out)
 	return -1;
 }
 
-static void answer_from_node(const struct zone_node *n, uint16_t qtype, struct zone_result *r)
+static void answer_from_node(const struct tables *t, const struct zone_node *n, uint16_t qtype,
+			     struct zone_result *r)
 {
 	const struct zone_answer *a;
 	if (n->flags & NF_BELOW_CUT || (n->flags & NF_CUT && qtype != T_DS)) {
@@ -1076,7 +1261,7 @@ static void answer_from_node(const struct zone_node *n, uint16_t qtype, struct z
 		r->ans = n->ext->cname_default;
 		return;
 	}
-	r->ans = n->zone->nodata;
+	r->ans = ZONE(t, n)->nodata;
 }
 
 void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t qtype,
@@ -1087,9 +1272,9 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 	r->ans = NULL;
 	r->dynamic = false;
 	const struct zone_node *n = htab_find(&t->names, key, keylen, dname_hash(key, keylen));
-	if (n && n->zone) {
-		r->dynamic = n->zone->dynamic;
-		answer_from_node(n, qtype, r);
+	if (n && n->zidx) {
+		r->dynamic = ZONE(t, n)->dynamic;
+		answer_from_node(t, n, qtype, r);
 		return;
 	}
 	/* Closest encloser: drop labels from the left until a name exists. */
@@ -1101,9 +1286,10 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 		p += p[0] + 1u;
 		dropped++;
 		const struct zone_node *ce = htab_find(&t->names, p, l, dname_hash(p, l));
-		if (!ce || !ce->zone)
+		if (!ce || !ce->zidx)
 			continue;
-		r->dynamic = ce->zone->dynamic;
+		const struct zb_zone *cz = ZONE(t, ce);
+		r->dynamic = cz->dynamic;
 		if (ce->flags & (NF_CUT | NF_BELOW_CUT)) {
 			r->ans = ce->ext->cut->ext->referral;
 			return;
@@ -1116,14 +1302,14 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 			const struct zone_node *w =
 			    htab_find(&t->names, wk, l + 2, dname_hash(wk, l + 2));
 			if (w) {
-				answer_from_node(w, qtype, r);
+				answer_from_node(t, w, qtype, r);
 				return;
 			}
 		}
 		if (ce->flags & NF_POD_ROOT) {
 			/* <ip>.<ns>.pod.<zone>: kube-dns's "pods insecure" records. */
 			if (dropped == 1) {
-				r->ans = ce->zone->nodata;
+				r->ans = cz->nodata;
 				return;
 			}
 			if (dropped == 2 && parse_dashed_ip(key, &r->addr) == 0) {
@@ -1132,12 +1318,12 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 					r->kind = ZR_POD_ADDR;
 					r->ttl = ce->ext->pod_ttl;
 				} else {
-					r->ans = ce->zone->nodata;
+					r->ans = cz->nodata;
 				}
 				return;
 			}
 		}
-		r->ans = ce->zone->nxdomain;
+		r->ans = cz->nxdomain;
 		return;
 	}
 	r->kind = ZR_REFUSED;

@@ -39,6 +39,9 @@ struct arena *arena_new(void);
 void *arena_alloc(struct arena *a, size_t size); /* 8-byte aligned, zeroed */
 size_t arena_bytes(const struct arena *a);
 void arena_free(struct arena *a);
+/* Snapshots built incrementally share the arenas of older builds. */
+void arena_retain(struct arena *a);
+void arena_release(struct arena *a); /* frees on the last release */
 
 struct zb;
 struct zb_zone;
@@ -47,6 +50,20 @@ struct zb *zb_new(struct arena *out);
 void zb_free(struct zb *b);
 /* Frees the tables zb_finish made (their nodes live in the output arena). */
 void zb_tables_free(void *tables);
+
+/* Starts a build from an older build's tables: its names table is copied and
+ * its nodes are shared, read-only (their arenas must outlive this build's
+ * snapshot). Zones are declared again, in the same order; names are removed
+ * with zb_remove_owned and added as usual. Adding data to a name an older
+ * build made fails with -EAGAIN: the caller then builds in full. */
+struct zb *zb_new_incremental(struct arena *out, const void *prev_tables);
+
+/* Removes from `b` the names that `scratch` (a build of one Service's
+ * records alone) gave data to, and every name at or below one of `roots`;
+ * and its CHAOS names. -EAGAIN when a name's data is shared with another
+ * Service. */
+int zb_remove_owned(struct zb *b, const struct zb *scratch, const uint8_t *const *roots,
+		    size_t n_roots);
 
 /* Declares a zone by its apex (lowercased wire form). Its SOA must be added
  * with zb_rr_add like any record. */

@@ -370,83 +370,84 @@ static int zone_with_soa(struct zb *b, const uint8_t *apex, const uint8_t *mname
 	return zb_rr_add(b, *out, apex, T_NS, ttl, mname, (uint16_t)dname_len(mname));
 }
 
-int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struct model_view *v,
-		    uint32_t serial)
+int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t serial,
+		  struct cluster_zones *cz)
 {
-	uint8_t zone[DNAME_MAX], mname[DNAME_MAX], rname[DNAME_MAX], name[DNAME_MAX];
-	uint8_t svc_full[DNAME_MAX], svc_short[DNAME_MAX], tmp[DNAME_MAX], rd[256];
-	struct zb_zone *z, *zs, *rev4, *rev6;
+	uint8_t mname[DNAME_MAX], rname[DNAME_MAX], name[DNAME_MAX], tmp[DNAME_MAX];
 	uint32_t ttl = cfg->ttl;
 	int ret;
 
-	if (dname_from_text(cfg->zone, zone, sizeof(zone)) < 0)
+	if (dname_from_text(cfg->zone, cz->zone, sizeof(cz->zone)) < 0)
 		return -EINVAL;
-	if (prepend_str(tmp, "dns", zone) < 0 || prepend_str(mname, "ns", tmp) < 0 ||
-	    prepend_str(rname, "hostmaster", zone) < 0 || prepend_str(svc_full, "svc", zone) < 0)
+	if (prepend_str(tmp, "dns", cz->zone) < 0 || prepend_str(mname, "ns", tmp) < 0 ||
+	    prepend_str(rname, "hostmaster", cz->zone) < 0 ||
+	    prepend_str(cz->svc_full, "svc", cz->zone) < 0)
 		return -EINVAL;
-	dname_from_text("svc.", svc_short, sizeof(svc_short));
+	dname_from_text("svc.", cz->svc_short, sizeof(cz->svc_short));
+	cz->ttl = ttl;
 
-	if ((ret = zone_with_soa(b, zone, mname, rname, serial, ttl, &z)) < 0)
+	if ((ret = zone_with_soa(b, cz->zone, mname, rname, serial, ttl, &cz->z)) < 0)
 		return ret;
 	/* The short form is its own small zone so that its negative answers carry
 	 * an SOA that is an ancestor of the question. */
-	if ((ret = zone_with_soa(b, svc_short, mname, rname, serial, ttl, &zs)) < 0)
+	if ((ret = zone_with_soa(b, cz->svc_short, mname, rname, serial, ttl, &cz->zs)) < 0)
 		return ret;
 	dname_from_text("in-addr.arpa", name, sizeof(name));
-	if ((ret = zone_with_soa(b, name, mname, rname, serial, ttl, &rev4)) < 0)
+	if ((ret = zone_with_soa(b, name, mname, rname, serial, ttl, &cz->rev4)) < 0)
 		return ret;
 	dname_from_text("ip6.arpa", name, sizeof(name));
-	if ((ret = zone_with_soa(b, name, mname, rname, serial, ttl, &rev6)) < 0)
-		return ret;
+	return zone_with_soa(b, name, mname, rname, serial, ttl, &cz->rev6);
+}
 
+bool cluster_is_ns_service(const struct model_service *s)
+{
+	return strcmp(s->ns, "kube-system") == 0 && strcmp(s->name, "kube-dns") == 0;
+}
+
+int cluster_base(struct zb *b, const struct snapshot_config *cfg, const struct model_view *v,
+		 const struct cluster_zones *cz)
+{
+	uint8_t mname[DNAME_MAX], name[DNAME_MAX], tmp[DNAME_MAX], rd[256];
+	uint32_t ttl = cz->ttl;
+	int ret;
+
+	if (prepend_str(tmp, "dns", cz->zone) < 0 || prepend_str(mname, "ns", tmp) < 0)
+		return -EINVAL;
 	/* Glue for the nameserver: the kube-dns Service if the cluster has one
 	 * (that is the address pods use), else the address we listen on. */
 	bool glued = false;
 	for (size_t i = 0; i < v->n_svcs; i++) {
 		const struct model_service *s = v->svcs[i].svc;
-		if (strcmp(s->ns, "kube-system") == 0 && strcmp(s->name, "kube-dns") == 0 &&
-		    !s->headless)
+		if (cluster_is_ns_service(s) && !s->headless)
 			for (size_t k = 0; k < s->n_cluster_ips; k++) {
-				if ((ret = add_addr(b, z, mname, &s->cluster_ips[k], ttl)) < 0)
+				if ((ret = add_addr(b, cz->z, mname, &s->cluster_ips[k], ttl)) < 0)
 					return ret;
 				glued = true;
 			}
 	}
-	if (!glued && cfg->have_ns_addr && (ret = add_addr(b, z, mname, &cfg->ns_addr, ttl)) < 0)
+	if (!glued && cfg->have_ns_addr &&
+	    (ret = add_addr(b, cz->z, mname, &cfg->ns_addr, ttl)) < 0)
 		return ret;
 
-	if (prepend_str(name, "dns-version", zone) < 0)
+	if (prepend_str(name, "dns-version", cz->zone) < 0)
 		return -EINVAL;
 	rd[0] = sizeof(SCHEMA_VERSION) - 1;
 	memcpy(rd + 1, SCHEMA_VERSION, sizeof(SCHEMA_VERSION) - 1);
-	if ((ret = zb_rr_add(b, z, name, T_TXT, ttl, rd, sizeof(SCHEMA_VERSION))) < 0)
+	if ((ret = zb_rr_add(b, cz->z, name, T_TXT, ttl, rd, sizeof(SCHEMA_VERSION))) < 0)
 		return ret;
-	if ((ret = zb_name_add(b, z, svc_full)) < 0)
+	if ((ret = zb_name_add(b, cz->z, cz->svc_full)) < 0)
 		return ret;
-	if (prepend_str(name, "pod", zone) < 0 || (ret = zb_mark_pod_root(b, z, name, ttl)) < 0)
+	if (prepend_str(name, "pod", cz->zone) < 0 ||
+	    (ret = zb_mark_pod_root(b, cz->z, name, ttl)) < 0)
 		return ret;
 
 	for (size_t i = 0; i < v->n_namespaces; i++) {
-		if (prepend_str(name, v->namespaces[i], svc_full) < 0)
+		if (prepend_str(name, v->namespaces[i], cz->svc_full) < 0)
 			continue;
-		if ((ret = zb_name_add(b, z, name)) < 0)
+		if ((ret = zb_name_add(b, cz->z, name)) < 0)
 			return ret;
-		if (prepend_str(name, v->namespaces[i], svc_short) >= 0 &&
-		    (ret = zb_name_add(b, zs, name)) < 0)
-			return ret;
-	}
-	for (size_t i = 0; i < v->n_svcs; i++) {
-		const struct view_service *vs = &v->svcs[i];
-		if ((ret = service_records(b, z, svc_full, vs, ttl, rev4, rev6, false)) < 0 ||
-		    (ret = service_records(b, zs, svc_short, vs, ttl, NULL, NULL, true)) < 0)
-			return ret;
-		uint8_t nsn[DNAME_MAX], full[DNAME_MAX], shortn[DNAME_MAX];
-		if (prepend_str(nsn, vs->svc->ns, svc_full) < 0 ||
-		    prepend_str(full, vs->svc->name, nsn) < 0)
-			continue;
-		bool have_short = prepend_str(nsn, vs->svc->ns, svc_short) >= 0 &&
-				  prepend_str(shortn, vs->svc->name, nsn) >= 0;
-		if ((ret = chaos_records(b, full, have_short ? shortn : NULL, vs)) < 0)
+		if (prepend_str(name, v->namespaces[i], cz->svc_short) >= 0 &&
+		    (ret = zb_name_add(b, cz->zs, name)) < 0)
 			return ret;
 	}
 
@@ -463,5 +464,41 @@ int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struc
 		if ((ret = zb_chaos_txt(b, name, &host, 1)) < 0)
 			return ret;
 	}
+	return 0;
+}
+
+int cluster_service_roots(const struct cluster_zones *cz, const struct model_service *s,
+			  uint8_t full[DNAME_MAX], uint8_t shortn[DNAME_MAX])
+{
+	uint8_t nsn[DNAME_MAX];
+	if (prepend_str(nsn, s->ns, cz->svc_full) < 0 || prepend_str(full, s->name, nsn) < 0 ||
+	    prepend_str(nsn, s->ns, cz->svc_short) < 0 || prepend_str(shortn, s->name, nsn) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct view_service *vs)
+{
+	int ret;
+	if ((ret = service_records(b, cz->z, cz->svc_full, vs, cz->ttl, cz->rev4, cz->rev6,
+				   false)) < 0 ||
+	    (ret = service_records(b, cz->zs, cz->svc_short, vs, cz->ttl, NULL, NULL, true)) < 0)
+		return ret;
+	uint8_t full[DNAME_MAX], shortn[DNAME_MAX];
+	if (cluster_service_roots(cz, vs->svc, full, shortn) < 0)
+		return 0; /* too long for DNS: logged by service_records */
+	return chaos_records(b, full, shortn, vs);
+}
+
+int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struct model_view *v,
+		    uint32_t serial)
+{
+	struct cluster_zones cz;
+	int ret;
+	if ((ret = cluster_zones(b, cfg, serial, &cz)) < 0 || (ret = cluster_base(b, cfg, v, &cz)) < 0)
+		return ret;
+	for (size_t i = 0; i < v->n_svcs; i++)
+		if ((ret = cluster_service(b, &cz, &v->svcs[i])) < 0)
+			return ret;
 	return 0;
 }

@@ -14,9 +14,20 @@
 #include "zones/zonefile.h"
 
 struct snap_priv {
-	struct arena *arena;
+	/* The arenas this snapshot's nodes live in: its own, and, when it was
+	 * built incrementally, those of the builds it shares nodes with. */
+	struct arena **arenas;
+	size_t n_arenas;
 	void *tables;
+	size_t full_bytes; /* arena bytes of the last full build in this line */
+	unsigned incremental; /* incremental builds since that full build */
 };
+
+/* An incremental build pays when few Services changed; past these, or once
+ * the garbage of replaced nodes adds up, the next build is a full one. */
+#define INCR_MAX_CHANGED_MIN 64
+#define INCR_MAX_CHANGED_FRACTION 20 /* 1/20 of the Services */
+#define INCR_MAX_ARENAS 64
 
 void snapshot_free(struct snapshot *s)
 {
@@ -29,25 +40,259 @@ void snapshot_free(struct snapshot *s)
 	struct snap_priv *p = s->priv;
 	if (p) {
 		zb_tables_free(p->tables);
-		arena_free(p->arena);
+		for (size_t i = 0; i < p->n_arenas; i++)
+			arena_release(p->arenas[i]);
+		free(p->arenas);
 		free(p);
 	}
 	free(s);
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* ---- comparing views: which Services changed ------------------------------- */
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool addr_eq(const struct model_addr *a, const struct model_addr *b)
+{
+	return a->family == b->family && memcmp(a->bytes, b->bytes, 16) == 0;
+}
+
+static bool svc_eq(const struct view_service *x, const struct view_service *y)
+{
+	const struct model_service *a = x->svc, *b = y->svc;
+	if (a->type != b->type || a->headless != b->headless ||
+	    a->n_cluster_ips != b->n_cluster_ips || !str_eq(a->external_name, b->external_name) ||
+	    a->n_ports != b->n_ports || a->publish_not_ready != b->publish_not_ready ||
+	    a->affinity_client_ip != b->affinity_client_ip ||
+	    a->affinity_timeout != b->affinity_timeout || x->n_eps != y->n_eps)
+		return false;
+	for (size_t i = 0; i < a->n_cluster_ips; i++)
+		if (!addr_eq(&a->cluster_ips[i], &b->cluster_ips[i]))
+			return false;
+	for (size_t i = 0; i < a->n_ports; i++) {
+		const struct model_svc_port *p = &a->ports[i], *q = &b->ports[i];
+		if (p->port != q->port || p->proto != q->proto || p->target_num != q->target_num ||
+		    p->node_port != q->node_port || !str_eq(p->name, q->name) ||
+		    !str_eq(p->target_name, q->target_name))
+			return false;
+	}
+	for (size_t e = 0; e < x->n_eps; e++) {
+		const struct view_endpoint *p = &x->eps[e], *q = &y->eps[e];
+		if (!addr_eq(&p->addr, &q->addr) || p->ready != q->ready ||
+		    p->serving != q->serving || p->terminating != q->terminating ||
+		    !str_eq(p->hostname, q->hostname) || !str_eq(p->node_name, q->node_name) ||
+		    !str_eq(p->pod_name, q->pod_name))
+			return false;
+		if ((p->target_ports == NULL) != (q->target_ports == NULL) ||
+		    (p->target_ports &&
+		     memcmp(p->target_ports, q->target_ports, a->n_ports * sizeof(uint16_t)) != 0))
+			return false;
+	}
+	return true;
+}
+
+static int svc_cmp(const struct view_service *x, const struct view_service *y)
+{
+	int c = strcmp(x->svc->ns, y->svc->ns);
+	return c ? c : strcmp(x->svc->name, y->svc->name);
+}
+
+struct view_diff {
+	const struct view_service **gone; /* old versions to take out */
+	const struct view_service **come; /* new versions to put in */
+	size_t n_gone, n_come;
+};
+
+/* Walks both views (sorted by namespace and name) once. Returns -EAGAIN when
+ * an incremental build cannot express the change. */
+static int view_diff(const struct model_view *old, const struct model_view *cur, size_t max,
+		     struct view_diff *d)
+{
+	if (old->n_namespaces != cur->n_namespaces)
+		return -EAGAIN;
+	for (size_t i = 0; i < cur->n_namespaces; i++)
+		if (strcmp(old->namespaces[i], cur->namespaces[i]) != 0)
+			return -EAGAIN;
+	d->gone = calloc(max, sizeof(*d->gone));
+	d->come = calloc(max, sizeof(*d->come));
+	d->n_gone = d->n_come = 0;
+	if (!d->gone || !d->come)
+		return -ENOMEM;
+	size_t i = 0, j = 0;
+	while (i < old->n_svcs || j < cur->n_svcs) {
+		const struct view_service *a = i < old->n_svcs ? &old->svcs[i] : NULL;
+		const struct view_service *b = j < cur->n_svcs ? &cur->svcs[j] : NULL;
+		int c = !a ? 1 : !b ? -1 : svc_cmp(a, b);
+		const struct view_service *g = NULL, *n = NULL;
+		if (c == 0) {
+			if (!svc_eq(a, b)) {
+				g = a;
+				n = b;
+			}
+			i++;
+			j++;
+		} else if (c < 0) {
+			g = a;
+			i++;
+		} else {
+			n = b;
+			j++;
+		}
+		/* The nameserver's glue is the kube-dns Service's address. */
+		if ((g && cluster_is_ns_service(g->svc)) || (n && cluster_is_ns_service(n->svc)))
+			return -EAGAIN;
+		if ((g && d->n_gone == max) || (n && d->n_come == max))
+			return -EAGAIN;
+		if (g)
+			d->gone[d->n_gone++] = g;
+		if (n)
+			d->come[d->n_come++] = n;
+	}
+	return 0;
+}
+
+/* Takes out the names one old Service version had, using a scratch build of
+ * its records to learn them. */
+static int remove_service(struct zb *b, const struct snapshot_config *cfg, uint32_t serial,
+			  const struct view_service *vs)
+{
+	int ret = -ENOMEM;
+	struct arena *a = arena_new();
+	struct zb *scratch = a ? zb_new(a) : NULL;
+	struct cluster_zones cz;
+	uint8_t full[255], shortn[255];
+	if (!scratch)
+		goto out;
+	if ((ret = cluster_zones(scratch, cfg, serial, &cz)) < 0 ||
+	    (ret = cluster_service(scratch, &cz, vs)) < 0)
+		goto out;
+	if (cluster_service_roots(&cz, vs->svc, full, shortn) < 0) {
+		ret = 0; /* it had no names */
+		goto out;
+	}
+	const uint8_t *roots[2] = {full, shortn};
+	ret = zb_remove_owned(b, scratch, roots, 2);
+out:
+	zb_free(scratch);
+	arena_free(a);
+	return ret;
+}
+
+static int build_incremental(const struct snapshot_config *cfg, const struct model_view *view,
+			     const struct snapshot *prev, struct snapshot *s, struct snap_priv *p,
+			     size_t *n_changed)
+{
+	const struct snap_priv *pp = prev->priv;
+	struct view_diff d = {0};
+	struct zb *b = NULL;
+	int ret;
+
+	size_t max = view->n_svcs / INCR_MAX_CHANGED_FRACTION;
+	if (max < INCR_MAX_CHANGED_MIN)
+		max = INCR_MAX_CHANGED_MIN;
+	if (!prev->view || pp->n_arenas >= INCR_MAX_ARENAS)
+		return -EAGAIN;
+	if ((ret = view_diff(prev->view, view, max, &d)) < 0)
+		goto out;
+	*n_changed = d.n_gone > d.n_come ? d.n_gone : d.n_come;
+
+	ret = -ENOMEM;
+	p->arenas = calloc(pp->n_arenas + 1, sizeof(*p->arenas));
+	if (!p->arenas)
+		goto out;
+	p->arenas[0] = arena_new();
+	if (!p->arenas[0])
+		goto out;
+	p->n_arenas = 1;
+	for (size_t i = 0; i < pp->n_arenas; i++) {
+		arena_retain(pp->arenas[i]);
+		p->arenas[p->n_arenas++] = pp->arenas[i];
+	}
+	if (!(b = zb_new_incremental(p->arenas[0], pp->tables)))
+		goto out;
+	struct cluster_zones cz;
+	if ((ret = cluster_zones(b, cfg, s->serial, &cz)) < 0)
+		goto out;
+	for (size_t i = 0; i < d.n_gone; i++)
+		if ((ret = remove_service(b, cfg, s->serial, d.gone[i])) < 0)
+			goto out;
+	for (size_t i = 0; i < d.n_come; i++)
+		if ((ret = cluster_service(b, &cz, d.come[i])) < 0)
+			goto out;
+	if ((ret = zb_finish(b, &p->tables, &s->n_names)) < 0)
+		goto out;
+	p->full_bytes = pp->full_bytes;
+	p->incremental = pp->incremental + 1;
+	ret = 0;
+out:
+	zb_free(b);
+	free(d.gone);
+	free(d.come);
+	return ret;
+}
+
+static int build_full(const struct snapshot_config *cfg, const struct model_view *view,
+		      struct snapshot *s, struct snap_priv *p)
+{
+	struct zb *b = NULL;
+	int ret = -ENOMEM;
+	p->arenas = calloc(1, sizeof(*p->arenas));
+	if (!p->arenas || !(p->arenas[0] = arena_new()))
+		goto out;
+	p->n_arenas = 1;
+	if (!(b = zb_new(p->arenas[0])))
+		goto out;
+	if ((ret = cluster_records(b, cfg, view, s->serial)) < 0) {
+		log_error("snapshot: building the cluster zone failed (%s)", strerror(-ret));
+		goto out;
+	}
+	for (size_t i = 0; i < cfg->n_static_zones; i++)
+		if ((ret = zonefile_records(b, cfg->static_zones[i])) < 0) {
+			log_error("snapshot: zone %s cannot be added (%s)",
+				  zonefile_origin(cfg->static_zones[i]),
+				  ret == -EEXIST ? "it overlaps another zone" : strerror(-ret));
+			goto out;
+		}
+	if ((ret = zb_finish(b, &p->tables, &s->n_names)) < 0)
+		goto out;
+	p->full_bytes = arena_bytes(p->arenas[0]);
+	ret = 0;
+out:
+	zb_free(b);
+	return ret;
+}
+
+static void priv_clear(struct snap_priv *p)
+{
+	zb_tables_free(p->tables);
+	for (size_t i = 0; i < p->n_arenas; i++)
+		arena_release(p->arenas[i]);
+	free(p->arenas);
+	memset(p, 0, sizeof(*p));
 }
 
 int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 		   const struct snapshot *prev, struct snapshot **out)
 {
 	int ret = -ENOMEM;
-	struct zb *b = NULL;
 	struct snapshot *s = calloc(1, sizeof(*s));
 	struct snap_priv *p = calloc(1, sizeof(*p));
-	if (!s || !p)
-		goto fail;
+	if (!s || !p) {
+		free(s);
+		free(p);
+		return -ENOMEM;
+	}
 	s->priv = p;
-	p->arena = arena_new();
-	if (!p->arena || !(b = zb_new(p->arena)))
-		goto fail;
 
 	/* The serial grows with every snapshot; seeded from the clock so that it
 	 * also grows across restarts (secondaries compare serials). */
@@ -57,28 +302,26 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 	if (prev && (int32_t)(now - s->serial) > 0)
 		s->serial = now;
 
-	struct timespec t0, t1, t2;
+	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if ((ret = cluster_records(b, cfg, view, s->serial)) < 0) {
-		log_error("snapshot: building the cluster zone failed (%s)", strerror(-ret));
-		goto fail;
-	}
-	for (size_t i = 0; i < cfg->n_static_zones; i++)
-		if ((ret = zonefile_records(b, cfg->static_zones[i])) < 0) {
-			log_error("snapshot: zone %s cannot be added (%s)",
-				  zonefile_origin(cfg->static_zones[i]),
-				  ret == -EEXIST ? "it overlaps another zone" : strerror(-ret));
+	size_t n_changed = 0;
+	ret = prev ? build_incremental(cfg, view, prev, s, p, &n_changed) : -EAGAIN;
+	if (ret == 0) {
+		s->incremental = true;
+		log_debug("snapshot: incremental build, %zu services changed, %.2f ms", n_changed,
+			  ms_since(&t0));
+	} else {
+		if (ret != -EAGAIN)
+			log_warn("snapshot: incremental build failed (%s); building in full",
+				 strerror(-ret));
+		priv_clear(p);
+		if ((ret = build_full(cfg, view, s, p)) < 0)
 			goto fail;
-		}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if ((ret = zb_finish(b, &p->tables, &s->n_names)) < 0)
-		goto fail;
-	clock_gettime(CLOCK_MONOTONIC, &t2);
-	log_debug("snapshot: records %.1f ms, rendering %.1f ms",
-		  (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
-		  (double)(t2.tv_sec - t1.tv_sec) * 1e3 + (double)(t2.tv_nsec - t1.tv_nsec) / 1e6);
-	zb_free(b);
-	s->bytes = arena_bytes(p->arena);
+		log_debug("snapshot: full build, %.1f ms", ms_since(&t0));
+	}
+	s->bytes = 0;
+	for (size_t i = 0; i < p->n_arenas; i++)
+		s->bytes += arena_bytes(p->arenas[i]);
 	s->view = malloc(sizeof(*s->view));
 	if (!s->view) {
 		snapshot_free(s);
@@ -92,10 +335,7 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 	*out = s;
 	return 0;
 fail:
-	zb_free(b);
 	snapshot_free(s);
-	if (!s)
-		free(p);
 	return ret < 0 ? ret : -ENOMEM;
 }
 

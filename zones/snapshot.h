@@ -75,6 +75,7 @@ struct snapshot {
 	 * that DNS and forwarding always serve the same generation. */
 	struct model_view *view;
 	uint64_t built_ns; /* monotonic time the build finished */
+	bool incremental;  /* built from the previous snapshot's tables */
 	size_t n_names;
 	size_t bytes; /* memory held, for logs and metrics */
 	void *priv;   /* arena and tables */

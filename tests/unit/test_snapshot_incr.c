@@ -1,0 +1,244 @@
+/* Incremental snapshot builds answer exactly like full builds of the same
+ * data: a cluster is changed in several ways, the incremental snapshot and a
+ * full one of the changed cluster are asked the same questions, and every
+ * answer must match (the SOA serial aside). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <ldns/ldns.h>
+
+#include "discovery/manifest.h"
+#include "discovery/model.h"
+#include "dns/query.h"
+#include "zones/snapshot.h"
+
+static const char *const base_yaml =
+    "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n"
+    "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+    "spec:\n  clusterIP: 10.96.0.10\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n"
+    "  - {name: metrics, port: 9110}\n---\n"
+    "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n"
+    "spec:\n  clusterIP: 10.96.0.11\n  ports:\n  - {name: grpc, port: 9000}\n---\n"
+    "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: shop}\n"
+    "spec:\n  clusterIP: None\n  ports:\n  - {name: pg, port: 5432}\n---\n"
+    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+    "metadata: {name: db-1, namespace: shop, labels: {kubernetes.io/service-name: db}}\n"
+    "addressType: IPv4\nports: [{name: pg, port: 5432}]\nendpoints:\n"
+    "- {addresses: [10.244.0.1], hostname: db-0}\n- {addresses: [10.244.0.2], hostname: db-1}\n"
+    "---\n"
+    "apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: default}\n"
+    "spec: {type: ExternalName, externalName: example.com}\n---\n"
+    "apiVersion: v1\nkind: Service\nmetadata: {name: gone, namespace: default}\n"
+    "spec:\n  clusterIP: 10.96.0.20\n  ports: [{name: http, port: 80}]\n";
+
+/* The same cluster, changed: web moved address and lost a port, db gained an
+ * endpoint and lost another, gone was deleted, new was added. */
+static const char *const changed_yaml =
+    "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n"
+    "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+    "spec:\n  clusterIP: 10.96.0.12\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n"
+    "---\n"
+    "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n"
+    "spec:\n  clusterIP: 10.96.0.11\n  ports:\n  - {name: grpc, port: 9000}\n---\n"
+    "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: shop}\n"
+    "spec:\n  clusterIP: None\n  ports:\n  - {name: pg, port: 5432}\n---\n"
+    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+    "metadata: {name: db-1, namespace: shop, labels: {kubernetes.io/service-name: db}}\n"
+    "addressType: IPv4\nports: [{name: pg, port: 5432}]\nendpoints:\n"
+    "- {addresses: [10.244.0.1], hostname: db-0}\n- {addresses: [10.244.0.3], hostname: db-2}\n"
+    "---\n"
+    "apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: default}\n"
+    "spec: {type: ExternalName, externalName: example.com}\n---\n"
+    "apiVersion: v1\nkind: Service\nmetadata: {name: new, namespace: default}\n"
+    "spec:\n  clusterIP: 10.96.0.30\n  ports: [{name: http, port: 80}]\n";
+
+/* A change an incremental build cannot make alone: a new namespace. */
+static const char *const new_ns_yaml =
+    "apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: elsewhere}\n"
+    "spec:\n  clusterIP: 10.96.0.40\n  ports: [{name: http, port: 80}]\n";
+
+static const char *const questions[][2] = {
+    {"web.shop.svc.cluster.local", "A"},
+    {"web.shop.svc", "A"},
+    {"_http._tcp.web.shop.svc.cluster.local", "SRV"},
+    {"_metrics._tcp.web.shop.svc.cluster.local", "SRV"},
+    {"_tcp.web.shop.svc.cluster.local", "A"},
+    {"web.shop.svc.cluster.local", "SRV"},
+    {"api.shop.svc.cluster.local", "A"},
+    {"db.shop.svc.cluster.local", "A"},
+    {"db-0.db.shop.svc.cluster.local", "A"},
+    {"db-1.db.shop.svc.cluster.local", "A"},
+    {"db-2.db.shop.svc.cluster.local", "A"},
+    {"_pg._tcp.db.shop.svc.cluster.local", "SRV"},
+    {"ext.default.svc.cluster.local", "A"},
+    {"gone.default.svc.cluster.local", "A"},
+    {"gone.default.svc", "A"},
+    {"new.default.svc.cluster.local", "A"},
+    {"_http._tcp.new.default.svc.cluster.local", "SRV"},
+    {"10.0.96.10.in-addr.arpa", "PTR"},
+    {"12.0.96.10.in-addr.arpa", "PTR"},
+    {"20.0.96.10.in-addr.arpa", "PTR"},
+    {"30.0.96.10.in-addr.arpa", "PTR"},
+    {"2.0.244.10.in-addr.arpa", "PTR"},
+    {"3.0.244.10.in-addr.arpa", "PTR"},
+    {"shop.svc.cluster.local", "A"},
+    {"default.svc.cluster.local", "A"},
+    {"cluster.local", "NS"},
+    {"dns-version.cluster.local", "TXT"},
+    {"nope.shop.svc.cluster.local", "A"},
+    {"other.elsewhere.svc.cluster.local", "A"},
+    {"elsewhere.svc.cluster.local", "A"},
+};
+
+static struct model_store *store;
+static struct model_alloc *alloc;
+static struct snapshot_config cfg = {.zone = "cluster.local", .ttl = 5, .hostname = "t"};
+
+static void load(const char *source, const char *yaml)
+{
+	struct manifest_result r = {0};
+	assert_int_equal(manifest_decode(source, yaml, strlen(yaml), &r), 0);
+	assert_int_equal(r.n_invalid, 0);
+	assert_int_equal(model_store_replace(store, source, r.objs, r.n_objs), 0);
+	r.n_objs = 0; /* the store owns them now */
+	manifest_result_free(&r);
+}
+
+static struct snapshot *build(const struct snapshot *prev)
+{
+	struct model_view v;
+	struct snapshot *s = NULL;
+	assert_int_equal(model_view_build(store, alloc, &v), 0);
+	assert_int_equal(snapshot_build(&cfg, &v, prev, &s), 0);
+	s->synced = true;
+	return s;
+}
+
+/* One answer as text, with the SOA serial blanked. */
+static char *answer_text(const struct snapshot *s, const char *name, const char *type)
+{
+	uint8_t req[512], resp[DNS_MAX_MSG];
+	ldns_pkt *q = NULL;
+	assert_int_equal(ldns_pkt_query_new_frm_str(&q, name, ldns_get_rr_type_by_name(type),
+						    LDNS_RR_CLASS_IN, 0),
+			 LDNS_STATUS_OK);
+	ldns_pkt_set_id(q, 7);
+	uint8_t *wire = NULL;
+	size_t len = 0;
+	assert_int_equal(ldns_pkt2wire(&wire, q, &len), LDNS_STATUS_OK);
+	memcpy(req, wire, len);
+	free(wire);
+	ldns_pkt_free(q);
+	struct dns_query_info info;
+	size_t n = dns_answer(s, req, len, resp, sizeof(resp), DNS_TCP, &info);
+	ldns_pkt *p = NULL;
+	assert_int_equal(ldns_wire2pkt(&p, resp, n), LDNS_STATUS_OK);
+	ldns_rr_list *sections[2] = {ldns_pkt_answer(p), ldns_pkt_authority(p)};
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; i < ldns_rr_list_rr_count(sections[k]); i++) {
+			ldns_rr *rr = ldns_rr_list_rr(sections[k], i);
+			if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA)
+				ldns_rdf_deep_free(ldns_rr_set_rdf(
+				    rr, ldns_native2rdf_int32(LDNS_RDF_TYPE_INT32, 1), 2));
+		}
+	ldns_rr_list_sort(ldns_pkt_answer(p));
+	ldns_rr_list_sort(ldns_pkt_additional(p));
+	ldns_pkt_set_id(p, 0);
+	char *text = ldns_pkt2str(p);
+	ldns_pkt_free(p);
+	/* drop the timing lines ldns prints */
+	char *cut = strstr(text, ";; Query time");
+	if (cut)
+		*cut = '\0';
+	return text;
+}
+
+static void compare(const struct snapshot *a, const struct snapshot *b)
+{
+	for (size_t i = 0; i < sizeof(questions) / sizeof(questions[0]); i++) {
+		char *x = answer_text(a, questions[i][0], questions[i][1]);
+		char *y = answer_text(b, questions[i][0], questions[i][1]);
+		if (strcmp(x, y) != 0)
+			fail_msg("%s %s differs:\nincremental:\n%s\nfull:\n%s", questions[i][0],
+				 questions[i][1], x, y);
+		free(x);
+		free(y);
+	}
+}
+
+static void test_incremental_matches_full(void **state)
+{
+	(void)state;
+	struct model_cidr sc, pc;
+	model_cidr_parse("10.96.0.0/12", &sc);
+	model_cidr_parse("10.244.0.0/16", &pc);
+	store = model_store_new();
+	alloc = model_alloc_new(&sc, &pc);
+
+	load("a.yaml", base_yaml);
+	struct snapshot *s1 = build(NULL);
+	assert_false(s1->incremental);
+	char *t = answer_text(s1, "gone.default.svc.cluster.local", "A");
+	assert_non_null(strstr(t, "10.96.0.20"));
+	free(t);
+
+	load("a.yaml", changed_yaml);
+	struct snapshot *s2 = build(s1);
+	assert_true(s2->incremental);
+	struct snapshot *full = build(NULL);
+	assert_false(full->incremental);
+	compare(s2, full);
+	t = answer_text(s2, "gone.default.svc.cluster.local", "A");
+	assert_non_null(strstr(t, "NXDOMAIN"));
+	free(t);
+	t = answer_text(s2, "new.default.svc.cluster.local", "A");
+	assert_non_null(strstr(t, "10.96.0.30"));
+	free(t);
+	assert_true(s2->serial > s1->serial);
+
+	/* a chain of incremental builds, back and forth */
+	load("a.yaml", base_yaml);
+	struct snapshot *s3 = build(s2);
+	assert_true(s3->incremental);
+	snapshot_free(full);
+	full = build(NULL);
+	compare(s3, full);
+	snapshot_free(full);
+
+	/* a new namespace: a full build */
+	load("b.yaml", new_ns_yaml);
+	struct snapshot *s4 = build(s3);
+	assert_false(s4->incremental);
+	full = build(NULL);
+	compare(s4, full);
+	t = answer_text(s4, "other.elsewhere.svc.cluster.local", "A");
+	assert_non_null(strstr(t, "10.96.0.40"));
+	free(t);
+
+	/* older snapshots stay valid while newer ones share their nodes, and
+	 * may be freed in any order */
+	snapshot_free(s2);
+	t = answer_text(s3, "web.shop.svc.cluster.local", "A");
+	assert_non_null(strstr(t, "10.96.0.10"));
+	free(t);
+	snapshot_free(s1);
+	snapshot_free(s3);
+	snapshot_free(s4);
+	snapshot_free(full);
+	model_alloc_free(alloc);
+	model_store_free(store);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_incremental_matches_full),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
