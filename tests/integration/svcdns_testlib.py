@@ -60,6 +60,16 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSa
 # processes: every server started here is stopped by PID, also on failure.
 
 _live_servers = []
+_tmpdirs = []
+_any_failure = [False]
+
+
+def mkdtemp(prefix="svcdns-it-"):
+    """A temporary directory, removed at exit unless a test failed (then its
+    path is printed, for the logs it holds)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    _tmpdirs.append(d)
+    return d
 
 
 def _cleanup():
@@ -68,6 +78,11 @@ def _cleanup():
             srv.kill()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+    for d in _tmpdirs:
+        if _any_failure[0]:
+            print("# kept %s" % d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 atexit.register(_cleanup)
@@ -104,7 +119,7 @@ def free_port():
 
 def copy_fixture(name, tmp=None):
     """Copies tests/fixtures/NAME to a new temporary directory; returns its path."""
-    base = tmp or tempfile.mkdtemp(prefix="svcdns-it-")
+    base = tmp or mkdtemp()
     dst = os.path.join(base, name)
     shutil.copytree(os.path.join(FIXTURES, name), dst)
     return dst
@@ -124,7 +139,7 @@ class Server:
         self.args = list(args)
         self.zone = zone
         self.proc = None
-        self.tmpdir = tempfile.mkdtemp(prefix="svcdns-log-")
+        self.tmpdir = mkdtemp(prefix="svcdns-log-")
         self.log_path = os.path.join(self.tmpdir, "stderr.log")
         self.exit_code = None
         self.stopped = False
@@ -466,7 +481,8 @@ def _split_txt(text):
 
 
 def dig_cmd(port, qname, qtype="A", qclass="IN", opts=()):
-    return (["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+time=2"] + list(opts)
+    # -r: ignore ~/.digrc, whose options would change the output parsed here
+    return (["dig", "-r", "@127.0.0.1", "-p", str(port), "+tries=1", "+time=2"] + list(opts)
             + ["-c", qclass, "-t", qtype, "-q", qname])
 
 
@@ -668,6 +684,7 @@ class Tally:
             print("ok   %s" % name, flush=True)
 
     def fail(self, name, why):
+        _any_failure[0] = True
         self.failed += 1
         self.failures.append(name)
         print("FAIL %s: %s" % (name, why), flush=True)
