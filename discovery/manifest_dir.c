@@ -257,6 +257,12 @@ static bool refresh_file(struct manifest_dir *md, struct md_file *f, bool known,
 		return false;
 	if (is_writing(md, f->name))
 		return false; /* read when the writer closes it */
+	/* A file that held objects and is empty a moment after a change is most
+	 * likely being rewritten and its writer's first event not in yet; the
+	 * next scan (the writer's close, or a second later) reads it. */
+	if (known && f->in_store && st->st_size == 0 &&
+	    ts_ns(&now) - ts_ns(&st->st_mtim) < 1000000000LL)
+		return false;
 
 	int rc = read_all(f->path, &data, &len);
 	if (rc == -ENOENT)
@@ -458,9 +464,14 @@ out:
 	return rc;
 }
 
+static bool drain_inotify(struct manifest_dir *md);
+
 static void rescan(struct manifest_dir *md)
 {
 	bool changed = false;
+	/* Timers run before the poll in a loop turn: learn of writers that
+	 * started since the last turn before reading any file. */
+	drain_inotify(md);
 	scan(md, &changed);
 	if (changed && md->cb)
 		md->cb(md->arg);
@@ -479,14 +490,13 @@ static void on_periodic(uv_timer_t *t)
 		rescan(md);
 }
 
-static void on_inotify(uv_poll_t *h, int status, int events)
+/* Reads every pending inotify event. Returns whether a rescan is due. */
+static bool drain_inotify(struct manifest_dir *md)
 {
-	struct manifest_dir *md = h->data;
 	_Alignas(struct inotify_event) char buf[8192];
 	bool wake = false;
-	(void)events;
-	if (status < 0)
-		log_debug("manifest dir %s: watch error: %s", md->dir, uv_strerror(status));
+	if (md->ino_fd < 0)
+		return false;
 	for (;;) {
 		ssize_t n = read(md->ino_fd, buf, sizeof(buf));
 		if (n <= 0)
@@ -508,9 +518,18 @@ static void on_inotify(uv_poll_t *h, int status, int events)
 			wake = true;
 		}
 	}
+	return wake;
+}
+
+static void on_inotify(uv_poll_t *h, int status, int events)
+{
+	struct manifest_dir *md = h->data;
+	(void)events;
+	if (status < 0)
+		log_debug("manifest dir %s: watch error: %s", md->dir, uv_strerror(status));
 	/* not restarted by later events: a steady stream of writes must not
 	 * postpone the rescan forever */
-	if (wake && !uv_is_active((uv_handle_t *)&md->debounce))
+	if (drain_inotify(md) && !uv_is_active((uv_handle_t *)&md->debounce))
 		uv_timer_start(&md->debounce, on_debounce, DEBOUNCE_MS, 0);
 }
 
