@@ -14,9 +14,12 @@
 #include <uv.h>
 
 #include "common/log.h"
+#include "discovery/kube.h"
 #include "discovery/manifest.h"
 #include "discovery/model.h"
+#include "dns/forward.h"
 #include "dns/server.h"
+#include "proxy/proxy.h"
 #include "zones/dname.h"
 #include "zones/snapshot.h"
 #include "zones/zonefile.h"
@@ -32,7 +35,12 @@ struct app {
 	struct model_store *store;
 	struct model_alloc *alloc;
 	struct manifest_dir *mdir;
+	struct kube_source *kube; /* the Kubernetes API source, or NULL */
 	struct dns_server *server;
+	struct forwarder *fwd; /* names outside the zones served (dns/forward.h), or NULL */
+	struct proxy *proxy; /* the ClusterIP datapath (--proxy), or NULL */
+	struct proxy_config pcfg;
+	struct sockaddr_storage dns_addrs[MAX_LISTEN];
 	struct snapshot_config scfg;
 	struct static_zone *zones[MAX_ZONE_FILES];
 	size_t n_zones;
@@ -43,9 +51,20 @@ struct app {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: svcdns --manifests DIR [options]\n"
+		"usage: svcdns --manifests DIR | --kubeconfig FILE | --api-server URL [options]\n"
+		"       (in a pod, with none of them: the in-cluster service account)\n"
 		"\n"
 		"  --manifests DIR         serve the Services in a directory of JSON/YAML manifests\n"
+		"  --kubeconfig FILE       list and watch the Kubernetes API of a kubeconfig\n"
+		"  --context NAME          the kubeconfig's context (default: current-context)\n"
+		"  --api-server URL        the API server (overrides the kubeconfig's)\n"
+		"  --token-file FILE       bearer token, read again when it changes\n"
+		"  --ca-file FILE          CA certificates for the API server (PEM)\n"
+		"  --namespaces A,B        serve only these namespaces (default: all)\n"
+		"  --labels SELECTOR       serve only Services matching a label selector\n"
+		"  --api-page-size N       objects per list page (default 500)\n"
+		"  --api-timeout MS        wait for a list page or a watch's headers (default 30000)\n"
+		"  --api-backoff-max MS    longest wait between retries (default 30000)\n"
 		"  --listen ADDR:PORT      listen address, repeatable (default 0.0.0.0:53 and [::]:53)\n"
 		"  --zone NAME             cluster domain (default cluster.local)\n"
 		"  --ttl SECONDS           TTL of cluster records (default 5)\n"
@@ -55,6 +74,15 @@ static void usage(FILE *f)
 		"  --threads N             DNS worker threads (default: one per core)\n"
 		"  --tcp-max-conns N       open TCP connections per thread (default 1024)\n"
 		"  --tcp-idle-timeout MS   close idle TCP connections after MS (default 10000)\n"
+		"  --proxy                 forward ClusterIP:port and NodePort traffic to endpoints\n"
+		"  --node-address ADDR     where NodePorts listen (default 0.0.0.0)\n"
+		"  --udp-timeout SECONDS   close idle UDP flows of the datapath (default 30)\n"
+		"  --proxy-connect-timeout MS  wait per endpoint before trying the next (default 1000)\n"
+		"  --proxy-max-conns N     TCP connections the datapath keeps open (default: a third\n"
+		"                          of the file descriptor limit, at most 16384)\n"
+		"  --proxy-max-flows N     UDP flows the datapath keeps open (default: the same)\n"
+		"  --proxy-no-splice       copy through user space instead of splice(2)\n"
+		FORWARD_USAGE
 		"  --log-level LEVEL       error, warn, info (default) or debug\n"
 		"  --version               print the version and exit\n");
 }
@@ -79,7 +107,14 @@ static void rebuild_now(struct app *app)
 			  strerror(-ret));
 		return;
 	}
-	s->synced = true;
+	/* The API source is synced once all three resources were listed. */
+	s->synced = !app->kube || kube_source_synced(app->kube);
+	/* DNS never hands out a ClusterIP the datapath does not forward yet. */
+	if (app->proxy) {
+		proxy_apply(app->proxy, s->view);
+		s->chaos_live = proxy_chaos_live;
+		s->chaos_live_arg = proxy_live_index(app->proxy);
+	}
 	snapshot_publish(s);
 	uint64_t t_end = uv_hrtime();
 	log_info("snapshot %llu published: serial %u, %zu services, %zu names, %zu KiB, "
@@ -103,8 +138,10 @@ static void on_changed(void *arg)
 
 static void on_reclaim(uv_timer_t *t)
 {
-	(void)t;
-	snapshot_reclaim();
+	struct app *app = t->data;
+	/* With no old snapshot left, no reader can hold an old datapath index. */
+	if (snapshot_reclaim() == 0 && app->proxy && snapshot_current())
+		proxy_live_reclaim(app->proxy, snapshot_current()->chaos_live_arg);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -113,14 +150,71 @@ static void on_signal(uv_signal_t *h, int signum)
 	log_info("signal %d: shutting down", signum);
 	dns_server_stop(app->server);
 	app->server = NULL;
+	forward_control_stop(app->fwd);
+	proxy_stop(app->proxy); /* after the workers: they read its CHAOS index */
+	app->proxy = NULL;
 	if (app->mdir)
 		manifest_dir_stop(app->mdir);
 	app->mdir = NULL;
+	kube_source_stop(app->kube);
+	app->kube = NULL;
 	uv_close((uv_handle_t *)&app->sigterm, NULL);
 	uv_close((uv_handle_t *)&app->sigint, NULL);
 	uv_close((uv_handle_t *)&app->reclaim, NULL);
 	uv_close((uv_handle_t *)&app->rebuild, NULL);
 }
+
+/* Long options of the API source; values outside char range never clash with
+ * the single-letter codes. */
+enum {
+	OPT_KUBECONFIG = 0x300,
+	OPT_CONTEXT,
+	OPT_API_SERVER,
+	OPT_TOKEN_FILE,
+	OPT_CA_FILE,
+	OPT_NAMESPACES,
+	OPT_LABELS,
+	OPT_API_PAGE_SIZE,
+	OPT_API_TIMEOUT,
+	OPT_API_BACKOFF_MAX,
+};
+
+/* The API source's flags, and starting it. */
+struct api_flags {
+	const char *kubeconfig, *context, *server, *token_file, *ca_file;
+	struct kube_options o;
+};
+
+static int api_start(struct app *app, const struct api_flags *f)
+{
+	struct kube_conn conn;
+	int rc;
+
+	if (f->kubeconfig)
+		rc = kubeconfig_load(f->kubeconfig, f->context, &conn);
+	else if (f->server)
+		rc = (conn = (struct kube_conn){0}, 0);
+	else
+		rc = kubeconfig_in_cluster(&conn);
+	if (rc == 0)
+		rc = kubeconfig_override(&conn, f->server, f->token_file, f->ca_file);
+	if (rc == 0)
+		rc = kube_source_start(app->loop, &conn, &f->o, app->store, on_changed, app,
+				       &app->kube);
+	kubeconfig_free(&conn);
+	return rc;
+}
+
+/* Long options of the datapath. */
+enum {
+	OPT_PROXY = 0x400,
+	OPT_NODE_ADDRESS,
+	OPT_UDP_TIMEOUT,
+	OPT_PROXY_CONNECT_TIMEOUT,
+	OPT_PROXY_MAX_CONNS,
+	OPT_PROXY_MAX_FLOWS,
+	OPT_PROXY_NO_SPLICE,
+};
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
@@ -148,19 +242,44 @@ int main(int argc, char **argv)
 	    {"tcp-idle-timeout", required_argument, NULL, 'i'},
 	    {"log-level", required_argument, NULL, 'v'},
 	    {"version", no_argument, NULL, 'V'},
+	    {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+	    {"context", required_argument, NULL, OPT_CONTEXT},
+	    {"api-server", required_argument, NULL, OPT_API_SERVER},
+	    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+	    {"ca-file", required_argument, NULL, OPT_CA_FILE},
+	    {"namespaces", required_argument, NULL, OPT_NAMESPACES},
+	    {"labels", required_argument, NULL, OPT_LABELS},
+	    {"api-page-size", required_argument, NULL, OPT_API_PAGE_SIZE},
+	    {"api-timeout", required_argument, NULL, OPT_API_TIMEOUT},
+	    {"api-backoff-max", required_argument, NULL, OPT_API_BACKOFF_MAX},
+	    {"proxy", no_argument, NULL, OPT_PROXY},
+	    {"node-address", required_argument, NULL, OPT_NODE_ADDRESS},
+	    {"udp-timeout", required_argument, NULL, OPT_UDP_TIMEOUT},
+	    {"proxy-connect-timeout", required_argument, NULL, OPT_PROXY_CONNECT_TIMEOUT},
+	    {"proxy-max-conns", required_argument, NULL, OPT_PROXY_MAX_CONNS},
+	    {"proxy-max-flows", required_argument, NULL, OPT_PROXY_MAX_FLOWS},
+	    {"proxy-no-splice", no_argument, NULL, OPT_PROXY_NO_SPLICE},
+	    FORWARD_LONG_OPTIONS,
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	static struct app app;
+	static struct forward_options fopts;
+	forward_options_init(&fopts);
 	struct dns_listen listen[MAX_LISTEN];
 	size_t n_listen = 0;
 	const char *manifests = NULL;
+	struct api_flags api = {0};
 	const char *zone = "cluster.local";
 	unsigned long ttl = 5, threads = 0, max_conns = 1024, idle_ms = 10000;
 	struct model_cidr svc_cidr, pod_cidr;
 	model_cidr_parse("10.96.0.0/12", &svc_cidr);
 	model_cidr_parse("10.244.0.0/16", &pod_cidr);
 	int ret = 1, c;
+	bool proxy_on = false;
+	model_addr_parse("0.0.0.0", &app.pcfg.node_addr);
+	app.pcfg.udp_timeout_ms = 30000;
+	app.pcfg.connect_timeout_ms = 1000;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -234,6 +353,84 @@ int main(int argc, char **argv)
 			log_set_level((enum log_level)lvl);
 			break;
 		}
+		case OPT_KUBECONFIG:
+			api.kubeconfig = optarg;
+			break;
+		case OPT_CONTEXT:
+			api.context = optarg;
+			break;
+		case OPT_API_SERVER:
+			api.server = optarg;
+			break;
+		case OPT_TOKEN_FILE:
+			api.token_file = optarg;
+			break;
+		case OPT_CA_FILE:
+			api.ca_file = optarg;
+			break;
+		case OPT_NAMESPACES:
+			api.o.namespaces = optarg;
+			break;
+		case OPT_LABELS:
+			api.o.labels = optarg;
+			break;
+		case OPT_API_PAGE_SIZE:
+		case OPT_API_TIMEOUT:
+		case OPT_API_BACKOFF_MAX: {
+			unsigned long v;
+			if (parse_uint(optarg, 3600000, &v) < 0 || v == 0) {
+				fprintf(stderr, "svcdns: --%s %s: expected a positive number\n",
+					c == OPT_API_PAGE_SIZE ? "api-page-size"
+					: c == OPT_API_TIMEOUT ? "api-timeout"
+							       : "api-backoff-max",
+					optarg);
+				return 2;
+			}
+			if (c == OPT_API_PAGE_SIZE)
+				api.o.page_size = (unsigned)v;
+			else if (c == OPT_API_TIMEOUT)
+				api.o.timeout_ms = (unsigned)v;
+			else
+				api.o.backoff_max_ms = (unsigned)v;
+			break;
+		}
+		case OPT_PROXY:
+			proxy_on = true;
+			break;
+		case OPT_PROXY_NO_SPLICE:
+			app.pcfg.no_splice = true;
+			break;
+		case OPT_NODE_ADDRESS:
+			if (model_addr_parse(optarg, &app.pcfg.node_addr) < 0) {
+				fprintf(stderr, "svcdns: --node-address %s: expected an IP address\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case OPT_UDP_TIMEOUT:
+		case OPT_PROXY_CONNECT_TIMEOUT:
+		case OPT_PROXY_MAX_CONNS:
+		case OPT_PROXY_MAX_FLOWS: {
+			unsigned long v;
+			if (parse_uint(optarg, 1000000, &v) < 0 || v == 0) {
+				fprintf(stderr, "svcdns: %s %s: expected a positive number\n",
+					argv[optind - 1], optarg);
+				return 2;
+			}
+			if (c == OPT_UDP_TIMEOUT)
+				app.pcfg.udp_timeout_ms = (unsigned)v * 1000u;
+			else if (c == OPT_PROXY_CONNECT_TIMEOUT)
+				app.pcfg.connect_timeout_ms = (unsigned)v;
+			else if (c == OPT_PROXY_MAX_CONNS)
+				app.pcfg.max_conns = (unsigned)v;
+			else
+				app.pcfg.max_flows = (unsigned)v;
+			break;
+		}
+		case FWD_OPT_UPSTREAM ... FWD_OPT_LAST:
+			if (forward_option(&fopts, c, optarg) < 0)
+				return 2;
+			break;
 		case 'V':
 			printf("svcdns %s\n", SVCDNS_VERSION);
 			return 0;
@@ -250,8 +447,17 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!manifests) {
-		fprintf(stderr, "svcdns: no data source: give --manifests DIR\n");
+	/* In a pod with no source named, the service account is the source. */
+	bool use_api = api.kubeconfig || api.server || api.token_file || api.ca_file ||
+		       (!manifests && getenv("KUBERNETES_SERVICE_HOST"));
+	if ((api.context || api.o.namespaces || api.o.labels) && !use_api) {
+		fprintf(stderr, "svcdns: --context, --namespaces and --labels apply to the "
+				"Kubernetes API source: give --kubeconfig or --api-server\n");
+		return 2;
+	}
+	if (!manifests && !use_api) {
+		fprintf(stderr, "svcdns: no data source: give --manifests DIR, --kubeconfig FILE or "
+				"--api-server URL\n");
 		usage(stderr);
 		return 2;
 	}
@@ -269,6 +475,18 @@ int main(int argc, char **argv)
 		threads = n > 0 ? (unsigned long)n : 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+
+	/* Reverse names outside both CIDRs are forwarded, not NXDOMAIN. */
+	fopts.zone = zone;
+	const struct model_cidr *cidrs[2] = {&svc_cidr, &pod_cidr};
+	for (size_t i = 0; i < 2; i++) {
+		struct fwd_cidr *fc = &fopts.cluster_cidrs[fopts.n_cluster_cidrs++];
+		fc->family = cidrs[i]->base.family;
+		memcpy(fc->bytes, cidrs[i]->base.bytes, 16);
+		fc->prefix = cidrs[i]->prefix;
+	}
+	if (forward_new(&fopts, listen, n_listen, (unsigned)threads, &app.fwd) < 0)
+		goto out;
 
 	gethostname(app.hostname, sizeof(app.hostname) - 1);
 	app.scfg.zone = zone;
@@ -304,11 +522,33 @@ int main(int argc, char **argv)
 	}
 	uv_timer_init(app.loop, &app.rebuild);
 	app.rebuild.data = &app;
-	if (manifest_dir_start(app.loop, manifests, app.store, on_changed, &app, &app.mdir) < 0) {
+	if (manifests &&
+	    manifest_dir_start(app.loop, manifests, app.store, on_changed, &app, &app.mdir) < 0) {
 		log_error("manifests %s: cannot be read; giving up", manifests);
 		uv_close((uv_handle_t *)&app.rebuild, NULL);
 		uv_run(app.loop, UV_RUN_DEFAULT);
 		goto out;
+	}
+	/* Until its first full sync, the cluster zone answers SERVFAIL. */
+	if (use_api && api_start(&app, &api) < 0) {
+		log_error("api: cannot start the Kubernetes API source; giving up");
+		manifest_dir_stop(app.mdir);
+		app.mdir = NULL;
+		kube_source_stop(app.kube);
+		app.kube = NULL;
+		proxy_stop(app.proxy);
+		app.proxy = NULL;
+		uv_close((uv_handle_t *)&app.rebuild, NULL);
+		uv_run(app.loop, UV_RUN_DEFAULT);
+		goto out;
+	}
+	if (proxy_on) {
+		for (size_t i = 0; i < n_listen; i++)
+			app.dns_addrs[i] = listen[i].addr;
+		app.pcfg.dns_addrs = app.dns_addrs;
+		app.pcfg.n_dns_addrs = n_listen;
+		if (proxy_start(app.loop, &app.pcfg, &app.proxy) < 0)
+			log_error("proxy: cannot start the datapath; serving DNS only");
 	}
 	/* The first snapshot exists before the first query can arrive. */
 	rebuild_now(&app);
@@ -316,6 +556,10 @@ int main(int argc, char **argv)
 		log_error("no snapshot could be built; giving up");
 		manifest_dir_stop(app.mdir);
 		app.mdir = NULL;
+		kube_source_stop(app.kube);
+		app.kube = NULL;
+		proxy_stop(app.proxy);
+		app.proxy = NULL;
 		uv_close((uv_handle_t *)&app.rebuild, NULL);
 		uv_run(app.loop, UV_RUN_DEFAULT);
 		goto out;
@@ -326,10 +570,15 @@ int main(int argc, char **argv)
 	    .threads = (unsigned)threads,
 	    .tcp_max_conns = (unsigned)max_conns,
 	    .tcp_idle_timeout_ms = (unsigned)idle_ms,
+	    .forwarder = app.fwd,
 	};
 	if (dns_server_start(&dcfg, &app.server) < 0) {
 		manifest_dir_stop(app.mdir);
 		app.mdir = NULL;
+		kube_source_stop(app.kube);
+		app.kube = NULL;
+		proxy_stop(app.proxy);
+		app.proxy = NULL;
 		uv_close((uv_handle_t *)&app.rebuild, NULL);
 		uv_run(app.loop, UV_RUN_DEFAULT);
 		goto out;
@@ -339,9 +588,13 @@ int main(int argc, char **argv)
 	app.sigterm.data = app.sigint.data = &app;
 	uv_signal_start(&app.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&app.sigint, on_signal, SIGINT);
+	forward_control_start(app.fwd, app.loop);
 	uv_timer_init(app.loop, &app.reclaim);
+	app.reclaim.data = &app;
 	uv_timer_start(&app.reclaim, on_reclaim, 100, 100);
-	log_info("svcdns %s serving zone %s from %s", SVCDNS_VERSION, zone, manifests);
+	log_info("svcdns %s serving zone %s from %s%s%s", SVCDNS_VERSION, zone,
+		 manifests ? manifests : "", manifests && use_api ? " and " : "",
+		 use_api ? "the Kubernetes API" : "");
 
 	uv_run(app.loop, UV_RUN_DEFAULT);
 	ret = 0;
@@ -351,6 +604,7 @@ out:
 		uv_loop_close(app.loop);
 	model_alloc_free(app.alloc);
 	model_store_free(app.store);
+	forward_free(app.fwd);
 	for (size_t i = 0; i < app.n_zones; i++)
 		zonefile_free(app.zones[i]);
 	return ret;

@@ -116,6 +116,9 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	info->qtype = 0;
 	info->rcode = 0;
 	info->truncated = 0;
+	info->qend = 0;
+	info->outside = 0;
+	info->cluster = 0;
 
 	if (len < 12 || cap < 512)
 		return 0;
@@ -159,6 +162,10 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	if (limit > cap)
 		limit = cap;
 	size_t opt = e.present ? OPT_SIZE : 0;
+	info->qend = (uint16_t)qend;
+	info->limit = (uint16_t)limit;
+	info->edns = (uint8_t)e.present;
+	info->edns_do = (e.flags & EDNS_DO) != 0;
 
 	if (!s)
 		return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
@@ -177,8 +184,11 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	} else {
 		r.kind = ZR_REFUSED;
 	}
-	if (r.kind == ZR_REFUSED)
+	if (r.kind == ZR_REFUSED) {
+		info->outside = qclass == C_IN;
 		return reply_empty(resp, req, qend, RCODE_REFUSED, &e, info);
+	}
+	info->cluster = r.dynamic;
 	if (r.dynamic && !s->synced)
 		return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
 
@@ -229,6 +239,12 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			resp[2] |= FLAG_TC;
 			info->truncated = 1;
 		}
+	}
+	/* The datapath's live state follows a Service's CHAOS port lines. */
+	if (qclass == C_CH && s->chaos_live && an && !ns && !ar) {
+		uint16_t k = 0;
+		n += s->chaos_live(s->chaos_live_arg, key, (size_t)qlen, resp + n, limit - opt - n, &k);
+		an = (uint16_t)(an + k);
 	}
 	if (e.present) {
 		n += put_opt(resp + n, &e, 0);

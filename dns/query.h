@@ -23,6 +23,14 @@ struct dns_query_info {
 	uint16_t qtype;
 	uint8_t rcode;
 	uint8_t truncated;
+	/* For the forwarder (dns/forward.h); qend is 0 when the question was
+	 * not read or the query was rejected before the lookup. */
+	uint16_t qend;  /* end of the question */
+	uint16_t limit; /* largest response the client accepts */
+	uint8_t edns;   /* the query had an OPT record */
+	uint8_t edns_do;
+	uint8_t outside; /* REFUSED only because the IN-class name is in no zone served */
+	uint8_t cluster; /* the answer came from a zone built from the cluster */
 };
 
 /* Writes the response to `req` into `resp` (capacity `cap`, at least 512).

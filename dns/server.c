@@ -16,7 +16,9 @@
 #include <uv.h>
 
 #include "common/log.h"
+#include "dns/forward.h"
 #include "dns/query.h"
+#include "dns/querylog.h"
 #include "zones/snapshot.h"
 
 #define UDP_BATCH 64
@@ -137,6 +139,7 @@ struct worker {
 	uv_loop_t loop;
 	uv_async_t stop;
 	struct snapshot_reader *reader;
+	struct forward_worker *fwd; /* NULL without forwarding */
 	struct udp_sock *udp;
 	struct tcp_listener *tcp;
 	size_t n_socks;
@@ -227,8 +230,29 @@ static void on_udp(uv_poll_t *h, int status, int events)
 				len = 12 < len ? 12 : len; /* cut: answer FORMERR below */
 			size_t rlen = dns_answer(s, w->in_buf[i], len, w->out_buf[k],
 						 sizeof(w->out_buf[k]), DNS_UDP, &info);
+			if (log_get_level() >= LOG_DEBUG)
+				dns_log_query((struct sockaddr *)&w->peers[i], w->in_buf[i], len,
+					      DNS_UDP);
 			if (!rlen)
 				continue;
+			size_t cl = 0;
+			if (us->pktinfo)
+				cl = reply_control(&w->in[i].msg_hdr, w->out_ctl[k],
+						   sizeof(w->out_ctl[k]));
+			if (w->fwd) {
+				struct forward_client fc = {
+				    .proto = DNS_UDP,
+				    .peer = (struct sockaddr *)&w->peers[i],
+				    .peer_len = w->in[i].msg_hdr.msg_namelen,
+				    .udp_fd = us->fd,
+				    .ctl = w->out_ctl[k],
+				    .ctl_len = cl,
+				};
+				if (forward_query(w->fwd, s, &fc, w->in_buf[i], len, w->out_buf[k],
+						  &rlen, sizeof(w->out_buf[k]),
+						  &info) == FORWARD_PENDING)
+					continue;
+			}
 			w->out_iov[k].iov_base = w->out_buf[k];
 			w->out_iov[k].iov_len = rlen;
 			struct msghdr *m = &w->out[k].msg_hdr;
@@ -237,13 +261,9 @@ static void on_udp(uv_poll_t *h, int status, int events)
 			m->msg_namelen = w->in[i].msg_hdr.msg_namelen;
 			m->msg_iov = &w->out_iov[k];
 			m->msg_iovlen = 1;
-			if (us->pktinfo) {
-				size_t cl = reply_control(&w->in[i].msg_hdr, w->out_ctl[k],
-							  sizeof(w->out_ctl[k]));
-				if (cl) {
-					m->msg_control = w->out_ctl[k];
-					m->msg_controllen = cl;
-				}
+			if (cl) {
+				m->msg_control = w->out_ctl[k];
+				m->msg_controllen = cl;
 			}
 			k++;
 		}
@@ -277,6 +297,9 @@ struct tcp_conn {
 	bool closing;
 	bool paused;
 	unsigned handles_open;
+	unsigned pending; /* queries the forwarder holds: it replies later */
+	struct sockaddr_storage peer;
+	int peer_len;
 };
 
 struct tcp_write {
@@ -285,10 +308,11 @@ struct tcp_write {
 	uint8_t data[];
 };
 
-static void conn_free_cb(uv_handle_t *h)
+/* A connection is freed once its handles are closed and the forwarder has
+ * let go of every query it took from it. */
+static void conn_free(struct tcp_conn *c)
 {
-	struct tcp_conn *c = h->data;
-	if (--c->handles_open == 0) {
+	if (c->handles_open == 0 && c->pending == 0) {
 		c->w->tcp_conns--;
 		if (c->prev)
 			c->prev->next = c->next;
@@ -299,6 +323,13 @@ static void conn_free_cb(uv_handle_t *h)
 		free(c->buf);
 		free(c);
 	}
+}
+
+static void conn_free_cb(uv_handle_t *h)
+{
+	struct tcp_conn *c = h->data;
+	c->handles_open--;
+	conn_free(c);
 }
 
 static void conn_close(struct tcp_conn *c)
@@ -391,8 +422,26 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		const struct snapshot *snap = snapshot_enter(c->w->reader);
 		size_t rlen = dns_answer(snap, c->buf + off + 2, mlen, resp, sizeof(resp), DNS_TCP,
 					 &info);
+		if (log_get_level() >= LOG_DEBUG)
+			dns_log_query((struct sockaddr *)&c->peer, c->buf + off + 2, mlen, DNS_TCP);
+		enum forward_verdict v = FORWARD_REPLY;
+		if (rlen && c->w->fwd) {
+			struct forward_client fc = {
+			    .proto = DNS_TCP,
+			    .peer = (struct sockaddr *)&c->peer,
+			    .peer_len = (socklen_t)c->peer_len,
+			    .conn = c,
+			};
+			c->pending++;
+			v = forward_query(c->w->fwd, snap, &fc, c->buf + off + 2, mlen, resp, &rlen,
+					  sizeof(resp), &info);
+			if (v == FORWARD_REPLY)
+				c->pending--;
+		}
 		snapshot_leave(c->w->reader);
 		off += 2 + mlen;
+		if (v == FORWARD_PENDING)
+			continue;
 		if (rlen == 0) {
 			/* Not a query we can answer at all: RFC 7766 lets us close. */
 			conn_close(c);
@@ -412,6 +461,19 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		c->paused = true;
 		uv_read_stop(s);
 	}
+}
+
+/* The forwarder's answer to a query it took from connection `conn`. */
+static void on_forward_reply(void *conn, const uint8_t *msg, size_t len)
+{
+	struct tcp_conn *c = conn;
+	c->pending--;
+	if (c->closing) {
+		conn_free(c);
+		return;
+	}
+	if (msg && !tcp_send(c, msg, len))
+		conn_close(c);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -440,6 +502,9 @@ static void on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->handle, 1);
+	c->peer_len = sizeof(c->peer);
+	if (uv_tcp_getpeername(&c->handle, (struct sockaddr *)&c->peer, &c->peer_len) < 0)
+		c->peer.ss_family = AF_UNSPEC; /* no address: never allowed recursion */
 	uv_timer_start(&c->idle, on_idle, w->cfg->tcp_idle_timeout_ms,
 		       w->cfg->tcp_idle_timeout_ms);
 	uv_read_start((uv_stream_t *)&c->handle, on_tcp_alloc, on_tcp_read);
@@ -448,6 +513,7 @@ static void on_connection(uv_stream_t *server, int status)
 /* Closes every handle of a worker so that its loop can end. */
 static void worker_close_all(struct worker *w)
 {
+	forward_worker_close(w->fwd);
 	for (struct tcp_conn *c = w->conns; c; c = c->next)
 		conn_close(c);
 	for (size_t i = 0; i < w->n_socks; i++) {
@@ -479,6 +545,7 @@ static void worker_cleanup(struct worker *w)
 			close(w->udp[i].fd);
 	free(w->udp);
 	free(w->tcp);
+	forward_worker_free(w->fwd);
 	uv_loop_close(&w->loop);
 }
 
@@ -506,6 +573,9 @@ int dns_server_start(const struct dns_server_config *cfg, struct dns_server **ou
 		inited++;
 		uv_async_init(&w->loop, &w->stop, on_stop);
 		w->stop.data = w;
+		if (cfg->forwarder &&
+		    forward_worker_new(cfg->forwarder, &w->loop, t, on_forward_reply, &w->fwd) < 0)
+			goto fail_workers;
 		w->n_socks = cfg->n_listen;
 		w->udp = calloc(cfg->n_listen, sizeof(*w->udp));
 		w->tcp = calloc(cfg->n_listen, sizeof(*w->tcp));

@@ -19,12 +19,15 @@ struct dns_listen {
 /* Parses "ADDR:PORT", "[V6]:PORT" or "ADDR" (port 53). Returns 0 or -EINVAL. */
 int dns_listen_parse(const char *text, struct dns_listen *out);
 
+struct forwarder; /* dns/forward.h */
+
 struct dns_server_config {
 	const struct dns_listen *listen;
 	size_t n_listen;
 	unsigned threads;
 	unsigned tcp_max_conns;      /* per worker */
 	unsigned tcp_idle_timeout_ms;
+	struct forwarder *forwarder; /* NULL: no forwarding; each worker runs its own part */
 };
 
 struct dns_server;

@@ -1115,6 +1115,38 @@ int zb_remove_owned(struct zb *b, const struct zb *scratch, const uint8_t *const
 	return 0;
 }
 
+int zb_zone_rrs(struct zb *b, const uint8_t *apex, zb_rr_cb cb, void *arg)
+{
+	size_t alen = dname_len(apex);
+	struct tables *t = b->t;
+	const struct zb_zone *z = NULL;
+	for (uint8_t i = 0; i < t->n_zones; i++)
+		if (t->zones[i]->apex_len == alen && memcmp(t->zones[i]->apex, apex, alen) == 0)
+			z = t->zones[i];
+	if (!z)
+		return -ENOENT;
+	const struct rrset *soa = find_set(z->apex_node, T_SOA);
+	if (!soa)
+		return -ENOENT;
+	int ret = cb(arg, z->apex, T_SOA, soa->ttl, soa->head->d, soa->head->len);
+	if (ret < 0)
+		return ret;
+	/* The rest in build order: names as they were first created. */
+	for (size_t i = 0; i < b->n_fresh; i++) {
+		const struct zone_node *n = b->fresh[i];
+		if (!n->zidx || t->zones[n->zidx - 1] != z)
+			continue;
+		for (const struct rrset *s = n->sets; s; s = s->next) {
+			if (s->type == T_SOA && n == z->apex_node)
+				continue;
+			for (const struct rdata *r = s->head; r; r = r->next)
+				if ((ret = cb(arg, NODE_NAME(n), s->type, s->ttl, r->d, r->len)) < 0)
+					return ret;
+		}
+	}
+	return 0;
+}
+
 int zb_finish(struct zb *b, void **tables, size_t *n_names)
 {
 	int ret = -ENOMEM;

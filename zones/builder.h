@@ -86,6 +86,13 @@ int zb_mark_pod_root(struct zb *b, struct zb_zone *z, const uint8_t *name, uint3
 /* Adds a CHAOS TXT answer (strings given as NUL-terminated C strings). */
 int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings, size_t n);
 
+/* Calls `cb` for every record of the zone at `apex` in a build that is not
+ * finished yet: the SOA first, then the others (what a zone transfer sends).
+ * -ENOENT when the build has no such zone. */
+typedef int (*zb_rr_cb)(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
+			const uint8_t *rdata, uint16_t rdlen);
+int zb_zone_rrs(struct zb *b, const uint8_t *apex, zb_rr_cb cb, void *arg);
+
 /* Renders every answer and builds the lookup tables into the output arena.
  * *tables receives the opaque table struct zone_lookup reads. */
 int zb_finish(struct zb *b, void **tables, size_t *n_names);

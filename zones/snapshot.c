@@ -329,6 +329,7 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 	}
 	*s->view = *view;
 	memset(view, 0, sizeof(*view));
+	s->cfg = cfg;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	s->built_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;

@@ -75,7 +75,18 @@ struct snapshot {
 	 * that DNS and forwarding always serve the same generation. */
 	struct model_view *view;
 	uint64_t built_ns; /* monotonic time the build finished */
+	/* The settings it was built with (owned by the program, outlives it):
+	 * zone transfers regenerate the records from them and `view`. */
+	const struct snapshot_config *cfg;
 	bool incremental;  /* built from the previous snapshot's tables */
+	/* Lines appended to a CHAOS TXT answer from state that changes between
+	 * builds (the datapath's listeners and connections), or NULL. Set before
+	 * publishing; called on the query path with `chaos_live_arg`, so it must
+	 * not allocate, lock or block. Writes whole TXT records (owner: pointer
+	 * to the question) into out[0..cap), returns their bytes, count in *n_rr. */
+	size_t (*chaos_live)(const void *arg, const uint8_t *key, size_t keylen, uint8_t *out,
+			     size_t cap, uint16_t *n_rr);
+	const void *chaos_live_arg;
 	size_t n_names;
 	size_t bytes; /* memory held, for logs and metrics */
 	void *priv;   /* arena and tables */

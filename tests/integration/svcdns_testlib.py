@@ -148,6 +148,9 @@ class Server:
         cmd = [BIN, "--manifests", self.manifests, "--listen", "127.0.0.1:%d" % self.port]
         for p in self.extra_ports:
             cmd += ["--listen", "127.0.0.1:%d" % p]
+        # Never forward to this machine's resolvers: a test names its upstreams.
+        if "--upstream" not in self.args:
+            cmd += ["--upstream", "none"]
         return cmd + self.args
 
     def start(self, wait=True):

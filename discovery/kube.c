@@ -1,0 +1,1009 @@
+/* List-then-watch reflectors for Services, EndpointSlices and Namespaces. Each
+ * API object is one store source ("api:Service/ns/name"), so an event swaps
+ * one object; a (re)list is collected page by page and applied in one step, so
+ * that nothing disappears while it runs and unchanged objects are not touched. */
+#include "discovery/kube.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <jansson.h>
+
+#include "common/log.h"
+#include "discovery/kube_http.h"
+#include "discovery/manifest.h"
+#include "discovery/store_iter.h"
+
+#define DEFAULT_PAGE_SIZE   500
+#define DEFAULT_TIMEOUT_MS  30000
+#define DEFAULT_BACKOFF_MIN 500
+#define DEFAULT_BACKOFF_MAX 30000
+/* client-go asks the server to end a watch after 5 to 10 minutes, so that
+ * load spreads over the API servers; we do the same. */
+#define WATCH_TIMEOUT_MIN_S 300
+#define MAX_NAMESPACES	    256
+
+struct kube_res_desc {
+	const char *name; /* "services" */
+	const char *path;
+	const char *kind;
+	const char *api_version;
+	bool labelled;	   /* --labels applies */
+	const char *where; /* for manifest_decode_object's log lines */
+};
+
+static const struct kube_res_desc RES[KUBE_RESOURCES] = {
+    [KUBE_SERVICES] = {"services", "/api/v1/services", "Service", "v1", true, "api services"},
+    [KUBE_ENDPOINTSLICES] = {"endpointslices", "/apis/discovery.k8s.io/v1/endpointslices",
+			     "EndpointSlice", "discovery.k8s.io/v1", true, "api endpointslices"},
+    [KUBE_NAMESPACES] = {"namespaces", "/api/v1/namespaces", "Namespace", "v1", false,
+			 "api namespaces"},
+};
+
+/* One object of a list being collected. */
+struct pending {
+	char *key;
+	char *rv;
+	enum { P_UNCHANGED, P_DECODED, P_INVALID } what;
+	struct model_object obj;
+};
+
+struct reflector {
+	struct kube_source *ks;
+	enum kube_resource res;
+	const struct kube_res_desc *d;
+	struct kube_http_req *req;
+	uv_timer_t retry;
+	char *rv;		  /* last resourceVersion seen (list or event) */
+	char *list_rv;		  /* resourceVersion of the list being collected */
+	char *cont;		  /* continue token of the next page, or NULL */
+	bool need_list;		  /* a (re)list must complete before watching */
+	bool want_relist;	  /* the watch said 410: list again when it ends */
+	const char *watch_failed; /* this watch must not be resumed at once: why */
+	bool synced;		  /* the first list was applied */
+	unsigned failures;	  /* in a row, for the backoff */
+	unsigned page_count;
+	char *body; /* the list page being received */
+	size_t body_len, body_cap;
+	struct kube_lines lines;
+	bool watch_progress; /* this watch delivered at least one event */
+	/* key (= store source) -> malloc'd resourceVersion of the stored object */
+	struct store_map index;
+	uint32_t gen;
+	struct pending *pend;
+	size_t n_pend, cap_pend;
+	uint64_t events[KUBE_EV_TYPES];
+	uint64_t relists;
+	uint64_t bad_lines;
+};
+
+struct kube_source {
+	uv_loop_t *loop;
+	struct kube_conn conn;
+	struct kube_http *http;
+	struct model_store *store;
+	kube_changed_cb cb;
+	void *arg;
+	struct kube_options o;
+	char *labels_q; /* escaped label selector, or NULL */
+	char *ns_filter[MAX_NAMESPACES];
+	size_t n_ns_filter;
+	bool synced;
+	bool stopping;
+	int open_handles;
+	struct reflector r[KUBE_RESOURCES];
+};
+
+static void start_list(struct reflector *r);
+static void start_watch(struct reflector *r);
+
+/* ---- small helpers -------------------------------------------------------- */
+
+const char *kube_resource_name(enum kube_resource r)
+{
+	return r < KUBE_RESOURCES ? RES[r].name : "?";
+}
+
+const char *kube_event_type_name(enum kube_event_type t)
+{
+	static const char *const names[KUBE_EV_TYPES] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK",
+							 "ERROR"};
+	return t < KUBE_EV_TYPES ? names[t] : "?";
+}
+
+unsigned kube_backoff_ms(unsigned min_ms, unsigned max_ms, unsigned failures, uint32_t rnd)
+{
+	uint64_t d = min_ms ? min_ms : 1;
+
+	for (unsigned i = 0; i < failures && d < max_ms; i++)
+		d *= 2;
+	if (d > max_ms)
+		d = max_ms;
+	uint64_t half = d / 2;
+	return (unsigned)(d - half + rnd % (half + 1));
+}
+
+int kube_query_escape(const char *s, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' ||
+			     *p == '~';
+		if (o + (plain ? 1 : 3) >= cap)
+			return -ENOSPC;
+		if (plain) {
+			out[o++] = (char)*p;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+		}
+	}
+	if (o >= cap)
+		return -ENOSPC;
+	out[o] = '\0';
+	return (int)o;
+}
+
+static char *escape_dup(const char *s)
+{
+	size_t cap = strlen(s) * 3 + 1;
+	char *out = malloc(cap);
+
+	if (out && kube_query_escape(s, out, cap) < 0) {
+		free(out);
+		out = NULL;
+	}
+	return out;
+}
+
+static uint64_t now_ms(void)
+{
+	return uv_hrtime() / 1000000u;
+}
+
+static uint32_t rand32(void)
+{
+	uint32_t v;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
+		v = (uint32_t)uv_hrtime();
+	return v;
+}
+
+static void set_str(char **field, const char *value)
+{
+	char *d = value ? strdup(value) : NULL;
+	if (value && !d) {
+		log_error("api: out of memory");
+		return;
+	}
+	free(*field);
+	*field = d;
+}
+
+/* A short, printable excerpt of untrusted bytes for a log line. */
+static void excerpt(const char *p, size_t len, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len && o + 5 < cap; i++) {
+		unsigned char c = (unsigned char)p[i];
+		out[o++] = c >= 0x20 && c < 0x7f && c != '\\' ? (char)c : '?';
+	}
+	if (len > o)
+		out[o++] = '.', out[o++] = '.', out[o++] = '.';
+	out[o] = '\0';
+}
+
+/* The Status object of an error response says why; take its message. */
+static void status_message(const char *body, size_t len, char *out, size_t cap)
+{
+	json_t *j = json_loadb(body, len, 0, NULL);
+	const char *m = json_string_value(json_object_get(j, "message"));
+
+	if (m)
+		excerpt(m, strlen(m), out, cap);
+	else
+		excerpt(body, len, out, cap);
+	json_decref(j);
+}
+
+static bool ns_allowed(const struct kube_source *ks, const char *ns)
+{
+	if (ks->n_ns_filter == 0)
+		return true;
+	for (size_t i = 0; i < ks->n_ns_filter; i++)
+		if (ns && strcmp(ks->ns_filter[i], ns) == 0)
+			return true;
+	return false;
+}
+
+static void notify(struct kube_source *ks)
+{
+	/* Before the first full sync a partial store would answer NXDOMAIN for
+	 * names that exist; main builds once, at sync. */
+	if (ks->synced && !ks->stopping)
+		ks->cb(ks->arg);
+}
+
+/* ---- object identity ------------------------------------------------------- */
+
+struct ident {
+	const char *ns, *name, *rv;
+	char key[300];
+};
+
+/* Reads metadata and fills in kind/apiVersion (list items carry neither).
+ * Returns 0, 1 when filtered out, or -EINVAL when the object has no usable
+ * identity. */
+static int object_ident(struct reflector *r, json_t *obj, struct ident *id)
+{
+	json_t *meta = json_object_get(obj, "metadata");
+
+	if (!json_is_object(obj) || !json_is_object(meta))
+		return -EINVAL;
+	id->name = json_string_value(json_object_get(meta, "name"));
+	id->ns = json_string_value(json_object_get(meta, "namespace"));
+	id->rv = json_string_value(json_object_get(meta, "resourceVersion"));
+	if (!id->name || !*id->name)
+		return -EINVAL;
+	if (r->res == KUBE_NAMESPACES)
+		id->ns = NULL;
+	else if (!id->ns || !*id->ns)
+		return -EINVAL;
+	if (!ns_allowed(r->ks, r->res == KUBE_NAMESPACES ? id->name : id->ns))
+		return 1;
+	int n = snprintf(id->key, sizeof(id->key), "api:%s/%s%s%s", r->d->kind,
+			 id->ns ? id->ns : "", id->ns ? "/" : "", id->name);
+	if (n < 0 || (size_t)n >= sizeof(id->key))
+		return -EINVAL;
+	if (!json_object_get(obj, "kind"))
+		json_object_set_new(obj, "kind", json_string(r->d->kind));
+	if (!json_object_get(obj, "apiVersion"))
+		json_object_set_new(obj, "apiVersion", json_string(r->d->api_version));
+	return 0;
+}
+
+static const char *index_rv(const struct reflector *r, const char *key)
+{
+	struct store_map_slot *s = store_map_find(&r->index, key, strlen(key));
+	return s ? (const char *)s->val : NULL;
+}
+
+/* Records key -> rv and marks it with gen. Returns 0 or -ENOMEM. */
+static int index_set(struct reflector *r, const char *key, const char *rv, uint32_t gen)
+{
+	struct store_map_slot *s;
+	bool created;
+	int rc = store_map_insert(&r->index, key, strlen(key), &s, &created);
+
+	if (rc < 0)
+		return rc;
+	s->gen = gen;
+	if (rv) {
+		char *d = strdup(rv ? rv : "");
+		if (!d)
+			return -ENOMEM;
+		free((char *)s->val);
+		s->val = (uintptr_t)d;
+	} else if (created) {
+		s->val = (uintptr_t)calloc(1, 1);
+	}
+	return 0;
+}
+
+static void index_del(struct reflector *r, const char *key)
+{
+	struct store_map_slot *s = store_map_find(&r->index, key, strlen(key));
+
+	if (!s)
+		return;
+	free((char *)s->val);
+	store_map_remove(&r->index, key, strlen(key));
+}
+
+/* ADDED or MODIFIED: decode and swap the one object. Returns true when the
+ * store changed. */
+static bool object_upsert(struct reflector *r, json_t *obj, const struct ident *id)
+{
+	const char *old = index_rv(r, id->key);
+	struct model_object mo;
+
+	if (old && id->rv && strcmp(old, id->rv) == 0)
+		return false; /* seen already (a resumed watch may repeat it) */
+	int rc = manifest_decode_object(r->d->where, obj, &mo);
+	if (rc < 0)
+		return false; /* logged; the previous version, if any, stays */
+	if (rc == 1) {
+		/* not a kind we use: nothing of it is served */
+		model_store_remove(r->ks->store, id->key);
+		index_del(r, id->key);
+		return old != NULL;
+	}
+	model_store_replace(r->ks->store, id->key, &mo, 1);
+	if (index_set(r, id->key, id->rv, r->gen) < 0)
+		log_error("api %s: out of memory indexing %s", r->d->name, id->key);
+	return true;
+}
+
+static bool object_delete(struct reflector *r, const struct ident *id)
+{
+	if (!index_rv(r, id->key))
+		return false;
+	model_store_remove(r->ks->store, id->key);
+	index_del(r, id->key);
+	return true;
+}
+
+/* ---- retrying ------------------------------------------------------------- */
+
+static void on_retry(uv_timer_t *t)
+{
+	struct reflector *r = t->data;
+
+	if (r->need_list)
+		start_list(r);
+	else
+		start_watch(r);
+}
+
+static void retry_later(struct reflector *r, const struct kube_http_result *res, const char *what,
+			const char *why)
+{
+	const struct kube_source *ks = r->ks;
+	unsigned ms =
+	    kube_backoff_ms(ks->o.backoff_min_ms, ks->o.backoff_max_ms, r->failures, rand32());
+
+	if (r->failures < 31)
+		r->failures++;
+	if (res && res->retry_after && res->retry_after * 1000u > ms)
+		ms = res->retry_after * 1000u < ks->o.backoff_max_ms ? res->retry_after * 1000u
+								     : ks->o.backoff_max_ms;
+	log_warn("api %s: %s: %s; retrying in %.1f s", r->d->name, what, why, ms / 1000.0);
+	uv_timer_start(&r->retry, on_retry, ms, 0);
+}
+
+/* Explains a failed request in one line; credentials are named, never shown. */
+static void describe_failure(struct reflector *r, const struct kube_http_result *res, char *out,
+			     size_t cap)
+{
+	struct kube_conn *c = &r->ks->conn;
+	char msg[300] = "";
+
+	if (res->status == 0 || res->status / 100 == 2) {
+		snprintf(out, cap, "%s (%s)", res->error, c->server);
+		return;
+	}
+	status_message(res->body, res->body_len, msg, sizeof(msg));
+	if (res->status == 401) {
+		const char *cred = c->token_file		 ? "the token in "
+				   : c->token			 ? "the kubeconfig's token"
+				   : c->cert_file || c->cert_pem ? "the client certificate"
+								 : "no credentials";
+		snprintf(out, cap, "401 Unauthorized: the API server rejected %s%s (%s)", cred,
+			 c->token_file ? c->token_file : "", msg);
+		kubeconfig_token_stale(c);
+	} else if (res->status == 403) {
+		snprintf(out, cap,
+			 "403 Forbidden: not allowed to list and watch %s (the ClusterRole in "
+			 "contrib/kubernetes/rbac.yaml grants it): %s",
+			 r->d->name, msg);
+	} else {
+		snprintf(out, cap, "HTTP %ld: %s", res->status, msg);
+	}
+}
+
+/* ---- list ----------------------------------------------------------------- */
+
+static void pending_clear(struct reflector *r)
+{
+	for (size_t i = 0; i < r->n_pend; i++) {
+		free(r->pend[i].key);
+		free(r->pend[i].rv);
+		if (r->pend[i].what == P_DECODED)
+			model_object_free(&r->pend[i].obj);
+	}
+	r->n_pend = 0;
+}
+
+static int pending_push(struct reflector *r, struct pending *p)
+{
+	if (r->n_pend == r->cap_pend) {
+		size_t cap = r->cap_pend ? r->cap_pend * 2 : 256;
+		struct pending *n = realloc(r->pend, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		r->pend = n;
+		r->cap_pend = cap;
+	}
+	r->pend[r->n_pend++] = *p;
+	return 0;
+}
+
+static void body_reset(struct reflector *r)
+{
+	free(r->body);
+	r->body = NULL;
+	r->body_len = r->body_cap = 0;
+}
+
+static int on_list_data(void *arg, const char *data, size_t len)
+{
+	struct reflector *r = arg;
+
+	if (r->body_len + len > KUBE_MAX_PAGE)
+		return -EFBIG;
+	if (r->body_len + len > r->body_cap) {
+		size_t cap = r->body_cap ? r->body_cap : 64 << 10;
+		while (cap < r->body_len + len)
+			cap *= 2;
+		char *nb = realloc(r->body, cap);
+		if (!nb)
+			return -ENOMEM;
+		r->body = nb;
+		r->body_cap = cap;
+	}
+	memcpy(r->body + r->body_len, data, len);
+	r->body_len += len;
+	return 0;
+}
+
+/* Decodes the items of one page into r->pend. Objects whose resourceVersion
+ * is the one already stored are not decoded again. */
+static int collect_page(struct reflector *r, json_t *items)
+{
+	size_t i;
+	json_t *it;
+
+	json_array_foreach(items, i, it)
+	{
+		struct ident id;
+		struct pending p = {0};
+		int rc = object_ident(r, it, &id);
+		if (rc == 1)
+			continue;
+		if (rc < 0) {
+			log_warn("api %s: list item %zu has no name or namespace; ignored",
+				 r->d->name, i);
+			continue;
+		}
+		const char *old = index_rv(r, id.key);
+		if (old && id.rv && strcmp(old, id.rv) == 0) {
+			p.what = P_UNCHANGED;
+		} else {
+			rc = manifest_decode_object(r->d->where, it, &p.obj);
+			p.what = rc == 0 ? P_DECODED : P_INVALID;
+		}
+		p.key = strdup(id.key);
+		p.rv = strdup(id.rv ? id.rv : "");
+		if (!p.key || !p.rv || pending_push(r, &p) < 0) {
+			free(p.key);
+			free(p.rv);
+			if (p.what == P_DECODED)
+				model_object_free(&p.obj);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* The list is complete: make the store hold exactly what it listed. */
+static void apply_list(struct reflector *r)
+{
+	struct kube_source *ks = r->ks;
+	size_t added = 0, updated = 0, removed = 0, unchanged = 0;
+	uint32_t gen = ++r->gen;
+
+	if (gen == 0) /* after wrapping: 0 is what a fresh index slot holds */
+		gen = r->gen = 1;
+	for (size_t i = 0; i < r->n_pend; i++) {
+		struct pending *p = &r->pend[i];
+		bool known = index_rv(r, p->key) != NULL;
+		if (p->what == P_DECODED) {
+			model_store_replace(ks->store, p->key, &p->obj, 1);
+			p->what = P_UNCHANGED; /* the store owns the object now */
+			if (index_set(r, p->key, p->rv, gen) < 0)
+				log_error("api %s: out of memory indexing %s", r->d->name, p->key);
+			if (known)
+				updated++;
+			else
+				added++;
+		} else if (known) {
+			/* unchanged, or invalid now: the stored version stays */
+			index_set(r, p->key, NULL, gen);
+			unchanged++;
+		}
+	}
+	for (size_t i = 0; i < r->index.cap; i++) {
+		struct store_map_slot *s = &r->index.slots[i];
+		if (!s->key || s->gen == gen)
+			continue;
+		model_store_remove(ks->store, s->key);
+		free((char *)s->val);
+		s->val = 0;
+		removed++;
+	}
+	store_map_sweep(&r->index, gen);
+	pending_clear(r);
+	free(r->rv);
+	r->rv = r->list_rv;
+	r->list_rv = NULL;
+	log_info("api %s: %s at resourceVersion %s: %zu objects in %u page%s (%zu new, %zu "
+		 "changed, %zu removed, %zu unchanged)",
+		 r->d->name, r->synced ? "listed again" : "listed", r->rv ? r->rv : "?",
+		 added + updated + unchanged, r->page_count, r->page_count == 1 ? "" : "s", added,
+		 updated, removed, unchanged);
+	r->need_list = false;
+	bool first = !r->synced;
+	r->synced = true;
+	if (first && !ks->synced) {
+		bool all = true;
+		for (int k = 0; k < KUBE_RESOURCES; k++)
+			all = all && ks->r[k].synced;
+		if (all) {
+			ks->synced = true;
+			log_info("api: first full sync of services, endpointslices and namespaces "
+				 "done");
+			notify(ks);
+			return;
+		}
+	}
+	if (added || updated || removed)
+		notify(ks);
+}
+
+static void on_list_done(void *arg, const struct kube_http_result *res)
+{
+	struct reflector *r = arg;
+	char why[600];
+	json_error_t jerr;
+
+	r->req = NULL;
+	if (res->curl_code != 0 || res->status != 200) {
+		body_reset(r);
+		if (res->status == 410 && r->cont) {
+			/* the continue token outlived etcd's compaction: start over */
+			log_info("api %s: list continuation expired (410 Gone); listing from "
+				 "the start",
+				 r->d->name);
+			free(r->cont);
+			r->cont = NULL;
+			pending_clear(r);
+			if (r->failures++ < 2) {
+				start_list(r);
+				return;
+			}
+		}
+		describe_failure(r, res, why, sizeof(why));
+		retry_later(r, res, "list", why);
+		return;
+	}
+	json_t *page = json_loadb(r->body, r->body_len, 0, &jerr);
+	body_reset(r);
+	json_t *meta = json_object_get(page, "metadata");
+	json_t *items = json_object_get(page, "items");
+	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
+	const char *cont = json_string_value(json_object_get(meta, "continue"));
+	if (!page || !json_is_array(items) || !rv) {
+		snprintf(why, sizeof(why), "the response is not a %s list (%s)", r->d->kind,
+			 page ? "no items or metadata.resourceVersion" : jerr.text);
+		json_decref(page);
+		retry_later(r, NULL, "list", why);
+		return;
+	}
+	if (collect_page(r, items) < 0) {
+		json_decref(page);
+		pending_clear(r);
+		free(r->cont);
+		r->cont = NULL;
+		retry_later(r, NULL, "list", "out of memory");
+		return;
+	}
+	r->page_count++;
+	/* Every page of one list is served at the first page's resourceVersion. */
+	if (!r->list_rv)
+		set_str(&r->list_rv, rv);
+	set_str(&r->cont, cont && *cont ? cont : NULL);
+	json_decref(page);
+	if (r->cont) {
+		start_list(r);
+		return;
+	}
+	r->failures = 0;
+	apply_list(r);
+	start_watch(r);
+}
+
+static void start_list(struct reflector *r)
+{
+	struct kube_source *ks = r->ks;
+	char *pq = NULL, *cont = NULL;
+	int rc;
+
+	if (!r->cont) {
+		/* a fresh list: whatever was collected before is stale */
+		pending_clear(r);
+		free(r->list_rv);
+		r->list_rv = NULL;
+		r->page_count = 0;
+	}
+	r->want_relist = false;
+	if (r->cont && !(cont = escape_dup(r->cont))) {
+		retry_later(r, NULL, "list", "out of memory");
+		return;
+	}
+	/* No resourceVersion: the list is read from etcd, so it is current. */
+	rc = asprintf(&pq, "%s?limit=%u%s%s%s%s", r->d->path, ks->o.page_size,
+		      cont ? "&continue=" : "", cont ? cont : "",
+		      r->d->labelled && ks->labels_q ? "&labelSelector=" : "",
+		      r->d->labelled && ks->labels_q ? ks->labels_q : "");
+	free(cont);
+	if (rc < 0) {
+		retry_later(r, NULL, "list", "out of memory");
+		return;
+	}
+	struct kube_http_opts o = {
+	    .path_query = pq,
+	    .first_ms = ks->o.timeout_ms,
+	    .idle_ms = ks->o.timeout_ms,
+	    .on_data = on_list_data,
+	    .on_done = on_list_done,
+	    .arg = r,
+	};
+	log_debug("api %s: GET %s", r->d->name, pq);
+	rc = kube_http_get(ks->http, &o, &r->req);
+	free(pq);
+	if (rc < 0)
+		retry_later(r, NULL, "list", strerror(-rc));
+}
+
+/* ---- watch ---------------------------------------------------------------- */
+
+static enum kube_event_type event_type(const char *s)
+{
+	for (int t = 0; t < KUBE_EV_TYPES; t++)
+		if (s && strcmp(s, kube_event_type_name((enum kube_event_type)t)) == 0)
+			return (enum kube_event_type)t;
+	return KUBE_EV_TYPES;
+}
+
+static int on_event_line(void *arg, const char *line, size_t len)
+{
+	struct reflector *r = arg;
+	json_error_t jerr;
+	char ex[120];
+	json_t *ev = json_loadb(line, len, 0, &jerr);
+	json_t *obj = json_object_get(ev, "object");
+	enum kube_event_type t = event_type(json_string_value(json_object_get(ev, "type")));
+	int rc = 0;
+
+	if (!json_is_object(obj) || t == KUBE_EV_TYPES) {
+		excerpt(line, len, ex, sizeof(ex));
+		log_warn("api %s: watch: skipping a line that is not an event (%s): %s", r->d->name,
+			 ev ? "no known type or no object" : jerr.text, ex);
+		r->bad_lines++;
+		goto out;
+	}
+	r->events[t]++;
+	if (t == KUBE_EV_ERROR) {
+		long code = (long)json_integer_value(json_object_get(obj, "code"));
+		const char *m = json_string_value(json_object_get(obj, "message"));
+		excerpt(m ? m : "", m ? strlen(m) : 0, ex, sizeof(ex));
+		if (code == 410) {
+			log_info("api %s: watch: resourceVersion %s is gone (410: %s); listing "
+				 "again",
+				 r->d->name, r->rv ? r->rv : "?", ex);
+			r->want_relist = true;
+		} else {
+			log_warn("api %s: watch: ERROR event %ld: %s", r->d->name, code, ex);
+			r->watch_failed = "the API server sent an ERROR event";
+		}
+		rc = -EPROTO; /* ends this watch; its done callback decides what next */
+		goto out;
+	}
+	r->watch_progress = true;
+	r->failures = 0;
+	json_t *meta = json_object_get(obj, "metadata");
+	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
+	if (t == KUBE_EV_BOOKMARK) {
+		if (rv)
+			set_str(&r->rv, rv);
+		goto out;
+	}
+	struct ident id;
+	int irc = object_ident(r, obj, &id);
+	if (irc < 0) {
+		excerpt(line, len, ex, sizeof(ex));
+		log_warn("api %s: watch: %s event without a usable name: %s", r->d->name,
+			 kube_event_type_name(t), ex);
+		r->bad_lines++;
+	} else if (irc == 0) {
+		bool changed =
+		    t == KUBE_EV_DELETED ? object_delete(r, &id) : object_upsert(r, obj, &id);
+		log_debug("api %s: %s %s rv %s%s", r->d->name, kube_event_type_name(t), id.key,
+			  id.rv ? id.rv : "?", changed ? "" : " (no change)");
+		if (changed)
+			notify(r->ks);
+	}
+	if (rv)
+		set_str(&r->rv, rv);
+out:
+	json_decref(ev);
+	return rc;
+}
+
+static int on_watch_data(void *arg, const char *data, size_t len)
+{
+	struct reflector *r = arg;
+	int rc = kube_lines_feed(&r->lines, data, len, on_event_line, r);
+
+	if (rc == -E2BIG) {
+		log_error("api %s: watch: an event line is longer than %u MiB; reconnecting",
+			  r->d->name, KUBE_MAX_LINE >> 20);
+		r->watch_failed = "an event line was too long";
+	}
+	return rc;
+}
+
+static void on_watch_done(void *arg, const struct kube_http_result *res)
+{
+	struct reflector *r = arg;
+	char why[600];
+
+	r->req = NULL;
+	if (r->lines.len)
+		log_info("api %s: watch: stream ended inside an event (%zu bytes dropped); the "
+			 "event comes again on resume",
+			 r->d->name, r->lines.len);
+	kube_lines_reset(&r->lines);
+	if (r->want_relist || res->status == 410) {
+		if (!r->want_relist)
+			log_info("api %s: watch: resourceVersion %s is gone (410); listing again",
+				 r->d->name, r->rv ? r->rv : "?");
+		r->relists++;
+		r->need_list = true;
+		free(r->cont);
+		r->cont = NULL;
+		start_list(r);
+		return;
+	}
+	if (r->watch_failed) {
+		retry_later(r, res, "watch", r->watch_failed);
+		return;
+	}
+	if (res->status == 200 && res->curl_code == 0) {
+		/* the server ended the watch (timeoutSeconds): resume at once, unless it
+		 * keeps ending watches before anything arrives */
+		if (r->watch_progress || r->failures == 0) {
+			log_debug("api %s: watch ended; resuming from %s", r->d->name, r->rv);
+			start_watch(r);
+		} else {
+			retry_later(r, res, "watch", "ended without an event");
+		}
+		return;
+	}
+	if (res->status == 200 && r->watch_progress && !res->timed_out) {
+		/* dropped after events: resume from the last one straight away */
+		log_info("api %s: watch interrupted (%s); resuming from resourceVersion %s",
+			 r->d->name, res->error, r->rv ? r->rv : "?");
+		start_watch(r);
+		return;
+	}
+	describe_failure(r, res, why, sizeof(why));
+	retry_later(r, res, "watch", why);
+}
+
+static void start_watch(struct reflector *r)
+{
+	struct kube_source *ks = r->ks;
+	char *pq = NULL, *rv = escape_dup(r->rv ? r->rv : "");
+	unsigned tmo = WATCH_TIMEOUT_MIN_S + rand32() % WATCH_TIMEOUT_MIN_S;
+	int rc;
+
+	if (!rv) {
+		retry_later(r, NULL, "watch", "out of memory");
+		return;
+	}
+	rc = asprintf(
+	    &pq, "%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%u%s%s",
+	    r->d->path, rv, tmo, r->d->labelled && ks->labels_q ? "&labelSelector=" : "",
+	    r->d->labelled && ks->labels_q ? ks->labels_q : "");
+	free(rv);
+	if (rc < 0) {
+		retry_later(r, NULL, "watch", "out of memory");
+		return;
+	}
+	struct kube_http_opts o = {
+	    .path_query = pq,
+	    .first_ms = ks->o.timeout_ms,
+	    /* the server ends the watch after tmo; silence beyond that is a hang */
+	    .idle_ms = tmo * 1000u + ks->o.timeout_ms,
+	    .on_data = on_watch_data,
+	    .on_done = on_watch_done,
+	    .arg = r,
+	};
+	r->watch_progress = false;
+	r->watch_failed = NULL;
+	kube_lines_reset(&r->lines);
+	log_debug("api %s: GET %s", r->d->name, pq);
+	rc = kube_http_get(ks->http, &o, &r->req);
+	free(pq);
+	if (rc < 0)
+		retry_later(r, NULL, "watch", strerror(-rc));
+}
+
+/* ---- the source ----------------------------------------------------------- */
+
+static int parse_namespaces(struct kube_source *ks, const char *list)
+{
+	const char *p = list;
+
+	while (*p) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		bool ok = n > 0 && n <= 63;
+		for (size_t i = 0; i < n && ok; i++)
+			ok = (p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') ||
+			     (p[i] == '-' && i > 0 && i + 1 < n);
+		if (!ok || ks->n_ns_filter == MAX_NAMESPACES) {
+			log_error("--namespaces %s: expected up to %d namespace names separated by "
+				  "commas",
+				  list, MAX_NAMESPACES);
+			return -EINVAL;
+		}
+		if (!(ks->ns_filter[ks->n_ns_filter] = strndup(p, n)))
+			return -ENOMEM;
+		ks->n_ns_filter++;
+		p += n + (e ? 1 : 0);
+	}
+	return 0;
+}
+
+static void source_free(struct kube_source *ks)
+{
+	for (int k = 0; k < KUBE_RESOURCES; k++) {
+		struct reflector *r = &ks->r[k];
+		pending_clear(r);
+		free(r->pend);
+		for (size_t i = 0; i < r->index.cap; i++)
+			if (r->index.slots[i].key)
+				free((char *)r->index.slots[i].val);
+		store_map_clear(&r->index);
+		kube_lines_free(&r->lines);
+		body_reset(r);
+		free(r->rv);
+		free(r->list_rv);
+		free(r->cont);
+	}
+	for (size_t i = 0; i < ks->n_ns_filter; i++)
+		free(ks->ns_filter[i]);
+	free(ks->labels_q);
+	kubeconfig_free(&ks->conn);
+	free(ks);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct kube_source *ks = h->data;
+
+	if (--ks->open_handles == 0)
+		source_free(ks);
+}
+
+int kube_source_start(uv_loop_t *loop, struct kube_conn *conn, const struct kube_options *o,
+		      struct model_store *store, kube_changed_cb cb, void *arg,
+		      struct kube_source **out)
+{
+	struct kube_source *ks = calloc(1, sizeof(*ks));
+	int rc;
+
+	if (!ks) {
+		kubeconfig_free(conn);
+		return -ENOMEM;
+	}
+	ks->conn = *conn;
+	*conn = (struct kube_conn){0};
+	ks->loop = loop;
+	ks->store = store;
+	ks->cb = cb;
+	ks->arg = arg;
+	ks->o = *o;
+	if (!ks->o.page_size)
+		ks->o.page_size = DEFAULT_PAGE_SIZE;
+	if (!ks->o.timeout_ms)
+		ks->o.timeout_ms = DEFAULT_TIMEOUT_MS;
+	if (!ks->o.backoff_min_ms)
+		ks->o.backoff_min_ms = DEFAULT_BACKOFF_MIN;
+	if (!ks->o.backoff_max_ms)
+		ks->o.backoff_max_ms = DEFAULT_BACKOFF_MAX;
+	if (ks->o.backoff_max_ms < ks->o.backoff_min_ms)
+		ks->o.backoff_max_ms = ks->o.backoff_min_ms;
+	ks->o.namespaces = ks->o.labels = NULL; /* not kept: the caller's strings */
+	if (o->namespaces && (rc = parse_namespaces(ks, o->namespaces)) < 0)
+		goto fail;
+	if (o->labels && *o->labels && !(ks->labels_q = escape_dup(o->labels))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = kube_http_new(loop, &ks->conn, &ks->http);
+	if (rc < 0)
+		goto fail;
+	for (int k = 0; k < KUBE_RESOURCES; k++) {
+		struct reflector *r = &ks->r[k];
+		r->ks = ks;
+		r->res = (enum kube_resource)k;
+		r->d = &RES[k];
+		kube_lines_init(&r->lines, KUBE_MAX_LINE);
+		store_map_init(&r->index);
+		uv_timer_init(loop, &r->retry);
+		r->retry.data = r;
+		r->need_list = true;
+		ks->open_handles++;
+	}
+	log_info("api: connecting to %s (%s)%s%s%s%s", ks->conn.server, ks->conn.origin,
+		 o->namespaces ? "; namespaces " : "", o->namespaces ? o->namespaces : "",
+		 ks->labels_q ? "; labels " : "", ks->labels_q ? o->labels : "");
+	for (int k = 0; k < KUBE_RESOURCES; k++)
+		start_list(&ks->r[k]);
+	*out = ks;
+	return 0;
+fail:
+	if (rc == -ENOMEM)
+		log_error("api: out of memory");
+	source_free(ks);
+	return rc;
+}
+
+void kube_source_stop(struct kube_source *ks)
+{
+	if (!ks)
+		return;
+	ks->stopping = true;
+	for (int k = 0; k < KUBE_RESOURCES; k++) {
+		struct reflector *r = &ks->r[k];
+		kube_http_cancel(r->req);
+		r->req = NULL;
+	}
+	kube_http_free(ks->http);
+	ks->http = NULL;
+	for (int k = 0; k < KUBE_RESOURCES; k++) {
+		uv_timer_stop(&ks->r[k].retry);
+		ks->r[k].retry.data = ks;
+		uv_close((uv_handle_t *)&ks->r[k].retry, on_handle_closed);
+	}
+}
+
+bool kube_source_synced(const struct kube_source *ks)
+{
+	return ks->synced;
+}
+
+double kube_source_seconds_since_contact(const struct kube_source *ks)
+{
+	uint64_t last = ks->http ? kube_http_last_contact_ms(ks->http) : 0;
+
+	if (!last)
+		return -1;
+	return (double)(now_ms() - last) / 1000.0;
+}
+
+uint64_t kube_source_events(const struct kube_source *ks, enum kube_resource r,
+			    enum kube_event_type t)
+{
+	return r < KUBE_RESOURCES && t < KUBE_EV_TYPES ? ks->r[r].events[t] : 0;
+}
+
+uint64_t kube_source_relists(const struct kube_source *ks, enum kube_resource r)
+{
+	return r < KUBE_RESOURCES ? ks->r[r].relists : 0;
+}
+
+uint64_t kube_source_bad_lines(const struct kube_source *ks, enum kube_resource r)
+{
+	return r < KUBE_RESOURCES ? ks->r[r].bad_lines : 0;
+}

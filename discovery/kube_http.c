@@ -1,0 +1,543 @@
+/* libcurl's multi interface on the libuv loop: curl tells which sockets to
+ * watch (uv_poll) and when to call it back (uv_timer); each request carries
+ * its own silence timer so that a server that accepts and then says nothing
+ * cannot hold a request open for ever. */
+#include "discovery/kube_http.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "common/log.h"
+
+#define ERR_BODY_MAX	   (64u << 10)
+#define CONNECT_TIMEOUT_MS 10000
+
+struct http_sock {
+	uv_poll_t poll;
+	curl_socket_t fd;
+	struct kube_http *h;
+	struct http_sock *prev, *next;
+};
+
+struct kube_http {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t timer;
+	struct kube_conn *conn;
+	struct kube_http_req *reqs;
+	struct http_sock *socks;
+	uint64_t last_contact_ms;
+	bool freeing;
+};
+
+struct kube_http_req {
+	struct kube_http *h;
+	CURL *easy;
+	struct curl_slist *headers;
+	struct kube_http_opts o;
+	uv_timer_t silence;
+	bool got_headers;
+	bool timed_out;
+	int abort_code;
+	unsigned retry_after;
+	long status;
+	char *err_body;
+	size_t err_len;
+	char errbuf[CURL_ERROR_SIZE];
+	char msg[CURL_ERROR_SIZE + 64];
+	struct kube_http_req *prev, *next;
+};
+
+static uint64_t now_ms(void)
+{
+	return uv_hrtime() / 1000000u;
+}
+
+static void check_done(struct kube_http *h);
+
+/* ---- sockets and timers ---------------------------------------------------- */
+
+static void sock_closed(uv_handle_t *hd)
+{
+	free(hd->data);
+}
+
+static void sock_drop(struct http_sock *s)
+{
+	struct kube_http *h = s->h;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		h->socks = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	uv_poll_stop(&s->poll);
+	uv_close((uv_handle_t *)&s->poll, sock_closed);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+	struct http_sock *s = p->data;
+	struct kube_http *h = s->h;
+	int flags = 0, running;
+
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(h->multi, s->fd, flags, &running);
+	check_done(h);
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct kube_http *h = userp;
+	struct http_sock *s = socketp;
+	(void)e;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			curl_multi_assign(h->multi, fd, NULL);
+			sock_drop(s);
+		}
+		return 0;
+	}
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return -1;
+		if (uv_poll_init_socket(h->loop, &s->poll, fd) < 0) {
+			free(s);
+			return -1;
+		}
+		s->fd = fd;
+		s->h = h;
+		s->poll.data = s;
+		s->next = h->socks;
+		if (h->socks)
+			h->socks->prev = s;
+		h->socks = s;
+		curl_multi_assign(h->multi, fd, s);
+	}
+	int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+	uv_poll_start(&s->poll, ev, on_poll);
+	return 0;
+}
+
+static void on_curl_timer(uv_timer_t *t)
+{
+	struct kube_http *h = t->data;
+	int running;
+
+	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(h);
+}
+
+static int on_timer_change(CURLM *m, long timeout_ms, void *userp)
+{
+	struct kube_http *h = userp;
+	(void)m;
+
+	if (timeout_ms < 0)
+		uv_timer_stop(&h->timer);
+	else
+		uv_timer_start(&h->timer, on_curl_timer, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+static void req_closed(uv_handle_t *hd)
+{
+	struct kube_http_req *r = hd->data;
+	free(r->err_body);
+	free(r);
+}
+
+/* Takes the request out of curl and the list, and frees it once its timer
+ * handle is closed. Never called from inside a curl callback. */
+static void req_destroy(struct kube_http_req *r)
+{
+	struct kube_http *h = r->h;
+
+	if (r->easy) {
+		curl_multi_remove_handle(h->multi, r->easy);
+		curl_easy_cleanup(r->easy);
+		r->easy = NULL;
+	}
+	curl_slist_free_all(r->headers);
+	r->headers = NULL;
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		h->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	uv_timer_stop(&r->silence);
+	uv_close((uv_handle_t *)&r->silence, req_closed);
+}
+
+static void req_finish(struct kube_http_req *r, CURLcode code)
+{
+	struct kube_http_result res = {.curl_code = (int)code, .body = "", .error = ""};
+	long status = 0;
+
+	if (r->easy)
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	res.status = status;
+	res.retry_after = r->retry_after;
+	res.timed_out = r->timed_out || code == CURLE_OPERATION_TIMEDOUT;
+	if (r->timed_out) {
+		snprintf(r->msg, sizeof(r->msg), "%s for %u ms",
+			 r->got_headers ? "no data" : "no response",
+			 r->got_headers ? r->o.idle_ms : r->o.first_ms);
+		res.error = r->msg;
+	} else if (r->abort_code < 0) {
+		snprintf(r->msg, sizeof(r->msg), "stopped reading: %s", strerror(-r->abort_code));
+		res.error = r->msg;
+	} else if (code != CURLE_OK) {
+		snprintf(r->msg, sizeof(r->msg), "%s",
+			 r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
+		res.error = r->msg;
+	}
+	if (r->err_body) {
+		res.body = r->err_body;
+		res.body_len = r->err_len;
+	}
+	kube_http_done_cb done = r->o.on_done;
+	void *arg = r->o.arg;
+	/* The callback may start new requests; this one is gone by then. */
+	curl_multi_remove_handle(r->h->multi, r->easy);
+	done(arg, &res);
+	req_destroy(r);
+}
+
+static void check_done(struct kube_http *h)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(h->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct kube_http_req *r = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		if (r)
+			req_finish(r, m->data.result);
+	}
+}
+
+static void on_silence(uv_timer_t *t)
+{
+	struct kube_http_req *r = t->data;
+
+	r->timed_out = true;
+	req_finish(r, CURLE_OPERATION_TIMEDOUT);
+}
+
+static void touch(struct kube_http_req *r)
+{
+	unsigned ms = r->got_headers ? r->o.idle_ms : r->o.first_ms;
+
+	r->h->last_contact_ms = now_ms();
+	if (ms)
+		uv_timer_start(&r->silence, on_silence, ms, 0);
+	else
+		uv_timer_stop(&r->silence);
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct kube_http_req *r = arg;
+	size_t len = size * n;
+
+	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		r->got_headers = false; /* a new response (after 100 Continue) */
+		r->retry_after = 0;
+	} else if (len <= 2 && (len == 0 || p[0] == '\r' || p[0] == '\n')) {
+		r->got_headers = true;
+	} else if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+		unsigned long v = strtoul(p + 12, NULL, 10);
+		r->retry_after = v > 3600 ? 3600 : (unsigned)v;
+	}
+	touch(r);
+	return len;
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *arg)
+{
+	struct kube_http_req *r = arg;
+	size_t len = size * n;
+	long status = 0;
+
+	touch(r);
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 200 && status < 300) {
+		int rc = r->o.on_data ? r->o.on_data(r->o.arg, p, len) : 0;
+		if (rc < 0) {
+			r->abort_code = rc;
+			return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
+		}
+		return len;
+	}
+	/* Keep the start of an error body: the Status object says why. */
+	if (r->err_len < ERR_BODY_MAX) {
+		size_t take = len < ERR_BODY_MAX - r->err_len ? len : ERR_BODY_MAX - r->err_len;
+		char *nb = realloc(r->err_body, r->err_len + take + 1);
+		if (nb) {
+			memcpy(nb + r->err_len, p, take);
+			r->err_len += take;
+			nb[r->err_len] = '\0';
+			r->err_body = nb;
+		}
+	}
+	return len;
+}
+
+static int set_tls_and_auth(struct kube_http_req *r, const char *token)
+{
+	struct kube_conn *c = r->h->conn;
+	CURL *e = r->easy;
+	char *auth = NULL;
+
+	if (c->insecure) {
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	if (c->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+	if (c->ca_pem) {
+		struct curl_blob b = {c->ca_pem, c->ca_pem_len, CURL_BLOB_COPY};
+		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
+	}
+	if (c->cert_file)
+		curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert_file);
+	if (c->cert_pem) {
+		struct curl_blob b = {c->cert_pem, c->cert_pem_len, CURL_BLOB_COPY};
+		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
+	}
+	if (c->key_file)
+		curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file);
+	if (c->key_pem) {
+		struct curl_blob b = {c->key_pem, c->key_pem_len, CURL_BLOB_COPY};
+		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
+	}
+	if (c->proxy)
+		curl_easy_setopt(e, CURLOPT_PROXY, c->proxy);
+
+	struct curl_slist *l = curl_slist_append(NULL, "Accept: application/json");
+	if (!l)
+		return -ENOMEM;
+	r->headers = l;
+	if (token) {
+		if (asprintf(&auth, "Authorization: Bearer %s", token) < 0)
+			return -ENOMEM;
+		l = curl_slist_append(r->headers, auth);
+		/* the slist holds its own copy; do not leave the token lying around */
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+		if (!l)
+			return -ENOMEM;
+	}
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+	return 0;
+}
+
+int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct kube_http_req **out)
+{
+	struct kube_http_req *r = calloc(1, sizeof(*r));
+	char *url = NULL;
+	int rc = -ENOMEM;
+
+	if (!r)
+		return -ENOMEM;
+	r->h = h;
+	r->o = *o;
+	uv_timer_init(h->loop, &r->silence);
+	r->silence.data = r;
+	r->next = h->reqs;
+	if (h->reqs)
+		h->reqs->prev = r;
+	h->reqs = r;
+	if (asprintf(&url, "%s%s", h->conn->server, o->path_query) < 0) {
+		url = NULL;
+		goto fail;
+	}
+	r->easy = curl_easy_init();
+	if (!r->easy)
+		goto fail;
+	CURL *e = r->easy;
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "svcdns/" SVCDNS_VERSION);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)(o->first_ms && o->first_ms < CONNECT_TIMEOUT_MS
+				    ? o->first_ms
+				    : CONNECT_TIMEOUT_MS));
+	/* A peer that vanishes without a FIN is noticed within about a minute. */
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
+	rc = set_tls_and_auth(r, kubeconfig_token(h->conn, now_ms()));
+	if (rc < 0)
+		goto fail;
+	if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	touch(r);
+	free(url);
+	*out = r;
+	return 0;
+fail:
+	free(url);
+	req_destroy(r);
+	return rc;
+}
+
+void kube_http_cancel(struct kube_http_req *r)
+{
+	if (r)
+		req_destroy(r);
+}
+
+uint64_t kube_http_last_contact_ms(const struct kube_http *h)
+{
+	return h->last_contact_ms;
+}
+
+int kube_http_new(uv_loop_t *loop, struct kube_conn *conn, struct kube_http **out)
+{
+	static bool global_done;
+	struct kube_http *h;
+
+	/* Not thread-safe: called from main before any worker thread exists. */
+	if (!global_done) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			return -ENOMEM;
+		global_done = true;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->multi = curl_multi_init();
+	if (!h->multi) {
+		free(h);
+		return -ENOMEM;
+	}
+	h->loop = loop;
+	h->conn = conn;
+	uv_timer_init(loop, &h->timer);
+	h->timer.data = h;
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	*out = h;
+	return 0;
+}
+
+static void http_closed(uv_handle_t *hd)
+{
+	free(hd->data);
+}
+
+void kube_http_free(struct kube_http *h)
+{
+	if (!h)
+		return;
+	while (h->reqs)
+		req_destroy(h->reqs);
+	/* Cleanup closes the cached connections; their sockets are dropped
+	 * here whether or not curl reports each one. */
+	curl_multi_cleanup(h->multi);
+	while (h->socks)
+		sock_drop(h->socks);
+	uv_timer_stop(&h->timer);
+	uv_close((uv_handle_t *)&h->timer, http_closed);
+}
+
+/* ---- lines ----------------------------------------------------------------- */
+
+void kube_lines_init(struct kube_lines *lb, size_t max)
+{
+	*lb = (struct kube_lines){.max = max};
+}
+
+void kube_lines_reset(struct kube_lines *lb)
+{
+	lb->len = 0;
+}
+
+void kube_lines_free(struct kube_lines *lb)
+{
+	free(lb->buf);
+	kube_lines_init(lb, lb->max);
+}
+
+static int lines_append(struct kube_lines *lb, const char *p, size_t n)
+{
+	if (lb->len + n > lb->max) {
+		lb->len = 0;
+		return -E2BIG;
+	}
+	if (lb->len + n > lb->cap) {
+		size_t cap = lb->cap ? lb->cap : 4096;
+		while (cap < lb->len + n)
+			cap *= 2;
+		char *nb = realloc(lb->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		lb->buf = nb;
+		lb->cap = cap;
+	}
+	memcpy(lb->buf + lb->len, p, n);
+	lb->len += n;
+	return 0;
+}
+
+int kube_lines_feed(struct kube_lines *lb, const char *data, size_t len, kube_line_cb cb, void *arg)
+{
+	const char *p = data, *end = data + len;
+	int rc;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			return lines_append(lb, p, (size_t)(end - p));
+		const char *line = p;
+		size_t n = (size_t)(nl - p);
+		if (lb->len) {
+			/* the end of a line begun in an earlier piece */
+			if ((rc = lines_append(lb, p, n)) < 0)
+				return rc;
+			line = lb->buf;
+			n = lb->len;
+		} else if (n > lb->max) {
+			return -E2BIG;
+		}
+		p = nl + 1;
+		if (n && line[n - 1] == '\r')
+			n--;
+		lb->len = 0;
+		if (n && (rc = cb(arg, line, n)) < 0)
+			return rc;
+	}
+	return 0;
+}

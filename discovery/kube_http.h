@@ -1,0 +1,83 @@
+/* HTTP for the Kubernetes API source: libcurl's multi interface driven by the
+ * libuv loop (uv_poll per socket, one uv_timer for curl's timeouts), and the
+ * splitting of a streamed body into lines.
+ *
+ * Owns: curl handles and their sockets, TLS and credentials of each request
+ * (from a struct kube_conn), the per-request silence timeout, and the line
+ * buffer. Must never: interpret the Kubernetes protocol (that is kube.c) or log
+ * a token. Everything runs on the loop's thread. */
+#ifndef SVCDNS_KUBE_HTTP_H
+#define SVCDNS_KUBE_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "discovery/kubeconfig.h"
+
+struct kube_http;
+struct kube_http_req;
+
+struct kube_http_result {
+	int curl_code;	      /* CURLcode; 0 when the transfer completed */
+	long status;	      /* HTTP status, 0 when none was received */
+	bool timed_out;	      /* our silence timeout (or curl's) ended it */
+	unsigned retry_after; /* seconds from a Retry-After header, 0 when none */
+	const char *error;    /* one line for logs; never NULL */
+	const char *body;     /* start of a non-2xx body (the Status object), or "" */
+	size_t body_len;
+};
+
+/* Body bytes of a 2xx response as they arrive. Return 0 to go on, or a
+ * negative code to abort the transfer (done is still called, with
+ * curl_code != 0 and error naming the reason given to kube_http_abort...). */
+typedef int (*kube_http_data_cb)(void *arg, const char *data, size_t len);
+/* Called exactly once per request unless it was cancelled. The request is
+ * freed right after the callback returns. */
+typedef void (*kube_http_done_cb)(void *arg, const struct kube_http_result *r);
+
+struct kube_http_opts {
+	const char *path_query; /* "/api/v1/services?limit=500": appended to the server */
+	/* Abort when no byte arrived for this long; first_ms applies until the
+	 * response headers are in, idle_ms afterwards. 0: no limit. */
+	unsigned first_ms;
+	unsigned idle_ms;
+	kube_http_data_cb on_data;
+	kube_http_done_cb on_done;
+	void *arg;
+};
+
+int kube_http_new(uv_loop_t *loop, struct kube_conn *conn, struct kube_http **out);
+/* Cancels every request (no callbacks) and closes every handle; the loop
+ * finishes closing them. */
+void kube_http_free(struct kube_http *h);
+
+int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct kube_http_req **out);
+/* Stops a request; its callbacks are not called afterwards. */
+void kube_http_cancel(struct kube_http_req *req);
+/* Monotonic ms of the last byte received from the server on any request
+ * (0 when none yet). */
+uint64_t kube_http_last_contact_ms(const struct kube_http *h);
+
+/* ---- lines -----------------------------------------------------------------
+ * A watch body is newline-delimited JSON; one event may arrive in many
+ * pieces and many events in one. Lines longer than `max` are refused. */
+struct kube_lines {
+	char *buf;
+	size_t len, cap, max;
+};
+
+typedef int (*kube_line_cb)(void *arg, const char *line, size_t len);
+
+void kube_lines_init(struct kube_lines *lb, size_t max);
+void kube_lines_reset(struct kube_lines *lb); /* drops a partial line */
+void kube_lines_free(struct kube_lines *lb);
+/* Calls cb for every complete non-empty line (without its "\n" or "\r\n").
+ * Returns 0, -E2BIG when a line grows past max (the buffer is reset), the
+ * first negative value cb returned, or -ENOMEM. */
+int kube_lines_feed(struct kube_lines *lb, const char *data, size_t len, kube_line_cb cb,
+		    void *arg);
+
+#endif

@@ -1,0 +1,467 @@
+/* Upstream queries and answers on the wire: build, check, render. Every read
+ * of an upstream answer is bounds-checked: the upstream is not trusted.
+ * See forward_msg.h. */
+#include "dns/forward_msg.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define T_NS	2
+#define T_MD	3
+#define T_MF	4
+#define T_CNAME 5
+#define T_SOA	6
+#define T_MB	7
+#define T_MG	8
+#define T_MR	9
+#define T_PTR	12
+#define T_MINFO 14
+#define T_MX	15
+#define T_RP	17
+#define T_AFSDB 18
+#define T_RT	21
+#define T_SRV	33
+#define T_DNAME 39
+#define T_OPT	41
+
+#define FLAG_QR	    0x80
+#define FLAG_TC	    0x02
+#define FLAG_RA	    0x80 /* byte 3 */
+#define FLAG_AD	    0x20
+#define FLAG_CD	    0x10
+#define OPT_SIZE    11
+#define OUR_PAYLOAD 1232
+
+static inline uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void wr16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void wr32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+void fwd_key_hash(struct fwd_key *k)
+{
+	uint32_t h = dname_hash(k->name, k->name_len);
+	h ^= (uint32_t)k->qtype * 0x9E3779B1u;
+	h ^= (uint32_t)k->qclass << 16 ^ (uint32_t)k->flags << 24;
+	h ^= h >> 15;
+	h *= 0x2C1B3C6Du;
+	h ^= h >> 12;
+	k->hash = h;
+}
+
+bool fwd_key_equal(const struct fwd_key *a, const struct fwd_key *b)
+{
+	return a->hash == b->hash && a->qtype == b->qtype && a->qclass == b->qclass &&
+	       a->flags == b->flags && a->name_len == b->name_len &&
+	       memcmp(a->name, b->name, a->name_len) == 0;
+}
+
+size_t fwd_query_build(const struct fwd_key *k, uint16_t id, uint8_t *out)
+{
+	wr16(out, id);
+	out[2] = 0x01; /* RD: the upstream is a resolver */
+	out[3] = (k->flags & FWD_KEY_CD) ? FLAG_CD : 0;
+	wr16(out + 4, 1);
+	wr16(out + 6, 0);
+	wr16(out + 8, 0);
+	wr16(out + 10, 1);
+	size_t n = 12;
+	memcpy(out + n, k->name, k->name_len);
+	n += k->name_len;
+	wr16(out + n, k->qtype);
+	wr16(out + n + 2, k->qclass);
+	n += 4;
+	out[n] = 0;
+	wr16(out + n + 1, T_OPT);
+	wr16(out + n + 3, OUR_PAYLOAD);
+	out[n + 5] = 0;
+	out[n + 6] = 0;
+	wr16(out + n + 7, (k->flags & FWD_KEY_DO) ? 0x8000 : 0);
+	wr16(out + n + 9, 0);
+	return n + OPT_SIZE;
+}
+
+/* Skips the names at the start of an SOA's rdata; returns the offset of its
+ * five numbers or -EBADMSG. */
+static int soa_numbers(const uint8_t *w, size_t end, size_t rd)
+{
+	int o = dname_skip(w, end, rd);
+	if (o < 0)
+		return -EBADMSG;
+	o = dname_skip(w, end, (size_t)o);
+	if (o < 0 || (size_t)o + 20 > end)
+		return -EBADMSG;
+	return o;
+}
+
+int fwd_msg_parse(uint8_t *wire, size_t len, const struct fwd_key *k, uint16_t id,
+		  uint16_t *ttl_off, struct fwd_msg *m)
+{
+	uint8_t qname[DNAME_MAX];
+	memset(m, 0, sizeof(*m));
+	if (len < 12 || len > 65535)
+		return -EBADMSG;
+	if (rd16(wire) != id || !(wire[2] & FLAG_QR) || ((wire[2] >> 3) & 0x0F) != 0)
+		return -EPROTO;
+	if (rd16(wire + 4) != 1)
+		return -ENOMSG;
+	int ql = dname_read_question(wire, len, 12, qname);
+	if (ql < 0 || 12 + (size_t)ql + 4 > len)
+		return -ENOMSG;
+	size_t qend = 12 + (size_t)ql + 4;
+	if ((size_t)ql != k->name_len || memcmp(qname, k->name, k->name_len) != 0 ||
+	    rd16(wire + qend - 4) != k->qtype || rd16(wire + qend - 2) != k->qclass)
+		return -ENOMSG;
+	/* The 0x20 case of the upstream's echo is its own business; ours is
+	 * lowercase, so that cached pointers into it read the same for everyone. */
+	memcpy(wire + 12, qname, (size_t)ql);
+
+	m->wire = wire;
+	m->qend = (uint16_t)qend;
+	m->rcode = wire[3] & 0x0F;
+	m->ad = (wire[3] & FLAG_AD) != 0;
+	if (wire[2] & FLAG_TC) {
+		m->tc = true;
+		m->len = (uint16_t)qend;
+		m->an_end = m->an_ns_end = (uint16_t)qend;
+		m->ttl_off = ttl_off;
+		return 0;
+	}
+	unsigned counts[3] = {rd16(wire + 6), rd16(wire + 8), rd16(wire + 10)};
+	size_t off = qend;
+	size_t cut = 0; /* where the OPT starts, when there is one */
+	unsigned n_ttl = 0, kept_ar = 0;
+	for (int sec = 0; sec < 3; sec++) {
+		for (unsigned i = 0; i < counts[sec]; i++) {
+			int o = dname_skip(wire, len, off);
+			if (o < 0 || (size_t)o + 10 > len)
+				return -EBADMSG;
+			size_t rr = (size_t)o;
+			uint16_t type = rd16(wire + rr);
+			uint16_t rdlen = rd16(wire + rr + 8);
+			size_t end = rr + 10 + rdlen;
+			if (end > len)
+				return -EBADMSG;
+			if (sec == 2 && (type == T_OPT || cut)) {
+				/* Our OPT replaces it; whatever follows (TSIG,
+				 * SIG(0)) belonged to that exchange only. */
+				if (!cut)
+					cut = off;
+				off = end;
+				continue;
+			}
+			if (type == T_OPT)
+				return -EBADMSG;
+			if (n_ttl >= FWD_MAX_RRS)
+				return -EBADMSG;
+			ttl_off[n_ttl++] = (uint16_t)(rr + 4);
+			if (sec == 1 && type == T_SOA && !m->has_soa) {
+				int nums = soa_numbers(wire, end, rr + 10);
+				if (nums < 0)
+					return -EBADMSG;
+				m->has_soa = true;
+				m->soa_ttl = rd32(wire + rr + 4);
+				m->soa_min = rd32(wire + nums + 16);
+			}
+			if (sec == 2)
+				kept_ar++;
+			off = end;
+		}
+		if (sec == 0)
+			m->an_end = (uint16_t)off;
+		if (sec == 1) {
+			m->an_ns_end = (uint16_t)off;
+			m->n_ttl_an_ns = (uint16_t)n_ttl;
+		}
+	}
+	m->len = (uint16_t)(cut ? cut : off);
+	m->an = (uint16_t)counts[0];
+	m->ns = (uint16_t)counts[1];
+	m->ar = (uint16_t)kept_ar;
+	m->ttl_off = ttl_off;
+	m->n_ttl = (uint16_t)n_ttl;
+	return 0;
+}
+
+enum fwd_cache_kind fwd_msg_cache_ttl(const struct fwd_msg *m, uint32_t max_ttl,
+				      uint32_t max_neg_ttl, uint32_t *ttl)
+{
+	*ttl = 0;
+	if (m->tc)
+		return FWD_CACHE_NONE;
+	if (m->rcode == 3 || (m->rcode == 0 && m->an == 0)) {
+		if (!m->has_soa)
+			return FWD_CACHE_NONE;
+		uint32_t t = m->soa_ttl < m->soa_min ? m->soa_ttl : m->soa_min;
+		*ttl = t < max_neg_ttl ? t : max_neg_ttl;
+		return *ttl ? FWD_CACHE_NEGATIVE : FWD_CACHE_NONE;
+	}
+	if (m->rcode != 0)
+		return FWD_CACHE_NONE;
+	uint32_t t = max_ttl;
+	for (unsigned i = 0; i < m->n_ttl_an_ns; i++) {
+		uint32_t v = rd32(m->wire + m->ttl_off[i]);
+		if (v & 0x80000000u) /* RFC 2181 8: a TTL with the top bit set is zero */
+			v = 0;
+		if (v < t)
+			t = v;
+	}
+	*ttl = t;
+	return t ? FWD_CACHE_POSITIVE : FWD_CACHE_NONE;
+}
+
+static uint32_t ttl_out(uint32_t orig, const struct fwd_ttl *t)
+{
+	if (t->stale)
+		return FWD_STALE_TTL;
+	if (orig & 0x80000000u)
+		orig = 0;
+	if (orig > t->cap)
+		orig = t->cap;
+	return orig > t->age ? orig - t->age : 0;
+}
+
+static size_t put_header(const struct fwd_client_q *c, uint8_t rcode, bool ad, uint8_t *out)
+{
+	memcpy(out, c->hdr, 2);
+	out[2] = (uint8_t)(FLAG_QR | (c->hdr[2] & 0x79)); /* opcode, RD */
+	out[3] = (uint8_t)(FLAG_RA | (c->hdr[3] & FLAG_CD) | (rcode & 0x0F));
+	/* AD only for clients that said they understand it (RFC 6840 5.7/5.8). */
+	if (ad && (c->edns_do || (c->hdr[3] & FLAG_AD)))
+		out[3] |= FLAG_AD;
+	wr16(out + 4, 1);
+	wr16(out + 6, 0);
+	wr16(out + 8, 0);
+	wr16(out + 10, 0);
+	memcpy(out + 12, c->q, c->qlen);
+	return 12 + (size_t)c->qlen;
+}
+
+static size_t put_opt(const struct fwd_client_q *c, uint8_t *p)
+{
+	p[0] = 0;
+	wr16(p + 1, T_OPT);
+	wr16(p + 3, OUR_PAYLOAD);
+	p[5] = 0;
+	p[6] = 0;
+	wr16(p + 7, c->edns_do ? 0x8000 : 0);
+	wr16(p + 9, 0);
+	return OPT_SIZE;
+}
+
+static size_t finish(const struct fwd_client_q *c, uint8_t *out, size_t n, uint16_t an, uint16_t ns,
+		     uint16_t ar)
+{
+	if (c->edns) {
+		n += put_opt(c, out + n);
+		ar++;
+	}
+	wr16(out + 6, an);
+	wr16(out + 8, ns);
+	wr16(out + 10, ar);
+	return n;
+}
+
+size_t fwd_render_error(const struct fwd_client_q *c, uint8_t rcode, bool tc, uint8_t *out,
+			size_t cap)
+{
+	if (cap < 12 + (size_t)c->qlen + OPT_SIZE)
+		return 0;
+	size_t n = put_header(c, rcode, false, out);
+	if (tc)
+		out[2] |= FLAG_TC;
+	return finish(c, out, n, 0, 0, 0);
+}
+
+size_t fwd_render(const struct fwd_client_q *c, const struct fwd_msg *m, const struct fwd_ttl *t,
+		  uint8_t *out, size_t cap)
+{
+	size_t limit = c->limit < cap ? c->limit : cap;
+	size_t opt = c->edns ? OPT_SIZE : 0;
+	if ((size_t)c->qlen + 12 != m->qend)
+		return 0; /* not the same question: the caller's mistake */
+	size_t body_end;
+	uint16_t ar = m->ar;
+	unsigned n_ttl = m->n_ttl;
+	if (m->len + opt <= limit) {
+		body_end = m->len;
+	} else if (m->an_ns_end + opt <= limit) {
+		body_end = m->an_ns_end; /* additional data is optional */
+		ar = 0;
+		n_ttl = m->n_ttl_an_ns;
+	} else {
+		return fwd_render_error(c, m->rcode, true, out, cap);
+	}
+	size_t n = put_header(c, m->rcode, m->ad, out);
+	memcpy(out + n, m->wire + n, body_end - n);
+	for (unsigned i = 0; i < n_ttl; i++)
+		wr32(out + m->ttl_off[i], ttl_out(rd32(m->wire + m->ttl_off[i]), t));
+	return finish(c, out, body_end, m->an, m->ns, ar);
+}
+
+int fwd_name_expand(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size_t *next)
+{
+	size_t o = 0;
+	size_t limit = off; /* a pointer must go back from where it is found */
+	bool jumped = false;
+	for (;;) {
+		if (off >= len)
+			return -EBADMSG;
+		uint8_t ll = msg[off];
+		if ((ll & 0xC0) == 0xC0) {
+			if (off + 2 > len)
+				return -EBADMSG;
+			size_t to = (size_t)(ll & 0x3F) << 8 | msg[off + 1];
+			if (!jumped)
+				*next = off + 2;
+			jumped = true;
+			if (to >= limit)
+				return -EBADMSG;
+			limit = to;
+			off = to;
+			continue;
+		}
+		if (ll & 0xC0)
+			return -EBADMSG;
+		if (o + 1 + ll > DNAME_MAX || off + 1 + ll > len)
+			return -EBADMSG;
+		memcpy(out + o, msg + off, 1u + ll);
+		o += 1u + ll;
+		off += 1u + ll;
+		if (ll == 0) {
+			if (!jumped)
+				*next = off;
+			return (int)o;
+		}
+	}
+}
+
+/* Copies the name at msg[*off] in full into out[*n]; false when it does not fit. */
+static bool copy_name(const struct fwd_msg *m, size_t *off, uint8_t *out, size_t *n, size_t cap)
+{
+	uint8_t name[DNAME_MAX];
+	int l = fwd_name_expand(m->wire, m->len, *off, name, off);
+	if (l < 0 || *n + (size_t)l > cap)
+		return false;
+	memcpy(out + *n, name, (size_t)l);
+	*n += (size_t)l;
+	return true;
+}
+
+/* Where the names in a type's rdata are: the number of names and the fixed
+ * bytes before the first; -1 for types whose rdata is copied as it is. */
+static int rdata_names(uint16_t type, size_t *skip)
+{
+	*skip = 0;
+	switch (type) {
+	case T_NS:
+	case T_MD:
+	case T_MF:
+	case T_CNAME:
+	case T_MB:
+	case T_MG:
+	case T_MR:
+	case T_PTR:
+	case T_DNAME:
+		return 1;
+	case T_MX:
+	case T_AFSDB:
+	case T_RT:
+		*skip = 2;
+		return 1;
+	case T_SRV:
+		*skip = 6;
+		return 1;
+	case T_SOA:
+	case T_MINFO:
+	case T_RP:
+		return 2;
+	default:
+		return -1;
+	}
+}
+
+/* Copies one record of m at *off with every name in full. */
+static bool copy_rr(const struct fwd_msg *m, size_t *off, const struct fwd_ttl *t, uint8_t *out,
+		    size_t *n, size_t cap)
+{
+	if (!copy_name(m, off, out, n, cap) || *off + 10 > m->len || *n + 10 > cap)
+		return false;
+	const uint8_t *rr = m->wire + *off;
+	uint16_t type = rd16(rr);
+	size_t rdlen = rd16(rr + 8);
+	size_t rd = *off + 10, rd_end = rd + rdlen;
+	if (rd_end > m->len)
+		return false;
+	memcpy(out + *n, rr, 4);
+	wr32(out + *n + 4, ttl_out(rd32(rr + 4), t));
+	size_t len_at = *n + 8;
+	*n += 10;
+	size_t start = *n, skip;
+	int names = rdata_names(type, &skip);
+	if (names < 0) {
+		if (*n + rdlen > cap)
+			return false;
+		memcpy(out + *n, m->wire + rd, rdlen);
+		*n += rdlen;
+	} else {
+		size_t p = rd;
+		if (p + skip > rd_end || *n + skip > cap)
+			return false;
+		memcpy(out + *n, m->wire + p, skip);
+		*n += skip;
+		p += skip;
+		for (int i = 0; i < names; i++)
+			if (!copy_name(m, &p, out, n, cap) || p > rd_end)
+				return false;
+		if (*n + (rd_end - p) > cap)
+			return false;
+		memcpy(out + *n, m->wire + p, rd_end - p); /* SOA numbers */
+		*n += rd_end - p;
+	}
+	if (*n - start > 65535)
+		return false;
+	wr16(out + len_at, (uint16_t)(*n - start));
+	*off = rd_end;
+	return true;
+}
+
+size_t fwd_render_splice(const struct fwd_client_q *c, const uint8_t *prefix, size_t plen,
+			 uint16_t pcount, const struct fwd_msg *m, const struct fwd_ttl *t,
+			 uint8_t *out, size_t cap)
+{
+	size_t limit = c->limit < cap ? c->limit : cap;
+	size_t opt = c->edns ? OPT_SIZE : 0;
+	if (12 + (size_t)c->qlen + plen + opt > limit)
+		return 0;
+	size_t n = put_header(c, m->rcode, m->ad, out);
+	memcpy(out + n, prefix, plen);
+	n += plen;
+	size_t room = limit - opt;
+	size_t off = m->qend;
+	for (unsigned i = 0; i < m->an; i++)
+		if (!copy_rr(m, &off, t, out, &n, room))
+			return 0;
+	for (unsigned i = 0; i < m->ns; i++)
+		if (!copy_rr(m, &off, t, out, &n, room))
+			return 0;
+	return finish(c, out, n, (uint16_t)(pcount + m->an), m->ns, 0);
+}

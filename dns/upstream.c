@@ -1,0 +1,469 @@
+/* Upstream servers: groups, shared health, counters, and the control-thread
+ * probes (health of down servers, the start-up loop check). See upstream.h. */
+#include "dns/upstream.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "dns/forward_msg.h"
+
+#define T_NS		  2
+#define T_HINFO		  13
+#define LOOP_CHECK_ROUNDS 3 /* the loop probe is sent this many times, one probe period apart */
+
+const unsigned upstream_dur_bounds_ms[UPSTREAM_DUR_BUCKETS] = {1,   2,	 5,   10,   25,	  50,
+							       100, 250, 500, 1000, 2500, 5000};
+
+struct upstream_slot {
+	_Alignas(64) atomic_uint_fast64_t requests, tcp_requests, timeouts, net_errors, dropped,
+	    health_failures, dur_us_sum;
+	atomic_uint_fast64_t rcodes[16];
+	atomic_uint_fast64_t dur_buckets[UPSTREAM_DUR_BUCKETS + 1];
+};
+
+/* One probe query in flight from the control thread. */
+struct probe {
+	uv_poll_t poll;
+	int fd;
+	struct upstream_set *set;
+	size_t idx;
+	bool loop_check;
+	bool done;
+	uint16_t id;
+	uint64_t deadline_ms;
+	struct fwd_key key;
+	struct probe *next;
+};
+
+struct upstream_health {
+	uv_timer_t timer;
+	struct probe *probes;
+	unsigned loop_rounds;
+	bool stopping;
+};
+
+static inline void stat_inc(atomic_uint_fast64_t *c, uint64_t by)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by,
+			      memory_order_relaxed);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+bool upstream_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return false;
+	if (a->sa_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+		return x->sin6_port == y->sin6_port &&
+		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+int upstream_udp_socket(const struct upstream *u)
+{
+	int fam = u->addr.ss_family;
+	int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	if (fam == AF_INET)
+		setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one));
+	else
+		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
+	return fd;
+}
+
+static void random_label(uint8_t *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	out[0] = 16;
+	for (int i = 1; i <= 16; i++)
+		out[i] = (uint8_t)hex[arc4random_uniform(16)];
+}
+
+int upstream_set_new(const struct upstream_group_cfg *groups, size_t n_groups,
+		     enum upstream_policy policy, unsigned timeout_ms, unsigned threads,
+		     struct upstream_set **out)
+{
+	int ret = -ENOMEM;
+	struct upstream_set *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	size_t total = 0;
+	for (size_t g = 0; g < n_groups; g++)
+		total += groups[g].n;
+	s->policy = policy;
+	s->timeout_ms = timeout_ms;
+	s->slots = threads + 1;
+	s->ups = calloc(total ? total : 1, sizeof(*s->ups));
+	s->groups = calloc(n_groups ? n_groups : 1, sizeof(*s->groups));
+	if (!s->ups || !s->groups)
+		goto fail;
+	for (size_t g = 0; g < n_groups; g++) {
+		struct upstream_group *grp = &s->groups[s->n_groups];
+		int l = dname_from_text(groups[g].domain, grp->domain, sizeof(grp->domain));
+		if (l < 0 || groups[g].n == 0 || groups[g].n > UPSTREAM_MAX_PER_GROUP) {
+			ret = -EINVAL;
+			goto fail;
+		}
+		grp->domain_len = (uint16_t)l;
+		snprintf(grp->text, sizeof(grp->text), "%s", groups[g].domain);
+		grp->first = s->n;
+		grp->n = groups[g].n;
+		s->n_groups++;
+		for (size_t i = 0; i < groups[g].n; i++) {
+			struct upstream *u = &s->ups[s->n++];
+			const struct dns_listen *l2 = &groups[g].servers[i];
+			memcpy(&u->addr, &l2->addr, sizeof(u->addr));
+			u->addr_len = l2->len;
+			snprintf(u->text, sizeof(u->text), "%s", l2->text);
+			u->group = g;
+			/* Two random labels under the root, as CoreDNS's loop plugin
+			 * does: a real resolver must forward them to find out. */
+			random_label(u->probe_name);
+			random_label(u->probe_name + 17);
+			u->probe_name[34] = 0;
+			u->probe_len = 35;
+			u->slots = aligned_alloc(64, sizeof(*u->slots) * s->slots);
+			if (!u->slots)
+				goto fail;
+			memset(u->slots, 0, sizeof(*u->slots) * s->slots);
+		}
+	}
+	*out = s;
+	return 0;
+fail:
+	upstream_set_free(s);
+	return ret;
+}
+
+void upstream_set_free(struct upstream_set *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		free(s->ups[i].slots);
+	free(s->ups);
+	free(s->groups);
+	free(s->health);
+	free(s);
+}
+
+/* True when `name` is `domain` or below it (both lowercased wire). */
+static bool name_under(const uint8_t *name, size_t len, const uint8_t *domain, size_t dlen)
+{
+	if (dlen > len)
+		return false;
+	for (size_t off = 0;; off += name[off] + 1u) {
+		if (len - off == dlen)
+			return memcmp(name + off, domain, dlen) == 0;
+		if (len - off < dlen || name[off] == 0)
+			return false;
+	}
+}
+
+const struct upstream_group *upstream_group_for(const struct upstream_set *s, const uint8_t *name,
+						size_t len)
+{
+	const struct upstream_group *best = NULL;
+	for (size_t g = 0; g < s->n_groups; g++) {
+		const struct upstream_group *grp = &s->groups[g];
+		if ((!best || grp->domain_len > best->domain_len) &&
+		    name_under(name, len, grp->domain, grp->domain_len))
+			best = grp;
+	}
+	return best;
+}
+
+bool upstream_group_all_down(const struct upstream_set *s, const struct upstream_group *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (upstream_usable(&s->ups[g->first + i]))
+			return false;
+	return true;
+}
+
+static struct upstream_slot *slot_of(const struct upstream_set *s, size_t idx, unsigned thread)
+{
+	return &s->ups[idx].slots[thread < s->slots ? thread : s->slots - 1];
+}
+
+static void log_if_group_down(struct upstream_set *s, const struct upstream *u)
+{
+	const struct upstream_group *g = &s->groups[u->group];
+	if (upstream_group_all_down(s, g))
+		log_error("upstreams for %s: all %zu down; answering SERVFAIL at once until one of "
+			  "them answers a probe",
+			  g->text, g->n);
+}
+
+void upstream_report(struct upstream_set *s, size_t idx, unsigned thread, enum upstream_outcome o,
+		     uint8_t rcode, uint64_t dur_us, bool tcp)
+{
+	struct upstream *u = &s->ups[idx];
+	struct upstream_slot *sl = slot_of(s, idx, thread);
+	stat_inc(&sl->requests, 1);
+	if (tcp)
+		stat_inc(&sl->tcp_requests, 1);
+	if (o == UPSTREAM_ANSWER) {
+		stat_inc(&sl->rcodes[rcode & 15], 1);
+		stat_inc(&sl->dur_us_sum, dur_us);
+		unsigned b = 0;
+		while (b < UPSTREAM_DUR_BUCKETS && dur_us > upstream_dur_bounds_ms[b] * 1000ull)
+			b++;
+		stat_inc(&sl->dur_buckets[b], 1);
+		/* Only a write when it changes: a healthy server's line stays shared. */
+		if (atomic_load_explicit(&u->fails, memory_order_relaxed))
+			atomic_store_explicit(&u->fails, 0, memory_order_relaxed);
+		return;
+	}
+	stat_inc(o == UPSTREAM_TIMEOUT ? &sl->timeouts : &sl->net_errors, 1);
+	unsigned f = atomic_fetch_add_explicit(&u->fails, 1, memory_order_relaxed) + 1;
+	bool was = false;
+	if (f >= UPSTREAM_MAX_FAILS && atomic_compare_exchange_strong(&u->down, &was, true)) {
+		log_warn(
+		    "upstream %s: down after %u failures in a row (last: %s); probing it every "
+		    "%u ms",
+		    u->text, f, o == UPSTREAM_TIMEOUT ? "timeout" : "network error",
+		    UPSTREAM_PROBE_MS);
+		log_if_group_down(s, u);
+	}
+}
+
+void upstream_count_dropped(struct upstream_set *s, size_t idx, unsigned thread)
+{
+	stat_inc(&slot_of(s, idx, thread)->dropped, 1);
+}
+
+bool upstream_loop_probe_seen(struct upstream_set *s, const uint8_t *name, size_t len)
+{
+	if (!atomic_load_explicit(&s->loop_check_active, memory_order_relaxed))
+		return false;
+	for (size_t i = 0; i < s->n; i++) {
+		struct upstream *u = &s->ups[i];
+		if (u->probe_len != len || memcmp(u->probe_name, name, len) != 0)
+			continue;
+		bool was = false;
+		if (atomic_compare_exchange_strong(&u->looped, &was, true)) {
+			log_error(
+			    "forwarding loop: a query svcdns sent to upstream %s came back to "
+			    "svcdns; %s is not used (is it a resolver, such as systemd-resolved "
+			    "at 127.0.0.53, that forwards to svcdns? name real resolvers with "
+			    "--upstream or --resolv-conf)",
+			    u->text, u->text);
+			log_if_group_down(s, u);
+		}
+		return true;
+	}
+	return false;
+}
+
+void upstream_stats_get(const struct upstream_set *s, size_t idx, struct upstream_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	const struct upstream *u = &s->ups[idx];
+	for (unsigned t = 0; t < s->slots; t++) {
+		const struct upstream_slot *sl = &u->slots[t];
+#define SUM(f) out->f += atomic_load_explicit(&sl->f, memory_order_relaxed)
+		SUM(requests);
+		SUM(tcp_requests);
+		SUM(timeouts);
+		SUM(net_errors);
+		SUM(dropped);
+		SUM(health_failures);
+		SUM(dur_us_sum);
+		for (int r = 0; r < 16; r++)
+			SUM(rcodes[r]);
+		for (int b = 0; b <= UPSTREAM_DUR_BUCKETS; b++)
+			SUM(dur_buckets[b]);
+#undef SUM
+	}
+	out->down = atomic_load(&((struct upstream *)u)->down);
+	out->looped = atomic_load(&((struct upstream *)u)->looped);
+}
+
+/* ---- control thread: probes ------------------------------------------------ */
+
+static void probe_closed(uv_handle_t *h)
+{
+	struct probe *p = h->data;
+	close(p->fd);
+	free(p);
+}
+
+/* Unlinks and closes a probe. */
+static void probe_end(struct upstream_health *h, struct probe *p)
+{
+	for (struct probe **pp = &h->probes; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	p->done = true;
+	uv_close((uv_handle_t *)&p->poll, probe_closed);
+}
+
+static void on_probe_readable(uv_poll_t *ph, int status, int events)
+{
+	(void)events;
+	struct probe *p = ph->data;
+	struct upstream_set *s = p->set;
+	struct upstream *u = &s->ups[p->idx];
+	/* The control thread is the only prober: static buffers are fine. */
+	static uint8_t buf[4096];
+	static uint16_t offs[FWD_MAX_RRS];
+	if (p->done)
+		return;
+	for (int i = 0; i < 8; i++) {
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(p->fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+		if (n < 0) {
+			if (errno == EAGAIN && status >= 0)
+				break;
+			/* Refused or unreachable: the probe failed; the timer ends it. */
+			uv_poll_stop(ph);
+			break;
+		}
+		if (!upstream_addr_equal((struct sockaddr *)&from, (struct sockaddr *)&u->addr))
+			continue;
+		struct fwd_msg m;
+		if (fwd_msg_parse(buf, (size_t)n, &p->key, p->id, offs, &m) < 0)
+			continue;
+		if (!p->loop_check) {
+			atomic_store(&u->fails, 0);
+			bool was = true;
+			if (atomic_compare_exchange_strong(&u->down, &was, false))
+				log_info("upstream %s: answers again; back in use", u->text);
+		}
+		probe_end(s->health, p);
+		break;
+	}
+}
+
+static void probe_send(struct upstream_set *s, uv_loop_t *loop, size_t idx, bool loop_check)
+{
+	struct upstream *u = &s->ups[idx];
+	struct probe *p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	p->set = s;
+	p->idx = idx;
+	p->loop_check = loop_check;
+	p->id = (uint16_t)arc4random();
+	p->deadline_ms = now_ms() + s->timeout_ms;
+	if (loop_check) {
+		memcpy(p->key.name, u->probe_name, u->probe_len);
+		p->key.name_len = u->probe_len;
+		p->key.qtype = T_HINFO;
+	} else {
+		p->key.name[0] = 0; /* ". NS": every resolver can answer it */
+		p->key.name_len = 1;
+		p->key.qtype = T_NS;
+	}
+	p->key.qclass = 1;
+	uint8_t q[FWD_QUERY_MAX];
+	size_t qlen = fwd_query_build(&p->key, p->id, q);
+	p->fd = upstream_udp_socket(u);
+	if (p->fd < 0) {
+		free(p);
+		return;
+	}
+	/* A send error shows up as no answer: the deadline counts it. */
+	(void)sendto(p->fd, q, qlen, 0, (struct sockaddr *)&u->addr, u->addr_len);
+	uv_poll_init(loop, &p->poll, p->fd);
+	p->poll.data = p;
+	uv_poll_start(&p->poll, UV_READABLE, on_probe_readable);
+	p->next = s->health->probes;
+	s->health->probes = p;
+}
+
+static bool probing(const struct upstream_health *h, size_t idx, bool loop_check)
+{
+	for (const struct probe *p = h->probes; p; p = p->next)
+		if (p->idx == idx && p->loop_check == loop_check)
+			return true;
+	return false;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct upstream_set *s = t->data;
+	struct upstream_health *h = s->health;
+	uint64_t now = now_ms();
+	for (struct probe *p = h->probes, *next; p; p = next) {
+		next = p->next;
+		if (now < p->deadline_ms)
+			continue;
+		if (!p->loop_check) {
+			struct upstream_slot *sl = slot_of(s, p->idx, s->slots - 1);
+			stat_inc(&sl->health_failures, 1);
+		}
+		probe_end(h, p);
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		struct upstream *u = &s->ups[i];
+		if (h->loop_rounds < LOOP_CHECK_ROUNDS && !probing(h, i, true) &&
+		    !atomic_load(&u->looped))
+			probe_send(s, t->loop, i, true);
+		if (atomic_load(&u->down) && !atomic_load(&u->looped) && !probing(h, i, false))
+			probe_send(s, t->loop, i, false);
+	}
+	if (h->loop_rounds < LOOP_CHECK_ROUNDS) {
+		h->loop_rounds++;
+	} else if (atomic_load(&s->loop_check_active)) {
+		/* Every loop probe has had its answer or its timeout: a query
+		 * with our probe name arriving later is a client's, not ours. */
+		bool any = false;
+		for (const struct probe *p = h->probes; p && !any; p = p->next)
+			any = p->loop_check;
+		if (!any)
+			atomic_store(&s->loop_check_active, false);
+	}
+}
+
+int upstream_health_start(struct upstream_set *s, uv_loop_t *loop)
+{
+	struct upstream_health *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	s->health = h;
+	atomic_store(&s->loop_check_active, true);
+	uv_timer_init(loop, &h->timer);
+	h->timer.data = s;
+	uv_timer_start(&h->timer, on_tick, 0, UPSTREAM_PROBE_MS);
+	return 0;
+}
+
+void upstream_health_stop(struct upstream_set *s)
+{
+	struct upstream_health *h = s ? s->health : NULL;
+	if (!h || h->stopping)
+		return;
+	h->stopping = true;
+	atomic_store(&s->loop_check_active, false);
+	while (h->probes)
+		probe_end(h, h->probes);
+	uv_close((uv_handle_t *)&h->timer, NULL);
+}

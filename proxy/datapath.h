@@ -1,0 +1,193 @@
+/* The datapath's inner structures, shared by proxy.c (listeners and updates),
+ * tcp.c (connections) and udp.c (flows). Internal to proxy/.
+ *
+ * Owns: the layout of Service ports, listeners, connections and flows, and who
+ * holds a reference to what.
+ * Must never: be included outside proxy/ (proxy.h is the interface).
+ *
+ * Lifetimes: a Service port (pport) is held by the table while the view has
+ * it, and by each listener, connection and flow that uses it; its counters
+ * outlive its listeners. An endpoint set (pendpoints) is immutable and held
+ * by the port and by each connection still trying endpoints, so that an
+ * update never pulls the list from under a retry. */
+#ifndef SVCDNS_DATAPATH_H
+#define SVCDNS_DATAPATH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <uv.h>
+
+#include "proxy/balance.h"
+#include "proxy/proxy.h"
+
+/* An intrusive doubly linked list. */
+struct dlist {
+	struct dlist *prev, *next;
+};
+
+static inline void dlist_init(struct dlist *h)
+{
+	h->prev = h->next = h;
+}
+
+static inline void dlist_add(struct dlist *h, struct dlist *n)
+{
+	n->next = h->next;
+	n->prev = h;
+	h->next->prev = n;
+	h->next = n;
+}
+
+static inline void dlist_del(struct dlist *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->prev = n->next = n;
+}
+
+#define PROXY_PIPE_POOL 64
+
+struct pendpoints {
+	unsigned refs;
+	size_t n;
+	struct proxy_endpoint ep[]; /* sorted by address */
+};
+
+/* What the CHAOS view shows of one Service port, read by DNS workers while
+ * the control loop writes it: every field atomic, relaxed (each is shown on
+ * its own). Held by its port and by every live index that lists it. */
+struct plive {
+	unsigned refs; /* control thread only */
+	_Atomic uint32_t n_listeners, n_bound;
+	_Atomic uint32_t dns_served; /* an address svcdns serves DNS on */
+	_Atomic int32_t err;	     /* first bind error, negative errno */
+	_Atomic uint64_t active;     /* open connections or flows */
+};
+
+/* An immutable index from Service to its ports' live state, one per apply. */
+struct live_port {
+	struct plive *live;
+	const char *name;
+	uint8_t proto;
+	uint16_t port;
+	size_t port_idx;
+};
+
+struct live_svc {
+	const char *ns, *name;
+	size_t ns_len, name_len;
+	size_t first, n; /* ports[first .. first + n) */
+};
+
+struct live_index {
+	struct live_index *next; /* retired list */
+	struct live_svc *svcs;	 /* sorted by (ns, name) */
+	size_t n_svcs;
+	struct live_port *ports;
+	size_t n_ports;
+};
+
+struct pport {
+	char *ns, *name, *port_name;
+	uint8_t proto;
+	uint16_t port;
+	size_t svc_idx; /* position among the Service's ports, for the CHAOS order */
+	struct plive *live;
+	unsigned refs;
+	bool in_table;
+	struct proxy *p;
+	struct pendpoints *eps;
+	struct balance bal;
+	uint32_t affinity_ms; /* 0: no session affinity */
+	struct proxy_port_stats st;
+	/* What the CHAOS view says about its listeners (set by proxy_apply and
+	 * the bind retry). */
+	unsigned n_listeners, n_bound;
+	bool dns_served;	     /* an address svcdns serves DNS on */
+	bool conflict, had_conflict; /* another Service holds an address (logged once) */
+	int err;		     /* first bind error, negative errno */
+	struct dlist flows;	     /* UDP flows of this port */
+	uint64_t log_ms;	     /* rate limit for per-port warnings */
+	unsigned log_suppressed;
+};
+
+struct plistener {
+	struct proxy *p;
+	uv_poll_t poll;
+	int fd;	   /* -1 while not bound */
+	int err;   /* last bind error, negative errno */
+	bool want; /* mark during proxy_apply */
+	bool paused;
+	uint8_t proto;
+	bool node_port;
+	bool wildcard;		/* bound to 0.0.0.0 / ::: replies need the packet's address */
+	struct model_addr addr; /* the key: proto, addr, lport */
+	uint16_t lport;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	struct pport *port;
+	/* UDP: flows by client address (chained hash). */
+	struct pflow **buckets;
+	size_t n_buckets, n_flows;
+};
+
+struct proxy {
+	uv_loop_t *loop;
+	struct proxy_config cfg;
+	struct pport **ports; /* sorted by (ns, name, proto, port) */
+	size_t n_ports;
+	struct plistener **ls; /* sorted by (proto, address, port) */
+	size_t n_ls;
+	unsigned n_conns, n_flows;
+	struct dlist conns; /* every TCP connection, for proxy_stop */
+	unsigned handles;   /* uv handles not yet closed; freed at 0 once stopping */
+	bool stopping;
+	struct live_index *live_cur; /* as of the last apply */
+	struct live_index *live_old; /* retired, freed by proxy_live_reclaim */
+	uv_timer_t retry;	     /* re-binds listeners that failed, resumes paused ones */
+	bool retry_active;
+	/* Pipes for splice(2) not in use: a pipe is taken only while bytes sit
+	 * in it, so idle connections hold two descriptors, not six. */
+	int pipes[PROXY_PIPE_POOL][2];
+	size_t n_pipes;
+	uint8_t *udp_buf; /* one datagram at a time, shared: single-threaded */
+	uint64_t cap_log_ms;
+	unsigned cap_suppressed;
+};
+
+/* ---- proxy.c ---- */
+void pport_put(struct pport *pp);
+void pendpoints_put(struct pendpoints *e);
+/* The number of open connections or flows of `pp` changed by `delta`. */
+void pport_active_add(struct pport *pp, int delta);
+/* A handle owned by the datapath was closed (frees the proxy when stopping). */
+void proxy_handle_closed(struct proxy *p);
+/* Warnings about one port at most once per 10 s, with the count skipped. */
+bool pport_log_allowed(struct pport *pp, unsigned *suppressed);
+bool proxy_cap_log_allowed(struct proxy *p, unsigned *suppressed);
+/* " (N similar messages skipped)", or "" when none were. */
+const char *proxy_skipped_note(unsigned skipped, char *buf, size_t len);
+#define SKIPPED(n) proxy_skipped_note((n), (char[48]){0}, 48)
+/* A listener could not accept (EMFILE): retried by the retry timer. */
+void proxy_listener_pause(struct plistener *l);
+void proxy_endpoint_format(const struct proxy_endpoint *ep, char *buf, size_t len);
+socklen_t proxy_endpoint_sockaddr(const struct proxy_endpoint *ep, struct sockaddr_storage *ss);
+
+/* ---- tcp.c ---- */
+void tcp_listener_accept(struct plistener *l);
+void tcp_conn_close_all(struct proxy *p);
+int pipe_get(struct proxy *p, int fds[2]);
+void pipe_put(struct proxy *p, int fds[2]);
+
+/* ---- udp.c ---- */
+void udp_listener_read(struct plistener *l);
+/* Closes every flow of a listener (it is going away). */
+void udp_listener_flows_close(struct plistener *l);
+/* Closes the flows of `pp` whose endpoint is not in its current set. */
+void udp_port_flows_prune(struct pport *pp);
+
+#endif

@@ -1,0 +1,744 @@
+"""A fake Kubernetes API server for the svcdns tests (Python standard library only).
+
+It speaks the parts of the real protocol a list-and-watch client uses, closely
+enough to fail a wrong client:
+
+  * GET /api/v1/services, /apis/discovery.k8s.io/v1/endpointslices,
+    /api/v1/namespaces (and the namespaced forms /api/v1/namespaces/NS/services):
+    lists with `limit` + `continue` (every page served at the first page's
+    resourceVersion, an expired continue token is 410), `labelSelector`
+    (equality-based: k=v, k==v, k!=v, k, !k), items without kind/apiVersion
+    as the real server sends them;
+  * `?watch=1&resourceVersion=RV`: a chunked stream of newline-delimited JSON
+    events (ADDED, MODIFIED, DELETED, BOOKMARK with allowWatchBookmarks, ERROR),
+    replayed from the event history after RV, ended after timeoutSeconds; a
+    resourceVersion older than the compacted history gets 410 Gone, as an ERROR
+    event (as the real server does) or, with gone_as_status, as the HTTP status;
+  * bearer tokens (401 otherwise), client certificates over TLS, 403 for
+    resources the caller may not read;
+  * faults injected per resource and verb: any HTTP status (500, 429 with
+    Retry-After, 410...), a connection that hangs without answering, a watch
+    that stops in the middle of a line, garbage lines, an ERROR 410 event.
+
+Tests drive it in-process:
+
+    api = FakeAPI().start()
+    api.apply(service_dict)          # ADDED or MODIFIED, with a new resourceVersion
+    api.delete("Service", "ns", "name")
+    api.compact()                    # older resourceVersions are gone (410)
+    api.fault("services", "watch", "midline")
+    api.stop(); api.start()          # "the API server goes away", same port
+
+Run as a program it serves objects from JSON files (and/or N synthetic
+Services) and accepts control requests, for trying svcdns by hand:
+
+    python3 tests/fakeapi/fakeapi.py --port 8001 --load tests/fixtures/kube/cluster
+    curl -X POST --data @svc.json localhost:8001/fake/apply
+    curl -X POST 'localhost:8001/fake/delete?kind=Service&namespace=default&name=web'
+    curl -X POST localhost:8001/fake/compact
+"""
+
+import argparse
+import base64
+import bisect
+import copy
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class ResourceDesc:
+    def __init__(self, name, group_path, kind, api_version):
+        self.name = name
+        self.group_path = group_path  # "/api/v1" or "/apis/discovery.k8s.io/v1"
+        self.kind = kind
+        self.api_version = api_version
+        self.namespaced = kind != "Namespace"
+
+
+RESOURCES = {
+    "services": ResourceDesc("services", "/api/v1", "Service", "v1"),
+    "endpointslices": ResourceDesc("endpointslices", "/apis/discovery.k8s.io/v1",
+                                   "EndpointSlice", "discovery.k8s.io/v1"),
+    "namespaces": ResourceDesc("namespaces", "/api/v1", "Namespace", "v1"),
+    # known so that a Pod written into the fake is simply stored, never listed
+    "pods": ResourceDesc("pods", "/api/v1", "Pod", "v1"),
+}
+BY_KIND = {d.kind: d for d in RESOURCES.values()}
+
+
+def status_body(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+           410: "Expired", 429: "TooManyRequests", 500: "InternalError",
+           503: "ServiceUnavailable"}
+
+
+def parse_selector(text):
+    """Equality-based label selector -> list of (op, key, value)."""
+    reqs = []
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        if "!=" in part:
+            k, v = part.split("!=", 1)
+            reqs.append(("!=", k.strip(), v.strip()))
+        elif "==" in part:
+            k, v = part.split("==", 1)
+            reqs.append(("=", k.strip(), v.strip()))
+        elif "=" in part:
+            k, v = part.split("=", 1)
+            reqs.append(("=", k.strip(), v.strip()))
+        elif part.startswith("!"):
+            reqs.append(("!", part[1:].strip(), None))
+        else:
+            reqs.append(("exists", part, None))
+    return reqs
+
+
+def selector_matches(reqs, obj):
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for op, k, v in reqs:
+        if op == "=" and labels.get(k) != v:
+            return False
+        if op == "!=" and labels.get(k) == v:
+            return False
+        if op == "exists" and k not in labels:
+            return False
+        if op == "!" and k in labels:
+            return False
+    return True
+
+
+class Fault:
+    def __init__(self, resource, verb, action, count=1, **kw):
+        self.resource = resource  # name or None for any
+        self.verb = verb          # "list", "watch" or None for any
+        self.action = action
+        self.count = count        # None: for ever
+        self.kw = kw
+
+
+class FakeAPI:
+    def __init__(self, host="127.0.0.1", port=0, tls=None, tokens=None, client_cns=None,
+                 bookmark_interval=1.0, gone_as_status=False, verbose=False):
+        """tls: (certfile, keyfile, client_ca_or_None). tokens: accepted bearer
+        tokens (None: no authentication). client_cns: accepted client
+        certificate common names."""
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.tokens = set(tokens) if tokens is not None else None
+        self.client_cns = set(client_cns or ())
+        self.bookmark_interval = bookmark_interval
+        self.gone_as_status = gone_as_status
+        self.verbose = verbose
+        self.forbidden = set()
+        self.cond = threading.Condition()
+        self.rv = 1000
+        self.compacted = 0
+        self.objects = {name: {} for name in RESOURCES}
+        self.events = {name: [] for name in RESOURCES}  # (rv, type, obj, prev), by rv
+        self.event_rvs = {name: [] for name in RESOURCES}
+        self.snapshots = {}
+        self.requests = []
+        self.faults = []
+        self.httpd = None
+        self.thread = None
+        self.stopping = threading.Event()
+        self.conns = set()
+        self.cut_gen = 0
+        self.active_watches = {}  # id -> (resource, cut generation at its start)
+
+    # ---- life cycle -------------------------------------------------------
+    @property
+    def url(self):
+        scheme = "https" if self.tls else "http"
+        return "%s://%s:%d" % (scheme, self.host, self.port)
+
+    def start(self):
+        api = self
+
+        class Handler(_Handler):
+            fake = api
+
+        self.stopping.clear()
+        httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+        httpd.daemon_threads = True
+        if self.tls:
+            cert, key, client_ca = self.tls
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            if client_ca:
+                ctx.load_verify_locations(client_ca)
+                ctx.verify_mode = ssl.CERT_OPTIONAL
+            httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True,
+                                           do_handshake_on_connect=False)
+        self.port = httpd.server_address[1]
+        self.httpd = httpd
+        self.thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        """The API server goes away: the listener closes (connections are
+        refused) and every open connection is cut."""
+        if not self.httpd:
+            return
+        self.stopping.set()
+        with self.cond:
+            self.cond.notify_all()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        for c in list(self.conns):
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.httpd = None
+        deadline = time.monotonic() + 5
+        while self.conns and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    # ---- the data ---------------------------------------------------------
+    def _key(self, obj):
+        m = obj.get("metadata") or {}
+        return (m.get("namespace") or "", m["name"])
+
+    def apply(self, obj, event=None):
+        """Stores obj (ADDED when new, else MODIFIED) with a new resourceVersion."""
+        d = BY_KIND[obj["kind"]]
+        obj = copy.deepcopy(obj)
+        obj.setdefault("apiVersion", d.api_version)
+        meta = obj.setdefault("metadata", {})
+        if d.namespaced:
+            meta.setdefault("namespace", "default")
+        with self.cond:
+            self.rv += 1
+            meta["resourceVersion"] = str(self.rv)
+            key = self._key(obj)
+            prev = self.objects[d.name].get(key)
+            meta.setdefault("uid", prev["metadata"]["uid"] if prev else
+                            "%08x-0000-4000-8000-%012x" % (self.rv, self.rv))
+            meta.setdefault("creationTimestamp", "2024-01-01T00:00:00Z")
+            self.objects[d.name][key] = obj
+            typ = event or ("MODIFIED" if prev else "ADDED")
+            self.events[d.name].append((self.rv, typ, obj, prev))
+            self.event_rvs[d.name].append(self.rv)
+            self.cond.notify_all()
+        return self.rv
+
+    def apply_many(self, objs):
+        for o in objs:
+            self.apply(o)
+
+    def delete(self, kind, namespace, name):
+        d = BY_KIND[kind]
+        with self.cond:
+            key = (namespace if d.namespaced else "", name)
+            prev = self.objects[d.name].pop(key, None)
+            if prev is None:
+                return None
+            self.rv += 1
+            gone = copy.deepcopy(prev)
+            gone["metadata"]["resourceVersion"] = str(self.rv)
+            self.events[d.name].append((self.rv, "DELETED", gone, prev))
+            self.event_rvs[d.name].append(self.rv)
+            self.cond.notify_all()
+            return self.rv
+
+    def compact(self):
+        """etcd compaction: every resourceVersion up to now is gone."""
+        with self.cond:
+            self.compacted = self.rv
+            for name in self.events:
+                self.events[name] = []
+                self.event_rvs[name] = []
+            self.snapshots.clear()
+
+    def events_after(self, name, rv):
+        """Events of a resource newer than rv (caller holds cond)."""
+        i = bisect.bisect_right(self.event_rvs[name], rv)
+        return self.events[name][i:]
+
+    def get(self, kind, namespace, name):
+        d = BY_KIND[kind]
+        with self.cond:
+            o = self.objects[d.name].get((namespace if d.namespaced else "", name))
+            return copy.deepcopy(o)
+
+    # ---- control ----------------------------------------------------------
+    def fault(self, resource, verb, action, count=1, **kw):
+        """Queues a fault for the next matching request(s). Actions:
+        status (code=, retry_after=), hang, midline (after=N events),
+        garbage (line=bytes), error410, close (after=N events)."""
+        with self.cond:
+            self.faults.append(Fault(resource, verb, action, count, **kw))
+
+    def clear_faults(self):
+        with self.cond:
+            self.faults = []
+
+    def _take_fault(self, resource, verb):
+        with self.cond:
+            for f in self.faults:
+                if (f.resource in (None, resource)) and (f.verb in (None, verb)):
+                    if f.count is not None:
+                        f.count -= 1
+                        if f.count <= 0:
+                            self.faults.remove(f)
+                    return f
+        return None
+
+    def cut_watches(self, timeout=5.0):
+        """Drops every open watch connection (no terminating chunk) and waits
+        until each of them is gone."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            self.cut_gen += 1
+            self.cond.notify_all()
+            while any(g < self.cut_gen for _, g in self.active_watches.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+
+    def requests_since(self, t0, resource=None, verb=None):
+        with self.cond:
+            return [r for r in self.requests if r["t"] >= t0
+                    and (resource is None or r["resource"] == resource)
+                    and (verb is None or r["verb"] == verb)]
+
+    def wait_watching(self, resources=("services", "endpointslices", "namespaces"), timeout=10):
+        """Until every resource has a watch open since the last cut."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.cond:
+                live = {r for r, g in self.active_watches.values() if g == self.cut_gen}
+                if all(r in live for r in resources):
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def log(self, *a):
+        if self.verbose:
+            print("fakeapi:", *a, file=sys.stderr, flush=True)
+
+
+def _list_kind(d):
+    return d.kind + "List"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fake = None  # set by FakeAPI.start
+
+    def log_message(self, fmt, *args):  # noqa: D401 - quiet unless verbose
+        self.fake.log(fmt % args)
+
+    def setup(self):
+        super().setup()
+        self.fake.conns.add(self.connection)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.fake.conns.discard(self.connection)
+
+    # ---- responses ----------------------------------------------------------
+    def send_json(self, code, body, extra_headers=()):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in extra_headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_status(self, code, message, extra_headers=()):
+        self.send_json(code, status_body(code, REASONS.get(code, "Unknown"), message),
+                       extra_headers)
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    # ---- routing ------------------------------------------------------------
+    def route(self, path):
+        """-> (resource desc, namespace or None) or None."""
+        parts = [p for p in path.split("/") if p]
+        for d in RESOURCES.values():
+            base = [p for p in d.group_path.split("/") if p]
+            if parts[:len(base)] != base:
+                continue
+            rest = parts[len(base):]
+            if rest == [d.name]:
+                return d, None
+            if d.namespaced and len(rest) == 3 and rest[0] == "namespaces" and rest[2] == d.name:
+                return d, rest[1]
+        return None
+
+    def authorized(self):
+        f = self.fake
+        auth = self.headers.get("Authorization") or ""
+        token = auth[7:] if auth.startswith("Bearer ") else None
+        self.token = token
+        self.client_cn = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                cert = self.connection.getpeercert()
+            except (ValueError, OSError):
+                cert = None
+            for rdn in (cert or {}).get("subject", ()):
+                for k, v in rdn:
+                    if k == "commonName":
+                        self.client_cn = v
+        if f.tokens is None and not f.client_cns:
+            return True
+        if token is not None and f.tokens is not None and token in f.tokens:
+            return True
+        return self.client_cn is not None and self.client_cn in f.client_cns
+
+    def do_POST(self):
+        """Control endpoints for the command-line mode."""
+        u = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        f = self.fake
+        try:
+            if u.path == "/fake/apply":
+                doc = json.loads(body)
+                items = doc.get("items") if doc.get("kind", "").endswith("List") else [doc]
+                rv = [f.apply(o) for o in items]
+                return self.send_json(200, {"resourceVersions": rv})
+            if u.path == "/fake/delete":
+                return self.send_json(200, {"resourceVersion": f.delete(q["kind"],
+                                                                        q.get("namespace", ""),
+                                                                        q["name"])})
+            if u.path == "/fake/compact":
+                f.compact()
+                return self.send_json(200, {"compacted": f.compacted})
+            if u.path == "/fake/fault":
+                doc = json.loads(body)
+                f.fault(doc.pop("resource", None), doc.pop("verb", None), doc.pop("action"),
+                        **doc)
+                return self.send_json(200, {})
+        except (KeyError, ValueError) as e:
+            return self.send_status(400, "bad control request: %s" % e)
+        self.send_status(404, "no such control endpoint")
+
+    def do_GET(self):
+        f = self.fake
+        u = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
+        r = self.route(u.path)
+        watch = q.get("watch") in ("1", "true")
+        verb = "watch" if watch else "list"
+        entry = {"t": time.monotonic(), "path": u.path, "query": q, "verb": verb,
+                 "resource": r[0].name if r else None,
+                 "auth": self.headers.get("Authorization"), "status": None}
+        with f.cond:
+            f.requests.append(entry)
+        if u.path in ("/version", "/healthz", "/readyz"):
+            entry["status"] = 200
+            return self.send_json(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-fake"})
+        if not self.authorized():
+            entry["status"] = 401
+            return self.send_status(401, "Unauthorized")
+        entry["token"] = self.token
+        if r is None:
+            entry["status"] = 404
+            return self.send_status(404, "the server could not find the requested resource")
+        d, ns = r
+        if d.name in f.forbidden:
+            entry["status"] = 403
+            return self.send_status(
+                403, '%s is forbidden: User "system:serviceaccount:kube-system:svcdns" cannot '
+                '%s resource "%s" at the cluster scope' % (d.name, verb, d.name))
+        fault = f._take_fault(d.name, verb)
+        if fault is not None:
+            entry["fault"] = fault.action
+            if fault.action == "status":
+                code = fault.kw.get("code", 500)
+                entry["status"] = code
+                hdrs = []
+                if fault.kw.get("retry_after") is not None:
+                    hdrs.append(("Retry-After", str(fault.kw["retry_after"])))
+                return self.send_status(code, fault.kw.get("message", "injected failure"), hdrs)
+            if fault.action == "hang":
+                entry["status"] = 0
+                # Say nothing until the client gives up or the fake stops.
+                while not f.stopping.is_set():
+                    try:
+                        self.connection.settimeout(0.1)
+                        if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                            break
+                    except (socket.timeout, BlockingIOError):
+                        continue
+                    except (OSError, ValueError):
+                        break
+                    time.sleep(0.05)
+                self.close_connection = True
+                return None
+        selector = parse_selector(q.get("labelSelector"))
+        if watch:
+            return self.do_watch(d, ns, q, selector, fault, entry)
+        return self.do_list(d, ns, q, selector, entry)
+
+    # ---- list ---------------------------------------------------------------
+    def do_list(self, d, ns, q, selector, entry):
+        f = self.fake
+        limit = int(q.get("limit") or 0)
+        cont = q.get("continue")
+        with f.cond:
+            if cont:
+                try:
+                    tok = json.loads(base64.b64decode(cont))
+                    snap_id, start = tok["id"], tok["start"]
+                except (ValueError, KeyError):
+                    entry["status"] = 400
+                    return self.send_status(400, "invalid continue token")
+                snap = f.snapshots.get(snap_id)
+                if snap is None:
+                    entry["status"] = 410
+                    return self.send_status(
+                        410, "The provided continue parameter is too old to display a "
+                        "consistent list result. You can start a new list without the "
+                        "continue parameter.")
+                rv, items = snap
+            else:
+                rv = f.rv
+                objs = [o for k, o in sorted(f.objects[d.name].items())
+                        if (ns is None or k[0] == ns) and selector_matches(selector, o)]
+                items = []
+                for o in objs:
+                    o = copy.deepcopy(o)
+                    # list items carry neither kind nor apiVersion
+                    o.pop("kind", None)
+                    o.pop("apiVersion", None)
+                    items.append(o)
+                start = 0
+                snap_id = "%s-%d-%d" % (d.name, rv, len(f.snapshots))
+                if limit and len(items) > limit:
+                    f.snapshots[snap_id] = (rv, items)
+        page = items[start:start + limit] if limit else items[start:]
+        meta = {"resourceVersion": str(rv)}
+        nxt = start + len(page)
+        if limit and nxt < len(items):
+            meta["continue"] = base64.b64encode(
+                json.dumps({"id": snap_id, "start": nxt, "rv": rv}).encode()).decode()
+            meta["remainingItemCount"] = len(items) - nxt
+        entry["status"] = 200
+        self.send_json(200, {"kind": _list_kind(d), "apiVersion": d.api_version,
+                             "metadata": meta, "items": page})
+
+    # ---- watch --------------------------------------------------------------
+    def do_watch(self, d, ns, q, selector, fault, entry):
+        f = self.fake
+        try:
+            rv = int(q.get("resourceVersion") or 0)
+        except ValueError:
+            entry["status"] = 400
+            return self.send_status(400, "invalid resourceVersion")
+        bookmarks = q.get("allowWatchBookmarks") in ("1", "true")
+        timeout = float(q.get("timeoutSeconds") or 1800)
+        too_old = rv and rv < f.compacted
+        if too_old and f.gone_as_status:
+            entry["status"] = 410
+            return self.send_status(410, "too old resource version: %d (%d)" % (rv, f.compacted))
+        entry["status"] = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.close_connection = True
+        action = fault.action if fault else None
+        kw = fault.kw if fault else {}
+
+        def line(obj):
+            return json.dumps(obj).encode() + b"\n"
+
+        if too_old or action == "error410":
+            self.chunk(line({"type": "ERROR", "object": status_body(
+                410, "Expired", "too old resource version: %d (%d)" % (rv, f.compacted))}))
+            return self.chunk(b"")
+        if action == "garbage":
+            self.chunk(kw.get("line", b"this is not json {{{\n"))
+        if action == "close" and not kw.get("after"):
+            return self.chunk(b"")
+        sent = 0
+        deadline = time.monotonic() + timeout
+        last_bm = time.monotonic()
+        wid = object()
+        with f.cond:
+            cut0 = f.cut_gen
+            f.active_watches[wid] = (d.name, cut0)
+        try:
+            while not f.stopping.is_set():
+                with f.cond:
+                    evs = f.events_after(d.name, rv)
+                    if not evs:
+                        left = min(deadline, last_bm + f.bookmark_interval) - time.monotonic()
+                        if left > 0:
+                            f.cond.wait(left)
+                        evs = f.events_after(d.name, rv)
+                    if f.cut_gen != cut0:
+                        return None  # dropped: no terminating chunk
+                    cur_rv = f.rv
+                    if rv and rv < f.compacted:
+                        evs = None
+                if evs is None:
+                    self.chunk(line({"type": "ERROR", "object": status_body(
+                        410, "Expired", "too old resource version: %d (%d)" % (rv, f.compacted))}))
+                    return self.chunk(b"")
+                for erv, typ, obj, prev in evs:
+                    rv = erv
+                    out = self.visible(d, ns, selector, typ, obj, prev)
+                    if out is None:
+                        continue
+                    data = line({"type": out, "object": obj})
+                    if action == "midline" and sent >= kw.get("after", 0):
+                        self.chunk(data[:max(1, len(data) // 2)])
+                        return None  # cut inside the line
+                    if action == "close" and sent >= kw.get("after", 0):
+                        return self.chunk(b"")
+                    self.chunk(data)
+                    sent += 1
+                now = time.monotonic()
+                if now >= deadline:
+                    return self.chunk(b"")
+                if bookmarks and now - last_bm >= f.bookmark_interval:
+                    rv = max(rv, cur_rv)
+                    self.chunk(line({"type": "BOOKMARK", "object": {
+                        "kind": d.kind, "apiVersion": d.api_version,
+                        "metadata": {"resourceVersion": str(rv)}}}))
+                    last_bm = now
+        except (OSError, ValueError):
+            return None
+        finally:
+            with f.cond:
+                f.active_watches.pop(wid, None)
+                f.cond.notify_all()
+        return None
+
+    def visible(self, d, ns, selector, typ, obj, prev):
+        """What a watcher with a namespace and label filter sees of an event."""
+        if ns is not None and (obj.get("metadata") or {}).get("namespace") != ns:
+            return None
+        new_m = selector_matches(selector, obj)
+        old_m = prev is not None and selector_matches(selector, prev)
+        if typ == "DELETED":
+            return "DELETED" if old_m or new_m else None
+        if typ == "ADDED":
+            return "ADDED" if new_m else None
+        if new_m and old_m:
+            return "MODIFIED"
+        if new_m:
+            return "ADDED"
+        if old_m:
+            return "DELETED"
+        return None
+
+
+# --------------------------------------------------------------------------
+# test data
+
+def service(name, ns, ip, ports=(("http", 80, 8080),), labels=None, extra_spec=None):
+    spec = {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip] if ip != "None" else ["None"],
+            "ports": [{"name": n, "port": p, "protocol": "TCP", "targetPort": t}
+                      for n, p, t in ports]}
+    spec.update(extra_spec or {})
+    meta = {"name": name, "namespace": ns}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
+
+
+def slice_(name, ns, service_name, addrs, port_name="http", port=8080, hostnames=None,
+           ready=True, labels=None):
+    eps = []
+    for i, a in enumerate(addrs):
+        ep = {"addresses": [a], "conditions": {"ready": ready}}
+        if hostnames:
+            ep["hostname"] = hostnames[i]
+        eps.append(ep)
+    lab = {"kubernetes.io/service-name": service_name,
+           "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}
+    lab.update(labels or {})
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": ns, "labels": lab},
+            "addressType": "IPv6" if ":" in (addrs[0] if addrs else "") else "IPv4",
+            "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+            "endpoints": eps}
+
+
+def namespace(name):
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def synthetic(n, namespaces=10):
+    """n Services (ClusterIPs from 10.96.0.0/12) with one EndpointSlice of two
+    endpoints each, spread over `namespaces` namespaces."""
+    base = int(ipaddress.ip_address("10.96.0.10"))
+    pod = int(ipaddress.ip_address("10.200.0.1"))
+    objs = [namespace("ns-%d" % i) for i in range(namespaces)]
+    for i in range(n):
+        ns = "ns-%d" % (i % namespaces)
+        name = "svc-%d" % i
+        ip = str(ipaddress.ip_address(base + i))
+        objs.append(service(name, ns, ip))
+        objs.append(slice_(name + "-abcde", ns, name,
+                           [str(ipaddress.ip_address(pod + 2 * i)),
+                            str(ipaddress.ip_address(pod + 2 * i + 1))]))
+    return objs
+
+
+def load_dir(path):
+    """Objects from every *.json file of a directory (single objects or Lists)."""
+    objs = []
+    for name in sorted(os.listdir(path)):
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(path, name)) as fh:
+            doc = json.load(fh)
+        items = doc["items"] if doc.get("kind", "").endswith("List") else [doc]
+        objs.extend(o for o in items if o.get("kind") in BY_KIND)
+    return objs
+
+
+def main():
+    ap = argparse.ArgumentParser(description="fake Kubernetes API server for svcdns tests")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8001)
+    ap.add_argument("--load", action="append", default=[], help="directory of JSON objects")
+    ap.add_argument("--services", type=int, default=0, help="synthetic Services to add")
+    ap.add_argument("--token", action="append", help="accepted bearer token (repeatable)")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    api = FakeAPI(args.host, args.port, tokens=args.token, verbose=args.verbose)
+    for d in args.load:
+        api.apply_many(load_dir(d))
+    if args.services:
+        api.apply_many(synthetic(args.services))
+    api.start()
+    print("fakeapi: serving %s" % api.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        api.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+/* Unit tests for the pieces of the Kubernetes API source that need no server:
+ * splitting a watch stream into lines (events cut anywhere, CRLF, empty lines,
+ * the length cap), the backoff delays with their jitter, and query escaping.
+ * The source against a real protocol peer is tested in test_kube_*.py. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "discovery/kube.h"
+#include "discovery/kube_http.h"
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+struct collected {
+	char text[4096]; /* lines joined by '|' */
+	size_t n;
+	int stop_after; /* return -EPROTO at this line (1-based), 0: never */
+};
+
+static int collect(void *arg, const char *line, size_t len)
+{
+	struct collected *c = arg;
+	size_t used = strlen(c->text);
+
+	assert_true(used + len + 2 < sizeof(c->text));
+	if (c->n)
+		c->text[used++] = '|';
+	memcpy(c->text + used, line, len);
+	c->text[used + len] = '\0';
+	c->n++;
+	return c->stop_after && (int)c->n == c->stop_after ? -EPROTO : 0;
+}
+
+/* Every way of cutting the input into pieces gives the same lines. */
+static void test_lines_split_anywhere(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+	    {"{\"a\":1}\n{\"b\":2}\n", "{\"a\":1}|{\"b\":2}"},
+	    {"one\r\ntwo\r\n", "one|two"},
+	    {"\n\n x \n\r\n", " x "},	       /* empty lines are not events */
+	    {"last line without newline", ""}, /* kept until its newline comes */
+	    {"a\nb", "a"},
+	};
+	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+		const char *in = cases[i].in;
+		size_t len = strlen(in);
+		for (size_t cut1 = 0; cut1 <= len; cut1++) {
+			for (size_t cut2 = cut1; cut2 <= len; cut2++) {
+				struct kube_lines lb;
+				struct collected c = {0};
+				kube_lines_init(&lb, 1024);
+				assert_int_equal(kube_lines_feed(&lb, in, cut1, collect, &c), 0);
+				assert_int_equal(
+				    kube_lines_feed(&lb, in + cut1, cut2 - cut1, collect, &c), 0);
+				assert_int_equal(
+				    kube_lines_feed(&lb, in + cut2, len - cut2, collect, &c), 0);
+				if (strcmp(c.text, cases[i].want) != 0)
+					fail_msg("\"%s\" cut at %zu,%zu: got \"%s\", want \"%s\"",
+						 in, cut1, cut2, c.text, cases[i].want);
+				kube_lines_free(&lb);
+			}
+		}
+	}
+}
+
+static void test_lines_cap(void **state)
+{
+	(void)state;
+	struct kube_lines lb;
+	struct collected c = {0};
+	char big[64];
+
+	kube_lines_init(&lb, 16);
+	/* exactly at the cap is fine, in one piece or several */
+	assert_int_equal(kube_lines_feed(&lb, "0123456789abcdef\n", 17, collect, &c), 0);
+	assert_int_equal(kube_lines_feed(&lb, "0123456789", 10, collect, &c), 0);
+	assert_int_equal(kube_lines_feed(&lb, "abcdef\n", 7, collect, &c), 0);
+	assert_int_equal(c.n, 2);
+	/* one byte more is refused, whole or in pieces, and the buffer is reset */
+	memset(big, 'x', sizeof(big));
+	big[17] = '\n';
+	assert_int_equal(kube_lines_feed(&lb, big, 18, collect, &c), -E2BIG);
+	assert_int_equal(kube_lines_feed(&lb, big, 10, collect, &c), 0);
+	assert_int_equal(kube_lines_feed(&lb, big, 10, collect, &c), -E2BIG);
+	assert_int_equal(lb.len, 0);
+	/* the stream can go on afterwards */
+	assert_int_equal(kube_lines_feed(&lb, "ok\n", 3, collect, &c), 0);
+	assert_int_equal(c.n, 3);
+	/* a reset drops a partial line (a stream cut mid-line) */
+	assert_int_equal(kube_lines_feed(&lb, "{\"type\":\"ADD", 12, collect, &c), 0);
+	kube_lines_reset(&lb);
+	assert_int_equal(kube_lines_feed(&lb, "new\n", 4, collect, &c), 0);
+	assert_string_equal(strrchr(c.text, '|') + 1, "new");
+	kube_lines_free(&lb);
+}
+
+static void test_lines_callback_stops(void **state)
+{
+	(void)state;
+	struct kube_lines lb;
+	struct collected c = {.stop_after = 2};
+
+	kube_lines_init(&lb, 100);
+	assert_int_equal(kube_lines_feed(&lb, "a\nb\nc\n", 6, collect, &c), -EPROTO);
+	assert_string_equal(c.text, "a|b"); /* nothing after the line that stopped it */
+	kube_lines_free(&lb);
+}
+
+static void test_backoff(void **state)
+{
+	(void)state;
+	static const struct {
+		unsigned min, max, failures;
+		uint32_t rnd;
+		unsigned want;
+	} cases[] = {
+	    /* equal jitter: [d/2, d] */
+	    {500, 30000, 0, 0, 250},	   {500, 30000, 0, 250, 500},
+	    {500, 30000, 0, 251, 250}, /* rnd wraps modulo d/2+1 */
+	    {500, 30000, 1, 0, 500},	   {500, 30000, 1, 500, 1000},
+	    {500, 30000, 5, 0, 8000},	   {500, 30000, 5, 8000, 16000},
+	    {500, 30000, 6, 15000, 30000}, /* capped */
+	    {500, 30000, 31, 0, 15000},	   {500, 30000, 1000, 15000, 30000},
+	    {500, 1000, 3, 0, 500},	   {1, 1, 9, 7, 1},
+	};
+	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+		unsigned got =
+		    kube_backoff_ms(cases[i].min, cases[i].max, cases[i].failures, cases[i].rnd);
+		if (got != cases[i].want)
+			fail_msg("min %u max %u failures %u rnd %u: got %u, want %u", cases[i].min,
+				 cases[i].max, cases[i].failures, cases[i].rnd, got, cases[i].want);
+	}
+	/* never above max nor below half of it once capped, whatever rnd is */
+	for (uint32_t r = 0; r < 100000; r += 7) {
+		unsigned d = kube_backoff_ms(500, 30000, 20, r * 2654435761u);
+		assert_in_range(d, 15000, 30000);
+	}
+}
+
+static void test_escape(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+	    {"app=web", "app%3Dweb"},
+	    {"app in (a,b),!canary", "app%20in%20%28a%2Cb%29%2C%21canary"},
+	    {"k8s.io/name-x_y~", "k8s.io%2Fname-x_y~"},
+	    {"eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ==", "eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ%3D%3D"},
+	    {"", ""},
+	};
+	char out[128];
+
+	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+		assert_int_equal(kube_query_escape(cases[i].in, out, sizeof(out)),
+				 (int)strlen(cases[i].want));
+		assert_string_equal(out, cases[i].want);
+	}
+	assert_int_equal(kube_query_escape("abc", out, 3), -ENOSPC);
+	assert_int_equal(kube_query_escape("a=", out, 4), -ENOSPC);
+	assert_int_equal(kube_query_escape("a=", out, 5), 4);
+}
+
+static void test_names(void **state)
+{
+	(void)state;
+	assert_string_equal(kube_resource_name(KUBE_SERVICES), "services");
+	assert_string_equal(kube_resource_name(KUBE_ENDPOINTSLICES), "endpointslices");
+	assert_string_equal(kube_resource_name(KUBE_NAMESPACES), "namespaces");
+	assert_string_equal(kube_event_type_name(KUBE_EV_BOOKMARK), "BOOKMARK");
+	assert_string_equal(kube_event_type_name(KUBE_EV_TYPES), "?");
+}
+
+int main(void)
+{
+	log_set_level(LOG_ERROR);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_lines_split_anywhere),
+	    cmocka_unit_test(test_lines_cap),
+	    cmocka_unit_test(test_lines_callback_stops),
+	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_escape),
+	    cmocka_unit_test(test_names),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,257 @@
+/* Zone transfers: the records of one zone, regenerated from the snapshot's
+ * view (the cluster zones) or its static zone, packed into messages. */
+#include "zones/xfr.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "zones/builder.h"
+#include "zones/cluster.h"
+#include "zones/dname.h"
+#include "zones/zonefile.h"
+
+struct packer {
+	uint8_t *buf; /* TCP-framed messages */
+	size_t len, cap;
+	size_t msg;      /* offset of the current message's length prefix */
+	uint16_t count;  /* answer records in the current message */
+	const uint8_t *req;
+	size_t qend;
+	bool first;
+	int err;
+	size_t records;
+};
+
+static int grow(struct packer *p, size_t need)
+{
+	if (p->len + need <= p->cap)
+		return 0;
+	size_t cap = p->cap ? p->cap * 2 : 65536;
+	while (cap < p->len + need)
+		cap *= 2;
+	uint8_t *nb = realloc(p->buf, cap);
+	if (!nb)
+		return -ENOMEM;
+	p->buf = nb;
+	p->cap = cap;
+	return 0;
+}
+
+static void put16(uint8_t *b, uint16_t v)
+{
+	b[0] = (uint8_t)(v >> 8);
+	b[1] = (uint8_t)v;
+}
+
+static void msg_close(struct packer *p)
+{
+	if (p->msg == (size_t)-1)
+		return;
+	put16(p->buf + p->msg, (uint16_t)(p->len - p->msg - 2));
+	put16(p->buf + p->msg + 2 + 6, p->count);
+	p->msg = (size_t)-1;
+}
+
+static int msg_open(struct packer *p)
+{
+	/* The first message echoes the question; later ones carry none, as
+	 * RFC 5936 section 2.2.1 allows. */
+	size_t qlen = p->first ? p->qend - 12 : 0;
+	if (grow(p, 2 + 12 + qlen) < 0)
+		return -ENOMEM;
+	p->msg = p->len;
+	uint8_t *h = p->buf + p->len + 2;
+	memcpy(h, p->req, 2); /* ID */
+	h[2] = (uint8_t)(0x80 | 0x04 | (p->req[2] & 0x01)); /* QR AA RD */
+	h[3] = 0;
+	put16(h + 4, p->first ? 1 : 0);
+	put16(h + 6, 0);
+	put16(h + 8, 0);
+	put16(h + 10, 0);
+	memcpy(h + 12, p->req + 12, qlen);
+	p->len += 2 + 12 + qlen;
+	p->count = 0;
+	p->first = false;
+	return 0;
+}
+
+static int add_rr(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
+		  const uint8_t *rdata, uint16_t rdlen)
+{
+	struct packer *p = arg;
+	size_t olen = dname_len(owner);
+	size_t rr = olen + 10 + rdlen;
+	if (p->msg != (size_t)-1 && p->len - p->msg - 2 + rr > XFR_MSG_MAX)
+		msg_close(p);
+	if (p->msg == (size_t)-1 && msg_open(p) < 0)
+		return -ENOMEM;
+	if (grow(p, rr) < 0)
+		return -ENOMEM;
+	uint8_t *o = p->buf + p->len;
+	memcpy(o, owner, olen);
+	o += olen;
+	put16(o, type);
+	put16(o + 2, C_IN);
+	put16(o + 4, (uint16_t)(ttl >> 16));
+	put16(o + 6, (uint16_t)ttl);
+	put16(o + 8, rdlen);
+	memcpy(o + 10, rdata, rdlen);
+	p->len += rr;
+	p->count++;
+	p->records++;
+	return 0;
+}
+
+/* The client's serial from the SOA in an IXFR's authority section. */
+static int ixfr_serial(const uint8_t *req, size_t len, size_t qend, uint32_t *serial)
+{
+	if (req[8] == 0 && req[9] == 0)
+		return -EBADMSG;
+	int o = dname_skip(req, len, qend);
+	if (o < 0 || (size_t)o + 10 > len)
+		return -EBADMSG;
+	uint16_t type = (uint16_t)(req[o] << 8 | req[o + 1]);
+	uint16_t rdlen = (uint16_t)(req[o + 8] << 8 | req[o + 9]);
+	size_t rd = (size_t)o + 10;
+	if (type != T_SOA || rd + rdlen > len)
+		return -EBADMSG;
+	int m = dname_skip(req, rd + rdlen, rd);
+	if (m < 0)
+		return -EBADMSG;
+	int r = dname_skip(req, rd + rdlen, (size_t)m);
+	if (r < 0 || (size_t)r + 4 > rd + rdlen)
+		return -EBADMSG;
+	const uint8_t *sp = req + r;
+	*serial = (uint32_t)sp[0] << 24 | (uint32_t)sp[1] << 16 | (uint32_t)sp[2] << 8 | sp[3];
+	return 0;
+}
+
+static uint32_t soa_serial_of(const uint8_t *rdata)
+{
+	size_t l1 = dname_len(rdata);
+	size_t l2 = dname_len(rdata + l1);
+	const uint8_t *sp = rdata + l1 + l2;
+	return (uint32_t)sp[0] << 24 | (uint32_t)sp[1] << 16 | (uint32_t)sp[2] << 8 | sp[3];
+}
+
+/* Keeps the SOA aside so that it can close the transfer, and remembers its
+ * serial for IXFR. */
+struct soa_keep {
+	struct packer *p;
+	uint8_t owner[DNAME_MAX];
+	uint8_t rdata[2 * DNAME_MAX + 20];
+	uint16_t rdlen;
+	uint32_t ttl;
+	bool have;
+};
+
+static int add_rr_keep_soa(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
+			   const uint8_t *rdata, uint16_t rdlen)
+{
+	struct soa_keep *k = arg;
+	if (type == T_SOA && !k->have && rdlen <= sizeof(k->rdata)) {
+		memcpy(k->owner, owner, dname_len(owner));
+		memcpy(k->rdata, rdata, rdlen);
+		k->rdlen = rdlen;
+		k->ttl = ttl;
+		k->have = true;
+	}
+	return add_rr(k->p, owner, type, ttl, rdata, rdlen);
+}
+
+/* Learns the zone's SOA and stops. */
+static int soa_only(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
+		    const uint8_t *rdata, uint16_t rdlen)
+{
+	struct soa_keep *k = arg;
+	if (type == T_SOA && rdlen <= sizeof(k->rdata)) {
+		memcpy(k->owner, owner, dname_len(owner));
+		memcpy(k->rdata, rdata, rdlen);
+		k->rdlen = rdlen;
+		k->ttl = ttl;
+		k->have = true;
+	}
+	return -ECANCELED;
+}
+
+size_t xfr_dynamic_zones(const struct snapshot_config *cfg, uint8_t names[][255], size_t max)
+{
+	static const char *const rev[] = {"in-addr.arpa", "ip6.arpa"};
+	size_t n = 0;
+	if (n < max && dname_from_text(cfg->zone, names[n], 255) > 0)
+		n++;
+	for (size_t i = 0; i < 2 && n < max; i++)
+		if (dname_from_text(rev[i], names[n], 255) > 0)
+			n++;
+	return n;
+}
+
+int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t qend,
+	       uint8_t **out, size_t *out_len)
+{
+	uint8_t apex[DNAME_MAX];
+	struct packer p = {.msg = (size_t)-1, .req = req, .qend = qend, .first = true};
+	struct soa_keep keep = {.p = &p};
+	struct arena *a = NULL;
+	struct zb *b = NULL;
+	int ret = -ENOENT;
+
+	if (!s->cfg || !s->view || dname_read_question(req, len, 12, apex) < 0)
+		return -ENOENT;
+	uint16_t qtype = (uint16_t)(req[qend - 4] << 8 | req[qend - 3]);
+
+	/* The records are regenerated from the data the snapshot was built from:
+	 * the snapshot itself holds rendered answers, not records. */
+	ret = -ENOMEM;
+	if (!(a = arena_new()) || !(b = zb_new(a)))
+		goto out;
+	if ((ret = cluster_records(b, s->cfg, s->view, s->serial)) < 0)
+		goto out;
+	for (size_t i = 0; i < s->cfg->n_static_zones; i++)
+		if ((ret = zonefile_records(b, s->cfg->static_zones[i])) < 0)
+			goto out;
+
+	/* RFC 1995: a client already at our serial gets our SOA alone. No journal
+	 * of changes is kept, so any other client gets the whole zone, in AXFR
+	 * form, which section 4 allows. */
+	if (qtype == T_IXFR) {
+		uint32_t theirs;
+		if (ixfr_serial(req, len, qend, &theirs) < 0) {
+			ret = -EBADMSG;
+			goto out;
+		}
+		ret = zb_zone_rrs(b, apex, soa_only, &keep);
+		if (ret != -ECANCELED || !keep.have) {
+			ret = -ENOENT;
+			goto out;
+		}
+		uint32_t ours = soa_serial_of(keep.rdata);
+		if (theirs == ours || (int32_t)(theirs - ours) > 0) {
+			ret = add_rr(&p, keep.owner, T_SOA, keep.ttl, keep.rdata, keep.rdlen);
+			goto done;
+		}
+		keep.have = false;
+	}
+	if ((ret = zb_zone_rrs(b, apex, add_rr_keep_soa, &keep)) < 0 || !keep.have) {
+		if (ret == 0)
+			ret = -ENOENT;
+		goto out;
+	}
+	ret = add_rr(&p, keep.owner, T_SOA, keep.ttl, keep.rdata, keep.rdlen);
+done:
+	if (ret < 0)
+		goto out;
+	msg_close(&p);
+	log_info("zone transfer: %zu records, serial %u", p.records, soa_serial_of(keep.rdata));
+	*out = p.buf;
+	*out_len = p.len;
+	p.buf = NULL;
+	ret = 0;
+out:
+	free(p.buf);
+	zb_free(b);
+	arena_free(a);
+	return ret;
+}
