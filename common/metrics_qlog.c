@@ -67,7 +67,7 @@ static void entry_fill(struct qlog_entry *d, const struct qlog_entry_in *e)
 	d->qtype = d->qclass = 0;
 	/* The question was read and bounds-checked by dns_answer: its name is
 	 * plain labels (no compression) ending at qend - 4. */
-	if (e->qend > 12 + 4 && e->qend <= e->req_len && e->qend - 12 - 4 <= sizeof(d->name)) {
+	if (e->qend > 12 + 4 && e->qend <= e->req_len && (size_t)e->qend - 12 - 4 <= sizeof(d->name)) {
 		size_t nl = (size_t)e->qend - 12 - 4;
 		memcpy(d->name, e->req + 12, nl);
 		d->name_len = (uint8_t)nl;

@@ -297,7 +297,11 @@ static int on_scalar(struct builder *b, const yaml_event_t *ev)
 
 	if (memchr(s, '\0', len))
 		return fail(b, ev->start_mark, "strings may not hold NUL characters");
-	if ((rc = count_node(b, 1, ev->start_mark)) < 0)
+	/* A long string weighs as much as the nodes its bytes could have made:
+	 * an alias copies it whole, so counting it as one node would let a few
+	 * kilobytes of aliases ask for gigabytes. */
+	size_t weight = 1 + len / 64;
+	if ((rc = count_node(b, weight, ev->start_mark)) < 0)
 		return rc;
 
 	struct frame *f = b->depth ? &b->stack[b->depth - 1] : NULL;
@@ -314,7 +318,7 @@ static int on_scalar(struct builder *b, const yaml_event_t *ev)
 			json_t *k = json_string(s);
 			if (!k)
 				return fail_nomem(b);
-			rc = anchor_add(b, anchor, k, 1, 0);
+			rc = anchor_add(b, anchor, k, weight, 0);
 			json_decref(k);
 			return rc;
 		}
@@ -324,7 +328,7 @@ static int on_scalar(struct builder *b, const yaml_event_t *ev)
 	json_t *v;
 	bool as_string = !plain || (tag && (strcmp(tag, TAG_STR) == 0 || strcmp(tag, "!") == 0));
 	v = as_string ? json_stringn(s, len) : resolve_plain(s, len);
-	return place(b, v, anchor, 1, 0, ev->start_mark);
+	return place(b, v, anchor, weight, 0, ev->start_mark);
 }
 
 static int on_start(struct builder *b, const yaml_event_t *ev, bool mapping)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "dns/forward_msg.h"
 #include "dns/resolvconf.h"
 
@@ -61,9 +62,10 @@ struct fwaiter {
 	enum fwd_route_kind kind;
 	uint8_t prefix[FWD_PREFIX_MAX];
 	uint16_t plen, pcount;
-	uint8_t
-	    orig[FWD_ORIG_MAX]; /* SPLICE: the cluster's own answer, sent when the target fails */
+	/* SPLICE: the cluster's own answer, sent when the target fails. */
+	uint8_t orig[FWD_ORIG_MAX];
 	uint16_t orig_len;
+	uint64_t start_ns; /* when the query was taken, for /metrics */
 };
 
 struct udp_attempt;
@@ -1219,6 +1221,9 @@ static void waiter_dest(const struct fwaiter *w, struct fwd_dest *d)
 static void waiter_send(struct forward_worker *fw, struct fwaiter *w, const uint8_t *msg,
 			size_t len)
 {
+	if (msg && len)
+		metrics_dns_reply_late(msg, len, w->proto == DNS_TCP ? METRICS_TCP : METRICS_UDP,
+				       (const struct sockaddr *)&w->peer, w->start_ns);
 	if (w->proto == DNS_TCP) {
 		fw->tcp_reply(w->conn, msg, len);
 		return;
@@ -1360,6 +1365,7 @@ static bool waiter_add(struct forward_worker *fw, struct fq *q, const struct for
 	if (w->ctl_len)
 		memcpy(w->ctl, c->ctl, w->ctl_len);
 	w->conn = c->conn;
+	w->start_ns = uv_hrtime();
 	memcpy(w->hdr, d->cq.hdr, 4);
 	memcpy(w->q, d->cq.q, d->cq.qlen);
 	w->qlen = d->cq.qlen;

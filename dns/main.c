@@ -18,10 +18,12 @@
 #include "discovery/manifest.h"
 #include "discovery/model.h"
 #include "dns/forward.h"
+#include "dns/notify.h"
 #include "dns/server.h"
 #include "proxy/proxy.h"
 #include "zones/dname.h"
 #include "zones/snapshot.h"
+#include "zones/xfr.h"
 #include "zones/zonefile.h"
 
 #define MAX_LISTEN 32
@@ -40,6 +42,9 @@ struct app {
 	struct forwarder *fwd; /* names outside the zones served (dns/forward.h), or NULL */
 	struct proxy *proxy; /* the ClusterIP datapath (--proxy), or NULL */
 	struct proxy_config pcfg;
+	struct dns_notifier *notifier;          /* --notify targets, or NULL */
+	struct fwd_cidr xfr_allow[16];          /* --allow-transfer */
+	size_t n_xfr_allow;
 	struct sockaddr_storage dns_addrs[MAX_LISTEN];
 	struct snapshot_config scfg;
 	struct static_zone *zones[MAX_ZONE_FILES];
@@ -83,6 +88,8 @@ static void usage(FILE *f)
 		"  --proxy-max-flows N     UDP flows the datapath keeps open (default: the same)\n"
 		"  --proxy-no-splice       copy through user space instead of splice(2)\n"
 		FORWARD_USAGE
+		"  --allow-transfer CIDR   clients that may AXFR/IXFR the zones, repeatable (none)\n"
+		"  --notify ADDR[:PORT]    send NOTIFY there when the cluster zones change\n"
 		"  --log-level LEVEL       error, warn, info (default) or debug\n"
 		"  --version               print the version and exit\n");
 }
@@ -115,7 +122,14 @@ static void rebuild_now(struct app *app)
 		s->chaos_live = proxy_chaos_live;
 		s->chaos_live_arg = proxy_live_index(app->proxy);
 	}
+	uint32_t serial = s->serial;
 	snapshot_publish(s);
+	if (app->notifier) {
+		/* Secondaries of the cluster's zones transfer them again now. */
+		uint8_t zones[4][255];
+		size_t nz = xfr_dynamic_zones(&app->scfg, zones, 4);
+		dns_notifier_send(app->notifier, (const uint8_t(*)[255])zones, nz, serial);
+	}
 	uint64_t t_end = uv_hrtime();
 	log_info("snapshot %llu published: serial %u, %zu services, %zu names, %zu KiB, "
 		 "%.1f ms (view %.1f ms, zones %.1f ms)",
@@ -151,6 +165,8 @@ static void on_signal(uv_signal_t *h, int signum)
 	dns_server_stop(app->server);
 	app->server = NULL;
 	forward_control_stop(app->fwd);
+	dns_notifier_stop(app->notifier);
+	app->notifier = NULL;
 	proxy_stop(app->proxy); /* after the workers: they read its CHAOS index */
 	app->proxy = NULL;
 	if (app->mdir)
@@ -204,6 +220,12 @@ static int api_start(struct app *app, const struct api_flags *f)
 	kubeconfig_free(&conn);
 	return rc;
 }
+
+/* Long options of zone transfer. */
+enum {
+	OPT_ALLOW_TRANSFER = 0x700, /* 0x600 is left for the operations flags */
+	OPT_NOTIFY,
+};
 
 /* Long options of the datapath. */
 enum {
@@ -260,6 +282,8 @@ int main(int argc, char **argv)
 	    {"proxy-max-flows", required_argument, NULL, OPT_PROXY_MAX_FLOWS},
 	    {"proxy-no-splice", no_argument, NULL, OPT_PROXY_NO_SPLICE},
 	    FORWARD_LONG_OPTIONS,
+	    {"allow-transfer", required_argument, NULL, OPT_ALLOW_TRANSFER},
+	    {"notify", required_argument, NULL, OPT_NOTIFY},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -268,6 +292,8 @@ int main(int argc, char **argv)
 	forward_options_init(&fopts);
 	struct dns_listen listen[MAX_LISTEN];
 	size_t n_listen = 0;
+	struct dns_listen notify[8];
+	size_t n_notify = 0;
 	const char *manifests = NULL;
 	struct api_flags api = {0};
 	const char *zone = "cluster.local";
@@ -431,6 +457,21 @@ int main(int argc, char **argv)
 			if (forward_option(&fopts, c, optarg) < 0)
 				return 2;
 			break;
+		case OPT_ALLOW_TRANSFER:
+			if (app.n_xfr_allow == 16 ||
+			    fwd_cidr_parse(optarg, &app.xfr_allow[app.n_xfr_allow]) < 0) {
+				fprintf(stderr, "svcdns: --allow-transfer %s: expected a CIDR\n", optarg);
+				return 2;
+			}
+			app.n_xfr_allow++;
+			break;
+		case OPT_NOTIFY:
+			if (n_notify == 8 || dns_listen_parse(optarg, &notify[n_notify]) < 0) {
+				fprintf(stderr, "svcdns: --notify %s: expected ADDR[:PORT]\n", optarg);
+				return 2;
+			}
+			n_notify++;
+			break;
 		case 'V':
 			printf("svcdns %s\n", SVCDNS_VERSION);
 			return 0;
@@ -571,6 +612,8 @@ int main(int argc, char **argv)
 	    .tcp_max_conns = (unsigned)max_conns,
 	    .tcp_idle_timeout_ms = (unsigned)idle_ms,
 	    .forwarder = app.fwd,
+	    .allow_transfer = app.xfr_allow,
+	    .n_allow_transfer = app.n_xfr_allow,
 	};
 	if (dns_server_start(&dcfg, &app.server) < 0) {
 		manifest_dir_stop(app.mdir);
@@ -583,6 +626,8 @@ int main(int argc, char **argv)
 		uv_run(app.loop, UV_RUN_DEFAULT);
 		goto out;
 	}
+	if (n_notify && dns_notifier_start(app.loop, notify, n_notify, &app.notifier) < 0)
+		log_error("notify: cannot start; secondaries refresh on their own timer");
 	uv_signal_init(app.loop, &app.sigterm);
 	uv_signal_init(app.loop, &app.sigint);
 	app.sigterm.data = app.sigint.data = &app;

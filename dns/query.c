@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "dns/lifecycle_freshness.h"
 #include "zones/builder.h"
 #include "zones/dname.h"
 
@@ -117,6 +118,8 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	info->rcode = 0;
 	info->truncated = 0;
 	info->qend = 0;
+	info->xfr = 0;
+	info->stale = 0;
 	info->outside = 0;
 	info->cluster = 0;
 
@@ -143,10 +146,11 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	uint16_t qclass = rd16(req + qend - 2);
 	info->qtype = qtype;
 
-	/* A query carries no answer or authority records (RFC 1035 4.1.1). */
-	if (rd16(req + 6) || rd16(req + 8))
+	/* A query carries no answer or authority records (RFC 1035 4.1.1), but
+	 * an IXFR names the client's version in an authority SOA (RFC 1995). */
+	if (rd16(req + 6) || (rd16(req + 8) && qtype != T_IXFR))
 		return reply_empty(resp, req, qend, RCODE_FORMERR, NULL, info);
-	if (parse_additional(req, len, qend, rd16(req + 10), &e) < 0)
+	if (parse_additional(req, len, qend, (unsigned)rd16(req + 8) + rd16(req + 10), &e) < 0)
 		return reply_empty(resp, req, qend, RCODE_FORMERR, NULL, info);
 	if (e.present && e.version > 0)
 		return reply_empty(resp, req, qend, RCODE_BADVERS, &e, info);
@@ -169,17 +173,23 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 
 	if (!s)
 		return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
-	if (qtype == T_AXFR || qtype == T_IXFR)
+	/* Transfers are the TCP path's to serve, to the clients it allows
+	 * (zones/xfr.h); this is the answer for everyone else. */
+	if (qtype == T_AXFR || qtype == T_IXFR) {
+		info->xfr = 1;
 		return reply_empty(resp, req, qend, RCODE_REFUSED, &e, info);
+	}
 
 	struct zone_result r;
 	r.dynamic = false;
+	bool generation = false; /* CH TXT generation.<zone>: made now, not prerendered */
 	if (qclass == C_IN) {
 		zone_lookup(s, key, (size_t)qlen, qtype, &r);
 	} else if (qclass == C_CH) {
 		r.kind = ZR_ANSWER;
 		r.ans = zone_lookup_chaos(s, key, (size_t)qlen, qtype);
-		if (!r.ans)
+		generation = !r.ans && freshness_is_generation(key, (size_t)qlen, qtype);
+		if (!r.ans && !generation)
 			r.kind = ZR_REFUSED;
 	} else {
 		r.kind = ZR_REFUSED;
@@ -191,6 +201,10 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	info->cluster = r.dynamic;
 	if (r.dynamic && !s->synced)
 		return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
+	/* Cluster data the source has not confirmed lately (RFC 8914, 3). */
+	uint8_t ede[64];
+	size_t ede_len = r.dynamic && e.present ? freshness_ede(ede, sizeof(ede)) : 0;
+	opt += ede_len;
 
 	/* Header and question as the client sent them. */
 	memcpy(resp, req, qend);
@@ -212,6 +226,10 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		memcpy(resp + n + 12, r.addr.bytes, alen);
 		n += 12 + alen;
 		an = 1;
+	} else if (generation) {
+		size_t k = freshness_generation_txt(s, resp + n, limit - opt - n);
+		n += k;
+		an = k ? 1 : 0;
 	} else {
 		const struct zone_answer *a = r.ans;
 		if (!a)
@@ -249,6 +267,12 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	if (e.present) {
 		n += put_opt(resp + n, &e, 0);
 		ar++;
+		if (ede_len) {
+			memcpy(resp + n, ede, ede_len);
+			wr16(resp + n - 2, (uint16_t)ede_len); /* the OPT's RDLENGTH */
+			n += ede_len;
+			info->stale = 1;
+		}
 	}
 	resp[3] |= rcode;
 	wr16(resp + 6, an);

@@ -31,6 +31,8 @@ struct dns_query_info {
 	uint8_t edns_do;
 	uint8_t outside; /* REFUSED only because the IN-class name is in no zone served */
 	uint8_t cluster; /* the answer came from a zone built from the cluster */
+	uint8_t xfr;     /* an AXFR or IXFR: answered REFUSED unless the TCP path serves it */
+	uint8_t stale;   /* carries EDE 3, Stale Answer (dns/lifecycle_freshness.h) */
 };
 
 /* Writes the response to `req` into `resp` (capacity `cap`, at least 512).

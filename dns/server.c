@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,12 @@
 #include <uv.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "dns/forward.h"
 #include "dns/query.h"
 #include "dns/querylog.h"
 #include "zones/snapshot.h"
+#include "zones/xfr.h"
 
 #define UDP_BATCH 64
 #define UDP_BUF 4096 /* largest query we read over UDP; larger ones are cut and FORMERR */
@@ -146,6 +149,10 @@ struct worker {
 	unsigned tcp_conns;
 	struct tcp_conn *conns; /* every open connection, for shutdown */
 	const struct dns_server_config *cfg;
+	struct dns_server *srv;
+	struct metrics_worker *mw; /* NULL: not counted */
+	bool draining;		   /* lameduck is over: answer what is in flight, take nothing new */
+	bool drained;		   /* counted in srv->drained */
 	/* UDP batch buffers, per worker: the query path allocates nothing. */
 	struct mmsghdr in[UDP_BATCH], out[UDP_BATCH];
 	struct iovec in_iov[UDP_BATCH], out_iov[UDP_BATCH];
@@ -155,11 +162,44 @@ struct worker {
 	uint8_t out_buf[UDP_BATCH][DNS_EDNS_MAX_UDP > 512 ? 4096 : 512];
 };
 
+enum { PHASE_RUN = 0, PHASE_DRAIN, PHASE_STOP };
+
 struct dns_server {
 	struct worker *workers;
 	unsigned n_workers;
 	struct dns_server_config cfg;
+	atomic_int phase;     /* what a worker's stop signal means */
+	atomic_uint drained;  /* workers with no connection left while draining */
 };
+
+/* Counts one query for /metrics and the query log (common/metrics.h); resp
+ * NULL: the forwarder answers later and counts that answer itself. */
+static void count_query(struct worker *w, const uint8_t *req, size_t len,
+			const struct dns_query_info *info, const uint8_t *resp, size_t rlen,
+			enum dns_proto proto, const struct sockaddr *peer, uint64_t t0)
+{
+	if (!w->mw)
+		return;
+	uint8_t rcode = resp && rlen >= 4 ? (resp[3] & 0x0F) : info->rcode;
+	if (info->rcode > 15 && rcode == (info->rcode & 0x0F))
+		rcode = info->rcode; /* BADVERS: the header only holds its low bits */
+	struct metrics_query q = {
+	    .req = req,
+	    .req_len = len,
+	    .qend = info->qend,
+	    .qtype = info->qtype,
+	    .resp = resp,
+	    .resp_len = resp ? rlen : 0,
+	    .rcode = rcode,
+	    .proto = proto == DNS_TCP ? METRICS_TCP : METRICS_UDP,
+	    .peer = peer,
+	    .dur_ns = resp ? uv_hrtime() - t0 : 0,
+	    .stale = info->stale,
+	    .dnssec_ok = info->edns_do,
+	    .bufsize = info->limit,
+	};
+	metrics_dns_query(w->mw, &q);
+}
 
 /* Copies the destination address of a query into the reply's control data so
  * that the reply leaves from it (wildcard binds only). */
@@ -221,6 +261,7 @@ static void on_udp(uv_poll_t *h, int status, int events)
 		int n = recvmmsg(us->fd, w->in, UDP_BATCH, MSG_DONTWAIT, NULL);
 		if (n <= 0)
 			return;
+		uint64_t t0 = uv_hrtime();
 		const struct snapshot *s = snapshot_enter(w->reader);
 		int k = 0;
 		for (int i = 0; i < n; i++) {
@@ -250,9 +291,14 @@ static void on_udp(uv_poll_t *h, int status, int events)
 				};
 				if (forward_query(w->fwd, s, &fc, w->in_buf[i], len, w->out_buf[k],
 						  &rlen, sizeof(w->out_buf[k]),
-						  &info) == FORWARD_PENDING)
+						  &info) == FORWARD_PENDING) {
+					count_query(w, w->in_buf[i], len, &info, NULL, 0, DNS_UDP,
+						    fc.peer, t0);
 					continue;
+				}
 			}
+			count_query(w, w->in_buf[i], len, &info, w->out_buf[k], rlen, DNS_UDP,
+				    (struct sockaddr *)&w->peers[i], t0);
 			w->out_iov[k].iov_base = w->out_buf[k];
 			w->out_iov[k].iov_len = rlen;
 			struct msghdr *m = &w->out[k].msg_hdr;
@@ -305,23 +351,29 @@ struct tcp_conn {
 struct tcp_write {
 	uv_write_t req;
 	struct tcp_conn *c;
+	uint8_t *ext; /* bytes written from elsewhere (a zone transfer), freed after */
 	uint8_t data[];
 };
 
 /* A connection is freed once its handles are closed and the forwarder has
  * let go of every query it took from it. */
+static void worker_drained_check(struct worker *w);
+static void conn_drain(struct tcp_conn *c);
+
 static void conn_free(struct tcp_conn *c)
 {
 	if (c->handles_open == 0 && c->pending == 0) {
-		c->w->tcp_conns--;
+		struct worker *w = c->w;
+		w->tcp_conns--;
 		if (c->prev)
 			c->prev->next = c->next;
 		else
-			c->w->conns = c->next;
+			w->conns = c->next;
 		if (c->next)
 			c->next->prev = c->prev;
 		free(c->buf);
 		free(c);
+		worker_drained_check(w);
 	}
 }
 
@@ -377,11 +429,14 @@ static void on_write(uv_write_t *req, int status)
 	struct tcp_write *wr = (struct tcp_write *)req;
 	struct tcp_conn *c = wr->c;
 	(void)status;
+	free(wr->ext);
 	free(wr);
-	if (c->paused && !c->closing && c->handle.write_queue_size < TCP_WRITE_QUEUE_MAX / 2) {
+	if (c->paused && !c->closing && !c->w->draining &&
+	    c->handle.write_queue_size < TCP_WRITE_QUEUE_MAX / 2) {
 		c->paused = false;
 		uv_read_start((uv_stream_t *)&c->handle, on_tcp_alloc, on_tcp_read);
 	}
+	conn_drain(c);
 }
 
 static bool tcp_send(struct tcp_conn *c, const uint8_t *msg, size_t len)
@@ -390,6 +445,7 @@ static bool tcp_send(struct tcp_conn *c, const uint8_t *msg, size_t len)
 	if (!wr)
 		return false;
 	wr->c = c;
+	wr->ext = NULL;
 	wr->data[0] = (uint8_t)(len >> 8);
 	wr->data[1] = (uint8_t)len;
 	memcpy(wr->data + 2, msg, len);
@@ -402,6 +458,69 @@ static bool tcp_send(struct tcp_conn *c, const uint8_t *msg, size_t len)
 }
 
 
+/* Sends bytes that are already framed (a zone transfer's messages). Takes
+ * ownership of `data` (malloc'd). */
+static bool tcp_send_framed(struct tcp_conn *c, uint8_t *data, size_t len)
+{
+	struct tcp_write *wr = malloc(sizeof(*wr));
+	if (!wr) {
+		free(data);
+		return false;
+	}
+	wr->c = c;
+	wr->ext = data;
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+	if (uv_write(&wr->req, (uv_stream_t *)&c->handle, &b, 1, on_write) < 0) {
+		free(data);
+		free(wr);
+		return false;
+	}
+	return true;
+}
+
+static bool transfer_allowed(const struct tcp_conn *c)
+{
+	const struct dns_server_config *cfg = c->w->cfg;
+	const struct sockaddr_storage *p = &c->peer;
+	for (size_t i = 0; i < cfg->n_allow_transfer; i++) {
+		if (p->ss_family == AF_INET &&
+		    fwd_cidr_contains(&cfg->allow_transfer[i], AF_INET,
+				      (const uint8_t *)&((const struct sockaddr_in *)p)->sin_addr))
+			return true;
+		if (p->ss_family == AF_INET6 &&
+		    fwd_cidr_contains(&cfg->allow_transfer[i], AF_INET6,
+				      ((const struct sockaddr_in6 *)p)->sin6_addr.s6_addr))
+			return true;
+	}
+	return false;
+}
+
+/* An allowed AXFR/IXFR: the whole zone, regenerated while the snapshot is
+ * held. Returns true when it was sent (or the connection was closed). */
+static bool tcp_transfer(struct tcp_conn *c, const struct snapshot *snap, const uint8_t *req,
+			 size_t len, const struct dns_query_info *info, uint8_t *resp,
+			 size_t *rlen)
+{
+	if (!info->xfr || !snap || !info->qend || !transfer_allowed(c))
+		return false;
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	int ret = xfr_answer(snap, req, len, info->qend, &out, &out_len);
+	if (ret == -ENOENT || ret == -EBADMSG) {
+		/* Not a zone we serve (NOTAUTH, RFC 2845's 9) or a broken IXFR. */
+		resp[3] = (uint8_t)((resp[3] & 0xF0) | (ret == -ENOENT ? 9 : 1));
+		return false;
+	}
+	if (ret < 0) {
+		resp[3] = (uint8_t)((resp[3] & 0xF0) | 2); /* SERVFAIL */
+		return false;
+	}
+	*rlen = 0;
+	if (!tcp_send_framed(c, out, out_len))
+		conn_close(c);
+	return true;
+}
+
 static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	(void)buf;
@@ -412,6 +531,7 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	c->len += (size_t)nread;
 	uv_timer_again(&c->idle);
+	uint64_t t0 = uv_hrtime();
 	static _Thread_local uint8_t resp[DNS_MAX_MSG];
 	size_t off = 0;
 	while (c->len - off >= 2) {
@@ -422,6 +542,14 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		const struct snapshot *snap = snapshot_enter(c->w->reader);
 		size_t rlen = dns_answer(snap, c->buf + off + 2, mlen, resp, sizeof(resp), DNS_TCP,
 					 &info);
+		if (rlen && info.xfr &&
+		    tcp_transfer(c, snap, c->buf + off + 2, mlen, &info, resp, &rlen)) {
+			snapshot_leave(c->w->reader);
+			off += 2 + mlen;
+			if (c->closing)
+				return;
+			continue;
+		}
 		if (log_get_level() >= LOG_DEBUG)
 			dns_log_query((struct sockaddr *)&c->peer, c->buf + off + 2, mlen, DNS_TCP);
 		enum forward_verdict v = FORWARD_REPLY;
@@ -439,6 +567,10 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 				c->pending--;
 		}
 		snapshot_leave(c->w->reader);
+		if (rlen || v == FORWARD_PENDING)
+			count_query(c->w, c->buf + off + 2, mlen, &info,
+				    v == FORWARD_PENDING ? NULL : resp, rlen, DNS_TCP,
+				    (struct sockaddr *)&c->peer, t0);
 		off += 2 + mlen;
 		if (v == FORWARD_PENDING)
 			continue;
@@ -474,6 +606,8 @@ static void on_forward_reply(void *conn, const uint8_t *msg, size_t len)
 	}
 	if (msg && !tcp_send(c, msg, len))
 		conn_close(c);
+	else
+		conn_drain(c);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -526,14 +660,59 @@ static void worker_close_all(struct worker *w)
 		uv_close((uv_handle_t *)&w->stop, NULL);
 }
 
+/* While draining: a connection that owes its client nothing is closed. A
+ * write handed to the kernel still reaches the client after the close. */
+static void conn_drain(struct tcp_conn *c)
+{
+	if (!c->w->draining || c->closing)
+		return;
+	uv_read_stop((uv_stream_t *)&c->handle);
+	if (c->pending == 0 && c->handle.write_queue_size == 0)
+		conn_close(c);
+}
+
+static void worker_drained_check(struct worker *w)
+{
+	if (w->draining && !w->drained && w->tcp_conns == 0) {
+		w->drained = true;
+		atomic_fetch_add(&w->srv->drained, 1);
+	}
+}
+
+/* The end of lameduck: no new queries (UDP reads stop, TCP listeners close),
+ * answers in flight still go out; UDP sockets stay open for the forwarder's
+ * late answers until the stop. */
+static void worker_drain(struct worker *w)
+{
+	if (w->draining)
+		return;
+	w->draining = true;
+	for (size_t i = 0; i < w->n_socks; i++) {
+		if (w->udp[i].w && !uv_is_closing((uv_handle_t *)&w->udp[i].poll))
+			uv_poll_stop(&w->udp[i].poll);
+		if (w->tcp[i].w && !uv_is_closing((uv_handle_t *)&w->tcp[i].handle))
+			uv_close((uv_handle_t *)&w->tcp[i].handle, NULL);
+	}
+	for (struct tcp_conn *c = w->conns, *next; c; c = next) {
+		next = c->next;
+		conn_drain(c);
+	}
+	worker_drained_check(w);
+}
+
 static void on_stop(uv_async_t *a)
 {
-	worker_close_all(a->data);
+	struct worker *w = a->data;
+	if (atomic_load(&w->srv->phase) == PHASE_DRAIN)
+		worker_drain(w);
+	else
+		worker_close_all(w);
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
+	metrics_worker_enter(w->mw);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	return NULL;
 }
@@ -564,6 +743,8 @@ int dns_server_start(const struct dns_server_config *cfg, struct dns_server **ou
 	for (unsigned t = 0; t < srv->n_workers; t++) {
 		struct worker *w = &srv->workers[t];
 		w->cfg = &srv->cfg;
+		w->srv = srv;
+		w->mw = cfg->metrics ? metrics_worker_new(cfg->metrics) : NULL;
 		w->reader = snapshot_reader_register();
 		if (!w->reader) {
 			ret = -ENOSPC;
@@ -651,10 +832,23 @@ fail:
 	return ret;
 }
 
+void dns_server_drain(struct dns_server *srv)
+{
+	atomic_store(&srv->phase, PHASE_DRAIN);
+	for (unsigned t = 0; t < srv->n_workers; t++)
+		uv_async_send(&srv->workers[t].stop);
+}
+
+bool dns_server_drained(const struct dns_server *srv)
+{
+	return atomic_load(&srv->drained) == srv->n_workers;
+}
+
 void dns_server_stop(struct dns_server *srv)
 {
 	if (!srv)
 		return;
+	atomic_store(&srv->phase, PHASE_STOP);
 	for (unsigned t = 0; t < srv->n_workers; t++)
 		uv_async_send(&srv->workers[t].stop);
 	for (unsigned t = 0; t < srv->n_workers; t++) {

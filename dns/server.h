@@ -7,6 +7,7 @@
 #ifndef SVCDNS_SERVER_H
 #define SVCDNS_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -20,6 +21,7 @@ struct dns_listen {
 int dns_listen_parse(const char *text, struct dns_listen *out);
 
 struct forwarder; /* dns/forward.h */
+struct metrics;   /* common/metrics.h */
 
 struct dns_server_config {
 	const struct dns_listen *listen;
@@ -28,13 +30,24 @@ struct dns_server_config {
 	unsigned tcp_max_conns;      /* per worker */
 	unsigned tcp_idle_timeout_ms;
 	struct forwarder *forwarder; /* NULL: no forwarding; each worker runs its own part */
+	struct metrics *metrics; /* per-worker counters (common/metrics.h), or NULL */
+	/* Clients that may transfer zones (AXFR, IXFR over TCP); none by default. */
+	const struct fwd_cidr *allow_transfer;
+	size_t n_allow_transfer;
 };
 
+struct fwd_cidr;
 struct dns_server;
 
 /* Binds every socket now (so that a bad address fails here, with a log line
  * naming it) and starts the workers. */
 int dns_server_start(const struct dns_server_config *cfg, struct dns_server **out);
+/* Ends lameduck: workers stop taking queries (UDP reads stop, TCP listeners
+ * close) and close each TCP connection once its answers are written and the
+ * forwarder owes it nothing. Returns at once; dns_server_drained() says when
+ * every connection is gone. Then call dns_server_stop. */
+void dns_server_drain(struct dns_server *srv);
+bool dns_server_drained(const struct dns_server *srv);
 /* Stops every worker, closes every socket, frees everything. */
 void dns_server_stop(struct dns_server *srv);
 

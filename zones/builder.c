@@ -903,7 +903,13 @@ static const struct zone_answer *render_cname_chain(struct render *r, struct zon
 	struct zone_node *cur = n;
 	struct zb_zone *neg_zone = NULL;
 	const uint8_t *owner = NULL; /* NULL: the question itself */
+	const struct zone_node *seen[8];
 	for (int depth = 0; depth < 8 && cur; depth++) {
+		/* A loop ends the chain where it closes: each CNAME once. */
+		for (int k = 0; k < depth; k++)
+			if (seen[k] == cur)
+				goto chain_end;
+		seen[depth] = cur;
 		struct rrset *cn = find_set(cur, T_CNAME);
 		if (!cn) {
 			struct rrset *s = find_set(cur, qtype);
@@ -924,6 +930,7 @@ static const struct zone_answer *render_cname_chain(struct render *r, struct zon
 		if (!cur && (neg_zone = zone_of(r->b, target, tl)))
 			rcode = 3;
 	}
+chain_end:
 	if (neg_zone) {
 		struct rrset *soa = find_set(neg_zone->apex_node, T_SOA);
 		if (soa) {
@@ -1111,6 +1118,22 @@ int zb_remove_owned(struct zb *b, const struct zb *scratch, const uint8_t *const
 			    find_set(sn, cur->ans[k].type)->n != cur->ans[k].ans->an)
 				return -EAGAIN;
 		htab_remove(&t->names, name, sn->len);
+	}
+	return 0;
+}
+
+int zb_data_rrs(struct zb *b, zb_rr_cb cb, void *arg)
+{
+	for (size_t i = 0; i < b->n_fresh; i++) {
+		const struct zone_node *n = b->fresh[i];
+		if (!n->zidx || (n->flags & NF_APEX))
+			continue;
+		for (const struct rrset *s = n->sets; s; s = s->next)
+			for (const struct rdata *r = s->head; r; r = r->next) {
+				int ret = cb(arg, NODE_NAME(n), s->type, s->ttl, r->d, r->len);
+				if (ret < 0)
+					return ret;
+			}
 	}
 	return 0;
 }

@@ -92,6 +92,8 @@ int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings,
 typedef int (*zb_rr_cb)(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
 			const uint8_t *rdata, uint16_t rdlen);
 int zb_zone_rrs(struct zb *b, const uint8_t *apex, zb_rr_cb cb, void *arg);
+/* Every record of an unfinished build outside the zone apexes. */
+int zb_data_rrs(struct zb *b, zb_rr_cb cb, void *arg);
 
 /* Renders every answer and builds the lookup tables into the output arena.
  * *tables receives the opaque table struct zone_lookup reads. */

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "zones/builder.h"
 #include "zones/cluster.h"
+#include "zones/xfr.h"
 #include "zones/zonefile.h"
 
 struct snap_priv {
@@ -37,6 +38,7 @@ void snapshot_free(struct snapshot *s)
 		model_view_free(s->view);
 		free(s->view);
 	}
+	xfr_diff_release(s->journal);
 	struct snap_priv *p = s->priv;
 	if (p) {
 		zb_tables_free(p->tables);
@@ -164,7 +166,7 @@ static int view_diff(const struct model_view *old, const struct model_view *cur,
 /* Takes out the names one old Service version had, using a scratch build of
  * its records to learn them. */
 static int remove_service(struct zb *b, const struct snapshot_config *cfg, uint32_t serial,
-			  const struct view_service *vs)
+			  const struct view_service *vs, struct xfr_diff *journal)
 {
 	int ret = -ENOMEM;
 	struct arena *a = arena_new();
@@ -182,7 +184,25 @@ static int remove_service(struct zb *b, const struct snapshot_config *cfg, uint3
 	}
 	const uint8_t *roots[2] = {full, shortn};
 	ret = zb_remove_owned(b, scratch, roots, 2);
+	if (ret == 0 && journal)
+		ret = xfr_diff_collect(journal, scratch, false);
 out:
+	zb_free(scratch);
+	arena_free(a);
+	return ret;
+}
+
+/* The records a new Service version brings, for the IXFR journal. */
+static int journal_added(const struct snapshot_config *cfg, uint32_t serial,
+			 const struct view_service *vs, struct xfr_diff *journal)
+{
+	int ret = -ENOMEM;
+	struct arena *a = arena_new();
+	struct zb *scratch = a ? zb_new(a) : NULL;
+	struct cluster_zones cz;
+	if (scratch && (ret = cluster_zones(scratch, cfg, serial, &cz)) == 0 &&
+	    (ret = cluster_service(scratch, &cz, vs)) == 0)
+		ret = xfr_diff_collect(journal, scratch, true);
 	zb_free(scratch);
 	arena_free(a);
 	return ret;
@@ -223,11 +243,15 @@ static int build_incremental(const struct snapshot_config *cfg, const struct mod
 	struct cluster_zones cz;
 	if ((ret = cluster_zones(b, cfg, s->serial, &cz)) < 0)
 		goto out;
+	ret = -ENOMEM;
+	if (!(s->journal = xfr_diff_new(prev->serial, s->serial, prev->journal)))
+		goto out;
 	for (size_t i = 0; i < d.n_gone; i++)
-		if ((ret = remove_service(b, cfg, s->serial, d.gone[i])) < 0)
+		if ((ret = remove_service(b, cfg, s->serial, d.gone[i], s->journal)) < 0)
 			goto out;
 	for (size_t i = 0; i < d.n_come; i++)
-		if ((ret = cluster_service(b, &cz, d.come[i])) < 0)
+		if ((ret = cluster_service(b, &cz, d.come[i])) < 0 ||
+		    (ret = journal_added(cfg, s->serial, d.come[i], s->journal)) < 0)
 			goto out;
 	if ((ret = zb_finish(b, &p->tables, &s->n_names)) < 0)
 		goto out;
@@ -315,6 +339,8 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 			log_warn("snapshot: incremental build failed (%s); building in full",
 				 strerror(-ret));
 		priv_clear(p);
+		xfr_diff_release(s->journal);
+		s->journal = NULL;
 		if ((ret = build_full(cfg, view, s, p)) < 0)
 			goto fail;
 		log_debug("snapshot: full build, %.1f ms", ms_since(&t0));

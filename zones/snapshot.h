@@ -79,6 +79,8 @@ struct snapshot {
 	 * zone transfers regenerate the records from them and `view`. */
 	const struct snapshot_config *cfg;
 	bool incremental;  /* built from the previous snapshot's tables */
+	/* The changes that led here, newest first (zones/xfr.h), or NULL. */
+	struct xfr_diff *journal;
 	/* Lines appended to a CHAOS TXT answer from state that changes between
 	 * builds (the datapath's listeners and connections), or NULL. Set before
 	 * publishing; called on the query path with `chaos_live_arg`, so it must

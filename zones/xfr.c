@@ -12,6 +12,103 @@
 #include "zones/dname.h"
 #include "zones/zonefile.h"
 
+/* ---- journal ------------------------------------------------------------- */
+
+#define JOURNAL_MAX_DEPTH 128
+
+struct xfr_rr {
+	uint8_t *owner;
+	uint8_t *rdata;
+	uint32_t ttl;
+	uint16_t type;
+	uint16_t rdlen;
+};
+
+struct xfr_rrs {
+	struct xfr_rr *v;
+	size_t n, cap;
+};
+
+struct xfr_diff {
+	uint32_t from, to;
+	struct xfr_rrs del, add;
+	struct xfr_diff *prev;
+	unsigned refs;
+	unsigned depth;
+};
+
+struct xfr_diff *xfr_diff_new(uint32_t from, uint32_t to, struct xfr_diff *prev)
+{
+	struct xfr_diff *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->from = from;
+	d->to = to;
+	d->refs = 1;
+	/* A bounded chain: secondaries further behind get the whole zone. */
+	if (prev && prev->depth + 1 < JOURNAL_MAX_DEPTH) {
+		prev->refs++;
+		d->prev = prev;
+		d->depth = prev->depth + 1;
+	}
+	return d;
+}
+
+static void rrs_clear(struct xfr_rrs *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->v[i].owner);
+		free(r->v[i].rdata);
+	}
+	free(r->v);
+}
+
+void xfr_diff_release(struct xfr_diff *d)
+{
+	while (d && --d->refs == 0) {
+		struct xfr_diff *prev = d->prev;
+		rrs_clear(&d->del);
+		rrs_clear(&d->add);
+		free(d);
+		d = prev;
+	}
+}
+
+static int rrs_push(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
+		    const uint8_t *rdata, uint16_t rdlen)
+{
+	struct xfr_rrs *r = arg;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct xfr_rr *nv = realloc(r->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		r->v = nv;
+		r->cap = cap;
+	}
+	size_t ol = dname_len(owner);
+	struct xfr_rr *e = &r->v[r->n];
+	e->owner = malloc(ol);
+	e->rdata = malloc(rdlen ? rdlen : 1);
+	if (!e->owner || !e->rdata) {
+		free(e->owner);
+		free(e->rdata);
+		return -ENOMEM;
+	}
+	memcpy(e->owner, owner, ol);
+	memcpy(e->rdata, rdata, rdlen);
+	e->type = type;
+	e->ttl = ttl;
+	e->rdlen = rdlen;
+	r->n++;
+	return 0;
+}
+
+int xfr_diff_collect(struct xfr_diff *d, struct zb *scratch, bool added)
+{
+	return zb_data_rrs(scratch, rrs_push, added ? &d->add : &d->del);
+}
+
 struct packer {
 	uint8_t *buf; /* TCP-framed messages */
 	size_t len, cap;
@@ -176,6 +273,65 @@ static int soa_only(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl
 	return -ECANCELED;
 }
 
+/* The SOA with another serial: the journal's versions of the zone. */
+static int add_soa_serial(struct packer *p, const struct soa_keep *k, uint32_t serial)
+{
+	uint8_t rd[sizeof(k->rdata)];
+	memcpy(rd, k->rdata, k->rdlen);
+	size_t l1 = dname_len(rd);
+	size_t l2 = dname_len(rd + l1);
+	uint8_t *sp = rd + l1 + l2;
+	sp[0] = (uint8_t)(serial >> 24);
+	sp[1] = (uint8_t)(serial >> 16);
+	sp[2] = (uint8_t)(serial >> 8);
+	sp[3] = (uint8_t)serial;
+	return add_rr(p, k->owner, T_SOA, k->ttl, rd, k->rdlen);
+}
+
+static int add_diff_part(struct packer *p, const struct xfr_rrs *r, const uint8_t *apex)
+{
+	size_t al = dname_len(apex);
+	for (size_t i = 0; i < r->n; i++) {
+		const struct xfr_rr *e = &r->v[i];
+		size_t ol = dname_len(e->owner);
+		/* only this zone's records: the reverse zones have their own */
+		if (ol < al || memcmp(e->owner + ol - al, apex, al) != 0)
+			continue;
+		int ret = add_rr(p, e->owner, e->type, e->ttl, e->rdata, e->rdlen);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* RFC 1995 section 4: the new SOA, then for each version in turn its old
+ * SOA, the records deleted, its new SOA, the records added; the new SOA
+ * last. False when the journal does not reach back to `theirs`. */
+static bool ixfr_from_journal(struct packer *p, const struct xfr_diff *head, uint32_t theirs,
+			      const uint8_t *apex, const struct soa_keep *k)
+{
+	const struct xfr_diff *chain[JOURNAL_MAX_DEPTH + 1];
+	size_t n = 0;
+	for (const struct xfr_diff *d = head; d && n <= JOURNAL_MAX_DEPTH; d = d->prev) {
+		chain[n++] = d;
+		if (d->from == theirs)
+			break;
+	}
+	if (!n || chain[n - 1]->from != theirs)
+		return false;
+	/* a name under the apex's label boundary check is enough here: the
+	 * cluster zone's apex is never a suffix of another zone's name */
+	if (add_rr(p, k->owner, T_SOA, k->ttl, k->rdata, k->rdlen) < 0)
+		return false;
+	for (size_t i = n; i-- > 0;) {
+		const struct xfr_diff *d = chain[i];
+		if (add_soa_serial(p, k, d->from) < 0 || add_diff_part(p, &d->del, apex) < 0 ||
+		    add_soa_serial(p, k, d->to) < 0 || add_diff_part(p, &d->add, apex) < 0)
+			return false;
+	}
+	return add_rr(p, k->owner, T_SOA, k->ttl, k->rdata, k->rdlen) == 0;
+}
+
 size_t xfr_dynamic_zones(const struct snapshot_config *cfg, uint8_t names[][255], size_t max)
 {
 	static const char *const rev[] = {"in-addr.arpa", "ip6.arpa"};
@@ -232,6 +388,13 @@ int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t 
 			ret = add_rr(&p, keep.owner, T_SOA, keep.ttl, keep.rdata, keep.rdlen);
 			goto done;
 		}
+		/* The changes since their serial, if the journal reaches back. */
+		if (ours == s->serial && ixfr_from_journal(&p, s->journal, theirs, apex, &keep)) {
+			ret = 0;
+			goto done;
+		}
+		free(p.buf);
+		p = (struct packer){.msg = (size_t)-1, .req = req, .qend = qend, .first = true};
 		keep.have = false;
 	}
 	if ((ret = zb_zone_rrs(b, apex, add_rr_keep_soa, &keep)) < 0 || !keep.have) {

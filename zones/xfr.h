@@ -8,9 +8,11 @@
 #ifndef SVCDNS_XFR_H
 #define SVCDNS_XFR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "zones/builder.h"
 #include "zones/snapshot.h"
 
 /* Largest DNS message of a transfer; well under 64 KiB so that clients with
@@ -23,6 +25,20 @@
  * the question names no zone svcdns serves (answer NOTAUTH). */
 int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t qend,
 	       uint8_t **out, size_t *out_len);
+
+/* ---- the IXFR journal ----------------------------------------------------
+ * An incremental build knows exactly which Services changed; it records the
+ * records they took out and put in as one diff, chained to the previous
+ * snapshot's. Snapshots own their chain by reference; a full build starts a
+ * new chain (and IXFR from before it is answered with the whole zone). */
+struct xfr_diff;
+
+/* Starts a diff from `from` to `to`, chained to `prev` (may be NULL). */
+struct xfr_diff *xfr_diff_new(uint32_t from, uint32_t to, struct xfr_diff *prev);
+/* Records what one Service version contributed, as deleted or added
+ * records: `scratch` is a build of that Service's records alone. */
+int xfr_diff_collect(struct xfr_diff *d, struct zb *scratch, bool added);
+void xfr_diff_release(struct xfr_diff *d);
 
 /* The apex of the zone a transfer or NOTIFY names, for the notifier: the
  * zones that change with the cluster. Fills up to `max` lowercase wire names

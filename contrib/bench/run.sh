@@ -447,7 +447,7 @@ if ((cg_queries > 0)); then
 		per=$(((with - idle) / res[1]))
 		printf '%s\tinstructions_per_query\t%s\n' "$s" "$per" >>"$run/figures.tsv"
 		log "$s: $with instructions with ${res[1]} answered queries, $idle idle: $per per query"
-		callgrind_annotate --inclusive=no --threshold=99.5 "$out.1" 2>/dev/null |
+		callgrind_annotate --inclusive=no --threshold=100 "$out.1" 2>/dev/null |
 			sed -n '1,/^-- Auto-annotated source/p' | head -80 >"$run/$s/profile.txt" || true
 	done
 fi

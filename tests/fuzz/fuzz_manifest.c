@@ -65,7 +65,7 @@ static void check_object(const struct model_object *o)
 
 /* ---- serving what was decoded --------------------------------------------- */
 
-/* Names asked per snapshot stay bounded whatever the file holds. */
+/* Both versions of the file: a Service name and an SRV name per Service. */
 #define MAX_NAMES (2 * MAX_QUERIED_SVCS * 2)
 
 struct names {

@@ -56,6 +56,10 @@ CASES = [
     Case("dangling.example.org.", "A", rcode="NXDOMAIN",
          answer=rr("dangling.example.org.", "CNAME", "missing.example.org."), ns=[ZSOA],
          extra=[], note="CNAME to a missing name: NXDOMAIN (RFC 6604)"),
+    Case("loop1.example.org.", "A",
+         answer=rr("loop1.example.org.", "CNAME", "loop2.example.org.")
+         + rr("loop2.example.org.", "CNAME", "loop1.example.org."),
+         ns=None, extra=None, note="a CNAME loop: each CNAME once, then the chain stops"),
     Case("txt.example.org.", "TXT",
          answer=rr("txt.example.org.", "TXT", '"hello world" "second string"', ttl=600),
          ns=None, extra=None),
