@@ -26,8 +26,7 @@ struct http_server {
 	char listen[96];
 };
 
-void http_reply_text(struct http_reply *out, int status, const char *content_type,
-		     const char *text)
+void http_reply_text(struct http_reply *out, int status, const char *content_type, const char *text)
 {
 	out->status = status;
 	out->content_type = content_type;
@@ -82,6 +81,13 @@ static int parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t
 	return -EINVAL;
 }
 
+int http_listen_check(const char *text)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	return parse_listen(text, &ss, &len);
+}
+
 static int open_listener(const char *text)
 {
 	struct sockaddr_storage ss;
@@ -116,8 +122,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size, void **con_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
 {
 	struct http_server *h = cls;
 	struct http_reply r = {.status = 500, .content_type = "text/plain; charset=utf-8"};
@@ -134,9 +140,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	} else {
 		h->handler(h->arg, url, &r);
 	}
-	resp = MHD_create_response_from_buffer(r.len, r.body,
-					       r.body ? MHD_RESPMEM_MUST_FREE
-						      : MHD_RESPMEM_PERSISTENT);
+	resp = MHD_create_response_from_buffer(
+	    r.len, r.body, r.body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (!resp) {
 		free(r.body);
 		return MHD_NO;
@@ -152,15 +157,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_timer(uv_timer_t *t);
 
-/* Lets MHD do what is ready, then sleeps until its next timeout. */
+/* Lets MHD do what is ready, then sleeps until its next timeout, or at most
+ * RUN_MAX_IDLE_MS: MHD puts its listening socket back into its epoll set
+ * only at the start of a run, so after it stood at its connection limit a
+ * waiting client would otherwise wake nothing. */
+#define RUN_MAX_IDLE_MS 250
+
 static void run(struct http_server *h)
 {
-	MHD_UNSIGNED_LONG_LONG ms;
+	MHD_UNSIGNED_LONG_LONG ms = RUN_MAX_IDLE_MS;
 	MHD_run(h->d);
-	if (MHD_get_timeout(h->d, &ms) == MHD_YES)
-		uv_timer_start(&h->timer, on_timer, (uint64_t)ms, 0);
-	else
-		uv_timer_stop(&h->timer);
+	if (MHD_get_timeout(h->d, &ms) != MHD_YES || ms > RUN_MAX_IDLE_MS)
+		ms = RUN_MAX_IDLE_MS;
+	uv_timer_start(&h->timer, on_timer, (uint64_t)ms, 0);
 }
 
 static void on_timer(uv_timer_t *t)

@@ -28,9 +28,9 @@ typedef void (*http_handler_fn)(void *arg, const char *path, struct http_reply *
 
 struct http_config {
 	const char *listen; /* "ADDR:PORT" or "[V6]:PORT" */
-	unsigned max_conns;   /* open connections, default 64 */
-	unsigned timeout_s;   /* an idle or slow connection is closed after this, default 10 */
-	size_t max_request;   /* bytes of a request's line and headers, default 16 KiB */
+	unsigned max_conns; /* open connections, default 64 */
+	unsigned timeout_s; /* an idle or slow connection is closed after this, default 10 */
+	size_t max_request; /* bytes of a request's line and headers, default 16 KiB */
 	http_handler_fn handler;
 	void *arg;
 };
@@ -43,6 +43,10 @@ int http_start(uv_loop_t *loop, const struct http_config *cfg, struct http_serve
 /* Closes the socket and every connection; memory goes with the loop's close
  * callbacks (run the loop once more before closing it). */
 void http_stop(struct http_server *h);
+
+/* Whether `text` is an address http_start accepts ("ADDR:PORT", "[V6]:PORT");
+ * 0 or -EINVAL. */
+int http_listen_check(const char *text);
 
 /* Helpers for handlers: a reply with a copy of `text`. */
 void http_reply_text(struct http_reply *out, int status, const char *content_type,

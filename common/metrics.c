@@ -18,11 +18,11 @@
 
 #define MAX_WORKERS 256
 #define MAX_SOURCES 32
-#define Z METRICS_MAX_ZONES
-#define T METRICS_N_TYPES
-#define R METRICS_N_RCODES
-#define D METRICS_N_DUR
-#define S METRICS_N_SIZE
+#define Z	    METRICS_MAX_ZONES
+#define T	    METRICS_N_TYPES
+#define R	    METRICS_N_RCODES
+#define D	    METRICS_N_DUR
+#define S	    METRICS_N_SIZE
 
 typedef atomic_uint_fast64_t counter;
 
@@ -31,9 +31,9 @@ typedef atomic_uint_fast64_t counter;
 struct metrics_worker {
 	struct metrics *m;
 	struct qlog_ring *qlog;
-	counter req[Z][2][2][T];	/* zone, proto, family, type */
-	counter resp[Z][2][T][R];	/* zone, proto, type, rcode */
-	counter dur[Z][T][D + 1];	/* zone, type, bucket */
+	counter req[Z][2][2][T];  /* zone, proto, family, type */
+	counter resp[Z][2][T][R]; /* zone, proto, type, rcode */
+	counter dur[Z][T][D + 1]; /* zone, type, bucket */
 	counter dur_ns[Z][T];
 	counter req_size[Z][2][S + 1]; /* zone, proto, bucket */
 	counter req_bytes[Z][2];
@@ -76,11 +76,11 @@ struct metrics_out {
 	const char *server;
 };
 
-static const uint64_t dur_bounds_ns[D] = {
-    10000,     25000,	  50000,     100000,	 250000,     500000,	 1000000,
-    2500000,   5000000,	  10000000,  25000000,	 50000000,   100000000,	 250000000,
-    500000000, 1000000000, 2500000000, 5000000000};
-static const uint32_t size_bounds[S] = {0,    100,  200,   300,	  400,	 511,	1023,
+static const uint64_t dur_bounds_ns[D] = {10000,      25000,	  50000,     100000,	250000,
+					  500000,     1000000,	  2500000,   5000000,	10000000,
+					  25000000,   50000000,	  100000000, 250000000, 500000000,
+					  1000000000, 2500000000, 5000000000};
+static const uint32_t size_bounds[S] = {0,    100,  200,  300,	 400,	511,   1023,
 					2047, 4095, 8291, 16000, 32000, 48000, 64000};
 
 static _Thread_local struct metrics_worker *tls_worker;
@@ -220,35 +220,22 @@ void metrics_worker_enter(struct metrics_worker *w)
 	tls_worker = w;
 }
 
+/* The types CoreDNS labels, most asked first; the slot after them is "other". */
+static const uint16_t type_codes[T - 1] = {1,  28, 15, 6,  5,  12, 16,	2,   33,
+					   43, 48, 46, 47, 50, 65, 251, 252, 255};
+
 unsigned metrics_type_slot(uint16_t qtype)
 {
-	switch (qtype) {
-	case 1: return 0;	/* A */
-	case 28: return 1;	/* AAAA */
-	case 15: return 2;	/* MX */
-	case 6: return 3;	/* SOA */
-	case 5: return 4;	/* CNAME */
-	case 12: return 5;	/* PTR */
-	case 16: return 6;	/* TXT */
-	case 2: return 7;	/* NS */
-	case 33: return 8;	/* SRV */
-	case 43: return 9;	/* DS */
-	case 48: return 10;	/* DNSKEY */
-	case 46: return 11;	/* RRSIG */
-	case 47: return 12;	/* NSEC */
-	case 50: return 13;	/* NSEC3 */
-	case 65: return 14;	/* HTTPS */
-	case 251: return 15;	/* IXFR */
-	case 252: return 16;	/* AXFR */
-	case 255: return 17;	/* ANY */
-	default: return 18;
-	}
+	for (unsigned i = 0; i < T - 1; i++)
+		if (type_codes[i] == qtype)
+			return i;
+	return T - 1;
 }
 
 const char *metrics_type_name(unsigned slot)
 {
 	static const char *const names[T] = {
-	    "A",     "AAAA", "MX",   "SOA",  "CNAME", "PTR",  "TXT", "NS",  "SRV",  "DS",
+	    "A",      "AAAA",  "MX",   "SOA",	"CNAME", "PTR",	 "TXT",	 "NS",	"SRV",	"DS",
 	    "DNSKEY", "RRSIG", "NSEC", "NSEC3", "HTTPS", "IXFR", "AXFR", "ANY", "other"};
 	return slot < T ? names[slot] : "other";
 }
@@ -256,9 +243,9 @@ const char *metrics_type_name(unsigned slot)
 const char *metrics_rcode_name(unsigned rcode)
 {
 	static const char *const names[R] = {
-	    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP",   "REFUSED",
-	    "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH",  "NOTZONE",  "DSOTYPENI",
-	    "RCODE12", "RCODE13", "RCODE14",  "RCODE15",  "BADVERS"};
+	    "NOERROR",	"FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP",  "REFUSED",
+	    "YXDOMAIN", "YXRRSET", "NXRRSET",  "NOTAUTH",  "NOTZONE", "DSOTYPENI",
+	    "RCODE12",	"RCODE13", "RCODE14",  "RCODE15",  "BADVERS"};
 	return rcode < R ? names[rcode] : "other";
 }
 
@@ -288,8 +275,15 @@ unsigned metrics_zone_of(const struct metrics *m, const uint8_t *name, size_t le
 		if (!(starts[at >> 6] & (1ull << (at & 63))))
 			continue;
 		size_t k = 0;
-		while (k < z->len && (uint8_t)tolower(name[at + k]) == z->wire[k])
+		while (k < z->len) {
+			uint8_t c = name[at + k];
+			/* ASCII only: libc's tolower() is a call and a locale lookup */
+			if (c >= 'A' && c <= 'Z')
+				c = (uint8_t)(c + 32);
+			if (c != z->wire[k])
+				break;
 			k++;
+		}
 		if (k == z->len) {
 			best = i;
 			best_len = z->len;
@@ -452,7 +446,7 @@ static void out_value(struct metrics_out *o, double v)
 	else if (v == floor(v) && fabs(v) < 9007199254740992.0)
 		out_printf(o, "%.0f", v);
 	else
-		out_printf(o, "%.9g", v);
+		out_printf(o, "%.15g", v);
 }
 
 void metrics_family(struct metrics_out *o, const char *name, const char *type, const char *help)
@@ -576,7 +570,7 @@ static const char *const family_coredns[2] = {"1", "2"};
 
 static const char *zone_plugin(const struct mzone *z)
 {
-	return z->kind == METRICS_ZONE_CLUSTER  ? "kubernetes"
+	return z->kind == METRICS_ZONE_CLUSTER	? "kubernetes"
 	       : z->kind == METRICS_ZONE_STATIC ? "file"
 						: "";
 }
@@ -585,8 +579,9 @@ static void render_requests(struct metrics *m, struct metrics_out *o, unsigned n
 {
 	const char *name = compat ? "coredns_dns_requests_total" : "svcdns_dns_requests_total";
 	metrics_family(o, name, "counter",
-		       compat ? "Counter of DNS requests made per zone, protocol and family."
-			      : "DNS requests received, by zone, protocol, address family and type.");
+		       compat
+			   ? "Counter of DNS requests made per zone, protocol and family."
+			   : "DNS requests received, by zone, protocol, address family and type.");
 	for (unsigned z = 0; z < nz; z++)
 		for (unsigned p = 0; p < 2; p++)
 			for (unsigned f = 0; f < 2; f++)
@@ -597,10 +592,10 @@ static void render_requests(struct metrics *m, struct metrics_out *o, unsigned n
 					if (!v)
 						continue;
 					if (compat)
-						metrics_sample(o, name, (double)v, "server", m->server,
-							       "zone", m->zones[z].text, "view", "",
-							       "proto", proto_names[p], "family",
-							       family_coredns[f], "type",
+						metrics_sample(o, name, (double)v, "server",
+							       m->server, "zone", m->zones[z].text,
+							       "view", "", "proto", proto_names[p],
+							       "family", family_coredns[f], "type",
 							       metrics_type_name(t), NULL);
 					else
 						metrics_sample(o, name, (double)v, "zone",
@@ -651,8 +646,8 @@ static void render_responses(struct metrics *m, struct metrics_out *o, unsigned 
 
 static void render_durations(struct metrics *m, struct metrics_out *o, unsigned nz, bool compat)
 {
-	const char *name = compat ? "coredns_dns_request_duration_seconds"
-				  : "svcdns_dns_request_duration_seconds";
+	const char *name =
+	    compat ? "coredns_dns_request_duration_seconds" : "svcdns_dns_request_duration_seconds";
 	double bounds[D];
 	for (unsigned b = 0; b < D; b++)
 		bounds[b] = (double)dur_bounds_ns[b] / 1e9;
@@ -673,9 +668,9 @@ static void render_durations(struct metrics *m, struct metrics_out *o, unsigned 
 			if (!any)
 				continue;
 			if (compat)
-				metrics_histogram(o, name, bounds, D, c, (double)sum / 1e9, "server",
-						  m->server, "zone", m->zones[z].text, "view", "",
-						  "type", metrics_type_name(t), NULL);
+				metrics_histogram(o, name, bounds, D, c, (double)sum / 1e9,
+						  "server", m->server, "zone", m->zones[z].text,
+						  "view", "", "type", metrics_type_name(t), NULL);
 			else
 				metrics_histogram(o, name, bounds, D, c, (double)sum / 1e9, "zone",
 						  m->zones[z].text, "type", metrics_type_name(t),
@@ -686,10 +681,10 @@ static void render_durations(struct metrics *m, struct metrics_out *o, unsigned 
 static void render_sizes(struct metrics *m, struct metrics_out *o, unsigned nz, bool compat,
 			 bool response)
 {
-	const char *name = compat ? (response ? "coredns_dns_response_size_bytes"
-					      : "coredns_dns_request_size_bytes")
-				  : (response ? "svcdns_dns_response_size_bytes"
-					      : "svcdns_dns_request_size_bytes");
+	const char *name =
+	    compat
+		? (response ? "coredns_dns_response_size_bytes" : "coredns_dns_request_size_bytes")
+		: (response ? "svcdns_dns_response_size_bytes" : "svcdns_dns_request_size_bytes");
 	double bounds[S];
 	for (unsigned b = 0; b < S; b++)
 		bounds[b] = size_bounds[b];
@@ -775,8 +770,7 @@ static void render_process(struct metrics *m, struct metrics_out *o)
 				       NULL);
 			metrics_family(o, "process_virtual_memory_bytes", "gauge",
 				       "Virtual memory size in bytes.");
-			metrics_sample(o, "process_virtual_memory_bytes", (double)vsz * page,
-				       NULL);
+			metrics_sample(o, "process_virtual_memory_bytes", (double)vsz * page, NULL);
 		}
 		fclose(f);
 	}

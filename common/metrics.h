@@ -73,16 +73,16 @@ enum metrics_proto { METRICS_UDP = 0, METRICS_TCP = 1 };
 struct metrics_query {
 	const uint8_t *req; /* the query as received */
 	size_t req_len;
-	uint16_t qend;	    /* end of its question, 0 when none was read */
+	uint16_t qend; /* end of its question, 0 when none was read */
 	uint16_t qtype;
 	const uint8_t *resp; /* the response sent, or NULL: none yet (forwarded) or none */
 	size_t resp_len;
-	uint8_t rcode;	     /* 0..15, or 16 for BADVERS */
-	uint8_t proto;	     /* enum metrics_proto */
+	uint8_t rcode; /* 0..15, or 16 for BADVERS */
+	uint8_t proto; /* enum metrics_proto */
 	const struct sockaddr *peer;
-	uint64_t dur_ns;     /* from receiving the query to its response */
-	bool stale;	     /* the answer carried EDE 3 (Stale Answer) */
-	bool dnssec_ok;	     /* for the query log */
+	uint64_t dur_ns; /* from receiving the query to its response */
+	bool stale;	 /* the answer carried EDE 3 (Stale Answer) */
+	bool dnssec_ok;	 /* for the query log */
 	uint16_t bufsize;
 };
 
@@ -107,7 +107,9 @@ size_t metrics_qlog_drain(struct metrics *m);
  * Anything else that /metrics shows comes from sources: a callback run on
  * the control thread at every scrape that writes families with the helpers
  * below. Each module keeps its counters its own way and exposes plain
- * getters; its source reads them. Register once, on the control thread. */
+ * getters; its source reads them. Register once, on the control thread; the
+ * program's registry is lifecycle_metrics() (dns/lifecycle.h), and the
+ * sources of the modules that exist are in dns/http_views.c. */
 struct metrics_out;
 typedef void (*metrics_source_fn)(struct metrics_out *o, void *arg);
 

@@ -67,7 +67,8 @@ static void entry_fill(struct qlog_entry *d, const struct qlog_entry_in *e)
 	d->qtype = d->qclass = 0;
 	/* The question was read and bounds-checked by dns_answer: its name is
 	 * plain labels (no compression) ending at qend - 4. */
-	if (e->qend > 12 + 4 && e->qend <= e->req_len && (size_t)e->qend - 12 - 4 <= sizeof(d->name)) {
+	if (e->qend > 12 + 4 && e->qend <= e->req_len &&
+	    (size_t)e->qend - 12 - 4 <= sizeof(d->name)) {
 		size_t nl = (size_t)e->qend - 12 - 4;
 		memcpy(d->name, e->req + 12, nl);
 		d->name_len = (uint8_t)nl;
@@ -111,11 +112,11 @@ static const char *type_text(uint16_t t, char *buf, size_t cap)
 	static const struct {
 		uint16_t t;
 		const char *n;
-	} names[] = {{1, "A"},	   {2, "NS"},	  {5, "CNAME"}, {6, "SOA"},	{12, "PTR"},
-		     {15, "MX"},   {16, "TXT"},	  {28, "AAAA"}, {33, "SRV"},	{35, "NAPTR"},
-		     {39, "DNAME"}, {41, "OPT"},  {43, "DS"},	{46, "RRSIG"},	{47, "NSEC"},
+	} names[] = {{1, "A"},	     {2, "NS"},	    {5, "CNAME"}, {6, "SOA"},	 {12, "PTR"},
+		     {15, "MX"},     {16, "TXT"},   {28, "AAAA"}, {33, "SRV"},	 {35, "NAPTR"},
+		     {39, "DNAME"},  {41, "OPT"},   {43, "DS"},	  {46, "RRSIG"}, {47, "NSEC"},
 		     {48, "DNSKEY"}, {50, "NSEC3"}, {64, "SVCB"}, {65, "HTTPS"}, {99, "SPF"},
-		     {251, "IXFR"}, {252, "AXFR"}, {255, "ANY"}, {257, "CAA"}};
+		     {251, "IXFR"},  {252, "AXFR"}, {255, "ANY"}, {257, "CAA"}};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (names[i].t == t)
 			return names[i].n;

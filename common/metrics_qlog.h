@@ -17,7 +17,7 @@
 /* Entries per worker: at one drain every QLOG_DRAIN_MS, this many queries per
  * worker and interval are logged before lines are dropped. */
 #define QLOG_RING_SIZE 4096
-#define QLOG_DRAIN_MS 50
+#define QLOG_DRAIN_MS  50
 
 struct qlog_ring;
 
@@ -25,13 +25,13 @@ struct qlog_entry_in {
 	const struct sockaddr *peer;
 	const uint8_t *req; /* the query: id, question */
 	size_t req_len;
-	uint16_t qend;	/* end of the question, 0 if none was read */
+	uint16_t qend; /* end of the question, 0 if none was read */
 	bool tcp;
 	bool dnssec_ok;
 	uint16_t bufsize;
 	bool answered; /* false: the forwarder answers later */
 	uint8_t rcode;
-	uint8_t rflags; /* byte 2 of the response header */
+	uint8_t rflags;	 /* byte 2 of the response header */
 	uint8_t rflags2; /* byte 3 */
 	uint32_t resp_len;
 	uint64_t dur_ns;

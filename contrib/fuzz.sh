@@ -24,7 +24,8 @@ case "$seconds" in
 	;;
 esac
 build="${BUILD_DIR:-build-fuzz}"
-all_targets=(dns_query manifest_json manifest_yaml yaml2json)
+all_targets=(dns_query manifest_json manifest_yaml yaml2json tcp_stream watch_stream kubeconfig
+	upstream)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 
@@ -48,9 +49,23 @@ install_missing() {
 }
 
 # Per target: the dictionary and the largest input worth trying (a query
-# reads a header, a question and OPT; manifests are small files).
-dict_of() { case "$1" in dns_query) echo tests/fuzz/dns_query.dict ;; *) echo tests/fuzz/manifest.dict ;; esac; }
-max_len_of() { case "$1" in dns_query) echo 1024 ;; *) echo 16384 ;; esac; }
+# reads a header, a question and OPT; a TCP stream holds a few of them; an
+# upstream answer is rarely longer than a few KB; manifests, watch bodies and
+# kubeconfigs are small files).
+dict_of() {
+	case "$1" in
+	dns_query | tcp_stream | upstream) echo tests/fuzz/dns_query.dict ;;
+	kubeconfig) echo tests/fuzz/kubeconfig.dict ;;
+	*) echo tests/fuzz/manifest.dict ;;
+	esac
+}
+max_len_of() {
+	case "$1" in
+	dns_query) echo 1024 ;;
+	tcp_stream | upstream) echo 4096 ;;
+	*) echo 16384 ;;
+	esac
+}
 
 install_missing "${PKGS[@]}"
 CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSVCDNS_FUZZ=ON \

@@ -243,11 +243,15 @@ static void on_silence(uv_timer_t *t)
 	req_finish(r, CURLE_OPERATION_TIMEDOUT);
 }
 
-static void touch(struct kube_http_req *r)
+/* Re-arms the silence timer; `heard` is true when bytes came from the API
+ * server (what staleness is measured from), false when a request merely
+ * starts: a refused connection is no contact. */
+static void touch(struct kube_http_req *r, bool heard)
 {
 	unsigned ms = r->got_headers ? r->o.idle_ms : r->o.first_ms;
 
-	r->h->last_contact_ms = now_ms();
+	if (heard)
+		r->h->last_contact_ms = now_ms();
 	if (ms)
 		uv_timer_start(&r->silence, on_silence, ms, 0);
 	else
@@ -268,7 +272,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 		unsigned long v = strtoul(p + 12, NULL, 10);
 		r->retry_after = v > 3600 ? 3600 : (unsigned)v;
 	}
-	touch(r);
+	touch(r, true);
 	return len;
 }
 
@@ -278,7 +282,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 	long status = 0;
 
-	touch(r);
+	touch(r, true);
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status >= 200 && status < 300) {
 		int rc = r->o.on_data ? r->o.on_data(r->o.arg, p, len) : 0;
@@ -401,7 +405,7 @@ int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct ku
 		rc = -ENOMEM;
 		goto fail;
 	}
-	touch(r);
+	touch(r, false);
 	free(url);
 	*out = r;
 	return 0;

@@ -5,8 +5,10 @@
  *
  * Owns: entries, their expiry (positive, negative per RFC 2308, SERVFAIL),
  * the serve-stale window (RFC 8767), the prefetch decision, and the counters.
- * Must never: hold a shard lock longer than one copy, do I/O, log, or sit in
- * front of the zones svcdns serves itself (only forwarded answers go in).
+ * Must never: hold a shard lock for more than one lookup and one copy (plus,
+ * on insert, the evictions it forces and a rare doubling of its buckets),
+ * allocate an entry under a lock, do I/O, log, or
+ * sit in front of the zones svcdns serves itself (only forwarded answers go in).
  * Time is the caller's (milliseconds, monotonic), so tests use a fake clock. */
 #ifndef SVCDNS_CACHE_H
 #define SVCDNS_CACHE_H

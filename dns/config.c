@@ -10,6 +10,7 @@
 
 static int g_orig_argc;
 static char **g_orig_argv;
+static char **g_merged; /* the merged command line, for the life of the process */
 static const char *g_path;
 
 void config_tokens_free(char **tokens, int n)
@@ -166,9 +167,11 @@ int config_merge_argv(int *argc, char ***argv)
 		return -ENOMEM;
 	}
 	merged[0] = av[0];
-	memcpy(merged + 1, tokens, (size_t)n * sizeof(*merged));
+	if (n)
+		memcpy(merged + 1, tokens, (size_t)n * sizeof(*merged));
 	memcpy(merged + 1 + n, av + 1, (size_t)(ac - 1) * sizeof(*merged));
 	free(tokens); /* the strings now belong to merged */
+	g_merged = merged;
 	*argc = ac + n;
 	*argv = merged;
 	return 0;

@@ -60,8 +60,7 @@ void config_set_free(struct config_set *s);
 
 /* The values an option has in `s`, in order; returns how many (up to max are
  * stored). */
-size_t config_values(const struct config_set *s, const char *name, const char **vals,
-		     size_t max);
+size_t config_values(const struct config_set *s, const char *name, const char **vals, size_t max);
 /* Whether `name` has the same values, in the same order, in a and b. */
 int config_same(const struct config_set *a, const struct config_set *b, const char *name);
 

@@ -365,11 +365,17 @@ static bool is_loopback(const struct sockaddr_storage *ss)
 	return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
-/* An address of this host: binding to it works. */
+/* An address a wildcard listener of this host answers on. Other loopback
+ * addresses than 127.0.0.1 are left out: 127.0.0.53 is systemd-resolved's,
+ * bound by it, not by a wildcard; whether it loops back to svcdns is for the
+ * start-up loop check to find. */
 static bool is_local(const struct dns_listen *a)
 {
-	if (is_loopback(&a->addr))
+	if (a->addr.ss_family == AF_INET &&
+	    ((const struct sockaddr_in *)&a->addr)->sin_addr.s_addr == htonl(INADDR_LOOPBACK))
 		return true;
+	if (is_loopback(&a->addr))
+		return a->addr.ss_family == AF_INET6;
 	int fd = socket(a->addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return false;

@@ -19,9 +19,8 @@
 #include "proxy/proxy.h"
 #include "zones/snapshot.h"
 
-const double views_build_bounds[VIEWS_N_BUILD] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-						  0.025,  0.05,	 0.1,	 0.25,	0.5,
-						  1,	  2.5,	 5,	 10};
+const double views_build_bounds[VIEWS_N_BUILD] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+						  0.1,	  0.25,	 0.5,	 1,	2.5,  5,     10};
 
 void views_observe(uint64_t *hist, double *sum, double seconds)
 {
@@ -115,8 +114,8 @@ static void src_snapshot(struct metrics_out *o, void *arg)
 		       "Configuration reloads (SIGHUP or a change of --config), by result.");
 	metrics_sample(o, "svcdns_reloads_total", (double)st->reloads_ok, "result", "success",
 		       NULL);
-	metrics_sample(o, "svcdns_reloads_total", (double)st->reloads_failed, "result",
-		       "failure", NULL);
+	metrics_sample(o, "svcdns_reloads_total", (double)st->reloads_failed, "result", "failure",
+		       NULL);
 	gauge(o, "svcdns_reload_last_success_timestamp_seconds",
 	      "Wall clock time of the last successful reload, 0 when none.", st->last_reload);
 	if (metrics_out_compat(o))
@@ -134,8 +133,8 @@ static void src_model(struct metrics_out *o, void *arg)
 	if (!s || !s->view)
 		return;
 	const struct model_view *v = s->view;
-	static const char *const kinds[] = {"ClusterIP", "NodePort", "LoadBalancer",
-					    "ExternalName", "Headless"};
+	static const char *const kinds[] = {"ClusterIP", "NodePort", "LoadBalancer", "ExternalName",
+					    "Headless"};
 	uint64_t by_kind[5] = {0}, ports = 0, ready = 0, not_ready = 0;
 	for (size_t i = 0; i < v->n_svcs; i++) {
 		const struct model_service *svc = v->svcs[i].svc;
@@ -179,8 +178,8 @@ static void src_kube(struct metrics_out *o, void *arg)
 			metrics_sample(o, "svcdns_kubernetes_watch_events_total",
 				       (double)kube_source_events(ks, (enum kube_resource)r,
 								  (enum kube_event_type)t),
-				       "resource", kube_resource_name((enum kube_resource)r), "type",
-				       kube_event_type_name((enum kube_event_type)t), NULL);
+				       "resource", kube_resource_name((enum kube_resource)r),
+				       "type", kube_event_type_name((enum kube_event_type)t), NULL);
 	metrics_family(o, "svcdns_kubernetes_relists_total", "counter",
 		       "Lists started again after 410 Gone, by resource.");
 	for (int r = 0; r < KUBE_RESOURCES; r++)
@@ -191,8 +190,8 @@ static void src_kube(struct metrics_out *o, void *arg)
 		       "Lines of a watch stream that were not events and were skipped.");
 	for (int r = 0; r < KUBE_RESOURCES; r++)
 		metrics_sample(o, "svcdns_kubernetes_bad_lines_total",
-			       (double)kube_source_bad_lines(ks, (enum kube_resource)r),
-			       "resource", kube_resource_name((enum kube_resource)r), NULL);
+			       (double)kube_source_bad_lines(ks, (enum kube_resource)r), "resource",
+			       kube_resource_name((enum kube_resource)r), NULL);
 	double since = kube_source_seconds_since_contact(ks);
 	gauge(o, "svcdns_kubernetes_seconds_since_contact",
 	      "Seconds since a byte last came from the API server (-1: never).", since);
@@ -241,11 +240,13 @@ static void src_forward(struct metrics_out *o, void *arg)
 			const char *name, *help;
 			size_t off;
 		} per[] = {
-		    {"svcdns_forward_requests_total", "Queries sent to each upstream (UDP and TCP).",
+		    {"svcdns_forward_requests_total",
+		     "Queries sent to each upstream (UDP and TCP).",
 		     offsetof(struct upstream_stats, requests)},
 		    {"svcdns_forward_tcp_requests_total", "Queries sent to each upstream over TCP.",
 		     offsetof(struct upstream_stats, tcp_requests)},
-		    {"svcdns_forward_timeouts_total", "Upstream queries that got no answer in time.",
+		    {"svcdns_forward_timeouts_total",
+		     "Upstream queries that got no answer in time.",
 		     offsetof(struct upstream_stats, timeouts)},
 		    {"svcdns_forward_network_errors_total",
 		     "Upstream queries refused, unreachable or cut.",
@@ -260,10 +261,10 @@ static void src_forward(struct metrics_out *o, void *arg)
 		for (size_t k = 0; k < sizeof(per) / sizeof(per[0]); k++) {
 			metrics_family(o, per[k].name, "counter", per[k].help);
 			for (size_t i = 0; i < n; i++)
-				metrics_sample(o, per[k].name,
-					       (double)*(const uint64_t *)((const char *)&us[i] +
-									   per[k].off),
-					       "to", set->ups[i].text, NULL);
+				metrics_sample(
+				    o, per[k].name,
+				    (double)*(const uint64_t *)((const char *)&us[i] + per[k].off),
+				    "to", set->ups[i].text, NULL);
 		}
 		metrics_family(o, "svcdns_forward_upstream_healthy", "gauge",
 			       "1 when the upstream is used, 0 while it is down or looped back.");
@@ -276,7 +277,8 @@ static void src_forward(struct metrics_out *o, void *arg)
 					     : "svcdns_forward_responses_total";
 			if (c && !compat)
 				break;
-			metrics_family(o, name, "counter", "Upstream answers, by upstream and rcode.");
+			metrics_family(o, name, "counter",
+				       "Upstream answers, by upstream and rcode.");
 			for (size_t i = 0; i < n; i++)
 				for (unsigned r = 0; r < 16; r++)
 					if (us[i].rcodes[r])
@@ -304,7 +306,8 @@ static void src_forward(struct metrics_out *o, void *arg)
 				       "Counter of requests made per upstream.");
 			for (size_t i = 0; i < n; i++)
 				metrics_sample(o, "coredns_forward_requests_total",
-					       (double)us[i].requests, "to", set->ups[i].text, NULL);
+					       (double)us[i].requests, "to", set->ups[i].text,
+					       NULL);
 			metrics_family(o, "coredns_forward_healthcheck_failures_total", "counter",
 				       "Counter of the number of failed healthchecks.");
 			for (size_t i = 0; i < n; i++)
@@ -383,10 +386,9 @@ static void proxy_sample(void *arg, const char *ns, const char *name, const char
 			       model_proto_name(proto), "direction", "to_client", NULL);
 		return;
 	}
-	metrics_sample(pp->o, pp->name,
-		       (double)*(const uint64_t *)((const char *)st + pp->off), "namespace", ns,
-		       "service", name, "port_name", port_name, "port", pnum, "protocol",
-		       model_proto_name(proto), NULL);
+	metrics_sample(pp->o, pp->name, (double)*(const uint64_t *)((const char *)st + pp->off),
+		       "namespace", ns, "service", name, "port_name", port_name, "port", pnum,
+		       "protocol", model_proto_name(proto), NULL);
 }
 
 static void src_proxy(struct metrics_out *o, void *arg)
@@ -450,10 +452,14 @@ static json_t *jaddr(const struct model_addr *a)
 static const char *svc_type(const struct model_service *s)
 {
 	switch (s->type) {
-	case SVC_NODE_PORT: return "NodePort";
-	case SVC_LOAD_BALANCER: return "LoadBalancer";
-	case SVC_EXTERNAL_NAME: return "ExternalName";
-	default: return "ClusterIP";
+	case SVC_NODE_PORT:
+		return "NodePort";
+	case SVC_LOAD_BALANCER:
+		return "LoadBalancer";
+	case SVC_EXTERNAL_NAME:
+		return "ExternalName";
+	default:
+		return "ClusterIP";
 	}
 }
 
@@ -481,10 +487,10 @@ static json_t *service_json(const struct view_service *vs)
 		json_object_set_new(jp, "name", json_string(p->name));
 		json_object_set_new(jp, "port", json_integer(p->port));
 		json_object_set_new(jp, "protocol", json_string(model_proto_name(p->proto)));
-		json_object_set_new(jp, "targetPort", p->target_name
-							  ? json_string(p->target_name)
-							  : json_integer(p->target_num ? p->target_num
-										       : p->port));
+		json_object_set_new(jp, "targetPort",
+				    p->target_name
+					? json_string(p->target_name)
+					: json_integer(p->target_num ? p->target_num : p->port));
 		json_object_set_new(jp, "nodePort",
 				    p->node_port ? json_integer(p->node_port) : json_null());
 		json_array_append_new(ports, jp);

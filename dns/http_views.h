@@ -37,7 +37,7 @@ struct views_state {
 	double last_reload; /* wall clock of the last successful reload, 0: none */
 	bool ready;
 	bool shutting_down;
-	double source_age;   /* seconds since the data source was heard from; 0: manifests */
+	double source_age; /* seconds since the data source was heard from; 0: manifests */
 	bool stale;
 };
 

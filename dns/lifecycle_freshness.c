@@ -10,9 +10,11 @@
 
 #include "zones/dname.h"
 
-#define EDE_CODE 15	  /* EDNS option code of Extended DNS Errors (RFC 8914) */
-#define EDE_STALE 3	  /* info-code: Stale Answer */
-#define GEN_LABEL "\x0a" "generation"
+#define EDE_CODE  15 /* EDNS option code of Extended DNS Errors (RFC 8914) */
+#define EDE_STALE 3  /* info-code: Stale Answer */
+#define GEN_LABEL                                                                                  \
+	"\x0a"                                                                                     \
+	"generation"
 
 static uint8_t g_key[DNAME_MAX + 1]; /* generation.<zone>, set before workers start */
 static size_t g_keylen;

@@ -17,7 +17,10 @@
 #include "discovery/kube.h"
 #include "discovery/manifest.h"
 #include "discovery/model.h"
+#include "dns/config.h"
 #include "dns/forward.h"
+#include "dns/lifecycle.h"
+#include "dns/limits.h"
 #include "dns/notify.h"
 #include "dns/server.h"
 #include "proxy/proxy.h"
@@ -51,6 +54,7 @@ struct app {
 	size_t n_zones;
 	char hostname[256];
 	int exit_code;
+	struct lifecycle *lc; /* HTTP endpoint, readiness, shutdown order, reloads */
 };
 
 static void usage(FILE *f)
@@ -79,6 +83,7 @@ static void usage(FILE *f)
 		"  --threads N             DNS worker threads (default: one per core)\n"
 		"  --tcp-max-conns N       open TCP connections per thread (default 1024)\n"
 		"  --tcp-idle-timeout MS   close idle TCP connections after MS (default 10000)\n"
+		LIMITS_USAGE
 		"  --proxy                 forward ClusterIP:port and NodePort traffic to endpoints\n"
 		"  --node-address ADDR     where NodePorts listen (default 0.0.0.0)\n"
 		"  --udp-timeout SECONDS   close idle UDP flows of the datapath (default 30)\n"
@@ -88,6 +93,7 @@ static void usage(FILE *f)
 		"  --proxy-max-flows N     UDP flows the datapath keeps open (default: the same)\n"
 		"  --proxy-no-splice       copy through user space instead of splice(2)\n"
 		FORWARD_USAGE
+		LIFECYCLE_USAGE
 		"  --allow-transfer CIDR   clients that may AXFR/IXFR the zones, repeatable (none)\n"
 		"  --notify ADDR[:PORT]    send NOTIFY there when the cluster zones change\n"
 		"  --log-level LEVEL       error, warn, info (default) or debug\n"
@@ -107,7 +113,18 @@ static void rebuild_now(struct app *app)
 	struct snapshot *s = NULL;
 	size_t n_svcs = view.n_svcs;
 	uint64_t t_view = uv_hrtime();
-	ret = snapshot_build(&app->scfg, &view, snapshot_current(), &s);
+	/* A reload may have changed the settings (dns/lifecycle.h); tables built
+	 * with other settings are not reused: a predecessor without its view
+	 * makes snapshot_build build in full, from its generation and serial. */
+	const struct snapshot_config *cfg = lifecycle_snapshot_config(app->lc, &app->scfg);
+	const struct snapshot *prev = snapshot_current();
+	struct snapshot prev_settings;
+	if (prev && prev->cfg != cfg) {
+		prev_settings = *prev;
+		prev_settings.view = NULL;
+		prev = &prev_settings;
+	}
+	ret = snapshot_build(cfg, &view, prev, &s);
 	if (ret < 0) {
 		model_view_free(&view);
 		log_error("snapshot: build failed (%s); serving the previous snapshot",
@@ -131,6 +148,7 @@ static void rebuild_now(struct app *app)
 		dns_notifier_send(app->notifier, (const uint8_t(*)[255])zones, nz, serial);
 	}
 	uint64_t t_end = uv_hrtime();
+	lifecycle_published(app->lc, s, t_end - t0);
 	log_info("snapshot %llu published: serial %u, %zu services, %zu names, %zu KiB, "
 		 "%.1f ms (view %.1f ms, zones %.1f ms)",
 		 (unsigned long long)s->generation, s->serial, n_svcs, s->n_names, s->bytes >> 10,
@@ -146,6 +164,7 @@ static void on_rebuild(uv_timer_t *t)
 static void on_changed(void *arg)
 {
 	struct app *app = arg;
+	lifecycle_data_changed(app->lc);
 	/* Coalesce bursts of changes into one build on the next loop turn. */
 	uv_timer_start(&app->rebuild, on_rebuild, 0, 0);
 }
@@ -158,12 +177,13 @@ static void on_reclaim(uv_timer_t *t)
 		proxy_live_reclaim(app->proxy, snapshot_current()->chaos_live_arg);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+/* The end, once lameduck and draining are over (dns/lifecycle.h). */
+static void app_stop(void *arg)
 {
-	struct app *app = h->data;
-	log_info("signal %d: shutting down", signum);
+	struct app *app = arg;
 	dns_server_stop(app->server);
 	app->server = NULL;
+	lifecycle_stop(app->lc); /* after the workers: it writes their last query log lines */
 	forward_control_stop(app->fwd);
 	dns_notifier_stop(app->notifier);
 	app->notifier = NULL;
@@ -178,6 +198,12 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&app->sigint, NULL);
 	uv_close((uv_handle_t *)&app->reclaim, NULL);
 	uv_close((uv_handle_t *)&app->rebuild, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct app *app = h->data;
+	lifecycle_shutdown(app->lc, signum);
 }
 
 /* Long options of the API source; values outside char range never clash with
@@ -262,6 +288,7 @@ int main(int argc, char **argv)
 	    {"threads", required_argument, NULL, 'n'},
 	    {"tcp-max-conns", required_argument, NULL, 'c'},
 	    {"tcp-idle-timeout", required_argument, NULL, 'i'},
+	    LIMITS_LONG_OPTIONS,
 	    {"log-level", required_argument, NULL, 'v'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
@@ -282,6 +309,7 @@ int main(int argc, char **argv)
 	    {"proxy-max-flows", required_argument, NULL, OPT_PROXY_MAX_FLOWS},
 	    {"proxy-no-splice", no_argument, NULL, OPT_PROXY_NO_SPLICE},
 	    FORWARD_LONG_OPTIONS,
+	    LIFECYCLE_LONG_OPTIONS,
 	    {"allow-transfer", required_argument, NULL, OPT_ALLOW_TRANSFER},
 	    {"notify", required_argument, NULL, OPT_NOTIFY},
 	    {"help", no_argument, NULL, 'h'},
@@ -290,6 +318,13 @@ int main(int argc, char **argv)
 	static struct app app;
 	static struct forward_options fopts;
 	forward_options_init(&fopts);
+	struct lifecycle_options lopts;
+	lifecycle_options_init(&lopts);
+	struct limits_options limopts;
+	limits_options_init(&limopts);
+	/* --config FILE: its options go before the command line's. */
+	if (config_merge_argv(&argc, &argv) < 0)
+		return 2;
 	struct dns_listen listen[MAX_LISTEN];
 	size_t n_listen = 0;
 	struct dns_listen notify[8];
@@ -457,6 +492,14 @@ int main(int argc, char **argv)
 			if (forward_option(&fopts, c, optarg) < 0)
 				return 2;
 			break;
+		case LIMITS_OPT_TCP_MAX_LIFETIME ... LIMITS_OPT_LAST:
+			if (limits_option(&limopts, c, optarg) < 0)
+				return 2;
+			break;
+		case LC_OPT_HTTP ... LC_OPT_LAST:
+			if (lifecycle_option(&lopts, c, optarg) < 0)
+				return 2;
+			break;
 		case OPT_ALLOW_TRANSFER:
 			if (app.n_xfr_allow == 16 ||
 			    fwd_cidr_parse(optarg, &app.xfr_allow[app.n_xfr_allow]) < 0) {
@@ -507,6 +550,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "svcdns: --zone %s: not a domain name\n", zone);
 		return 2;
 	}
+	if (lopts.check_only) {
+		/* What a reload runs before applying anything (dns/lifecycle.h). */
+		printf("svcdns: configuration OK\n");
+		ret = 0;
+		goto out;
+	}
 	if (n_listen == 0) {
 		dns_listen_parse("0.0.0.0:53", &listen[n_listen++]);
 		dns_listen_parse("[::]:53", &listen[n_listen++]);
@@ -554,6 +603,10 @@ int main(int argc, char **argv)
 		app.scfg.have_ns_addr = true;
 	}
 
+	if (lifecycle_new(&lopts, &app.scfg, listen, n_listen, &app.lc) < 0) {
+		log_error("out of memory");
+		goto out;
+	}
 	app.loop = uv_default_loop();
 	app.store = model_store_new();
 	app.alloc = model_alloc_new(&svc_cidr, &pod_cidr);
@@ -611,9 +664,13 @@ int main(int argc, char **argv)
 	    .threads = (unsigned)threads,
 	    .tcp_max_conns = (unsigned)max_conns,
 	    .tcp_idle_timeout_ms = (unsigned)idle_ms,
+	    .tcp_max_lifetime_ms = limopts.tcp_max_lifetime_ms,
+	    .rrl = limopts.rrl,
+	    .rrl_slip = limopts.rrl_slip,
 	    .forwarder = app.fwd,
 	    .allow_transfer = app.xfr_allow,
 	    .n_allow_transfer = app.n_xfr_allow,
+	    .metrics = lifecycle_metrics(app.lc),
 	};
 	if (dns_server_start(&dcfg, &app.server) < 0) {
 		manifest_dir_stop(app.mdir);
@@ -637,14 +694,31 @@ int main(int argc, char **argv)
 	uv_timer_init(app.loop, &app.reclaim);
 	app.reclaim.data = &app;
 	uv_timer_start(&app.reclaim, on_reclaim, 100, 100);
-	log_info("svcdns %s serving zone %s from %s%s%s", SVCDNS_VERSION, zone,
-		 manifests ? manifests : "", manifests && use_api ? " and " : "",
-		 use_api ? "the Kubernetes API" : "");
+	struct lifecycle_hooks lh = {
+	    .loop = app.loop,
+	    .opts = opts,
+	    .server = app.server,
+	    .kube = app.kube,
+	    .fwd = app.fwd,
+	    .proxy = app.proxy,
+	    .rebuild = on_changed,
+	    .stop = app_stop,
+	    .arg = &app,
+	};
+	if (lifecycle_start(app.lc, &lh) < 0) {
+		app_stop(&app);
+		app.exit_code = 1;
+	} else {
+		log_info("svcdns %s serving zone %s from %s%s%s", SVCDNS_VERSION, zone,
+			 manifests ? manifests : "", manifests && use_api ? " and " : "",
+			 use_api ? "the Kubernetes API" : "");
+	}
 
 	uv_run(app.loop, UV_RUN_DEFAULT);
-	ret = 0;
+	ret = app.exit_code;
 out:
 	snapshot_shutdown();
+	lifecycle_free(app.lc); /* after the snapshots: they may use its settings */
 	if (app.loop)
 		uv_loop_close(app.loop);
 	model_alloc_free(app.alloc);

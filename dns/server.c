@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,16 +20,26 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "dns/forward.h"
+#include "dns/limits.h"
 #include "dns/query.h"
 #include "dns/querylog.h"
+#include "dns/rrl.h"
+#include "dns/tcpframe.h"
 #include "zones/snapshot.h"
 #include "zones/xfr.h"
 
 #define UDP_BATCH 64
 #define UDP_BUF 4096 /* largest query we read over UDP; larger ones are cut and FORMERR */
 #define UDP_ROUNDS 8 /* batches per wakeup before yielding to TCP and control */
-#define TCP_READ_MAX (2 + DNS_MAX_MSG)
 #define TCP_WRITE_QUEUE_MAX (256u << 10)
+/* Queries of one connection the forwarder may hold at once; more wait unread. */
+#define TCP_PENDING_MAX 64
+/* When a socket stays full (more than UDP_BACKLOG_BATCHES full batches in a
+ * row), one source's queries past this many in a batch are dropped unanswered:
+ * answering a flood must not take the time that the queries queued behind it
+ * need. A burst that a short stall piled up is still answered in full. */
+#define UDP_SOURCE_SHARE 16
+#define UDP_BACKLOG_BATCHES 4
 
 int dns_listen_parse(const char *text, struct dns_listen *out)
 {
@@ -129,6 +140,7 @@ struct udp_sock {
 	uv_poll_t poll;
 	int fd;
 	bool pktinfo;
+	unsigned full_streak; /* full batches read in a row, across wakeups */
 	struct worker *w;
 };
 
@@ -151,8 +163,12 @@ struct worker {
 	const struct dns_server_config *cfg;
 	struct dns_server *srv;
 	struct metrics_worker *mw; /* NULL: not counted */
-	bool draining;		   /* lameduck is over: answer what is in flight, take nothing new */
-	bool drained;		   /* counted in srv->drained */
+	unsigned index;		   /* its own counters in srv->limits */
+	struct rrl *rrl;	   /* NULL: --rrl is off */
+	uv_timer_t limits_tick;	   /* worker 0 only: tells the last hits of each limit */
+	bool limits_tick_on;
+	bool draining; /* lameduck is over: answer what is in flight, take nothing new */
+	bool drained;  /* counted in srv->drained */
 	/* UDP batch buffers, per worker: the query path allocates nothing. */
 	struct mmsghdr in[UDP_BATCH], out[UDP_BATCH];
 	struct iovec in_iov[UDP_BATCH], out_iov[UDP_BATCH];
@@ -160,6 +176,13 @@ struct worker {
 	uint8_t in_ctl[UDP_BATCH][64], out_ctl[UDP_BATCH][64];
 	uint8_t in_buf[UDP_BATCH][UDP_BUF];
 	uint8_t out_buf[UDP_BATCH][DNS_EDNS_MAX_UDP > 512 ? 4096 : 512];
+	/* Queries per source in the current full batch (UDP_SOURCE_SHARE). */
+	struct udp_src {
+		uint64_t key;
+		uint32_t gen;
+		uint32_t n;
+	} src[2 * UDP_BATCH];
+	uint32_t src_gen;
 };
 
 enum { PHASE_RUN = 0, PHASE_DRAIN, PHASE_STOP };
@@ -168,8 +191,9 @@ struct dns_server {
 	struct worker *workers;
 	unsigned n_workers;
 	struct dns_server_config cfg;
-	atomic_int phase;     /* what a worker's stop signal means */
-	atomic_uint drained;  /* workers with no connection left while draining */
+	atomic_int phase;    /* what a worker's stop signal means */
+	atomic_uint drained; /* workers with no connection left while draining */
+	struct dns_limits *limits;
 };
 
 /* Counts one query for /metrics and the query log (common/metrics.h); resp
@@ -237,6 +261,37 @@ static size_t reply_control(const struct msghdr *in, uint8_t *ctl, size_t cap)
 	return 0;
 }
 
+static void limit_hit(struct worker *w, enum dns_limit what, uint64_t now_ms)
+{
+	dns_limits_hit(w->srv->limits, w->index, what, now_ms);
+}
+
+/* Counts a query of a full batch against its source (an IPv4 address, an
+ * IPv6 /64); false once the source had UDP_SOURCE_SHARE of this batch. */
+static bool src_take(struct worker *w, const struct sockaddr_storage *peer)
+{
+	uint64_t key;
+	if (peer->ss_family == AF_INET) {
+		key = 1ull << 32 | ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
+	} else if (peer->ss_family == AF_INET6) {
+		memcpy(&key, ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr, 8);
+		key ^= 2ull << 32;
+	} else {
+		return true;
+	}
+	/* 128 slots for at most 64 sources: the probe always ends. */
+	size_t mask = 2 * UDP_BATCH - 1;
+	for (size_t h = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 57) & mask;; h = (h + 1) & mask) {
+		struct udp_src *s = &w->src[h];
+		if (s->gen != w->src_gen) {
+			*s = (struct udp_src){.key = key, .gen = w->src_gen, .n = 1};
+			return true;
+		}
+		if (s->key == key)
+			return ++s->n <= UDP_SOURCE_SHARE;
+	}
+}
+
 static void on_udp(uv_poll_t *h, int status, int events)
 {
 	struct udp_sock *us = h->data;
@@ -259,12 +314,27 @@ static void on_udp(uv_poll_t *h, int status, int events)
 			}
 		}
 		int n = recvmmsg(us->fd, w->in, UDP_BATCH, MSG_DONTWAIT, NULL);
-		if (n <= 0)
+		if (n <= 0) {
+			us->full_streak = 0;
 			return;
+		}
 		uint64_t t0 = uv_hrtime();
+		uint64_t now_ms = t0 / 1000000;
+		/* Full batch after full batch: a backlog, so each source gets its share. */
+		if (n < UDP_BATCH)
+			us->full_streak = 0;
+		else if (us->full_streak <= UDP_BACKLOG_BATCHES)
+			us->full_streak++;
+		bool full = us->full_streak > UDP_BACKLOG_BATCHES;
+		if (full && ++w->src_gen == 0)
+			w->src_gen = 1;
 		const struct snapshot *s = snapshot_enter(w->reader);
 		int k = 0;
 		for (int i = 0; i < n; i++) {
+			if (full && !src_take(w, &w->peers[i])) {
+				limit_hit(w, DNS_LIMIT_UDP_SOURCE, now_ms);
+				continue;
+			}
 			struct dns_query_info info;
 			size_t len = w->in[i].msg_len;
 			if (w->in[i].msg_hdr.msg_flags & MSG_TRUNC)
@@ -295,6 +365,19 @@ static void on_udp(uv_poll_t *h, int status, int events)
 					count_query(w, w->in_buf[i], len, &info, NULL, 0, DNS_UDP,
 						    fc.peer, t0);
 					continue;
+				}
+			}
+			if (w->rrl) {
+				enum rrl_verdict v =
+				    rrl_check(w->rrl, (struct sockaddr *)&w->peers[i],
+					      w->out_buf[k], rlen, now_ms);
+				if (v == RRL_DROP) {
+					limit_hit(w, DNS_LIMIT_RRL_DROP, now_ms);
+					continue;
+				}
+				if (v == RRL_SLIP) {
+					rlen = rrl_slip(w->out_buf[k], rlen);
+					limit_hit(w, DNS_LIMIT_RRL_SLIP, now_ms);
 				}
 			}
 			count_query(w, w->in_buf[i], len, &info, w->out_buf[k], rlen, DNS_UDP,
@@ -335,7 +418,7 @@ static void on_udp(uv_poll_t *h, int status, int events)
 
 struct tcp_conn {
 	uv_tcp_t handle;
-	uv_timer_t idle;
+	uv_timer_t idle; /* idle timeout, or the end of its lifetime if sooner */
 	struct worker *w;
 	struct tcp_conn *prev, *next;
 	uint8_t *buf;
@@ -346,6 +429,8 @@ struct tcp_conn {
 	unsigned pending; /* queries the forwarder holds: it replies later */
 	struct sockaddr_storage peer;
 	int peer_len;
+	uint64_t born_ms; /* loop time of the accept, for --tcp-max-lifetime */
+	bool expired;	  /* past its lifetime: answers what it owes, then closes */
 };
 
 struct tcp_write {
@@ -393,9 +478,44 @@ static void conn_close(struct tcp_conn *c)
 	uv_close((uv_handle_t *)&c->handle, conn_free_cb);
 }
 
-static void on_idle(uv_timer_t *t)
+static void on_conn_timer(uv_timer_t *t);
+
+/* One timer per connection: --tcp-idle-timeout from the last byte read, cut
+ * short by the end of --tcp-max-lifetime, so that a client trickling a byte
+ * now and then (slow loris) still goes at its lifetime. */
+static void conn_arm_timer(struct tcp_conn *c)
 {
-	conn_close(t->data);
+	const struct dns_server_config *cfg = c->w->cfg;
+	uint64_t delay = cfg->tcp_idle_timeout_ms;
+	if (cfg->tcp_max_lifetime_ms && !c->expired) {
+		uint64_t end = c->born_ms + cfg->tcp_max_lifetime_ms, now = uv_now(&c->w->loop);
+		uint64_t left = end > now ? end - now : 0;
+		if (left < delay)
+			delay = left;
+	}
+	uv_timer_start(&c->idle, on_conn_timer, delay, 0);
+}
+
+static void on_conn_timer(uv_timer_t *t)
+{
+	struct tcp_conn *c = t->data;
+	struct worker *w = c->w;
+	const struct dns_server_config *cfg = w->cfg;
+	uint64_t now = uv_now(&w->loop);
+	if (c->expired) {
+		conn_close(c); /* it had an idle period to take what it was owed */
+		return;
+	}
+	if (cfg->tcp_max_lifetime_ms && now >= c->born_ms + cfg->tcp_max_lifetime_ms) {
+		limit_hit(w, DNS_LIMIT_TCP_LIFETIME, now);
+		c->expired = true;
+		uv_read_stop((uv_stream_t *)&c->handle);
+		uv_timer_start(&c->idle, on_conn_timer, cfg->tcp_idle_timeout_ms, 0);
+		conn_drain(c);
+		return;
+	}
+	limit_hit(w, DNS_LIMIT_TCP_IDLE, now);
+	conn_close(c);
 }
 
 static void on_tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -403,14 +523,7 @@ static void on_tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	(void)suggested;
 	struct tcp_conn *c = h->data;
 	/* Grow to what the message in progress needs, never past one message. */
-	size_t want = c->len + 4096;
-	if (c->len >= 2) {
-		size_t msg = 2u + (size_t)(c->buf[0] << 8 | c->buf[1]);
-		if (msg > c->len && msg > want)
-			want = msg;
-	}
-	if (want > TCP_READ_MAX + 4096)
-		want = TCP_READ_MAX + 4096;
+	size_t want = tcpframe_want(c->buf, c->len, 4096);
 	if (want > c->cap) {
 		uint8_t *nb = realloc(c->buf, want);
 		if (nb) {
@@ -423,6 +536,7 @@ static void on_tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void conn_resume(struct tcp_conn *c);
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -431,11 +545,7 @@ static void on_write(uv_write_t *req, int status)
 	(void)status;
 	free(wr->ext);
 	free(wr);
-	if (c->paused && !c->closing && !c->w->draining &&
-	    c->handle.write_queue_size < TCP_WRITE_QUEUE_MAX / 2) {
-		c->paused = false;
-		uv_read_start((uv_stream_t *)&c->handle, on_tcp_alloc, on_tcp_read);
-	}
+	conn_resume(c);
 	conn_drain(c);
 }
 
@@ -521,6 +631,98 @@ static bool tcp_transfer(struct tcp_conn *c, const struct snapshot *snap, const 
 	return true;
 }
 
+/* What a connection may have queued: past it, reading pauses (TCPFRAME_PAUSE). */
+static int conn_full(const struct tcp_conn *c)
+{
+	return c->handle.write_queue_size > TCP_WRITE_QUEUE_MAX || c->pending >= TCP_PENDING_MAX
+		   ? TCPFRAME_PAUSE
+		   : TCPFRAME_NEXT;
+}
+
+struct tcp_batch {
+	struct tcp_conn *c;
+	uint64_t t0;
+};
+
+/* One complete message of a connection (dns/tcpframe.h). */
+static int on_tcp_msg(void *arg, const uint8_t *msg, size_t mlen)
+{
+	struct tcp_batch *b = arg;
+	struct tcp_conn *c = b->c;
+	static _Thread_local uint8_t resp[DNS_MAX_MSG];
+	struct dns_query_info info;
+	const struct snapshot *snap = snapshot_enter(c->w->reader);
+	size_t rlen = dns_answer(snap, msg, mlen, resp, sizeof(resp), DNS_TCP, &info);
+	if (rlen && info.xfr && tcp_transfer(c, snap, msg, mlen, &info, resp, &rlen)) {
+		snapshot_leave(c->w->reader);
+		return c->closing ? -EPIPE : conn_full(c);
+	}
+	if (log_get_level() >= LOG_DEBUG)
+		dns_log_query((struct sockaddr *)&c->peer, msg, mlen, DNS_TCP);
+	enum forward_verdict v = FORWARD_REPLY;
+	if (rlen && c->w->fwd) {
+		struct forward_client fc = {
+		    .proto = DNS_TCP,
+		    .peer = (struct sockaddr *)&c->peer,
+		    .peer_len = (socklen_t)c->peer_len,
+		    .conn = c,
+		};
+		c->pending++;
+		v = forward_query(c->w->fwd, snap, &fc, msg, mlen, resp, &rlen, sizeof(resp),
+				  &info);
+		if (v == FORWARD_REPLY)
+			c->pending--;
+	}
+	snapshot_leave(c->w->reader);
+	if (rlen || v == FORWARD_PENDING)
+		count_query(c->w, msg, mlen, &info, v == FORWARD_PENDING ? NULL : resp, rlen,
+			    DNS_TCP, (struct sockaddr *)&c->peer, b->t0);
+	if (v == FORWARD_PENDING)
+		return conn_full(c);
+	if (rlen == 0)
+		return -EPROTO; /* not a query we can answer at all: RFC 7766 lets us close */
+	if (!tcp_send(c, resp, rlen))
+		return -EIO;
+	return conn_full(c);
+}
+
+/* Answers every complete message received, keeps the rest, and stops reading
+ * a client whose answers pile up (it does not read them, or the forwarder
+ * holds too many of its queries). */
+static void conn_process(struct tcp_conn *c, uint64_t t0)
+{
+	struct tcp_batch b = {c, t0};
+	ssize_t used = tcpframe_feed(c->buf, c->len, on_tcp_msg, &b);
+	if (used < 0) {
+		conn_close(c);
+		return;
+	}
+	if (used) {
+		memmove(c->buf, c->buf + used, c->len - (size_t)used);
+		c->len -= (size_t)used;
+	}
+	if (!c->paused && !c->closing && conn_full(c) == TCPFRAME_PAUSE) {
+		c->paused = true;
+		uv_read_stop((uv_stream_t *)&c->handle);
+		limit_hit(c->w, DNS_LIMIT_TCP_BACKLOG, uv_now(&c->w->loop));
+	}
+}
+
+/* Once a paused connection's queue is down to half, what it sent meanwhile
+ * is answered and reading starts again. Only from write callbacks: never
+ * inside the forwarder's. */
+static void conn_resume(struct tcp_conn *c)
+{
+	if (!c->paused || c->closing || c->w->draining || c->expired ||
+	    c->handle.write_queue_size >= TCP_WRITE_QUEUE_MAX / 2 ||
+	    c->pending >= TCP_PENDING_MAX / 2)
+		return;
+	c->paused = false;
+	conn_process(c, uv_hrtime());
+	if (!c->paused && !c->closing)
+		uv_read_start((uv_stream_t *)&c->handle, on_tcp_alloc, on_tcp_read);
+}
+
 static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	(void)buf;
@@ -529,70 +731,11 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		conn_close(c);
 		return;
 	}
+	if (nread == 0)
+		return; /* EAGAIN: no byte, so no sign of life either */
 	c->len += (size_t)nread;
-	uv_timer_again(&c->idle);
-	uint64_t t0 = uv_hrtime();
-	static _Thread_local uint8_t resp[DNS_MAX_MSG];
-	size_t off = 0;
-	while (c->len - off >= 2) {
-		size_t mlen = (size_t)(c->buf[off] << 8 | c->buf[off + 1]);
-		if (c->len - off < 2 + mlen)
-			break;
-		struct dns_query_info info;
-		const struct snapshot *snap = snapshot_enter(c->w->reader);
-		size_t rlen = dns_answer(snap, c->buf + off + 2, mlen, resp, sizeof(resp), DNS_TCP,
-					 &info);
-		if (rlen && info.xfr &&
-		    tcp_transfer(c, snap, c->buf + off + 2, mlen, &info, resp, &rlen)) {
-			snapshot_leave(c->w->reader);
-			off += 2 + mlen;
-			if (c->closing)
-				return;
-			continue;
-		}
-		if (log_get_level() >= LOG_DEBUG)
-			dns_log_query((struct sockaddr *)&c->peer, c->buf + off + 2, mlen, DNS_TCP);
-		enum forward_verdict v = FORWARD_REPLY;
-		if (rlen && c->w->fwd) {
-			struct forward_client fc = {
-			    .proto = DNS_TCP,
-			    .peer = (struct sockaddr *)&c->peer,
-			    .peer_len = (socklen_t)c->peer_len,
-			    .conn = c,
-			};
-			c->pending++;
-			v = forward_query(c->w->fwd, snap, &fc, c->buf + off + 2, mlen, resp, &rlen,
-					  sizeof(resp), &info);
-			if (v == FORWARD_REPLY)
-				c->pending--;
-		}
-		snapshot_leave(c->w->reader);
-		if (rlen || v == FORWARD_PENDING)
-			count_query(c->w, c->buf + off + 2, mlen, &info,
-				    v == FORWARD_PENDING ? NULL : resp, rlen, DNS_TCP,
-				    (struct sockaddr *)&c->peer, t0);
-		off += 2 + mlen;
-		if (v == FORWARD_PENDING)
-			continue;
-		if (rlen == 0) {
-			/* Not a query we can answer at all: RFC 7766 lets us close. */
-			conn_close(c);
-			return;
-		}
-		if (!tcp_send(c, resp, rlen)) {
-			conn_close(c);
-			return;
-		}
-	}
-	if (off) {
-		memmove(c->buf, c->buf + off, c->len - off);
-		c->len -= off;
-	}
-	/* A client that does not read its answers stops being read. */
-	if (c->handle.write_queue_size > TCP_WRITE_QUEUE_MAX) {
-		c->paused = true;
-		uv_read_stop(s);
-	}
+	conn_arm_timer(c);
+	conn_process(c, uv_hrtime());
 }
 
 /* The forwarder's answer to a query it took from connection `conn`. */
@@ -630,8 +773,12 @@ static void on_connection(uv_stream_t *server, int status)
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
-	if (uv_accept(server, (uv_stream_t *)&c->handle) < 0 ||
-	    w->tcp_conns > w->cfg->tcp_max_conns) {
+	if (uv_accept(server, (uv_stream_t *)&c->handle) < 0) {
+		conn_close(c);
+		return;
+	}
+	if (w->tcp_conns > w->cfg->tcp_max_conns) {
+		limit_hit(w, DNS_LIMIT_TCP_CONNS, uv_now(&w->loop));
 		conn_close(c);
 		return;
 	}
@@ -639,8 +786,8 @@ static void on_connection(uv_stream_t *server, int status)
 	c->peer_len = sizeof(c->peer);
 	if (uv_tcp_getpeername(&c->handle, (struct sockaddr *)&c->peer, &c->peer_len) < 0)
 		c->peer.ss_family = AF_UNSPEC; /* no address: never allowed recursion */
-	uv_timer_start(&c->idle, on_idle, w->cfg->tcp_idle_timeout_ms,
-		       w->cfg->tcp_idle_timeout_ms);
+	c->born_ms = uv_now(&w->loop);
+	conn_arm_timer(c);
 	uv_read_start((uv_stream_t *)&c->handle, on_tcp_alloc, on_tcp_read);
 }
 
@@ -656,6 +803,8 @@ static void worker_close_all(struct worker *w)
 		if (w->tcp[i].w && !uv_is_closing((uv_handle_t *)&w->tcp[i].handle))
 			uv_close((uv_handle_t *)&w->tcp[i].handle, NULL);
 	}
+	if (w->limits_tick_on && !uv_is_closing((uv_handle_t *)&w->limits_tick))
+		uv_close((uv_handle_t *)&w->limits_tick, NULL);
 	if (!uv_is_closing((uv_handle_t *)&w->stop))
 		uv_close((uv_handle_t *)&w->stop, NULL);
 }
@@ -664,7 +813,7 @@ static void worker_close_all(struct worker *w)
  * write handed to the kernel still reaches the client after the close. */
 static void conn_drain(struct tcp_conn *c)
 {
-	if (!c->w->draining || c->closing)
+	if (!(c->w->draining || c->expired) || c->closing)
 		return;
 	uv_read_stop((uv_stream_t *)&c->handle);
 	if (c->pending == 0 && c->handle.write_queue_size == 0)
@@ -709,6 +858,12 @@ static void on_stop(uv_async_t *a)
 		worker_close_all(w);
 }
 
+static void on_limits_tick(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+	dns_limits_flush(w->srv->limits, uv_now(&w->loop));
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -724,6 +879,7 @@ static void worker_cleanup(struct worker *w)
 			close(w->udp[i].fd);
 	free(w->udp);
 	free(w->tcp);
+	rrl_free(w->rrl);
 	forward_worker_free(w->fwd);
 	uv_loop_close(&w->loop);
 }
@@ -739,11 +895,26 @@ int dns_server_start(const struct dns_server_config *cfg, struct dns_server **ou
 	srv->workers = calloc(srv->n_workers, sizeof(struct worker));
 	if (!srv->workers)
 		goto fail;
+	struct dns_limits_config lcfg = {
+	    .tcp_max_conns = cfg->tcp_max_conns,
+	    .tcp_idle_timeout_ms = cfg->tcp_idle_timeout_ms,
+	    .tcp_max_lifetime_ms = cfg->tcp_max_lifetime_ms,
+	    .rrl = cfg->rrl,
+	    .rrl_slip = cfg->rrl_slip,
+	    .udp_source_share = UDP_SOURCE_SHARE,
+	    .udp_batch = UDP_BATCH,
+	};
+	if (dns_limits_new(srv->n_workers, &lcfg, &srv->limits) < 0)
+		goto fail;
+	uint64_t seed;
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+		seed = uv_hrtime() ^ (uint64_t)getpid() << 32;
 	unsigned started = 0, inited = 0;
 	for (unsigned t = 0; t < srv->n_workers; t++) {
 		struct worker *w = &srv->workers[t];
 		w->cfg = &srv->cfg;
 		w->srv = srv;
+		w->index = t;
 		w->mw = cfg->metrics ? metrics_worker_new(cfg->metrics) : NULL;
 		w->reader = snapshot_reader_register();
 		if (!w->reader) {
@@ -796,6 +967,19 @@ int dns_server_start(const struct dns_server_config *cfg, struct dns_server **ou
 				goto fail_workers;
 			}
 		}
+		ret = cfg->rrl ? rrl_new(cfg->rrl, cfg->rrl_slip, RRL_BUCKETS_DEFAULT,
+					 seed + t * 0x9E3779B97F4A7C15ull, &w->rrl)
+			       : 0;
+		if (ret < 0)
+			goto fail_workers;
+		ret = -ENOMEM;
+		if (t == 0) {
+			uv_timer_init(&w->loop, &w->limits_tick);
+			w->limits_tick.data = w;
+			w->limits_tick_on = true;
+			uv_timer_start(&w->limits_tick, on_limits_tick, DNS_LIMITS_LOG_MS,
+				       DNS_LIMITS_LOG_MS);
+		}
 	}
 	for (unsigned t = 0; t < srv->n_workers; t++) {
 		if (pthread_create(&srv->workers[t].thread, NULL, worker_main, &srv->workers[t]) != 0) {
@@ -827,6 +1011,7 @@ fail_workers:
 	for (unsigned t = 0; t < inited; t++)
 		worker_cleanup(&srv->workers[t]);
 fail:
+	dns_limits_free(srv->limits);
 	free(srv->workers);
 	free(srv);
 	return ret;
@@ -855,6 +1040,12 @@ void dns_server_stop(struct dns_server *srv)
 		pthread_join(srv->workers[t].thread, NULL);
 		worker_cleanup(&srv->workers[t]);
 	}
+	dns_limits_free(srv->limits);
 	free(srv->workers);
 	free(srv);
+}
+
+const struct dns_limits *dns_server_limits(const struct dns_server *srv)
+{
+	return srv ? srv->limits : NULL;
 }

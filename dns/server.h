@@ -29,6 +29,8 @@ struct dns_server_config {
 	unsigned threads;
 	unsigned tcp_max_conns;      /* per worker */
 	unsigned tcp_idle_timeout_ms;
+	unsigned tcp_max_lifetime_ms; /* 0: none (dns/limits.h) */
+	unsigned rrl, rrl_slip;       /* response rate limiting, rrl 0: off (dns/rrl.h) */
 	struct forwarder *forwarder; /* NULL: no forwarding; each worker runs its own part */
 	struct metrics *metrics; /* per-worker counters (common/metrics.h), or NULL */
 	/* Clients that may transfer zones (AXFR, IXFR over TCP); none by default. */
@@ -50,5 +52,10 @@ void dns_server_drain(struct dns_server *srv);
 bool dns_server_drained(const struct dns_server *srv);
 /* Stops every worker, closes every socket, frees everything. */
 void dns_server_stop(struct dns_server *srv);
+
+/* How often each limit was hit (dns/limits.h: dns_limits_count and
+ * dns_limits_worker_count read it from any thread); valid until the stop. */
+struct dns_limits;
+const struct dns_limits *dns_server_limits(const struct dns_server *srv);
 
 #endif

@@ -51,6 +51,17 @@ static inline void dlist_del(struct dlist *n)
 
 #define PROXY_PIPE_POOL 64
 
+/* One descriptor in the datapath's own epoll set. Connections and flows
+ * register edge-triggered, once, and never change their interest: no
+ * epoll_ctl per state change. Work cut short by a budget goes on the ready
+ * list and is resumed on a later loop turn, since no new edge would come. */
+struct pev {
+	void (*on_event)(struct pev *e, uint32_t events);
+	void (*on_resume)(struct pev *e);
+	struct dlist ready;
+	bool queued;
+};
+
 struct pendpoints {
 	unsigned refs;
 	size_t n;
@@ -144,6 +155,10 @@ struct proxy {
 	size_t n_ls;
 	unsigned n_conns, n_flows;
 	struct dlist conns; /* every TCP connection, for proxy_stop */
+	int epfd;	    /* connections' and flows' descriptors */
+	uv_poll_t ep_poll;  /* the loop polls epfd */
+	uv_idle_t idle;	    /* keeps the loop from sleeping while work is ready */
+	struct dlist ready; /* struct pev, resumed from `idle` */
 	unsigned handles;   /* uv handles not yet closed; freed at 0 once stopping */
 	bool stopping;
 	struct live_index *live_cur; /* as of the last apply */
@@ -160,6 +175,12 @@ struct proxy {
 };
 
 /* ---- proxy.c ---- */
+/* Adds fd to the datapath's epoll set, edge-triggered. 0 or -errno. */
+int proxy_ev_add(struct proxy *p, int fd, uint32_t events, struct pev *e);
+/* Resumes `e` on a later loop turn (its budget ran out with work left). */
+void proxy_ev_ready(struct proxy *p, struct pev *e);
+/* Takes `e` off the ready list (it is being closed). */
+void proxy_ev_cancel(struct pev *e);
 void pport_put(struct pport *pp);
 void pendpoints_put(struct pendpoints *e);
 /* The number of open connections or flows of `pp` changed by `delta`. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -120,6 +121,7 @@ static void live_index_free(struct live_index *ix)
 
 static void proxy_free(struct proxy *p)
 {
+	close(p->epfd);
 	live_index_free(p->live_cur);
 	for (struct live_index *ix = p->live_old, *next; ix; ix = next) {
 		next = ix->next;
@@ -139,6 +141,76 @@ void proxy_handle_closed(struct proxy *p)
 {
 	if (--p->handles == 0 && p->stopping)
 		proxy_free(p);
+}
+
+/* ---- the datapath's epoll set ---------------------------------------------- */
+
+#define EV_BATCH 256
+
+static void on_idle(uv_idle_t *h);
+
+int proxy_ev_add(struct proxy *p, int fd, uint32_t events, struct pev *e)
+{
+	struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = e};
+	return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+void proxy_ev_ready(struct proxy *p, struct pev *e)
+{
+	if (e->queued)
+		return;
+	e->queued = true;
+	dlist_add(p->ready.prev, &e->ready); /* at the tail: first come, first resumed */
+	if (!uv_is_active((uv_handle_t *)&p->idle))
+		uv_idle_start(&p->idle, on_idle);
+}
+
+void proxy_ev_cancel(struct pev *e)
+{
+	if (!e->queued)
+		return;
+	e->queued = false;
+	dlist_del(&e->ready);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+	struct proxy *p = h->data;
+	/* One pass over what is ready now; what gets requeued waits for the
+	 * next turn, after the loop has polled everything else. */
+	struct dlist batch;
+	dlist_init(&batch);
+	if (p->ready.next != &p->ready) {
+		batch.next = p->ready.next;
+		batch.prev = p->ready.prev;
+		batch.next->prev = &batch;
+		batch.prev->next = &batch;
+		dlist_init(&p->ready);
+	}
+	while (batch.next != &batch) {
+		struct pev *e = (struct pev *)((char *)batch.next - offsetof(struct pev, ready));
+		dlist_del(&e->ready);
+		e->queued = false;
+		e->on_resume(e);
+	}
+	if (p->ready.next == &p->ready)
+		uv_idle_stop(&p->idle);
+}
+
+static void on_epoll(uv_poll_t *h, int status, int events)
+{
+	struct proxy *p = h->data;
+	struct epoll_event evs[EV_BATCH];
+	(void)status;
+	(void)events;
+	/* Objects closed while this batch runs are freed only by their timer's
+	 * close callback, after it: a later event in the batch may name them
+	 * (they ignore it once closing). */
+	int n = epoll_wait(p->epfd, evs, EV_BATCH, 0);
+	for (int i = 0; i < n; i++) {
+		struct pev *e = evs[i].data.ptr;
+		e->on_event(e, evs[i].events);
+	}
 }
 
 /* ---- Service ports --------------------------------------------------------- */
@@ -444,9 +516,20 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, struct proxy **
 	p->loop = loop;
 	p->cfg = *cfg;
 	dlist_init(&p->conns);
+	dlist_init(&p->ready);
+	p->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (p->epfd < 0 || uv_poll_init(loop, &p->ep_poll, p->epfd) < 0) {
+		int ret = p->epfd < 0 ? -errno : -ENOMEM;
+		if (p->epfd >= 0)
+			close(p->epfd);
+		free(p);
+		return ret;
+	}
 	uv_timer_init(loop, &p->retry);
-	p->retry.data = p;
-	p->handles = 1;
+	uv_idle_init(loop, &p->idle);
+	p->retry.data = p->ep_poll.data = p->idle.data = p;
+	p->handles = 3;
+	uv_poll_start(&p->ep_poll, UV_READABLE, on_epoll);
 
 	/* Each connection holds two descriptors (four more while bytes sit in
 	 * its pipes), each flow one: use what the hard limit allows. */
@@ -483,6 +566,7 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, struct proxy **
 	return 0;
 }
 
+/* The proxy's own handles: the last to close frees it. */
 static void on_retry_closed(uv_handle_t *h)
 {
 	proxy_handle_closed(h->data);
@@ -505,6 +589,8 @@ void proxy_stop(struct proxy *p)
 	/* The last close callback (this timer's, a listener's or a
 	 * connection's) frees the proxy. */
 	uv_close((uv_handle_t *)&p->retry, on_retry_closed);
+	uv_close((uv_handle_t *)&p->ep_poll, on_retry_closed);
+	uv_close((uv_handle_t *)&p->idle, on_retry_closed);
 }
 
 /* ---- apply ------------------------------------------------------------------ */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -29,7 +30,7 @@ struct pdir {
 	bool copy; /* recv/send instead of splice */
 	bool eof;  /* the source sent FIN */
 	bool shut; /* FIN passed on to the destination */
-	bool want_read, want_write;
+	bool more; /* stopped by the budget with work left: resume from the ready list */
 };
 
 enum conn_state { CONNECTING, RELAYING, CLOSING };
@@ -41,16 +42,16 @@ struct pconn {
 	struct pendpoints *eps; /* held while endpoints are being tried */
 	struct model_addr client;
 	int cfd, ufd;
-	uv_poll_t cpoll;
-	uv_poll_t *upoll; /* one per attempt: a retry needs a new descriptor */
-	uv_timer_t timer; /* connect timeout */
-	int cmask, umask;
+	struct pev cev;	  /* the client's socket; also the ready-list entry */
+	struct pev uev;	  /* the endpoint's socket, whichever attempt it is */
+	uv_timer_t timer; /* connect timeout; its close callback frees the connection */
 	size_t first, tries, cur;
 	enum conn_state state;
-	unsigned handles; /* cpoll and timer not yet closed */
 	struct pdir up;	  /* client -> endpoint */
 	struct pdir down; /* endpoint -> client */
 };
+
+#define CONN_OF(e, member) ((struct pconn *)((char *)(e)-offsetof(struct pconn, member)))
 
 /* ---- pipes ------------------------------------------------------------------ */
 
@@ -111,40 +112,26 @@ static void reset_close(int fd)
 	close(fd);
 }
 
-static void on_upoll_closed(uv_handle_t *h)
-{
-	struct proxy *p = h->data;
-	free(h);
-	proxy_handle_closed(p);
-}
-
-static void on_conn_handle_closed(uv_handle_t *h)
+static void on_conn_closed(uv_handle_t *h)
 {
 	struct pconn *c = h->data;
 	struct proxy *p = c->p;
-	if (--c->handles == 0) {
-		pport_put(c->port);
-		free(c);
-	}
+	pport_put(c->port);
+	free(c);
 	proxy_handle_closed(p);
 }
 
-/* Stops polling and closes the endpoint socket of the current attempt. */
+/* Closes the endpoint socket of the current attempt (which also takes it out
+ * of the epoll set). */
 static void upstream_drop(struct pconn *c, bool rst)
 {
-	if (c->upoll) {
-		c->upoll->data = c->p;
-		uv_close((uv_handle_t *)c->upoll, on_upoll_closed);
-		c->upoll = NULL;
-	}
-	if (c->ufd >= 0) {
-		if (rst)
-			reset_close(c->ufd);
-		else
-			close(c->ufd);
-		c->ufd = -1;
-	}
-	c->umask = 0;
+	if (c->ufd < 0)
+		return;
+	if (rst)
+		reset_close(c->ufd);
+	else
+		close(c->ufd);
+	c->ufd = -1;
 }
 
 static void conn_close(struct pconn *c, bool rst)
@@ -153,13 +140,15 @@ static void conn_close(struct pconn *c, bool rst)
 		return;
 	struct proxy *p = c->p;
 	c->state = CLOSING;
-	uv_close((uv_handle_t *)&c->cpoll, on_conn_handle_closed);
+	proxy_ev_cancel(&c->cev);
 	if (rst)
 		reset_close(c->cfd);
 	else
 		close(c->cfd);
 	upstream_drop(c, rst);
-	uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+	/* Freed in the timer's close callback: after any epoll batch that may
+	 * still name this connection. */
+	uv_close((uv_handle_t *)&c->timer, on_conn_closed);
 	dir_release(p, &c->up);
 	dir_release(p, &c->down);
 	pendpoints_put(c->eps);
@@ -180,12 +169,24 @@ void tcp_conn_close_all(struct proxy *p)
 
 /* ---- relaying ------------------------------------------------------------------ */
 
-/* Moves what `d` can from sfd to dfd without blocking. Returns 0, with
- * want_read/want_write saying what to wait for, or a negative errno when the
+/* The source said EOF and everything before it was written: pass the FIN on
+ * (a half-close; the other direction keeps going). */
+static void dir_finish(struct proxy *p, struct pdir *d, int dfd)
+{
+	if (!d->shut) {
+		shutdown(dfd, SHUT_WR);
+		d->shut = true;
+	}
+	dir_release(p, d);
+}
+
+/* Moves what `d` can from sfd to dfd until either would block (the edge-
+ * triggered events then say when to go on), EOF, or the budget is spent (then
+ * d->more asks to be resumed). Returns 0, or a negative errno when the
  * connection must be torn down. */
 static int pump(struct proxy *p, struct pdir *d, int sfd, int dfd, uint64_t *counter)
 {
-	d->want_read = d->want_write = false;
+	d->more = false;
 	for (int round = 0; round < PUMP_ROUNDS; round++) {
 		ssize_t n;
 		if (d->pending) {
@@ -195,10 +196,8 @@ static int pump(struct proxy *p, struct pdir *d, int sfd, int dfd, uint64_t *cou
 			else
 				n = send(dfd, d->buf + d->off, d->pending, MSG_NOSIGNAL);
 			if (n < 0) {
-				if (errno == EAGAIN) {
-					d->want_write = true;
-					return 0;
-				}
+				if (errno == EAGAIN)
+					return 0; /* EPOLLOUT on dfd resumes */
 				if (errno == EINTR)
 					continue;
 				return -errno;
@@ -209,12 +208,7 @@ static int pump(struct proxy *p, struct pdir *d, int sfd, int dfd, uint64_t *cou
 			continue;
 		}
 		if (d->eof) {
-			if (!d->shut) {
-				/* Half-close: the other direction keeps going. */
-				shutdown(dfd, SHUT_WR);
-				d->shut = true;
-			}
-			dir_release(p, d);
+			dir_finish(p, d, dfd);
 			return 0;
 		}
 		if (!d->copy) {
@@ -244,8 +238,8 @@ static int pump(struct proxy *p, struct pdir *d, int sfd, int dfd, uint64_t *cou
 			continue;
 		}
 		if (errno == EAGAIN) {
-			d->want_read = true;
-			/* Empty: give the pipe back, idle connections hold none. */
+			/* Empty: give the pipe back, idle connections hold none.
+			 * EPOLLIN on sfd resumes. */
 			pipe_put(p, d->pipe);
 			return 0;
 		}
@@ -253,41 +247,11 @@ static int pump(struct proxy *p, struct pdir *d, int sfd, int dfd, uint64_t *cou
 			continue;
 		return -errno;
 	}
-	/* Out of rounds: the level-triggered poll brings us back. */
-	if (d->pending)
-		d->want_write = true;
-	else if (!d->eof)
-		d->want_read = true;
+	if (d->pending || !d->eof)
+		d->more = true;
+	else
+		dir_finish(p, d, dfd);
 	return 0;
-}
-
-static void on_cpoll(uv_poll_t *h, int status, int events);
-static void on_upoll(uv_poll_t *h, int status, int events);
-
-/* Polls what the two directions wait for; closes the connection when both
- * directions are done. */
-static void conn_update(struct pconn *c)
-{
-	if (c->up.shut && c->down.shut) {
-		conn_close(c, false);
-		return;
-	}
-	int cm = (c->up.want_read ? UV_READABLE : 0) | (c->down.want_write ? UV_WRITABLE : 0);
-	int um = (c->down.want_read ? UV_READABLE : 0) | (c->up.want_write ? UV_WRITABLE : 0);
-	if (cm != c->cmask) {
-		if (cm)
-			uv_poll_start(&c->cpoll, cm, on_cpoll);
-		else
-			uv_poll_stop(&c->cpoll);
-		c->cmask = cm;
-	}
-	if (um != c->umask) {
-		if (um)
-			uv_poll_start(c->upoll, um, on_upoll);
-		else
-			uv_poll_stop(c->upoll);
-		c->umask = um;
-	}
 }
 
 static void conn_fail(struct pconn *c, int err, const char *side)
@@ -312,19 +276,42 @@ static void relay(struct pconn *c, bool up, bool down)
 		conn_fail(c, ret, "an error endpoint->client");
 		return;
 	}
-	conn_update(c);
+	if (c->up.shut && c->down.shut)
+		conn_close(c, false);
+	else if (c->up.more || c->down.more)
+		proxy_ev_ready(c->p, &c->cev);
 }
 
-static void on_cpoll(uv_poll_t *h, int status, int events)
+static int sock_error(int fd)
 {
-	struct pconn *c = h->data;
+	int err = 0;
+	socklen_t el = sizeof(err);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+		err = errno;
+	return err;
+}
+
+static void on_client_event(struct pev *e, uint32_t ev)
+{
+	struct pconn *c = CONN_OF(e, cev);
 	if (c->state != RELAYING)
 		return;
-	if (status < 0) {
-		conn_fail(c, status, "the client");
+	if ((ev & EPOLLERR) && !(ev & EPOLLIN)) {
+		int err = sock_error(c->cfd);
+		conn_fail(c, -(err ? err : ECONNRESET), "the client");
 		return;
 	}
-	relay(c, events & UV_READABLE, events & UV_WRITABLE);
+	/* EPOLLOUT edges come with every ACK: only a direction with bytes
+	 * waiting cares. EPOLLIN (data, FIN or reset) always moves `up`. */
+	relay(c, ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR),
+	      (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->down.pending);
+}
+
+static void on_conn_resume(struct pev *e)
+{
+	struct pconn *c = CONN_OF(e, cev);
+	if (c->state == RELAYING)
+		relay(c, c->up.more, c->down.more);
 }
 
 /* ---- connecting ------------------------------------------------------------------ */
@@ -352,6 +339,10 @@ static void conn_connected(struct pconn *c)
 {
 	struct pport *pp = c->port;
 	uv_timer_stop(&c->timer);
+	if (proxy_ev_add(c->p, c->cfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, &c->cev) < 0) {
+		conn_close(c, true);
+		return;
+	}
 	c->state = RELAYING;
 	if (pp->affinity_ms)
 		balance_bind(&pp->bal, &c->client, &c->eps->ep[c->cur], pp->affinity_ms,
@@ -359,21 +350,21 @@ static void conn_connected(struct pconn *c)
 	pendpoints_put(c->eps);
 	c->eps = NULL;
 	c->up.copy = c->down.copy = c->p->cfg.no_splice;
-	/* The client may have spoken already. */
+	/* The client may have spoken already: its EPOLLIN edge came before we
+	 * listened. */
 	relay(c, true, true);
 }
 
-static void on_upoll(uv_poll_t *h, int status, int events)
+static void on_upstream_event(struct pev *e, uint32_t ev)
 {
-	struct pconn *c = h->data;
+	struct pconn *c = CONN_OF(e, uev);
 	if (c->state == CONNECTING) {
-		/* libuv reports any POLLERR as UV_EBADF: the socket knows why. */
-		int err = 0;
-		socklen_t el = sizeof(err);
-		if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-			err = errno;
-		if (!err && status < 0)
-			err = -status;
+		if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		/* The socket knows whether the connect worked. */
+		int err = sock_error(c->ufd);
+		if (!err && (ev & (EPOLLERR | EPOLLHUP)))
+			err = ECONNREFUSED;
 		if (!err) {
 			conn_connected(c);
 			return;
@@ -381,18 +372,18 @@ static void on_upoll(uv_poll_t *h, int status, int events)
 		uv_timer_stop(&c->timer);
 		upstream_drop(c, false);
 		attempt_failed(c, -err);
-		{
-			conn_try(c);
-			return;
-		}
+		conn_try(c);
+		return;
 	}
 	if (c->state != RELAYING)
 		return;
-	if (status < 0) {
-		conn_fail(c, status, "the endpoint");
+	if ((ev & EPOLLERR) && !(ev & EPOLLIN)) {
+		int err = sock_error(c->ufd);
+		conn_fail(c, -(err ? err : ECONNRESET), "the endpoint");
 		return;
 	}
-	relay(c, events & UV_WRITABLE, events & UV_READABLE);
+	relay(c, (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->up.pending,
+	      ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR));
 }
 
 static void on_connect_timeout(uv_timer_t *t)
@@ -423,10 +414,8 @@ static void conn_try(struct pconn *c)
 				    "proxy: cannot open a socket to an endpoint (%s); resetting "
 				    "the client%s",
 				    strerror(errno), SKIPPED(skipped));
-			{
-				conn_close(c, true);
-				return;
-			}
+			conn_close(c, true);
+			return;
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -437,25 +426,15 @@ static void conn_try(struct pconn *c)
 			attempt_failed(c, -err);
 			continue;
 		}
-		c->upoll = malloc(sizeof(*c->upoll));
-		if (!c->upoll || uv_poll_init(p->loop, c->upoll, fd) < 0) {
-			free(c->upoll);
-			c->upoll = NULL;
-			close(fd);
-			{
-				conn_close(c, true);
-				return;
-			}
-		}
-		p->handles++;
-		c->upoll->data = c;
 		c->ufd = fd;
+		if (proxy_ev_add(p, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, &c->uev) < 0) {
+			conn_close(c, true);
+			return;
+		}
 		if (r == 0) {
 			conn_connected(c);
 			return;
 		}
-		c->umask = UV_WRITABLE;
-		uv_poll_start(c->upoll, UV_WRITABLE, on_upoll);
 		uv_timer_start(&c->timer, on_connect_timeout, p->cfg.connect_timeout_ms, 0);
 		return;
 	}
@@ -491,10 +470,8 @@ static void conn_start(struct plistener *l, int fd, const struct sockaddr_storag
 			log_warn("proxy: %u connections open, the --proxy-max-conns limit: new "
 				 "ones are reset%s",
 				 p->n_conns, SKIPPED(skipped));
-		{
-			reset_close(fd);
-			return;
-		}
+		reset_close(fd);
+		return;
 	}
 	if (!pp->eps || pp->eps->n == 0) {
 		/* Like kube-proxy's REJECT: fail fast rather than hang. */
@@ -503,23 +480,21 @@ static void conn_start(struct plistener *l, int fd, const struct sockaddr_storag
 			log_info("proxy: Service %s/%s port %u/TCP has no ready endpoint; "
 				 "connection reset%s",
 				 pp->ns, pp->name, pp->port, SKIPPED(skipped));
-		{
-			reset_close(fd);
-			return;
-		}
+		reset_close(fd);
+		return;
 	}
 	struct pconn *c = calloc(1, sizeof(*c));
-	if (!c || uv_poll_init(p->loop, &c->cpoll, fd) < 0) {
-		free(c);
-		{
-			reset_close(fd);
-			return;
-		}
+	if (!c) {
+		reset_close(fd);
+		return;
 	}
 	uv_timer_init(p->loop, &c->timer);
-	p->handles += 2;
-	c->handles = 2;
-	c->cpoll.data = c->timer.data = c;
+	p->handles++;
+	c->timer.data = c;
+	c->cev.on_event = on_client_event;
+	c->cev.on_resume = on_conn_resume;
+	c->uev.on_event = on_upstream_event;
+	dlist_init(&c->cev.ready);
 	c->p = p;
 	c->cfd = fd;
 	c->ufd = -1;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -30,10 +31,9 @@ struct pflow {
 		struct in6_pktinfo v6;
 	} local;
 	int fd;
-	uv_poll_t poll;
-	uv_timer_t timer;
+	struct pev ev;	  /* replies from the endpoint */
+	uv_timer_t timer; /* idle timeout; its close callback frees the flow */
 	uint64_t last_ms;
-	unsigned handles;
 	bool closing;
 };
 
@@ -108,14 +108,12 @@ static int flow_table_grow(struct plistener *l)
 	return 0;
 }
 
-static void on_flow_handle_closed(uv_handle_t *h)
+static void on_flow_closed(uv_handle_t *h)
 {
 	struct pflow *f = h->data;
 	struct proxy *p = f->port->p;
-	if (--f->handles == 0) {
-		pport_put(f->port);
-		free(f);
-	}
+	pport_put(f->port);
+	free(f);
 	proxy_handle_closed(p);
 }
 
@@ -131,9 +129,10 @@ static void flow_close(struct pflow *f)
 		*pf = f->hnext;
 	l->n_flows--;
 	dlist_del(&f->port_link);
-	uv_close((uv_handle_t *)&f->poll, on_flow_handle_closed);
-	close(f->fd);
-	uv_close((uv_handle_t *)&f->timer, on_flow_handle_closed);
+	proxy_ev_cancel(&f->ev);
+	close(f->fd); /* leaves the epoll set with it */
+	/* Freed after any epoll batch that may still name it. */
+	uv_close((uv_handle_t *)&f->timer, on_flow_closed);
 	p->n_flows--;
 	pport_active_add(f->port, -1);
 }
@@ -204,21 +203,15 @@ static void flow_reply(struct pflow *f, size_t len)
 		f->port->st.bytes_out += len;
 }
 
-static void on_flow_readable(uv_poll_t *h, int status, int events)
+static void flow_read(struct pflow *f)
 {
-	struct pflow *f = h->data;
-	(void)events;
-	if (f->closing)
-		return;
-	if (status < 0) {
-		flow_close(f);
-		return;
-	}
-	for (int i = 0; i < RECV_BATCH && !f->closing; i++) {
+	for (int i = 0; i < RECV_BATCH; i++) {
 		ssize_t n = recv(f->fd, f->l->p->udp_buf, UDP_MAX, MSG_DONTWAIT);
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				return;
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return; /* the next datagram's edge resumes */
 			/* ICMP port unreachable from the endpoint, and the like. */
 			endpoint_failed(f, -errno);
 			flow_close(f);
@@ -227,6 +220,23 @@ static void on_flow_readable(uv_poll_t *h, int status, int events)
 		f->last_ms = uv_now(f->l->p->loop);
 		flow_reply(f, (size_t)n);
 	}
+	/* Budget spent: no new edge may come for what is queued already. */
+	proxy_ev_ready(f->l->p, &f->ev);
+}
+
+#define FLOW_OF(e) ((struct pflow *)((char *)(e)-offsetof(struct pflow, ev)))
+
+static void on_flow_event(struct pev *e, uint32_t events)
+{
+	(void)events; /* errors show on recv */
+	if (!FLOW_OF(e)->closing)
+		flow_read(FLOW_OF(e));
+}
+
+static void on_flow_resume(struct pev *e)
+{
+	if (!FLOW_OF(e)->closing)
+		flow_read(FLOW_OF(e));
 }
 
 static void on_flow_timer(uv_timer_t *t)
@@ -300,8 +310,11 @@ static struct pflow *flow_open(struct plistener *l, const struct sockaddr_storag
 	struct sockaddr_storage ss;
 	socklen_t sl = proxy_endpoint_sockaddr(&f->ep, &ss);
 	f->fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	f->ev.on_event = on_flow_event;
+	f->ev.on_resume = on_flow_resume;
+	dlist_init(&f->ev.ready);
 	if (f->fd < 0 || connect(f->fd, (struct sockaddr *)&ss, sl) < 0 ||
-	    uv_poll_init(p->loop, &f->poll, f->fd) < 0) {
+	    proxy_ev_add(p, f->fd, EPOLLIN, &f->ev) < 0) {
 		if (proxy_cap_log_allowed(p, &skipped))
 			log_warn("proxy: cannot open a UDP socket to an endpoint (%s); datagram "
 				 "dropped%s",
@@ -312,9 +325,8 @@ static struct pflow *flow_open(struct plistener *l, const struct sockaddr_storag
 		return NULL;
 	}
 	uv_timer_init(p->loop, &f->timer);
-	p->handles += 2;
-	f->handles = 2;
-	f->poll.data = f->timer.data = f;
+	p->handles++;
+	f->timer.data = f;
 	f->l = l;
 	f->port = pp;
 	pp->refs++;
@@ -329,7 +341,6 @@ static struct pflow *flow_open(struct plistener *l, const struct sockaddr_storag
 	pp->st.connections++;
 	pport_active_add(pp, 1);
 	f->last_ms = uv_now(p->loop);
-	uv_poll_start(&f->poll, UV_READABLE, on_flow_readable);
 	uv_timer_start(&f->timer, on_flow_timer, p->cfg.udp_timeout_ms, 0);
 	return f;
 }

@@ -92,9 +92,24 @@ void dname_lower(uint8_t *name, size_t len)
 			name[i] = (uint8_t)(name[i] + 32);
 }
 
+/* ASCII-lowercases eight bytes at once: a byte becomes b | 0x20 exactly when
+ * it lies in 'A'..'Z'. Label lengths (0..63) are below 'A', so a whole wire
+ * name can go through this unchanged in structure. */
+static inline uint64_t lower8(uint64_t v)
+{
+	const uint64_t ones = 0x0101010101010101ull;
+	uint64_t low7 = v & (0x7F * ones);
+	uint64_t ge_a = low7 + (0x80 - 'A') * ones;     /* high bit: b >= 'A' */
+	uint64_t gt_z = low7 + (0x80 - 'Z' - 1) * ones; /* high bit: b > 'Z' */
+	uint64_t upper = (ge_a ^ gt_z) & ~v & (0x80 * ones);
+	return v | (upper >> 2);
+}
+
 int dname_read_question(const uint8_t *pkt, size_t len, size_t off, uint8_t *key)
 {
-	size_t o = 0;
+	/* First the extent, label by label (no per-byte work), then one copy
+	 * lowercased a word at a time. */
+	size_t start = off, o = 0;
 	for (;;) {
 		if (off >= len)
 			return -EBADMSG;
@@ -103,16 +118,24 @@ int dname_read_question(const uint8_t *pkt, size_t len, size_t off, uint8_t *key
 			return -EBADMSG;
 		if (o + 1 + ll > DNAME_MAX || off + 1 + ll > len)
 			return -EBADMSG;
-		key[o++] = ll;
-		off++;
+		o += 1u + ll;
+		off += 1u + ll;
 		if (ll == 0)
-			return (int)o;
-		for (uint8_t j = 0; j < ll; j++) {
-			uint8_t c = pkt[off + j];
-			key[o++] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
-		}
-		off += ll;
+			break;
 	}
+	const uint8_t *src = pkt + start;
+	size_t i = 0;
+	for (; i + 8 <= o; i += 8) {
+		uint64_t v;
+		memcpy(&v, src + i, 8);
+		v = lower8(v);
+		memcpy(key + i, &v, 8);
+	}
+	for (; i < o; i++) {
+		uint8_t c = src[i];
+		key[i] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+	}
+	return (int)o;
 }
 
 int dname_skip(const uint8_t *pkt, size_t len, size_t off)

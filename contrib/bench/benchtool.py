@@ -3,7 +3,7 @@
 
   benchtool.py idle CPU[,CPU] MAX_PCT TIMEOUT   wait until every CPU is under MAX_PCT busy
   benchtool.py dnsperf FILE                     "sent completed lost qps avg_ms p99_ms"
-  benchtool.py callgrind FILE                   total instructions (Ir) of one callgrind dump
+  benchtool.py callgrind FILE...                instructions (Ir) of one dump, all threads; busiest file
   benchtool.py report RUNDIR                    the table, from what the run recorded
 """
 import os
@@ -73,13 +73,21 @@ def dnsperf(path):
     print("%d %d %d %.0f %.3f %s" % (sent, completed, lost, qps, avg, p99))
 
 
-def callgrind(path):
-    with open(path) as f:
-        for line in f:
-            if line.startswith("totals:") or line.startswith("summary:"):
-                print(line.split()[1])
-                return
-    sys.exit("benchtool.py: no totals in %s" % path)
+def callgrind(paths):
+    """Sums the "summary:" (the events of the dumped interval) of one dump's files,
+    one per thread (--separate-threads=yes), and names the busiest. The summary,
+    not the "totals:" of the cost lines: after a zeroing, the cost lines of a
+    thread that was inside a call can add up to more than what it did since."""
+    total, top, top_n = 0, None, -1
+    for path in paths:
+        with open(path) as f:
+            n = next((int(l.split()[1]) for l in f if l.startswith("summary:")), None)
+        if n is None:
+            sys.exit("benchtool.py: no summary in %s" % path)
+        total += n
+        if n > top_n:
+            top, top_n = path, n
+    print(total, top)
 
 
 def med(rows, key):
@@ -123,12 +131,21 @@ def report(rundir):
             r["per_core"] = c / busy if busy > 0 else None
             r["cpu_us"] = busy * 1e6 / c if c > 0 else None
             r["proc_us"] = float(r["proc_ticks"]) / HZ * 1e6 / c if c > 0 else None
+            # The core was shared when it was busier than the server's own CPU time
+            # explains (that time includes the softirq work done in its syscalls).
+            r["shared"] = float(r["busy_jiffies"]) > 1.25 * float(r["proc_ticks"]) + 5
+        # Core-based figures from the runs that had the core to themselves, if any.
+        sat_c = [r for r in sat if not r["shared"]] or sat
+        fix_c = [r for r in fix if not r["shared"]] or fix
         f = {"qps": med(sat, "qps"), "lost": med(sat, "lost"), "avg": med(sat, "avg_ms"),
-             "p99": med(sat, "p99_ms"), "per_core": med(sat, "per_core"),
+             "p99": med(sat, "p99_ms"), "per_core": med(sat_c, "per_core"),
              "fix_qps": med(fix, "qps"), "fix_lost": med(fix, "lost"),
              "fix_avg": med(fix, "avg_ms"), "fix_p99": med(fix, "p99_ms"),
-             "fix_cpu_us": med(fix, "cpu_us"), "fix_proc_us": med(fix, "proc_us"),
+             "fix_cpu_us": med(fix_c, "cpu_us"), "fix_proc_us": med(fix, "proc_us"),
              "busy_runs": sum(1 for r in sat + fix if r["machine"].startswith("busy")),
+             "shared_runs": sum(1 for r in sat + fix if r["shared"]),
+             "shared_only": (sat_c is sat and any(r["shared"] for r in sat)) or
+                            (fix_c is fix and any(r["shared"] for r in fix)),
              "runs": len(sat) + len(fix)}
         for r in extra:
             if r["server"] == srv:
@@ -169,11 +186,17 @@ def report(rundir):
                       ratio(s.get("instructions_per_query"), o.get("instructions_per_query")),
                       ratio(s.get("memory_mb"), o.get("memory_mb"))))
     busy = sum(f["busy_runs"] for f in fig.values())
+    shared = sum(f["shared_runs"] for f in fig.values())
     runs_n = sum(f["runs"] for f in fig.values())
     if busy:
         print("WARNING: %d of %d runs started while the machine was not idle (runs.tsv, column "
-              "machine): their CPU figures include other work on the server's core" % (
-                  busy, runs_n))
+              "machine)" % (busy, runs_n))
+    if shared:
+        print("WARNING: in %d of %d runs the server's core was busier than the server: other "
+              "work ran there; QPS per busy core and core µs/q are medians of the other runs%s" % (
+                  shared, runs_n, "" if not any(f["shared_only"] for f in fig.values()) else
+                  " (%s: no other run, figures suspect)" % ", ".join(
+                      k for k, f in fig.items() if f["shared_only"])))
     mem = read_tsv(os.path.join(rundir, "memory.tsv"))
     if mem:
         print()
@@ -195,7 +218,7 @@ def main():
     elif cmd == "dnsperf":
         dnsperf(sys.argv[2])
     elif cmd == "callgrind":
-        callgrind(sys.argv[2])
+        callgrind(sys.argv[2:])
     elif cmd == "report":
         report(sys.argv[2])
     else:

@@ -82,6 +82,7 @@ dnsport=$((20000 + RANDOM % 20000))
 "$SVCDNS_BIN" --manifests "$tmp/m" --listen 127.0.0.1:$dnsport --proxy --log-level warn \
 	2>"$tmp/svcdns.log" &
 pids+=($!)
+svcdns_pid=$!
 
 cat >"$tmp/haproxy.cfg" <<EOF
 global
@@ -106,6 +107,7 @@ backend rr
 EOF
 haproxy -db -f "$tmp/haproxy.cfg" 2>"$tmp/haproxy.log" &
 pids+=($!)
+haproxy_pid=$!
 
 # Everything answers before measuring starts (grep reads all: no SIGPIPE
 # under pipefail).
@@ -126,14 +128,26 @@ if [ -z "$ready" ]; then
 	exit 1
 fi
 
+# CPU time (user + system, ms) a process has used: its own cost, whatever
+# the client and the backend take on the same cores.
+cpu_ms() {
+	awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat"
+}
+
 measure() { # name test ip port
-	local v
+	local v pid="" c0=0
+	[ "$1" = svcdns ] && pid=$svcdns_pid
+	[ "$1" = haproxy ] && pid=$haproxy_pid
+	[ -n "$pid" ] && c0=$(cpu_ms "$pid")
 	case "$2" in
 	bulk) v=$("$load" bulk "$3" "$4" "$SECS") || v=failed ;;
 	connrate) v=$("$load" connrate "$3" "$4" "$SECS" "$CONC") || v=failed ;;
 	udprate) v=$("$load" udprate "$3" "$4" "$SECS" "$CONC") || v=failed ;;
 	esac
 	echo "$1 $2 $v" >>"$tmp/results"
+	[ -n "$pid" ] && echo "$1 cpu_$2 $(awk -v a="$c0" -v b="$(cpu_ms "$pid")" \
+		'BEGIN { print b - a }')" >>"$tmp/results"
+	return 0
 }
 
 : >"$tmp/results"
@@ -161,6 +175,22 @@ awk '
 			printf "%-22s %12s %12s %12s %10s %10s\n", units[t], d, s, (h == "" ? "-" : h),
 				(d > 0 ? sprintf("%.2f", s / d) : "-"),
 				(h > 0 ? sprintf("%.2f", s / h) : "-")
+		}
+		# CPU used by each proxy per unit of work (lower is better).
+		printf "%-22s %12s %12s %12s\n", "proxy CPU", "", "svcdns", "haproxy"
+		secs = '"$SECS"'
+		for (i = 1; i <= 3; i++) {
+			t = tests[i]
+			unit = (t == "bulk") ? "ms per GB" : "us per " (t == "connrate" ? "conn" : "req")
+			row = ""
+			for (k = 1; k <= 2; k++) {
+				n = (k == 1) ? "svcdns" : "haproxy"
+				c = v[n ",cpu_" t]; r = v[n "," t]
+				if (c == "" || r <= 0) { cell[k] = "-"; continue }
+				work = (t == "bulk") ? r * secs / 1000 : r * secs
+				cell[k] = (t == "bulk") ? sprintf("%.0f", c / work) : sprintf("%.1f", c * 1000 / work)
+			}
+			printf "%-22s %12s %12s %12s\n", unit, "", cell[1], cell[2]
 		}
 	}' "$tmp/results"
 if grep -q . "$tmp/svcdns.log"; then

@@ -27,7 +27,7 @@ server_cpu=1
 load_cpu=0
 idle_pct=10
 idle_wait=120
-port_base=25350
+port_base=23530
 servers="canned svcdns knot nsd"
 cg_queries=20000
 memory_sizes="10000 100000"
@@ -136,7 +136,7 @@ as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
 install_deps() {
 	local pkgs=() c p
 	for c in dnsperf:dnsperf knotd:knot nsd:nsd valgrind:valgrind callgrind_control:valgrind \
-		dig:bind9-dnsutils taskset:util-linux setsid:util-linux ss:iproute2 cmake:cmake \
+		dig:bind9-dnsutils taskset:util-linux setsid:util-linux ss:iproute2 ps:procps cmake:cmake \
 		cc:gcc pkg-config:pkg-config; do
 		command -v "${c%%:*}" >/dev/null 2>&1 || [[ -x /usr/sbin/${c%%:*} ]] || pkgs+=("${c#*:}")
 	done
@@ -343,6 +343,20 @@ pss_mb() { # proportional set size of a session, MB (NSD shares its zone between
 	awk -v kb="$kb" 'BEGIN { printf "%.1f", kb / 1024 }'
 }
 
+# Until the session's CPU time stops growing: the work a server does right after it
+# serves its data (logging, freeing what loading needed) is not a query's.
+wait_quiet() {
+	local t0 t1 i
+	t0=$(proc_ticks "$1")
+	for ((i = 0; i < 120; i++)); do
+		sleep 1
+		t1=$(proc_ticks "$1")
+		((t1 - t0 > 1)) || return 0
+		t0=$t1
+	done
+	log "warning: $1 still busy after 120 s"
+}
+
 wait_idle() { $py "$here/benchtool.py" idle "$server_cpu,$load_cpu" "$idle_pct" "$idle_wait"; }
 
 # dnsperf_run NAME MODE ROUND: one dnsperf run against the running server $sid.
@@ -416,6 +430,7 @@ done
 # a fixed file, at most 10 outstanding), and the counters are dumped; then zeroed
 # again, the same time is let pass with no query, and dumped: per query is
 # (first dump - second dump) / N, which takes out the timers that run meanwhile.
+# Each dump is one file per thread; their summaries add up to the dump's count.
 
 if ((cg_queries > 0)); then
 	head -n "$cg_queries" "$data/queries.txt" >"$run/callgrind-queries.txt"
@@ -424,7 +439,9 @@ if ((cg_queries > 0)); then
 		log "callgrind: $s, $cg_queries queries"
 		out="$run/$s/callgrind.out"
 		rm -f "$out"*
-		wait_limit=1200 start_server "$s" "$data" valgrind --tool=callgrind --callgrind-out-file="$out"
+		wait_limit=1200 start_server "$s" "$data" valgrind --tool=callgrind --separate-threads=yes \
+			--callgrind-out-file="$out"
+		wait_quiet "$sid"
 		cg_ctl() { # retry: vgdb may need a moment to attach
 			local i
 			for i in 1 2 3 4 5; do callgrind_control "$@" >/dev/null 2>&1 && return 0; sleep 1; done
@@ -442,12 +459,13 @@ if ((cg_queries > 0)); then
 		stop_session "$sid" 120
 		read -r -a res < <($py "$here/benchtool.py" dnsperf "$run/$s/dnsperf-callgrind.txt")
 		((res[2] == 0)) || log "warning: $s lost ${res[2]} queries under callgrind"
-		with=$($py "$here/benchtool.py" callgrind "$out.1")
-		idle=$($py "$here/benchtool.py" callgrind "$out.2")
+		read -r with top < <($py "$here/benchtool.py" callgrind "$out".1-*)
+		read -r idle _ < <($py "$here/benchtool.py" callgrind "$out".2-*)
 		per=$(((with - idle) / res[1]))
 		printf '%s\tinstructions_per_query\t%s\n' "$s" "$per" >>"$run/figures.tsv"
 		log "$s: $with instructions with ${res[1]} answered queries, $idle idle: $per per query"
-		callgrind_annotate --inclusive=no --threshold=100 "$out.1" 2>/dev/null |
+		# the profile of the busiest thread: the worker, with one
+		callgrind_annotate --inclusive=no --threshold=100 "$top" 2>/dev/null |
 			sed -n '1,/^-- Auto-annotated source/p' | head -80 >"$run/$s/profile.txt" || true
 	done
 fi
@@ -478,9 +496,10 @@ $py "$here/benchtool.py" report "$run" | tee "$run/report.md"
 if [[ -f $run/svcdns/profile.txt ]]; then
 	echo
 	echo "callgrind profile of svcdns answering the query file: instructions per function"
-	echo "(self cost; $run/svcdns/profile.txt; the thread's entry frames, left with the whole"
-	echo "total by the zeroing of the counters, are left out):"
+	echo "(self cost, worker thread; $run/svcdns/profile.txt; the thread's entry frames, left"
+	echo "with the whole total by the zeroing of the counters, are left out):"
 	grep -E '^ *[0-9,]+ \( *[0-9.]+%\) ' "$run/svcdns/profile.txt" | grep -v 'PROGRAM TOTALS' |
-		awk 'match($0, /\( *[0-9.]+%\)/) { if (substr($0, RSTART + 1, RLENGTH - 3) + 0 < 95) print }' |
-		head -15
+		awk 'match($0, /\( *[0-9.]+%\)/) && n < 15 {
+			if (substr($0, RSTART + 1, RLENGTH - 3) + 0 < 95) { print; n++ }
+		}'
 fi

@@ -34,6 +34,9 @@ class KubeServer(t.Server):
         cmd = [t.BIN, "--listen", "127.0.0.1:%d" % self.port]
         if self.manifests:
             cmd += ["--manifests", self.manifests]
+        # Never forward to this machine's resolvers: a test names its upstreams.
+        if "--upstream" not in self.args:
+            cmd += ["--upstream", "none"]
         return cmd + self.source + self.args
 
     def start(self, wait=True, timeout=15.0):

@@ -834,3 +834,73 @@ def headless_manifest(name, ns, n, base="10.250", ready=True, port_name="http", 
 
 def rng(seed=1234):
     return random.Random(seed)
+
+
+# --------------------------------------------------------------------------
+# the HTTP endpoint (--http): plain urllib, and the Prometheus text format
+
+def http_get(port, path, method="GET", timeout=5.0, host="127.0.0.1"):
+    """(status, headers dict with lowercased names, body text)."""
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request("http://%s:%d%s" % (host, port, path), method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return (r.status, {k.lower(): v for k, v in r.headers.items()},
+                    r.read().decode("utf-8", "replace"))
+    except urllib.error.HTTPError as e:
+        return (e.code, {k.lower(): v for k, v in e.headers.items()},
+                e.read().decode("utf-8", "replace"))
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+
+
+def parse_metrics(text):
+    """Prometheus text format to {"types": {family: type}, "samples": [(name,
+    {label: value}, float)]}; raises ValueError on a line that is neither a
+    comment nor a well-formed sample."""
+    types, samples = {}, []
+    for line in text.splitlines():
+        if not line:
+            continue
+        if line.startswith("# TYPE "):
+            _, _, fam, typ = line.split(" ", 3)
+            types[fam] = typ
+            continue
+        if line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            raise ValueError("bad metrics line: %r" % line)
+        labels = {}
+        body = m.group(3) or ""
+        pos = 0
+        while pos < len(body):
+            lm = _LABEL.match(body, pos)
+            if not lm:
+                raise ValueError("bad labels: %r" % line)
+            labels[lm.group(1)] = (lm.group(2).replace('\\"', '"').replace("\\n", "\n")
+                                   .replace("\\\\", "\\"))
+            pos = lm.end()
+        samples.append((m.group(1), labels, float(m.group(4))))
+    return {"types": types, "samples": samples}
+
+
+def metric(parsed, name, **labels):
+    """Sum of the samples of `name` whose labels include `labels` (None when
+    there is no such sample)."""
+    total, found = 0.0, False
+    for n, l, v in parsed["samples"]:
+        if n == name and all(l.get(k) == str(w) for k, w in labels.items()):
+            total += v
+            found = True
+    return total if found else None
+
+
+def scrape(port):
+    status, _, body = http_get(port, "/metrics")
+    if status != 200:
+        raise RuntimeError("/metrics answered %d" % status)
+    return parse_metrics(body)

@@ -224,6 +224,27 @@ def basic(tally):
         tally.server_stopped(s)
 
 
+def ipv6(tally):
+    """An upstream on ::1 (the rules allow it), over UDP and over TCP after TC."""
+    s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        s6.bind(("::1", 0))
+    except OSError:
+        tally.ok("no IPv6 loopback here: IPv6 upstream not tested")
+        return
+    finally:
+        s6.close()
+    p6 = t.free_port()
+    up = upstream("example.test", args=["--listen", "[::1]:%d" % p6])
+    fwd = forwarder(["[::1]:%d" % p6])
+    tally.run("IPv6 upstream", lambda: expect(ask(fwd.port, "www.example.test"), "NOERROR",
+                                              ["www.example.test. A 192.0.2.80"]))
+    m = ask(fwd.port, "big.example.test", "TXT", tcp=True)
+    tally.check(len(records(m)) == 16, "IPv6 upstream over TCP after TC", str(len(records(m))))
+    for s in (fwd, up):
+        tally.server_stopped(s)
+
+
 def truncation(tally):
     up = upstream("example.test")
     fwd = forwarder([addr(up)], args=["--cache-size", "0"])
@@ -337,6 +358,7 @@ def concurrency(tally):
 
 def main(tally):
     basic(tally)
+    ipv6(tally)
     truncation(tally)
     recursion(tally)
     concurrency(tally)

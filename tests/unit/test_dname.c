@@ -103,6 +103,34 @@ static void test_read_question(void **state)
 	assert_int_equal(dname_read_question(pkt, o, 0, key), -EBADMSG);
 }
 
+static void test_lowercase_every_byte(void **state)
+{
+	(void)state;
+	/* Every byte value at every position of an 8-byte word: the word-wise
+	 * lowercasing must agree with the obvious one. */
+	for (int shift = 0; shift < 8; shift++) {
+		for (int base = 0; base < 256; base += 60) {
+			uint8_t pkt[128], key[256];
+			size_t o = 0;
+			for (int pad = 0; pad < shift; pad++)
+				pkt[o++] = 0; /* bytes before the name */
+			size_t start = o;
+			pkt[o++] = 60;
+			for (int i = 0; i < 60; i++)
+				pkt[o++] = (uint8_t)((base + i) & 0xFF);
+			pkt[o++] = 0;
+			int n = dname_read_question(pkt, o, start, key);
+			assert_int_equal(n, 62);
+			for (int i = 0; i < 62; i++) {
+				uint8_t c = pkt[start + (size_t)i];
+				uint8_t want = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+				if (key[i] != want)
+					fail_msg("byte 0x%02x became 0x%02x", c, key[i]);
+			}
+		}
+	}
+}
+
 static void test_skip(void **state)
 {
 	(void)state;
@@ -130,6 +158,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_from_text),     cmocka_unit_test(test_to_text),
 	    cmocka_unit_test(test_read_question), cmocka_unit_test(test_skip),
+	    cmocka_unit_test(test_lowercase_every_byte),
 	    cmocka_unit_test(test_lower_hash),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -157,16 +157,18 @@ static void test_follow_views(void **state)
 	assert_int_equal(bind(squat, (struct sockaddr *)&sb, sizeof(sb)), 0);
 	assert_int_equal(listen(squat, 1), 0);
 
-	static struct fake_svc a, b, dnss, headless, udp;
+	static struct fake_svc a, b, dnss, headless, udp, twin;
 	fake_init(&a, "default", "a", "127.77.200.1", pa, PROTO_TCP);
 	fake_init(&b, "default", "b", "127.77.200.2", pb, PROTO_TCP);
 	fake_init(&dnss, "kube-system", "kube-dns", "127.77.200.3", 53, PROTO_UDP);
 	fake_init(&headless, "default", "h", NULL, 80, PROTO_TCP);
 	fake_init(&udp, "default", "u", "127.77.200.4", pa, PROTO_UDP);
-	struct fake_svc *all[] = {&a, &b, &headless, &udp, &dnss};
-	struct view_service vs[5];
+	/* Claims a's address too: the first Service (by namespace/name) keeps it. */
+	fake_init(&twin, "default", "twin", "127.77.200.1", pa, PROTO_TCP);
+	struct fake_svc *all[] = {&a, &b, &headless, &twin, &udp, &dnss};
+	struct view_service vs[6];
 	struct model_view v;
-	view_of(&v, vs, all, 5);
+	view_of(&v, vs, all, 6);
 	assert_int_equal(proxy_apply(p, &v), 0);
 	const void *ix1 = proxy_live_index(p);
 	assert_non_null(ix1);
@@ -183,6 +185,10 @@ static void test_follow_views(void **state)
 	assert_string_equal(text, "http 53/UDP proxy=dns flows=0");
 	snprintf(want, sizeof(want), "http %u/UDP proxy=listening flows=0", pa);
 	assert_int_equal(chaos(ix1, "u", "default", text, sizeof(text)), 1);
+	assert_string_equal(text, want);
+	assert_int_equal(chaos(ix1, "twin", "default", text, sizeof(text)), 1);
+	snprintf(want, sizeof(want),
+		 "http %u/TCP proxy=not-listening(0/1 bound: address in use) conns=0", pa);
 	assert_string_equal(text, want);
 	assert_int_equal(chaos(ix1, "h", "default", text, sizeof(text)), 0); /* headless */
 	assert_int_equal(chaos(ix1, "nope", "default", text, sizeof(text)), 0);

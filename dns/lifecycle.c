@@ -1,0 +1,962 @@
+/* The operator's side of svcdns on the control loop: HTTP endpoint, ready
+ * state, freshness, query log, shutdown in order and reloads. See lifecycle.h. */
+#include "dns/lifecycle.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/http.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/metrics_qlog.h"
+#include "discovery/kube.h"
+#include "dns/config.h"
+#include "dns/http_views.h"
+#include "dns/lifecycle_freshness.h"
+#include "zones/zonefile.h"
+
+#define TICK_MS	       250 /* freshness and readiness */
+#define DRAIN_POLL_MS  20
+#define DRAIN_MAX_MS   5000  /* in-flight TCP answers get this long after lameduck */
+#define CHECK_MAX_MS   10000 /* a --check-config child is killed after this */
+#define CONFIG_POLL_MS 1000
+#define MAX_ZONES      64
+#define MAX_RETIRED    16
+
+/* Settings a reload made, kept until no snapshot built with them remains. */
+struct settings {
+	struct snapshot_config cfg;
+	struct static_zone **zones; /* owned here (the first settings' are main's) */
+	size_t n_zones;
+	uint64_t first_gen; /* the first snapshot built with them, 0: none yet */
+};
+
+struct lifecycle {
+	struct lifecycle_options o;
+	struct lifecycle_hooks h;
+	bool started;
+	const struct snapshot_config *first;
+	struct settings *cur; /* NULL: the first settings are in force */
+	struct settings *retired[MAX_RETIRED];
+	size_t n_retired;
+	struct metrics *metrics;
+	struct views_state st;
+	struct http_server *http;
+	uv_timer_t tick, qlog, shutdown;
+	uv_signal_t sighup;
+	uv_fs_poll_t cfg_poll;
+	bool cfg_polling;
+	bool shutting_down, stopping;
+	uint64_t start_ns;
+	uint64_t drain_deadline;
+	uint64_t changed_ns; /* first unserved change, 0: none */
+	bool was_ready;
+	bool was_stale;
+	char last_reason[160];
+	/* The configuration in force: options of the last good command line. */
+	struct config_set applied;
+	/* A --check-config child in flight. */
+	uv_process_t check;
+	uv_pipe_t check_err;
+	uv_timer_t check_timer;
+	bool checking, check_exited, check_eof, reload_again;
+	int64_t check_status;
+	int check_signal;
+	char check_out[4096];
+	size_t check_len;
+	char reload_why[64];
+	char argv0[256]; /* how getopt names the program in its messages */
+};
+
+/* ---- options ------------------------------------------------------------------ */
+
+void lifecycle_options_init(struct lifecycle_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->stale_after_s = 60;
+	o->lameduck_ms = 5000;
+}
+
+/* "5s", "500ms", "2m", "3" (seconds) to milliseconds. */
+static int parse_duration_ms(const char *s, unsigned long max_ms, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	double v = strtod(s, &end);
+	if (errno || end == s)
+		return -EINVAL;
+	double ms;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		ms = v * 1000;
+	else if (strcmp(end, "ms") == 0)
+		ms = v;
+	else if (strcmp(end, "m") == 0)
+		ms = v * 60000;
+	else
+		return -EINVAL;
+	if (ms < 0 || ms > (double)max_ms)
+		return -EINVAL;
+	*out = (unsigned long)(ms + 0.5);
+	return 0;
+}
+
+int lifecycle_option(struct lifecycle_options *o, int code, const char *arg)
+{
+	unsigned long v;
+	switch (code) {
+	case LC_OPT_HTTP:
+		if (http_listen_check(arg) < 0) {
+			fprintf(stderr, "svcdns: --http %s: expected ADDR:PORT or [ADDR]:PORT\n",
+				arg);
+			return -EINVAL;
+		}
+		o->http = arg;
+		return 0;
+	case LC_OPT_METRICS_COMPAT:
+		if (strcmp(arg, "coredns") == 0 || strcmp(arg, "none") == 0) {
+			o->compat = strcmp(arg, "coredns") == 0;
+			return 0;
+		}
+		fprintf(stderr, "svcdns: --metrics-compat %s: expected coredns or none\n", arg);
+		return -EINVAL;
+	case LC_OPT_STALE_AFTER:
+	case LC_OPT_UNREADY_AFTER:
+		if (parse_duration_ms(arg, 86400000ul, &v) < 0 || v % 1000 ||
+		    (code == LC_OPT_STALE_AFTER && v == 0)) {
+			fprintf(stderr, "svcdns: %s %s: expected whole seconds%s\n",
+				code == LC_OPT_STALE_AFTER ? "--stale-after" : "--unready-after",
+				arg, code == LC_OPT_STALE_AFTER ? " above 0" : " (0: off)");
+			return -EINVAL;
+		}
+		if (code == LC_OPT_STALE_AFTER)
+			o->stale_after_s = (unsigned)(v / 1000);
+		else
+			o->unready_after_s = (unsigned)(v / 1000);
+		return 0;
+	case LC_OPT_LAMEDUCK:
+		if (parse_duration_ms(arg, 600000ul, &v) < 0) {
+			fprintf(stderr,
+				"svcdns: --lameduck %s: expected a duration like 5s or 500ms "
+				"(at most 10m)\n",
+				arg);
+			return -EINVAL;
+		}
+		o->lameduck_ms = (unsigned)v;
+		return 0;
+	case LC_OPT_CONFIG:
+		return 0; /* read before getopt (config_merge_argv) */
+	case LC_OPT_CHECK_CONFIG:
+		o->check_only = true;
+		return 0;
+	case LC_OPT_LOG_QUERIES:
+		o->log_queries = true;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* ---- setup --------------------------------------------------------------------- */
+
+static void server_label(const struct dns_listen *listen, size_t n, char *out, size_t cap)
+{
+	uint16_t port = 53;
+	bool same = true;
+	for (size_t i = 0; i < n; i++) {
+		const struct sockaddr_storage *ss = &listen[i].addr;
+		uint16_t p =
+		    ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+						   : ((const struct sockaddr_in6 *)ss)->sin6_port);
+		if (i && p != port)
+			same = false;
+		port = i ? port : p;
+	}
+	if (n && !same)
+		snprintf(out, cap, "dns://%s", listen[0].text);
+	else
+		snprintf(out, cap, "dns://:%u", (unsigned)port);
+}
+
+static void zone_labels(struct metrics *m, const struct snapshot_config *cfg)
+{
+	metrics_zone_add(m, cfg->zone, METRICS_ZONE_CLUSTER);
+	metrics_zone_add(m, "svc.", METRICS_ZONE_CLUSTER);
+	metrics_zone_add(m, "in-addr.arpa.", METRICS_ZONE_CLUSTER);
+	metrics_zone_add(m, "ip6.arpa.", METRICS_ZONE_CLUSTER);
+	for (size_t i = 0; i < cfg->n_static_zones; i++)
+		if (metrics_zone_add(m, zonefile_origin(cfg->static_zones[i]),
+				     METRICS_ZONE_STATIC) == -ENOSPC)
+			log_warn("metrics: no zone label left for %s; counted under \".\"",
+				 zonefile_origin(cfg->static_zones[i]));
+}
+
+int lifecycle_new(const struct lifecycle_options *o, const struct snapshot_config *scfg,
+		  const struct dns_listen *listen, size_t n_listen, struct lifecycle **out)
+{
+	int ret;
+	struct lifecycle *lc = calloc(1, sizeof(*lc));
+	if (!lc)
+		return -ENOMEM;
+	lc->o = *o;
+	lc->first = scfg;
+	if ((ret = metrics_new(&lc->metrics)) < 0)
+		goto fail;
+	char label[128];
+	server_label(listen, n_listen, label, sizeof(label));
+	metrics_set_server_label(lc->metrics, label);
+	metrics_set_compat(lc->metrics, o->compat);
+	metrics_qlog_set(lc->metrics, o->log_queries);
+	zone_labels(lc->metrics, scfg);
+	if ((ret = views_register(lc->metrics, &lc->st)) < 0)
+		goto fail;
+	if ((ret = freshness_set_zone(scfg->zone)) < 0)
+		goto fail;
+	lc->start_ns = uv_hrtime();
+	*out = lc;
+	return 0;
+fail:
+	metrics_free(lc->metrics);
+	free(lc);
+	return ret;
+}
+
+struct metrics *lifecycle_metrics(struct lifecycle *lc)
+{
+	return lc ? lc->metrics : NULL;
+}
+
+/* ---- readiness and freshness ---------------------------------------------------- */
+
+static double source_age_s(struct lifecycle *lc, uint64_t *heard_ns)
+{
+	uint64_t now = uv_hrtime();
+	if (!lc->h.kube) {
+		*heard_ns = 0;
+		return 0;
+	}
+	double since = kube_source_seconds_since_contact(lc->h.kube);
+	/* Never heard from: as old as the process. */
+	uint64_t heard = since < 0 ? lc->start_ns : now - (uint64_t)(since * 1e9);
+	if (heard == 0)
+		heard = 1;
+	*heard_ns = heard;
+	return (double)(now - heard) / 1e9;
+}
+
+const char *lifecycle_not_ready(struct lifecycle *lc, char *buf, size_t cap)
+{
+	const struct snapshot *s = snapshot_current();
+	uint64_t heard;
+	double age = source_age_s(lc, &heard);
+	if (lc->shutting_down)
+		snprintf(buf, cap, "shutting down");
+	else if (!s)
+		snprintf(buf, cap, "no snapshot built yet");
+	else if (!s->synced)
+		snprintf(buf, cap, "waiting for the first full sync with the Kubernetes API");
+	else if (!lc->h.server)
+		snprintf(buf, cap, "the DNS listeners are not open");
+	else if (lc->o.unready_after_s && lc->h.kube && age > lc->o.unready_after_s)
+		snprintf(buf, cap,
+			 "no news from the Kubernetes API for %.0f s (--unready-after %u s)", age,
+			 lc->o.unready_after_s);
+	else
+		return NULL;
+	return buf;
+}
+
+static void retire_settings(struct lifecycle *lc);
+
+static void on_tick(uv_timer_t *t)
+{
+	struct lifecycle *lc = t->data;
+	uint64_t heard;
+	double age = source_age_s(lc, &heard);
+	bool stale = lc->h.kube && age > lc->o.stale_after_s;
+	freshness_set_heard(heard, stale);
+	lc->st.source_age = age;
+	lc->st.stale = stale;
+	if (stale != lc->was_stale) {
+		if (stale)
+			log_warn("freshness: no news from the Kubernetes API for %.0f s; cluster "
+				 "answers carry Extended DNS Error 3 (Stale Answer)",
+				 age);
+		else
+			log_info("freshness: the Kubernetes API answers again; answers are fresh");
+		lc->was_stale = stale;
+	}
+	char why[160];
+	const char *reason = lifecycle_not_ready(lc, why, sizeof(why));
+	lc->st.ready = reason == NULL;
+	if (!reason && !lc->was_ready)
+		log_info("ready");
+	else if (reason && (lc->was_ready || strcmp(reason, lc->last_reason) != 0) &&
+		 !lc->shutting_down)
+		log_info("not ready: %s", reason);
+	lc->was_ready = reason == NULL;
+	snprintf(lc->last_reason, sizeof(lc->last_reason), "%s", reason ? reason : "");
+	retire_settings(lc);
+}
+
+static void on_qlog(uv_timer_t *t)
+{
+	struct lifecycle *lc = t->data;
+	metrics_qlog_drain(lc->metrics);
+}
+
+/* ---- HTTP ---------------------------------------------------------------------- */
+
+static void on_http(void *arg, const char *path, struct http_reply *out)
+{
+	struct lifecycle *lc = arg;
+	char why[200];
+	if (strcmp(path, "/metrics") == 0) {
+		/* Fresh values for the gauges the tick keeps. */
+		on_tick(&lc->tick);
+		if (metrics_render(lc->metrics, &out->body, &out->len) < 0) {
+			http_reply_text(out, 500, "text/plain; charset=utf-8", "out of memory\n");
+			return;
+		}
+		out->status = 200;
+		out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	} else if (strcmp(path, "/health") == 0) {
+		http_reply_text(out, 200, "text/plain; charset=utf-8", "OK\n");
+	} else if (strcmp(path, "/ready") == 0) {
+		const char *reason = lifecycle_not_ready(lc, why, sizeof(why));
+		if (!reason) {
+			http_reply_text(out, 200, "text/plain; charset=utf-8", "OK\n");
+		} else {
+			char text[256];
+			snprintf(text, sizeof(text), "not ready: %s\n", reason);
+			http_reply_text(out, 503, "text/plain; charset=utf-8", text);
+		}
+	} else if (strcmp(path, "/debug/model") == 0) {
+		int ret = views_debug_model(&out->body, &out->len);
+		if (ret == 0) {
+			out->status = 200;
+			out->content_type = "application/json";
+		} else {
+			http_reply_text(out, ret == -ENOENT ? 503 : 500,
+					"text/plain; charset=utf-8",
+					ret == -ENOENT ? "no snapshot yet\n" : "out of memory\n");
+		}
+	} else if (strcmp(path, "/") == 0) {
+		http_reply_text(out, 200, "text/plain; charset=utf-8",
+				"svcdns: /metrics /health /ready /debug/model\n");
+	} else {
+		http_reply_text(out, 404, "text/plain; charset=utf-8", "not found\n");
+	}
+}
+
+/* ---- snapshots ------------------------------------------------------------------- */
+
+const struct snapshot_config *lifecycle_snapshot_config(struct lifecycle *lc,
+							const struct snapshot_config *first)
+{
+	return lc && lc->cur ? &lc->cur->cfg : first;
+}
+
+void lifecycle_data_changed(struct lifecycle *lc)
+{
+	if (lc && !lc->changed_ns)
+		lc->changed_ns = uv_hrtime();
+}
+
+void lifecycle_published(struct lifecycle *lc, const struct snapshot *s, uint64_t build_ns)
+{
+	if (!lc)
+		return;
+	lc->st.builds[s->incremental ? 1 : 0]++;
+	views_observe(lc->st.build_hist, &lc->st.build_sum, (double)build_ns / 1e9);
+	if (lc->changed_ns) {
+		views_observe(lc->st.serve_hist, &lc->st.serve_sum,
+			      (double)(uv_hrtime() - lc->changed_ns) / 1e9);
+		lc->changed_ns = 0;
+	}
+	if (lc->cur && !lc->cur->first_gen && s->cfg == &lc->cur->cfg)
+		lc->cur->first_gen = s->generation;
+}
+
+static void settings_free(struct settings *st)
+{
+	if (!st)
+		return;
+	for (size_t i = 0; i < st->n_zones; i++)
+		zonefile_free(st->zones[i]);
+	free(st->zones);
+	free(st);
+}
+
+/* Settings replaced by a reload are freed once no snapshot can refer to
+ * them: the current one was built with newer settings and no older
+ * snapshot is left. */
+static void retire_settings(struct lifecycle *lc)
+{
+	if (!lc->n_retired || !lc->cur || !lc->cur->first_gen)
+		return;
+	const struct snapshot *s = snapshot_current();
+	if (!s || s->cfg != &lc->cur->cfg || snapshot_reclaim() != 0)
+		return;
+	for (size_t i = 0; i < lc->n_retired; i++)
+		settings_free(lc->retired[i]);
+	lc->n_retired = 0;
+}
+
+/* ---- reload ---------------------------------------------------------------------- */
+
+static const char *const reloadable[] = {
+    "log-level",     "log-queries", "ttl",    "zone-file",	"stale-after",
+    "unready-after", "lameduck",    "config", "metrics-compat", "check-config",
+};
+
+static bool is_reloadable(const char *name)
+{
+	for (size_t i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++)
+		if (strcmp(reloadable[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* argv[0], the file's options, then the original command line. */
+static int merged_argv(int *argc, char ***argv, char ***tokens, int *n_tokens, char *err,
+		       size_t errlen)
+{
+	int oac;
+	char *const *oav;
+	config_original_argv(&oac, &oav);
+	*tokens = NULL;
+	*n_tokens = 0;
+	if (config_path()) {
+		int ret = config_read_file(config_path(), tokens, n_tokens, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	char **av = calloc((size_t)oac + (size_t)*n_tokens + 1, sizeof(*av));
+	if (!av) {
+		config_tokens_free(*tokens, *n_tokens);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	av[0] = oav[0];
+	if (*n_tokens)
+		memcpy(av + 1, *tokens, (size_t)*n_tokens * sizeof(*av));
+	memcpy(av + 1 + *n_tokens, oav + 1, (size_t)(oac - 1) * sizeof(*av));
+	*argc = oac + *n_tokens;
+	*argv = av;
+	return 0;
+}
+
+/* The value in force of an option given once: the last one ("" for a flag). */
+static const char *last_value(const struct config_set *s, const char *name)
+{
+	const char *last = NULL;
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->e[i].name, name) == 0)
+			last = s->e[i].value ? s->e[i].value : "";
+	return last;
+}
+
+/* Loads the zone files a configuration names into a new settings block.
+ * Returns 0, or a negative errno after zonefile_load logged why. */
+static int load_settings(struct lifecycle *lc, const struct config_set *set, uint32_t ttl,
+			 struct settings **out, char *err, size_t errlen)
+{
+	const char *files[MAX_ZONES];
+	size_t n = config_values(set, "zone-file", files, MAX_ZONES);
+	struct settings *st = calloc(1, sizeof(*st));
+	if (!st || n > MAX_ZONES) {
+		free(st);
+		snprintf(err, errlen, n > MAX_ZONES ? "more than %d zone files" : "out of memory",
+			 MAX_ZONES);
+		return n > MAX_ZONES ? -E2BIG : -ENOMEM;
+	}
+	st->cfg = *lifecycle_snapshot_config(lc, lc->first);
+	st->cfg.ttl = ttl;
+	st->zones = calloc(n ? n : 1, sizeof(*st->zones));
+	if (!st->zones) {
+		free(st);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char spec[4096];
+		snprintf(spec, sizeof(spec), "%s", files[i]);
+		char *eq = strchr(spec, '=');
+		if (!eq || eq == spec || !eq[1]) {
+			snprintf(err, errlen, "--zone-file %s: expected ORIGIN=FILE", files[i]);
+			settings_free(st);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		if (zonefile_load(spec, eq + 1, &st->zones[st->n_zones]) < 0) {
+			snprintf(err, errlen, "--zone-file %s: cannot be loaded", files[i]);
+			settings_free(st);
+			return -EINVAL;
+		}
+		st->n_zones++;
+	}
+	st->cfg.static_zones = (const struct static_zone *const *)st->zones;
+	st->cfg.n_static_zones = st->n_zones;
+	*out = st;
+	return 0;
+}
+
+/* Applies a configuration that --check-config accepted. */
+static int apply(struct lifecycle *lc, char *err, size_t errlen)
+{
+	int argc = 0, n_tokens = 0, ret;
+	char **argv = NULL, **tokens = NULL;
+	struct config_set set = {0};
+	struct settings *st = NULL;
+	char changed[512] = "", restart[512] = "";
+	size_t cl = 0, rl = 0;
+
+	if ((ret = merged_argv(&argc, &argv, &tokens, &n_tokens, err, errlen)) < 0)
+		goto out;
+	if ((ret = config_collect(lc->h.opts, argc, argv, &set, err, errlen)) < 0)
+		goto out;
+
+	/* Every value first, so that a bad one changes nothing. */
+	const char *v = last_value(&set, "log-level");
+	int level = log_level_parse(v ? v : "info");
+	struct lifecycle_options no;
+	lifecycle_options_init(&no);
+	no.http = lc->o.http;
+	unsigned long ttl = 5;
+	if ((v = last_value(&set, "ttl"))) {
+		char *end;
+		ttl = strtoul(v, &end, 10);
+		if (*end || *v == '\0' || ttl > 2147483647ul)
+			level = -1;
+	}
+	static const struct {
+		const char *name;
+		int code;
+	} own[] = {{"metrics-compat", LC_OPT_METRICS_COMPAT},
+		   {"stale-after", LC_OPT_STALE_AFTER},
+		   {"unready-after", LC_OPT_UNREADY_AFTER},
+		   {"lameduck", LC_OPT_LAMEDUCK},
+		   {"log-queries", LC_OPT_LOG_QUERIES}};
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if ((v = last_value(&set, own[i].name)) &&
+		    lifecycle_option(&no, own[i].code, v) < 0) {
+			ret = -EINVAL;
+			snprintf(err, errlen, "--%s %s: bad value", own[i].name, v);
+			goto out;
+		}
+	if (level < 0) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "--log-level or --ttl: bad value");
+		goto out;
+	}
+	const struct snapshot_config *cur = lifecycle_snapshot_config(lc, lc->first);
+	bool zones_named = config_values(&set, "zone-file", NULL, 0) > 0 || cur->n_static_zones > 0;
+	if ((uint32_t)ttl != cur->ttl || zones_named) {
+		if ((ret = load_settings(lc, &set, (uint32_t)ttl, &st, err, errlen)) < 0)
+			goto out;
+	}
+
+	/* Everything is valid: apply. */
+	if (level != (int)log_get_level()) {
+		v = last_value(&set, "log-level");
+		cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl, " log-level=%s",
+				       v ? v : "info");
+	}
+	log_set_level((enum log_level)level);
+	if (no.log_queries != lc->o.log_queries) {
+		cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl, " log-queries=%s",
+				       no.log_queries ? "on" : "off");
+		metrics_qlog_set(lc->metrics, no.log_queries);
+		if (no.log_queries)
+			uv_timer_start(&lc->qlog, on_qlog, QLOG_DRAIN_MS, QLOG_DRAIN_MS);
+		else
+			uv_timer_stop(&lc->qlog);
+	}
+	if (no.compat != lc->o.compat)
+		cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl, " metrics-compat=%s",
+				       no.compat ? "coredns" : "none");
+	metrics_set_compat(lc->metrics, no.compat);
+	if (no.stale_after_s != lc->o.stale_after_s ||
+	    no.unready_after_s != lc->o.unready_after_s || no.lameduck_ms != lc->o.lameduck_ms)
+		cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl,
+				       " stale-after=%us unready-after=%us lameduck=%ums",
+				       no.stale_after_s, no.unready_after_s, no.lameduck_ms);
+	no.check_only = false;
+	lc->o = no;
+	if (st) {
+		if ((uint32_t)ttl != cur->ttl)
+			cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl, " ttl=%lu", ttl);
+		if (st->n_zones || cur->n_static_zones)
+			cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl,
+					       " zone-files=%zu(re-read)", st->n_zones);
+		zone_labels(lc->metrics, &st->cfg);
+		if (lc->cur && lc->n_retired < MAX_RETIRED)
+			lc->retired[lc->n_retired++] = lc->cur;
+		else if (lc->cur)
+			log_warn(
+			    "reload: too many reloads in a row; keeping old zone data in memory");
+		lc->cur = st;
+		st = NULL;
+		lc->h.rebuild(lc->h.arg);
+	}
+	/* What only a restart can change. */
+	const struct config_set *old = &lc->applied;
+	for (int pass = 0; pass < 2; pass++) {
+		const struct config_set *s = pass ? old : &set;
+		for (size_t i = 0; i < s->n; i++) {
+			const char *name = s->e[i].name;
+			if (is_reloadable(name) || config_same(old, &set, name) ||
+			    strstr(restart, name))
+				continue;
+			rl += (size_t)snprintf(restart + rl, sizeof(restart) - rl, " --%s", name);
+		}
+	}
+	config_set_free(&lc->applied);
+	lc->applied = set;
+	set = (struct config_set){0};
+	if (cl == 0 && rl == 0)
+		log_info("reload (%s): nothing changed", lc->reload_why);
+	else
+		log_info("reload (%s): applied%s", lc->reload_why, cl ? changed : " nothing");
+	if (rl)
+		log_warn("reload (%s): these options changed but take effect only at a restart:%s",
+			 lc->reload_why, restart);
+	ret = 0;
+out:
+	settings_free(st);
+	config_set_free(&set);
+	free(argv);
+	config_tokens_free(tokens, n_tokens);
+	return ret;
+}
+
+static void reload_start(struct lifecycle *lc, const char *why);
+
+static void check_done(struct lifecycle *lc)
+{
+	char err[512] = "";
+	if (!lc->check_exited || !lc->check_eof)
+		return;
+	lc->checking = false;
+	uv_timer_stop(&lc->check_timer);
+	lc->check_out[lc->check_len] = '\0';
+	/* What the check said is wrong: its error lines ("svcdns: ..." from the
+	 * option parser, "[error]" log lines), joined into one log line. */
+	char why[sizeof(lc->check_out)] = "";
+	size_t wl = 0;
+	for (char *line = lc->check_out, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		const char *msg = strstr(line, "[error] ") ? strstr(line, "[error] ") + 8 : NULL;
+		size_t al = strlen(lc->argv0);
+		if (strncmp(line, "svcdns: ", 8) == 0)
+			msg = line + 8;
+		else if (al && strncmp(line, lc->argv0, al) == 0 &&
+			 strncmp(line + al, ": ", 2) == 0)
+			msg = line + al + 2; /* getopt's own messages */
+		if (msg)
+			wl += (size_t)snprintf(why + wl, sizeof(why) - wl, "%s%s", wl ? "; " : "",
+					       msg);
+		if (wl >= sizeof(why))
+			break;
+	}
+	if (lc->shutting_down)
+		return;
+	if (lc->check_status != 0 || lc->check_signal) {
+		lc->st.reloads_failed++;
+		log_error("reload (%s) rejected, the running configuration stays: %s",
+			  lc->reload_why,
+			  wl ? why
+			     : (lc->check_signal ? "the check was killed"
+						 : "the configuration check failed"));
+	} else if (apply(lc, err, sizeof(err)) < 0) {
+		lc->st.reloads_failed++;
+		log_error("reload (%s) rejected, the running configuration stays: %s",
+			  lc->reload_why, err);
+	} else {
+		lc->st.reloads_ok++;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		lc->st.last_reload = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	}
+	if (lc->reload_again) {
+		lc->reload_again = false;
+		reload_start(lc, "changed again during a reload");
+	}
+}
+
+static void on_check_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void on_check_exit(uv_process_t *p, int64_t status, int signum)
+{
+	struct lifecycle *lc = p->data;
+	lc->check_status = status;
+	lc->check_signal = signum;
+	lc->check_exited = true;
+	uv_close((uv_handle_t *)p, on_check_closed);
+	check_done(lc);
+}
+
+static void on_check_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct lifecycle *lc = h->data;
+	static char discard[1024];
+	(void)suggested;
+	/* Keep the beginning: the reason comes first, the usage text after it. */
+	size_t room = sizeof(lc->check_out) - 1 - lc->check_len;
+	buf->base = room ? lc->check_out + lc->check_len : discard;
+	buf->len = room ? room : sizeof(discard);
+}
+
+static void on_check_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct lifecycle *lc = s->data;
+	if (nread > 0) {
+		if (buf->base != lc->check_out + lc->check_len)
+			return; /* past what is kept */
+		lc->check_len += (size_t)nread;
+		return;
+	}
+	if (nread < 0) {
+		lc->check_eof = true;
+		uv_close((uv_handle_t *)s, on_check_closed);
+		check_done(lc);
+	}
+}
+
+static void on_check_timeout(uv_timer_t *t)
+{
+	struct lifecycle *lc = t->data;
+	if (lc->checking && !lc->check_exited)
+		uv_process_kill(&lc->check, SIGKILL);
+}
+
+/* A reload first runs `svcdns --check-config` with the new configuration: the
+ * very parser a restart would use checks every option, without this process
+ * changing anything. Only then is what can change applied here. */
+static void reload_start(struct lifecycle *lc, const char *why)
+{
+	int oac;
+	char *const *oav;
+	if (lc->shutting_down)
+		return;
+	if (lc->checking) {
+		lc->reload_again = true;
+		return;
+	}
+	snprintf(lc->reload_why, sizeof(lc->reload_why), "%s", why);
+	log_info("reload (%s): checking the configuration", why);
+	config_original_argv(&oac, &oav);
+	snprintf(lc->argv0, sizeof(lc->argv0), "%s", oav[0]);
+	char **args = calloc((size_t)oac + 2, sizeof(*args));
+	if (!args) {
+		log_error("reload (%s): out of memory", why);
+		return;
+	}
+	args[0] = oav[0];
+	args[1] = "--check-config";
+	memcpy(args + 2, oav + 1, (size_t)(oac - 1) * sizeof(*args));
+	uv_pipe_init(lc->h.loop, &lc->check_err, 0);
+	lc->check_err.data = lc;
+	uv_stdio_container_t stdio[3] = {
+	    {.flags = UV_IGNORE},
+	    {.flags = UV_IGNORE},
+	    {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE,
+	     .data.stream = (uv_stream_t *)&lc->check_err},
+	};
+	uv_process_options_t po = {
+	    .exit_cb = on_check_exit,
+	    .file = "/proc/self/exe",
+	    .args = args,
+	    .stdio_count = 3,
+	    .stdio = stdio,
+	};
+	lc->check.data = lc;
+	lc->check_len = 0;
+	lc->check_exited = lc->check_eof = false;
+	int ret = uv_spawn(lc->h.loop, &lc->check, &po);
+	free(args);
+	if (ret < 0) {
+		log_error("reload (%s): cannot run the configuration check (%s)", why,
+			  uv_strerror(ret));
+		uv_close((uv_handle_t *)&lc->check_err, on_check_closed);
+		uv_close((uv_handle_t *)&lc->check, on_check_closed);
+		lc->st.reloads_failed++;
+		return;
+	}
+	lc->checking = true;
+	uv_read_start((uv_stream_t *)&lc->check_err, on_check_alloc, on_check_read);
+	uv_timer_start(&lc->check_timer, on_check_timeout, CHECK_MAX_MS, 0);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+	(void)signum;
+	reload_start(h->data, "SIGHUP");
+}
+
+static void on_cfg_change(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *cur)
+{
+	struct lifecycle *lc = h->data;
+	(void)prev;
+	(void)cur;
+	if (status < 0) {
+		log_warn("config %s: %s; the running configuration stays", config_path(),
+			 uv_strerror(status));
+		return;
+	}
+	reload_start(lc, "config file changed");
+}
+
+/* ---- start and stop --------------------------------------------------------------- */
+
+int lifecycle_start(struct lifecycle *lc, const struct lifecycle_hooks *h)
+{
+	char err[512];
+	int argc = 0, n_tokens = 0, ret;
+	char **argv = NULL, **tokens = NULL;
+	lc->h = *h;
+	lc->st.kube = h->kube;
+	lc->st.fwd = h->fwd;
+	lc->st.proxy = h->proxy;
+	/* The configuration in force, to tell what a reload changes. */
+	ret = merged_argv(&argc, &argv, &tokens, &n_tokens, err, sizeof(err));
+	if (ret == 0)
+		ret = config_collect(h->opts, argc, argv, &lc->applied, err, sizeof(err));
+	free(argv);
+	config_tokens_free(tokens, n_tokens);
+	if (ret < 0) {
+		log_error("config: %s", err);
+		return ret;
+	}
+	if (lc->o.http) {
+		struct http_config hc = {.listen = lc->o.http, .handler = on_http, .arg = lc};
+		if ((ret = http_start(h->loop, &hc, &lc->http)) < 0)
+			return ret;
+	}
+	uv_timer_init(h->loop, &lc->tick);
+	uv_timer_init(h->loop, &lc->qlog);
+	uv_timer_init(h->loop, &lc->shutdown);
+	uv_timer_init(h->loop, &lc->check_timer);
+	uv_signal_init(h->loop, &lc->sighup);
+	lc->tick.data = lc->qlog.data = lc->shutdown.data = lc->check_timer.data = lc;
+	lc->sighup.data = lc;
+	uv_timer_start(&lc->tick, on_tick, 0, TICK_MS);
+	if (lc->o.log_queries)
+		uv_timer_start(&lc->qlog, on_qlog, QLOG_DRAIN_MS, QLOG_DRAIN_MS);
+	uv_signal_start(&lc->sighup, on_sighup, SIGHUP);
+	if (config_path()) {
+		uv_fs_poll_init(h->loop, &lc->cfg_poll);
+		lc->cfg_poll.data = lc;
+		uv_fs_poll_start(&lc->cfg_poll, on_cfg_change, config_path(), CONFIG_POLL_MS);
+		lc->cfg_polling = true;
+	}
+	lc->started = true;
+	return 0;
+}
+
+static void finish(struct lifecycle *lc)
+{
+	if (lc->stopping)
+		return;
+	lc->stopping = true;
+	lc->h.stop(lc->h.arg);
+}
+
+static void on_drain_poll(uv_timer_t *t)
+{
+	struct lifecycle *lc = t->data;
+	if (!lc->h.server || dns_server_drained(lc->h.server)) {
+		log_info("drained: every TCP answer in flight was sent; exiting");
+		finish(lc);
+	} else if (uv_hrtime() > lc->drain_deadline) {
+		log_warn("drain: TCP answers still in flight after %u ms; exiting anyway",
+			 DRAIN_MAX_MS);
+		finish(lc);
+	}
+}
+
+static void on_lameduck_over(uv_timer_t *t)
+{
+	struct lifecycle *lc = t->data;
+	if (lc->h.server) {
+		dns_server_drain(lc->h.server);
+		lc->drain_deadline = uv_hrtime() + (uint64_t)DRAIN_MAX_MS * 1000000u;
+	}
+	uv_timer_start(&lc->shutdown, on_drain_poll, 0, DRAIN_POLL_MS);
+}
+
+void lifecycle_shutdown(struct lifecycle *lc, int signum)
+{
+	if (lc->stopping)
+		return;
+	if (lc->shutting_down) {
+		log_info("signal %d again: stopping now", signum);
+		finish(lc);
+		return;
+	}
+	lc->shutting_down = lc->st.shutting_down = true;
+	lc->st.ready = false;
+	/* Lameduck exists so that readiness probes take this instance out of the
+	 * Service before it stops answering; without --http nothing can see the
+	 * readiness change, and waiting would only delay the exit. */
+	unsigned ms = signum == SIGTERM && lc->http ? lc->o.lameduck_ms : 0;
+	if (ms)
+		log_info("signal %d: not ready; answering queries for %u ms more (lameduck)",
+			 signum, ms);
+	else
+		log_info("signal %d: shutting down", signum);
+	if (!lc->started) {
+		finish(lc);
+		return;
+	}
+	uv_timer_start(&lc->shutdown, on_lameduck_over, ms, 0);
+}
+
+void lifecycle_stop(struct lifecycle *lc)
+{
+	if (!lc || !lc->started)
+		return;
+	http_stop(lc->http);
+	lc->http = NULL;
+	/* What the query log still holds is written before the exit. */
+	metrics_qlog_drain(lc->metrics);
+	uv_close((uv_handle_t *)&lc->tick, NULL);
+	uv_close((uv_handle_t *)&lc->qlog, NULL);
+	uv_close((uv_handle_t *)&lc->shutdown, NULL);
+	uv_close((uv_handle_t *)&lc->check_timer, NULL);
+	uv_close((uv_handle_t *)&lc->sighup, NULL);
+	if (lc->cfg_polling)
+		uv_close((uv_handle_t *)&lc->cfg_poll, NULL);
+	if (lc->checking) {
+		if (!lc->check_exited) {
+			uv_process_kill(&lc->check, SIGKILL);
+			uv_close((uv_handle_t *)&lc->check, on_check_closed);
+		}
+		if (!lc->check_eof)
+			uv_close((uv_handle_t *)&lc->check_err, on_check_closed);
+	}
+	lc->started = false;
+}
+
+void lifecycle_free(struct lifecycle *lc)
+{
+	if (!lc)
+		return;
+	for (size_t i = 0; i < lc->n_retired; i++)
+		settings_free(lc->retired[i]);
+	settings_free(lc->cur);
+	config_set_free(&lc->applied);
+	metrics_free(lc->metrics);
+	free(lc);
+}

@@ -1,0 +1,228 @@
+/* Token buckets per response flow, in one fixed table per worker; the
+ * arithmetic is in thousandths of a response so that a bucket refills by
+ * `rate` every millisecond without division. See rrl.h. */
+#include "dns/rrl.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dns/limits.h"
+
+#define PROBES 4
+#define MILLI  1000 /* one response, in bucket units */
+
+struct bucket {
+	uint64_t key;	/* 0: empty */
+	uint32_t stamp; /* ms of the last refill (wraps; only differences count) */
+	int32_t tokens; /* thousandths of a response */
+	uint32_t drops; /* since the bucket was made, for the slip cadence */
+};
+
+struct rrl {
+	uint32_t rate;
+	uint32_t slip;
+	int32_t cap; /* rate * MILLI: one second of burst */
+	uint64_t seed;
+	size_t mask;
+	struct bucket b[];
+};
+
+int rrl_new(unsigned rate, unsigned slip, size_t buckets, uint64_t seed, struct rrl **out)
+{
+	if (rate == 0 || rate > LIMITS_RRL_MAX || buckets == 0 || (buckets & (buckets - 1)))
+		return -EINVAL;
+	struct rrl *r = calloc(1, sizeof(*r) + buckets * sizeof(struct bucket));
+	if (!r)
+		return -ENOMEM;
+	r->rate = rate;
+	r->slip = slip;
+	r->cap = (int32_t)(rate * MILLI);
+	r->seed = seed;
+	r->mask = buckets - 1;
+	*out = r;
+	return 0;
+}
+
+void rrl_free(struct rrl *r)
+{
+	free(r);
+}
+
+static uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+enum rrl_kind rrl_classify(const uint8_t *resp, size_t len)
+{
+	if (len < 12)
+		return RRL_ERROR;
+	switch (resp[3] & 0x0F) {
+	case 0:
+		return rd16(resp + 6) ? RRL_ANSWER : RRL_NODATA;
+	case 3:
+		return RRL_NXDOMAIN;
+	default:
+		return RRL_ERROR;
+	}
+}
+
+/* The end of the question of a response we wrote (the name as the client
+ * sent it: labels, no compression), or 0 when there is none to read. */
+static size_t question_end(const uint8_t *resp, size_t len)
+{
+	if (len < 12 || rd16(resp + 4) != 1)
+		return 0;
+	size_t off = 12;
+	for (;;) {
+		if (off >= len || resp[off] > 63)
+			return 0;
+		uint8_t l = resp[off];
+		off += 1u + l;
+		if (l == 0)
+			break;
+	}
+	return off + 4 <= len ? off + 4 : 0;
+}
+
+/* A keyed mix of 64-bit words (not cryptographic: the seed only has to keep
+ * clients from choosing their bucket). */
+struct hasher {
+	uint64_t h;
+};
+
+static void mix(struct hasher *s, uint64_t v)
+{
+	s->h ^= v;
+	s->h *= 0x9E3779B97F4A7C15ull;
+	s->h ^= s->h >> 29;
+}
+
+static uint64_t finish(struct hasher *s)
+{
+	uint64_t h = s->h;
+	h ^= h >> 33;
+	h *= 0xFF51AFD7ED558CCDull;
+	h ^= h >> 33;
+	h *= 0xC4CEB9FE1A85EC53ull;
+	h ^= h >> 33;
+	return h ? h : 1;
+}
+
+/* The flow of a response: network, kind, and the name (lowercased) and type
+ * for the kinds counted per name. Returns false for a peer of no family we
+ * limit. */
+static bool flow_key(const struct rrl *r, const struct sockaddr *peer, const uint8_t *resp,
+		     size_t len, uint64_t *key)
+{
+	struct hasher s = {r->seed};
+	enum rrl_kind kind = rrl_classify(resp, len);
+	if (peer->sa_family == AF_INET) {
+		const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr;
+		mix(&s, 4u << 24 | (uint64_t)a[0] << 16 | (uint64_t)a[1] << 8 | a[2]);
+	} else if (peer->sa_family == AF_INET6) {
+		const uint8_t *a = ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr;
+		uint64_t net = 6;
+		for (int i = 0; i < 7; i++)
+			net = net << 8 | a[i];
+		mix(&s, net);
+	} else {
+		return false;
+	}
+	size_t qend = question_end(resp, len);
+	uint64_t kt = (uint64_t)kind << 16;
+	if ((kind == RRL_ANSWER || kind == RRL_NODATA) && qend) {
+		if (kind == RRL_ANSWER)
+			kt |= rd16(resp + qend - 4);
+		mix(&s, kt);
+		uint64_t word = 0;
+		unsigned n = 0;
+		for (size_t i = 12; i < qend - 4; i++) {
+			uint8_t c = resp[i];
+			if (c >= 'A' && c <= 'Z')
+				c |= 0x20;
+			word = word << 8 | c;
+			if (++n == 8) {
+				mix(&s, word);
+				word = 0;
+				n = 0;
+			}
+		}
+		mix(&s, word ^ (uint64_t)n << 56);
+	} else {
+		mix(&s, kt);
+	}
+	*key = finish(&s);
+	return true;
+}
+
+/* The bucket of `key`: its own if it is in the table, else the emptiest
+ * candidate (empty, or idle for a second, which is as good as full), else the
+ * one refilled longest ago. */
+static struct bucket *bucket_of(struct rrl *r, uint64_t key, uint32_t now, bool *fresh)
+{
+	struct bucket *victim = NULL;
+	uint32_t victim_age = 0;
+	for (size_t p = 0; p < PROBES; p++) {
+		struct bucket *b = &r->b[(key + p) & r->mask];
+		if (b->key == key) {
+			*fresh = false;
+			return b;
+		}
+		uint32_t age = b->key ? now - b->stamp : UINT32_MAX;
+		if (!victim || age > victim_age) {
+			victim = b;
+			victim_age = age;
+		}
+	}
+	*fresh = true;
+	return victim;
+}
+
+enum rrl_verdict rrl_check(struct rrl *r, const struct sockaddr *peer, const uint8_t *resp,
+			   size_t len, uint64_t now_ms)
+{
+	uint64_t key;
+	if (!r || len < 12 || !(resp[2] & 0x80) || !flow_key(r, peer, resp, len, &key))
+		return RRL_PASS;
+	uint32_t now = (uint32_t)now_ms;
+	bool fresh;
+	struct bucket *b = bucket_of(r, key, now, &fresh);
+	if (fresh) {
+		*b = (struct bucket){.key = key, .stamp = now, .tokens = r->cap};
+	} else {
+		uint32_t elapsed = now - b->stamp;
+		/* a second refills any bucket; beyond that the product could
+		 * overflow, and a clock that went back counts as no time */
+		if (elapsed >= 1000 && elapsed < UINT32_MAX / 2) {
+			b->tokens = r->cap;
+		} else if (elapsed < 1000) {
+			int64_t t = (int64_t)b->tokens + (int64_t)elapsed * r->rate;
+			b->tokens = t > r->cap ? r->cap : (int32_t)t;
+		}
+		b->stamp = now;
+	}
+	if (b->tokens >= MILLI) {
+		b->tokens -= MILLI;
+		return RRL_PASS;
+	}
+	b->drops++;
+	if (r->slip && b->drops % r->slip == 0)
+		return RRL_SLIP;
+	return RRL_DROP;
+}
+
+size_t rrl_slip(uint8_t *resp, size_t len)
+{
+	if (len < 12)
+		return len;
+	size_t qend = question_end(resp, len);
+	resp[2] |= 0x02; /* TC */
+	resp[4] = 0;
+	resp[5] = qend ? 1 : 0;
+	memset(resp + 6, 0, 6);
+	return qend ? qend : 12;
+}

@@ -1,0 +1,438 @@
+/* The operations modules without a network: zone labels, counting and the
+ * Prometheus text, the query log line, the --config file format, and the
+ * freshness of answers (EDE 3 and generation.<zone>) through dns_answer(). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <cmocka.h>
+#include <netinet/in.h>
+
+#include "common/metrics.h"
+#include "common/metrics_qlog.h"
+#include "dns/config.h"
+#include "dns/lifecycle_freshness.h"
+#include "dns/query.h"
+#include "zones/dname.h"
+#include "zones/snapshot.h"
+
+/* A query in wire form: header, one question, optionally an OPT record. */
+static size_t make_query(uint8_t *buf, const char *name, uint16_t type, uint16_t qclass, bool edns)
+{
+	memset(buf, 0, 12);
+	buf[0] = 0x12;
+	buf[1] = 0x34;
+	buf[5] = 1;
+	int nl = dname_from_text(name, buf + 12, 255);
+	assert_true(nl > 0);
+	size_t n = 12 + (size_t)nl;
+	buf[n++] = (uint8_t)(type >> 8);
+	buf[n++] = (uint8_t)type;
+	buf[n++] = (uint8_t)(qclass >> 8);
+	buf[n++] = (uint8_t)qclass;
+	if (edns) {
+		static const uint8_t opt[11] = {0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0};
+		memcpy(buf + n, opt, sizeof(opt));
+		n += sizeof(opt);
+		buf[11] = 1;
+	}
+	return n;
+}
+
+/* ---- zone labels ------------------------------------------------------------ */
+
+static void test_zone_of(void **state)
+{
+	(void)state;
+	struct metrics *m;
+	assert_int_equal(metrics_new(&m), 0);
+	int cl = metrics_zone_add(m, "cluster.local", METRICS_ZONE_CLUSTER);
+	int rev = metrics_zone_add(m, "in-addr.arpa.", METRICS_ZONE_CLUSTER);
+	int st = metrics_zone_add(m, "2.0.192.in-addr.arpa", METRICS_ZONE_STATIC);
+	assert_true(cl > 0 && rev > 0 && st > 0);
+	assert_int_equal(metrics_zone_add(m, "Cluster.Local.", METRICS_ZONE_CLUSTER), cl);
+
+	const struct {
+		const char *name;
+		int *want;
+	} cases[] = {
+	    {"web.shop.svc.cluster.local", &cl},
+	    {"WEB.Shop.SVC.Cluster.LOCAL", &cl},
+	    {"cluster.local", &cl},
+	    {"10.2.0.192.in-addr.arpa", &st}, /* the longest zone wins */
+	    {"10.96.10.10.in-addr.arpa", &rev},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t w[256];
+		int n = dname_from_text(cases[i].name, w, sizeof(w));
+		/* the query path hands over the name as the client wrote it */
+		const char *p = cases[i].name;
+		for (int k = 0, o = 1; k < n - 1 && p[k]; k++, o++)
+			if (p[k] != '.')
+				w[o] = (uint8_t)p[k];
+		assert_int_equal(metrics_zone_of(m, w, (size_t)n), (unsigned)*cases[i].want);
+	}
+	static const char *const outside[] = {"xcluster.local", "example.org", "local", "."};
+	for (size_t i = 0; i < 4; i++) {
+		uint8_t w[256];
+		int n = dname_from_text(outside[i], w, sizeof(w));
+		assert_int_equal(metrics_zone_of(m, w, (size_t)n), 0);
+	}
+	/* a name cut short is no zone's */
+	uint8_t cut[] = {3, 'w', 'e', 'b', 7, 'c', 'l'};
+	assert_int_equal(metrics_zone_of(m, cut, sizeof(cut)), 0);
+	metrics_free(m);
+}
+
+static void test_type_slots(void **state)
+{
+	(void)state;
+	assert_string_equal(metrics_type_name(metrics_type_slot(1)), "A");
+	assert_string_equal(metrics_type_name(metrics_type_slot(28)), "AAAA");
+	assert_string_equal(metrics_type_name(metrics_type_slot(33)), "SRV");
+	assert_string_equal(metrics_type_name(metrics_type_slot(252)), "AXFR");
+	assert_string_equal(metrics_type_name(metrics_type_slot(99)), "other");
+	assert_string_equal(metrics_rcode_name(3), "NXDOMAIN");
+	assert_string_equal(metrics_rcode_name(16), "BADVERS");
+}
+
+/* ---- counting and the text format ------------------------------------------ */
+
+static void src_hostile(struct metrics_out *o, void *arg)
+{
+	(void)arg;
+	metrics_family(o, "test_labels", "gauge", "Labels that need escaping.");
+	metrics_sample(o, "test_labels", 2.5, "a", "q\"uo\\te\nnl", "b", "", NULL);
+	static const double bounds[2] = {0.1, 1};
+	static const uint64_t counts[3] = {1, 2, 3};
+	metrics_family(o, "test_hist", "histogram", "A histogram.");
+	metrics_histogram(o, "test_hist", bounds, 2, counts, 7.5, "k", "v", NULL);
+}
+
+static void count(struct metrics_worker *w, const char *name, uint16_t type, uint8_t rcode,
+		  enum metrics_proto proto, bool v6, size_t resp_len)
+{
+	uint8_t req[512], resp[512] = {0};
+	size_t len = make_query(req, name, type, 1, false);
+	struct sockaddr_in a4 = {.sin_family = AF_INET};
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+	resp[3] = rcode;
+	struct metrics_query q = {
+	    .req = req,
+	    .req_len = len,
+	    .qend = (uint16_t)len,
+	    .qtype = type,
+	    .resp = resp_len ? resp : NULL,
+	    .resp_len = resp_len,
+	    .rcode = rcode,
+	    .proto = proto,
+	    .peer = v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4,
+	    .dur_ns = 30000,
+	};
+	metrics_dns_query(w, &q);
+}
+
+static void test_render(void **state)
+{
+	(void)state;
+	struct metrics *m;
+	char *body;
+	size_t len;
+	assert_int_equal(metrics_new(&m), 0);
+	metrics_zone_add(m, "cluster.local", METRICS_ZONE_CLUSTER);
+	struct metrics_worker *w1 = metrics_worker_new(m), *w2 = metrics_worker_new(m);
+	assert_non_null(w1);
+	assert_non_null(w2);
+	/* two workers, one sum */
+	count(w1, "web.shop.svc.cluster.local", 1, 0, METRICS_UDP, false, 80);
+	count(w2, "web.shop.svc.cluster.local", 1, 0, METRICS_UDP, false, 80);
+	count(w2, "nothere.cluster.local", 1, 3, METRICS_TCP, true, 100);
+	count(w1, "example.org", 28, 5, METRICS_UDP, false, 0); /* no response yet */
+	assert_int_equal(metrics_register_source(m, "hostile", src_hostile, NULL), 0);
+	assert_int_equal(metrics_render(m, &body, &len), 0);
+	assert_int_equal(strlen(body), len);
+	static const char *const want[] = {
+	    "svcdns_dns_requests_total{zone=\"cluster.local.\",proto=\"udp\",family=\"ipv4\","
+	    "type=\"A\"} 2\n",
+	    "svcdns_dns_requests_total{zone=\"cluster.local.\",proto=\"tcp\",family=\"ipv6\","
+	    "type=\"A\"} 1\n",
+	    "svcdns_dns_requests_total{zone=\".\",proto=\"udp\",family=\"ipv4\",type=\"AAAA\"} 1\n",
+	    "svcdns_dns_responses_total{zone=\"cluster.local.\",proto=\"udp\",type=\"A\","
+	    "rcode=\"NOERROR\"} 2\n",
+	    "svcdns_dns_responses_total{zone=\"cluster.local.\",proto=\"tcp\",type=\"A\","
+	    "rcode=\"NXDOMAIN\"} 1\n",
+	    "svcdns_dns_request_duration_seconds_bucket{zone=\"cluster.local.\",type=\"A\","
+	    "le=\"2.5e-05\"} 0\n",
+	    "svcdns_dns_request_duration_seconds_bucket{zone=\"cluster.local.\",type=\"A\","
+	    "le=\"5e-05\"} 3\n",
+	    "svcdns_dns_request_duration_seconds_count{zone=\"cluster.local.\",type=\"A\"} 3\n",
+	    "svcdns_dns_response_size_bytes_sum{zone=\"cluster.local.\",proto=\"udp\"} 160\n",
+	    "# TYPE svcdns_dns_requests_total counter\n",
+	    "test_labels{a=\"q\\\"uo\\\\te\\nnl\",b=\"\"} 2.5\n",
+	    "test_hist_bucket{k=\"v\",le=\"0.1\"} 1\n",
+	    "test_hist_bucket{k=\"v\",le=\"1\"} 3\n",
+	    "test_hist_bucket{k=\"v\",le=\"+Inf\"} 6\n",
+	    "test_hist_sum{k=\"v\"} 7.5\n",
+	    "test_hist_count{k=\"v\"} 6\n",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (!strstr(body, want[i]))
+			fail_msg("missing: %s", want[i]);
+	/* a response that was not sent is not counted */
+	assert_null(strstr(body, "rcode=\"REFUSED\""));
+	assert_null(strstr(body, "coredns_"));
+	free(body);
+
+	metrics_set_compat(m, true);
+	metrics_set_server_label(m, "dns://:53");
+	assert_int_equal(metrics_render(m, &body, &len), 0);
+	static const char *const compat[] = {
+	    "coredns_dns_requests_total{server=\"dns://:53\",zone=\"cluster.local.\",view=\"\","
+	    "proto=\"udp\",family=\"1\",type=\"A\"} 2\n",
+	    "coredns_dns_responses_total{server=\"dns://:53\",zone=\"cluster.local.\",view=\"\","
+	    "rcode=\"NXDOMAIN\",plugin=\"kubernetes\"} 1\n",
+	    "coredns_dns_request_duration_seconds_count{server=\"dns://:53\",zone=\"cluster.local."
+	    "\",view=\"\",type=\"A\"} 3\n",
+	    "coredns_build_info{",
+	};
+	for (size_t i = 0; i < sizeof(compat) / sizeof(compat[0]); i++)
+		if (!strstr(body, compat[i]))
+			fail_msg("missing: %s", compat[i]);
+	free(body);
+	metrics_free(m);
+}
+
+/* ---- the query log line ----------------------------------------------------- */
+
+static void test_qlog_format(void **state)
+{
+	(void)state;
+	uint8_t req[512], resp[64] = {0};
+	char line[1400];
+	size_t len = make_query(req, "web.shop.svc.cluster.local", 33, 1, true);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(40000)};
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	resp[2] = 0x84; /* qr, aa */
+	resp[3] = 3;
+	struct qlog_entry_in e = {
+	    .peer = (struct sockaddr *)&a,
+	    .req = req,
+	    .req_len = len,
+	    .qend = (uint16_t)(len - 11),
+	    .bufsize = 1232,
+	    .answered = true,
+	    .rcode = 3,
+	    .rflags = resp[2],
+	    .rflags2 = resp[3],
+	    .resp_len = 120,
+	    .dur_ns = 1500,
+	};
+	qlog_format(&e, line, sizeof(line));
+	assert_string_equal(line, "127.0.0.1:40000 - 4660 \"SRV IN web.shop.svc.cluster.local. udp "
+				  "55 false 1232\" NXDOMAIN qr,aa 120 0.000002s");
+	e.answered = false;
+	e.tcp = true;
+	qlog_format(&e, line, sizeof(line));
+	assert_non_null(strstr(line, "tcp 55 false 1232\" FORWARDED"));
+
+	/* a hostile name stays one token, with nothing unprintable in it */
+	uint8_t evil[64] = {0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+	static const uint8_t name[] = {5, 'a', ' ', '"', '\n', '.', 3, 'c', 'o', 'm', 0};
+	memcpy(evil + 12, name, sizeof(name));
+	size_t el = 12 + sizeof(name);
+	memcpy(evil + el, "\x00\x01\x00\x01", 4);
+	el += 4;
+	e.req = evil;
+	e.req_len = el;
+	e.qend = (uint16_t)el;
+	qlog_format(&e, line, sizeof(line));
+	assert_non_null(strstr(line, "A IN a\\032\\\"\\010\\..com. tcp"));
+}
+
+/* ---- --config ---------------------------------------------------------------- */
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_config_file(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/svcdns-test-config-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	char **tk, err[256];
+	int n;
+
+	write_text(path, "# a comment\n\n  listen 127.0.0.1:5353  \n--zone-file a.org=/x y.zone\n"
+			 "ttl=30\nlog-queries\n");
+	assert_int_equal(config_read_file(path, &tk, &n, err, sizeof(err)), 0);
+	static const char *const want[] = {"--listen",	      "127.0.0.1:5353", "--zone-file",
+					   "a.org=/x y.zone", "--ttl",		"30",
+					   "--log-queries"};
+	assert_int_equal(n, 7);
+	for (int i = 0; i < n; i++)
+		assert_string_equal(tk[i], want[i]);
+
+	/* the same options as a command line, collected */
+	static const struct option opts[] = {
+	    {"listen", required_argument, NULL, 'l'},
+	    {"zone-file", required_argument, NULL, 'f'},
+	    {"ttl", required_argument, NULL, 't'},
+	    {"log-queries", no_argument, NULL, 'q'},
+	    {NULL, 0, NULL, 0},
+	};
+	char *argv[9] = {"svcdns"};
+	for (int i = 0; i < n; i++)
+		argv[1 + i] = tk[i];
+	struct config_set a, b;
+	assert_int_equal(config_collect(opts, n + 1, argv, &a, err, sizeof(err)), 0);
+	assert_int_equal(a.n, 4);
+	const char *vals[2];
+	assert_int_equal(config_values(&a, "ttl", vals, 2), 1);
+	assert_string_equal(vals[0], "30");
+	char *argv2[] = {"svcdns", "--ttl", "30", "--listen", "127.0.0.1:5353", "--ttl", "7"};
+	assert_int_equal(config_collect(opts, 7, argv2, &b, err, sizeof(err)), 0);
+	assert_true(config_same(&a, &b, "listen"));
+	assert_false(config_same(&a, &b, "ttl"));
+	assert_false(config_same(&a, &b, "zone-file"));
+	config_set_free(&b);
+	char *bad[] = {"svcdns", "--nope"};
+	assert_int_equal(config_collect(opts, 2, bad, &b, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "--nope: unknown option"));
+	char *missing[] = {"svcdns", "--ttl"};
+	assert_int_equal(config_collect(opts, 2, missing, &b, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "needs a value"));
+	config_set_free(&a);
+	config_tokens_free(tk, n);
+
+	/* errors name the line */
+	write_text(path, "ttl 5\n-- 3\n");
+	assert_int_equal(config_read_file(path, &tk, &n, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, ":2: expected an option name"));
+	write_text(path, "config /etc/other\n");
+	assert_int_equal(config_read_file(path, &tk, &n, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, ":1: --config cannot name another file"));
+	unlink(path);
+	assert_int_equal(config_read_file(path, &tk, &n, err, sizeof(err)), -ENOENT);
+}
+
+/* ---- freshness through dns_answer --------------------------------------------- */
+
+static struct model_service svc = {.ns = "shop", .name = "web", .n_cluster_ips = 1};
+static struct view_service vsvc = {.svc = &svc};
+static char *nss[] = {"shop"};
+static struct snapshot_config scfg = {.zone = "cluster.local", .ttl = 5, .hostname = "h"};
+
+/* The EDE option of a response's OPT record: its info-code, or -1 if none. */
+static int ede_code(const uint8_t *r, size_t n)
+{
+	for (size_t i = 12; i + 11 <= n; i++)
+		if (r[i] == 0 && r[i + 1] == 0 && r[i + 2] == 41) {
+			size_t rdlen = (size_t)(r[i + 9] << 8 | r[i + 10]);
+			const uint8_t *o = r + i + 11;
+			if (i + 11 + rdlen != n)
+				continue;
+			for (size_t k = 0; k + 4 <= rdlen;) {
+				size_t ol = (size_t)(o[k + 2] << 8 | o[k + 3]);
+				if (o[k] == 0 && o[k + 1] == 15 && ol >= 2)
+					return o[k + 4] << 8 | o[k + 5];
+				k += 4 + ol;
+			}
+			return -1;
+		}
+	return -1;
+}
+
+static void test_freshness(void **state)
+{
+	(void)state;
+	struct snapshot *s;
+	assert_int_equal(model_addr_parse("10.96.0.7", &svc.cluster_ips[0]), 0);
+	struct model_view view = {.svcs = &vsvc, .n_svcs = 1, .namespaces = nss, .n_namespaces = 1};
+	assert_int_equal(snapshot_build(&scfg, &view, NULL, &s), 0);
+	free(s->view);
+	s->view = NULL;
+	s->synced = true;
+	assert_int_equal(freshness_set_zone("cluster.local"), 0);
+
+	uint8_t req[512], resp[4096];
+	struct dns_query_info info;
+	size_t len, n;
+
+	/* fresh: no EDE */
+	freshness_set_heard(0, false);
+	len = make_query(req, "web.shop.svc.cluster.local", 1, 1, true);
+	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
+	assert_true(n > 0);
+	assert_int_equal(ede_code(resp, n), -1);
+	assert_int_equal(info.stale, 0);
+
+	/* stale: EDE 3 on cluster answers to EDNS clients only */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	freshness_set_heard(now - 90ull * 1000000000u, true);
+	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
+	assert_int_equal(ede_code(resp, n), 3);
+	assert_int_equal(info.stale, 1);
+	assert_int_equal(resp[3] & 0x0f, 0);
+	assert_int_equal(resp[7], 1); /* the answer is still there */
+	len = make_query(req, "web.shop.svc.cluster.local", 1, 1, false);
+	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
+	assert_int_equal(ede_code(resp, n), -1);
+	assert_int_equal(info.stale, 0);
+	/* NXDOMAIN from the cluster zone is stale data too */
+	len = make_query(req, "nothere.shop.svc.cluster.local", 1, 1, true);
+	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
+	assert_int_equal(resp[3] & 0x0f, 3);
+	assert_int_equal(ede_code(resp, n), 3);
+	/* CHAOS answers are not cluster data */
+	len = make_query(req, "version.bind", 16, 3, true);
+	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
+	assert_int_equal(ede_code(resp, n), -1);
+
+	/* generation.<zone> in CHAOS: generation, serial, ages, stale */
+	len = make_query(req, "Generation.Cluster.Local", 16, 3, true);
+	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
+	assert_int_equal(resp[3] & 0x0f, 0);
+	assert_int_equal(resp[7], 1);
+	char gen[64];
+	snprintf(gen, sizeof(gen), "generation=%llu", (unsigned long long)s->generation);
+	assert_non_null(memmem(resp, n, gen, strlen(gen)));
+	assert_non_null(memmem(resp, n, "stale=yes", 9));
+	assert_non_null(memmem(resp, n, "source-age=90.", 14));
+	/* not in IN, and not for another zone */
+	len = make_query(req, "generation.cluster.local", 16, 1, true);
+	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
+	assert_null(memmem(resp, n, "generation=", 11));
+	len = make_query(req, "generation.example.org", 16, 3, true);
+	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
+	assert_int_equal(resp[3] & 0x0f, 5);
+
+	freshness_set_heard(0, false);
+	snapshot_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_zone_of),	cmocka_unit_test(test_type_slots),
+	    cmocka_unit_test(test_render),	cmocka_unit_test(test_qlog_format),
+	    cmocka_unit_test(test_config_file), cmocka_unit_test(test_freshness),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,234 @@
+/* Response rate limiting (dns/rrl.h) on a fake clock: the rate and its
+ * one-second burst, refilling, the slip cadence, which responses share a flow
+ * (network prefix, kind, name), the slipped response itself, and a table far
+ * smaller than the number of flows. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dns/rrl.h"
+
+/* A response as svcdns writes it: header, the question (name as asked),
+ * then `an` answer records (their bytes do not matter to RRL). */
+static size_t response(uint8_t *out, const char *name, uint16_t qtype, uint8_t rcode, uint16_t an)
+{
+	memset(out, 0, 12);
+	out[0] = 0x12;
+	out[1] = 0x34;
+	out[2] = 0x80; /* QR */
+	out[3] = rcode;
+	out[5] = 1;
+	out[7] = (uint8_t)an;
+	size_t n = 12;
+	for (const char *p = name; *p;) {
+		const char *dot = strchr(p, '.');
+		size_t l = dot ? (size_t)(dot - p) : strlen(p);
+		out[n++] = (uint8_t)l;
+		memcpy(out + n, p, l);
+		n += l;
+		p += l + (dot ? 1 : 0);
+	}
+	out[n++] = 0;
+	out[n++] = (uint8_t)(qtype >> 8);
+	out[n++] = (uint8_t)qtype;
+	out[n++] = 0;
+	out[n++] = 1;
+	for (uint16_t i = 0; i < an; i++) { /* A records, compressed owner */
+		static const uint8_t rr[] = {0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 10, 0, 0, 1};
+		memcpy(out + n, rr, sizeof(rr));
+		n += sizeof(rr);
+	}
+	return n;
+}
+
+static struct sockaddr_storage peer(const char *text)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+	if (inet_pton(AF_INET, text, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(40000);
+	} else {
+		assert_int_equal(inet_pton(AF_INET6, text, &a6->sin6_addr), 1);
+		a6->sin6_family = AF_INET6;
+	}
+	return ss;
+}
+
+static enum rrl_verdict check(struct rrl *r, const char *client, const char *name, uint16_t qtype,
+			      uint8_t rcode, uint16_t an, uint64_t now)
+{
+	uint8_t buf[512];
+	struct sockaddr_storage p = peer(client);
+	size_t len = response(buf, name, qtype, rcode, an);
+	return rrl_check(r, (struct sockaddr *)&p, buf, len, now);
+}
+
+#define A_WEB "web.shop.svc.cluster.local"
+
+static void test_rate_burst_refill(void **state)
+{
+	(void)state;
+	struct rrl *r;
+	assert_int_equal(rrl_new(5, 2, 1024, 42, &r), 0);
+	/* one second of burst: 5 pass, then drop and slip alternate */
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1000), RRL_PASS);
+	static const enum rrl_verdict after[] = {RRL_DROP, RRL_SLIP, RRL_DROP, RRL_SLIP};
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1000), after[i]);
+	/* 5 per second is one per 200 ms */
+	assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1199), RRL_DROP);
+	assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1200), RRL_PASS);
+	assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1200), RRL_SLIP);
+	/* a quiet second refills the whole burst, no more */
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 5000), RRL_PASS);
+	assert_int_not_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 5000), RRL_PASS);
+	/* a clock that goes back refills nothing */
+	assert_int_not_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 4000), RRL_PASS);
+	rrl_free(r);
+}
+
+/* Which responses share a flow with A_WEB A NOERROR to 192.0.2.1, and which
+ * do not: the first `rate` of each flow pass on a fresh table. */
+struct flow_case {
+	const char *note;
+	const char *client, *name;
+	uint16_t qtype;
+	uint8_t rcode;
+	uint16_t an;
+	bool shared;
+};
+
+static void test_flows(void **state)
+{
+	(void)state;
+	static const struct flow_case cases[] = {
+	    {"same /24", "192.0.2.200", A_WEB, 1, 0, 1, true},
+	    {"another /24", "192.0.3.1", A_WEB, 1, 0, 1, false},
+	    {"name case does not matter", "192.0.2.1", "WEB.shop.SVC.cluster.local", 1, 0, 1, true},
+	    {"another name", "192.0.2.1", "db.shop.svc.cluster.local", 1, 0, 1, false},
+	    {"another type", "192.0.2.1", A_WEB, 28, 0, 1, false},
+	    {"NODATA is another kind", "192.0.2.1", A_WEB, 1, 0, 0, false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct flow_case *c = &cases[i];
+		struct rrl *r;
+		assert_int_equal(rrl_new(3, 0, 1024, 7, &r), 0);
+		for (int k = 0; k < 3; k++)
+			assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 100), RRL_PASS);
+		enum rrl_verdict v = check(r, c->client, c->name, c->qtype, c->rcode, c->an, 100);
+		if ((v != RRL_PASS) != c->shared)
+			fail_msg("%s: verdict %d, want the flow %s", c->note, (int)v,
+				 c->shared ? "shared" : "separate");
+		rrl_free(r);
+	}
+}
+
+static void test_kinds_per_network(void **state)
+{
+	(void)state;
+	struct rrl *r;
+	assert_int_equal(rrl_new(2, 0, 1024, 9, &r), 0);
+	/* NXDOMAIN: random names make no new flows */
+	assert_int_equal(check(r, "198.51.100.7", "a1.example", 1, 3, 0, 0), RRL_PASS);
+	assert_int_equal(check(r, "198.51.100.8", "b2.example", 1, 3, 0, 0), RRL_PASS);
+	assert_int_equal(check(r, "198.51.100.9", "c3.example", 16, 3, 0, 0), RRL_DROP);
+	/* errors likewise, and apart from NXDOMAIN */
+	assert_int_equal(check(r, "198.51.100.7", "x.example", 1, 5, 0, 0), RRL_PASS);
+	assert_int_equal(check(r, "198.51.100.7", "y.example", 1, 2, 0, 0), RRL_PASS);
+	assert_int_equal(check(r, "198.51.100.7", "z.example", 1, 1, 0, 0), RRL_DROP);
+	/* IPv6: one /56 is one network */
+	assert_int_equal(check(r, "2001:db8:0:1::1", "n.example", 1, 3, 0, 0), RRL_PASS);
+	assert_int_equal(check(r, "2001:db8:0:ff::2", "m.example", 1, 3, 0, 0), RRL_PASS);
+	assert_int_equal(check(r, "2001:db8:0:42::3", "o.example", 1, 3, 0, 0), RRL_DROP);
+	assert_int_equal(check(r, "2001:db8:0:100::3", "o.example", 1, 3, 0, 0), RRL_PASS);
+	/* a query (QR clear) is not ours to limit */
+	uint8_t q[512];
+	size_t ql = response(q, "q.example", 1, 3, 0);
+	q[2] = 0;
+	struct sockaddr_storage p = peer("198.51.100.7");
+	assert_int_equal(rrl_check(r, (struct sockaddr *)&p, q, ql, 0), RRL_PASS);
+	rrl_free(r);
+}
+
+static void test_slip_cadence(void **state)
+{
+	(void)state;
+	static const struct {
+		unsigned slip;
+		const char *want; /* after the one response of the burst */
+	} cases[] = {{0, "DDDDDD"}, {1, "SSSSSS"}, {2, "DSDSDS"}, {3, "DDSDDS"}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct rrl *r;
+		char got[8] = "";
+		assert_int_equal(rrl_new(1, cases[i].slip, 64, 1, &r), 0);
+		assert_int_equal(check(r, "203.0.113.5", A_WEB, 1, 0, 1, 0), RRL_PASS);
+		for (int k = 0; k < 6; k++) {
+			enum rrl_verdict v = check(r, "203.0.113.5", A_WEB, 1, 0, 1, 0);
+			got[k] = v == RRL_SLIP ? 'S' : v == RRL_DROP ? 'D' : 'P';
+		}
+		if (strcmp(got, cases[i].want) != 0)
+			fail_msg("slip %u: %s, want %s", cases[i].slip, got, cases[i].want);
+		rrl_free(r);
+	}
+}
+
+static void test_slipped_response(void **state)
+{
+	(void)state;
+	uint8_t buf[512];
+	size_t len = response(buf, A_WEB, 1, 0, 3);
+	size_t qend = 12 + strlen(A_WEB) + 2 + 4;
+	assert_int_equal(rrl_slip(buf, len), qend);
+	assert_true(buf[2] & 0x80);		   /* still a response */
+	assert_true(buf[2] & 0x02);		   /* TC */
+	assert_int_equal(buf[4] << 8 | buf[5], 1); /* the question stays */
+	assert_int_equal(buf[6] | buf[7] | buf[8] | buf[9] | buf[10] | buf[11], 0);
+	assert_int_equal(buf[0] << 8 | buf[1], 0x1234);
+	/* no readable question: the header alone */
+	len = response(buf, A_WEB, 1, 5, 0);
+	buf[12] = 0xc0; /* a pointer where the name should be */
+	assert_int_equal(rrl_slip(buf, len), 12);
+	assert_int_equal(buf[5], 0);
+}
+
+static void test_crowded_table(void **state)
+{
+	(void)state;
+	struct rrl *r;
+	char name[64];
+	/* 4 buckets, 500 flows: each flow's first response still passes */
+	assert_int_equal(rrl_new(1, 2, 4, 3, &r), 0);
+	for (int i = 0; i < 500; i++) {
+		snprintf(name, sizeof(name), "n%d.example", i);
+		assert_int_equal(check(r, "192.0.2.1", name, 1, 0, 1, (uint64_t)i), RRL_PASS);
+	}
+	rrl_free(r);
+	assert_int_equal(rrl_new(0, 2, 4, 3, &r), -EINVAL);
+	assert_int_equal(rrl_new(1, 2, 6, 3, &r), -EINVAL);
+	assert_int_equal(rrl_classify((const uint8_t *)"", 0), RRL_ERROR);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_rate_burst_refill), cmocka_unit_test(test_flows),
+	    cmocka_unit_test(test_kinds_per_network), cmocka_unit_test(test_slip_cadence),
+	    cmocka_unit_test(test_slipped_response),  cmocka_unit_test(test_crowded_table),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
