@@ -3,6 +3,7 @@
  * the DNS workers until SIGTERM or SIGINT. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,7 +141,12 @@ static void rebuild_now(struct app *app)
 		s->chaos_live_arg = proxy_live_index(app->proxy);
 	}
 	uint32_t serial = s->serial;
+	bool full_build = !s->incremental;
 	snapshot_publish(s);
+	/* A full build (and the first load of many files) frees as much as it
+	 * allocates: hand the freed pages back rather than keep them as heap. */
+	if (full_build)
+		malloc_trim(0);
 	if (app->notifier) {
 		/* Secondaries of the cluster's zones transfer them again now. */
 		uint8_t zones[4][255];
