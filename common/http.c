@@ -109,6 +109,8 @@ static int open_listener(const char *text)
 	return fd;
 }
 
+/* libmicrohttpd's own messages: the format comes from the library. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct http_server *h = cls;

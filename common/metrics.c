@@ -386,6 +386,8 @@ void metrics_dns_reply_late(const uint8_t *resp, size_t len, enum metrics_proto 
 /* ---- output -------------------------------------------------------------- */
 
 static void out_vprintf(struct metrics_out *o, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void out_vprintf(struct metrics_out *o, const char *fmt, va_list ap)
 {
 	if (o->err)
 		return;
