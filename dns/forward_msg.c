@@ -99,14 +99,27 @@ size_t fwd_query_build(const struct fwd_key *k, uint16_t id, uint8_t *out)
 	return n + OPT_SIZE;
 }
 
+/* Skips a name like dname_skip, but also follows its compression pointers:
+ * each must lead back to bytes before it and past the header, so that a
+ * hostile upstream cannot make a name out of the header or the OPT record,
+ * both of which are rewritten before the answer is passed on. */
+static int name_skip(const uint8_t *w, size_t len, size_t off)
+{
+	uint8_t name[DNAME_MAX];
+	size_t next = off;
+	if (fwd_name_expand(w, len, off, name, &next) < 0)
+		return -EBADMSG;
+	return (int)next;
+}
+
 /* Skips the names at the start of an SOA's rdata; returns the offset of its
  * five numbers or -EBADMSG. */
 static int soa_numbers(const uint8_t *w, size_t end, size_t rd)
 {
-	int o = dname_skip(w, end, rd);
+	int o = name_skip(w, end, rd);
 	if (o < 0)
 		return -EBADMSG;
-	o = dname_skip(w, end, (size_t)o);
+	o = name_skip(w, end, (size_t)o);
 	if (o < 0 || (size_t)o + 20 > end)
 		return -EBADMSG;
 	return o;
@@ -151,7 +164,7 @@ int fwd_msg_parse(uint8_t *wire, size_t len, const struct fwd_key *k, uint16_t i
 	unsigned n_ttl = 0, kept_ar = 0;
 	for (int sec = 0; sec < 3; sec++) {
 		for (unsigned i = 0; i < counts[sec]; i++) {
-			int o = dname_skip(wire, len, off);
+			int o = name_skip(wire, len, off);
 			if (o < 0 || (size_t)o + 10 > len)
 				return -EBADMSG;
 			size_t rr = (size_t)o;
@@ -333,7 +346,9 @@ int fwd_name_expand(const uint8_t *msg, size_t len, size_t off, uint8_t *out, si
 			if (!jumped)
 				*next = off + 2;
 			jumped = true;
-			if (to >= limit)
+			/* Back from where it is found (no loops), and never into the
+			 * header, which is rewritten before the answer is sent. */
+			if (to >= limit || to < 12)
 				return -EBADMSG;
 			limit = to;
 			off = to;

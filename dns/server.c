@@ -35,11 +35,14 @@
 /* Queries of one connection the forwarder may hold at once; more wait unread. */
 #define TCP_PENDING_MAX 64
 /* When a socket stays full (more than UDP_BACKLOG_BATCHES full batches in a
- * row), one source's queries past this many in a batch are dropped unanswered:
- * answering a flood must not take the time that the queries queued behind it
- * need. A burst that a short stall piled up is still answered in full. */
+ * row) and others are waiting, one source's queries past this many in a batch
+ * are dropped unanswered: answering a flood must not take the time that the
+ * queries queued behind it need. A burst that a short stall piled up is still
+ * answered in full. */
 #define UDP_SOURCE_SHARE 16
 #define UDP_BACKLOG_BATCHES 4
+/* Someone else is waiting when another source was in a batch this recently. */
+#define UDP_OTHERS_MS 1000
 
 int dns_listen_parse(const char *text, struct dns_listen *out)
 {
@@ -141,6 +144,7 @@ struct udp_sock {
 	int fd;
 	bool pktinfo;
 	unsigned full_streak; /* full batches read in a row, across wakeups */
+	uint64_t others_ms;   /* when a full batch last held more than one source */
 	struct worker *w;
 };
 
@@ -338,12 +342,17 @@ static void on_udp(uv_poll_t *h, int status, int events)
 		if (full && ++w->src_gen == 0)
 			w->src_gen = 1;
 		/* Shares only matter when someone else is waiting: a single heavy
-		 * source (a node-local cache, a load generator) keeps all it sent. */
+		 * source (a node-local cache, a load generator) keeps all it sent.
+		 * Under a flood most batches hold the flooder alone, the others'
+		 * queries being a few among thousands: a second source seen in the
+		 * last UDP_OTHERS_MS counts as waiting. */
 		if (full) {
 			bool many = false;
 			for (int i = 1; i < n && !many; i++)
 				many = !same_source(&w->peers[0], &w->peers[i]);
-			full = many;
+			if (many)
+				us->others_ms = now_ms;
+			full = us->others_ms && now_ms - us->others_ms < UDP_OTHERS_MS;
 		}
 		const struct snapshot *s = snapshot_enter(w->reader);
 		int k = 0;

@@ -202,10 +202,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			   runs[r]->closed ? " closed" : "", whole.n_msgs,
 			   whole.closed ? " closed" : "");
 		if (!whole.closed)
-			FUZZ_CHECK(runs[r]->len == whole.len &&
-				       memcmp(runs[r]->buf, whole.buf, whole.len) == 0,
-				   "run %zu keeps %zu bytes, read whole %zu", r, runs[r]->len,
-				   whole.len);
+			FUZZ_CHECK(
+			    runs[r]->len == whole.len &&
+				(!whole.len || memcmp(runs[r]->buf, whole.buf, whole.len) == 0),
+			    "run %zu keeps %zu bytes, read whole %zu", r, runs[r]->len, whole.len);
 	}
 	for (size_t r = 0; r < 4; r++)
 		free(runs[r]->buf);

@@ -288,6 +288,8 @@ status:
     # a ConfigMap volume: files are symlinks through ..data, which the kubelet
     # swaps atomically to a new timestamped directory
     tally.run("ConfigMap-style ..data symlink swap is picked up", configmap_swap)
+    tally.run("manifest directory removed and recreated: kept while gone, new content "
+              "served when back", dir_removed_and_recreated)
 
     # ---- answers stay consistent while files change under load
     tally.run("queries under load during 30 rewrites: always a valid answer",
@@ -364,12 +366,14 @@ status:
     wait_for(tally, "huge.yaml served", port, "huge." + D, "NOERROR", ["10.96.9.20"])
     mark = len(srv.stderr_text())
     t.write_atomic(f_big, svc_yaml("huge", "10.96.9.21") + ("# " + "x" * 1000 + "\n") * 17000)
-    expect_logged(tally, "file over 16 MiB names huge.yaml", srv, "huge.yaml", mark)
+    expect_logged(tally, "file over 16 MiB names huge.yaml", srv, "huge.yaml", mark,
+                  reason_re=r"larger than \d+ bytes")
     stays(tally, "file over 16 MiB: old answer stays", port, "huge." + D, "NOERROR",
           ["10.96.9.20"])
     mark = len(srv.stderr_text())
     t.write_atomic(f_big, svc_yaml("huge", "10.96.9.22") + "# nul \0 byte\n")
-    expect_logged(tally, "NUL byte names huge.yaml", srv, "huge.yaml", mark)
+    expect_logged(tally, "NUL byte names huge.yaml", srv, "huge.yaml", mark,
+                  reason_re=r"NUL byte")
     stays(tally, "NUL byte: old answer stays", port, "huge." + D, "NOERROR", ["10.96.9.20"])
     os.unlink(f_big)
     wait_for(tally, "huge.yaml removed", port, "huge." + D, "NXDOMAIN", [])
@@ -401,6 +405,62 @@ status:
     if slow:
         print("# note: changes slower than the designed 100 ms: %s"
               % ", ".join("%s %.0f ms" % (l, dt * 1000) for l, dt in slow))
+
+
+def dir_removed_and_recreated():
+    """The whole directory goes away (renamed away in one step, as when a
+    volume is swapped, then deleted) and comes back with other files: what was
+    served stays served while it is gone, with one log line; when it is back,
+    its new files are served, the old ones' Services go, and the new directory
+    is watched. Then `rm -rf` and a new directory again."""
+    d = []
+    root = os.path.join(t.mkdtemp(prefix="svcdns-dir-"), "manifests")
+    os.mkdir(root)
+    t.write_file(os.path.join(root, "gone.yaml"), svc_yaml("gone", "10.96.9.70"))
+    srv = t.Server(root)
+    try:
+        srv.start()
+        port = srv.port
+        if answer_of(port, "gone." + D) != ("NOERROR", ["10.96.9.70"]):
+            return "before: %s" % (answer_of(port, "gone." + D),)
+        os.rename(root, root + ".old")
+        shutil.rmtree(root + ".old")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.5:  # past two rescans
+            got = answer_of(port, "gone." + D)
+            if got != ("NOERROR", ["10.96.9.70"]):
+                d.append("while the directory is gone, gone.%s answers %s" % (D, got))
+                break
+            time.sleep(0.05)
+        missing = [l for l in srv.stderr_text().splitlines() if "cannot be read" in l]
+        if len(missing) != 1:
+            d.append("%d log lines about the missing directory, want 1: %s"
+                     % (len(missing), missing[:3]))
+        os.mkdir(root)
+        t.write_file(os.path.join(root, "back.yaml"), svc_yaml("back", "10.96.9.71"))
+        for name, want in (("back", ("NOERROR", ["10.96.9.71"])), ("gone", ("NXDOMAIN", []))):
+            ok, dt = t.poll(lambda: answer_of(port, name + "." + D) == want, BOUND)
+            print("# delay %-40s %6.0f ms" % ("recreated dir: " + name, dt * 1000), flush=True)
+            if not ok:
+                d.append("directory back: %s answers %s, want %s"
+                         % (name, answer_of(port, name + "." + D), want))
+        t.write_file(os.path.join(root, "back.yaml"), svc_yaml("back", "10.96.9.72"))
+        ok, _ = t.poll(lambda: answer_of(port, "back." + D) == ("NOERROR", ["10.96.9.72"]),
+                       BOUND)
+        if not ok:
+            d.append("an edit in the recreated directory is not served")
+        shutil.rmtree(root)  # files first, then the directory
+        time.sleep(0.3)
+        os.mkdir(root)
+        t.write_file(os.path.join(root, "again.yaml"), svc_yaml("again", "10.96.9.73"))
+        ok, _ = t.poll(lambda: answer_of(port, "again." + D) == ("NOERROR", ["10.96.9.73"]),
+                       BOUND)
+        if not ok:
+            d.append("after rm -rf and a new directory: again.%s answers %s"
+                     % (D, answer_of(port, "again." + D)))
+    finally:
+        d += srv.stop()
+    return d
 
 
 if __name__ == "__main__":

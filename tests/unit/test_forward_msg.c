@@ -383,18 +383,21 @@ static void test_name_expand(void **state)
 	(void)state;
 	uint8_t out[DNAME_MAX];
 	size_t next;
-	/* "www" + pointer to offset 0 ("\3abc\0") */
-	static const uint8_t msg[] = "\3abc\0\3www\300\000";
-	assert_int_equal(fwd_name_expand(msg, 11, 5, out, &next), 9);
+	/* a header, then "abc" at 12, then "www" + a pointer to it */
+	static const uint8_t msg[] = "\0\0\0\0\0\0\0\0\0\0\0\0\3abc\0\3www\300\014";
+	assert_int_equal(fwd_name_expand(msg, 23, 17, out, &next), 9);
 	assert_memory_equal(out, "\3www\3abc", 9);
-	assert_int_equal(next, 11);
+	assert_int_equal(next, 23);
+	/* a pointer into the header (which is rewritten): rejected */
+	static const uint8_t hdr[] = "\0\0\3abc\0\0\0\0\0\0\300\002";
+	assert_int_equal(fwd_name_expand(hdr, 14, 12, out, &next), -EBADMSG);
 	/* a pointer to itself, or forward: rejected */
 	static const uint8_t loop[] = "\300\000";
 	assert_int_equal(fwd_name_expand(loop, 2, 0, out, &next), -EBADMSG);
 	static const uint8_t fwdp[] = "\300\002\3abc\0";
 	assert_int_equal(fwd_name_expand(fwdp, 7, 0, out, &next), -EBADMSG);
 	/* running past the end */
-	assert_int_equal(fwd_name_expand(msg, 3, 0, out, &next), -EBADMSG);
+	assert_int_equal(fwd_name_expand(msg, 14, 12, out, &next), -EBADMSG);
 }
 
 int main(void)

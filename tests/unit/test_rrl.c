@@ -1,9 +1,12 @@
 /* Response rate limiting (dns/rrl.h) on a fake clock: the rate and its
  * one-second burst, refilling, the slip cadence, which responses share a flow
  * (network prefix, kind, name), the slipped response itself, and a table far
- * smaller than the number of flows. */
+ * smaller than the number of flows. Then the counters every limit hit goes to
+ * (dns/limits.h) and their log, which must not flood: one line per limit per
+ * DNS_LIMITS_LOG_MS with the count since the last. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,9 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "dns/limits.h"
 #include "dns/rrl.h"
 
 /* A response as svcdns writes it: header, the question (name as asked),
@@ -223,12 +228,105 @@ static void test_crowded_table(void **state)
 	assert_int_equal(rrl_classify((const uint8_t *)"", 0), RRL_ERROR);
 }
 
+/* Runs fn with stderr going to a file; returns what was written. */
+static char *captured(void (*fn)(struct dns_limits *), struct dns_limits *l)
+{
+	char path[] = "/tmp/svcdns-test-limits-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	int saved = dup(2);
+	dup2(fd, 2);
+	fn(l);
+	dup2(saved, 2);
+	close(saved);
+	static char text[8192];
+	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+	text[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(path);
+	return text;
+}
+
+static int count_lines(const char *text, const char *needle)
+{
+	int n = 0;
+	for (const char *p = text; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+static void burst_of_hits(struct dns_limits *l)
+{
+	/* 1000 hits over 5 s from two workers: the first is told at once */
+	for (int i = 0; i < 1000; i++)
+		dns_limits_hit(l, (unsigned)(i & 1), DNS_LIMIT_RRL_DROP, 100000 + (uint64_t)i * 5);
+	dns_limits_flush(l, 104999); /* the 10 s are not over: nothing */
+}
+
+static void after_ten_seconds(struct dns_limits *l)
+{
+	dns_limits_flush(l, 110001);			  /* the rest of the burst, in one line */
+	dns_limits_flush(l, 130000);			  /* nothing new: nothing */
+	dns_limits_hit(l, 0, DNS_LIMIT_RRL_DROP, 200000); /* after a quiet spell: at once */
+	dns_limits_hit(l, 0, DNS_LIMIT_TCP_CONNS, 200000);
+}
+
+static void test_limit_counters_and_log(void **state)
+{
+	(void)state;
+	struct dns_limits *l;
+	struct dns_limits_config cfg = {.tcp_max_conns = 7, .rrl = 20, .rrl_slip = 2};
+	assert_int_equal(dns_limits_new(2, &cfg, &l), 0);
+	const char *text = captured(burst_of_hits, l);
+	assert_int_equal(count_lines(text, "limits: "), 1);
+	assert_non_null(strstr(text, "limits: 1 responses dropped by --rrl 20 (the first"));
+	assert_int_equal(dns_limits_count(l, DNS_LIMIT_RRL_DROP), 1000);
+	assert_int_equal(dns_limits_worker_count(l, 1, DNS_LIMIT_RRL_DROP), 500);
+	assert_int_equal(dns_limits_count(l, DNS_LIMIT_RRL_SLIP), 0);
+
+	text = captured(after_ten_seconds, l);
+	assert_int_equal(count_lines(text, "limits: "), 3);
+	assert_non_null(strstr(text, "limits: 999 responses dropped by --rrl 20 in the last 10 s"));
+	assert_non_null(strstr(text, "limits: 1 responses dropped by --rrl 20 in the last 90 s"));
+	assert_non_null(strstr(text, "limits: 1 TCP connections refused: --tcp-max-conns 7"));
+	assert_string_equal(dns_limit_name(DNS_LIMIT_UDP_SOURCE), "udp_source");
+	/* a worker index out of range is ignored, never written */
+	dns_limits_hit(l, 2, DNS_LIMIT_TCP_IDLE, 0);
+	assert_int_equal(dns_limits_count(l, DNS_LIMIT_TCP_IDLE), 0);
+	dns_limits_free(l);
+}
+
+static void test_limit_options(void **state)
+{
+	(void)state;
+	struct limits_options o;
+	limits_options_init(&o);
+	assert_int_equal(o.tcp_max_lifetime_ms, 120000);
+	assert_int_equal(o.rrl, 0);
+	assert_int_equal(o.rrl_slip, 2);
+	assert_int_equal(limits_option(&o, LIMITS_OPT_RRL, "50"), 0);
+	assert_int_equal(o.rrl, 50);
+	assert_int_equal(limits_option(&o, LIMITS_OPT_TCP_MAX_LIFETIME, "0"), 0);
+	assert_int_equal(o.tcp_max_lifetime_ms, 0);
+	int saved = dup(2), null = open("/dev/null", O_WRONLY);
+	dup2(null, 2); /* the refusals print their reason */
+	assert_int_equal(limits_option(&o, LIMITS_OPT_RRL, "1000001"), -EINVAL);
+	assert_int_equal(limits_option(&o, LIMITS_OPT_RRL, "-1"), -EINVAL);
+	assert_int_equal(limits_option(&o, LIMITS_OPT_RRL_SLIP, "x"), -EINVAL);
+	dup2(saved, 2);
+	close(saved);
+	close(null);
+	assert_int_equal(o.rrl, 50);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rate_burst_refill), cmocka_unit_test(test_flows),
-	    cmocka_unit_test(test_kinds_per_network), cmocka_unit_test(test_slip_cadence),
-	    cmocka_unit_test(test_slipped_response),  cmocka_unit_test(test_crowded_table),
+	    cmocka_unit_test(test_rate_burst_refill),	   cmocka_unit_test(test_flows),
+	    cmocka_unit_test(test_kinds_per_network),	   cmocka_unit_test(test_slip_cadence),
+	    cmocka_unit_test(test_slipped_response),	   cmocka_unit_test(test_crowded_table),
+	    cmocka_unit_test(test_limit_counters_and_log), cmocka_unit_test(test_limit_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
