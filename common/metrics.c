@@ -323,9 +323,22 @@ static void count_response(struct metrics_worker *w, unsigned z, unsigned p, uns
 	bump(&w->dur_ns[z][t], dur_ns);
 }
 
+/* The zone the query path already found: its apex is compared with the
+ * registered ones, lengths first (usually one memcmp). */
+static unsigned zone_by_apex(const struct metrics *m, const uint8_t *apex, size_t len)
+{
+	unsigned n = atomic_load_explicit(&m->n_zones, memory_order_acquire);
+	for (unsigned i = 1; i < n; i++)
+		if (m->zones[i].len == len && memcmp(m->zones[i].wire, apex, len) == 0)
+			return i;
+	return 0;
+}
+
 void metrics_dns_query(struct metrics_worker *w, const struct metrics_query *q)
 {
-	unsigned z = q->qend > 12 ? metrics_zone_of(w->m, q->req + 12, q->qend - 12u - 4u) : 0;
+	unsigned z = q->apex ? zone_by_apex(w->m, q->apex, q->apex_len) : 0;
+	if (!z && q->qend > 12)
+		z = metrics_zone_of(w->m, q->req + 12, q->qend - 12u - 4u);
 	unsigned t = metrics_type_slot(q->qtype);
 	unsigned p = q->proto ? 1 : 0;
 	bump(&w->req[z][p][family_slot(q->peer)][t], 1);

@@ -84,6 +84,8 @@ struct metrics_query {
 	bool stale;	 /* the answer carried EDE 3 (Stale Answer) */
 	bool dnssec_ok;	 /* for the query log */
 	uint16_t bufsize;
+	const uint8_t *apex; /* the zone's apex when the lookup found one (lowercase wire) */
+	uint8_t apex_len;
 };
 
 /* Counts one query: a request always, a response when q->resp is set. Also

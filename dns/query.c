@@ -119,6 +119,8 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	info->truncated = 0;
 	info->qend = 0;
 	info->xfr = 0;
+	info->apex = NULL;
+	info->apex_len = 0;
 	info->stale = 0;
 	info->outside = 0;
 	info->cluster = 0;
@@ -199,6 +201,10 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		return reply_empty(resp, req, qend, RCODE_REFUSED, &e, info);
 	}
 	info->cluster = r.dynamic;
+	if (qclass == C_IN && r.kind != ZR_REFUSED) {
+		info->apex = r.apex;
+		info->apex_len = r.apex_len;
+	}
 	if (r.dynamic && !s->synced)
 		return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
 	/* Cluster data the source has not confirmed lately (RFC 8914, 3). */

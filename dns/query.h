@@ -32,6 +32,10 @@ struct dns_query_info {
 	uint8_t outside; /* REFUSED only because the IN-class name is in no zone served */
 	uint8_t cluster; /* the answer came from a zone built from the cluster */
 	uint8_t xfr;     /* an AXFR or IXFR: answered REFUSED unless the TCP path serves it */
+	/* The apex of the zone the name fell in (lowercase wire), or NULL: the
+	 * metrics label by zone without looking the name up again. */
+	const uint8_t *apex;
+	uint8_t apex_len;
 	uint8_t stale;   /* carries EDE 3, Stale Answer (dns/lifecycle_freshness.h) */
 };
 

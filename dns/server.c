@@ -225,6 +225,8 @@ static void count_query(struct worker *w, const uint8_t *req, size_t len,
 	    .stale = info->stale,
 	    .dnssec_ok = info->edns_do,
 	    .bufsize = info->limit,
+	    .apex = info->apex,
+	    .apex_len = info->apex_len,
 	};
 	metrics_dns_query(w->mw, &q);
 }

@@ -1326,9 +1326,13 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 	r->kind = ZR_ANSWER;
 	r->ans = NULL;
 	r->dynamic = false;
+	r->apex = NULL;
+	r->apex_len = 0;
 	const struct zone_node *n = htab_find(&t->names, key, keylen, dname_hash(key, keylen));
 	if (n && n->zidx) {
 		r->dynamic = ZONE(t, n)->dynamic;
+		r->apex = ZONE(t, n)->apex;
+		r->apex_len = ZONE(t, n)->apex_len;
 		answer_from_node(t, n, qtype, r);
 		return;
 	}
@@ -1345,6 +1349,8 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 			continue;
 		const struct zb_zone *cz = ZONE(t, ce);
 		r->dynamic = cz->dynamic;
+		r->apex = cz->apex;
+		r->apex_len = cz->apex_len;
 		if (ce->flags & (NF_CUT | NF_BELOW_CUT)) {
 			r->ans = ce->ext->cut->ext->referral;
 			return;

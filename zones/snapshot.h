@@ -46,6 +46,8 @@ enum zone_result_kind {
 struct zone_result {
 	enum zone_result_kind kind;
 	bool dynamic; /* the name is in a zone built from the cluster (not a static zone) */
+	const uint8_t *apex; /* the zone's apex (lowercase wire), NULL outside every zone */
+	uint8_t apex_len;
 	const struct zone_answer *ans;
 	struct model_addr addr; /* ZR_POD_ADDR */
 	uint32_t ttl;           /* ZR_POD_ADDR */
