@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "discovery/yaml2json.h"
 
@@ -23,44 +24,7 @@
 /* Reads a small file whole, NUL-terminated. -EFBIG above `max`. */
 static int read_small(const char *path, size_t max, char **out, size_t *out_len)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	int rc = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	*out = NULL;
-	if (fd < 0)
-		return -errno;
-	buf = malloc(max + 1);
-	if (!buf) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + len, max + 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > max) {
-			rc = -EFBIG;
-			goto out;
-		}
-	}
-	buf[len] = '\0';
-	*out = buf;
-	if (out_len)
-		*out_len = len;
-	buf = NULL;
-out:
-	free(buf);
-	close(fd);
-	return rc;
+	return file_read_all(path, max, out, out_len);
 }
 
 static int b64_value(unsigned char c)

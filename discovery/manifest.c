@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "discovery/yaml2json.h"
 
@@ -1394,75 +1395,20 @@ out:
 
 int manifest_read_file(const char *path, struct manifest_result *r)
 {
-	struct stat st;
 	char *buf = NULL;
 	size_t len = 0;
-	int fd, rc = 0;
 
 	*r = (struct manifest_result){0};
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		log_warn("manifest %s: cannot open: %s", path, strerror(errno));
-		return rc;
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		log_warn("manifest %s: cannot stat: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = -EINVAL;
+	int rc = file_read_all(path, MANIFEST_MAX_FILE, &buf, &len);
+	if (rc == -EFBIG)
+		log_warn("manifest %s: larger than %u bytes, refused", path, MANIFEST_MAX_FILE);
+	else if (rc == -EINVAL)
 		log_warn("manifest %s: not a regular file", path);
-		goto out;
-	}
-	if ((uint64_t)st.st_size > MANIFEST_MAX_FILE) {
-		rc = -EFBIG;
-		log_warn("manifest %s: larger than %u bytes, refused", path, MANIFEST_MAX_FILE);
-		goto out;
-	}
-	/* read to EOF rather than trusting st_size: the file may be growing */
-	size_t cap = (size_t)st.st_size + 1;
-	if (!(buf = malloc(cap))) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		if (len == cap) {
-			if (cap > MANIFEST_MAX_FILE) {
-				rc = -EFBIG;
-				log_warn("manifest %s: larger than %u bytes, refused", path,
-					 MANIFEST_MAX_FILE);
-				goto out;
-			}
-			char *nb = realloc(buf, cap * 2);
-			if (!nb) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			log_warn("manifest %s: cannot read: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	if (len > MANIFEST_MAX_FILE) {
-		rc = -EFBIG;
-		log_warn("manifest %s: larger than %u bytes, refused", path, MANIFEST_MAX_FILE);
-		goto out;
-	}
+	else if (rc < 0)
+		log_warn("manifest %s: cannot read: %s", path, strerror(-rc));
+	if (rc < 0)
+		return rc;
 	rc = manifest_decode(path, buf, len, r);
-out:
 	free(buf);
-	close(fd);
 	return rc;
 }

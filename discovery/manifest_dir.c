@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/log.h"
 
 #define DEBOUNCE_MS 15
@@ -109,55 +110,7 @@ static void file_free(struct md_file *f)
 /* Reads a whole file, refusing more than MANIFEST_MAX_FILE bytes (-EFBIG). */
 static int read_all(const char *path, char **out, size_t *out_len)
 {
-	char *buf = NULL;
-	size_t len = 0, cap = 64 << 10;
-	int rc = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	*out = NULL;
-	*out_len = 0;
-	if (fd < 0)
-		return -errno;
-	if (!(buf = malloc(cap))) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		if (len == cap) {
-			if (cap > MANIFEST_MAX_FILE) {
-				rc = -EFBIG;
-				goto out;
-			}
-			char *nb = realloc(buf, cap * 2);
-			if (!nb) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	if (len > MANIFEST_MAX_FILE) {
-		rc = -EFBIG;
-		goto out;
-	}
-	*out = buf;
-	*out_len = len;
-	buf = NULL;
-out:
-	free(buf);
-	close(fd);
-	return rc;
+	return file_read_all(path, MANIFEST_MAX_FILE, out, out_len);
 }
 
 /* Decodes one file's bytes into the store. A file that cannot be parsed keeps
