@@ -632,15 +632,7 @@ int main(int argc, char **argv)
 	/* Until its first full sync, the cluster zone answers SERVFAIL. */
 	if (use_api && api_start(&app, &api) < 0) {
 		log_error("api: cannot start the Kubernetes API source; giving up");
-		manifest_dir_stop(app.mdir);
-		app.mdir = NULL;
-		kube_source_stop(app.kube);
-		app.kube = NULL;
-		proxy_stop(app.proxy);
-		app.proxy = NULL;
-		uv_close((uv_handle_t *)&app.rebuild, NULL);
-		uv_run(app.loop, UV_RUN_DEFAULT);
-		goto out;
+		goto stop_sources;
 	}
 	if (proxy_on) {
 		for (size_t i = 0; i < n_listen; i++)
@@ -654,15 +646,7 @@ int main(int argc, char **argv)
 	rebuild_now(&app);
 	if (!snapshot_current()) {
 		log_error("no snapshot could be built; giving up");
-		manifest_dir_stop(app.mdir);
-		app.mdir = NULL;
-		kube_source_stop(app.kube);
-		app.kube = NULL;
-		proxy_stop(app.proxy);
-		app.proxy = NULL;
-		uv_close((uv_handle_t *)&app.rebuild, NULL);
-		uv_run(app.loop, UV_RUN_DEFAULT);
-		goto out;
+		goto stop_sources;
 	}
 	struct dns_server_config dcfg = {
 	    .listen = listen,
@@ -679,15 +663,7 @@ int main(int argc, char **argv)
 	    .metrics = lifecycle_metrics(app.lc),
 	};
 	if (dns_server_start(&dcfg, &app.server) < 0) {
-		manifest_dir_stop(app.mdir);
-		app.mdir = NULL;
-		kube_source_stop(app.kube);
-		app.kube = NULL;
-		proxy_stop(app.proxy);
-		app.proxy = NULL;
-		uv_close((uv_handle_t *)&app.rebuild, NULL);
-		uv_run(app.loop, UV_RUN_DEFAULT);
-		goto out;
+		goto stop_sources;
 	}
 	if (n_notify && dns_notifier_start(app.loop, notify, n_notify, &app.notifier) < 0)
 		log_error("notify: cannot start; secondaries refresh on their own timer");
@@ -722,6 +698,18 @@ int main(int argc, char **argv)
 
 	uv_run(app.loop, UV_RUN_DEFAULT);
 	ret = app.exit_code;
+	goto out;
+stop_sources:
+	/* Startup failed after the sources started: close their handles so that
+	 * the loop can end, then free everything below. */
+	manifest_dir_stop(app.mdir);
+	app.mdir = NULL;
+	kube_source_stop(app.kube);
+	app.kube = NULL;
+	proxy_stop(app.proxy);
+	app.proxy = NULL;
+	uv_close((uv_handle_t *)&app.rebuild, NULL);
+	uv_run(app.loop, UV_RUN_DEFAULT);
 out:
 	snapshot_shutdown();
 	lifecycle_free(app.lc); /* after the snapshots: they may use its settings */
