@@ -424,6 +424,11 @@ def test_load(tally, port):
     def tcp_worker(n, bad):
         for _ in range(n):
             qs = [t.make_query(qn, qt, edns=False) for qn, qt, _ in names]
+            # distinct IDs on one connection: answers are matched by ID, and
+            # two random IDs collide often enough over a few hundred runs
+            base = qs[0].id
+            for k, q in enumerate(qs):
+                q.id = (base + k) & 0xFFFF
             try:
                 resps = t.tcp_exchange(port, [q.to_wire() for q in qs])
                 byid = {id_of(w): w for w in resps}
