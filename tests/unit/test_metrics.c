@@ -414,7 +414,11 @@ static void test_freshness(void **state)
 	snprintf(gen, sizeof(gen), "generation=%llu", (unsigned long long)s->generation);
 	assert_non_null(memmem(resp, n, gen, strlen(gen)));
 	assert_non_null(memmem(resp, n, "stale=yes", 9));
-	assert_non_null(memmem(resp, n, "source-age=90.", 14));
+	/* 90 s old when set; a loaded machine may take a while to get here */
+	const char *age = memmem(resp, n, "source-age=", 11);
+	assert_non_null(age);
+	double age_s = strtod(age + 11, NULL);
+	assert_true(age_s >= 90.0 && age_s < 150.0);
 	/* not in IN, and not for another zone */
 	len = make_query(req, "generation.cluster.local", 16, 1, true);
 	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
