@@ -44,12 +44,12 @@ enum model_svc_type {
 };
 
 struct model_svc_port {
-	char *name;          /* "" when unnamed */
-	uint16_t port;       /* 1..65535 */
-	uint8_t proto;       /* enum model_proto */
-	uint16_t target_num; /* numeric targetPort; 0 when target_name is used */
-	char *target_name;   /* named targetPort (container port name) or NULL */
-	uint16_t node_port;  /* 0 when none; allocated for NodePort/LoadBalancer */
+	char *name;		  /* "" when unnamed */
+	uint16_t port;		  /* 1..65535 */
+	uint8_t proto;		  /* enum model_proto */
+	uint16_t target_num;	  /* numeric targetPort; 0 when target_name is used */
+	char *target_name;	  /* named targetPort (container port name) or NULL */
+	uint16_t node_port;	  /* 0 when none; allocated for NodePort/LoadBalancer */
 	bool node_port_allocated; /* node_port came from the allocator, not the manifest */
 };
 
@@ -57,18 +57,18 @@ struct model_service {
 	char *ns;
 	char *name;
 	enum model_svc_type type;
-	bool headless;              /* spec.clusterIP == "None" */
+	bool headless;			  /* spec.clusterIP == "None" */
 	struct model_addr cluster_ips[2]; /* up to one per family, primary first */
 	size_t n_cluster_ips;
-	bool cluster_ip_allocated;  /* no clusterIP in the manifest: allocated */
-	char *external_name;        /* ExternalName target, no trailing dot, or NULL */
+	bool cluster_ip_allocated; /* no clusterIP in the manifest: allocated */
+	char *external_name;	   /* ExternalName target, no trailing dot, or NULL */
 	struct model_svc_port *ports;
 	size_t n_ports;
-	bool has_selector;          /* a selector was given (may still be empty) */
+	bool has_selector; /* a selector was given (may still be empty) */
 	struct model_labels selector;
-	bool publish_not_ready;     /* spec.publishNotReadyAddresses */
-	bool affinity_client_ip;    /* spec.sessionAffinity == ClientIP */
-	uint32_t affinity_timeout;  /* seconds, default 10800 */
+	bool publish_not_ready;	   /* spec.publishNotReadyAddresses */
+	bool affinity_client_ip;   /* spec.sessionAffinity == ClientIP */
+	uint32_t affinity_timeout; /* seconds, default 10800 */
 };
 
 struct model_slice_port {
@@ -80,18 +80,18 @@ struct model_slice_port {
 struct model_endpoint {
 	struct model_addr *addrs; /* addresses of one endpoint (one family) */
 	size_t n_addrs;
-	char *hostname;  /* or NULL */
+	char *hostname;	 /* or NULL */
 	char *node_name; /* or NULL */
-	char *pod_name;  /* targetRef name when kind Pod, or NULL */
-	bool ready;      /* absent counts as ready */
-	bool serving;    /* absent: same as ready */
+	char *pod_name;	 /* targetRef name when kind Pod, or NULL */
+	bool ready;	 /* absent counts as ready */
+	bool serving;	 /* absent: same as ready */
 	bool terminating;
 };
 
 struct model_slice {
 	char *ns;
 	char *name;
-	char *service;        /* label kubernetes.io/service-name */
+	char *service;	      /* label kubernetes.io/service-name */
 	uint8_t address_type; /* AF_INET, AF_INET6, or 0 for FQDN (ignored) */
 	struct model_slice_port *ports;
 	size_t n_ports;
@@ -112,12 +112,12 @@ struct model_pod {
 	struct model_labels labels;
 	struct model_container_port *ports; /* every container's ports, in order */
 	size_t n_ports;
-	char *hostname;  /* spec.hostname or NULL */
-	char *subdomain; /* spec.subdomain or NULL */
-	char *node_name; /* spec.nodeName or NULL */
-	bool has_status; /* false: written for a cluster, taken as running+ready */
-	bool ready;      /* Ready condition True, or Running with no conditions */
-	bool terminal;   /* phase Succeeded or Failed */
+	char *hostname;	  /* spec.hostname or NULL */
+	char *subdomain;  /* spec.subdomain or NULL */
+	char *node_name;  /* spec.nodeName or NULL */
+	bool has_status;  /* false: written for a cluster, taken as running+ready */
+	bool ready;	  /* Ready condition True, or Running with no conditions */
+	bool terminal;	  /* phase Succeeded or Failed */
 	bool terminating; /* metadata.deletionTimestamp set */
 	struct model_addr ips[2];
 	size_t n_ips;
@@ -220,11 +220,21 @@ struct view_endpoint {
 	uint16_t *target_ports;
 };
 
+/* Each Service's data (its model_service copy, endpoints, target ports and
+ * strings) is one refcounted block, shared by every view in which the Service
+ * did not change; views may be freed in any order. */
 struct view_service {
-	const struct model_service *svc; /* points into the view's own copy */
-	struct view_endpoint *eps;       /* deduplicated by address, sorted */
+	const struct model_service *svc; /* points into the Service's block */
+	struct view_endpoint *eps;	 /* deduplicated by address, sorted */
 	size_t n_eps;
 	bool from_slices; /* endpoints came from EndpointSlices, not Pods */
+};
+
+/* One Service that differs between a view and the view it was derived from:
+ * old is NULL for a new Service, cur NULL for a removed one. */
+struct view_change {
+	const struct view_service *old; /* into the base view's svcs */
+	const struct view_service *cur; /* into this view's svcs */
 };
 
 struct model_view {
@@ -232,7 +242,14 @@ struct model_view {
 	size_t n_svcs;
 	char **namespaces; /* sorted, unique: Namespace objects and every ns in use */
 	size_t n_namespaces;
-	void *priv; /* owned copies of the objects the view points into */
+	uint64_t id; /* unique per view built in this process, never 0 */
+	/* Set by model_view_update when it derived this view from another: the
+	 * base view's id and every Service that differs from it, sorted. 0 and
+	 * none for a view built in full. */
+	uint64_t base_id;
+	const struct view_change *changes;
+	size_t n_changes;
+	void *priv; /* the blocks the view holds references to */
 };
 
 /* Builds the view: copies what it needs from the store (so the store may change
@@ -242,6 +259,17 @@ struct model_view {
 int model_view_build(const struct model_store *st, struct model_alloc *alloc,
 		     struct model_view *out);
 void model_view_free(struct model_view *v);
+
+/* The next view after prev, from the changes the store recorded since prev
+ * was made by this function: unchanged Services are shared with prev, changed
+ * ones recomputed, in time proportional to the changes. Builds in full (as
+ * model_view_build) when prev is NULL, was not the last view this function
+ * made from st, or the changes are too many or touch allocation in ways only a
+ * full build gets right. The result is identical to model_view_build's either
+ * way, allocations included. Resets the store's change record on success.
+ * prev stays valid and unchanged. Returns 0 or a negative error code. */
+int model_view_update(struct model_store *st, struct model_alloc *alloc,
+		      const struct model_view *prev, struct model_view *out);
 
 /* Exposed for unit tests: does every selector pair match the labels? An empty
  * selector matches nothing (a Service with an empty selector gets no derived

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "common/log.h"
 #include "discovery/model.h"
@@ -198,6 +199,16 @@ struct model_store {
 	size_t cap_list;
 	struct store_map owners; /* identity key -> struct store_obj * */
 	size_t counts[KIND_COUNT];
+	struct store_map ns_refs;   /* namespace -> objects that put it in the view */
+	struct store_map slice_idx; /* "ns\0service" -> struct slice_list * */
+	size_t pods_unaddressed;
+	struct store_changes changes;
+};
+
+struct slice_list {
+	const struct model_slice **v;
+	size_t n;
+	size_t cap;
 };
 
 /* The identity of an object as a map key: kind, namespace, NUL, name. Uses buf
@@ -236,6 +247,12 @@ struct model_store *model_store_new(void)
 		return NULL;
 	store_map_init(&st->sources);
 	store_map_init(&st->owners);
+	store_map_init(&st->ns_refs);
+	store_map_init(&st->slice_idx);
+	store_map_init(&st->changes.svcs);
+	store_map_init(&st->changes.nss);
+	store_map_init(&st->changes.pod_nss);
+	st->changes.epoch = 1;
 	return st;
 }
 
@@ -248,10 +265,152 @@ static void store_unclaim(struct model_store *st, const struct store_obj *e)
 		store_map_remove(&st->owners, e->key, e->klen);
 }
 
-static void store_free_objs(struct model_store *st, struct store_obj *objs, size_t n)
+/* "ns\0name" into buf (or a malloc'd key when it does not fit). */
+static char *pair_key(const char *ns, const char *name, char *buf, size_t cap, size_t *len)
+{
+	size_t lns = ns ? strlen(ns) : 0, lname = name ? strlen(name) : 0;
+	size_t need = lns + 1 + lname;
+	char *k = need <= cap ? buf : malloc(need);
+
+	if (!k)
+		return NULL;
+	if (lns)
+		memcpy(k, ns, lns);
+	k[lns] = '\0';
+	if (lname)
+		memcpy(k + lns + 1, name, lname);
+	*len = need;
+	return k;
+}
+
+/* A change that cannot be recorded makes the next view a full one. */
+static void mark(struct model_store *st, struct store_map *m, const char *ns, const char *name)
+{
+	char buf[512];
+	size_t len;
+	char *k = name ? pair_key(ns, name, buf, sizeof(buf), &len) : (char *)(ns ? ns : "");
+	struct store_map_slot *slot;
+	bool created;
+
+	if (!name)
+		len = strlen(k);
+	if (!k || store_map_insert(m, k, len, &slot, &created))
+		st->changes.epoch++;
+	if (name)
+		ident_key_done(k, buf);
+}
+
+static void ns_ref(struct model_store *st, const char *ns, int delta)
+{
+	struct store_map_slot *slot;
+	bool created;
+
+	if (!ns || !*ns)
+		return;
+	mark(st, &st->changes.nss, ns, NULL);
+	if (delta > 0) {
+		if (store_map_insert(&st->ns_refs, ns, strlen(ns), &slot, &created) == 0)
+			slot->val++;
+		else
+			st->changes.epoch++;
+		return;
+	}
+	slot = store_map_find(&st->ns_refs, ns, strlen(ns));
+	if (slot && --slot->val == 0)
+		store_map_remove(&st->ns_refs, ns, strlen(ns));
+}
+
+static void slice_index(struct model_store *st, const struct model_slice *sl, int delta)
+{
+	char buf[512];
+	size_t len;
+	char *k = pair_key(sl->ns, sl->service, buf, sizeof(buf), &len);
+	struct store_map_slot *slot;
+	bool created;
+
+	if (!k) {
+		st->changes.epoch++;
+		return;
+	}
+	if (delta > 0) {
+		struct slice_list *l = NULL;
+		if (store_map_insert(&st->slice_idx, k, len, &slot, &created))
+			goto oom;
+		if (created && !(slot->val = (uintptr_t)calloc(1, sizeof(*l)))) {
+			store_map_remove(&st->slice_idx, k, len);
+			goto oom;
+		}
+		l = (struct slice_list *)slot->val;
+		if (l->n == l->cap) {
+			size_t cap = l->cap ? l->cap * 2 : 2;
+			const struct model_slice **v = realloc(l->v, cap * sizeof(*v));
+			if (!v)
+				goto oom;
+			l->v = v;
+			l->cap = cap;
+		}
+		l->v[l->n++] = sl;
+	} else if ((slot = store_map_find(&st->slice_idx, k, len))) {
+		struct slice_list *l = (struct slice_list *)slot->val;
+		for (size_t i = 0; i < l->n; i++)
+			if (l->v[i] == sl) {
+				l->v[i] = l->v[--l->n];
+				break;
+			}
+		if (l->n == 0) {
+			free(l->v);
+			free(l);
+			store_map_remove(&st->slice_idx, k, len);
+		}
+	}
+	ident_key_done(k, buf);
+	return;
+oom:
+	/* The index misses a slice: no view may be derived incrementally from
+	 * here on, which model_view_update learns from the epoch. */
+	st->changes.epoch++;
+	ident_key_done(k, buf);
+}
+
+/* Keeps the indexes and the change record in step with one object coming
+ * (delta 1) or going (-1). */
+static void obj_account(struct model_store *st, const struct model_object *o, int delta)
+{
+	st->counts[o->kind] += (size_t)(ssize_t)delta;
+	switch (o->kind) {
+	case KIND_SERVICE:
+		mark(st, &st->changes.svcs, o->u.svc->ns, o->u.svc->name);
+		ns_ref(st, o->u.svc->ns, delta);
+		break;
+	case KIND_SLICE:
+		if (o->u.slice->service)
+			mark(st, &st->changes.svcs, o->u.slice->ns, o->u.slice->service);
+		if (store_slice_served(o->u.slice)) {
+			slice_index(st, o->u.slice, delta);
+			ns_ref(st, o->u.slice->ns, delta);
+		} else if (o->u.slice->ns && *o->u.slice->ns) {
+			mark(st, &st->changes.nss, o->u.slice->ns, NULL);
+		}
+		break;
+	case KIND_POD:
+		mark(st, &st->changes.pod_nss, o->u.pod->ns ? o->u.pod->ns : "", NULL);
+		if (!o->u.pod->has_status)
+			st->pods_unaddressed += (size_t)(ssize_t)delta;
+		ns_ref(st, o->u.pod->ns, delta);
+		break;
+	case KIND_NAMESPACE:
+		ns_ref(st, o->u.ns->name, delta);
+		break;
+	default:
+		break;
+	}
+}
+
+static void store_free_objs(struct model_store *st, struct store_obj *objs, size_t n, bool account)
 {
 	for (size_t i = 0; i < n; i++) {
-		st->counts[objs[i].obj.kind]--;
+		if (account)
+			obj_account(st, &objs[i].obj, -1);
 		model_object_free(&objs[i].obj);
 		free(objs[i].key);
 	}
@@ -262,7 +421,7 @@ static void source_drop(struct model_store *st, struct store_source *src)
 {
 	for (size_t i = 0; i < src->n; i++)
 		store_unclaim(st, &src->objs[i]);
-	store_free_objs(st, src->objs, src->n);
+	store_free_objs(st, src->objs, src->n, true);
 	store_map_remove(&st->sources, src->name, strlen(src->name));
 	st->n_list--;
 	if (src->pos != st->n_list) {
@@ -325,13 +484,25 @@ void model_store_free(struct model_store *st)
 	if (!st)
 		return;
 	for (size_t i = 0; i < st->n_list; i++) {
-		store_free_objs(st, st->list[i]->objs, st->list[i]->n);
+		store_free_objs(st, st->list[i]->objs, st->list[i]->n, false);
 		free(st->list[i]->name);
 		free(st->list[i]);
 	}
 	free(st->list);
 	store_map_clear(&st->sources);
 	store_map_clear(&st->owners);
+	store_map_clear(&st->ns_refs);
+	for (size_t i = 0; i < st->slice_idx.cap; i++) {
+		struct slice_list *l = (struct slice_list *)st->slice_idx.slots[i].val;
+		if (st->slice_idx.slots[i].key) {
+			free(l->v);
+			free(l);
+		}
+	}
+	store_map_clear(&st->slice_idx);
+	store_map_clear(&st->changes.svcs);
+	store_map_clear(&st->changes.nss);
+	store_map_clear(&st->changes.pod_nss);
 	free(st);
 }
 
@@ -379,7 +550,7 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 			kept[k] =
 			    (struct store_obj){.obj = *o, .src = src, .key = key, .klen = len};
 			slot->val = (uintptr_t)&kept[k];
-			st->counts[o->kind]++;
+			obj_account(st, o, 1);
 			k++;
 			continue;
 		}
@@ -395,7 +566,7 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 		free(key);
 		model_object_free(o);
 	}
-	store_free_objs(st, src->objs, src->n);
+	store_free_objs(st, src->objs, src->n, true);
 	src->objs = kept;
 	src->n = k;
 	if (k == 0)
@@ -410,7 +581,7 @@ fail:
 	for (size_t j = 0; j < k; j++)
 		store_unclaim(st, &kept[j]);
 	if (kept)
-		store_free_objs(st, kept, k);
+		store_free_objs(st, kept, k, true);
 	if (src)
 		source_drop(st, src);
 	log_error("manifest %s: out of memory while storing its objects; dropped", source);
@@ -476,4 +647,65 @@ const struct model_object *model_store_iter_next(struct model_store_iter *it)
 size_t model_store_count(const struct model_store *st, enum model_kind kind)
 {
 	return st->counts[kind];
+}
+
+/* ---- changes ------------------------------------------------------------- */
+
+const struct store_changes *store_changes(const struct model_store *st)
+{
+	return &st->changes;
+}
+
+void store_changes_reset(struct model_store *st)
+{
+	store_map_clear(&st->changes.svcs);
+	store_map_clear(&st->changes.nss);
+	store_map_clear(&st->changes.pod_nss);
+	st->changes.epoch++;
+}
+
+bool store_ns_present(const struct model_store *st, const char *ns)
+{
+	return ns && store_map_find(&st->ns_refs, ns, strlen(ns)) != NULL;
+}
+
+size_t store_pods_unaddressed(const struct model_store *st)
+{
+	return st->pods_unaddressed;
+}
+
+const struct model_service *store_service_find(const struct model_store *st, const char *ns,
+					       const char *name)
+{
+	const struct model_service *found = NULL;
+	char buf[512];
+	size_t len;
+	char *key = ident_key(KIND_SERVICE, ns, name, buf, sizeof(buf), &len);
+
+	if (!key)
+		return NULL;
+	struct store_map_slot *s = store_map_find(&st->owners, key, len);
+	if (s)
+		found = ((const struct store_obj *)s->val)->obj.u.svc;
+	ident_key_done(key, buf);
+	return found;
+}
+
+const struct model_slice *const *store_service_slices(const struct model_store *st, const char *ns,
+						      const char *name, size_t *n)
+{
+	char buf[512];
+	size_t len;
+	char *key = pair_key(ns, name, buf, sizeof(buf), &len);
+	struct store_map_slot *s = key ? store_map_find(&st->slice_idx, key, len) : NULL;
+
+	if (key)
+		ident_key_done(key, buf);
+	if (!s) {
+		*n = 0;
+		return NULL;
+	}
+	const struct slice_list *l = (const struct slice_list *)s->val;
+	*n = l->n;
+	return l->v;
 }

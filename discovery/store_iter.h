@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include "discovery/model.h"
 
 /* ---- hash map ---------------------------------------------------------------
@@ -56,5 +58,41 @@ void model_store_iter_init(struct model_store_iter *it, const struct model_store
 			   enum model_kind kind);
 const struct model_object *model_store_iter_next(struct model_store_iter *it);
 size_t model_store_count(const struct model_store *st, enum model_kind kind);
+
+/* ---- changes since the last view ---------------------------------------------
+ * What an incremental view build must look at: every store change marks the
+ * Services it may affect, so that the view recomputes those and shares the
+ * rest. Keys of `svcs` are "ns\0name" (the Service a changed Service or
+ * EndpointSlice names, old and new versions); `nss` holds the namespace of
+ * every changed object (its presence in the namespace list may change);
+ * `pod_nss` those where a Pod changed (selector Services there may change).
+ * The epoch grows on every reset, so that a view knows whether the changes are
+ * relative to it. */
+struct store_changes {
+	struct store_map svcs;
+	struct store_map nss;
+	struct store_map pod_nss;
+	uint64_t epoch;
+};
+
+/* An EndpointSlice the view serves: it names its Service and is not FQDN. */
+static inline bool store_slice_served(const struct model_slice *sl)
+{
+	return sl->service && (sl->address_type == AF_INET || sl->address_type == AF_INET6);
+}
+
+const struct store_changes *store_changes(const struct model_store *st);
+void store_changes_reset(struct model_store *st);
+/* Whether any object (or a Namespace object) is in namespace ns. */
+bool store_ns_present(const struct model_store *st, const char *ns);
+/* Pods the view gives an address to (no status): they make every Pod change a
+ * matter for the whole Pod address pool. */
+size_t store_pods_unaddressed(const struct model_store *st);
+const struct model_service *store_service_find(const struct model_store *st, const char *ns,
+					       const char *name);
+/* The served EndpointSlices naming Service ns/name, in no particular order;
+ * valid until the store changes. */
+const struct model_slice *const *store_service_slices(const struct model_store *st, const char *ns,
+						      const char *name, size_t *n);
 
 #endif

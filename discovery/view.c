@@ -121,21 +121,6 @@ static void arena_free(struct arena_chunk *c)
 	}
 }
 
-/* Copies s into the arena; NULL stays NULL. Sets *oom on failure. */
-static const char *arena_str(struct arena_chunk **head, const char *s, bool *oom)
-{
-	if (!s)
-		return NULL;
-	size_t n = strlen(s) + 1;
-	char *p = arena_alloc(head, n);
-	if (!p) {
-		*oom = true;
-		return NULL;
-	}
-	memcpy(p, s, n);
-	return p;
-}
-
 /* ---- allocation pools -------------------------------------------------------
  * A pool is a range of values (addresses of a CIDR, or port numbers) seen as
  * offsets [0, size), of which [lo, hi) may be handed out. The bitmap is rebuilt
@@ -150,6 +135,11 @@ struct alloc_pool {
 	uint32_t lo;
 	uint32_t hi;
 	uint64_t *used;
+	/* Explicit claims per offset (service and NodePort pools), saturating:
+	 * an incremental build releases a claim only where it knows that no
+	 * other Service still holds the value. */
+	uint8_t *claims;
+	bool starved;		 /* a build left some object without a value */
 	struct store_map sticky; /* object key -> offset */
 };
 
@@ -213,6 +203,15 @@ static int pool_init_ports(struct alloc_pool *p, uint32_t min, uint32_t max, con
 static void pool_reset(struct alloc_pool *p)
 {
 	memset(p->used, 0, (p->size + 63) / 64 * sizeof(uint64_t));
+	if (p->claims)
+		memset(p->claims, 0, p->size);
+	p->starved = false;
+}
+
+static int pool_track_claims(struct alloc_pool *p)
+{
+	p->claims = calloc(p->size, 1);
+	return p->claims ? 0 : -ENOMEM;
 }
 
 static bool pool_test(const struct alloc_pool *p, uint32_t off)
@@ -272,6 +271,8 @@ static bool pool_claim(struct alloc_pool *p, uint32_t off)
 {
 	bool was = pool_test(p, off);
 	pool_set(p, off);
+	if (p->claims && p->claims[off] < UINT8_MAX)
+		p->claims[off]++;
 	return !was;
 }
 
@@ -321,6 +322,8 @@ static void pool_fini(struct alloc_pool *p)
 {
 	free(p->used);
 	p->used = NULL;
+	free(p->claims);
+	p->claims = NULL;
 	store_map_clear(&p->sticky);
 }
 
@@ -341,7 +344,8 @@ struct model_alloc *model_alloc_new(const struct model_cidr *service_cidr,
 	 * Service's in real clusters; it is never handed out. */
 	if (pool_init_cidr(&a->svc, service_cidr ? service_cidr : &def_svc, 2, "service CIDR") ||
 	    pool_init_cidr(&a->pod, pod_cidr ? pod_cidr : &def_pod, 1, "pod CIDR") ||
-	    pool_init_ports(&a->node, NODE_PORT_MIN, NODE_PORT_MAX, "NodePort")) {
+	    pool_init_ports(&a->node, NODE_PORT_MIN, NODE_PORT_MAX, "NodePort") ||
+	    pool_track_claims(&a->svc) || pool_track_claims(&a->node)) {
 		log_error("cannot set up address allocation (bad CIDR or out of memory)");
 		model_alloc_free(a);
 		return NULL;
@@ -396,11 +400,27 @@ uint16_t model_resolve_target_port(const struct model_svc_port *sp, const struct
 
 /* ---- the build ------------------------------------------------------------- */
 
-struct view_priv {
-	struct arena_chunk *arena;
-	struct model_service **svcs; /* owned clones, sorted like the view */
-	size_t n_svcs;
+/* One Service's data in one allocation; view_service.svc points at svc. */
+struct vblock {
+	size_t refs;
+	size_t pad_; /* keeps svc 16-byte aligned */
+	struct model_service svc;
 };
+
+/* The namespace list, shared by views while it does not change. */
+struct nsblock {
+	size_t refs;
+	size_t n;
+	char *names[];
+};
+
+struct view_priv {
+	struct nsblock *ns;
+	struct view_change *changes;
+	uint64_t store_epoch; /* the store's change epoch this view is current for, or 0 */
+};
+
+static uint64_t g_view_ids;
 
 struct pod_ref {
 	const struct model_pod *pod;
@@ -422,7 +442,9 @@ struct ep_tmp {
 struct build {
 	const struct model_store *st;
 	struct model_alloc *alloc;
-	struct view_priv *priv;
+	struct arena_chunk *scratch;   /* endpoint target ports until packed */
+	struct model_service **clones; /* owned, freed with the build */
+	size_t n_clones;
 	struct kbuf key;
 	bool oom;
 
@@ -477,38 +499,48 @@ static int cmp_svc(const void *x, const void *y)
 	return c ? c : strcmp0(a->name, b->name);
 }
 
+/* A working copy of a stored Service. Values an allocator gave are not
+ * claims: they are recomputed (and kept, being sticky) like any other. */
+static int clone_service(struct build *b, const struct model_service *src)
+{
+	struct model_object o = {.kind = KIND_SERVICE, .u.svc = (struct model_service *)src};
+	struct model_object copy;
+	int ret = model_object_clone(&o, &copy);
+
+	if (ret)
+		return ret;
+	struct model_service *s = copy.u.svc;
+	b->clones[b->n_clones++] = s;
+	if (s->cluster_ip_allocated) {
+		s->n_cluster_ips = 0;
+		s->cluster_ip_allocated = false;
+	}
+	for (size_t i = 0; i < s->n_ports; i++) {
+		if (s->ports[i].node_port_allocated) {
+			s->ports[i].node_port = 0;
+			s->ports[i].node_port_allocated = false;
+		}
+	}
+	return 0;
+}
+
 static int collect_services(struct build *b)
 {
 	size_t n = model_store_count(b->st, KIND_SERVICE);
 	struct model_store_iter it;
 	const struct model_object *o;
 
-	b->priv->svcs = calloc(n ? n : 1, sizeof(*b->priv->svcs));
-	if (!b->priv->svcs)
+	b->clones = calloc(n ? n : 1, sizeof(*b->clones));
+	if (!b->clones)
 		return -ENOMEM;
 	model_store_iter_init(&it, b->st, KIND_SERVICE);
-	while ((o = model_store_iter_next(&it)) && b->priv->n_svcs < n) {
-		struct model_object copy;
-		int ret = model_object_clone(o, &copy);
+	while ((o = model_store_iter_next(&it)) && b->n_clones < n) {
+		int ret = clone_service(b, o->u.svc);
 		if (ret)
 			return ret;
-		struct model_service *s = copy.u.svc;
-		b->priv->svcs[b->priv->n_svcs++] = s;
-		/* Values an allocator gave are not claims: they are recomputed
-		 * (and kept, being sticky) like any other. */
-		if (s->cluster_ip_allocated) {
-			s->n_cluster_ips = 0;
-			s->cluster_ip_allocated = false;
-		}
-		for (size_t i = 0; i < s->n_ports; i++) {
-			if (s->ports[i].node_port_allocated) {
-				s->ports[i].node_port = 0;
-				s->ports[i].node_port_allocated = false;
-			}
-		}
 	}
-	b->svcs = b->priv->svcs;
-	b->n_svcs = b->priv->n_svcs;
+	b->svcs = b->clones;
+	b->n_svcs = b->n_clones;
 	qsort(b->svcs, b->n_svcs, sizeof(*b->svcs), cmp_svc);
 	return 0;
 }
@@ -598,6 +630,7 @@ static int alloc_cluster_ips(struct build *b)
 		ret = pool_take(p, &b->key, b->alloc->gen, &off);
 		if (ret == -ENOSPC) {
 			ret = 0;
+			p->starved = true;
 			key_obj(b, "svc-full", s->ns, s->name);
 			if (note_once(b))
 				log_warn("Service %s/%s: no spec.clusterIP and the %s is full; it "
@@ -723,6 +756,7 @@ static int alloc_node_ports(struct build *b)
 					ret = pool_take(p, &b->key, b->alloc->gen, &off);
 					if (ret == -ENOSPC) {
 						ret = 0;
+						p->starved = true;
 						key_obj(b, "node-full", s->ns, s->name);
 						kb_u32(&b->key, sp->port);
 						if (note_once(b))
@@ -802,6 +836,7 @@ static int collect_pods(struct build *b)
 			} else {
 				ret = pool_take(p, &b->key, b->alloc->gen, &off);
 				if (ret == -ENOSPC) {
+					p->starved = true;
 					key_obj(b, "pod-full", pod->ns, pod->name);
 					if (note_once(b))
 						log_warn(
@@ -978,7 +1013,7 @@ static struct view_endpoint *ep_push(struct build *b)
 
 static uint16_t *ports_alloc(struct build *b, size_t n)
 {
-	uint16_t *tp = arena_alloc(&b->priv->arena, (n ? n : 1) * sizeof(*tp));
+	uint16_t *tp = arena_alloc(&b->scratch, (n ? n : 1) * sizeof(*tp));
 	if (!tp)
 		b->oom = true;
 	else
@@ -991,6 +1026,7 @@ static void eps_from_slices(struct build *b, size_t si, uint16_t *slice_tp)
 	const struct model_service *s = b->svcs[si];
 	bool *oom = &b->oom;
 
+	/* Endpoints point at the store's strings until packed. */
 	for (size_t k = b->slice_lo[si]; k < b->slice_hi[si]; k++) {
 		const struct model_slice *sl = b->slices[k];
 		for (size_t i = 0; i < s->n_ports; i++) {
@@ -1009,9 +1045,9 @@ static void eps_from_slices(struct build *b, size_t si, uint16_t *slice_tp)
 				if (!ep)
 					return;
 				ep->addr = me->addrs[a];
-				ep->hostname = arena_str(&b->priv->arena, me->hostname, oom);
-				ep->node_name = arena_str(&b->priv->arena, me->node_name, oom);
-				ep->pod_name = arena_str(&b->priv->arena, me->pod_name, oom);
+				ep->hostname = me->hostname;
+				ep->node_name = me->node_name;
+				ep->pod_name = me->pod_name;
 				ep->ready = me->ready;
 				ep->serving = me->serving;
 				ep->terminating = me->terminating;
@@ -1064,7 +1100,6 @@ static void eps_from_pod(struct build *b, const struct model_service *s, const s
 {
 	const struct model_pod *pod = r->pod;
 	bool serving = pod->has_status ? pod->ready : true;
-	bool *oom = &b->oom;
 	uint16_t *tp = NULL;
 
 	for (size_t a = 0; a < r->n_ips && a < 2; a++) {
@@ -1088,9 +1123,9 @@ static void eps_from_pod(struct build *b, const struct model_service *s, const s
 		/* The controller names a Pod's hostname only for the Service its
 		 * subdomain names. */
 		if (pod->hostname && streq0(pod->subdomain, s->name))
-			ep->hostname = arena_str(&b->priv->arena, pod->hostname, oom);
-		ep->node_name = arena_str(&b->priv->arena, pod->node_name, oom);
-		ep->pod_name = arena_str(&b->priv->arena, pod->name, oom);
+			ep->hostname = pod->hostname;
+		ep->node_name = pod->node_name;
+		ep->pod_name = pod->name;
 		/* As the EndpointSlice controller: serving is the Pod's readiness,
 		 * ready also requires that it is not terminating. */
 		ep->serving = serving;
@@ -1135,24 +1170,199 @@ static int cmp_ep(const void *x, const void *y)
 	return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
-/* Sorts the scratch endpoints and merges those sharing an address (the same
- * Pod in an old and a new slice during a rollout). */
-static int eps_finish(struct build *b, struct view_service *vs)
+/* ---- packing ----------------------------------------------------------------
+ * A Service's block is laid out in two passes over the same code: one that
+ * only measures (base NULL), one that writes, so that the two cannot differ. */
+struct packer {
+	unsigned char *base;
+	size_t off;
+};
+
+static void *pk_take(struct packer *p, size_t size, size_t align)
 {
-	const struct model_service *s = vs->svc;
+	p->off = (p->off + align - 1) & ~(align - 1);
+	void *r = p->base ? p->base + p->off : NULL;
+	p->off += size;
+	return r;
+}
+
+static char *pk_str(struct packer *p, const char *s)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *d = pk_take(p, n, 1);
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
+/* Endpoints of one Service mostly sit on few nodes: a node name seen among the
+ * last few is stored once. */
+#define NODE_RECENT 8
+
+static struct view_endpoint *pack_pass(struct packer *p, const struct model_service *s,
+				       const struct ep_tmp *eps, size_t n_eps)
+{
+	struct vblock *blk = pk_take(p, sizeof(*blk), 16);
+	struct model_svc_port *ports = pk_take(p, s->n_ports * sizeof(*ports), 8);
+	struct model_label *labels = pk_take(p, s->selector.n * sizeof(*labels), 8);
+	struct view_endpoint *veps = pk_take(p, n_eps * sizeof(*veps), 8);
+	size_t ntp = s->n_ports ? s->n_ports : 1;
+	const char *recent_src[NODE_RECENT];
+	char *recent_dst[NODE_RECENT];
+	size_t n_recent = 0, ring = 0;
+	uint16_t *tp = NULL;
+	char *str;
+
+	if (blk) {
+		blk->refs = 1;
+		blk->svc = *s;
+		blk->svc.ports = s->n_ports ? ports : NULL;
+		blk->svc.selector.items = s->selector.n ? labels : NULL;
+	}
+	str = pk_str(p, s->ns);
+	if (blk)
+		blk->svc.ns = str;
+	str = pk_str(p, s->name);
+	if (blk)
+		blk->svc.name = str;
+	str = pk_str(p, s->external_name);
+	if (blk)
+		blk->svc.external_name = str;
+	for (size_t i = 0; i < s->n_ports; i++) {
+		if (blk)
+			ports[i] = s->ports[i];
+		str = pk_str(p, s->ports[i].name);
+		if (blk)
+			ports[i].name = str;
+		str = pk_str(p, s->ports[i].target_name);
+		if (blk)
+			ports[i].target_name = str;
+	}
+	for (size_t i = 0; i < s->selector.n; i++) {
+		str = pk_str(p, s->selector.items[i].key);
+		if (blk)
+			labels[i].key = str;
+		str = pk_str(p, s->selector.items[i].value);
+		if (blk)
+			labels[i].value = str;
+	}
+	for (size_t i = 0; i < n_eps; i++) {
+		const struct view_endpoint *e = &eps[i].ep;
+		struct view_endpoint *d = blk ? &veps[i] : NULL;
+		/* Endpoints of one slice usually serve the same ports. */
+		bool same_tp = i > 0 && memcmp(e->target_ports, eps[i - 1].ep.target_ports,
+					       ntp * sizeof(*tp)) == 0;
+		if (!same_tp) {
+			tp = pk_take(p, ntp * sizeof(*tp), 2);
+			if (tp)
+				memcpy(tp, e->target_ports, ntp * sizeof(*tp));
+		}
+		if (d) {
+			*d = *e;
+			d->target_ports = tp;
+		}
+		str = pk_str(p, e->hostname);
+		if (d)
+			d->hostname = str;
+		str = pk_str(p, e->pod_name);
+		if (d)
+			d->pod_name = str;
+		str = NULL;
+		bool found = false;
+		for (size_t k = 0; k < n_recent && e->node_name && !found; k++)
+			if (strcmp(recent_src[k], e->node_name) == 0) {
+				str = recent_dst[k];
+				found = true;
+			}
+		if (!found && e->node_name) {
+			str = pk_str(p, e->node_name);
+			recent_src[ring] = e->node_name;
+			recent_dst[ring] = str;
+			ring = (ring + 1) % NODE_RECENT;
+			if (n_recent < NODE_RECENT)
+				n_recent++;
+		}
+		if (d)
+			d->node_name = str;
+	}
+	return veps;
+}
+
+static int pack_service(const struct model_service *s, bool from_slices, const struct ep_tmp *eps,
+			size_t n_eps, struct view_service *vs)
+{
+	struct packer p = {0};
+
+	pack_pass(&p, s, eps, n_eps);
+	p.base = malloc(p.off);
+	if (!p.base)
+		return -ENOMEM;
+	p.off = 0;
+	struct view_endpoint *veps = pack_pass(&p, s, eps, n_eps);
+	struct vblock *blk = (struct vblock *)p.base;
+	*vs = (struct view_service){.svc = &blk->svc,
+				    .eps = n_eps ? veps : NULL,
+				    .n_eps = n_eps,
+				    .from_slices = from_slices};
+	return 0;
+}
+
+static struct vblock *blk_of(const struct view_service *vs)
+{
+	return (struct vblock *)((char *)vs->svc - offsetof(struct vblock, svc));
+}
+
+static void blk_unref(const struct view_service *vs)
+{
+	struct vblock *blk = blk_of(vs);
+	if (--blk->refs == 0)
+		free(blk);
+}
+
+static struct nsblock *nsblock_new(const char *const *names, size_t n)
+{
+	size_t size = sizeof(struct nsblock) + n * sizeof(char *);
+	for (size_t i = 0; i < n; i++)
+		size += strlen(names[i]) + 1;
+	struct nsblock *nb = malloc(size);
+	if (!nb)
+		return NULL;
+	char *str = (char *)&nb->names[n];
+	nb->refs = 1;
+	nb->n = n;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(names[i]) + 1;
+		memcpy(str, names[i], len);
+		nb->names[i] = str;
+		str += len;
+	}
+	return nb;
+}
+
+static void nsblock_unref(struct nsblock *nb)
+{
+	if (nb && --nb->refs == 0)
+		free(nb);
+}
+
+/* Sorts the scratch endpoints, merges those sharing an address (the same Pod
+ * in an old and a new slice during a rollout) and packs the Service. */
+static int eps_finish(struct build *b, const struct model_service *s, bool from_slices,
+		      struct view_service *vs)
+{
 	size_t n = 0;
 
-	if (b->n_eps == 0)
-		return 0;
-	qsort(b->eps, b->n_eps, sizeof(*b->eps), cmp_ep);
-	vs->eps = arena_alloc(&b->priv->arena, b->n_eps * sizeof(*vs->eps));
-	if (!vs->eps)
-		return -ENOMEM;
+	if (b->n_eps)
+		qsort(b->eps, b->n_eps, sizeof(*b->eps), cmp_ep);
 	for (size_t i = 0; i < b->n_eps; i++) {
 		const struct view_endpoint *e = &b->eps[i].ep;
-		struct view_endpoint *last = n ? &vs->eps[n - 1] : NULL;
+		struct view_endpoint *last = n ? &b->eps[n - 1].ep : NULL;
 		if (!last || model_addr_cmp(&last->addr, &e->addr) != 0) {
-			vs->eps[n++] = *e;
+			if (n != i)
+				b->eps[n].ep = *e;
+			n++;
 			continue;
 		}
 		for (size_t k = 0; k < s->n_ports; k++)
@@ -1168,19 +1378,16 @@ static int eps_finish(struct build *b, struct view_service *vs)
 		if (!last->pod_name)
 			last->pod_name = e->pod_name;
 	}
-	vs->n_eps = n;
-	return 0;
+	return pack_service(s, from_slices, b->eps, n, vs);
 }
 
-static int build_endpoints(struct build *b, struct model_view *out)
+/* Computes and packs b->svcs[i] into out[i]; *n_done counts the packed ones. */
+static int build_endpoints(struct build *b, struct view_service *out, size_t *n_done)
 {
 	uint16_t *slice_tp = NULL;
 	size_t max_ports = 1;
 	int ret = 0;
 
-	out->svcs = arena_alloc(&b->priv->arena, (b->n_svcs ? b->n_svcs : 1) * sizeof(*out->svcs));
-	if (!out->svcs)
-		return -ENOMEM;
 	for (size_t i = 0; i < b->n_svcs; i++)
 		if (b->svcs[i]->n_ports > max_ports)
 			max_ports = b->svcs[i]->n_ports;
@@ -1189,13 +1396,12 @@ static int build_endpoints(struct build *b, struct model_view *out)
 		return -ENOMEM;
 	for (size_t i = 0; i < b->n_svcs; i++) {
 		const struct model_service *s = b->svcs[i];
-		struct view_service *vs = &out->svcs[i];
-		*vs = (struct view_service){.svc = s};
+		bool from_slices = false;
 		b->n_eps = 0;
 		if (s->type == SVC_EXTERNAL_NAME) {
 			/* A DNS alias: nothing behind it to reach. */
 		} else if (b->slice_lo[i] < b->slice_hi[i]) {
-			vs->from_slices = true;
+			from_slices = true;
 			eps_from_slices(b, i, slice_tp);
 		} else if (derives_from_pods(b, i)) {
 			eps_from_pods(b, i);
@@ -1209,10 +1415,18 @@ static int build_endpoints(struct build *b, struct model_view *out)
 			ret = -ENOMEM;
 			goto out;
 		}
-		ret = eps_finish(b, vs);
+		ret = eps_finish(b, s, from_slices, &out[i]);
 		if (ret)
 			goto out;
-		out->n_svcs++;
+		(*n_done)++;
+		/* Scratch ports are dead once packed; a large Service must not
+		 * make the next ones pile up. */
+		if (b->scratch && b->scratch->next) {
+			arena_free(b->scratch);
+			b->scratch = NULL;
+		} else if (b->scratch) {
+			b->scratch->used = 0;
+		}
 	}
 out:
 	free(slice_tp);
@@ -1224,7 +1438,7 @@ static int cmp_str(const void *x, const void *y)
 	return strcmp0(*(const char *const *)x, *(const char *const *)y);
 }
 
-static int build_namespaces(struct build *b, struct model_view *out)
+static int build_namespaces(struct build *b, struct view_priv *priv)
 {
 	size_t cap = model_store_count(b->st, KIND_NAMESPACE) + b->n_svcs + b->n_pods + b->n_slices;
 	const char **names = calloc(cap ? cap : 1, sizeof(*names));
@@ -1247,30 +1461,25 @@ static int build_namespaces(struct build *b, struct model_view *out)
 		names[n++] = b->slices[i]->ns;
 	qsort(names, n, sizeof(*names), cmp_str);
 
-	out->namespaces = arena_alloc(&b->priv->arena, (n ? n : 1) * sizeof(*out->namespaces));
-	if (!out->namespaces) {
-		ret = -ENOMEM;
-		goto out;
-	}
 	for (size_t i = 0; i < n; i++) {
-		if (!names[i] || !names[i][0] ||
-		    (u && strcmp(out->namespaces[u - 1], names[i]) == 0))
+		if (!names[i] || !names[i][0] || (u && strcmp(names[u - 1], names[i]) == 0))
 			continue;
-		out->namespaces[u] = (char *)arena_str(&b->priv->arena, names[i], &b->oom);
-		if (b->oom) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		u++;
+		names[u++] = names[i];
 	}
-	out->n_namespaces = u;
-out:
+	priv->ns = nsblock_new(names, u);
+	if (!priv->ns)
+		ret = -ENOMEM;
+
 	free(names);
 	return ret;
 }
 
 static void build_fini(struct build *b)
 {
+	for (size_t i = 0; i < b->n_clones; i++)
+		model_service_free(b->clones[i]);
+	free(b->clones);
+	arena_free(b->scratch);
 	free(b->key.p);
 	free(b->slice_lo);
 	free(b->slice_hi);
@@ -1287,16 +1496,17 @@ int model_view_build(const struct model_store *st, struct model_alloc *alloc,
 		     struct model_view *out)
 {
 	struct build b = {.st = st, .alloc = alloc};
+	struct view_priv *priv;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
 	store_map_init(&b.label_idx);
-	b.priv = calloc(1, sizeof(*b.priv));
-	if (!b.priv) {
+	priv = calloc(1, sizeof(*priv));
+	if (!priv) {
 		ret = -ENOMEM;
 		goto fail;
 	}
-	out->priv = b.priv;
+	out->priv = priv;
 	alloc->gen++;
 
 	ret = collect_services(&b);
@@ -1310,12 +1520,17 @@ int model_view_build(const struct model_store *st, struct model_alloc *alloc,
 		ret = collect_slices(&b);
 	if (!ret)
 		ret = index_pods(&b);
+	if (!ret && !(out->svcs = calloc(b.n_svcs ? b.n_svcs : 1, sizeof(*out->svcs))))
+		ret = -ENOMEM;
 	if (!ret)
-		ret = build_endpoints(&b, out);
+		ret = build_endpoints(&b, out->svcs, &out->n_svcs);
 	if (!ret)
-		ret = build_namespaces(&b, out);
+		ret = build_namespaces(&b, priv);
 	if (ret)
 		goto fail;
+	out->namespaces = priv->ns->names;
+	out->n_namespaces = priv->ns->n;
+	out->id = ++g_view_ids;
 
 	/* Only a complete build may forget: what was not used in it is gone
 	 * from the cluster, and its address or note is released. */
@@ -1338,10 +1553,11 @@ void model_view_free(struct model_view *v)
 	struct view_priv *priv = v->priv;
 
 	if (priv) {
-		for (size_t i = 0; i < priv->n_svcs; i++)
-			model_service_free(priv->svcs[i]);
-		free(priv->svcs);
-		arena_free(priv->arena);
+		for (size_t i = 0; i < v->n_svcs; i++)
+			blk_unref(&v->svcs[i]);
+		free(v->svcs);
+		nsblock_unref(priv->ns);
+		free(priv->changes);
 		free(priv);
 	}
 	memset(v, 0, sizeof(*v));
