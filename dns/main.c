@@ -30,7 +30,7 @@
 #include "zones/xfr.h"
 #include "zones/zonefile.h"
 
-#define MAX_LISTEN 32
+#define MAX_LISTEN     32
 #define MAX_ZONE_FILES 64
 
 struct app {
@@ -44,10 +44,10 @@ struct app {
 	struct kube_source *kube; /* the Kubernetes API source, or NULL */
 	struct dns_server *server;
 	struct forwarder *fwd; /* names outside the zones served (dns/forward.h), or NULL */
-	struct proxy *proxy; /* the ClusterIP datapath (--proxy), or NULL */
+	struct proxy *proxy;   /* the ClusterIP datapath (--proxy), or NULL */
 	struct proxy_config pcfg;
-	struct dns_notifier *notifier;          /* --notify targets, or NULL */
-	struct fwd_cidr xfr_allow[16];          /* --allow-transfer */
+	struct dns_notifier *notifier; /* --notify targets, or NULL */
+	struct fwd_cidr xfr_allow[16]; /* --allow-transfer */
 	size_t n_xfr_allow;
 	struct sockaddr_storage dns_addrs[MAX_LISTEN];
 	struct snapshot_config scfg;
@@ -60,52 +60,63 @@ struct app {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: svcdns --manifests DIR | --kubeconfig FILE | --api-server URL [options]\n"
-		"       (in a pod, with none of them: the in-cluster service account)\n"
-		"\n"
-		"  --manifests DIR         serve the Services in a directory of JSON/YAML manifests\n"
-		"  --kubeconfig FILE       list and watch the Kubernetes API of a kubeconfig\n"
-		"  --context NAME          the kubeconfig's context (default: current-context)\n"
-		"  --api-server URL        the API server (overrides the kubeconfig's)\n"
-		"  --token-file FILE       bearer token, read again when it changes\n"
-		"  --ca-file FILE          CA certificates for the API server (PEM)\n"
-		"  --namespaces A,B        serve only these namespaces (default: all)\n"
-		"  --labels SELECTOR       serve only Services matching a label selector\n"
-		"  --api-page-size N       objects per list page (default 500)\n"
-		"  --api-timeout MS        wait for a list page or a watch's headers (default 30000)\n"
-		"  --api-backoff-max MS    longest wait between retries (default 30000)\n"
-		"  --listen ADDR:PORT      listen address, repeatable (default 0.0.0.0:53 and [::]:53)\n"
-		"  --zone NAME             cluster domain (default cluster.local)\n"
-		"  --ttl SECONDS           TTL of cluster records (default 5)\n"
-		"  --zone-file ORIGIN=FILE serve a static zone from a master file, repeatable\n"
-		"  --service-cidr CIDR     ClusterIPs for Services without one (default 10.96.0.0/12)\n"
-		"  --pod-cidr CIDR         addresses for Pods without status (default 10.244.0.0/16)\n"
-		"  --threads N             DNS worker threads (default: one per core)\n"
-		"  --tcp-max-conns N       open TCP connections per thread (default 1024)\n"
-		"  --tcp-idle-timeout MS   close idle TCP connections after MS (default 10000)\n"
-		LIMITS_USAGE
-		"  --proxy                 forward ClusterIP:port and NodePort traffic to endpoints\n"
-		"  --node-address ADDR     where NodePorts listen (default 0.0.0.0)\n"
-		"  --udp-timeout SECONDS   close idle UDP flows of the datapath (default 30)\n"
-		"  --proxy-connect-timeout MS  wait per endpoint before trying the next (default 1000)\n"
-		"  --proxy-max-conns N     TCP connections the datapath keeps open (default: a third\n"
-		"                          of the file descriptor limit, at most 16384)\n"
-		"  --proxy-max-flows N     UDP flows the datapath keeps open (default: the same)\n"
-		"  --proxy-no-splice       copy through user space instead of splice(2)\n"
-		FORWARD_USAGE
+	fprintf(
+	    f,
+	    "usage: svcdns --manifests DIR | --kubeconfig FILE | --api-server URL [options]\n"
+	    "       (in a pod, with none of them: the in-cluster service account)\n"
+	    "\n"
+	    "  --manifests DIR         serve the Services in a directory of JSON/YAML manifests\n"
+	    "  --kubeconfig FILE       list and watch the Kubernetes API of a kubeconfig\n"
+	    "  --context NAME          the kubeconfig's context (default: current-context)\n"
+	    "  --api-server URL        the API server (overrides the kubeconfig's)\n"
+	    "  --token-file FILE       bearer token, read again when it changes\n"
+	    "  --ca-file FILE          CA certificates for the API server (PEM)\n"
+	    "  --namespaces A,B        serve only these namespaces (default: all)\n"
+	    "  --labels SELECTOR       serve only Services matching a label selector\n"
+	    "  --api-page-size N       objects per list page (default 500)\n"
+	    "  --api-timeout MS        wait for a list page or a watch's headers (default 30000)\n"
+	    "  --api-backoff-max MS    longest wait between retries (default 30000)\n"
+	    "  --listen ADDR:PORT      listen address, repeatable (default 0.0.0.0:53 and "
+	    "[::]:53)\n"
+	    "  --zone NAME             cluster domain (default cluster.local)\n"
+	    "  --ttl SECONDS           TTL of cluster records (default 5)\n"
+	    "  --zone-file ORIGIN=FILE serve a static zone from a master file, repeatable\n"
+	    "  --service-cidr CIDR     ClusterIPs for Services without one (default 10.96.0.0/12)\n"
+	    "  --pod-cidr CIDR         addresses for Pods without status (default 10.244.0.0/16)\n"
+	    "  --threads N             DNS worker threads (default: one per core)\n"
+	    "  --tcp-max-conns N       open TCP connections per thread (default 1024)\n"
+	    "  --tcp-idle-timeout MS   close idle TCP connections after MS (default "
+	    "10000)\n" LIMITS_USAGE
+	    "  --proxy                 forward ClusterIP:port and NodePort traffic to endpoints\n"
+	    "  --node-address ADDR     where NodePorts listen (default 0.0.0.0)\n"
+	    "  --udp-timeout SECONDS   close idle UDP flows of the datapath (default 30)\n"
+	    "  --proxy-connect-timeout MS  wait per endpoint before trying the next (default "
+	    "1000)\n"
+	    "  --proxy-max-conns N     TCP connections the datapath keeps open (default: a third\n"
+	    "                          of the file descriptor limit, at most 16384)\n"
+	    "  --proxy-max-flows N     UDP flows the datapath keeps open (default: the same)\n"
+	    "  --proxy-no-splice       copy through user space instead of splice(2)\n" FORWARD_USAGE
 		LIFECYCLE_USAGE
-		"  --allow-transfer CIDR   clients that may AXFR/IXFR the zones, repeatable (none)\n"
-		"  --notify ADDR[:PORT]    send NOTIFY there when the cluster zones change\n"
-		"  --log-level LEVEL       error, warn, info (default) or debug\n"
-		"  --version               print the version and exit\n");
+	    "  --allow-transfer CIDR   clients that may AXFR/IXFR the zones, repeatable (none)\n"
+	    "  --notify ADDR[:PORT]    send NOTIFY there when the cluster zones change\n"
+	    "  --log-level LEVEL       error, warn, info (default) or debug\n"
+	    "  --version               print the version and exit\n");
 }
 
 static void rebuild_now(struct app *app)
 {
 	uint64_t t0 = uv_hrtime();
 	struct model_view view;
-	int ret = model_view_build(app->store, app->alloc, &view);
+	/* A reload may have changed the settings (dns/lifecycle.h); tables built
+	 * with other settings are not reused: a predecessor without its view
+	 * makes snapshot_build build in full, from its generation and serial. */
+	const struct snapshot_config *cfg = lifecycle_snapshot_config(app->lc, &app->scfg);
+	const struct snapshot *prev = snapshot_current();
+	/* The view is derived from the published one when the snapshot will be
+	 * too; model_view_update checks that the store's changes are relative
+	 * to it and builds in full otherwise. */
+	const struct model_view *base = prev && prev->cfg == cfg ? prev->view : NULL;
+	int ret = model_view_update(app->store, app->alloc, base, &view);
 	if (ret < 0) {
 		log_error("model: building the view failed (%s); serving the previous snapshot",
 			  strerror(-ret));
@@ -114,11 +125,6 @@ static void rebuild_now(struct app *app)
 	struct snapshot *s = NULL;
 	size_t n_svcs = view.n_svcs;
 	uint64_t t_view = uv_hrtime();
-	/* A reload may have changed the settings (dns/lifecycle.h); tables built
-	 * with other settings are not reused: a predecessor without its view
-	 * makes snapshot_build build in full, from its generation and serial. */
-	const struct snapshot_config *cfg = lifecycle_snapshot_config(app->lc, &app->scfg);
-	const struct snapshot *prev = snapshot_current();
 	struct snapshot prev_settings;
 	if (prev && prev->cfg != cfg) {
 		prev_settings = *prev;
@@ -354,8 +360,10 @@ int main(int argc, char **argv)
 			manifests = optarg;
 			break;
 		case 'l':
-			if (n_listen == MAX_LISTEN || dns_listen_parse(optarg, &listen[n_listen]) < 0) {
-				fprintf(stderr, "svcdns: --listen %s: expected ADDR:PORT or [ADDR]:PORT\n",
+			if (n_listen == MAX_LISTEN ||
+			    dns_listen_parse(optarg, &listen[n_listen]) < 0) {
+				fprintf(stderr,
+					"svcdns: --listen %s: expected ADDR:PORT or [ADDR]:PORT\n",
 					optarg);
 				return 2;
 			}
@@ -373,7 +381,8 @@ int main(int argc, char **argv)
 		case 'f': {
 			char *eq = strchr(optarg, '=');
 			if (!eq || eq == optarg || !eq[1] || app.n_zones == MAX_ZONE_FILES) {
-				fprintf(stderr, "svcdns: --zone-file %s: expected ORIGIN=FILE\n", optarg);
+				fprintf(stderr, "svcdns: --zone-file %s: expected ORIGIN=FILE\n",
+					optarg);
 				return 2;
 			}
 			*eq = '\0';
@@ -385,7 +394,8 @@ int main(int argc, char **argv)
 		case 's':
 		case 'p':
 			if (model_cidr_parse(optarg, c == 's' ? &svc_cidr : &pod_cidr) < 0) {
-				fprintf(stderr, "svcdns: %s %s: expected a CIDR like 10.96.0.0/12\n",
+				fprintf(stderr,
+					"svcdns: %s %s: expected a CIDR like 10.96.0.0/12\n",
 					c == 's' ? "--service-cidr" : "--pod-cidr", optarg);
 				return 2;
 			}
@@ -398,14 +408,16 @@ int main(int argc, char **argv)
 			break;
 		case 'c':
 			if (parse_uint(optarg, 1000000, &max_conns) < 0 || max_conns == 0) {
-				fprintf(stderr, "svcdns: --tcp-max-conns %s: expected a positive number\n",
+				fprintf(stderr,
+					"svcdns: --tcp-max-conns %s: expected a positive number\n",
 					optarg);
 				return 2;
 			}
 			break;
 		case 'i':
 			if (parse_uint(optarg, 3600000, &idle_ms) < 0 || idle_ms == 0) {
-				fprintf(stderr, "svcdns: --tcp-idle-timeout %s: expected milliseconds\n",
+				fprintf(stderr,
+					"svcdns: --tcp-idle-timeout %s: expected milliseconds\n",
 					optarg);
 				return 2;
 			}
@@ -413,8 +425,10 @@ int main(int argc, char **argv)
 		case 'v': {
 			int lvl = log_level_parse(optarg);
 			if (lvl < 0) {
-				fprintf(stderr, "svcdns: --log-level %s: expected error, warn, info or debug\n",
-					optarg);
+				fprintf(
+				    stderr,
+				    "svcdns: --log-level %s: expected error, warn, info or debug\n",
+				    optarg);
 				return 2;
 			}
 			log_set_level((enum log_level)lvl);
@@ -469,7 +483,8 @@ int main(int argc, char **argv)
 			break;
 		case OPT_NODE_ADDRESS:
 			if (model_addr_parse(optarg, &app.pcfg.node_addr) < 0) {
-				fprintf(stderr, "svcdns: --node-address %s: expected an IP address\n",
+				fprintf(stderr,
+					"svcdns: --node-address %s: expected an IP address\n",
 					optarg);
 				return 2;
 			}
@@ -509,14 +524,16 @@ int main(int argc, char **argv)
 		case OPT_ALLOW_TRANSFER:
 			if (app.n_xfr_allow == 16 ||
 			    fwd_cidr_parse(optarg, &app.xfr_allow[app.n_xfr_allow]) < 0) {
-				fprintf(stderr, "svcdns: --allow-transfer %s: expected a CIDR\n", optarg);
+				fprintf(stderr, "svcdns: --allow-transfer %s: expected a CIDR\n",
+					optarg);
 				return 2;
 			}
 			app.n_xfr_allow++;
 			break;
 		case OPT_NOTIFY:
 			if (n_notify == 8 || dns_listen_parse(optarg, &notify[n_notify]) < 0) {
-				fprintf(stderr, "svcdns: --notify %s: expected ADDR[:PORT]\n", optarg);
+				fprintf(stderr, "svcdns: --notify %s: expected ADDR[:PORT]\n",
+					optarg);
 				return 2;
 			}
 			n_notify++;
@@ -546,8 +563,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!manifests && !use_api) {
-		fprintf(stderr, "svcdns: no data source: give --manifests DIR, --kubeconfig FILE or "
-				"--api-server URL\n");
+		fprintf(stderr,
+			"svcdns: no data source: give --manifests DIR, --kubeconfig FILE or "
+			"--api-server URL\n");
 		usage(stderr);
 		return 2;
 	}

@@ -20,15 +20,15 @@ struct snap_priv {
 	struct arena **arenas;
 	size_t n_arenas;
 	void *tables;
-	size_t full_bytes; /* arena bytes of the last full build in this line */
+	size_t full_bytes;    /* arena bytes of the last full build in this line */
 	unsigned incremental; /* incremental builds since that full build */
 };
 
 /* An incremental build pays when few Services changed; past these, or once
  * the garbage of replaced nodes adds up, the next build is a full one. */
-#define INCR_MAX_CHANGED_MIN 64
+#define INCR_MAX_CHANGED_MIN	  64
 #define INCR_MAX_CHANGED_FRACTION 20 /* 1/20 of the Services */
-#define INCR_MAX_ARENAS 64
+#define INCR_MAX_ARENAS		  64
 
 void snapshot_free(struct snapshot *s)
 {
@@ -122,7 +122,8 @@ static int view_diff(const struct model_view *old, const struct model_view *cur,
 {
 	if (old->n_namespaces != cur->n_namespaces)
 		return -EAGAIN;
-	for (size_t i = 0; i < cur->n_namespaces; i++)
+	/* A view derived from old shares its namespace list when unchanged. */
+	for (size_t i = 0; i < cur->n_namespaces && old->namespaces != cur->namespaces; i++)
 		if (strcmp(old->namespaces[i], cur->namespaces[i]) != 0)
 			return -EAGAIN;
 	d->gone = calloc(max, sizeof(*d->gone));
@@ -130,6 +131,23 @@ static int view_diff(const struct model_view *old, const struct model_view *cur,
 	d->n_gone = d->n_come = 0;
 	if (!d->gone || !d->come)
 		return -ENOMEM;
+	/* The view knows what changed since old: no walk over every Service. */
+	bool listed = cur->base_id && cur->base_id == old->id;
+	for (size_t k = 0; listed && k < cur->n_changes; k++) {
+		const struct view_service *g = cur->changes[k].old, *n = cur->changes[k].cur;
+		if (g && n && svc_eq(g, n))
+			continue;
+		if ((g && cluster_is_ns_service(g->svc)) || (n && cluster_is_ns_service(n->svc)))
+			return -EAGAIN;
+		if ((g && d->n_gone == max) || (n && d->n_come == max))
+			return -EAGAIN;
+		if (g)
+			d->gone[d->n_gone++] = g;
+		if (n)
+			d->come[d->n_come++] = n;
+	}
+	if (listed)
+		return 0;
 	size_t i = 0, j = 0;
 	while (i < old->n_svcs || j < cur->n_svcs) {
 		const struct view_service *a = i < old->n_svcs ? &old->svcs[i] : NULL;
