@@ -50,12 +50,16 @@ struct zb *zb_new(struct arena *out);
 void zb_free(struct zb *b);
 /* Frees the tables zb_finish made (their nodes live in the output arena). */
 void zb_tables_free(void *tables);
+/* Bytes the tables' hash slots take (the shared base counted in full). */
+size_t zb_tables_bytes(const void *tables);
 
-/* Starts a build from an older build's tables: its names table is copied and
- * its nodes are shared, read-only (their arenas must outlive this build's
- * snapshot). Zones are declared again, in the same order; names are removed
- * with zb_remove_owned and added as usual. Adding data to a name an older
- * build made fails with -EAGAIN: the caller then builds in full. */
+/* Starts a build from an older build's tables: their base table and nodes are
+ * shared, read-only (the nodes' arenas must outlive this build's snapshot),
+ * and the small overlay of names changed since that base is copied, so the
+ * cost does not depend on how many names there are. Zones are declared again,
+ * in the same order; names are removed with zb_remove_owned and added as
+ * usual. Adding data to a name an older build made fails with -EAGAIN: the
+ * caller then builds in full. */
 struct zb *zb_new_incremental(struct arena *out, const void *prev_tables);
 
 /* Removes from `b` the names that `scratch` (a build of one Service's
@@ -80,7 +84,8 @@ void zb_zone_mark_dynamic(struct zb_zone *z);
 /* Makes sure a name exists (an empty non-terminal if nothing else). */
 int zb_name_add(struct zb *b, struct zb_zone *z, const uint8_t *name);
 
-/* Marks a node for synthesized pod records: `<ip>.<ns>.pod.<zone>`. */
+/* Marks a node for synthesized pod records: `<ip>.<ns>.pod.<zone>`. One per
+ * zone: the TTL is the zone's. */
 int zb_mark_pod_root(struct zb *b, struct zb_zone *z, const uint8_t *name, uint32_t ttl);
 
 /* Adds a CHAOS TXT answer (strings given as NUL-terminated C strings). */

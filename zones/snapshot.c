@@ -345,7 +345,7 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 			goto fail;
 		log_debug("snapshot: full build, %.1f ms", ms_since(&t0));
 	}
-	s->bytes = 0;
+	s->bytes = zb_tables_bytes(p->tables);
 	for (size_t i = 0; i < p->n_arenas; i++)
 		s->bytes += arena_bytes(p->arenas[i]);
 	s->view = malloc(sizeof(*s->view));
