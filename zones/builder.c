@@ -250,7 +250,8 @@ struct zb {
 	/* identical answers are stored once (a Service's full and short names
 	 * share their address and CHAOS answers, for one) */
 	struct ans_slot *dedup;
-	uint32_t dedup_cap, dedup_n;
+	struct bnode *last; /* the node zb_rr_add added to last, in last_zone */
+	const struct zb_zone *last_zone;
 	struct render *r; /* one rendering context, reused for every answer */
 	int log_truncated;
 };
@@ -604,10 +605,16 @@ int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t ty
 	size_t len = dname_len(owner);
 	if (!name_under(owner, len, z->apex, z->apex_len))
 		return -EINVAL;
-	struct bnode *n;
-	int ret = node_in_zone(b, z, owner, len, true, &n);
-	if (ret < 0)
-		return ret;
+	struct bnode *n = b->last;
+	int ret;
+	/* A name's records mostly come one after the other. */
+	if (!n || b->last_zone != z || BHDR(n)->len != len ||
+	    memcmp(BHDR(n)->name, owner, len) != 0) {
+		if ((ret = node_in_zone(b, z, owner, len, true, &n)) < 0)
+			return ret;
+		b->last = n;
+		b->last_zone = z;
+	}
 	struct rrset *s = n->sets, *last = NULL;
 	for (; s && s->type != type; s = s->next)
 		last = s;
@@ -692,10 +699,25 @@ struct writer {
 	struct dict_entry *dict;
 	uint32_t gen;
 	bool compress;
+	/* The question's suffixes, entered into the dictionary on its first
+	 * use: most answers (addresses, TXT) never compress a name. */
+	const uint8_t *qname_pending;
 };
+
+static void dict_add_all(struct writer *w, const uint8_t *name, size_t off);
+
+static void dict_ready(struct writer *w)
+{
+	if (w->qname_pending) {
+		const uint8_t *q = w->qname_pending;
+		w->qname_pending = NULL;
+		dict_add_all(w, q, 12);
+	}
+}
 
 static const uint8_t *dict_find(struct writer *w, const uint8_t *name, size_t len, uint16_t *off)
 {
+	dict_ready(w);
 	uint32_t h = dname_hash(name, len);
 	for (uint32_t i = h & (DICT_SIZE - 1), k = 0; k < DICT_SIZE;
 	     i = (i + 1) & (DICT_SIZE - 1), k++) {
@@ -712,6 +734,7 @@ static const uint8_t *dict_find(struct writer *w, const uint8_t *name, size_t le
 
 static void dict_add(struct writer *w, const uint8_t *name, size_t len, size_t off)
 {
+	dict_ready(w);
 	if (off >= 0x3FFF || len <= 1)
 		return;
 	uint32_t h = dname_hash(name, len);
@@ -915,8 +938,7 @@ static void render_begin(struct render *r, const uint8_t *qname)
 	r->w.compress = qname != NULL;
 	size_t qlen = qname ? dname_len(qname) : 0;
 	r->w.base = 12 + qlen + 4;
-	if (qname)
-		dict_add_all(&r->w, qname, 12);
+	r->w.qname_pending = qname;
 }
 
 static void render_set(struct render *r, const uint8_t *owner, int owner_ptr, const struct rrset *s)
@@ -985,39 +1007,27 @@ static bool answer_eq(const struct zone_answer *x, const struct zone_answer *y)
 	       memcmp(x->data, y->data, x->len) == 0;
 }
 
-/* The stored answer with the same bytes as `a` (a candidate on the stack),
- * or a new copy of it in the output arena. */
+/* The stored answer with the same bytes as `a` (the candidate being
+ * rendered), or a new copy of it in the output arena. The answers that repeat
+ * are rendered close together (a Service's full and short names, one after
+ * the other), so a small direct-mapped cache finds them without a table of
+ * every answer. */
+#define DEDUP_SLOTS 4096
+
 static const struct zone_answer *answer_intern(struct zb *b, const struct zone_answer *a)
 {
 	uint32_t h = dname_hash(a->data, a->len) ^ ((uint32_t)a->an << 16 | a->rcode << 8 | a->ar);
-	if ((size_t)(b->dedup_n + 1) * 2 > b->dedup_cap) {
-		uint32_t cap = b->dedup_cap ? b->dedup_cap * 2 : 1024;
-		struct ans_slot *ns = calloc(cap, sizeof(*ns));
-		if (!ns)
-			return NULL;
-		for (uint32_t i = 0; i < b->dedup_cap; i++) {
-			if (!b->dedup[i].a)
-				continue;
-			uint32_t j = b->dedup[i].hash & (cap - 1);
-			while (ns[j].a)
-				j = (j + 1) & (cap - 1);
-			ns[j] = b->dedup[i];
-		}
-		free(b->dedup);
-		b->dedup = ns;
-		b->dedup_cap = cap;
-	}
-	uint32_t i = h & (b->dedup_cap - 1);
-	for (; b->dedup[i].a; i = (i + 1) & (b->dedup_cap - 1))
-		if (b->dedup[i].hash == h && answer_eq(b->dedup[i].a, a))
-			return b->dedup[i].a;
+	if (!b->dedup && !(b->dedup = calloc(DEDUP_SLOTS, sizeof(*b->dedup))))
+		return NULL;
+	struct ans_slot *sl = &b->dedup[h & (DEDUP_SLOTS - 1)];
+	if (sl->a && sl->hash == h && answer_eq(sl->a, a))
+		return sl->a;
 	struct zone_answer *c = arena_alloc(b->out, sizeof(*c) + a->len);
 	if (!c)
 		return NULL;
 	memcpy(c, a, sizeof(*c) + a->len);
-	b->dedup[i].hash = h;
-	b->dedup[i].a = c;
-	b->dedup_n++;
+	sl->hash = h;
+	sl->a = c;
 	return c;
 }
 
@@ -1288,6 +1298,20 @@ int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings,
 	}
 	node->chaos = render_end(r, 0, true);
 	return node->chaos ? 0 : -ENOMEM;
+}
+
+int zb_chaos_same(struct zb *b, const uint8_t *owner, const uint8_t *same_as)
+{
+	size_t len = dname_len(owner), sl = dname_len(same_as);
+	uint32_t hash = dname_hash(owner, len);
+	struct bnode *src = bfind(&b->chaos, same_as, sl, dname_hash(same_as, sl));
+	if (!src)
+		return -ENOENT;
+	struct bnode *node = bfind(&b->chaos, owner, len, hash);
+	if (!node && !(node = bnode_new(b, &b->chaos, owner, len, hash)))
+		return -ENOMEM;
+	node->chaos = src->chaos;
+	return 0;
 }
 
 struct zb *zb_new_incremental(struct arena *out, const void *prev_tables)
