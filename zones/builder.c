@@ -125,8 +125,14 @@ struct rrset {
 };
 
 /* A published name. Layout, 8-byte aligned:
- *   this header, the name (len bytes), padding to 8,
+ *   this header, the name's first `own` bytes, padding to 8,
+ *   when own < len: the node of the rest of the name (its parent),
  *   const struct zone_answer *ans[n_ans + extras], uint16_t types[n_ans].
+ * A name keeps only its first label and points at its parent's node, which
+ * every name in a zone has (empty non-terminals included): names are most of
+ * a snapshot's bytes otherwise. The apex, CHAOS names and tombstones keep the
+ * whole name. A parent outlives its children: an incremental build points at
+ * older nodes, whose arenas its snapshot holds.
  * ans[0] also answers ANY (RFC 8482: one RRset, already rendered). The extras
  * follow the typed answers: the referral when NF_CUT or NF_BELOW_CUT, then the
  * CNAME chain's default answer when NF_CNAME. */
@@ -135,14 +141,58 @@ struct zone_node {
 	uint8_t len;
 	uint8_t flags;
 	uint8_t zidx; /* 1 + index into tables.zones; 0: no zone (CHAOS names) */
+	uint8_t own;  /* bytes of the name stored here */
 	uint8_t name[];
 };
 
+/* The whole name of a node whose name is all its own (build nodes). */
 #define NODE_NAME(n) ((const uint8_t *)(n)->name)
 
-static size_t node_ans_off(size_t len)
+static size_t node_up_off(size_t own)
 {
-	return (offsetof(struct zone_node, name) + len + 7u) & ~(size_t)7u;
+	return (offsetof(struct zone_node, name) + own + 7u) & ~(size_t)7u;
+}
+
+static size_t node_layout_ans_off(size_t len, size_t own)
+{
+	return node_up_off(own) + (own < len ? sizeof(void *) : 0);
+}
+
+static size_t node_ans_off(const struct zone_node *n)
+{
+	return node_layout_ans_off(n->len, n->own);
+}
+
+static const struct zone_node *node_up(const struct zone_node *n)
+{
+	const struct zone_node *up;
+	memcpy(&up, (const uint8_t *)n + node_up_off(n->own), sizeof(up));
+	return up;
+}
+
+/* Whether a node's name is `key` (whose length the caller has checked). */
+static bool node_name_eq(const struct zone_node *n, const uint8_t *key)
+{
+	for (;;) {
+		if (memcmp(n->name, key, n->own) != 0)
+			return false;
+		if (n->own == n->len)
+			return true;
+		key += n->own;
+		n = node_up(n);
+	}
+}
+
+/* Writes a node's whole name to out[DNAME_MAX]. */
+static void node_name_copy(const struct zone_node *n, uint8_t *out)
+{
+	for (;;) {
+		memcpy(out, n->name, n->own);
+		if (n->own == n->len)
+			return;
+		out += n->own;
+		n = node_up(n);
+	}
 }
 
 static unsigned node_extras(uint8_t flags)
@@ -152,7 +202,7 @@ static unsigned node_extras(uint8_t flags)
 
 static const struct zone_answer *const *node_ans(const struct zone_node *n)
 {
-	return (const struct zone_answer *const *)((const uint8_t *)n + node_ans_off(n->len));
+	return (const struct zone_answer *const *)((const uint8_t *)n + node_ans_off(n));
 }
 
 static const uint16_t *node_types(const struct zone_node *n)
@@ -178,7 +228,10 @@ struct bnode {
 	struct bnode *cut;		    /* the highest NF_CUT node at or above it */
 	const struct zone_answer *referral; /* on NF_CUT nodes */
 	const struct zone_answer *chaos;    /* CHAOS names: their TXT answer */
-	struct zone_node *pub;		    /* what zb_finish made of it */
+	struct zone_node *pub; /* what zb_finish made of it */
+	/* the parent: this build's, or an older build's published node */
+	struct bnode *up;
+	const struct zone_node *up_old;
 	uint32_t hash;
 	uint32_t pad;
 };
@@ -291,7 +344,7 @@ static struct slot *htab_slot(const struct htab *h, const uint8_t *key, size_t l
 		struct slot *s = &h->slots[i];
 		if (!s->node)
 			return NULL;
-		if (s->hash == hash && s->node->len == len && memcmp(s->node->name, key, len) == 0)
+		if (s->hash == hash && s->node->len == len && node_name_eq(s->node, key))
 			return s;
 		if (++i == h->cap)
 			i = 0;
@@ -341,9 +394,10 @@ static int htab_put(struct htab *h, uint32_t hash, const struct zone_node *n)
 }
 
 /* Adds a name or replaces the node the table has for it. */
-static int htab_replace(struct htab *h, uint32_t hash, const struct zone_node *n)
+static int htab_replace(struct htab *h, const uint8_t *key, size_t len, uint32_t hash,
+			const struct zone_node *n)
 {
-	struct slot *s = htab_slot(h, n->name, n->len, hash);
+	struct slot *s = htab_slot(h, key, len, hash);
 	if (s) {
 		s->node = n;
 		return 0;
@@ -490,6 +544,7 @@ static struct bnode *bnode_new(struct zb *b, struct htab *h, const uint8_t *name
 	struct zone_node *hdr = BHDR(bn);
 	memcpy(hdr->name, name, len);
 	hdr->len = (uint8_t)len;
+	hdr->own = (uint8_t)len;
 	bn->hash = hash;
 	if (name[0] == 1 && name[1] == '*')
 		hdr->flags |= NF_WILDCARD;
@@ -565,7 +620,7 @@ static int node_in_zone(struct zb *b, struct zb_zone *z, const uint8_t *owner, s
 			bool for_data, struct bnode **out)
 {
 	struct tables *t = b->t;
-	struct bnode *leaf = NULL;
+	struct bnode *leaf = NULL, *child = NULL;
 	const uint8_t *p = owner;
 	size_t l = len;
 	*out = NULL;
@@ -573,15 +628,21 @@ static int node_in_zone(struct zb *b, struct zb_zone *z, const uint8_t *owner, s
 		uint32_t hash = dname_hash(p, l);
 		struct bnode *n = bfind(&b->names, p, l, hash);
 		if (!n) {
-			if (old_find(b, false, p, l, hash)) {
+			const struct zone_node *old = old_find(b, false, p, l, hash);
+			if (old) {
 				/* older and shared: it and its ancestors exist */
 				if (!leaf && for_data)
 					return -EAGAIN;
+				if (child && !child->up)
+					child->up_old = old;
 				break;
 			}
 			if (!(n = bnode_new(b, &b->names, p, l, hash)))
 				return -ENOMEM;
 		}
+		if (child && !child->up && !child->up_old)
+			child->up = n;
+		child = n;
 		struct zone_node *h = BHDR(n);
 		if (!leaf) {
 			leaf = n;
@@ -1180,6 +1241,15 @@ chain_end:;
 static int render_node(struct zb *b, struct render *r, struct bnode *bn)
 {
 	struct zone_node *h = BHDR(bn);
+	/* The parent first: the node points at it. */
+	if (bn->up && !bn->up->pub) {
+		int ret = render_node(b, r, bn->up);
+		if (ret < 0)
+			return ret;
+	}
+	const struct zone_node *up = bn->up ? bn->up->pub : bn->up_old;
+	if (up && (up->len + h->name[0] + 1u != h->len))
+		up = NULL; /* not the parent (cannot happen): keep the whole name */
 	size_t cap = 0;
 	for (struct rrset *s = bn->sets; s; s = s->next)
 		cap++;
@@ -1232,12 +1302,16 @@ static int render_node(struct zb *b, struct render *r, struct bnode *bn)
 	if (cnt > UINT16_MAX)
 		return -E2BIG;
 	unsigned extras = node_extras(h->flags);
-	size_t off = node_ans_off(h->len);
-	struct zone_node *n =
-	    arena_alloc(b->out, off + (cnt + extras) * sizeof(*ans) + cnt * sizeof(*types));
+	size_t own = up ? h->name[0] + 1u : h->len;
+	size_t off = node_layout_ans_off(h->len, own);
+	struct zone_node *n = arena_alloc(b->out, off + (cnt + extras) * sizeof(*ans) +
+						      cnt * sizeof(*types));
 	if (!n)
 		return -ENOMEM;
-	memcpy(n, h, offsetof(struct zone_node, name) + h->len);
+	memcpy(n, h, offsetof(struct zone_node, name) + own);
+	n->own = (uint8_t)own;
+	if (up)
+		memcpy((uint8_t *)n + node_up_off(own), &up, sizeof(up));
 	n->n_ans = (uint16_t)cnt;
 	const struct zone_answer **na = (const struct zone_answer **)((uint8_t *)n + off);
 	memcpy(na, ans, cnt * sizeof(*ans));
@@ -1354,9 +1428,10 @@ static int old_remove(struct zb *b, bool chaos, const uint8_t *name, size_t len,
 	if (!tomb)
 		return -ENOMEM;
 	tomb->len = (uint8_t)len;
+	tomb->own = (uint8_t)len;
 	tomb->flags = NF_GONE;
 	memcpy(tomb->name, name, len);
-	return htab_replace(over, hash, tomb);
+	return htab_replace(over, name, len, hash, tomb);
 }
 
 int zb_remove_owned(struct zb *b, const struct zb *scratch, const uint8_t *const *roots,
@@ -1452,7 +1527,7 @@ int zb_zone_rrs(struct zb *b, const uint8_t *apex, zb_rr_cb cb, void *arg)
 static int publish_chaos_node(struct zb *b, struct bnode *bn)
 {
 	const struct zone_node *h = BHDR(bn);
-	size_t off = node_ans_off(h->len);
+	size_t off = node_layout_ans_off(h->len, h->len);
 	struct zone_node *n = arena_alloc(b->out, off + sizeof(void *) + sizeof(uint16_t));
 	if (!n)
 		return -ENOMEM;
@@ -1474,7 +1549,11 @@ static int htab_merge(struct htab *dst, const struct htab *base, const struct ht
 		return -ENOMEM;
 	for (uint32_t i = 0; base->slots && i < base->cap; i++) {
 		const struct slot *s = &base->slots[i];
-		if (s->node && !htab_find(over, s->node->name, s->node->len, s->hash))
+		if (!s->node)
+			continue;
+		uint8_t name[DNAME_MAX];
+		node_name_copy(s->node, name);
+		if (!htab_find(over, name, s->node->len, s->hash))
 			htab_put_nogrow(dst, s->hash, s->node);
 	}
 	for (uint32_t i = 0; over->slots && i < over->cap; i++) {
@@ -1548,9 +1627,11 @@ static int tables_publish(struct zb *b)
 	for (size_t i = 0; i < b->n_fresh; i++) {
 		const struct bnode *bn = b->fresh[i];
 		bool chaos = !BHDR(bn)->zidx;
-		if (!chaos && !old_find(b, false, bn->pub->name, bn->pub->len, bn->hash))
+		const struct zone_node *h = BHDR(bn);
+		if (!chaos && !old_find(b, false, h->name, h->len, bn->hash))
 			t->n_names++;
-		if (htab_replace(chaos ? &t->chaos_over : &t->over, bn->hash, bn->pub) < 0)
+		if (htab_replace(chaos ? &t->chaos_over : &t->over, h->name, h->len, bn->hash,
+				 bn->pub) < 0)
 			return -ENOMEM;
 	}
 	size_t over = (size_t)t->over.n + t->chaos_over.n;
