@@ -45,11 +45,12 @@ void arena_release(struct arena *a)
 		arena_free(a);
 }
 
-void *arena_alloc(struct arena *a, size_t size)
+/* `align` is a power of two up to 8. */
+static void *arena_alloc_raw(struct arena *a, size_t size, size_t align)
 {
-	size = (size + 7u) & ~(size_t)7u;
 	struct chunk *c = a->head;
-	if (!c || c->cap - c->used < size) {
+	size_t at = c ? (c->used + align - 1) & ~(align - 1) : 0;
+	if (!c || at > c->cap || c->cap - at < size) {
 		/* Chunks double from 8 KiB to 256 KiB: an incremental build of
 		 * one Service takes a few KiB, a full build many megabytes. */
 		size_t next = a->head ? a->head->cap * 2 : (8u << 10);
@@ -64,10 +65,18 @@ void *arena_alloc(struct arena *a, size_t size)
 		c->next = a->head;
 		a->head = c;
 		a->total += sizeof(*c) + cap;
+		at = 0;
 	}
-	void *p = c->data + c->used;
-	c->used += size;
-	memset(p, 0, size);
+	void *p = c->data + at;
+	c->used = at + size;
+	return p;
+}
+
+void *arena_alloc(struct arena *a, size_t size)
+{
+	void *p = arena_alloc_raw(a, size, 8);
+	if (p)
+		memset(p, 0, size);
 	return p;
 }
 
@@ -1083,7 +1092,10 @@ static const struct zone_answer *answer_intern(struct zb *b, const struct zone_a
 	struct ans_slot *sl = &b->dedup[h & (DEDUP_SLOTS - 1)];
 	if (sl->a && sl->hash == h && answer_eq(sl->a, a))
 		return sl->a;
-	struct zone_answer *c = arena_alloc(b->out, sizeof(*c) + a->len);
+	/* An answer is read field by field and copied as bytes: it needs the
+	 * alignment of its 16-bit counts only. */
+	struct zone_answer *c =
+	    arena_alloc_raw(b->out, sizeof(*c) + a->len, _Alignof(struct zone_answer));
 	if (!c)
 		return NULL;
 	memcpy(c, a, sizeof(*c) + a->len);
@@ -1527,11 +1539,19 @@ int zb_zone_rrs(struct zb *b, const uint8_t *apex, zb_rr_cb cb, void *arg)
 static int publish_chaos_node(struct zb *b, struct bnode *bn)
 {
 	const struct zone_node *h = BHDR(bn);
-	size_t off = node_layout_ans_off(h->len, h->len);
+	/* A Service's CHAOS names are its IN names: point at those instead of
+	 * holding the name again. */
+	struct bnode *in = bfind(&b->names, h->name, h->len, bn->hash);
+	const struct zone_node *up = in ? in->pub : NULL;
+	size_t own = up ? 0 : h->len;
+	size_t off = node_layout_ans_off(h->len, own);
 	struct zone_node *n = arena_alloc(b->out, off + sizeof(void *) + sizeof(uint16_t));
 	if (!n)
 		return -ENOMEM;
-	memcpy(n, h, offsetof(struct zone_node, name) + h->len);
+	memcpy(n, h, offsetof(struct zone_node, name) + own);
+	n->own = (uint8_t)own;
+	if (up)
+		memcpy((uint8_t *)n + node_up_off(own), &up, sizeof(up));
 	n->flags = 0;
 	n->n_ans = 1;
 	const struct zone_answer **na = (const struct zone_answer **)((uint8_t *)n + off);
