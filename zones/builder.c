@@ -237,7 +237,7 @@ struct bnode {
 	struct bnode *cut;		    /* the highest NF_CUT node at or above it */
 	const struct zone_answer *referral; /* on NF_CUT nodes */
 	const struct zone_answer *chaos;    /* CHAOS names: their TXT answer */
-	struct zone_node *pub; /* what zb_finish made of it */
+	struct zone_node *pub;		    /* what zb_finish made of it */
 	/* the parent: this build's, or an older build's published node */
 	struct bnode *up;
 	const struct zone_node *up_old;
@@ -312,7 +312,11 @@ struct zb {
 	/* identical answers are stored once (a Service's full and short names
 	 * share their address and CHAOS answers, for one) */
 	struct ans_slot *dedup;
-	struct bnode *last; /* the node zb_rr_add added to last, in last_zone */
+	struct bnode *last;	  /* the node zb_rr_add added to last, in last_zone */
+	struct bnode *last_chaos; /* the CHAOS node zb_chaos_txt made last */
+	/* names looked up lately: a Service's names share their parents and
+	 * SRV targets, and the big table costs a cache miss a probe */
+	struct bnode *ncache[1024];
 	const struct zb_zone *last_zone;
 	struct render *r; /* one rendering context, reused for every answer */
 	int log_truncated;
@@ -532,6 +536,21 @@ static struct bnode *bfind(const struct htab *h, const uint8_t *name, size_t len
 	return n ? BNODE(n) : NULL;
 }
 
+#define NCACHE(b, hash) (&(b)->ncache[(hash) & (sizeof((b)->ncache) / sizeof(void *) - 1)])
+
+/* A name of this build in its zones. */
+static struct bnode *bfind_name(struct zb *b, const uint8_t *name, size_t len, uint32_t hash)
+{
+	struct bnode **c = NCACHE(b, hash);
+	if (*c && (*c)->hash == hash && BHDR(*c)->len == len &&
+	    memcmp(BHDR(*c)->name, name, len) == 0)
+		return *c;
+	struct bnode *n = bfind(&b->names, name, len, hash);
+	if (n)
+		*c = n;
+	return n;
+}
+
 /* A name an older build made and this one did not remove. */
 static const struct zone_node *old_find(const struct zb *b, bool chaos, const uint8_t *name,
 					size_t len, uint32_t hash)
@@ -568,6 +587,8 @@ static struct bnode *bnode_new(struct zb *b, struct htab *h, const uint8_t *name
 		b->cap_fresh = cap;
 	}
 	b->fresh[b->n_fresh++] = bn;
+	if (h == &b->names)
+		*NCACHE(b, hash) = bn;
 	return bn;
 }
 
@@ -607,7 +628,7 @@ int zb_zone_add(struct zb *b, const uint8_t *apex, struct zb_zone **out)
 	/* The apex carries the SOA, whose serial changes with every build: a new
 	 * apex node replaces the older one, its descendants stay. */
 	uint32_t hash = dname_hash(apex, len);
-	z->apex_node = bfind(&b->names, apex, len, hash);
+	z->apex_node = bfind_name(b, apex, len, hash);
 	if (!z->apex_node && !(z->apex_node = bnode_new(b, &b->names, apex, len, hash)))
 		return -ENOMEM;
 	BHDR(z->apex_node)->zidx = (uint8_t)(idx + 1);
@@ -635,7 +656,7 @@ static int node_in_zone(struct zb *b, struct zb_zone *z, const uint8_t *owner, s
 	*out = NULL;
 	while (l >= z->apex_len) {
 		uint32_t hash = dname_hash(p, l);
-		struct bnode *n = bfind(&b->names, p, l, hash);
+		struct bnode *n = bfind_name(b, p, l, hash);
 		if (!n) {
 			const struct zone_node *old = old_find(b, false, p, l, hash);
 			if (old) {
@@ -774,6 +795,26 @@ struct writer {
 	const uint8_t *qname_pending;
 };
 
+/* The hashes of every suffix of a name, longest first, computed from the
+ * root up so that each byte is hashed once (a name is looked up and entered
+ * suffix by suffix). Returns the number of labels. */
+static size_t suffix_hashes(const uint8_t *name, uint8_t *offs, uint32_t *hs)
+{
+	size_t n = 0;
+	for (size_t i = 0; name[i]; i += name[i] + 1u)
+		offs[n++] = (uint8_t)i;
+	uint64_t h = 0x9E3779B97F4A7C15ull;
+	for (size_t k = n; k-- > 0;) {
+		const uint8_t *l = name + offs[k];
+		for (size_t j = 0; j <= l[0]; j++)
+			h = (h ^ l[j]) * 0x100000001B3ull;
+		hs[k] = (uint32_t)(h ^ (h >> 29));
+	}
+	return n;
+}
+
+#define MAX_LABELS 128
+
 static void dict_add_all(struct writer *w, const uint8_t *name, size_t off);
 
 static void dict_ready(struct writer *w)
@@ -785,29 +826,25 @@ static void dict_ready(struct writer *w)
 	}
 }
 
-static const uint8_t *dict_find(struct writer *w, const uint8_t *name, size_t len, uint16_t *off)
+static bool dict_find(struct writer *w, const uint8_t *name, size_t len, uint32_t h, uint16_t *off)
 {
-	dict_ready(w);
-	uint32_t h = dname_hash(name, len);
 	for (uint32_t i = h & (DICT_SIZE - 1), k = 0; k < DICT_SIZE;
 	     i = (i + 1) & (DICT_SIZE - 1), k++) {
 		struct dict_entry *e = &w->dict[i];
 		if (e->gen != w->gen)
-			return NULL;
+			return false;
 		if (e->hash == h && e->len == len && memcmp(e->name, name, len) == 0) {
 			*off = e->off;
-			return e->name;
+			return true;
 		}
 	}
-	return NULL;
+	return false;
 }
 
-static void dict_add(struct writer *w, const uint8_t *name, size_t len, size_t off)
+static void dict_add(struct writer *w, const uint8_t *name, size_t len, uint32_t h, size_t off)
 {
-	dict_ready(w);
 	if (off >= 0x3FFF || len <= 1)
 		return;
-	uint32_t h = dname_hash(name, len);
 	for (uint32_t i = h & (DICT_SIZE - 1), k = 0; k < DICT_SIZE / 2;
 	     i = (i + 1) & (DICT_SIZE - 1), k++) {
 		struct dict_entry *e = &w->dict[i];
@@ -827,9 +864,12 @@ static void dict_add(struct writer *w, const uint8_t *name, size_t len, size_t o
 /* Registers every suffix of a name that sits at message offset `off`. */
 static void dict_add_all(struct writer *w, const uint8_t *name, size_t off)
 {
-	size_t len = dname_len(name);
-	for (size_t i = 0; name[i]; i += name[i] + 1u)
-		dict_add(w, name + i, len - i, off + i);
+	uint8_t offs[MAX_LABELS];
+	uint32_t hs[MAX_LABELS];
+	dict_ready(w);
+	size_t len = dname_len(name), n = suffix_hashes(name, offs, hs);
+	for (size_t k = 0; k < n; k++)
+		dict_add(w, name + offs[k], len - offs[k], hs[k], off + offs[k]);
 }
 
 static void put(struct writer *w, const void *p, size_t n)
@@ -859,21 +899,31 @@ static void put32(struct writer *w, uint32_t v)
 static void put_name(struct writer *w, const uint8_t *name, bool compress)
 {
 	size_t len = dname_len(name);
+	if (!w->compress) {
+		put(w, name, len);
+		return;
+	}
 	size_t start = w->base + w->len;
-	for (size_t i = 0; name[i]; i += name[i] + 1u) {
+	uint8_t offs[MAX_LABELS];
+	uint32_t hs[MAX_LABELS];
+	size_t n = suffix_hashes(name, offs, hs);
+	dict_ready(w);
+	for (size_t k = 0; compress && k < n; k++) {
 		uint16_t off;
-		if (compress && w->compress && dict_find(w, name + i, len - i, &off)) {
-			put(w, name, i);
+		if (dict_find(w, name + offs[k], len - offs[k], hs[k], &off)) {
+			put(w, name, offs[k]);
 			put16(w, (uint16_t)(0xC000 | off));
 			if (!w->full)
-				for (size_t j = 0; j < i; j += name[j] + 1u)
-					dict_add(w, name + j, len - j, start + j);
+				for (size_t j = 0; j < k; j++)
+					dict_add(w, name + offs[j], len - offs[j], hs[j],
+						 start + offs[j]);
 			return;
 		}
 	}
 	put(w, name, len);
-	if (!w->full && w->compress)
-		dict_add_all(w, name, start);
+	if (!w->full)
+		for (size_t k = 0; k < n; k++)
+			dict_add(w, name + offs[k], len - offs[k], hs[k], start + offs[k]);
 }
 
 /* Writes one RR. `owner_ptr` >= 0: the owner is a pointer to that offset. */
@@ -1043,7 +1093,7 @@ static void render_addresses_of(struct render *r, const uint8_t *target)
 			return;
 	if (r->n_added < 64)
 		r->added[r->n_added++] = target;
-	struct bnode *n = bfind(&r->b->names, target, len, dname_hash(target, len));
+	struct bnode *n = bfind_name(r->b, target, len, dname_hash(target, len));
 	if (!n)
 		return;
 	struct rrset *a = find_set(n, T_A), *aaaa = find_set(n, T_AAAA);
@@ -1182,7 +1232,7 @@ static struct bnode *cname_final(struct zb *b, struct bnode *n)
 		if (!cn)
 			return cur;
 		size_t tl = dname_len(cn->head->d);
-		cur = bfind(&b->names, cn->head->d, tl, dname_hash(cn->head->d, tl));
+		cur = bfind_name(b, cn->head->d, tl, dname_hash(cn->head->d, tl));
 	}
 	return NULL;
 }
@@ -1225,7 +1275,7 @@ static const struct zone_answer *render_cname_chain(struct render *r, struct bno
 		owner = target;
 		size_t tl = dname_len(target);
 		uint32_t th = dname_hash(target, tl);
-		cur = bfind(&b->names, target, tl, th);
+		cur = bfind_name(b, target, tl, th);
 		if (!cur) {
 			const struct zone_node *old = old_find(b, false, target, tl, th);
 			if (old && old->zidx)
@@ -1316,8 +1366,8 @@ static int render_node(struct zb *b, struct render *r, struct bnode *bn)
 	unsigned extras = node_extras(h->flags);
 	size_t own = up ? h->name[0] + 1u : h->len;
 	size_t off = node_layout_ans_off(h->len, own);
-	struct zone_node *n = arena_alloc(b->out, off + (cnt + extras) * sizeof(*ans) +
-						      cnt * sizeof(*types));
+	struct zone_node *n =
+	    arena_alloc(b->out, off + (cnt + extras) * sizeof(*ans) + cnt * sizeof(*types));
 	if (!n)
 		return -ENOMEM;
 	memcpy(n, h, offsetof(struct zone_node, name) + own);
@@ -1383,6 +1433,7 @@ int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings,
 		r->counts[0]++;
 	}
 	node->chaos = render_end(r, 0, true);
+	b->last_chaos = node;
 	return node->chaos ? 0 : -ENOMEM;
 }
 
@@ -1390,7 +1441,9 @@ int zb_chaos_same(struct zb *b, const uint8_t *owner, const uint8_t *same_as)
 {
 	size_t len = dname_len(owner), sl = dname_len(same_as);
 	uint32_t hash = dname_hash(owner, len);
-	struct bnode *src = bfind(&b->chaos, same_as, sl, dname_hash(same_as, sl));
+	struct bnode *src = b->last_chaos;
+	if (!src || BHDR(src)->len != sl || memcmp(BHDR(src)->name, same_as, sl) != 0)
+		src = bfind(&b->chaos, same_as, sl, dname_hash(same_as, sl));
 	if (!src)
 		return -ENOENT;
 	struct bnode *node = bfind(&b->chaos, owner, len, hash);
@@ -1541,7 +1594,7 @@ static int publish_chaos_node(struct zb *b, struct bnode *bn)
 	const struct zone_node *h = BHDR(bn);
 	/* A Service's CHAOS names are its IN names: point at those instead of
 	 * holding the name again. */
-	struct bnode *in = bfind(&b->names, h->name, h->len, bn->hash);
+	struct bnode *in = bfind_name(b, h->name, h->len, bn->hash);
 	const struct zone_node *up = in ? in->pub : NULL;
 	size_t own = up ? 0 : h->len;
 	size_t off = node_layout_ans_off(h->len, own);
@@ -1685,7 +1738,7 @@ int zb_finish(struct zb *b, void **tables, size_t *n_names)
 		if ((h->flags & NF_WILDCARD) && h->len > 2) {
 			const uint8_t *pn = NODE_NAME(h) + 2;
 			struct bnode *parent =
-			    bfind(&b->names, pn, h->len - 2u, dname_hash(pn, h->len - 2u));
+			    bfind_name(b, pn, h->len - 2u, dname_hash(pn, h->len - 2u));
 			if (parent)
 				BHDR(parent)->flags |= NF_WILD_CHILD;
 		}
@@ -1701,7 +1754,7 @@ int zb_finish(struct zb *b, void **tables, size_t *n_names)
 		const uint8_t *p = NODE_NAME(h);
 		size_t l = h->len;
 		while (l > ZONE(t, h)->apex_len) {
-			struct bnode *a = bfind(&b->names, p, l, dname_hash(p, l));
+			struct bnode *a = bfind_name(b, p, l, dname_hash(p, l));
 			if (a && (BHDR(a)->flags & NF_CUT)) {
 				bn->cut = a;
 				if (a != bn)
