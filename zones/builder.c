@@ -654,8 +654,23 @@ static int node_in_zone(struct zb *b, struct zb_zone *z, const uint8_t *owner, s
 	const uint8_t *p = owner;
 	size_t l = len;
 	*out = NULL;
-	while (l >= z->apex_len) {
-		uint32_t hash = dname_hash(p, l);
+	/* The first few names' slots are fetched together: each is a cache miss
+	 * in a table of a million names, and they do not depend on each other. */
+	uint32_t hs[4];
+	size_t nh = 0;
+	for (const uint8_t *q = owner; nh < 4; q += q[0] + 1u) {
+		size_t ql = len - (size_t)(q - owner);
+		if (ql < z->apex_len)
+			break;
+		hs[nh] = dname_hash(q, ql);
+		if (b->names.slots)
+			__builtin_prefetch(&b->names.slots[slot_home(hs[nh], b->names.cap)]);
+		nh++;
+		if (ql == z->apex_len)
+			break;
+	}
+	for (size_t depth = 0; l >= z->apex_len; depth++) {
+		uint32_t hash = depth < nh ? hs[depth] : dname_hash(p, l);
 		struct bnode *n = bfind_name(b, p, l, hash);
 		if (!n) {
 			const struct zone_node *old = old_find(b, false, p, l, hash);
@@ -1310,6 +1325,7 @@ static int render_node(struct zb *b, struct render *r, struct bnode *bn)
 			return ret;
 	}
 	const struct zone_node *up = bn->up ? bn->up->pub : bn->up_old;
+	*NCACHE(b, bn->hash) = bn; /* SRV targets are mostly the name just rendered */
 	if (up && (up->len + h->name[0] + 1u != h->len))
 		up = NULL; /* not the parent (cannot happen): keep the whole name */
 	size_t cap = 0;
@@ -1689,6 +1705,12 @@ static int tables_publish(struct zb *b)
 		}
 		bs->refs = 1;
 		for (size_t i = 0; i < b->n_fresh; i++) {
+			/* a random slot each: fetch a few ahead */
+			if (i + 8 < b->n_fresh) {
+				const struct bnode *ahead = b->fresh[i + 8];
+				const struct htab *ht = BHDR(ahead)->zidx ? &bs->names : &bs->chaos;
+				__builtin_prefetch(&ht->slots[slot_home(ahead->hash, ht->cap)]);
+			}
 			const struct bnode *bn = b->fresh[i];
 			htab_put_nogrow(BHDR(bn)->zidx ? &bs->names : &bs->chaos, bn->hash,
 					bn->pub);
