@@ -259,18 +259,39 @@ struct zb_zone {
 	const struct zone_answer *nodata;
 };
 
-struct slot {
-	uint32_t hash;
-	const struct zone_node *node;
-};
+/* A slot: the node's address in the low 48 bits (what user space gets on
+ * Linux x86-64 and arm64), 16 bits of its name's hash above them to skip
+ * most names without reading them; 0 when empty. 8 bytes a slot. */
+typedef uint64_t slot_t;
+
+#define SLOT_PTR_BITS 48
+#define SLOT_PTR_MASK (((uint64_t)1 << SLOT_PTR_BITS) - 1)
+
+static slot_t slot_make(uint32_t hash, const void *node)
+{
+	return (uint64_t)(hash & 0xFFFFu) << SLOT_PTR_BITS | (uint64_t)(uintptr_t)node;
+}
+
+static const struct zone_node *slot_node(slot_t s)
+{
+	return (const struct zone_node *)(uintptr_t)(s & SLOT_PTR_MASK);
+}
+
+static bool slot_fits(const void *node)
+{
+	return ((uint64_t)(uintptr_t)node & ~SLOT_PTR_MASK) == 0;
+}
 
 /* Open addressing with linear probing; any capacity (a hash is mapped onto
  * [0, cap) by multiplication), so a table built at once can be sized to a
- * load of 0.7 rather than to the next power of two. */
+ * load of 0.7 rather than to the next power of two. The hash of a name
+ * already in the table (to move it) comes from its build node in a build's
+ * tables, and is computed again from the name in published ones. */
 struct htab {
-	struct slot *slots;
+	slot_t *slots;
 	uint32_t cap;
 	uint32_t n;
+	bool build; /* holds build nodes */
 };
 
 struct base {
@@ -349,16 +370,20 @@ static size_t htab_bytes(const struct htab *h)
 	return h->slots ? (size_t)h->cap * sizeof(*h->slots) : 0;
 }
 
-static struct slot *htab_slot(const struct htab *h, const uint8_t *key, size_t len, uint32_t hash)
+static uint32_t entry_hash(const struct htab *h, const struct zone_node *n);
+
+static slot_t *htab_slot(const struct htab *h, const uint8_t *key, size_t len, uint32_t hash)
 {
 	if (!h->slots)
 		return NULL;
+	uint64_t tag = (uint64_t)(hash & 0xFFFFu) << SLOT_PTR_BITS;
 	for (uint32_t i = slot_home(hash, h->cap);;) {
-		struct slot *s = &h->slots[i];
-		if (!s->node)
+		slot_t s = h->slots[i];
+		if (!s)
 			return NULL;
-		if (s->hash == hash && s->node->len == len && node_name_eq(s->node, key))
-			return s;
+		if ((s & ~SLOT_PTR_MASK) == tag && slot_node(s)->len == len &&
+		    node_name_eq(slot_node(s), key))
+			return &h->slots[i];
 		if (++i == h->cap)
 			i = 0;
 	}
@@ -367,18 +392,17 @@ static struct slot *htab_slot(const struct htab *h, const uint8_t *key, size_t l
 static const struct zone_node *htab_find(const struct htab *h, const uint8_t *key, size_t len,
 					 uint32_t hash)
 {
-	const struct slot *s = htab_slot(h, key, len, hash);
-	return s ? s->node : NULL;
+	const slot_t *s = htab_slot(h, key, len, hash);
+	return s ? slot_node(*s) : NULL;
 }
 
 static void htab_put_nogrow(struct htab *h, uint32_t hash, const struct zone_node *n)
 {
 	uint32_t i = slot_home(hash, h->cap);
-	while (h->slots[i].node)
+	while (h->slots[i])
 		if (++i == h->cap)
 			i = 0;
-	h->slots[i].hash = hash;
-	h->slots[i].node = n;
+	h->slots[i] = slot_make(hash, n);
 	h->n++;
 }
 
@@ -387,9 +411,11 @@ static int htab_grow(struct htab *h, uint32_t cap)
 	struct htab nh;
 	if (htab_init(&nh, cap) < 0)
 		return -ENOMEM;
+	nh.build = h->build;
 	for (uint32_t i = 0; h->slots && i < h->cap; i++)
-		if (h->slots[i].node)
-			htab_put_nogrow(&nh, h->slots[i].hash, h->slots[i].node);
+		if (h->slots[i])
+			htab_put_nogrow(&nh, entry_hash(h, slot_node(h->slots[i])),
+					slot_node(h->slots[i]));
 	free(h->slots);
 	*h = nh;
 	return 0;
@@ -399,6 +425,8 @@ static int htab_grow(struct htab *h, uint32_t cap)
  * (NXDOMAIN, the common case under a search path) to a few probes. */
 static int htab_put(struct htab *h, uint32_t hash, const struct zone_node *n)
 {
+	if (!slot_fits(n))
+		return -EOVERFLOW;
 	if ((!h->slots || (size_t)(h->n + 1) * 4 > (size_t)h->cap * 3) &&
 	    htab_grow(h, h->slots ? h->cap * 2 : 64) < 0)
 		return -ENOMEM;
@@ -410,28 +438,28 @@ static int htab_put(struct htab *h, uint32_t hash, const struct zone_node *n)
 static int htab_replace(struct htab *h, const uint8_t *key, size_t len, uint32_t hash,
 			const struct zone_node *n)
 {
-	struct slot *s = htab_slot(h, key, len, hash);
-	if (s) {
-		s->node = n;
+	slot_t *s = htab_slot(h, key, len, hash);
+	if (s && slot_fits(n)) {
+		*s = slot_make(hash, n);
 		return 0;
 	}
-	return htab_put(h, hash, n);
+	return s ? -EOVERFLOW : htab_put(h, hash, n);
 }
 
 /* Removes a name (backward-shift deletion keeps every probe sequence intact
  * without tombstones). */
 static void htab_remove(struct htab *h, const uint8_t *key, size_t len, uint32_t hash)
 {
-	struct slot *sl = htab_slot(h, key, len, hash);
+	slot_t *sl = htab_slot(h, key, len, hash);
 	if (!sl)
 		return;
 	uint32_t i = (uint32_t)(sl - h->slots), j = i;
 	for (;;) {
 		if (++j == h->cap)
 			j = 0;
-		if (!h->slots[j].node)
+		if (!h->slots[j])
 			break;
-		uint32_t home = slot_home(h->slots[j].hash, h->cap);
+		uint32_t home = slot_home(entry_hash(h, slot_node(h->slots[j])), h->cap);
 		/* move j back into the hole at i unless its home lies in (i, j] */
 		bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
 		if (between)
@@ -439,8 +467,7 @@ static void htab_remove(struct htab *h, const uint8_t *key, size_t len, uint32_t
 		h->slots[i] = h->slots[j];
 		i = j;
 	}
-	h->slots[i].node = NULL;
-	h->slots[i].hash = 0;
+	h->slots[i] = 0;
 	h->n--;
 }
 
@@ -484,6 +511,7 @@ struct zb *zb_new(struct arena *out)
 	if (!b)
 		return NULL;
 	b->out = out;
+	b->names.build = b->chaos.build = true;
 	b->tmp = arena_new();
 	b->t = arena_alloc(out, sizeof(struct tables));
 	if (!b->tmp || !b->t) {
@@ -528,6 +556,15 @@ size_t zb_tables_bytes(const void *tables)
 	if (t->base)
 		n += htab_bytes(&t->base->names) + htab_bytes(&t->base->chaos);
 	return n;
+}
+
+static uint32_t entry_hash(const struct htab *h, const struct zone_node *n)
+{
+	if (h->build)
+		return BNODE(n)->hash;
+	uint8_t name[DNAME_MAX];
+	node_name_copy(n, name);
+	return dname_hash(name, n->len);
 }
 
 static struct bnode *bfind(const struct htab *h, const uint8_t *name, size_t len, uint32_t hash)
@@ -1631,24 +1668,26 @@ static int publish_chaos_node(struct zb *b, struct bnode *bn)
 	return 0;
 }
 
-/* One table of every live name of a base and an overlay, sized for them. */
+/* One table of every live name of a base and an overlay: a copy of the base
+ * with the overlay's changes made to it (names in the base keep their slots,
+ * so their hashes need not be computed again). */
 static int htab_merge(struct htab *dst, const struct htab *base, const struct htab *over)
 {
-	if (htab_init(dst, htab_cap_for((size_t)base->n + over->n)) < 0)
+	if (htab_copy(dst, base) < 0)
 		return -ENOMEM;
-	for (uint32_t i = 0; base->slots && i < base->cap; i++) {
-		const struct slot *s = &base->slots[i];
-		if (!s->node)
-			continue;
-		uint8_t name[DNAME_MAX];
-		node_name_copy(s->node, name);
-		if (!htab_find(over, name, s->node->len, s->hash))
-			htab_put_nogrow(dst, s->hash, s->node);
-	}
+	if (!dst->slots && htab_init(dst, htab_cap_for(over->n)) < 0)
+		return -ENOMEM;
 	for (uint32_t i = 0; over->slots && i < over->cap; i++) {
-		const struct slot *s = &over->slots[i];
-		if (s->node && !(s->node->flags & NF_GONE))
-			htab_put_nogrow(dst, s->hash, s->node);
+		if (!over->slots[i])
+			continue;
+		const struct zone_node *n = slot_node(over->slots[i]);
+		uint8_t name[DNAME_MAX];
+		node_name_copy(n, name);
+		uint32_t hash = dname_hash(name, n->len);
+		if (n->flags & NF_GONE)
+			htab_remove(dst, name, n->len, hash);
+		else if (htab_replace(dst, name, n->len, hash, n) < 0)
+			return -ENOMEM;
 	}
 	return 0;
 }
@@ -1667,6 +1706,7 @@ static int tables_merge(struct tables *t)
 	    htab_merge(&bs->chaos, &t->base->chaos, &t->chaos_over) < 0) {
 		if (bs) {
 			free(bs->names.slots);
+			free(bs->chaos.slots);
 			free(bs);
 		}
 		return -ENOMEM;
@@ -1694,6 +1734,9 @@ static int tables_publish(struct zb *b)
 			else
 				nc++;
 		}
+		for (size_t i = 0; i < b->n_fresh; i++)
+			if (!slot_fits(b->fresh[i]->pub))
+				return -EOVERFLOW;
 		struct base *bs = calloc(1, sizeof(*bs));
 		if (!bs || htab_init(&bs->names, htab_cap_for(nn)) < 0 ||
 		    htab_init(&bs->chaos, htab_cap_for(nc)) < 0) {
