@@ -1,5 +1,6 @@
-/* Snapshot builder and lookup: RRsets in, prerendered wire answers and one
- * open-addressing hash table out. See builder.h for the contract. */
+/* Snapshot builder and lookup: RRsets in, prerendered wire answers and
+ * open-addressing hash tables out (a base shared by incremental builds plus an
+ * overlay of their changes). See builder.h for the contract. */
 #include "zones/builder.h"
 
 #include <arpa/inet.h>

@@ -1,10 +1,14 @@
 /* The snapshot builder: collects resource records for any number of zones,
- * then renders every answer to wire form and lays out the lookup table.
+ * then renders every answer to wire form and lays out the lookup tables.
  *
  * Owns: RRset collection, empty non-terminals, answer rendering (compression,
  * additional-section addresses, CNAME chains, wildcards, referrals) and the
- * snapshot's hash table. Internal to zones/: cluster.c and zonefile.c feed it,
- * snapshot.c publishes what it makes. Build-time code: allocation is fine here. */
+ * snapshot's hash tables (a base shared by a line of incremental builds and a
+ * small overlay of what each changed, merged into a new base as it grows).
+ * Build-only data lives in the builder and goes with zb_free; published nodes
+ * hold their answers inline and their first label only.
+ * Internal to zones/: cluster.c and zonefile.c feed it, snapshot.c publishes
+ * what it makes. Build-time code: allocation is fine here. */
 #ifndef SVCDNS_BUILDER_H
 #define SVCDNS_BUILDER_H
 

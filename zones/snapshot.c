@@ -20,15 +20,20 @@ struct snap_priv {
 	struct arena **arenas;
 	size_t n_arenas;
 	void *tables;
-	size_t full_bytes; /* arena bytes of the last full build in this line */
+	size_t full_bytes;    /* arena bytes of the last full build in this line */
 	unsigned incremental; /* incremental builds since that full build */
 };
 
 /* An incremental build pays when few Services changed; past these, or once
- * the garbage of replaced nodes adds up, the next build is a full one. */
-#define INCR_MAX_CHANGED_MIN 64
+ * the garbage of replaced nodes adds up (the arenas of the incremental builds
+ * of a line past a quarter of its full build's), the next build is a full one.
+ * An incremental build's cost does not depend on the size of the snapshot
+ * (builder.h), so a line may be long. */
+#define INCR_MAX_CHANGED_MIN	  64
 #define INCR_MAX_CHANGED_FRACTION 20 /* 1/20 of the Services */
-#define INCR_MAX_ARENAS 64
+#define INCR_MAX_ARENAS		  256
+#define INCR_MAX_GARBAGE_FRACTION 4
+#define INCR_MIN_GARBAGE	  ((size_t)4 << 20) /* small clusters: by the arena count */
 
 void snapshot_free(struct snapshot *s)
 {
@@ -227,6 +232,12 @@ static int build_incremental(const struct snapshot_config *cfg, const struct mod
 		max = INCR_MAX_CHANGED_MIN;
 	if (!prev->view || pp->n_arenas >= INCR_MAX_ARENAS)
 		return -EAGAIN;
+	size_t incr_bytes = 0; /* the last arena is the full build's */
+	for (size_t i = 0; i + 1 < pp->n_arenas; i++)
+		incr_bytes += arena_bytes(pp->arenas[i]);
+	if (incr_bytes > INCR_MIN_GARBAGE &&
+	    incr_bytes > pp->full_bytes / INCR_MAX_GARBAGE_FRACTION)
+		return -EAGAIN;
 	if ((ret = view_diff(prev->view, view, max, &d)) < 0)
 		goto out;
 	*n_changed = d.n_gone > d.n_come ? d.n_gone : d.n_come;
@@ -340,8 +351,9 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 	ret = prev ? build_incremental(cfg, view, prev, s, p, &n_changed) : -EAGAIN;
 	if (ret == 0) {
 		s->incremental = true;
-		log_debug("snapshot: incremental build, %zu services changed, %.2f ms (%.2f ms CPU)",
-			  n_changed, ms_since(&t0), ms_since_on(CLOCK_THREAD_CPUTIME_ID, &c0));
+		log_debug(
+		    "snapshot: incremental build, %zu services changed, %.2f ms (%.2f ms CPU)",
+		    n_changed, ms_since(&t0), ms_since_on(CLOCK_THREAD_CPUTIME_ID, &c0));
 	} else {
 		if (ret != -EAGAIN)
 			log_warn("snapshot: incremental build failed (%s); building in full",
