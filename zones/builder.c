@@ -894,10 +894,11 @@ static bool dict_find(struct writer *w, const uint8_t *name, size_t len, uint32_
 	return false;
 }
 
-static void dict_add(struct writer *w, const uint8_t *name, size_t len, uint32_t h, size_t off)
+/* Returns whether the dictionary had the name already. */
+static bool dict_add(struct writer *w, const uint8_t *name, size_t len, uint32_t h, size_t off)
 {
 	if (off >= 0x3FFF || len <= 1)
-		return;
+		return false;
 	for (uint32_t i = h & (DICT_SIZE - 1), k = 0; k < DICT_SIZE / 2;
 	     i = (i + 1) & (DICT_SIZE - 1), k++) {
 		struct dict_entry *e = &w->dict[i];
@@ -907,11 +908,12 @@ static void dict_add(struct writer *w, const uint8_t *name, size_t len, uint32_t
 			e->off = (uint16_t)off;
 			e->len = (uint8_t)len;
 			e->name = name;
-			return;
+			return false;
 		}
 		if (e->hash == h && e->len == len && memcmp(e->name, name, len) == 0)
-			return;
+			return true;
 	}
+	return false;
 }
 
 /* Registers every suffix of a name that sits at message offset `off`. */
@@ -921,8 +923,11 @@ static void dict_add_all(struct writer *w, const uint8_t *name, size_t off)
 	uint32_t hs[MAX_LABELS];
 	dict_ready(w);
 	size_t len = dname_len(name), n = suffix_hashes(name, offs, hs);
+	/* A name the dictionary has came with its suffixes (an SRV RRset names
+	 * one target again and again). */
 	for (size_t k = 0; k < n; k++)
-		dict_add(w, name + offs[k], len - offs[k], hs[k], off + offs[k]);
+		if (dict_add(w, name + offs[k], len - offs[k], hs[k], off + offs[k]) && k == 0)
+			return;
 }
 
 static void put(struct writer *w, const void *p, size_t n)
@@ -1505,6 +1510,14 @@ int zb_chaos_same(struct zb *b, const uint8_t *owner, const uint8_t *same_as)
 		return -ENOMEM;
 	node->chaos = src->chaos;
 	return 0;
+}
+
+int zb_reserve(struct zb *b, size_t n_names)
+{
+	uint32_t cap = htab_cap_for(n_names * 15 / 14); /* a load of 2/3 at most */
+	if (b->names.cap >= cap)
+		return 0;
+	return htab_grow(&b->names, cap);
 }
 
 struct zb *zb_new_incremental(struct arena *out, const void *prev_tables)

@@ -569,6 +569,17 @@ int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struc
 {
 	struct cluster_zones cz;
 	int ret;
+	/* Names per Service: its full and short names, a _proto and a port name
+	 * under each per named port, a reverse name, and per endpoint of a
+	 * headless one a name and a reverse name. An estimate: the table grows
+	 * past it if need be. */
+	size_t n_names = v->n_namespaces * 2;
+	for (size_t i = 0; i < v->n_svcs; i++) {
+		const struct model_service *s = v->svcs[i].svc;
+		n_names += 3 + 4 * s->n_ports + (s->headless ? 2 * v->svcs[i].n_eps : 0);
+	}
+	if ((ret = zb_reserve(b, n_names)) < 0)
+		return ret;
 	if ((ret = cluster_zones(b, cfg, serial, &cz)) < 0 ||
 	    (ret = cluster_base(b, cfg, v, &cz)) < 0)
 		return ret;
