@@ -243,7 +243,6 @@ struct bnode {
 	struct bnode *up;
 	const struct zone_node *up_old;
 	uint32_t hash;
-	uint32_t pad;
 };
 
 #define BHDR(bn)   ((struct zone_node *)((bn) + 1))
