@@ -1141,7 +1141,36 @@ static void render_next_section(struct render *r)
 		r->an_ns_len = r->w.len;
 }
 
-/* Addresses of a target name, if this build made it, for the additional section. */
+static const struct zone_answer *node_answer(const struct zone_node *n, uint16_t qtype);
+
+/* The addresses of a name an older build made (the nameserver's, to an
+ * incremental build that renders the apex again), taken from its rendered
+ * answer: A and AAAA records name nothing, so their bytes stand as they are
+ * behind a new owner. */
+static void render_old_addresses(struct render *r, const uint8_t *target,
+				 const struct zone_node *old, uint16_t type)
+{
+	const struct zone_answer *a = node_answer(old, type);
+	const uint8_t *p = a ? a->data : NULL;
+	for (uint16_t i = 0; a && i < a->an; i++) {
+		/* owner (a pointer to the question), type, class, TTL, rdlength */
+		if ((size_t)(p - a->data) + 12 > a->len_an_ns || p[0] != 0xC0 || p[1] != 12 ||
+		    (p[2] << 8 | p[3]) != type)
+			return; /* not a plain address RRset (a CNAME chain) */
+		size_t rl = (size_t)(p[10] << 8 | p[11]);
+		size_t before = r->w.len;
+		put_name(&r->w, target, true);
+		put(&r->w, p + 2, 10 + rl);
+		if (r->w.full) {
+			r->w.len = before;
+			return;
+		}
+		r->counts[r->section]++;
+		p += 12 + rl;
+	}
+}
+
+/* Addresses of a target name we serve, for the additional section. */
 static void render_addresses_of(struct render *r, const uint8_t *target)
 {
 	size_t len = dname_len(target);
@@ -1150,11 +1179,19 @@ static void render_addresses_of(struct render *r, const uint8_t *target)
 			return;
 	if (r->n_added < 64)
 		r->added[r->n_added++] = target;
-	struct bnode *n = bfind_name(r->b, target, len, dname_hash(target, len));
-	if (!n)
-		return;
-	struct rrset *a = find_set(n, T_A), *aaaa = find_set(n, T_AAAA);
+	uint32_t hash = dname_hash(target, len);
+	struct bnode *n = bfind_name(r->b, target, len, hash);
 	bool was_full = r->w.full;
+	if (!n) {
+		const struct zone_node *old = old_find(r->b, false, target, len, hash);
+		if (old) {
+			render_old_addresses(r, target, old, T_A);
+			render_old_addresses(r, target, old, T_AAAA);
+		}
+		r->w.full = was_full;
+		return;
+	}
+	struct rrset *a = find_set(n, T_A), *aaaa = find_set(n, T_AAAA);
 	if (a)
 		render_set(r, NODE_NAME(BHDR(n)), -1, a);
 	if (aaaa)
