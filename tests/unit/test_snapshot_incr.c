@@ -236,6 +236,37 @@ static void test_incremental_matches_full(void **state)
 	model_store_free(store);
 }
 
+/* An incremental build renders the apex again (its SOA serial changes): the
+ * nameserver's glue comes from the older build's node. */
+static void test_incremental_glue(void **state)
+{
+	(void)state;
+	struct model_cidr sc, pc;
+	model_cidr_parse("10.96.0.0/12", &sc);
+	model_cidr_parse("10.244.0.0/16", &pc);
+	store = model_store_new();
+	alloc = model_alloc_new(&sc, &pc);
+	static const char *const dns_yaml =
+	    "apiVersion: v1\nkind: Service\nmetadata: {name: kube-dns, namespace: kube-system}\n"
+	    "spec:\n  clusterIP: 10.96.0.53\n  ports: [{name: dns, port: 53, protocol: UDP}]\n";
+	load("dns.yaml", dns_yaml);
+	load("a.yaml", base_yaml);
+	struct snapshot *s1 = build(NULL);
+	load("a.yaml", changed_yaml);
+	struct snapshot *s2 = build(s1);
+	assert_true(s2->incremental);
+	struct snapshot *full = build(NULL);
+	compare(s2, full);
+	char *t = answer_text(s2, "cluster.local", "NS");
+	assert_non_null(strstr(t, "10.96.0.53"));
+	free(t);
+	snapshot_free(s1);
+	snapshot_free(s2);
+	snapshot_free(full);
+	model_alloc_free(alloc);
+	model_store_free(store);
+}
+
 /* ---- a long line of incremental builds ------------------------------------
  * Services change address, go away and come back, one or two per build, for
  * far more builds than the overlay takes before it is merged into a new base
@@ -386,6 +417,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_incremental_matches_full),
+	    cmocka_unit_test(test_incremental_glue),
 	    cmocka_unit_test(test_incremental_churn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
