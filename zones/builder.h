@@ -1,10 +1,14 @@
 /* The snapshot builder: collects resource records for any number of zones,
- * then renders every answer to wire form and lays out the lookup table.
+ * then renders every answer to wire form and lays out the lookup tables.
  *
  * Owns: RRset collection, empty non-terminals, answer rendering (compression,
  * additional-section addresses, CNAME chains, wildcards, referrals) and the
- * snapshot's hash table. Internal to zones/: cluster.c and zonefile.c feed it,
- * snapshot.c publishes what it makes. Build-time code: allocation is fine here. */
+ * snapshot's hash tables (a base shared by a line of incremental builds and a
+ * small overlay of what each changed, merged into a new base as it grows).
+ * Build-only data lives in the builder and goes with zb_free; published nodes
+ * hold their answers inline and their first label only.
+ * Internal to zones/: cluster.c and zonefile.c feed it, snapshot.c publishes
+ * what it makes. Build-time code: allocation is fine here. */
 #ifndef SVCDNS_BUILDER_H
 #define SVCDNS_BUILDER_H
 
@@ -48,14 +52,21 @@ struct zb_zone;
 
 struct zb *zb_new(struct arena *out);
 void zb_free(struct zb *b);
+/* Sizes the build's table for about n_names names (a full build of a big
+ * cluster grows it a dozen times otherwise). */
+int zb_reserve(struct zb *b, size_t n_names);
 /* Frees the tables zb_finish made (their nodes live in the output arena). */
 void zb_tables_free(void *tables);
+/* Bytes the tables' hash slots take (the shared base counted in full). */
+size_t zb_tables_bytes(const void *tables);
 
-/* Starts a build from an older build's tables: its names table is copied and
- * its nodes are shared, read-only (their arenas must outlive this build's
- * snapshot). Zones are declared again, in the same order; names are removed
- * with zb_remove_owned and added as usual. Adding data to a name an older
- * build made fails with -EAGAIN: the caller then builds in full. */
+/* Starts a build from an older build's tables: their base table and nodes are
+ * shared, read-only (the nodes' arenas must outlive this build's snapshot),
+ * and the small overlay of names changed since that base is copied, so the
+ * cost does not depend on how many names there are. Zones are declared again,
+ * in the same order; names are removed with zb_remove_owned and added as
+ * usual. Adding data to a name an older build made fails with -EAGAIN: the
+ * caller then builds in full. */
 struct zb *zb_new_incremental(struct arena *out, const void *prev_tables);
 
 /* Removes from `b` the names that `scratch` (a build of one Service's
@@ -80,11 +91,15 @@ void zb_zone_mark_dynamic(struct zb_zone *z);
 /* Makes sure a name exists (an empty non-terminal if nothing else). */
 int zb_name_add(struct zb *b, struct zb_zone *z, const uint8_t *name);
 
-/* Marks a node for synthesized pod records: `<ip>.<ns>.pod.<zone>`. */
+/* Marks a node for synthesized pod records: `<ip>.<ns>.pod.<zone>`. One per
+ * zone: the TTL is the zone's. */
 int zb_mark_pod_root(struct zb *b, struct zb_zone *z, const uint8_t *name, uint32_t ttl);
 
 /* Adds a CHAOS TXT answer (strings given as NUL-terminated C strings). */
 int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings, size_t n);
+/* Gives `owner` the CHAOS TXT answer `same_as` has (the answer's owner is a
+ * pointer to the question, so one rendering serves both). */
+int zb_chaos_same(struct zb *b, const uint8_t *owner, const uint8_t *same_as);
 
 /* Calls `cb` for every record of the zone at `apex` in a build that is not
  * finished yet: the SOA first, then the others (what a zone transfer sends).

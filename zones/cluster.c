@@ -44,26 +44,35 @@ static int add_addr(struct zb *b, struct zb_zone *z, const uint8_t *owner,
 	return zb_rr_add(b, z, owner, T_AAAA, ttl, a->bytes, 16);
 }
 
-/* The reverse name of an address: d.c.b.a.in-addr.arpa or the ip6.arpa nibbles. */
+/* The reverse name of an address: d.c.b.a.in-addr.arpa or the ip6.arpa
+ * nibbles, written as wire form directly (there is one per Service and per
+ * endpoint of a headless Service). */
 static int reverse_name(const struct model_addr *a, uint8_t *out)
 {
-	char text[128];
+	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
 	if (a->family == AF_INET) {
-		for (int i = 3; i >= 0; i--)
-			o += (size_t)snprintf(text + o, sizeof(text) - o, "%u.", a->bytes[i]);
-		snprintf(text + o, sizeof(text) - o, "in-addr.arpa");
-	} else {
-		static const char hex[] = "0123456789abcdef";
-		for (int i = 15; i >= 0; i--) {
-			text[o++] = hex[a->bytes[i] & 15];
-			text[o++] = '.';
-			text[o++] = hex[a->bytes[i] >> 4];
-			text[o++] = '.';
+		for (int i = 3; i >= 0; i--) {
+			unsigned v = a->bytes[i];
+			uint8_t *lab = &out[o++];
+			if (v >= 100)
+				out[o++] = (uint8_t)('0' + v / 100);
+			if (v >= 10)
+				out[o++] = (uint8_t)('0' + v / 10 % 10);
+			out[o++] = (uint8_t)('0' + v % 10);
+			*lab = (uint8_t)(&out[o] - lab - 1);
 		}
-		snprintf(text + o, sizeof(text) - o, "ip6.arpa");
+		memcpy(out + o, "\7in-addr\4arpa", 14);
+		return (int)(o + 14);
 	}
-	return dname_from_text(text, out, DNAME_MAX);
+	for (int i = 15; i >= 0; i--) {
+		out[o++] = 1;
+		out[o++] = (uint8_t)hex[a->bytes[i] & 15];
+		out[o++] = 1;
+		out[o++] = (uint8_t)hex[a->bytes[i] >> 4];
+	}
+	memcpy(out + o, "\3ip6\4arpa", 10);
+	return (int)(o + 10);
 }
 
 /* The system-assigned hostname of an endpoint without one: its address with
@@ -157,7 +166,8 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 			if ((ret = add_addr(b, z, sname, &s->cluster_ips[i], ttl)) < 0)
 				return ret;
 			if (rev4 && reverse_name(&s->cluster_ips[i], name) > 0) {
-				struct zb_zone *rz = s->cluster_ips[i].family == AF_INET ? rev4 : rev6;
+				struct zb_zone *rz =
+				    s->cluster_ips[i].family == AF_INET ? rev4 : rev6;
 				if ((ret = zb_rr_add(b, rz, name, T_PTR, ttl, sname,
 						     (uint16_t)dname_len(sname))) < 0)
 					return ret;
@@ -236,15 +246,18 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 struct strbuf {
 	char *p;
 	size_t len, cap;
+	bool failed;
 };
 
-static void sb_printf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct strbuf *sb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct strbuf *sb, const char *fmt, ...)
 {
 	for (;;) {
 		va_list ap;
 		va_start(ap, fmt);
-		int n = vsnprintf(sb->p ? sb->p + sb->len : NULL, sb->p ? sb->cap - sb->len : 0, fmt, ap);
+		int n = vsnprintf(sb->p ? sb->p + sb->len : NULL, sb->p ? sb->cap - sb->len : 0,
+				  fmt, ap);
 		va_end(ap);
 		if (n < 0)
 			return;
@@ -261,6 +274,65 @@ static void sb_printf(struct strbuf *sb, const char *fmt, ...)
 	}
 }
 
+/* Appends bytes; a failed allocation leaves sb->p NULL for the caller to see. */
+static void sb_put(struct strbuf *sb, const char *p, size_t n)
+{
+	if (sb->failed)
+		return;
+	if (sb->len + n + 1 > sb->cap) {
+		size_t cap = (sb->cap ? sb->cap * 2 : 256) + n;
+		char *np = realloc(sb->p, cap);
+		if (!np) {
+			free(sb->p);
+			*sb = (struct strbuf){.failed = true};
+			return;
+		}
+		sb->p = np;
+		sb->cap = cap;
+	}
+	memcpy(sb->p + sb->len, p, n);
+	sb->len += n;
+	sb->p[sb->len] = '\0';
+}
+
+static void sb_puts(struct strbuf *sb, const char *s)
+{
+	sb_put(sb, s, strlen(s));
+}
+
+static void sb_putu(struct strbuf *sb, size_t v)
+{
+	char d[24];
+	size_t i = sizeof(d);
+	do
+		d[--i] = (char)('0' + v % 10);
+	while ((v /= 10));
+	sb_put(sb, d + i, sizeof(d) - i);
+}
+
+/* An endpoint as `addr:port` (IPv6 in brackets). The port view lists every
+ * endpoint of every port, half a million lines' worth at 100k Services:
+ * IPv4 is formatted by hand rather than with inet_ntop and printf. */
+static void sb_endpoint(struct strbuf *sb, const struct model_addr *a, uint16_t port)
+{
+	sb_put(sb, " ", 1);
+	if (a->family == AF_INET) {
+		for (int i = 0; i < 4; i++) {
+			if (i)
+				sb_put(sb, ".", 1);
+			sb_putu(sb, a->bytes[i]);
+		}
+	} else {
+		char addr[INET6_ADDRSTRLEN];
+		model_addr_format(a, addr, sizeof(addr));
+		sb_put(sb, "[", 1);
+		sb_puts(sb, addr);
+		sb_put(sb, "]", 1);
+	}
+	sb_put(sb, ":", 1);
+	sb_putu(sb, port);
+}
+
 static int chaos_records(struct zb *b, const uint8_t *owner, const uint8_t *owner_short,
 			 const struct view_service *vs)
 {
@@ -270,11 +342,11 @@ static int chaos_records(struct zb *b, const uint8_t *owner, const uint8_t *owne
 	if (!lines)
 		return -ENOMEM;
 	int ret = 0;
-	char addr[INET6_ADDRSTRLEN];
 	if (s->type == SVC_EXTERNAL_NAME || s->n_ports == 0) {
 		struct strbuf sb = {0};
 		if (s->type == SVC_EXTERNAL_NAME)
-			sb_printf(&sb, "externalName -> %s", s->external_name ? s->external_name : "-");
+			sb_printf(&sb, "externalName -> %s",
+				  s->external_name ? s->external_name : "-");
 		else
 			sb_printf(&sb, "no ports%s", s->headless ? " (headless)" : "");
 		lines[0] = sb.p;
@@ -282,25 +354,31 @@ static int chaos_records(struct zb *b, const uint8_t *owner, const uint8_t *owne
 		for (size_t i = 0; i < s->n_ports; i++) {
 			const struct model_svc_port *p = &s->ports[i];
 			struct strbuf sb = {0};
-			char target[32];
-			if (p->target_name)
-				snprintf(target, sizeof(target), "%s", p->target_name);
-			else
-				snprintf(target, sizeof(target), "%u",
-					 p->target_num ? p->target_num : p->port);
 			size_t total = 0, ready = 0;
 			for (size_t e = 0; e < vs->n_eps; e++)
 				if (vs->eps[e].target_ports && vs->eps[e].target_ports[i]) {
 					total++;
 					ready += vs->eps[e].ready;
 				}
-			sb_printf(&sb, "%s %u/%s -> %s", p->name && p->name[0] ? p->name : "-",
-				  p->port, model_proto_name(p->proto), target);
-			if (p->node_port)
-				sb_printf(&sb, " nodePort=%u", p->node_port);
+			sb_puts(&sb, p->name && p->name[0] ? p->name : "-");
+			sb_put(&sb, " ", 1);
+			sb_putu(&sb, p->port);
+			sb_put(&sb, "/", 1);
+			sb_puts(&sb, model_proto_name(p->proto));
+			sb_put(&sb, " -> ", 4);
+			if (p->target_name)
+				sb_put(&sb, p->target_name, strnlen(p->target_name, 31));
 			else
-				sb_printf(&sb, " nodePort=-");
-			sb_printf(&sb, " endpoints=%zu/%zu", ready, total);
+				sb_putu(&sb, p->target_num ? p->target_num : p->port);
+			sb_puts(&sb, " nodePort=");
+			if (p->node_port)
+				sb_putu(&sb, p->node_port);
+			else
+				sb_put(&sb, "-", 1);
+			sb_puts(&sb, " endpoints=");
+			sb_putu(&sb, ready);
+			sb_put(&sb, "/", 1);
+			sb_putu(&sb, total);
 			for (int want = 1; want >= 0; want--) {
 				bool first = true;
 				for (size_t e = 0; e < vs->n_eps; e++) {
@@ -309,13 +387,9 @@ static int chaos_records(struct zb *b, const uint8_t *owner, const uint8_t *owne
 					    ep->ready != (bool)want)
 						continue;
 					if (first)
-						sb_printf(&sb, want ? " ready:" : " not-ready:");
+						sb_puts(&sb, want ? " ready:" : " not-ready:");
 					first = false;
-					model_addr_format(&ep->addr, addr, sizeof(addr));
-					if (ep->addr.family == AF_INET6)
-						sb_printf(&sb, " [%s]:%u", addr, ep->target_ports[i]);
-					else
-						sb_printf(&sb, " %s:%u", addr, ep->target_ports[i]);
+					sb_endpoint(&sb, &ep->addr, ep->target_ports[i]);
 				}
 			}
 			lines[i] = sb.p;
@@ -329,7 +403,7 @@ static int chaos_records(struct zb *b, const uint8_t *owner, const uint8_t *owne
 	if ((ret = zb_chaos_txt(b, owner, (const char *const *)lines, n)) < 0)
 		goto out;
 	if (owner_short)
-		ret = zb_chaos_txt(b, owner_short, (const char *const *)lines, n);
+		ret = zb_chaos_same(b, owner_short, owner);
 out:
 	for (size_t i = 0; i < n; i++)
 		free(lines[i]);
@@ -495,7 +569,19 @@ int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struc
 {
 	struct cluster_zones cz;
 	int ret;
-	if ((ret = cluster_zones(b, cfg, serial, &cz)) < 0 || (ret = cluster_base(b, cfg, v, &cz)) < 0)
+	/* Names per Service: its full and short names, a _proto and a port name
+	 * under each per named port, a reverse name, and per endpoint of a
+	 * headless one a name and a reverse name. An estimate: the table grows
+	 * past it if need be. */
+	size_t n_names = v->n_namespaces * 2;
+	for (size_t i = 0; i < v->n_svcs; i++) {
+		const struct model_service *s = v->svcs[i].svc;
+		n_names += 3 + 4 * s->n_ports + (s->headless ? 2 * v->svcs[i].n_eps : 0);
+	}
+	if ((ret = zb_reserve(b, n_names)) < 0)
+		return ret;
+	if ((ret = cluster_zones(b, cfg, serial, &cz)) < 0 ||
+	    (ret = cluster_base(b, cfg, v, &cz)) < 0)
 		return ret;
 	for (size_t i = 0; i < v->n_svcs; i++)
 		if ((ret = cluster_service(b, &cz, &v->svcs[i])) < 0)

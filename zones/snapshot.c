@@ -25,10 +25,15 @@ struct snap_priv {
 };
 
 /* An incremental build pays when few Services changed; past these, or once
- * the garbage of replaced nodes adds up, the next build is a full one. */
+ * the garbage of replaced nodes adds up (the arenas of the incremental builds
+ * of a line past a quarter of its full build's), the next build is a full one.
+ * An incremental build's cost does not depend on the size of the snapshot
+ * (builder.h), so a line may be long. */
 #define INCR_MAX_CHANGED_MIN	  64
 #define INCR_MAX_CHANGED_FRACTION 20 /* 1/20 of the Services */
-#define INCR_MAX_ARENAS		  64
+#define INCR_MAX_ARENAS		  256
+#define INCR_MAX_GARBAGE_FRACTION 4
+#define INCR_MIN_GARBAGE	  ((size_t)4 << 20) /* small clusters: by the arena count */
 
 void snapshot_free(struct snapshot *s)
 {
@@ -50,11 +55,16 @@ void snapshot_free(struct snapshot *s)
 	free(s);
 }
 
-static double ms_since(const struct timespec *t0)
+static double ms_since_on(clockid_t clk, const struct timespec *t0)
 {
 	struct timespec t1;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	clock_gettime(clk, &t1);
 	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	return ms_since_on(CLOCK_MONOTONIC, t0);
 }
 
 /* ---- comparing views: which Services changed ------------------------------- */
@@ -228,7 +238,7 @@ static int journal_added(const struct snapshot_config *cfg, uint32_t serial,
 
 static int build_incremental(const struct snapshot_config *cfg, const struct model_view *view,
 			     const struct snapshot *prev, struct snapshot *s, struct snap_priv *p,
-			     size_t *n_changed)
+			     size_t *n_changed, double *diff_ms)
 {
 	const struct snap_priv *pp = prev->priv;
 	struct view_diff d = {0};
@@ -240,9 +250,18 @@ static int build_incremental(const struct snapshot_config *cfg, const struct mod
 		max = INCR_MAX_CHANGED_MIN;
 	if (!prev->view || pp->n_arenas >= INCR_MAX_ARENAS)
 		return -EAGAIN;
+	size_t incr_bytes = 0; /* the last arena is the full build's */
+	for (size_t i = 0; i + 1 < pp->n_arenas; i++)
+		incr_bytes += arena_bytes(pp->arenas[i]);
+	if (incr_bytes > INCR_MIN_GARBAGE &&
+	    incr_bytes > pp->full_bytes / INCR_MAX_GARBAGE_FRACTION)
+		return -EAGAIN;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if ((ret = view_diff(prev->view, view, max, &d)) < 0)
 		goto out;
 	*n_changed = d.n_gone > d.n_come ? d.n_gone : d.n_come;
+	*diff_ms = ms_since(&t0);
 
 	ret = -ENOMEM;
 	p->arenas = calloc(pp->n_arenas + 1, sizeof(*p->arenas));
@@ -346,12 +365,18 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* CPU time too: on a busy node the wall clock says little about the build. */
+	struct timespec c0;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	size_t n_changed = 0;
-	ret = prev ? build_incremental(cfg, view, prev, s, p, &n_changed) : -EAGAIN;
+	double diff_ms = 0;
+	ret = prev ? build_incremental(cfg, view, prev, s, p, &n_changed, &diff_ms) : -EAGAIN;
 	if (ret == 0) {
 		s->incremental = true;
-		log_debug("snapshot: incremental build, %zu services changed, %.2f ms", n_changed,
-			  ms_since(&t0));
+		log_debug(
+		    "snapshot: incremental build, %zu services changed, %.2f ms (%.2f ms CPU; "
+		    "finding the changes %.2f ms)",
+		    n_changed, ms_since(&t0), ms_since_on(CLOCK_THREAD_CPUTIME_ID, &c0), diff_ms);
 	} else {
 		if (ret != -EAGAIN)
 			log_warn("snapshot: incremental build failed (%s); building in full",
@@ -361,9 +386,10 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 		s->journal = NULL;
 		if ((ret = build_full(cfg, view, s, p)) < 0)
 			goto fail;
-		log_debug("snapshot: full build, %.1f ms", ms_since(&t0));
+		log_debug("snapshot: full build, %.1f ms (%.1f ms CPU)", ms_since(&t0),
+			  ms_since_on(CLOCK_THREAD_CPUTIME_ID, &c0));
 	}
-	s->bytes = 0;
+	s->bytes = zb_tables_bytes(p->tables);
 	for (size_t i = 0; i < p->n_arenas; i++)
 		s->bytes += arena_bytes(p->arenas[i]);
 	s->view = malloc(sizeof(*s->view));

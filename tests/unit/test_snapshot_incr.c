@@ -16,6 +16,7 @@
 #include "discovery/manifest.h"
 #include "discovery/model.h"
 #include "dns/query.h"
+#include "zones/dname.h"
 #include "zones/snapshot.h"
 
 static const char *const base_yaml =
@@ -235,10 +236,189 @@ static void test_incremental_matches_full(void **state)
 	model_store_free(store);
 }
 
+/* An incremental build renders the apex again (its SOA serial changes): the
+ * nameserver's glue comes from the older build's node. */
+static void test_incremental_glue(void **state)
+{
+	(void)state;
+	struct model_cidr sc, pc;
+	model_cidr_parse("10.96.0.0/12", &sc);
+	model_cidr_parse("10.244.0.0/16", &pc);
+	store = model_store_new();
+	alloc = model_alloc_new(&sc, &pc);
+	static const char *const dns_yaml =
+	    "apiVersion: v1\nkind: Service\nmetadata: {name: kube-dns, namespace: kube-system}\n"
+	    "spec:\n  clusterIP: 10.96.0.53\n  ports: [{name: dns, port: 53, protocol: UDP}]\n";
+	load("dns.yaml", dns_yaml);
+	load("a.yaml", base_yaml);
+	struct snapshot *s1 = build(NULL);
+	load("a.yaml", changed_yaml);
+	struct snapshot *s2 = build(s1);
+	assert_true(s2->incremental);
+	struct snapshot *full = build(NULL);
+	compare(s2, full);
+	char *t = answer_text(s2, "cluster.local", "NS");
+	assert_non_null(strstr(t, "10.96.0.53"));
+	free(t);
+	snapshot_free(s1);
+	snapshot_free(s2);
+	snapshot_free(full);
+	model_alloc_free(alloc);
+	model_store_free(store);
+}
+
+/* ---- a long line of incremental builds ------------------------------------
+ * Services change address, go away and come back, one or two per build, for
+ * far more builds than the overlay takes before it is merged into a new base
+ * (and than the arenas a line may hold): after every build the answers equal
+ * a full build's. */
+
+#define CHURN_SVCS   24
+#define CHURN_BUILDS 150
+
+static char *churn_yaml(const bool *present, const unsigned *ipv)
+{
+	size_t cap = 512 * CHURN_SVCS, len = 0;
+	char *y = malloc(cap);
+	assert_non_null(y);
+	len += (size_t)snprintf(y + len, cap - len,
+				"apiVersion: v1\nkind: Namespace\nmetadata: {name: t}\n");
+	for (int i = 0; i < CHURN_SVCS; i++) {
+		if (!present[i])
+			continue;
+		if (i % 8 == 7)
+			len += (size_t)snprintf(
+			    y + len, cap - len,
+			    "---\napiVersion: v1\nkind: Service\nmetadata: {name: s%d, "
+			    "namespace: t}\nspec: {type: ExternalName, externalName: "
+			    "x%u.example.com}\n",
+			    i, ipv[i]);
+		else
+			len += (size_t)snprintf(
+			    y + len, cap - len,
+			    "---\napiVersion: v1\nkind: Service\nmetadata: {name: s%d, namespace: "
+			    "t}\n"
+			    "spec:\n  clusterIP: 10.96.%d.%u\n  ports: [{name: http, port: "
+			    "80}%s]\n",
+			    i, i, ipv[i],
+			    ipv[i] % 3 == 0 ? ", {name: dns, port: 53, protocol: UDP}" : "");
+	}
+	return y;
+}
+
+static void compare_churn(const struct snapshot *a, const struct snapshot *b,
+			  const unsigned (*seen)[256])
+{
+	char q[128];
+	/* prefix, suffix after the Service's name, type */
+	static const char *const forms[][3] = {
+	    {"", ".t.svc.cluster.local", "A"},	 {"", ".t.svc", "A"},
+	    {"", ".t.svc.cluster.local", "SRV"}, {"_http._tcp.", ".t.svc.cluster.local", "SRV"},
+	    {"_dns._udp.", ".t.svc", "SRV"},	 {"_tcp.", ".t.svc.cluster.local", "TXT"},
+	    {"", ".t.svc.cluster.local", "ANY"}, {"x.", ".t.svc.cluster.local", "A"},
+	};
+	for (int i = 0; i < CHURN_SVCS; i++) {
+		for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++) {
+			snprintf(q, sizeof(q), "%ss%d%s", forms[f][0], i, forms[f][1]);
+			char *x = answer_text(a, q, forms[f][2]);
+			char *y = answer_text(b, q, forms[f][2]);
+			if (strcmp(x, y) != 0)
+				fail_msg("%s %s differs:\nincremental:\n%s\nfull:\n%s", q,
+					 forms[f][2], x, y);
+			free(x);
+			free(y);
+		}
+		/* every address the Service ever had: PTR now or NXDOMAIN */
+		for (unsigned v = 1; v < 256; v++) {
+			if (!seen[i][v])
+				continue;
+			snprintf(q, sizeof(q), "%u.%d.96.10.in-addr.arpa", v, i);
+			char *x = answer_text(a, q, "PTR");
+			char *y = answer_text(b, q, "PTR");
+			if (strcmp(x, y) != 0)
+				fail_msg("%s PTR differs:\nincremental:\n%s\nfull:\n%s", q, x, y);
+			free(x);
+			free(y);
+		}
+	}
+}
+
+static void test_incremental_churn(void **state)
+{
+	(void)state;
+	struct model_cidr sc, pc;
+	model_cidr_parse("10.96.0.0/12", &sc);
+	model_cidr_parse("10.244.0.0/16", &pc);
+	store = model_store_new();
+	alloc = model_alloc_new(&sc, &pc);
+
+	bool present[CHURN_SVCS];
+	unsigned ipv[CHURN_SVCS];
+	static unsigned seen[CHURN_SVCS][256];
+	memset(seen, 0, sizeof(seen));
+	for (int i = 0; i < CHURN_SVCS; i++) {
+		present[i] = true;
+		ipv[i] = 1;
+		seen[i][1] = 1;
+	}
+	char *y = churn_yaml(present, ipv);
+	load("c.yaml", y);
+	free(y);
+	struct snapshot *cur = build(NULL);
+	uint32_t rnd = 12345;
+	size_t n_incremental = 0;
+	for (int k = 0; k < CHURN_BUILDS; k++) {
+		for (int c = 0; c < 1 + k % 2; c++) {
+			rnd = rnd * 1103515245u + 12345u;
+			int i = (int)((rnd >> 8) % CHURN_SVCS);
+			if (present[i] && (rnd >> 20) % 4 == 0) {
+				present[i] = false; /* deleted, maybe back later */
+			} else {
+				present[i] = true;
+				ipv[i] = 1 + (ipv[i] + (rnd >> 24) % 7 + 1) % 250;
+				seen[i][ipv[i]] = 1;
+			}
+		}
+		y = churn_yaml(present, ipv);
+		load("c.yaml", y);
+		free(y);
+		struct snapshot *next = build(cur);
+		n_incremental += next->incremental;
+		struct snapshot *full = build(NULL);
+		compare_churn(next, full, (const unsigned(*)[256])seen);
+		/* CHAOS port views follow too */
+		for (int i = 0; i < CHURN_SVCS; i++) {
+			uint8_t key[256];
+			char text[64];
+			snprintf(text, sizeof(text), "s%d.t.svc", i);
+			int kl = dname_from_text(text, key, sizeof(key));
+			assert_true(kl > 0);
+			const struct zone_answer *ca = zone_lookup_chaos(next, key, (size_t)kl, 16);
+			const struct zone_answer *cb = zone_lookup_chaos(full, key, (size_t)kl, 16);
+			assert_int_equal(ca != NULL, present[i]);
+			assert_int_equal(cb != NULL, present[i]);
+			if (ca) {
+				assert_int_equal(ca->len, cb->len);
+				assert_memory_equal(ca->data, cb->data, ca->len);
+			}
+		}
+		snapshot_free(full);
+		snapshot_free(cur);
+		cur = next;
+	}
+	/* most builds were incremental: the overlay and its merges were used */
+	assert_true(n_incremental > CHURN_BUILDS / 2);
+	snapshot_free(cur);
+	model_alloc_free(alloc);
+	model_store_free(store);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_incremental_matches_full),
+	    cmocka_unit_test(test_incremental_glue),
+	    cmocka_unit_test(test_incremental_churn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
