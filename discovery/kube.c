@@ -400,17 +400,6 @@ static void describe_failure(struct reflector *r, const struct kube_http_result 
 
 /* ---- list ----------------------------------------------------------------- */
 
-static void pending_clear(struct reflector *r)
-{
-	for (size_t i = 0; i < r->n_pend; i++) {
-		free(r->pend[i].key);
-		free(r->pend[i].rv);
-		if (r->pend[i].what == P_DECODED)
-			model_object_free(&r->pend[i].obj);
-	}
-	r->n_pend = 0;
-}
-
 static int pending_push(struct reflector *r, struct pending *p)
 {
 	if (r->n_pend == r->cap_pend) {
@@ -453,43 +442,69 @@ static int on_list_data(void *arg, const char *data, size_t len)
 	return 0;
 }
 
-/* Decodes the items of one page into r->pend. Objects whose resourceVersion
- * is the one already stored are not decoded again. */
-static int collect_page(struct reflector *r, json_t *items)
+static void pending_truncate(struct reflector *r, size_t n)
 {
-	size_t i;
-	json_t *it;
-
-	json_array_foreach(items, i, it)
-	{
-		struct ident id;
-		struct pending p = {0};
-		int rc = object_ident(r, it, &id);
-		if (rc == 1)
-			continue;
-		if (rc < 0) {
-			log_warn("api %s: list item %zu has no name or namespace; ignored",
-				 r->d->name, i);
-			continue;
-		}
-		const char *old = index_rv(r, id.key);
-		if (old && id.rv && strcmp(old, id.rv) == 0) {
-			p.what = P_UNCHANGED;
-		} else {
-			rc = manifest_decode_object(r->d->where, it, &p.obj);
-			p.what = rc == 0 ? P_DECODED : P_INVALID;
-		}
-		p.key = strdup(id.key);
-		p.rv = strdup(id.rv ? id.rv : "");
-		if (!p.key || !p.rv || pending_push(r, &p) < 0) {
-			free(p.key);
-			free(p.rv);
-			if (p.what == P_DECODED)
-				model_object_free(&p.obj);
-			return -ENOMEM;
-		}
+	for (size_t i = n; i < r->n_pend; i++) {
+		free(r->pend[i].key);
+		free(r->pend[i].rv);
+		if (r->pend[i].what == P_DECODED)
+			model_object_free(&r->pend[i].obj);
 	}
-	return 0;
+	r->n_pend = n;
+}
+
+static void pending_clear(struct reflector *r)
+{
+	pending_truncate(r, 0);
+}
+
+struct page_ctx {
+	struct reflector *r;
+	json_error_t jerr;
+};
+
+/* One item of a list page, parsed on its own, into r->pend. An object whose
+ * resourceVersion is the one already stored is not decoded again. */
+static int collect_item(void *arg, size_t i, const char *text, size_t len)
+{
+	struct page_ctx *pc = arg;
+	struct reflector *r = pc->r;
+	struct ident id;
+	struct pending p = {0};
+	json_t *it = json_loadb(text, len, 0, &pc->jerr);
+	int rc;
+
+	if (!it)
+		return -EINVAL;
+	rc = object_ident(r, it, &id);
+	if (rc == 1)
+		goto out;
+	if (rc < 0) {
+		log_warn("api %s: list item %zu has no name or namespace; ignored", r->d->name, i);
+		rc = 0;
+		goto out;
+	}
+	const char *old = index_rv(r, id.key);
+	if (old && id.rv && strcmp(old, id.rv) == 0) {
+		p.what = P_UNCHANGED;
+	} else {
+		rc = manifest_decode_object(r->d->where, it, &p.obj);
+		p.what = rc == 0 ? P_DECODED : P_INVALID;
+	}
+	p.key = strdup(id.key);
+	p.rv = strdup(id.rv ? id.rv : "");
+	if (!p.key || !p.rv || pending_push(r, &p) < 0) {
+		free(p.key);
+		free(p.rv);
+		if (p.what == P_DECODED)
+			model_object_free(&p.obj);
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(it);
+	return rc;
 }
 
 /* The list is complete: make the store hold exactly what it listed. */
@@ -561,7 +576,6 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 {
 	struct reflector *r = arg;
 	char why[600];
-	json_error_t jerr;
 
 	r->req = NULL;
 	if (res->curl_code != 0 || res->status != 200) {
@@ -583,25 +597,36 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 		retry_later(r, res, "list", why);
 		return;
 	}
-	json_t *page = json_loadb(r->body, r->body_len, 0, &jerr);
-	body_reset(r);
-	json_t *meta = json_object_get(page, "metadata");
-	json_t *items = json_object_get(page, "items");
+	struct page_ctx pc = {.r = r};
+	struct kube_span ms;
+	size_t n_before = r->n_pend;
+	json_t *meta = NULL;
+	int rc = kube_list_split(r->body, r->body_len, &ms, collect_item, &pc);
+	if (rc == 0 && ms.p)
+		meta = json_loadb(ms.p, ms.len, 0, &pc.jerr);
+	/* The buffer is kept for the next page; it goes when the list is done. */
+	r->body_len = 0;
 	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
 	const char *cont = json_string_value(json_object_get(meta, "continue"));
-	if (!page || !json_is_array(items) || !rv) {
-		snprintf(why, sizeof(why), "the response is not a %s list (%s)", r->d->kind,
-			 page ? "no items or metadata.resourceVersion" : jerr.text);
-		json_decref(page);
-		retry_later(r, NULL, "list", why);
-		return;
-	}
-	if (collect_page(r, items) < 0) {
-		json_decref(page);
+	if (rc == -ENOMEM) {
+		json_decref(meta);
+		body_reset(r);
 		pending_clear(r);
 		free(r->cont);
 		r->cont = NULL;
 		retry_later(r, NULL, "list", "out of memory");
+		return;
+	}
+	if (rc < 0 || !rv) {
+		snprintf(why, sizeof(why), "the response is not a %s list (%s)", r->d->kind,
+			 pc.jerr.text[0] ? pc.jerr.text
+			 : rc < 0	 ? "not a JSON object with an items array"
+					 : "no metadata.resourceVersion");
+		json_decref(meta);
+		body_reset(r);
+		/* this page is asked for again: what it gave so far goes */
+		pending_truncate(r, n_before);
+		retry_later(r, NULL, "list", why);
 		return;
 	}
 	r->page_count++;
@@ -609,11 +634,12 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 	if (!r->list_rv)
 		set_str(&r->list_rv, rv);
 	set_str(&r->cont, cont && *cont ? cont : NULL);
-	json_decref(page);
+	json_decref(meta);
 	if (r->cont) {
 		start_list(r);
 		return;
 	}
+	body_reset(r);
 	r->failures = 0;
 	apply_list(r);
 	start_watch(r);

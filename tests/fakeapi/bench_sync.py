@@ -215,6 +215,9 @@ def main():
             sys.exit("bench_sync.py: %s never answered %s:\n%s"
                      % (gen.fqdn(last), ready, srv.stderr_tail()))
         total = t_ready - t_start
+        # The answer comes before the build's log line is written.
+        t.poll(lambda: re.search(r"published: serial \d+, [1-9]\d* services", srv.stderr_text()),
+               timeout=30, interval=0.05)
         lines = log_times(srv.stderr_text())
         t_synced = next((ts for ts, m in lines if m.startswith("api: first full sync")), None)
         build = None
