@@ -33,17 +33,38 @@ static const char SERVICE_NAME_LABEL[] = "kubernetes.io/service-name";
 
 /* Where one object comes from and what it is called, for log lines. */
 struct dctx {
-	const char *where;    /* "manifest demo.yaml", or the API source's name */
-	size_t index;	      /* 1-based position in the file, 0 when unknown */
-	const char *stem;     /* file stem for generated Pod names, or NULL */
-	size_t *unnamed_pods; /* Pods given a generated name so far in this file */
-	char id[400];	      /* "Service default/web", "object #3" */
+	const char *where;     /* "manifest demo.yaml", or the API source's name */
+	size_t index;	       /* 1-based position in the file, 0 when unknown */
+	const char *stem;      /* file stem for generated Pod names, or NULL */
+	size_t *unnamed_pods;  /* Pods given a generated name so far in this file */
+	const char *kind_name; /* as written, once read; NULL before */
+	char id[400];	       /* ctx_id()'s buffer */
 	bool kind_known;
 	enum model_kind kind;
 	const char *ns;	  /* borrowed from the JSON (or "default") */
 	const char *name; /* borrowed, or generated_name */
 	char generated_name[80];
 };
+
+/* "Service default/web", "object #3": made only when a line is logged, since
+ * formatting it for every object was a tenth of a 100k-object list's decoding. */
+static const char *ctx_id(struct dctx *c)
+{
+	const char *kind = c->kind_name;
+
+	if (c->name && c->kind_known && c->kind == KIND_NAMESPACE)
+		snprintf(c->id, sizeof(c->id), "%.40s %.253s", kind ? kind : "object", c->name);
+	else if (c->name)
+		snprintf(c->id, sizeof(c->id), "%.40s %.63s/%.253s", kind ? kind : "object", c->ns,
+			 c->name);
+	else if (c->index)
+		snprintf(c->id, sizeof(c->id), "%.40s%sobject #%zu", kind ? kind : "",
+			 kind ? " " : "", c->index);
+	else
+		snprintf(c->id, sizeof(c->id), "%.40s%sobject without a name", kind ? kind : "",
+			 kind ? " " : "");
+	return c->id;
+}
 
 static int bad(struct dctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -54,7 +75,7 @@ static int bad(struct dctx *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_warn("%s: %s: %s", c->where, c->id, msg);
+	log_warn("%s: %s: %s", c->where, ctx_id(c), msg);
 	return -EINVAL;
 }
 
@@ -1076,21 +1097,6 @@ static int known_kind(const char *kind, enum model_kind *k, const char **api)
 	return 0;
 }
 
-static void set_id(struct dctx *c, const char *kind)
-{
-	if (c->name && c->kind_known && c->kind == KIND_NAMESPACE)
-		snprintf(c->id, sizeof(c->id), "%.40s %.253s", kind ? kind : "object", c->name);
-	else if (c->name)
-		snprintf(c->id, sizeof(c->id), "%.40s %.63s/%.253s", kind ? kind : "object", c->ns,
-			 c->name);
-	else if (c->index)
-		snprintf(c->id, sizeof(c->id), "%.40s%sobject #%zu", kind ? kind : "", kind ? " " : "",
-			 c->index);
-	else
-		snprintf(c->id, sizeof(c->id), "%.40s%sobject without a name", kind ? kind : "",
-			 kind ? " " : "");
-}
-
 /* Decodes one object; c->kind_known/ns/name tell the caller who was
  * rejected. Returns 0, 1 for an ignored kind, or a negative code. */
 static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
@@ -1099,7 +1105,7 @@ static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	json_t *meta;
 	int rc;
 
-	set_id(c, NULL);
+	c->kind_name = NULL;
 	if (!json_is_object(obj))
 		return bad(c, "must be an object, got %s", jtype(obj));
 	if ((rc = get_str(c, json_object_get(obj, "kind"), "kind", &kind)) < 0 ||
@@ -1108,12 +1114,12 @@ static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	if (!kind || !*kind)
 		return bad(c, "kind: required");
 	if (!known_kind(kind, &c->kind, &want_api)) {
-		log_debug("%s: %s: kind %.64s (%.64s) is not used, ignored", c->where, c->id, kind,
-			  api ? api : "no apiVersion");
+		log_debug("%s: %s: kind %.64s (%.64s) is not used, ignored", c->where, ctx_id(c),
+			  kind, api ? api : "no apiVersion");
 		return 1;
 	}
 	c->kind_known = true;
-	set_id(c, kind);
+	c->kind_name = kind;
 
 	if ((rc = get_obj(c, json_object_get(obj, "metadata"), "metadata", &meta)) < 0)
 		return rc;
@@ -1132,7 +1138,6 @@ static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 		log_info("%s: Pod %s/%s: no metadata.name, named after the file", c->where, c->ns,
 			 c->name);
 	}
-	set_id(c, kind);
 	if (!c->name)
 		return bad(c, "metadata.name: required");
 
@@ -1194,7 +1199,7 @@ int manifest_decode_object(const char *where, struct json_t *obj, struct model_o
 	struct model_object o = {0};
 	int rc = decode_one(&c, obj, &o);
 	if (rc == -ENOMEM)
-		log_error("%s: %s: out of memory", c.where, c.id);
+		log_error("%s: %s: out of memory", c.where, ctx_id(&c));
 	if (rc == 0)
 		*out = o;
 	return rc;
