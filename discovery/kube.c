@@ -51,6 +51,30 @@ struct pending {
 	struct model_object obj;
 };
 
+struct pend_list {
+	struct pending *v;
+	size_t n, cap;
+};
+
+struct reflector;
+
+/* One list page handed to the thread pool, where it is parsed and decoded:
+ * jansson is most of a first sync's work, and meanwhile the loop thread
+ * receives the next page and answers queries. While pages are out, the
+ * worker reads the reflector's index (unchanged objects are not decoded
+ * again), so the loop thread changes that index only when none are out. */
+struct page_work {
+	uv_work_t w;
+	struct reflector *r;
+	uint32_t seq; /* the list it belongs to: a page of a list given up is dropped */
+	size_t page;  /* 0-based */
+	char *body;
+	size_t len;
+	struct pend_list items;
+	int rc;
+	char why[JSON_ERROR_TEXT_LENGTH];
+};
+
 struct reflector {
 	struct kube_source *ks;
 	enum kube_resource res;
@@ -73,8 +97,12 @@ struct reflector {
 	/* key (= store source) -> malloc'd resourceVersion of the stored object */
 	struct store_map index;
 	uint32_t gen;
-	struct pending *pend;
-	size_t n_pend, cap_pend;
+	struct pend_list pend;
+	uint32_t list_seq;	 /* changes when a list is started afresh or given up */
+	unsigned inflight;	 /* pages in the thread pool, of any list */
+	bool list_received;	 /* the last page of the current list is in */
+	struct page_work **done; /* by page number, decoded pages of the current list */
+	size_t done_cap;
 	uint64_t events[KUBE_EV_TYPES];
 	uint64_t relists;
 	uint64_t bad_lines;
@@ -94,6 +122,7 @@ struct kube_source {
 	bool synced;
 	bool stopping;
 	int open_handles;
+	unsigned inflight; /* pages in the thread pool: the source outlives them */
 	struct reflector r[KUBE_RESOURCES];
 };
 
@@ -400,18 +429,51 @@ static void describe_failure(struct reflector *r, const struct kube_http_result 
 
 /* ---- list ----------------------------------------------------------------- */
 
-static int pending_push(struct reflector *r, struct pending *p)
+static int pend_push(struct pend_list *l, struct pending *p)
 {
-	if (r->n_pend == r->cap_pend) {
-		size_t cap = r->cap_pend ? r->cap_pend * 2 : 256;
-		struct pending *n = realloc(r->pend, cap * sizeof(*n));
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		struct pending *n = realloc(l->v, cap * sizeof(*n));
 		if (!n)
 			return -ENOMEM;
-		r->pend = n;
-		r->cap_pend = cap;
+		l->v = n;
+		l->cap = cap;
 	}
-	r->pend[r->n_pend++] = *p;
+	l->v[l->n++] = *p;
 	return 0;
+}
+
+static void pend_free(struct pend_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].key);
+		free(l->v[i].rv);
+		if (l->v[i].what == P_DECODED)
+			model_object_free(&l->v[i].obj);
+	}
+	free(l->v);
+	*l = (struct pend_list){0};
+}
+
+static void page_work_free(struct page_work *pw)
+{
+	pend_free(&pw->items);
+	free(pw->body);
+	free(pw);
+}
+
+/* Forgets the list being collected; pages of it still in the thread pool are
+ * dropped when they come back. */
+static void list_discard(struct reflector *r)
+{
+	r->list_seq++;
+	for (size_t i = 0; i < r->done_cap; i++) {
+		if (r->done[i])
+			page_work_free(r->done[i]);
+		r->done[i] = NULL;
+	}
+	pend_free(&r->pend);
+	r->list_received = false;
 }
 
 static void body_reset(struct reflector *r)
@@ -442,29 +504,15 @@ static int on_list_data(void *arg, const char *data, size_t len)
 	return 0;
 }
 
-static void pending_truncate(struct reflector *r, size_t n)
-{
-	for (size_t i = n; i < r->n_pend; i++) {
-		free(r->pend[i].key);
-		free(r->pend[i].rv);
-		if (r->pend[i].what == P_DECODED)
-			model_object_free(&r->pend[i].obj);
-	}
-	r->n_pend = n;
-}
-
-static void pending_clear(struct reflector *r)
-{
-	pending_truncate(r, 0);
-}
-
 struct page_ctx {
 	struct reflector *r;
+	struct pend_list *out;
 	json_error_t jerr;
 };
 
-/* One item of a list page, parsed on its own, into r->pend. An object whose
- * resourceVersion is the one already stored is not decoded again. */
+/* One item of a list page, parsed on its own (in the thread pool), into
+ * pc->out. An object whose resourceVersion is the one already stored is not
+ * decoded again. */
 static int collect_item(void *arg, size_t i, const char *text, size_t len)
 {
 	struct page_ctx *pc = arg;
@@ -493,7 +541,7 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 	}
 	p.key = strdup(id.key);
 	p.rv = strdup(id.rv ? id.rv : "");
-	if (!p.key || !p.rv || pending_push(r, &p) < 0) {
+	if (!p.key || !p.rv || pend_push(pc->out, &p) < 0) {
 		free(p.key);
 		free(p.rv);
 		if (p.what == P_DECODED)
@@ -516,8 +564,8 @@ static void apply_list(struct reflector *r)
 
 	if (gen == 0) /* after wrapping: 0 is what a fresh index slot holds */
 		gen = r->gen = 1;
-	for (size_t i = 0; i < r->n_pend; i++) {
-		struct pending *p = &r->pend[i];
+	for (size_t i = 0; i < r->pend.n; i++) {
+		struct pending *p = &r->pend.v[i];
 		bool known = index_rv(r, p->key) != NULL;
 		if (p->what == P_DECODED) {
 			model_store_replace(ks->store, p->key, &p->obj, 1);
@@ -544,7 +592,7 @@ static void apply_list(struct reflector *r)
 		removed++;
 	}
 	store_map_sweep(&r->index, gen);
-	pending_clear(r);
+	pend_free(&r->pend);
 	free(r->rv);
 	r->rv = r->list_rv;
 	r->list_rv = NULL;
@@ -572,10 +620,125 @@ static void apply_list(struct reflector *r)
 		notify(ks);
 }
 
+static int skip_item(void *arg, size_t i, const char *text, size_t len)
+{
+	(void)arg, (void)i, (void)text, (void)len;
+	return 0;
+}
+
+static void source_maybe_free(struct kube_source *ks);
+
+/* Every page of the list is in and decoded: apply them in page order. */
+static void list_maybe_finish(struct reflector *r)
+{
+	if (!r->list_received || r->inflight)
+		return;
+	for (size_t i = 0; i < r->page_count; i++) {
+		struct page_work *pw = r->done[i];
+		for (size_t k = 0; k < pw->items.n; k++) {
+			if (pend_push(&r->pend, &pw->items.v[k]) < 0) {
+				list_discard(r);
+				retry_later(r, NULL, "list", "out of memory");
+				return;
+			}
+			/* r->pend owns it now */
+			pw->items.v[k] = (struct pending){.what = P_UNCHANGED};
+		}
+		page_work_free(pw);
+		r->done[i] = NULL;
+	}
+	r->list_received = false;
+	r->failures = 0;
+	apply_list(r);
+	start_watch(r);
+}
+
+static void page_decode(uv_work_t *w)
+{
+	struct page_work *pw = w->data;
+	struct page_ctx pc = {.r = pw->r, .out = &pw->items};
+	struct kube_span ms;
+
+	pw->rc = kube_list_split(pw->body, pw->len, &ms, collect_item, &pc);
+	if (pw->rc < 0)
+		snprintf(pw->why, sizeof(pw->why), "%s",
+			 pw->rc == -ENOMEM ? "out of memory" : pc.jerr.text);
+	free(pw->body);
+	pw->body = NULL;
+}
+
+static void page_decoded(uv_work_t *w, int status)
+{
+	struct page_work *pw = w->data;
+	struct reflector *r = pw->r;
+	struct kube_source *ks = r->ks;
+	char why[600];
+
+	ks->inflight--;
+	r->inflight--;
+	if (ks->stopping) {
+		page_work_free(pw);
+		source_maybe_free(ks);
+		return;
+	}
+	if (pw->seq != r->list_seq) {
+		page_work_free(pw);
+		list_maybe_finish(r); /* a newer list may wait for this page to be out */
+		return;
+	}
+	if (status < 0 || pw->rc < 0) {
+		/* the pages after it are on their way: list again from the start */
+		snprintf(why, sizeof(why), "page %zu is not a %s list (%s)", pw->page + 1,
+			 r->d->kind, status < 0 ? uv_strerror(status) : pw->why);
+		page_work_free(pw);
+		kube_http_cancel(r->req);
+		r->req = NULL;
+		list_discard(r);
+		free(r->cont);
+		r->cont = NULL;
+		retry_later(r, NULL, "list", why);
+		return;
+	}
+	r->done[pw->page] = pw;
+	list_maybe_finish(r);
+}
+
+/* Hands the page in r->body to the thread pool. Returns 0 or -ENOMEM. */
+static int page_queue(struct reflector *r)
+{
+	struct page_work *pw;
+
+	if (r->page_count >= r->done_cap) {
+		size_t cap = r->done_cap ? r->done_cap * 2 : 64;
+		struct page_work **d = realloc(r->done, cap * sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		memset(d + r->done_cap, 0, (cap - r->done_cap) * sizeof(*d));
+		r->done = d;
+		r->done_cap = cap;
+	}
+	if (!(pw = calloc(1, sizeof(*pw))))
+		return -ENOMEM;
+	pw->w.data = pw;
+	pw->r = r;
+	pw->seq = r->list_seq;
+	pw->page = r->page_count;
+	pw->body = r->body;
+	pw->len = r->body_len;
+	r->body = NULL;
+	r->body_len = r->body_cap = 0;
+	/* uv_queue_work fails only for a NULL work callback */
+	uv_queue_work(r->ks->loop, &pw->w, page_decode, page_decoded);
+	r->inflight++;
+	r->ks->inflight++;
+	return 0;
+}
+
 static void on_list_done(void *arg, const struct kube_http_result *res)
 {
 	struct reflector *r = arg;
 	char why[600];
+	json_error_t jerr = {0};
 
 	r->req = NULL;
 	if (res->curl_code != 0 || res->status != 200) {
@@ -587,7 +750,7 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 				 r->d->name);
 			free(r->cont);
 			r->cont = NULL;
-			pending_clear(r);
+			list_discard(r);
 			if (r->failures++ < 2) {
 				start_list(r);
 				return;
@@ -597,36 +760,32 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 		retry_later(r, res, "list", why);
 		return;
 	}
-	struct page_ctx pc = {.r = r};
+	/* Only the page's structure and metadata are read here, so that the next
+	 * page is asked for at once; its items are decoded in the thread pool. */
 	struct kube_span ms;
-	size_t n_before = r->n_pend;
 	json_t *meta = NULL;
-	int rc = kube_list_split(r->body, r->body_len, &ms, collect_item, &pc);
+	int rc = kube_list_split(r->body, r->body_len, &ms, skip_item, NULL);
 	if (rc == 0 && ms.p)
-		meta = json_loadb(ms.p, ms.len, 0, &pc.jerr);
-	/* The buffer is kept for the next page; it goes when the list is done. */
-	r->body_len = 0;
+		meta = json_loadb(ms.p, ms.len, 0, &jerr);
 	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
 	const char *cont = json_string_value(json_object_get(meta, "continue"));
-	if (rc == -ENOMEM) {
+	if (rc < 0 || !rv) {
+		snprintf(why, sizeof(why), "the response is not a %s list (%s)", r->d->kind,
+			 jerr.text[0] ? jerr.text
+			 : rc < 0     ? "not a JSON object with an items array"
+				      : "no metadata.resourceVersion");
 		json_decref(meta);
 		body_reset(r);
-		pending_clear(r);
+		retry_later(r, NULL, "list", why); /* the same page again */
+		return;
+	}
+	if (page_queue(r) < 0) {
+		json_decref(meta);
+		body_reset(r);
+		list_discard(r);
 		free(r->cont);
 		r->cont = NULL;
 		retry_later(r, NULL, "list", "out of memory");
-		return;
-	}
-	if (rc < 0 || !rv) {
-		snprintf(why, sizeof(why), "the response is not a %s list (%s)", r->d->kind,
-			 pc.jerr.text[0] ? pc.jerr.text
-			 : rc < 0	 ? "not a JSON object with an items array"
-					 : "no metadata.resourceVersion");
-		json_decref(meta);
-		body_reset(r);
-		/* this page is asked for again: what it gave so far goes */
-		pending_truncate(r, n_before);
-		retry_later(r, NULL, "list", why);
 		return;
 	}
 	r->page_count++;
@@ -639,10 +798,8 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 		start_list(r);
 		return;
 	}
-	body_reset(r);
-	r->failures = 0;
-	apply_list(r);
-	start_watch(r);
+	r->list_received = true;
+	list_maybe_finish(r);
 }
 
 static void start_list(struct reflector *r)
@@ -653,7 +810,7 @@ static void start_list(struct reflector *r)
 
 	if (!r->cont) {
 		/* a fresh list: whatever was collected before is stale */
-		pending_clear(r);
+		list_discard(r);
 		free(r->list_rv);
 		r->list_rv = NULL;
 		r->page_count = 0;
@@ -894,8 +1051,8 @@ static void source_free(struct kube_source *ks)
 {
 	for (int k = 0; k < KUBE_RESOURCES; k++) {
 		struct reflector *r = &ks->r[k];
-		pending_clear(r);
-		free(r->pend);
+		list_discard(r);
+		free(r->done);
 		for (size_t i = 0; i < r->index.cap; i++)
 			if (r->index.slots[i].key)
 				free((char *)r->index.slots[i].val);
@@ -917,7 +1074,14 @@ static void on_handle_closed(uv_handle_t *h)
 {
 	struct kube_source *ks = h->data;
 
-	if (--ks->open_handles == 0)
+	--ks->open_handles;
+	source_maybe_free(ks);
+}
+
+/* Once the timers are closed and no page is left in the thread pool. */
+static void source_maybe_free(struct kube_source *ks)
+{
+	if (ks->open_handles == 0 && ks->inflight == 0)
 		source_free(ks);
 }
 

@@ -143,6 +143,14 @@ class Poller:
         return None
 
 
+def proc_cpu(pid):
+    """CPU seconds (user + system, every thread) a process has used so far:
+    on a shared machine, the figure that other load does not change."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def log_times(text):
     """(wall clock seconds, message) of each line of svcdns's log."""
     out = []
@@ -215,6 +223,7 @@ def main():
             sys.exit("bench_sync.py: %s never answered %s:\n%s"
                      % (gen.fqdn(last), ready, srv.stderr_tail()))
         total = t_ready - t_start
+        cpu = proc_cpu(srv.proc.pid)
         # The answer comes before the build's log line is written.
         t.poll(lambda: re.search(r"published: serial \d+, [1-9]\d* services", srv.stderr_text()),
                timeout=30, interval=0.05)
@@ -238,8 +247,10 @@ def main():
         if build:
             fig["final_build_ms"], fig["final_view_ms"], fig["final_zones_ms"] = build
             split += ", final build %.0f ms (view %.0f, zones %.0f)" % tuple(build)
+        fig["first_sync_cpu_s"] = cpu
         say("SUMMARY first sync: %.2f s from start to the last Service answering (%s; the "
-            "log has millisecond times)" % (total, split))
+            "log has millisecond times); svcdns used %.2f s of CPU by then, all threads"
+            % (total, split, cpu))
         with open("/proc/%d/status" % srv.proc.pid) as f:
             rss = [ln.split()[1] for ln in f if ln.startswith("VmRSS")]
         fig["rss_mib"] = int(rss[0]) / 1024

@@ -42,6 +42,7 @@ import argparse
 import base64
 import bisect
 import copy
+import gc
 import ipaddress
 import json
 import os
@@ -807,6 +808,9 @@ def main():
         api.apply_many([namespace(n) for n in names if n not in have], copy_obj=False)
     if args.prebuild:
         api.prebuild(args.prebuild)
+    # Millions of loaded objects would make every full collection a pause
+    # of the server; they live as long as it does.
+    gc.freeze()
     api.start()
     print("fakeapi: serving %s" % api.url, flush=True)
     try:
