@@ -561,6 +561,7 @@ static void apply_list(struct reflector *r)
 	struct kube_source *ks = r->ks;
 	size_t added = 0, updated = 0, removed = 0, unchanged = 0;
 	uint32_t gen = ++r->gen;
+	uint64_t t0 = uv_hrtime();
 
 	if (gen == 0) /* after wrapping: 0 is what a fresh index slot holds */
 		gen = r->gen = 1;
@@ -609,10 +610,10 @@ static void apply_list(struct reflector *r)
 	r->rv = r->list_rv;
 	r->list_rv = NULL;
 	log_info("api %s: %s at resourceVersion %s: %zu objects in %u page%s (%zu new, %zu "
-		 "changed, %zu removed, %zu unchanged)",
+		 "changed, %zu removed, %zu unchanged), stored in %.1f ms",
 		 r->d->name, r->synced ? "listed again" : "listed", r->rv ? r->rv : "?",
 		 added + updated + unchanged, r->page_count, r->page_count == 1 ? "" : "s", added,
-		 updated, removed, unchanged);
+		 updated, removed, unchanged, (double)(uv_hrtime() - t0) / 1e6);
 	r->need_list = false;
 	bool first = !r->synced;
 	r->synced = true;

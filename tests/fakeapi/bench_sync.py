@@ -176,7 +176,8 @@ def main():
         sys.exit("bench_sync.py: --services must be at least 20")
     fig = {"services": args.services}
 
-    work = args.work or tempfile.mkdtemp(prefix="svcdns-sync-")
+    tmp = None if args.work else tempfile.TemporaryDirectory(prefix="svcdns-sync-")
+    work = args.work or tmp.name
     t0 = time.monotonic()
     c = prepare(args.services, work)
     say("cluster: %d Services, %d endpoints, %d namespaces (gen.py, %.1f s) in %s"
@@ -349,6 +350,8 @@ def main():
                 say("\n".join(problems))
         fake.terminate()
         fake.wait()
+        if tmp:
+            tmp.cleanup()
 
 
 if __name__ == "__main__":
