@@ -267,9 +267,8 @@ struct ident {
 	char key[300];
 };
 
-/* Reads metadata and fills in kind/apiVersion (list items carry neither).
- * Returns 0, 1 when filtered out, or -EINVAL when the object has no usable
- * identity. */
+/* Reads metadata. Returns 0, 1 when filtered out, or -EINVAL when the object
+ * has no usable identity. */
 static int object_ident(struct reflector *r, json_t *obj, struct ident *id)
 {
 	json_t *meta = json_object_get(obj, "metadata");
@@ -291,10 +290,6 @@ static int object_ident(struct reflector *r, json_t *obj, struct ident *id)
 			 id->ns ? id->ns : "", id->ns ? "/" : "", id->name);
 	if (n < 0 || (size_t)n >= sizeof(id->key))
 		return -EINVAL;
-	if (!json_object_get(obj, "kind"))
-		json_object_set_new(obj, "kind", json_string(r->d->kind));
-	if (!json_object_get(obj, "apiVersion"))
-		json_object_set_new(obj, "apiVersion", json_string(r->d->api_version));
 	return 0;
 }
 
@@ -345,7 +340,7 @@ static bool object_upsert(struct reflector *r, json_t *obj, const struct ident *
 
 	if (old && id->rv && strcmp(old, id->rv) == 0)
 		return false; /* seen already (a resumed watch may repeat it) */
-	int rc = manifest_decode_object(r->d->where, obj, &mo);
+	int rc = manifest_decode_item(r->d->where, obj, r->d->kind, r->d->api_version, &mo);
 	if (rc < 0)
 		return false; /* logged; the previous version, if any, stays */
 	if (rc == 1) {
@@ -536,7 +531,7 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 	if (old && id.rv && strcmp(old, id.rv) == 0) {
 		p.what = P_UNCHANGED;
 	} else {
-		rc = manifest_decode_object(r->d->where, it, &p.obj);
+		rc = manifest_decode_item(r->d->where, it, r->d->kind, r->d->api_version, &p.obj);
 		p.what = rc == 0 ? P_DECODED : P_INVALID;
 	}
 	p.key = strdup(id.key);

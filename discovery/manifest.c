@@ -38,6 +38,8 @@ struct dctx {
 	const char *stem;      /* file stem for generated Pod names, or NULL */
 	size_t *unnamed_pods;  /* Pods given a generated name so far in this file */
 	const char *kind_name; /* as written, once read; NULL before */
+	const char *dflt_kind; /* for an object without kind (a list item), or NULL */
+	const char *dflt_api;  /* likewise for apiVersion */
 	char id[400];	       /* ctx_id()'s buffer */
 	bool kind_known;
 	enum model_kind kind;
@@ -1143,6 +1145,10 @@ static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	if ((rc = get_str(c, json_object_get(obj, "kind"), "kind", &kind)) < 0 ||
 	    (rc = get_str(c, json_object_get(obj, "apiVersion"), "apiVersion", &api)) < 0)
 		return rc;
+	if (!kind)
+		kind = c->dflt_kind;
+	if (!api)
+		api = c->dflt_api;
 	if (!kind || !*kind)
 		return bad(c, "kind: required");
 	if (!known_kind(kind, &c->kind, &want_api)) {
@@ -1225,9 +1231,11 @@ static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	}
 }
 
-int manifest_decode_object(const char *where, struct json_t *obj, struct model_object *out)
+int manifest_decode_item(const char *where, struct json_t *obj, const char *kind,
+			 const char *api_version, struct model_object *out)
 {
-	struct dctx c = {.where = where ? where : "object"};
+	struct dctx c = {
+	    .where = where ? where : "object", .dflt_kind = kind, .dflt_api = api_version};
 	struct model_object o = {0};
 	int rc = decode_one(&c, obj, &o);
 	if (rc == -ENOMEM)
@@ -1235,6 +1243,11 @@ int manifest_decode_object(const char *where, struct json_t *obj, struct model_o
 	if (rc == 0)
 		*out = o;
 	return rc;
+}
+
+int manifest_decode_object(const char *where, struct json_t *obj, struct model_object *out)
+{
+	return manifest_decode_item(where, obj, NULL, NULL, out);
 }
 
 /* ---- files ---------------------------------------------------------------- */
