@@ -360,7 +360,9 @@ class FakeAPI:
     def fault(self, resource, verb, action, count=1, **kw):
         """Queues a fault for the next matching request(s). Actions:
         status (code=, retry_after=), hang, midline (after=N events),
-        garbage (line=bytes), error410, close (after=N events)."""
+        garbage (line=bytes), error410, close (after=N events), and for lists
+        badpage (item=bytes: put first among the page's items; by default
+        one that is well nested but not JSON)."""
         with self.cond:
             self.faults.append(Fault(resource, verb, action, count, **kw))
 
@@ -577,10 +579,10 @@ class _Handler(BaseHTTPRequestHandler):
         selector = parse_selector(q.get("labelSelector"))
         if watch:
             return self.do_watch(d, ns, q, selector, fault, entry)
-        return self.do_list(d, ns, q, selector, entry)
+        return self.do_list(d, ns, q, selector, entry, fault)
 
     # ---- list ---------------------------------------------------------------
-    def do_list(self, d, ns, q, selector, entry):
+    def do_list(self, d, ns, q, selector, entry, fault=None):
         f = self.fake
         limit = int(q.get("limit") or 0)
         cont = q.get("continue")
@@ -602,6 +604,10 @@ class _Handler(BaseHTTPRequestHandler):
                 _, snap_id = f.list_snapshot(d, ns, q.get("labelSelector"))
                 start = 0
             body = f.page(d, snap_id, start, limit)
+        if fault is not None and fault.action == "badpage":
+            item = fault.kw.get("item", b'{"metadata":{"name":"bad","namespace":"x"},"a":tru}')
+            sep = b"" if b'"items":[]' in body else b","
+            body = body.replace(b'"items":[', b'"items":[' + item + sep, 1)
         entry["status"] = 200
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
