@@ -92,6 +92,7 @@ struct reflector {
 	unsigned page_count;
 	char *body; /* the list page being received */
 	size_t body_len, body_cap;
+	size_t body_hint; /* the last page's size: the next one is sized for it */
 	struct kube_lines lines;
 	bool watch_progress; /* this watch delivered at least one event */
 	/* key (= store source) -> malloc'd resourceVersion of the stored object */
@@ -485,7 +486,9 @@ static int on_list_data(void *arg, const char *data, size_t len)
 	if (r->body_len + len > KUBE_MAX_PAGE)
 		return -EFBIG;
 	if (r->body_len + len > r->body_cap) {
-		size_t cap = r->body_cap ? r->body_cap : 64 << 10;
+		size_t cap = r->body_cap		  ? r->body_cap
+			     : r->body_hint > (64u << 10) ? r->body_hint + r->body_hint / 4
+							  : 64u << 10;
 		while (cap < r->body_len + len)
 			cap *= 2;
 		char *nb = realloc(r->body, cap);
@@ -733,6 +736,7 @@ static int page_queue(struct reflector *r)
 	pw->page = r->page_count;
 	pw->body = r->body;
 	pw->len = r->body_len;
+	r->body_hint = r->body_len;
 	r->body = NULL;
 	r->body_len = r->body_cap = 0;
 	/* uv_queue_work fails only for a NULL work callback */
