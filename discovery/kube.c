@@ -1,7 +1,10 @@
 /* List-then-watch reflectors for Services, EndpointSlices and Namespaces. Each
  * API object is one store source ("api:Service/ns/name"), so an event swaps
- * one object; a (re)list is collected page by page and applied in one step, so
- * that nothing disappears while it runs and unchanged objects are not touched. */
+ * one object. A list's pages are decoded in the thread pool; a relist is
+ * applied in one step once every page is back, so that unchanged objects are
+ * not touched, and what it no longer names is removed only at its end, so
+ * that nothing disappears while it runs. A first list (an empty index) is
+ * stored as its pages come back. */
 #include "discovery/kube.h"
 
 #include <errno.h>
@@ -66,8 +69,9 @@ struct reflector;
 struct page_work {
 	uv_work_t w;
 	struct reflector *r;
-	uint32_t seq; /* the list it belongs to: a page of a list given up is dropped */
-	size_t page;  /* 0-based */
+	uint32_t seq;	/* the list it belongs to: a page of a list given up is dropped */
+	size_t page;	/* 0-based */
+	bool use_index; /* unchanged objects are looked up in the index, not decoded */
 	char *body;
 	size_t len;
 	struct pend_list items;
@@ -98,9 +102,17 @@ struct reflector {
 	/* key (= store source) -> malloc'd resourceVersion of the stored object */
 	struct store_map index;
 	uint32_t gen;
-	struct pend_list pend;
-	uint32_t list_seq;	 /* changes when a list is started afresh or given up */
-	unsigned inflight;	 /* pages in the thread pool, of any list */
+	uint32_t list_seq;	   /* changes when a list is started afresh or given up */
+	unsigned inflight;	   /* pages in the thread pool, of any list */
+	unsigned inflight_indexed; /* of those, pages whose worker reads the index */
+	/* The index was empty when this list started (a first sync): workers
+	 * need not read it, so pages are stored as they come back, in order,
+	 * rather than all at the end. */
+	bool apply_early;
+	size_t next_apply; /* the first page not stored yet */
+	uint32_t apply_gen;
+	size_t n_added, n_updated, n_unchanged;
+	uint64_t store_ns;
 	bool list_received;	 /* the last page of the current list is in */
 	struct page_work **done; /* by page number, decoded pages of the current list */
 	size_t done_cap;
@@ -468,7 +480,6 @@ static void list_discard(struct reflector *r)
 			page_work_free(r->done[i]);
 		r->done[i] = NULL;
 	}
-	pend_free(&r->pend);
 	r->list_received = false;
 }
 
@@ -504,6 +515,7 @@ static int on_list_data(void *arg, const char *data, size_t len)
 
 struct page_ctx {
 	struct reflector *r;
+	bool use_index;
 	struct pend_list *out;
 	json_error_t jerr;
 };
@@ -530,7 +542,7 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 		rc = 0;
 		goto out;
 	}
-	const char *old = index_rv(r, id.key);
+	const char *old = pc->use_index ? index_rv(r, id.key) : NULL;
 	if (old && id.rv && strcmp(old, id.rv) == 0) {
 		p.what = P_UNCHANGED;
 	} else {
@@ -553,28 +565,36 @@ out:
 	return rc;
 }
 
-/* The list is complete: make the store hold exactly what it listed. */
-static void apply_list(struct reflector *r)
+/* A fresh list starts: its objects are marked with a new generation. */
+static void list_begin(struct reflector *r)
+{
+	r->apply_gen = ++r->gen;
+	if (r->apply_gen == 0) /* after wrapping: 0 is what a fresh index slot holds */
+		r->apply_gen = r->gen = 1;
+	r->apply_early = r->index.n == 0;
+	r->next_apply = 0;
+	r->n_added = r->n_updated = r->n_unchanged = 0;
+	r->store_ns = 0;
+}
+
+/* Stores one decoded page, and marks what it listed in the index. */
+static void apply_page(struct reflector *r, struct page_work *pw)
 {
 	struct kube_source *ks = r->ks;
-	size_t added = 0, updated = 0, removed = 0, unchanged = 0;
-	uint32_t gen = ++r->gen;
 	uint64_t t0 = uv_hrtime();
 
-	if (gen == 0) /* after wrapping: 0 is what a fresh index slot holds */
-		gen = r->gen = 1;
 	/* One index lookup per object: at 100k objects, the hash probes (cache
 	 * misses all) are most of this loop. */
-	for (size_t i = 0; i < r->pend.n; i++) {
-		struct pending *p = &r->pend.v[i];
+	for (size_t i = 0; i < pw->items.n; i++) {
+		struct pending *p = &pw->items.v[i];
 		size_t klen = strlen(p->key);
 		struct store_map_slot *s;
 		bool created;
 		if (p->what != P_DECODED) {
 			/* unchanged, or invalid now: the stored version, if any, stays */
 			if ((s = store_map_find(&r->index, p->key, klen))) {
-				s->gen = gen;
-				unchanged++;
+				s->gen = r->apply_gen;
+				r->n_unchanged++;
 			}
 			continue;
 		}
@@ -587,12 +607,24 @@ static void apply_list(struct reflector *r)
 		free((char *)s->val);
 		s->val = (uintptr_t)p->rv; /* the index takes the resourceVersion */
 		p->rv = NULL;
-		s->gen = gen;
+		s->gen = r->apply_gen;
 		if (created)
-			added++;
+			r->n_added++;
 		else
-			updated++;
+			r->n_updated++;
 	}
+	r->store_ns += uv_hrtime() - t0;
+}
+
+/* Every page is stored: what the list did not name goes, and the store now
+ * holds exactly what was listed. */
+static void apply_end(struct reflector *r)
+{
+	struct kube_source *ks = r->ks;
+	size_t removed = 0;
+	uint32_t gen = r->apply_gen;
+	uint64_t t0 = uv_hrtime();
+
 	for (size_t i = 0; i < r->index.cap; i++) {
 		struct store_map_slot *s = &r->index.slots[i];
 		if (!s->key || s->gen == gen)
@@ -603,15 +635,16 @@ static void apply_list(struct reflector *r)
 		removed++;
 	}
 	store_map_sweep(&r->index, gen);
-	pend_free(&r->pend);
+	r->store_ns += uv_hrtime() - t0;
 	free(r->rv);
 	r->rv = r->list_rv;
 	r->list_rv = NULL;
 	log_info("api %s: %s at resourceVersion %s: %zu objects in %u page%s (%zu new, %zu "
-		 "changed, %zu removed, %zu unchanged), stored in %.1f ms",
+		 "changed, %zu removed, %zu unchanged), stored in %.1f ms%s",
 		 r->d->name, r->synced ? "listed again" : "listed", r->rv ? r->rv : "?",
-		 added + updated + unchanged, r->page_count, r->page_count == 1 ? "" : "s", added,
-		 updated, removed, unchanged, (double)(uv_hrtime() - t0) / 1e6);
+		 r->n_added + r->n_updated + r->n_unchanged, r->page_count,
+		 r->page_count == 1 ? "" : "s", r->n_added, r->n_updated, removed, r->n_unchanged,
+		 (double)r->store_ns / 1e6, r->apply_early ? " as the pages came" : "");
 	r->need_list = false;
 	bool first = !r->synced;
 	r->synced = true;
@@ -627,7 +660,7 @@ static void apply_list(struct reflector *r)
 			return;
 		}
 	}
-	if (added || updated || removed)
+	if (r->n_added || r->n_updated || removed)
 		notify(ks);
 }
 
@@ -639,35 +672,31 @@ static int skip_item(void *arg, size_t i, const char *text, size_t len)
 
 static void source_maybe_free(struct kube_source *ks);
 
-/* Every page of the list is in and decoded: apply them in page order. */
-static void list_maybe_finish(struct reflector *r)
+/* Stores the pages that are back, in page order: as they come when no worker
+ * reads the index, else all at once when the last one is back. */
+static void list_advance(struct reflector *r)
 {
-	if (!r->list_received || r->inflight)
+	bool all = r->list_received && r->inflight == 0;
+
+	if (!all && !(r->apply_early && r->inflight_indexed == 0))
 		return;
-	for (size_t i = 0; i < r->page_count; i++) {
-		struct page_work *pw = r->done[i];
-		for (size_t k = 0; k < pw->items.n; k++) {
-			if (pend_push(&r->pend, &pw->items.v[k]) < 0) {
-				list_discard(r);
-				retry_later(r, NULL, "list", "out of memory");
-				return;
-			}
-			/* r->pend owns it now */
-			pw->items.v[k] = (struct pending){.what = P_UNCHANGED};
-		}
-		page_work_free(pw);
-		r->done[i] = NULL;
+	while (r->next_apply < r->page_count && r->done[r->next_apply]) {
+		apply_page(r, r->done[r->next_apply]);
+		page_work_free(r->done[r->next_apply]);
+		r->done[r->next_apply++] = NULL;
 	}
+	if (!all)
+		return;
 	r->list_received = false;
 	r->failures = 0;
-	apply_list(r);
+	apply_end(r);
 	start_watch(r);
 }
 
 static void page_decode(uv_work_t *w)
 {
 	struct page_work *pw = w->data;
-	struct page_ctx pc = {.r = pw->r, .out = &pw->items};
+	struct page_ctx pc = {.r = pw->r, .use_index = pw->use_index, .out = &pw->items};
 	struct kube_span ms;
 
 	pw->rc = kube_list_split(pw->body, pw->len, &ms, collect_item, &pc);
@@ -687,6 +716,8 @@ static void page_decoded(uv_work_t *w, int status)
 
 	ks->inflight--;
 	r->inflight--;
+	if (pw->use_index)
+		r->inflight_indexed--;
 	if (ks->stopping) {
 		page_work_free(pw);
 		source_maybe_free(ks);
@@ -694,7 +725,7 @@ static void page_decoded(uv_work_t *w, int status)
 	}
 	if (pw->seq != r->list_seq) {
 		page_work_free(pw);
-		list_maybe_finish(r); /* a newer list may wait for this page to be out */
+		list_advance(r); /* a newer list may wait for this page to be out */
 		return;
 	}
 	if (status < 0 || pw->rc < 0) {
@@ -711,7 +742,7 @@ static void page_decoded(uv_work_t *w, int status)
 		return;
 	}
 	r->done[pw->page] = pw;
-	list_maybe_finish(r);
+	list_advance(r);
 }
 
 /* Hands the page in r->body to the thread pool. Returns 0 or -ENOMEM. */
@@ -734,6 +765,7 @@ static int page_queue(struct reflector *r)
 	pw->r = r;
 	pw->seq = r->list_seq;
 	pw->page = r->page_count;
+	pw->use_index = !r->apply_early;
 	pw->body = r->body;
 	pw->len = r->body_len;
 	r->body_hint = r->body_len;
@@ -743,6 +775,8 @@ static int page_queue(struct reflector *r)
 	uv_queue_work(r->ks->loop, &pw->w, page_decode, page_decoded);
 	r->inflight++;
 	r->ks->inflight++;
+	if (pw->use_index)
+		r->inflight_indexed++;
 	return 0;
 }
 
@@ -811,7 +845,7 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 		return;
 	}
 	r->list_received = true;
-	list_maybe_finish(r);
+	list_advance(r);
 }
 
 static void start_list(struct reflector *r)
@@ -823,6 +857,7 @@ static void start_list(struct reflector *r)
 	if (!r->cont) {
 		/* a fresh list: whatever was collected before is stale */
 		list_discard(r);
+		list_begin(r);
 		free(r->list_rv);
 		r->list_rv = NULL;
 		r->page_count = 0;
