@@ -664,12 +664,6 @@ static void apply_end(struct reflector *r)
 		notify(ks);
 }
 
-static int skip_item(void *arg, size_t i, const char *text, size_t len)
-{
-	(void)arg, (void)i, (void)text, (void)len;
-	return 0;
-}
-
 static void source_maybe_free(struct kube_source *ks);
 
 /* Stores the pages that are back, in page order: as they come when no worker
@@ -806,11 +800,11 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 		retry_later(r, res, "list", why);
 		return;
 	}
-	/* Only the page's structure and metadata are read here, so that the next
-	 * page is asked for at once; its items are decoded in the thread pool. */
+	/* Only the page's metadata is read here, so that the next page is asked
+	 * for at once; its items are checked and decoded in the thread pool. */
 	struct kube_span ms;
 	json_t *meta = NULL;
-	int rc = kube_list_split(r->body, r->body_len, &ms, skip_item, NULL);
+	int rc = kube_list_split(r->body, r->body_len, &ms, NULL, NULL);
 	if (rc == 0 && ms.p)
 		meta = json_loadb(ms.p, ms.len, 0, &jerr);
 	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));

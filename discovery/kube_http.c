@@ -641,7 +641,7 @@ static int split_items(struct scan *s, kube_item_cb cb, void *arg)
 		const char *start = s->p;
 		if ((rc = skip_value(s)) < 0)
 			return rc;
-		if ((rc = cb(arg, n++, start, (size_t)(s->p - start))) < 0)
+		if (cb && (rc = cb(arg, n++, start, (size_t)(s->p - start))) < 0)
 			return rc;
 		skip_ws(s);
 		if (s->p >= s->end)
@@ -688,8 +688,11 @@ int kube_list_split(const char *body, size_t len, struct kube_span *meta, kube_i
 			const char *v = s.p;
 			if ((rc = skip_value(&s)) < 0)
 				return rc;
-			if (klen == 10 && memcmp(key, "\"metadata\"", 10) == 0)
+			if (klen == 10 && memcmp(key, "\"metadata\"", 10) == 0) {
 				*meta = (struct kube_span){v, (size_t)(s.p - v)};
+				if (!cb)
+					return 0;
+			}
 		}
 		skip_ws(&s);
 		if (s.p >= s.end)

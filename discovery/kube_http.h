@@ -97,7 +97,9 @@ typedef int (*kube_item_cb)(void *arg, size_t index, const char *item, size_t le
 /* Calls cb for every element of the top-level "items" array, in order, and
  * sets *meta to the top-level "metadata" value. Returns 0, the first negative
  * value cb returned, or -EINVAL when the body is not an object whose members
- * are well nested, or has no "items" array. */
+ * are well nested, or has no "items" array. With cb NULL, it returns 0 as soon
+ * as it has the metadata (the API server sends it before the items): the rest
+ * is neither read nor checked. */
 int kube_list_split(const char *body, size_t len, struct kube_span *meta, kube_item_cb cb,
 		    void *arg);
 

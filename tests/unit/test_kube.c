@@ -166,6 +166,13 @@ static void test_list_split(void **state)
 			assert_null(meta.p);
 		}
 	}
+	/* without a callback, only the metadata is looked for */
+	static const char early[] = "{\"metadata\":{\"continue\":\"x\"},\"items\":[{]]";
+	struct kube_span m2;
+	assert_int_equal(kube_list_split(early, strlen(early), &m2, NULL, NULL), 0);
+	assert_int_equal(m2.len, strlen("{\"continue\":\"x\"}"));
+	assert_int_equal(kube_list_split("{\"items\":[]}", 12, &m2, NULL, NULL), 0);
+	assert_null(m2.p);
 	/* the callback's error stops the split and is returned */
 	struct collected c = {.stop_after = 1};
 	struct kube_span meta;
