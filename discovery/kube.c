@@ -1,7 +1,10 @@
 /* List-then-watch reflectors for Services, EndpointSlices and Namespaces. Each
  * API object is one store source ("api:Service/ns/name"), so an event swaps
- * one object; a (re)list is collected page by page and applied in one step, so
- * that nothing disappears while it runs and unchanged objects are not touched. */
+ * one object. A list's pages are decoded in the thread pool; a relist is
+ * applied in one step once every page is back, so that unchanged objects are
+ * not touched, and what it no longer names is removed only at its end, so
+ * that nothing disappears while it runs. A first list (an empty index) is
+ * stored as its pages come back. */
 #include "discovery/kube.h"
 
 #include <errno.h>
@@ -51,6 +54,31 @@ struct pending {
 	struct model_object obj;
 };
 
+struct pend_list {
+	struct pending *v;
+	size_t n, cap;
+};
+
+struct reflector;
+
+/* One list page handed to the thread pool, where it is parsed and decoded:
+ * jansson is most of a first sync's work, and meanwhile the loop thread
+ * receives the next page and answers queries. While pages are out, the
+ * worker reads the reflector's index (unchanged objects are not decoded
+ * again), so the loop thread changes that index only when none are out. */
+struct page_work {
+	uv_work_t w;
+	struct reflector *r;
+	uint32_t seq;	/* the list it belongs to: a page of a list given up is dropped */
+	size_t page;	/* 0-based */
+	bool use_index; /* unchanged objects are looked up in the index, not decoded */
+	char *body;
+	size_t len;
+	struct pend_list items;
+	int rc;
+	char why[JSON_ERROR_TEXT_LENGTH];
+};
+
 struct reflector {
 	struct kube_source *ks;
 	enum kube_resource res;
@@ -68,13 +96,26 @@ struct reflector {
 	unsigned page_count;
 	char *body; /* the list page being received */
 	size_t body_len, body_cap;
+	size_t body_hint; /* the last page's size: the next one is sized for it */
 	struct kube_lines lines;
 	bool watch_progress; /* this watch delivered at least one event */
 	/* key (= store source) -> malloc'd resourceVersion of the stored object */
 	struct store_map index;
 	uint32_t gen;
-	struct pending *pend;
-	size_t n_pend, cap_pend;
+	uint32_t list_seq;	   /* changes when a list is started afresh or given up */
+	unsigned inflight;	   /* pages in the thread pool, of any list */
+	unsigned inflight_indexed; /* of those, pages whose worker reads the index */
+	/* The index was empty when this list started (a first sync): workers
+	 * need not read it, so pages are stored as they come back, in order,
+	 * rather than all at the end. */
+	bool apply_early;
+	size_t next_apply; /* the first page not stored yet */
+	uint32_t apply_gen;
+	size_t n_added, n_updated, n_unchanged;
+	uint64_t store_ns;
+	bool list_received;	 /* the last page of the current list is in */
+	struct page_work **done; /* by page number, decoded pages of the current list */
+	size_t done_cap;
 	uint64_t events[KUBE_EV_TYPES];
 	uint64_t relists;
 	uint64_t bad_lines;
@@ -94,6 +135,7 @@ struct kube_source {
 	bool synced;
 	bool stopping;
 	int open_handles;
+	unsigned inflight; /* pages in the thread pool: the source outlives them */
 	struct reflector r[KUBE_RESOURCES];
 };
 
@@ -238,9 +280,8 @@ struct ident {
 	char key[300];
 };
 
-/* Reads metadata and fills in kind/apiVersion (list items carry neither).
- * Returns 0, 1 when filtered out, or -EINVAL when the object has no usable
- * identity. */
+/* Reads metadata. Returns 0, 1 when filtered out, or -EINVAL when the object
+ * has no usable identity. */
 static int object_ident(struct reflector *r, json_t *obj, struct ident *id)
 {
 	json_t *meta = json_object_get(obj, "metadata");
@@ -262,10 +303,6 @@ static int object_ident(struct reflector *r, json_t *obj, struct ident *id)
 			 id->ns ? id->ns : "", id->ns ? "/" : "", id->name);
 	if (n < 0 || (size_t)n >= sizeof(id->key))
 		return -EINVAL;
-	if (!json_object_get(obj, "kind"))
-		json_object_set_new(obj, "kind", json_string(r->d->kind));
-	if (!json_object_get(obj, "apiVersion"))
-		json_object_set_new(obj, "apiVersion", json_string(r->d->api_version));
 	return 0;
 }
 
@@ -316,7 +353,7 @@ static bool object_upsert(struct reflector *r, json_t *obj, const struct ident *
 
 	if (old && id->rv && strcmp(old, id->rv) == 0)
 		return false; /* seen already (a resumed watch may repeat it) */
-	int rc = manifest_decode_object(r->d->where, obj, &mo);
+	int rc = manifest_decode_item(r->d->where, obj, r->d->kind, r->d->api_version, &mo);
 	if (rc < 0)
 		return false; /* logged; the previous version, if any, stays */
 	if (rc == 1) {
@@ -400,29 +437,50 @@ static void describe_failure(struct reflector *r, const struct kube_http_result 
 
 /* ---- list ----------------------------------------------------------------- */
 
-static void pending_clear(struct reflector *r)
+static int pend_push(struct pend_list *l, struct pending *p)
 {
-	for (size_t i = 0; i < r->n_pend; i++) {
-		free(r->pend[i].key);
-		free(r->pend[i].rv);
-		if (r->pend[i].what == P_DECODED)
-			model_object_free(&r->pend[i].obj);
-	}
-	r->n_pend = 0;
-}
-
-static int pending_push(struct reflector *r, struct pending *p)
-{
-	if (r->n_pend == r->cap_pend) {
-		size_t cap = r->cap_pend ? r->cap_pend * 2 : 256;
-		struct pending *n = realloc(r->pend, cap * sizeof(*n));
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		struct pending *n = realloc(l->v, cap * sizeof(*n));
 		if (!n)
 			return -ENOMEM;
-		r->pend = n;
-		r->cap_pend = cap;
+		l->v = n;
+		l->cap = cap;
 	}
-	r->pend[r->n_pend++] = *p;
+	l->v[l->n++] = *p;
 	return 0;
+}
+
+static void pend_free(struct pend_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].key);
+		free(l->v[i].rv);
+		if (l->v[i].what == P_DECODED)
+			model_object_free(&l->v[i].obj);
+	}
+	free(l->v);
+	*l = (struct pend_list){0};
+}
+
+static void page_work_free(struct page_work *pw)
+{
+	pend_free(&pw->items);
+	free(pw->body);
+	free(pw);
+}
+
+/* Forgets the list being collected; pages of it still in the thread pool are
+ * dropped when they come back. */
+static void list_discard(struct reflector *r)
+{
+	r->list_seq++;
+	for (size_t i = 0; i < r->done_cap; i++) {
+		if (r->done[i])
+			page_work_free(r->done[i]);
+		r->done[i] = NULL;
+	}
+	r->list_received = false;
 }
 
 static void body_reset(struct reflector *r)
@@ -439,7 +497,9 @@ static int on_list_data(void *arg, const char *data, size_t len)
 	if (r->body_len + len > KUBE_MAX_PAGE)
 		return -EFBIG;
 	if (r->body_len + len > r->body_cap) {
-		size_t cap = r->body_cap ? r->body_cap : 64 << 10;
+		size_t cap = r->body_cap		  ? r->body_cap
+			     : r->body_hint > (64u << 10) ? r->body_hint + r->body_hint / 4
+							  : 64u << 10;
 		while (cap < r->body_len + len)
 			cap *= 2;
 		char *nb = realloc(r->body, cap);
@@ -453,72 +513,118 @@ static int on_list_data(void *arg, const char *data, size_t len)
 	return 0;
 }
 
-/* Decodes the items of one page into r->pend. Objects whose resourceVersion
- * is the one already stored are not decoded again. */
-static int collect_page(struct reflector *r, json_t *items)
-{
-	size_t i;
-	json_t *it;
+struct page_ctx {
+	struct reflector *r;
+	bool use_index;
+	struct pend_list *out;
+	json_error_t jerr;
+};
 
-	json_array_foreach(items, i, it)
-	{
-		struct ident id;
-		struct pending p = {0};
-		int rc = object_ident(r, it, &id);
-		if (rc == 1)
-			continue;
-		if (rc < 0) {
-			log_warn("api %s: list item %zu has no name or namespace; ignored",
-				 r->d->name, i);
-			continue;
-		}
-		const char *old = index_rv(r, id.key);
-		if (old && id.rv && strcmp(old, id.rv) == 0) {
-			p.what = P_UNCHANGED;
-		} else {
-			rc = manifest_decode_object(r->d->where, it, &p.obj);
-			p.what = rc == 0 ? P_DECODED : P_INVALID;
-		}
-		p.key = strdup(id.key);
-		p.rv = strdup(id.rv ? id.rv : "");
-		if (!p.key || !p.rv || pending_push(r, &p) < 0) {
-			free(p.key);
-			free(p.rv);
-			if (p.what == P_DECODED)
-				model_object_free(&p.obj);
-			return -ENOMEM;
-		}
+/* One item of a list page, parsed on its own (in the thread pool), into
+ * pc->out. An object whose resourceVersion is the one already stored is not
+ * decoded again. */
+static int collect_item(void *arg, size_t i, const char *text, size_t len)
+{
+	struct page_ctx *pc = arg;
+	struct reflector *r = pc->r;
+	struct ident id;
+	struct pending p = {0};
+	json_t *it = json_loadb(text, len, 0, &pc->jerr);
+	int rc;
+
+	if (!it)
+		return -EINVAL;
+	rc = object_ident(r, it, &id);
+	if (rc == 1)
+		goto out;
+	if (rc < 0) {
+		log_warn("api %s: list item %zu has no name or namespace; ignored", r->d->name, i);
+		rc = 0;
+		goto out;
 	}
-	return 0;
+	const char *old = pc->use_index ? index_rv(r, id.key) : NULL;
+	if (old && id.rv && strcmp(old, id.rv) == 0) {
+		p.what = P_UNCHANGED;
+	} else {
+		rc = manifest_decode_item(r->d->where, it, r->d->kind, r->d->api_version, &p.obj);
+		p.what = rc == 0 ? P_DECODED : P_INVALID;
+	}
+	p.key = strdup(id.key);
+	p.rv = strdup(id.rv ? id.rv : "");
+	if (!p.key || !p.rv || pend_push(pc->out, &p) < 0) {
+		free(p.key);
+		free(p.rv);
+		if (p.what == P_DECODED)
+			model_object_free(&p.obj);
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(it);
+	return rc;
 }
 
-/* The list is complete: make the store hold exactly what it listed. */
-static void apply_list(struct reflector *r)
+/* A fresh list starts: its objects are marked with a new generation. */
+static void list_begin(struct reflector *r)
+{
+	r->apply_gen = ++r->gen;
+	if (r->apply_gen == 0) /* after wrapping: 0 is what a fresh index slot holds */
+		r->apply_gen = r->gen = 1;
+	r->apply_early = r->index.n == 0;
+	r->next_apply = 0;
+	r->n_added = r->n_updated = r->n_unchanged = 0;
+	r->store_ns = 0;
+}
+
+/* Stores one decoded page, and marks what it listed in the index. */
+static void apply_page(struct reflector *r, struct page_work *pw)
 {
 	struct kube_source *ks = r->ks;
-	size_t added = 0, updated = 0, removed = 0, unchanged = 0;
-	uint32_t gen = ++r->gen;
+	uint64_t t0 = uv_hrtime();
 
-	if (gen == 0) /* after wrapping: 0 is what a fresh index slot holds */
-		gen = r->gen = 1;
-	for (size_t i = 0; i < r->n_pend; i++) {
-		struct pending *p = &r->pend[i];
-		bool known = index_rv(r, p->key) != NULL;
-		if (p->what == P_DECODED) {
-			model_store_replace(ks->store, p->key, &p->obj, 1);
-			p->what = P_UNCHANGED; /* the store owns the object now */
-			if (index_set(r, p->key, p->rv, gen) < 0)
-				log_error("api %s: out of memory indexing %s", r->d->name, p->key);
-			if (known)
-				updated++;
-			else
-				added++;
-		} else if (known) {
-			/* unchanged, or invalid now: the stored version stays */
-			index_set(r, p->key, NULL, gen);
-			unchanged++;
+	/* One index lookup per object: at 100k objects, the hash probes (cache
+	 * misses all) are most of this loop. */
+	for (size_t i = 0; i < pw->items.n; i++) {
+		struct pending *p = &pw->items.v[i];
+		size_t klen = strlen(p->key);
+		struct store_map_slot *s;
+		bool created;
+		if (p->what != P_DECODED) {
+			/* unchanged, or invalid now: the stored version, if any, stays */
+			if ((s = store_map_find(&r->index, p->key, klen))) {
+				s->gen = r->apply_gen;
+				r->n_unchanged++;
+			}
+			continue;
 		}
+		model_store_replace(ks->store, p->key, &p->obj, 1);
+		p->what = P_UNCHANGED; /* the store owns the object now */
+		if (store_map_insert(&r->index, p->key, klen, &s, &created) < 0) {
+			log_error("api %s: out of memory indexing %s", r->d->name, p->key);
+			continue;
+		}
+		free((char *)s->val);
+		s->val = (uintptr_t)p->rv; /* the index takes the resourceVersion */
+		p->rv = NULL;
+		s->gen = r->apply_gen;
+		if (created)
+			r->n_added++;
+		else
+			r->n_updated++;
 	}
+	r->store_ns += uv_hrtime() - t0;
+}
+
+/* Every page is stored: what the list did not name goes, and the store now
+ * holds exactly what was listed. */
+static void apply_end(struct reflector *r)
+{
+	struct kube_source *ks = r->ks;
+	size_t removed = 0;
+	uint32_t gen = r->apply_gen;
+	uint64_t t0 = uv_hrtime();
+
 	for (size_t i = 0; i < r->index.cap; i++) {
 		struct store_map_slot *s = &r->index.slots[i];
 		if (!s->key || s->gen == gen)
@@ -529,15 +635,16 @@ static void apply_list(struct reflector *r)
 		removed++;
 	}
 	store_map_sweep(&r->index, gen);
-	pending_clear(r);
+	r->store_ns += uv_hrtime() - t0;
 	free(r->rv);
 	r->rv = r->list_rv;
 	r->list_rv = NULL;
 	log_info("api %s: %s at resourceVersion %s: %zu objects in %u page%s (%zu new, %zu "
-		 "changed, %zu removed, %zu unchanged)",
+		 "changed, %zu removed, %zu unchanged), stored in %.1f ms%s",
 		 r->d->name, r->synced ? "listed again" : "listed", r->rv ? r->rv : "?",
-		 added + updated + unchanged, r->page_count, r->page_count == 1 ? "" : "s", added,
-		 updated, removed, unchanged);
+		 r->n_added + r->n_updated + r->n_unchanged, r->page_count,
+		 r->page_count == 1 ? "" : "s", r->n_added, r->n_updated, removed, r->n_unchanged,
+		 (double)r->store_ns / 1e6, r->apply_early ? " as the pages came" : "");
 	r->need_list = false;
 	bool first = !r->synced;
 	r->synced = true;
@@ -553,15 +660,125 @@ static void apply_list(struct reflector *r)
 			return;
 		}
 	}
-	if (added || updated || removed)
+	if (r->n_added || r->n_updated || removed)
 		notify(ks);
+}
+
+static void source_maybe_free(struct kube_source *ks);
+
+/* Stores the pages that are back, in page order: as they come when no worker
+ * reads the index, else all at once when the last one is back. */
+static void list_advance(struct reflector *r)
+{
+	bool all = r->list_received && r->inflight == 0;
+
+	if (!all && !(r->apply_early && r->inflight_indexed == 0))
+		return;
+	while (r->next_apply < r->page_count && r->done[r->next_apply]) {
+		apply_page(r, r->done[r->next_apply]);
+		page_work_free(r->done[r->next_apply]);
+		r->done[r->next_apply++] = NULL;
+	}
+	if (!all)
+		return;
+	r->list_received = false;
+	r->failures = 0;
+	apply_end(r);
+	start_watch(r);
+}
+
+static void page_decode(uv_work_t *w)
+{
+	struct page_work *pw = w->data;
+	struct page_ctx pc = {.r = pw->r, .use_index = pw->use_index, .out = &pw->items};
+	struct kube_span ms;
+
+	pw->rc = kube_list_split(pw->body, pw->len, &ms, collect_item, &pc);
+	if (pw->rc < 0)
+		snprintf(pw->why, sizeof(pw->why), "%s",
+			 pw->rc == -ENOMEM ? "out of memory" : pc.jerr.text);
+	free(pw->body);
+	pw->body = NULL;
+}
+
+static void page_decoded(uv_work_t *w, int status)
+{
+	struct page_work *pw = w->data;
+	struct reflector *r = pw->r;
+	struct kube_source *ks = r->ks;
+	char why[600];
+
+	ks->inflight--;
+	r->inflight--;
+	if (pw->use_index)
+		r->inflight_indexed--;
+	if (ks->stopping) {
+		page_work_free(pw);
+		source_maybe_free(ks);
+		return;
+	}
+	if (pw->seq != r->list_seq) {
+		page_work_free(pw);
+		list_advance(r); /* a newer list may wait for this page to be out */
+		return;
+	}
+	if (status < 0 || pw->rc < 0) {
+		/* the pages after it are on their way: list again from the start */
+		snprintf(why, sizeof(why), "page %zu is not a %s list (%s)", pw->page + 1,
+			 r->d->kind, status < 0 ? uv_strerror(status) : pw->why);
+		page_work_free(pw);
+		kube_http_cancel(r->req);
+		r->req = NULL;
+		list_discard(r);
+		free(r->cont);
+		r->cont = NULL;
+		retry_later(r, NULL, "list", why);
+		return;
+	}
+	r->done[pw->page] = pw;
+	list_advance(r);
+}
+
+/* Hands the page in r->body to the thread pool. Returns 0 or -ENOMEM. */
+static int page_queue(struct reflector *r)
+{
+	struct page_work *pw;
+
+	if (r->page_count >= r->done_cap) {
+		size_t cap = r->done_cap ? r->done_cap * 2 : 64;
+		struct page_work **d = realloc(r->done, cap * sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		memset(d + r->done_cap, 0, (cap - r->done_cap) * sizeof(*d));
+		r->done = d;
+		r->done_cap = cap;
+	}
+	if (!(pw = calloc(1, sizeof(*pw))))
+		return -ENOMEM;
+	pw->w.data = pw;
+	pw->r = r;
+	pw->seq = r->list_seq;
+	pw->page = r->page_count;
+	pw->use_index = !r->apply_early;
+	pw->body = r->body;
+	pw->len = r->body_len;
+	r->body_hint = r->body_len;
+	r->body = NULL;
+	r->body_len = r->body_cap = 0;
+	/* uv_queue_work fails only for a NULL work callback */
+	uv_queue_work(r->ks->loop, &pw->w, page_decode, page_decoded);
+	r->inflight++;
+	r->ks->inflight++;
+	if (pw->use_index)
+		r->inflight_indexed++;
+	return 0;
 }
 
 static void on_list_done(void *arg, const struct kube_http_result *res)
 {
 	struct reflector *r = arg;
 	char why[600];
-	json_error_t jerr;
+	json_error_t jerr = {0};
 
 	r->req = NULL;
 	if (res->curl_code != 0 || res->status != 200) {
@@ -573,7 +790,7 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 				 r->d->name);
 			free(r->cont);
 			r->cont = NULL;
-			pending_clear(r);
+			list_discard(r);
 			if (r->failures++ < 2) {
 				start_list(r);
 				return;
@@ -583,22 +800,29 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 		retry_later(r, res, "list", why);
 		return;
 	}
-	json_t *page = json_loadb(r->body, r->body_len, 0, &jerr);
-	body_reset(r);
-	json_t *meta = json_object_get(page, "metadata");
-	json_t *items = json_object_get(page, "items");
+	/* Only the page's metadata is read here, so that the next page is asked
+	 * for at once; its items are checked and decoded in the thread pool. */
+	struct kube_span ms;
+	json_t *meta = NULL;
+	int rc = kube_list_split(r->body, r->body_len, &ms, NULL, NULL);
+	if (rc == 0 && ms.p)
+		meta = json_loadb(ms.p, ms.len, 0, &jerr);
 	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
 	const char *cont = json_string_value(json_object_get(meta, "continue"));
-	if (!page || !json_is_array(items) || !rv) {
+	if (rc < 0 || !rv) {
 		snprintf(why, sizeof(why), "the response is not a %s list (%s)", r->d->kind,
-			 page ? "no items or metadata.resourceVersion" : jerr.text);
-		json_decref(page);
-		retry_later(r, NULL, "list", why);
+			 jerr.text[0] ? jerr.text
+			 : rc < 0     ? "not a JSON object with an items array"
+				      : "no metadata.resourceVersion");
+		json_decref(meta);
+		body_reset(r);
+		retry_later(r, NULL, "list", why); /* the same page again */
 		return;
 	}
-	if (collect_page(r, items) < 0) {
-		json_decref(page);
-		pending_clear(r);
+	if (page_queue(r) < 0) {
+		json_decref(meta);
+		body_reset(r);
+		list_discard(r);
 		free(r->cont);
 		r->cont = NULL;
 		retry_later(r, NULL, "list", "out of memory");
@@ -609,14 +833,13 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 	if (!r->list_rv)
 		set_str(&r->list_rv, rv);
 	set_str(&r->cont, cont && *cont ? cont : NULL);
-	json_decref(page);
+	json_decref(meta);
 	if (r->cont) {
 		start_list(r);
 		return;
 	}
-	r->failures = 0;
-	apply_list(r);
-	start_watch(r);
+	r->list_received = true;
+	list_advance(r);
 }
 
 static void start_list(struct reflector *r)
@@ -627,7 +850,8 @@ static void start_list(struct reflector *r)
 
 	if (!r->cont) {
 		/* a fresh list: whatever was collected before is stale */
-		pending_clear(r);
+		list_discard(r);
+		list_begin(r);
 		free(r->list_rv);
 		r->list_rv = NULL;
 		r->page_count = 0;
@@ -868,8 +1092,8 @@ static void source_free(struct kube_source *ks)
 {
 	for (int k = 0; k < KUBE_RESOURCES; k++) {
 		struct reflector *r = &ks->r[k];
-		pending_clear(r);
-		free(r->pend);
+		list_discard(r);
+		free(r->done);
 		for (size_t i = 0; i < r->index.cap; i++)
 			if (r->index.slots[i].key)
 				free((char *)r->index.slots[i].val);
@@ -891,7 +1115,14 @@ static void on_handle_closed(uv_handle_t *h)
 {
 	struct kube_source *ks = h->data;
 
-	if (--ks->open_handles == 0)
+	--ks->open_handles;
+	source_maybe_free(ks);
+}
+
+/* Once the timers are closed and no page is left in the thread pool. */
+static void source_maybe_free(struct kube_source *ks)
+{
+	if (ks->open_handles == 0 && ks->inflight == 0)
 		source_free(ks);
 }
 

@@ -80,4 +80,27 @@ void kube_lines_free(struct kube_lines *lb);
 int kube_lines_feed(struct kube_lines *lb, const char *data, size_t len, kube_line_cb cb,
 		    void *arg);
 
+/* ---- list pages ------------------------------------------------------------
+ * A list page is one JSON object {"metadata": {...}, "items": [...], ...}.
+ * Splitting it lets each item be parsed, decoded and freed on its own: as one
+ * tree, a page of 500 objects is tens of thousands of small blocks that are
+ * all freed at once, and malloc then spends more time consolidating them than
+ * the parse took. Only the structure is followed here; jansson checks each
+ * piece when it parses it. */
+struct kube_span {
+	const char *p; /* NULL: absent */
+	size_t len;
+};
+
+typedef int (*kube_item_cb)(void *arg, size_t index, const char *item, size_t len);
+
+/* Calls cb for every element of the top-level "items" array, in order, and
+ * sets *meta to the top-level "metadata" value. Returns 0, the first negative
+ * value cb returned, or -EINVAL when the body is not an object whose members
+ * are well nested, or has no "items" array. With cb NULL, it returns 0 as soon
+ * as it has the metadata (the API server sends it before the items): the rest
+ * is neither read nor checked. */
+int kube_list_split(const char *body, size_t len, struct kube_span *meta, kube_item_cb cb,
+		    void *arg);
+
 #endif

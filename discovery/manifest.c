@@ -33,17 +33,40 @@ static const char SERVICE_NAME_LABEL[] = "kubernetes.io/service-name";
 
 /* Where one object comes from and what it is called, for log lines. */
 struct dctx {
-	const char *where;    /* "manifest demo.yaml", or the API source's name */
-	size_t index;	      /* 1-based position in the file, 0 when unknown */
-	const char *stem;     /* file stem for generated Pod names, or NULL */
-	size_t *unnamed_pods; /* Pods given a generated name so far in this file */
-	char id[400];	      /* "Service default/web", "object #3" */
+	const char *where;     /* "manifest demo.yaml", or the API source's name */
+	size_t index;	       /* 1-based position in the file, 0 when unknown */
+	const char *stem;      /* file stem for generated Pod names, or NULL */
+	size_t *unnamed_pods;  /* Pods given a generated name so far in this file */
+	const char *kind_name; /* as written, once read; NULL before */
+	const char *dflt_kind; /* for an object without kind (a list item), or NULL */
+	const char *dflt_api;  /* likewise for apiVersion */
+	char id[400];	       /* ctx_id()'s buffer */
 	bool kind_known;
 	enum model_kind kind;
 	const char *ns;	  /* borrowed from the JSON (or "default") */
 	const char *name; /* borrowed, or generated_name */
 	char generated_name[80];
 };
+
+/* "Service default/web", "object #3": made only when a line is logged, since
+ * formatting it for every object was a tenth of a 100k-object list's decoding. */
+static const char *ctx_id(struct dctx *c)
+{
+	const char *kind = c->kind_name;
+
+	if (c->name && c->kind_known && c->kind == KIND_NAMESPACE)
+		snprintf(c->id, sizeof(c->id), "%.40s %.253s", kind ? kind : "object", c->name);
+	else if (c->name)
+		snprintf(c->id, sizeof(c->id), "%.40s %.63s/%.253s", kind ? kind : "object", c->ns,
+			 c->name);
+	else if (c->index)
+		snprintf(c->id, sizeof(c->id), "%.40s%sobject #%zu", kind ? kind : "",
+			 kind ? " " : "", c->index);
+	else
+		snprintf(c->id, sizeof(c->id), "%.40s%sobject without a name", kind ? kind : "",
+			 kind ? " " : "");
+	return c->id;
+}
 
 static int bad(struct dctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -54,7 +77,7 @@ static int bad(struct dctx *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_warn("%s: %s: %s", c->where, c->id, msg);
+	log_warn("%s: %s: %s", c->where, ctx_id(c), msg);
 	return -EINVAL;
 }
 
@@ -271,6 +294,36 @@ static int dup_str(const char *s, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+/* Field paths for error messages are made for every field, as each one may
+ * be needed; by hand, because snprintf for each was a tenth of decoding a
+ * large list. Both truncate as snprintf would. */
+static void path_join(char *out, size_t cap, const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la >= cap)
+		la = cap - 1;
+	memcpy(out, a, la);
+	if (lb >= cap - la)
+		lb = cap - la - 1;
+	memcpy(out + la, b, lb);
+	out[la + lb] = '\0';
+}
+
+static void path_index(char *out, size_t cap, const char *base, size_t i)
+{
+	char num[24];
+	size_t n = sizeof(num);
+
+	num[--n] = '\0';
+	num[--n] = ']';
+	do
+		num[--n] = (char)('0' + i % 10);
+	while ((i /= 10) && n > 1);
+	num[--n] = '[';
+	path_join(out, cap, base, num + n);
+}
+
 /* A string-to-string map: labels, or a selector (`why` explains the rule). */
 static int get_labels(struct dctx *c, const json_t *v, const char *path, const char *why,
 		      struct model_labels *out)
@@ -338,7 +391,7 @@ static int svc_cluster_ips(struct dctx *c, const json_t *spec, struct model_serv
 	    (rc = get_arr(c, json_object_get(spec, "clusterIPs"), "spec.clusterIPs", 2, &ips)) < 0)
 		return rc;
 	for (size_t i = 0; ips && i < json_array_size(ips); i++) {
-		snprintf(path, sizeof(path), "spec.clusterIPs[%zu]", i);
+		path_index(path, sizeof(path), "spec.clusterIPs", i);
 		if ((rc = get_str(c, json_array_get(ips, i), path, &list[n])) < 0)
 			return rc;
 		if (!list[n] || !*list[n])
@@ -371,7 +424,7 @@ static int svc_cluster_ips(struct dctx *c, const json_t *spec, struct model_serv
 		if (list[i] == ip)
 			snprintf(path, sizeof(path), "spec.clusterIP");
 		else
-			snprintf(path, sizeof(path), "spec.clusterIPs[%zu]", i);
+			path_index(path, sizeof(path), "spec.clusterIPs", i);
 		if ((rc = parse_ip(c, list[i], path, &s->cluster_ips[i])) < 0)
 			return rc;
 	}
@@ -444,11 +497,11 @@ static int svc_ports(struct dctx *c, const json_t *spec, struct model_service *s
 		struct model_svc_port *p = &s->ports[i];
 		json_t *jp = json_array_get(ports, i);
 		const char *name;
-		snprintf(path, sizeof(path), "spec.ports[%zu]", i);
+		path_index(path, sizeof(path), "spec.ports", i);
 		if (!json_is_object(jp))
 			return bad(c, "%s: must be an object, got %s", path, jtype(jp));
 
-		snprintf(sub, sizeof(sub), "%s.name", path);
+		path_join(sub, sizeof(sub), path, ".name");
 		if ((rc = get_str(c, json_object_get(jp, "name"), sub, &name)) < 0)
 			return rc;
 		if (!name)
@@ -463,18 +516,18 @@ static int svc_ports(struct dctx *c, const json_t *spec, struct model_service *s
 		if ((rc = dup_str(name, &p->name)) < 0)
 			return rc;
 
-		snprintf(sub, sizeof(sub), "%s.port", path);
+		path_join(sub, sizeof(sub), path, ".port");
 		if ((rc = get_port(c, json_object_get(jp, "port"), sub, &p->port)) < 0)
 			return rc;
-		snprintf(sub, sizeof(sub), "%s.protocol", path);
+		path_join(sub, sizeof(sub), path, ".protocol");
 		if ((rc = get_proto(c, json_object_get(jp, "protocol"), sub, &p->proto)) < 0)
 			return rc;
-		snprintf(sub, sizeof(sub), "%s.targetPort", path);
+		path_join(sub, sizeof(sub), path, ".targetPort");
 		if ((rc = svc_target_port(c, json_object_get(jp, "targetPort"), sub, p)) < 0)
 			return rc;
 
 		json_t *np = json_object_get(jp, "nodePort");
-		snprintf(sub, sizeof(sub), "%s.nodePort", path);
+		path_join(sub, sizeof(sub), path, ".nodePort");
 		if (!absent(np) && !(json_is_integer(np) && json_integer_value(np) == 0)) {
 			if (s->type != SVC_NODE_PORT && s->type != SVC_LOAD_BALANCER)
 				return bad(c, "%s: only a NodePort or LoadBalancer Service has one",
@@ -628,15 +681,15 @@ static int slice_ports(struct dctx *c, const json_t *obj, struct model_slice *sl
 		const char *name;
 		uint16_t port;
 		uint8_t proto;
-		snprintf(path, sizeof(path), "ports[%zu]", i);
+		path_index(path, sizeof(path), "ports", i);
 		if (!json_is_object(jp))
 			return bad(c, "%s: must be an object, got %s", path, jtype(jp));
-		snprintf(sub, sizeof(sub), "%s.name", path);
+		path_join(sub, sizeof(sub), path, ".name");
 		if ((rc = get_str(c, json_object_get(jp, "name"), sub, &name)) < 0)
 			return rc;
 		if (name && *name && !is_dns1123_label(name))
 			return bad(c, "%s: \"%.64s\" is not a valid port name", sub, name);
-		snprintf(sub, sizeof(sub), "%s.protocol", path);
+		path_join(sub, sizeof(sub), path, ".protocol");
 		if ((rc = get_proto(c, json_object_get(jp, "protocol"), sub, &proto)) < 0)
 			return rc;
 		/* a port with no number means "all ports" to the API; there is
@@ -644,7 +697,7 @@ static int slice_ports(struct dctx *c, const json_t *obj, struct model_slice *sl
 		json_t *jport = json_object_get(jp, "port");
 		if (absent(jport))
 			continue;
-		snprintf(sub, sizeof(sub), "%s.port", path);
+		path_join(sub, sizeof(sub), path, ".port");
 		if ((rc = get_port(c, jport, sub, &port)) < 0)
 			return rc;
 		struct model_slice_port *p = &sl->ports[sl->n_ports++];
@@ -666,7 +719,7 @@ static int slice_endpoint(struct dctx *c, const json_t *je, const char *path,
 
 	if (!json_is_object(je))
 		return bad(c, "%s: must be an object, got %s", path, jtype(je));
-	snprintf(sub, sizeof(sub), "%s.addresses", path);
+	path_join(sub, sizeof(sub), path, ".addresses");
 	if ((rc = get_arr(c, json_object_get(je, "addresses"), sub, MAX_ENDPOINT_ADDRS, &addrs)) <
 	    0)
 		return rc;
@@ -674,8 +727,10 @@ static int slice_endpoint(struct dctx *c, const json_t *je, const char *path,
 		return bad(c, "%s: required (at least one address)", sub);
 	if (!(ep->addrs = calloc(json_array_size(addrs), sizeof(*ep->addrs))))
 		return -ENOMEM;
+	char list[sizeof(sub)];
+	memcpy(list, sub, sizeof(list));
 	for (size_t i = 0; i < json_array_size(addrs); i++) {
-		snprintf(sub, sizeof(sub), "%s.addresses[%zu]", path, i);
+		path_index(sub, sizeof(sub), list, i);
 		if ((rc = get_str(c, json_array_get(addrs, i), sub, &s)) < 0)
 			return rc;
 		if (!s)
@@ -689,48 +744,48 @@ static int slice_endpoint(struct dctx *c, const json_t *je, const char *path,
 		ep->n_addrs++;
 	}
 
-	snprintf(sub, sizeof(sub), "%s.conditions", path);
+	path_join(sub, sizeof(sub), path, ".conditions");
 	if ((rc = get_obj(c, json_object_get(je, "conditions"), sub, &cond)) < 0)
 		return rc;
 	ep->ready = true;
 	ep->terminating = false;
 	if (cond) {
-		snprintf(sub, sizeof(sub), "%s.conditions.ready", path);
+		path_join(sub, sizeof(sub), path, ".conditions.ready");
 		if ((rc = get_bool(c, json_object_get(cond, "ready"), sub, true, &ep->ready)) < 0)
 			return rc;
-		snprintf(sub, sizeof(sub), "%s.conditions.terminating", path);
+		path_join(sub, sizeof(sub), path, ".conditions.terminating");
 		if ((rc = get_bool(c, json_object_get(cond, "terminating"), sub, false,
 				   &ep->terminating)) < 0)
 			return rc;
 	}
 	ep->serving = ep->ready;
 	if (cond) {
-		snprintf(sub, sizeof(sub), "%s.conditions.serving", path);
+		path_join(sub, sizeof(sub), path, ".conditions.serving");
 		if ((rc = get_bool(c, json_object_get(cond, "serving"), sub, ep->ready,
 				   &ep->serving)) < 0)
 			return rc;
 	}
 
-	snprintf(sub, sizeof(sub), "%s.hostname", path);
+	path_join(sub, sizeof(sub), path, ".hostname");
 	if ((rc = get_str(c, json_object_get(je, "hostname"), sub, &s)) < 0)
 		return rc;
 	if (s && !is_dns1123_label(s))
 		return bad(c, "%s: \"%.64s\" is not a valid DNS label", sub, s);
 	if ((rc = dup_str(s, &ep->hostname)) < 0)
 		return rc;
-	snprintf(sub, sizeof(sub), "%s.nodeName", path);
+	path_join(sub, sizeof(sub), path, ".nodeName");
 	if ((rc = get_str(c, json_object_get(je, "nodeName"), sub, &s)) < 0 ||
 	    (rc = dup_str(s && *s ? s : NULL, &ep->node_name)) < 0)
 		return rc;
-	snprintf(sub, sizeof(sub), "%s.targetRef", path);
+	path_join(sub, sizeof(sub), path, ".targetRef");
 	if ((rc = get_obj(c, json_object_get(je, "targetRef"), sub, &ref)) < 0)
 		return rc;
 	if (ref) {
 		const char *kind, *name;
-		snprintf(sub, sizeof(sub), "%s.targetRef.kind", path);
+		path_join(sub, sizeof(sub), path, ".targetRef.kind");
 		if ((rc = get_str(c, json_object_get(ref, "kind"), sub, &kind)) < 0)
 			return rc;
-		snprintf(sub, sizeof(sub), "%s.targetRef.name", path);
+		path_join(sub, sizeof(sub), path, ".targetRef.name");
 		if ((rc = get_str(c, json_object_get(ref, "name"), sub, &name)) < 0)
 			return rc;
 		if (kind && strcmp(kind, "Pod") == 0 && name && *name &&
@@ -793,7 +848,7 @@ static int decode_slice(struct dctx *c, const json_t *obj, struct model_slice **
 			goto fail;
 		}
 		for (size_t i = 0; i < json_array_size(eps); i++) {
-			snprintf(path, sizeof(path), "endpoints[%zu]", i);
+			path_index(path, sizeof(path), "endpoints", i);
 			/* counted before filling so that a failure frees the partial one */
 			struct model_endpoint *ep = &sl->endpoints[sl->n_endpoints++];
 			if ((rc = slice_endpoint(c, json_array_get(eps, i), path, sl, ep)) < 0)
@@ -836,14 +891,14 @@ static int pod_container_ports(struct dctx *c, const json_t *containers, const c
 		if (sidecars_only) {
 			/* only init containers that keep running serve traffic */
 			const char *policy;
-			snprintf(sub, sizeof(sub), "%s.restartPolicy", path);
+			path_join(sub, sizeof(sub), path, ".restartPolicy");
 			if ((rc = get_str(c, json_object_get(ct, "restartPolicy"), sub, &policy)) <
 			    0)
 				return rc;
 			if (!policy || strcmp(policy, "Always") != 0)
 				continue;
 		}
-		snprintf(sub, sizeof(sub), "%s.ports", path);
+		path_join(sub, sizeof(sub), path, ".ports");
 		if ((rc = get_arr(c, json_object_get(ct, "ports"), sub, MAX_PORTS, &ports)) < 0)
 			return rc;
 		size_t n = ports ? json_array_size(ports) : 0;
@@ -909,7 +964,7 @@ static int pod_status(struct dctx *c, const json_t *status, struct model_pod *p)
 	for (size_t i = 0; conds && i < json_array_size(conds); i++) {
 		json_t *cd = json_array_get(conds, i);
 		const char *type, *st;
-		snprintf(path, sizeof(path), "status.conditions[%zu]", i);
+		path_index(path, sizeof(path), "status.conditions", i);
 		if (!json_is_object(cd))
 			return bad(c, "%s: must be an object, got %s", path, jtype(cd));
 		snprintf(path, sizeof(path), "status.conditions[%zu].type", i);
@@ -931,7 +986,7 @@ static int pod_status(struct dctx *c, const json_t *status, struct model_pod *p)
 		return rc;
 	for (size_t i = 0; ips && i < json_array_size(ips); i++) {
 		json_t *e = json_array_get(ips, i);
-		snprintf(path, sizeof(path), "status.podIPs[%zu]", i);
+		path_index(path, sizeof(path), "status.podIPs", i);
 		if (!json_is_object(e))
 			return bad(c, "%s: must be an object, got %s", path, jtype(e));
 		snprintf(path, sizeof(path), "status.podIPs[%zu].ip", i);
@@ -1076,21 +1131,6 @@ static int known_kind(const char *kind, enum model_kind *k, const char **api)
 	return 0;
 }
 
-static void set_id(struct dctx *c, const char *kind)
-{
-	if (c->name && c->kind_known && c->kind == KIND_NAMESPACE)
-		snprintf(c->id, sizeof(c->id), "%.40s %.253s", kind ? kind : "object", c->name);
-	else if (c->name)
-		snprintf(c->id, sizeof(c->id), "%.40s %.63s/%.253s", kind ? kind : "object", c->ns,
-			 c->name);
-	else if (c->index)
-		snprintf(c->id, sizeof(c->id), "%.40s%sobject #%zu", kind ? kind : "", kind ? " " : "",
-			 c->index);
-	else
-		snprintf(c->id, sizeof(c->id), "%.40s%sobject without a name", kind ? kind : "",
-			 kind ? " " : "");
-}
-
 /* Decodes one object; c->kind_known/ns/name tell the caller who was
  * rejected. Returns 0, 1 for an ignored kind, or a negative code. */
 static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
@@ -1099,21 +1139,25 @@ static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	json_t *meta;
 	int rc;
 
-	set_id(c, NULL);
+	c->kind_name = NULL;
 	if (!json_is_object(obj))
 		return bad(c, "must be an object, got %s", jtype(obj));
 	if ((rc = get_str(c, json_object_get(obj, "kind"), "kind", &kind)) < 0 ||
 	    (rc = get_str(c, json_object_get(obj, "apiVersion"), "apiVersion", &api)) < 0)
 		return rc;
+	if (!kind)
+		kind = c->dflt_kind;
+	if (!api)
+		api = c->dflt_api;
 	if (!kind || !*kind)
 		return bad(c, "kind: required");
 	if (!known_kind(kind, &c->kind, &want_api)) {
-		log_debug("%s: %s: kind %.64s (%.64s) is not used, ignored", c->where, c->id, kind,
-			  api ? api : "no apiVersion");
+		log_debug("%s: %s: kind %.64s (%.64s) is not used, ignored", c->where, ctx_id(c),
+			  kind, api ? api : "no apiVersion");
 		return 1;
 	}
 	c->kind_known = true;
-	set_id(c, kind);
+	c->kind_name = kind;
 
 	if ((rc = get_obj(c, json_object_get(obj, "metadata"), "metadata", &meta)) < 0)
 		return rc;
@@ -1132,7 +1176,6 @@ static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 		log_info("%s: Pod %s/%s: no metadata.name, named after the file", c->where, c->ns,
 			 c->name);
 	}
-	set_id(c, kind);
 	if (!c->name)
 		return bad(c, "metadata.name: required");
 
@@ -1188,16 +1231,23 @@ static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	}
 }
 
-int manifest_decode_object(const char *where, struct json_t *obj, struct model_object *out)
+int manifest_decode_item(const char *where, struct json_t *obj, const char *kind,
+			 const char *api_version, struct model_object *out)
 {
-	struct dctx c = {.where = where ? where : "object"};
+	struct dctx c = {
+	    .where = where ? where : "object", .dflt_kind = kind, .dflt_api = api_version};
 	struct model_object o = {0};
 	int rc = decode_one(&c, obj, &o);
 	if (rc == -ENOMEM)
-		log_error("%s: %s: out of memory", c.where, c.id);
+		log_error("%s: %s: out of memory", c.where, ctx_id(&c));
 	if (rc == 0)
 		*out = o;
 	return rc;
+}
+
+int manifest_decode_object(const char *where, struct json_t *obj, struct model_object *out)
+{
+	return manifest_decode_item(where, obj, NULL, NULL, out);
 }
 
 /* ---- files ---------------------------------------------------------------- */

@@ -55,6 +55,11 @@ int manifest_read_file(const char *path, struct manifest_result *r);
  * invalid (logged, with the reason). */
 struct json_t;
 int manifest_decode_object(const char *where, struct json_t *obj, struct model_object *out);
+/* The same for an item of a list, which has neither kind nor apiVersion: these
+ * stand in for whichever is absent. Adding them to the item would cost a
+ * tenth of its decoding. */
+int manifest_decode_item(const char *where, struct json_t *obj, const char *kind,
+			 const char *api_version, struct model_object *out);
 
 /* ---- the directory source ------------------------------------------------ */
 struct manifest_dir;

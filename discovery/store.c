@@ -440,41 +440,42 @@ static struct store_source *source_find(const struct model_store *st, const char
 
 static int source_get(struct model_store *st, const char *name, struct store_source **out)
 {
-	struct store_source *src = source_find(st, name);
+	struct store_source *src = NULL;
 	struct store_map_slot *slot;
+	size_t len = strlen(name);
 	bool created;
 	int ret;
 
-	if (src) {
-		*out = src;
+	/* Found or added in one probe: a first sync adds 200k sources. */
+	ret = store_map_insert(&st->sources, name, len, &slot, &created);
+	if (ret)
+		return ret;
+	if (!created) {
+		*out = (struct store_source *)slot->val;
 		return 0;
 	}
 	if (st->n_list == st->cap_list) {
 		size_t cap = st->cap_list ? st->cap_list * 2 : 16;
 		struct store_source **list = realloc(st->list, cap * sizeof(*list));
-		if (!list)
-			return -ENOMEM;
+		if (!list) {
+			ret = -ENOMEM;
+			goto fail;
+		}
 		st->list = list;
 		st->cap_list = cap;
 	}
 	src = calloc(1, sizeof(*src));
-	if (!src)
-		return -ENOMEM;
-	src->name = strdup(name);
-	if (!src->name) {
+	if (!src || !(src->name = strdup(name))) {
 		ret = -ENOMEM;
 		goto fail;
 	}
-	ret = store_map_insert(&st->sources, name, strlen(name), &slot, &created);
-	if (ret)
-		goto fail;
 	slot->val = (uintptr_t)src;
 	src->pos = st->n_list;
 	st->list[st->n_list++] = src;
 	*out = src;
 	return 0;
 fail:
-	free(src->name);
+	store_map_remove(&st->sources, name, len);
 	free(src);
 	return ret;
 }

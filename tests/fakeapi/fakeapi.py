@@ -42,6 +42,7 @@ import argparse
 import base64
 import bisect
 import copy
+import gc
 import ipaddress
 import json
 import os
@@ -148,7 +149,13 @@ class FakeAPI:
         self.objects = {name: {} for name in RESOURCES}
         self.events = {name: [] for name in RESOURCES}  # (rv, type, obj, prev), by rv
         self.event_rvs = {name: [] for name in RESOURCES}
-        self.snapshots = {}
+        self.snapshots = {}  # id -> (rv, [item bytes])
+        # Serialised list items and pages, made once: the fake must stream a
+        # 100k-object list faster than any client can take it in.
+        self.item_bytes = {name: {} for name in RESOURCES}  # key -> bytes
+        self.list_snaps = {}  # (resource, ns, selector text) -> (rv, snapshot id)
+        self.pages = {}  # (snapshot id, start, limit) -> page bytes
+        self.sent = {}  # (resource, rv) -> monotonic time an event's line was written
         self.requests = []
         self.faults = []
         self.httpd = None
@@ -214,10 +221,12 @@ class FakeAPI:
         m = obj.get("metadata") or {}
         return (m.get("namespace") or "", m["name"])
 
-    def apply(self, obj, event=None):
-        """Stores obj (ADDED when new, else MODIFIED) with a new resourceVersion."""
+    def apply(self, obj, event=None, copy_obj=True):
+        """Stores obj (ADDED when new, else MODIFIED) with a new resourceVersion.
+        copy_obj=False hands obj over (bulk loads of fresh objects)."""
         d = BY_KIND[obj["kind"]]
-        obj = copy.deepcopy(obj)
+        if copy_obj:
+            obj = copy.deepcopy(obj)
         obj.setdefault("apiVersion", d.api_version)
         meta = obj.setdefault("metadata", {})
         if d.namespaced:
@@ -231,15 +240,16 @@ class FakeAPI:
                             "%08x-0000-4000-8000-%012x" % (self.rv, self.rv))
             meta.setdefault("creationTimestamp", "2024-01-01T00:00:00Z")
             self.objects[d.name][key] = obj
+            self.item_bytes[d.name].pop(key, None)
             typ = event or ("MODIFIED" if prev else "ADDED")
             self.events[d.name].append((self.rv, typ, obj, prev))
             self.event_rvs[d.name].append(self.rv)
             self.cond.notify_all()
         return self.rv
 
-    def apply_many(self, objs):
+    def apply_many(self, objs, copy_obj=True):
         for o in objs:
-            self.apply(o)
+            self.apply(o, copy_obj=copy_obj)
 
     def delete(self, kind, namespace, name):
         d = BY_KIND[kind]
@@ -248,6 +258,7 @@ class FakeAPI:
             prev = self.objects[d.name].pop(key, None)
             if prev is None:
                 return None
+            self.item_bytes[d.name].pop(key, None)
             self.rv += 1
             gone = copy.deepcopy(prev)
             gone["metadata"]["resourceVersion"] = str(self.rv)
@@ -264,11 +275,80 @@ class FakeAPI:
                 self.events[name] = []
                 self.event_rvs[name] = []
             self.snapshots.clear()
+            self.list_snaps.clear()
+            self.pages.clear()
 
     def events_after(self, name, rv):
         """Events of a resource newer than rv (caller holds cond)."""
         i = bisect.bisect_right(self.event_rvs[name], rv)
         return self.events[name][i:]
+
+    def _item(self, name, key, obj):
+        """A list item as bytes: without kind and apiVersion, as the real
+        server sends them (caller holds cond)."""
+        b = self.item_bytes[name].get(key)
+        if b is None:
+            o = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+            b = json.dumps(o, separators=(",", ":")).encode()
+            self.item_bytes[name][key] = b
+        return b
+
+    def list_snapshot(self, d, ns, selector_text):
+        """(rv, snapshot id) of a list at the current resourceVersion, made
+        once per resourceVersion (caller holds cond)."""
+        ck = (d.name, ns, selector_text or "")
+        cached = self.list_snaps.get(ck)
+        if cached and cached[0] == self.rv and cached[1] in self.snapshots:
+            return cached
+        selector = parse_selector(selector_text)
+        items = [self._item(d.name, k, o) for k, o in sorted(self.objects[d.name].items())
+                 if (ns is None or k[0] == ns) and selector_matches(selector, o)]
+        snap_id = "%s-%d-%d" % (d.name, self.rv, len(self.snapshots))
+        self.snapshots[snap_id] = (self.rv, items)
+        self.list_snaps[ck] = (self.rv, snap_id)
+        return self.rv, snap_id
+
+    def page(self, d, snap_id, start, limit):
+        """The bytes of one list page, made once (caller holds cond)."""
+        pk = (snap_id, start, limit)
+        b = self.pages.get(pk)
+        if b is not None:
+            return b
+        rv, items = self.snapshots[snap_id]
+        page = items[start:start + limit] if limit else items[start:]
+        meta = {"resourceVersion": str(rv)}
+        nxt = start + len(page)
+        if limit and nxt < len(items):
+            meta["continue"] = base64.b64encode(
+                json.dumps({"id": snap_id, "start": nxt, "rv": rv}).encode()).decode()
+            meta["remainingItemCount"] = len(items) - nxt
+        b = b"".join([b'{"kind":"', _list_kind(d).encode(), b'","apiVersion":"',
+                      d.api_version.encode(), b'","metadata":', json.dumps(meta).encode(),
+                      b',"items":[', b",".join(page), b"]}"])
+        # Pages of older lists are not asked for again once a newer list exists.
+        if len(self.pages) > 4096:
+            self.pages.clear()
+        self.pages[pk] = b
+        return b
+
+    def prebuild(self, limit):
+        """Serialises every page of an unfiltered list of each resource now,
+        so that the first list is served at full speed."""
+        with self.cond:
+            for d in RESOURCES.values():
+                _, snap_id = self.list_snapshot(d, None, None)
+                n = len(self.snapshots[snap_id][1])
+                for start in range(0, max(n, 1), limit or max(n, 1)):
+                    self.page(d, snap_id, start, limit)
+
+    def note_sent(self, name, rv, when):
+        with self.cond:
+            self.sent.setdefault((name, rv), when)
+
+    def sent_at(self, name, rv):
+        """When the line of event rv was first written to a watcher, or None."""
+        with self.cond:
+            return self.sent.get((name, rv))
 
     def get(self, kind, namespace, name):
         d = BY_KIND[kind]
@@ -280,7 +360,9 @@ class FakeAPI:
     def fault(self, resource, verb, action, count=1, **kw):
         """Queues a fault for the next matching request(s). Actions:
         status (code=, retry_after=), hang, midline (after=N events),
-        garbage (line=bytes), error410, close (after=N events)."""
+        garbage (line=bytes), error410, close (after=N events), and for lists
+        badpage (item=bytes: put first among the page's items; by default
+        one that is well nested but not JSON)."""
         with self.cond:
             self.faults.append(Fault(resource, verb, action, count, **kw))
 
@@ -448,6 +530,9 @@ class _Handler(BaseHTTPRequestHandler):
         entry = {"t": time.monotonic(), "path": u.path, "query": q, "verb": verb,
                  "resource": r[0].name if r else None,
                  "auth": self.headers.get("Authorization"), "status": None}
+        if u.path == "/fake/sent":
+            when = f.sent_at(q.get("resource", ""), int(q.get("rv") or 0))
+            return self.send_json(200, {"t": when})
         with f.cond:
             f.requests.append(entry)
         if u.path in ("/version", "/healthz", "/readyz"):
@@ -494,10 +579,10 @@ class _Handler(BaseHTTPRequestHandler):
         selector = parse_selector(q.get("labelSelector"))
         if watch:
             return self.do_watch(d, ns, q, selector, fault, entry)
-        return self.do_list(d, ns, q, selector, entry)
+        return self.do_list(d, ns, q, selector, entry, fault)
 
     # ---- list ---------------------------------------------------------------
-    def do_list(self, d, ns, q, selector, entry):
+    def do_list(self, d, ns, q, selector, entry, fault=None):
         f = self.fake
         limit = int(q.get("limit") or 0)
         cont = q.get("continue")
@@ -505,43 +590,30 @@ class _Handler(BaseHTTPRequestHandler):
             if cont:
                 try:
                     tok = json.loads(base64.b64decode(cont))
-                    snap_id, start = tok["id"], tok["start"]
+                    snap_id, start = tok["id"], int(tok["start"])
                 except (ValueError, KeyError):
                     entry["status"] = 400
                     return self.send_status(400, "invalid continue token")
-                snap = f.snapshots.get(snap_id)
-                if snap is None:
+                if snap_id not in f.snapshots:
                     entry["status"] = 410
                     return self.send_status(
                         410, "The provided continue parameter is too old to display a "
                         "consistent list result. You can start a new list without the "
                         "continue parameter.")
-                rv, items = snap
             else:
-                rv = f.rv
-                objs = [o for k, o in sorted(f.objects[d.name].items())
-                        if (ns is None or k[0] == ns) and selector_matches(selector, o)]
-                items = []
-                for o in objs:
-                    o = copy.deepcopy(o)
-                    # list items carry neither kind nor apiVersion
-                    o.pop("kind", None)
-                    o.pop("apiVersion", None)
-                    items.append(o)
+                _, snap_id = f.list_snapshot(d, ns, q.get("labelSelector"))
                 start = 0
-                snap_id = "%s-%d-%d" % (d.name, rv, len(f.snapshots))
-                if limit and len(items) > limit:
-                    f.snapshots[snap_id] = (rv, items)
-        page = items[start:start + limit] if limit else items[start:]
-        meta = {"resourceVersion": str(rv)}
-        nxt = start + len(page)
-        if limit and nxt < len(items):
-            meta["continue"] = base64.b64encode(
-                json.dumps({"id": snap_id, "start": nxt, "rv": rv}).encode()).decode()
-            meta["remainingItemCount"] = len(items) - nxt
+            body = f.page(d, snap_id, start, limit)
+        if fault is not None and fault.action == "badpage":
+            item = fault.kw.get("item", b'{"metadata":{"name":"bad","namespace":"x"},"a":tru}')
+            sep = b"" if b'"items":[]' in body else b","
+            body = body.replace(b'"items":[', b'"items":[' + item + sep, 1)
         entry["status"] = 200
-        self.send_json(200, {"kind": _list_kind(d), "apiVersion": d.api_version,
-                             "metadata": meta, "items": page})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     # ---- watch --------------------------------------------------------------
     def do_watch(self, d, ns, q, selector, fault, entry):
@@ -614,6 +686,7 @@ class _Handler(BaseHTTPRequestHandler):
                     if action == "close" and sent >= kw.get("after", 0):
                         return self.chunk(b"")
                     self.chunk(data)
+                    f.note_sent(d.name, erv, time.monotonic())
                     sent += 1
                 now = time.monotonic()
                 if now >= deadline:
@@ -723,14 +796,27 @@ def main():
     ap.add_argument("--port", type=int, default=8001)
     ap.add_argument("--load", action="append", default=[], help="directory of JSON objects")
     ap.add_argument("--services", type=int, default=0, help="synthetic Services to add")
+    ap.add_argument("--namespaces-of-objects", action="store_true",
+                    help="add a Namespace for every namespace the loaded objects name")
+    ap.add_argument("--prebuild", type=int, metavar="LIMIT",
+                    help="serialise every list page of this size before serving")
     ap.add_argument("--token", action="append", help="accepted bearer token (repeatable)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     api = FakeAPI(args.host, args.port, tokens=args.token, verbose=args.verbose)
     for d in args.load:
-        api.apply_many(load_dir(d))
+        api.apply_many(load_dir(d), copy_obj=False)
     if args.services:
-        api.apply_many(synthetic(args.services))
+        api.apply_many(synthetic(args.services), copy_obj=False)
+    if args.namespaces_of_objects:
+        names = sorted({ns for r in ("services", "endpointslices") for ns, _ in api.objects[r]})
+        have = {n for _, n in api.objects["namespaces"]}
+        api.apply_many([namespace(n) for n in names if n not in have], copy_obj=False)
+    if args.prebuild:
+        api.prebuild(args.prebuild)
+    # Millions of loaded objects would make every full collection a pause
+    # of the server; they live as long as it does.
+    gc.freeze()
     api.start()
     print("fakeapi: serving %s" % api.url, flush=True)
     try:

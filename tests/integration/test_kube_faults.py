@@ -3,7 +3,8 @@
 nothing lost in between; a stream cut mid-line resumes from the last
 resourceVersion; the API server down for a while leaves the old answers
 served, then everything catches up; garbage lines are skipped; a connection
-that hangs is given up; 500s and 429 are retried."""
+that hangs is given up; 500s and 429 are retried; a list page that is not
+JSON makes the list start again."""
 
 import os
 import sys
@@ -241,6 +242,28 @@ def test_hang_and_errors(tally):
         api.stop()
 
 
+def test_bad_page(tally):
+    """A list page that is not JSON, found while later pages are already on
+    their way: the list starts again and nothing of the bad one is kept."""
+    api = fakeapi.FakeAPI().start()
+    try:
+        api.apply_many(fakeapi.load_dir(CLUSTER))
+        api.fault("endpointslices", "list", "badpage")
+        srv = k.KubeServer(["--api-server", api.url, "--api-page-size", "2"] + k.FAST)
+        t0 = time.monotonic()
+        srv.start(timeout=20)
+        firsts = [r for r in api.requests_since(t0, "endpointslices", "list")
+                  if not r["query"].get("continue")]
+        tally.check(len(firsts) >= 2, "bad page: the list starts again",
+                    "%d lists from the start" % len(firsts))
+        tally.check(srv.log_has("page 1 is not a EndpointSlice list"), "bad page: logged")
+        k.expect(tally, "bad page: everything served", srv.port, DB, "NOERROR",
+                 ["10.244.2.21", "10.244.2.22"])
+        tally.server_stopped(srv)
+    finally:
+        api.stop()
+
+
 def main(tally):
     test_gone(tally, as_status=False)
     test_gone(tally, as_status=True)
@@ -248,6 +271,7 @@ def main(tally):
     test_down(tally)
     test_garbage(tally)
     test_hang_and_errors(tally)
+    test_bad_page(tally)
 
 
 if __name__ == "__main__":

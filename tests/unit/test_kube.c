@@ -1,6 +1,7 @@
 /* Unit tests for the pieces of the Kubernetes API source that need no server:
  * splitting a watch stream into lines (events cut anywhere, CRLF, empty lines,
- * the length cap), the backoff delays with their jitter, and query escaping.
+ * the length cap), splitting a list page into its items, the backoff delays
+ * with their jitter, and query escaping.
  * The source against a real protocol peer is tested in test_kube_*.py. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -117,6 +118,69 @@ static void test_lines_callback_stops(void **state)
 	kube_lines_free(&lb);
 }
 
+static int collect_item(void *arg, size_t index, const char *item, size_t len)
+{
+	struct collected *c = arg;
+
+	assert_int_equal(index, c->n);
+	return collect(c, item, len);
+}
+
+/* A page gives its items as they are written and its metadata; anything
+ * that is not a well-nested object with an items array is refused. */
+static void test_list_split(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		int rc;
+		const char *items, *meta;
+	} cases[] = {
+	    {"{\"kind\":\"ServiceList\",\"metadata\":{\"resourceVersion\":\"7\"},"
+	     "\"items\":[{\"a\":1},{\"b\":[1,{\"c\":\"]}\"}]}]}",
+	     0, "{\"a\":1}|{\"b\":[1,{\"c\":\"]}\"}]}", "{\"resourceVersion\":\"7\"}"},
+	    {" { \"items\" : [ ] , \"metadata\" : { } } \n", 0, "", "{ }"},
+	    {"{\"items\":[1, \"x\\\"y\", null,true]}", 0, "1|\"x\\\"y\"|null|true", NULL},
+	    {"{\"metadata\":{\"items\":[{}]},\"items\":[{}]}", 0, "{}", "{\"items\":[{}]}"},
+	    {"{\"metadata\":{}}", -EINVAL, "", NULL},	     /* no items */
+	    {"{\"items\":null}", -EINVAL, "", NULL},	     /* not an array */
+	    {"{\"items\":[{}]", -EINVAL, "{}", NULL},	     /* cut short */
+	    {"{\"items\":[{\"a\":\"}]}", -EINVAL, "", NULL}, /* open string */
+	    {"{\"items\":[{]}]}", -EINVAL, "", NULL},	     /* badly nested */
+	    {"{\"items\":[{}]} x", -EINVAL, "{}", NULL},     /* trailing bytes */
+	    {"[{\"items\":[]}]", -EINVAL, "", NULL},	     /* not an object */
+	    {"", -EINVAL, "", NULL},
+	};
+	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+		struct collected c = {0};
+		struct kube_span meta;
+		int rc = kube_list_split(cases[i].in, strlen(cases[i].in), &meta, collect_item, &c);
+		if (rc != cases[i].rc || strcmp(c.text, cases[i].items) != 0)
+			fail_msg("%s: got %d \"%s\", want %d \"%s\"", cases[i].in, rc, c.text,
+				 cases[i].rc, cases[i].items);
+		if (rc == 0 && cases[i].meta) {
+			assert_non_null(meta.p);
+			assert_int_equal(meta.len, strlen(cases[i].meta));
+			assert_memory_equal(meta.p, cases[i].meta, meta.len);
+		} else if (rc == 0) {
+			assert_null(meta.p);
+		}
+	}
+	/* without a callback, only the metadata is looked for */
+	static const char early[] = "{\"metadata\":{\"continue\":\"x\"},\"items\":[{]]";
+	struct kube_span m2;
+	assert_int_equal(kube_list_split(early, strlen(early), &m2, NULL, NULL), 0);
+	assert_int_equal(m2.len, strlen("{\"continue\":\"x\"}"));
+	assert_int_equal(kube_list_split("{\"items\":[]}", 12, &m2, NULL, NULL), 0);
+	assert_null(m2.p);
+	/* the callback's error stops the split and is returned */
+	struct collected c = {.stop_after = 1};
+	struct kube_span meta;
+	assert_int_equal(kube_list_split("{\"items\":[1,2]}", 15, &meta, collect_item, &c),
+			 -EPROTO);
+	assert_string_equal(c.text, "1");
+}
+
 static void test_backoff(void **state)
 {
 	(void)state;
@@ -189,6 +253,7 @@ int main(void)
 	    cmocka_unit_test(test_lines_split_anywhere),
 	    cmocka_unit_test(test_lines_cap),
 	    cmocka_unit_test(test_lines_callback_stops),
+	    cmocka_unit_test(test_list_split),
 	    cmocka_unit_test(test_backoff),
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_names),
