@@ -31,6 +31,7 @@ port_base=23530
 servers="canned svcdns knot nsd"
 cg_queries=20000
 memory_sizes="10000 100000"
+sync_sizes="100000"
 build="$root/build-bench"
 nice_n=0
 svcdns_bin=""
@@ -59,6 +60,8 @@ usage: contrib/bench/run.sh [options]
   --servers LIST     which servers, in order (default "$servers")
   --callgrind N      queries of the callgrind runs (default $cg_queries; 0: none)
   --memory LIST      svcdns RSS at these sizes (default "$memory_sizes"; "": none)
+  --sync LIST        first sync and watch event -> served answer through the fake Kubernetes
+                     API server at these sizes (default "$sync_sizes"; "": none)
   --nice N           run the servers and dnsperf at this niceness (default $nice_n; -10 keeps
                      them ahead of other work on a busy machine: root only)
   --port-base P      ports P..P+3 on 127.0.0.1 (default $port_base)
@@ -86,13 +89,14 @@ while [[ $# -gt 0 ]]; do
 	--servers) servers=$2; shift ;;
 	--callgrind) cg_queries=$2; shift ;;
 	--memory) memory_sizes=$2; shift ;;
+	--sync) sync_sizes=$2; shift ;;
 	--port-base) port_base=$2; shift ;;
 	--nice) nice_n=$2; shift ;;
 	--build) build=$2; shift ;;
 	--svcdns) svcdns_bin=$(realpath "$2"); shift ;;
 	--no-install) install=0 ;;
 	--no-compare) compare=0 ;;
-	--quick) duration=3 rounds=1 cg_queries=5000 memory_sizes=10000 idle_wait=10 ;;
+	--quick) duration=3 rounds=1 cg_queries=5000 memory_sizes=10000 sync_sizes=10000 idle_wait=10 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -492,7 +496,24 @@ if [[ -n $memory_sizes ]]; then
 	done
 fi
 
+# ---- 5. the Kubernetes API source: first sync and watch events ----------------------
+
+if [[ -n $sync_sizes ]]; then
+	for n in $sync_sizes; do
+		log "sync: svcdns with $n Services through the fake API server"
+		"$here/sync.sh" --services "$n" --svcdns "$svcdns_bin" --out "$run/sync-$n" \
+			>"$run/sync-$n.txt" 2>&1 || log "sync: the run with $n Services failed (see $run/sync-$n.txt)"
+	done
+fi
+
 $py "$here/benchtool.py" report "$run" | tee "$run/report.md"
+for n in $sync_sizes; do
+	if [[ -f $run/sync-$n.txt ]]; then
+		echo
+		echo "svcdns through the fake Kubernetes API server, $n Services ($run/sync-$n.txt):"
+		grep '^SUMMARY' "$run/sync-$n.txt" | sed 's/^SUMMARY /  /'
+	fi
+done
 if [[ -f $run/svcdns/profile.txt ]]; then
 	echo
 	echo "callgrind profile of svcdns answering the query file: instructions per function"
