@@ -131,6 +131,15 @@ int dname_read_question(const uint8_t *pkt, size_t len, size_t off, uint8_t *key
 		v = lower8(v);
 		memcpy(key + i, &v, 8);
 	}
+	if (i < o && o >= 8) {
+		/* The tail as one last word overlapping the one before:
+		 * lowercasing twice changes nothing. */
+		uint64_t v;
+		memcpy(&v, src + o - 8, 8);
+		v = lower8(v);
+		memcpy(key + o - 8, &v, 8);
+		return (int)o;
+	}
 	for (; i < o; i++) {
 		uint8_t c = src[i];
 		key[i] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
