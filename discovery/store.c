@@ -100,6 +100,9 @@ int store_map_insert(struct store_map *m, const void *key, size_t klen,
 	uint64_t hash = store_hash(key, klen);
 	int ret;
 
+	if (klen > UINT32_MAX)
+		return -EINVAL;
+
 	if (m->n) {
 		size_t i = map_index(m, key, klen, hash);
 		if (m->slots[i].key) {
@@ -120,7 +123,7 @@ int store_map_insert(struct store_map *m, const void *key, size_t klen,
 	memcpy(copy, key, klen);
 	copy[klen] = '\0';
 	size_t i = map_index(m, key, klen, hash);
-	m->slots[i] = (struct store_map_slot){.key = copy, .klen = klen, .hash = hash};
+	m->slots[i] = (struct store_map_slot){.key = copy, .klen = (uint32_t)klen, .hash = hash};
 	m->n++;
 	*slot = &m->slots[i];
 	*created = true;
@@ -181,7 +184,9 @@ struct store_source;
 struct store_obj {
 	struct model_object obj;
 	struct store_source *src;
-	char *key; /* identity key, kept so that unclaiming never allocates */
+	/* The identity key, so that unclaiming never allocates: the owners map's
+	 * own copy, valid while this entry holds the name. */
+	const char *key;
 	size_t klen;
 };
 
@@ -205,10 +210,11 @@ struct model_store {
 	struct store_changes changes;
 };
 
+/* One allocation per Service with slices; most have exactly one. */
 struct slice_list {
-	const struct model_slice **v;
-	size_t n;
-	size_t cap;
+	uint32_t n;
+	uint32_t cap;
+	const struct model_slice *v[];
 };
 
 /* The identity of an object as a map key: kind, namespace, NUL, name. Uses buf
@@ -336,29 +342,29 @@ static void slice_index(struct model_store *st, const struct model_slice *sl, in
 		struct slice_list *l = NULL;
 		if (store_map_insert(&st->slice_idx, k, len, &slot, &created))
 			goto oom;
-		if (created && !(slot->val = (uintptr_t)calloc(1, sizeof(*l)))) {
-			store_map_remove(&st->slice_idx, k, len);
-			goto oom;
-		}
 		l = (struct slice_list *)slot->val;
-		if (l->n == l->cap) {
-			size_t cap = l->cap ? l->cap * 2 : 2;
-			const struct model_slice **v = realloc(l->v, cap * sizeof(*v));
-			if (!v)
+		if (created || l->n == l->cap) {
+			uint32_t cap = created ? 1 : l->cap * 2;
+			l = realloc(l, sizeof(*l) + cap * sizeof(l->v[0]));
+			if (!l) {
+				if (created)
+					store_map_remove(&st->slice_idx, k, len);
 				goto oom;
-			l->v = v;
+			}
+			if (created)
+				l->n = 0;
 			l->cap = cap;
+			slot->val = (uintptr_t)l;
 		}
 		l->v[l->n++] = sl;
 	} else if ((slot = store_map_find(&st->slice_idx, k, len))) {
 		struct slice_list *l = (struct slice_list *)slot->val;
-		for (size_t i = 0; i < l->n; i++)
+		for (uint32_t i = 0; i < l->n; i++)
 			if (l->v[i] == sl) {
 				l->v[i] = l->v[--l->n];
 				break;
 			}
 		if (l->n == 0) {
-			free(l->v);
 			free(l);
 			store_map_remove(&st->slice_idx, k, len);
 		}
@@ -412,7 +418,6 @@ static void store_free_objs(struct model_store *st, struct store_obj *objs, size
 		if (account)
 			obj_account(st, &objs[i].obj, -1);
 		model_object_free(&objs[i].obj);
-		free(objs[i].key);
 	}
 	free(objs);
 }
@@ -494,10 +499,8 @@ void model_store_free(struct model_store *st)
 	store_map_clear(&st->ns_refs);
 	for (size_t i = 0; i < st->slice_idx.cap; i++) {
 		struct slice_list *l = (struct slice_list *)st->slice_idx.slots[i].val;
-		if (st->slice_idx.slots[i].key) {
-			free(l->v);
+		if (st->slice_idx.slots[i].key)
 			free(l);
-		}
 	}
 	store_map_clear(&st->slice_idx);
 	store_map_clear(&st->changes.svcs);
@@ -531,24 +534,30 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 
 	for (i = 0; i < n; i++) {
 		struct model_object *o = &objs[i];
-		const char *ns = model_object_ns(o), *name = model_object_name(o);
 		struct store_map_slot *slot;
 		bool created;
 		size_t len;
-		char *key = ident_key(o->kind, ns, name, NULL, 0, &len);
+
+		/* What the store keeps is packed: a parser's many small blocks
+		 * become one, and views may share it by reference. */
+		ret = model_object_pack(o);
+		if (ret)
+			goto fail;
+		const char *ns = model_object_ns(o), *name = model_object_name(o);
+		char buf[512];
+		char *key = ident_key(o->kind, ns, name, buf, sizeof(buf), &len);
 
 		if (!key) {
 			ret = -ENOMEM;
 			goto fail;
 		}
 		ret = store_map_insert(&st->owners, key, len, &slot, &created);
-		if (ret) {
-			free(key);
+		ident_key_done(key, buf);
+		if (ret)
 			goto fail;
-		}
 		if (created) {
-			kept[k] =
-			    (struct store_obj){.obj = *o, .src = src, .key = key, .klen = len};
+			kept[k] = (struct store_obj){
+			    .obj = *o, .src = src, .key = slot->key, .klen = len};
 			slot->val = (uintptr_t)&kept[k];
 			obj_account(st, o, 1);
 			k++;
@@ -563,7 +572,6 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 			log_warn("manifest %s: %s %s%s%s duplicates the one in %s; ignored", source,
 				 model_kind_name(o->kind), ns ? ns : "", ns && *ns ? "/" : "",
 				 name ? name : "", holder->src->name);
-		free(key);
 		model_object_free(o);
 	}
 	store_free_objs(st, src->objs, src->n, true);
