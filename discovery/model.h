@@ -236,14 +236,18 @@ struct view_endpoint {
 	bool terminating;
 };
 
-/* Each Service's data (its model_service copy, endpoints, target ports and
- * strings) is one refcounted block, shared by every view in which the Service
- * did not change; views may be freed in any order. */
+/* Each Service's data (endpoints, target ports, and a model_service copy when
+ * allocation filled something in) is one refcounted block, shared by every view
+ * in which the Service did not change; views may be freed in any order. The
+ * block holds references on the store's objects it points into: the stored
+ * Service when svc is that, and the EndpointSlices and Pods whose strings
+ * (hostname, node and Pod names) the endpoints use. */
 struct view_service {
-	const struct model_service *svc; /* points into the Service's block */
+	const struct model_service *svc; /* the stored Service, or its copy in the block */
 	struct view_endpoint *eps;	 /* deduplicated by address, sorted */
 	size_t n_eps;
 	bool from_slices; /* endpoints came from EndpointSlices, not Pods */
+	void *priv;	  /* the block; NULL in views not built here */
 };
 
 /* One Service that differs between a view and the view it was derived from:
