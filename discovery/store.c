@@ -190,11 +190,15 @@ struct store_obj {
 	size_t klen;
 };
 
+/* The API source makes every object a source of its own: its bookkeeping is
+ * one allocation then (the name is the sources map's key copy, the object
+ * sits in `one`). */
 struct store_source {
-	char *name;
-	struct store_obj *objs;
+	const char *name;	/* the sources map's key copy */
+	struct store_obj *objs; /* &one when n is 1, else its own allocation */
 	size_t n;
 	size_t pos; /* index in model_store.list */
+	struct store_obj one;
 };
 
 struct model_store {
@@ -412,28 +416,29 @@ static void obj_account(struct model_store *st, const struct model_object *o, in
 	}
 }
 
-static void store_free_objs(struct model_store *st, struct store_obj *objs, size_t n, bool account)
+static void store_free_objs(struct model_store *st, struct store_source *src,
+			    struct store_obj *objs, size_t n, bool account)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (account)
 			obj_account(st, &objs[i].obj, -1);
 		model_object_free(&objs[i].obj);
 	}
-	free(objs);
+	if (!src || objs != &src->one)
+		free(objs);
 }
 
 static void source_drop(struct model_store *st, struct store_source *src)
 {
 	for (size_t i = 0; i < src->n; i++)
 		store_unclaim(st, &src->objs[i]);
-	store_free_objs(st, src->objs, src->n, true);
-	store_map_remove(&st->sources, src->name, strlen(src->name));
+	store_free_objs(st, src, src->objs, src->n, true);
 	st->n_list--;
 	if (src->pos != st->n_list) {
 		st->list[src->pos] = st->list[st->n_list];
 		st->list[src->pos]->pos = src->pos;
 	}
-	free(src->name);
+	store_map_remove(&st->sources, src->name, strlen(src->name)); /* frees the name */
 	free(src);
 }
 
@@ -465,23 +470,17 @@ static int source_get(struct model_store *st, const char *name, struct store_sou
 	src = calloc(1, sizeof(*src));
 	if (!src)
 		return -ENOMEM;
-	src->name = strdup(name);
-	if (!src->name) {
-		ret = -ENOMEM;
-		goto fail;
-	}
 	ret = store_map_insert(&st->sources, name, strlen(name), &slot, &created);
-	if (ret)
-		goto fail;
+	if (ret) {
+		free(src);
+		return ret;
+	}
 	slot->val = (uintptr_t)src;
+	src->name = slot->key;
 	src->pos = st->n_list;
 	st->list[st->n_list++] = src;
 	*out = src;
 	return 0;
-fail:
-	free(src->name);
-	free(src);
-	return ret;
 }
 
 void model_store_free(struct model_store *st)
@@ -489,8 +488,7 @@ void model_store_free(struct model_store *st)
 	if (!st)
 		return;
 	for (size_t i = 0; i < st->n_list; i++) {
-		store_free_objs(st, st->list[i]->objs, st->list[i]->n, false);
-		free(st->list[i]->name);
+		store_free_objs(st, st->list[i], st->list[i]->objs, st->list[i]->n, false);
 		free(st->list[i]);
 	}
 	free(st->list);
@@ -574,9 +572,18 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 				 name ? name : "", holder->src->name);
 		model_object_free(o);
 	}
-	store_free_objs(st, src->objs, src->n, true);
+	store_free_objs(st, src, src->objs, src->n, true);
 	src->objs = kept;
 	src->n = k;
+	if (k == 1) {
+		/* The owners map points at the entry: it follows it into src. */
+		struct store_map_slot *slot = store_map_find(&st->owners, kept->key, kept->klen);
+		src->one = *kept;
+		if (slot)
+			slot->val = (uintptr_t)&src->one;
+		src->objs = &src->one;
+		free(kept);
+	}
 	if (k == 0)
 		source_drop(st, src);
 	return 0;
@@ -589,7 +596,7 @@ fail:
 	for (size_t j = 0; j < k; j++)
 		store_unclaim(st, &kept[j]);
 	if (kept)
-		store_free_objs(st, kept, k, true);
+		store_free_objs(st, NULL, kept, k, true);
 	if (src)
 		source_drop(st, src);
 	log_error("manifest %s: out of memory while storing its objects; dropped", source);

@@ -6,10 +6,14 @@
  *   cc -O2 -I. -o /tmp/discovery_mem contrib/bench/discovery_mem.c \
  *      BUILD/libsvcdns_core.a $(pkg-config --libs ldns libuv libcurl jansson yaml-0.1 \
  *      libmicrohttpd) -lpthread -lm
- *   /tmp/discovery_mem DIR/manifests */
+ *   /tmp/discovery_mem [--per-object] DIR/manifests
+ *
+ * --per-object stores every object as a source of its own, as the API source
+ * does (its source name is the object's kind/namespace/name). */
 #define _GNU_SOURCE /* asprintf */
 #include <dirent.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,14 +35,16 @@ static int cmp_name(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: discovery_mem MANIFEST_DIR\n");
+	bool per_object = argc == 3 && strcmp(argv[1], "--per-object") == 0;
+	if (argc != 2 && !per_object) {
+		fprintf(stderr, "usage: discovery_mem [--per-object] MANIFEST_DIR\n");
 		return 2;
 	}
+	const char *dir = argv[argc - 1];
 	log_set_level(LOG_WARN);
-	DIR *d = opendir(argv[1]);
+	DIR *d = opendir(dir);
 	if (!d) {
-		perror(argv[1]);
+		perror(dir);
 		return 1;
 	}
 	char **names = NULL;
@@ -51,7 +57,7 @@ int main(int argc, char **argv)
 			cap = cap ? cap * 2 : 64;
 			names = realloc(names, cap * sizeof(*names));
 		}
-		if (asprintf(&names[n++], "%s/%s", argv[1], de->d_name) < 0)
+		if (asprintf(&names[n++], "%s/%s", dir, de->d_name) < 0)
 			return 1;
 	}
 	closedir(d);
@@ -70,7 +76,18 @@ int main(int argc, char **argv)
 			size_t h = heap_used();
 			if (h > peak)
 				peak = h;
-			model_store_replace(st, names[i], r.objs, r.n_objs);
+			if (per_object) {
+				for (size_t k = 0; k < r.n_objs; k++) {
+					char src[512];
+					snprintf(src, sizeof(src), "%s/%s/%s",
+						 model_kind_name(r.objs[k].kind),
+						 model_object_ns(&r.objs[k]),
+						 model_object_name(&r.objs[k]));
+					model_store_replace(st, src, &r.objs[k], 1);
+				}
+			} else {
+				model_store_replace(st, names[i], r.objs, r.n_objs);
+			}
 			r.n_objs = 0;
 		}
 		manifest_result_free(&r);
