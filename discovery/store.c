@@ -49,6 +49,11 @@ void store_map_clear(struct store_map *m)
 	store_map_init(m);
 }
 
+static size_t slot_home(const struct store_map_slot *s, size_t mask)
+{
+	return (size_t)store_hash(s->key, s->klen) & mask;
+}
+
 static size_t map_index(const struct store_map *m, const void *key, size_t klen, uint64_t hash)
 {
 	size_t mask = m->cap - 1;
@@ -58,7 +63,7 @@ static size_t map_index(const struct store_map *m, const void *key, size_t klen,
 		const struct store_map_slot *s = &m->slots[i];
 		if (!s->key)
 			return i;
-		if (s->hash == hash && s->klen == klen && memcmp(s->key, key, klen) == 0)
+		if (s->klen == klen && memcmp(s->key, key, klen) == 0)
 			return i;
 		i = (i + 1) & mask;
 	}
@@ -83,7 +88,7 @@ static int map_grow(struct store_map *m)
 		struct store_map_slot *s = &m->slots[i];
 		if (!s->key)
 			continue;
-		size_t j = (size_t)s->hash & (cap - 1);
+		size_t j = slot_home(s, cap - 1);
 		while (slots[j].key)
 			j = (j + 1) & (cap - 1);
 		slots[j] = *s;
@@ -123,7 +128,7 @@ int store_map_insert(struct store_map *m, const void *key, size_t klen,
 	memcpy(copy, key, klen);
 	copy[klen] = '\0';
 	size_t i = map_index(m, key, klen, hash);
-	m->slots[i] = (struct store_map_slot){.key = copy, .klen = (uint32_t)klen, .hash = hash};
+	m->slots[i] = (struct store_map_slot){.key = copy, .klen = (uint32_t)klen};
 	m->n++;
 	*slot = &m->slots[i];
 	*created = true;
@@ -142,7 +147,7 @@ static void map_remove_at(struct store_map *m, size_t i)
 		j = (j + 1) & mask;
 		if (!m->slots[j].key)
 			break;
-		size_t home = (size_t)m->slots[j].hash & mask;
+		size_t home = slot_home(&m->slots[j], mask);
 		/* The slot at j may fill the hole at i only if its home is not
 		 * cyclically within (i, j]. */
 		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);

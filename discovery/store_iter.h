@@ -14,12 +14,13 @@
 #include "discovery/model.h"
 
 /* ---- hash map ---------------------------------------------------------------
- * Keys are copied (any bytes, explicit length); the value is one word. `gen`
+ * Keys are copied (any bytes, explicit length); the value is one word. Hashes
+ * are not kept (the store's maps hold hundreds of thousands of slots): growing
+ * and removing hash the keys they move again. `gen`
  * is free for the caller: store_map_sweep() drops every slot whose gen differs,
  * which is how "keep what was used in this pass, forget the rest" is done. */
 struct store_map_slot {
 	char *key; /* NULL: empty slot; NUL-terminated copy, stable while present */
-	uint64_t hash;
 	uintptr_t val;
 	uint32_t klen; /* keys are names: far below 4 GiB (inserting longer fails) */
 	uint32_t gen;

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "discovery/manifest.h"
 #include "discovery/model.h"
+#include "discovery/store_iter.h"
 
 static size_t heap_used(void)
 {
@@ -93,6 +94,22 @@ int main(int argc, char **argv)
 		manifest_result_free(&r);
 	}
 	size_t loaded = heap_used();
+	/* The packed objects themselves, by kind; the rest of the store is its
+	 * bookkeeping (indexes, per-source records). */
+	for (int k = 0; k < KIND_COUNT; k++) {
+		struct model_store_iter it;
+		const struct model_object *o;
+		size_t bytes = 0, count = 0;
+		model_store_iter_init(&it, st, (enum model_kind)k);
+		while ((o = model_store_iter_next(&it))) {
+			bytes += malloc_usable_size(o->u.svc) + sizeof(size_t);
+			count++;
+		}
+		if (count)
+			printf("  %-13s %7zu objects %8.1f MiB (%zu bytes each)\n",
+			       model_kind_name((enum model_kind)k), count, (double)bytes / 1048576,
+			       bytes / count);
+	}
 	struct model_view v;
 	/* As the server does: the update also clears the store's change record. */
 	if (model_view_update(st, alloc, NULL, &v)) {
