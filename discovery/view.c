@@ -505,14 +505,37 @@ static int cmp_svc(const void *x, const void *y)
 	return c ? c : strcmp0(a->name, b->name);
 }
 
+static bool wants_cluster_ip(const struct model_service *s);
+static bool has_node_ports(const struct model_service *s);
+
+/* Whether allocation may write to a Service: it lacks a ClusterIP or a
+ * NodePort, or holds one an allocator gave (recomputed). */
+static bool alloc_may_change(const struct model_service *s)
+{
+	if (s->cluster_ip_allocated || wants_cluster_ip(s))
+		return true;
+	for (size_t i = 0; i < s->n_ports; i++)
+		if (s->ports[i].node_port_allocated ||
+		    (has_node_ports(s) && !s->ports[i].node_port))
+			return true;
+	return false;
+}
+
 /* A working copy of a stored Service. Values an allocator gave are not
- * claims: they are recomputed (and kept, being sticky) like any other. */
+ * claims: they are recomputed (and kept, being sticky) like any other. A
+ * Service that allocation leaves alone (most) is not copied: the build holds
+ * a reference on the stored, packed one and never writes to it. */
 static int clone_service(struct build *b, const struct model_service *src)
 {
 	struct model_object o = {.kind = KIND_SERVICE, .u.svc = (struct model_service *)src};
 	struct model_object copy;
-	int ret = model_object_clone(&o, &copy);
 
+	if (src->refs && !alloc_may_change(src)) {
+		model_object_ref(&o);
+		b->clones[b->n_clones++] = o.u.svc;
+		return 0;
+	}
+	int ret = model_object_clone(&o, &copy);
 	if (ret)
 		return ret;
 	struct model_service *s = copy.u.svc;
