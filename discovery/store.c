@@ -214,12 +214,16 @@ struct model_store {
 	struct store_map owners; /* identity key -> struct store_obj * */
 	size_t counts[KIND_COUNT];
 	struct store_map ns_refs;   /* namespace -> objects that put it in the view */
-	struct store_map slice_idx; /* "ns\0service" -> struct slice_list * */
+	struct store_map slice_idx; /* "ns\0service" -> slice, or list (LIST_TAG) */
 	size_t pods_unaddressed;
 	struct store_changes changes;
 };
 
-/* One allocation per Service with slices; most have exactly one. */
+/* A slice_idx value is the one slice of a Service (most have exactly one), or
+ * with LIST_TAG set a list of two or more (objects are malloc'd, so the low bit
+ * of their address is free). */
+#define LIST_TAG ((uintptr_t)1)
+
 struct slice_list {
 	uint32_t n;
 	uint32_t cap;
@@ -348,34 +352,45 @@ static void slice_index(struct model_store *st, const struct model_slice *sl, in
 		return;
 	}
 	if (delta > 0) {
-		struct slice_list *l = NULL;
 		if (store_map_insert(&st->slice_idx, k, len, &slot, &created))
 			goto oom;
-		l = (struct slice_list *)slot->val;
-		if (created || l->n == l->cap) {
-			uint32_t cap = created ? 1 : l->cap * 2;
-			l = realloc(l, sizeof(*l) + cap * sizeof(l->v[0]));
-			if (!l) {
-				if (created)
-					store_map_remove(&st->slice_idx, k, len);
+		if (created) {
+			slot->val = (uintptr_t)sl;
+		} else if (!(slot->val & LIST_TAG)) {
+			struct slice_list *l = malloc(sizeof(*l) + 2 * sizeof(l->v[0]));
+			if (!l)
 				goto oom;
+			l->n = 2;
+			l->cap = 2;
+			l->v[0] = (const struct model_slice *)slot->val;
+			l->v[1] = sl;
+			slot->val = (uintptr_t)l | LIST_TAG;
+		} else {
+			struct slice_list *l = (struct slice_list *)(slot->val & ~LIST_TAG);
+			if (l->n == l->cap) {
+				l = realloc(l, sizeof(*l) + 2 * l->cap * sizeof(l->v[0]));
+				if (!l)
+					goto oom;
+				l->cap *= 2;
+				slot->val = (uintptr_t)l | LIST_TAG;
 			}
-			if (created)
-				l->n = 0;
-			l->cap = cap;
-			slot->val = (uintptr_t)l;
+			l->v[l->n++] = sl;
 		}
-		l->v[l->n++] = sl;
 	} else if ((slot = store_map_find(&st->slice_idx, k, len))) {
-		struct slice_list *l = (struct slice_list *)slot->val;
-		for (uint32_t i = 0; i < l->n; i++)
-			if (l->v[i] == sl) {
-				l->v[i] = l->v[--l->n];
-				break;
+		if (!(slot->val & LIST_TAG)) {
+			if (slot->val == (uintptr_t)sl)
+				store_map_remove(&st->slice_idx, k, len);
+		} else {
+			struct slice_list *l = (struct slice_list *)(slot->val & ~LIST_TAG);
+			for (uint32_t i = 0; i < l->n; i++)
+				if (l->v[i] == sl) {
+					l->v[i] = l->v[--l->n];
+					break;
+				}
+			if (l->n == 1) {
+				slot->val = (uintptr_t)l->v[0];
+				free(l);
 			}
-		if (l->n == 0) {
-			free(l);
-			store_map_remove(&st->slice_idx, k, len);
 		}
 	}
 	ident_key_done(k, buf);
@@ -501,9 +516,9 @@ void model_store_free(struct model_store *st)
 	store_map_clear(&st->owners);
 	store_map_clear(&st->ns_refs);
 	for (size_t i = 0; i < st->slice_idx.cap; i++) {
-		struct slice_list *l = (struct slice_list *)st->slice_idx.slots[i].val;
-		if (st->slice_idx.slots[i].key)
-			free(l);
+		uintptr_t v = st->slice_idx.slots[i].val;
+		if (st->slice_idx.slots[i].key && (v & LIST_TAG))
+			free((void *)(v & ~LIST_TAG));
 	}
 	store_map_clear(&st->slice_idx);
 	store_map_clear(&st->changes.svcs);
@@ -712,7 +727,8 @@ const struct model_service *store_service_find(const struct model_store *st, con
 }
 
 const struct model_slice *const *store_service_slices(const struct model_store *st, const char *ns,
-						      const char *name, size_t *n)
+						      const char *name,
+						      const struct model_slice **one, size_t *n)
 {
 	char buf[512];
 	size_t len;
@@ -725,7 +741,12 @@ const struct model_slice *const *store_service_slices(const struct model_store *
 		*n = 0;
 		return NULL;
 	}
-	const struct slice_list *l = (const struct slice_list *)s->val;
+	if (!(s->val & LIST_TAG)) {
+		*one = (const struct model_slice *)s->val;
+		*n = 1;
+		return one;
+	}
+	const struct slice_list *l = (const struct slice_list *)(s->val & ~LIST_TAG);
 	*n = l->n;
 	return l->v;
 }

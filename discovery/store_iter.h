@@ -92,8 +92,10 @@ size_t store_pods_unaddressed(const struct model_store *st);
 const struct model_service *store_service_find(const struct model_store *st, const char *ns,
 					       const char *name);
 /* The served EndpointSlices naming Service ns/name, in no particular order;
- * valid until the store changes. */
+ * valid until the store changes. A single one is returned through *one (the
+ * result then points at it). */
 const struct model_slice *const *store_service_slices(const struct model_store *st, const char *ns,
-						      const char *name, size_t *n);
+						      const char *name,
+						      const struct model_slice **one, size_t *n);
 
 #endif

@@ -1823,10 +1823,11 @@ static int incr_alloc(struct build *b, struct dirty *dv, size_t nd)
  * full build's merge walk has them. */
 static int incr_slices(struct build *b)
 {
+	const struct model_slice *one;
 	size_t total = 0, n;
 
 	for (size_t i = 0; i < b->n_svcs; i++) {
-		store_service_slices(b->st, b->svcs[i]->ns, b->svcs[i]->name, &n);
+		store_service_slices(b->st, b->svcs[i]->ns, b->svcs[i]->name, &one, &n);
 		total += n;
 	}
 	b->slices = calloc(total ? total : 1, sizeof(*b->slices));
@@ -1836,7 +1837,7 @@ static int incr_slices(struct build *b)
 		return -ENOMEM;
 	for (size_t i = 0; i < b->n_svcs; i++) {
 		const struct model_slice *const *v =
-		    store_service_slices(b->st, b->svcs[i]->ns, b->svcs[i]->name, &n);
+		    store_service_slices(b->st, b->svcs[i]->ns, b->svcs[i]->name, &one, &n);
 		b->slice_lo[i] = b->n_slices;
 		for (size_t k = 0; k < n && b->n_slices < total; k++)
 			b->slices[b->n_slices++] = v[k];
