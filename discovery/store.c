@@ -189,11 +189,129 @@ struct store_source;
 struct store_obj {
 	struct model_object obj;
 	struct store_source *src;
-	/* The identity key, so that unclaiming never allocates: the owners map's
-	 * own copy, valid while this entry holds the name. */
-	const char *key;
-	size_t klen;
 };
+
+/* The owner of every name: a set of entries hashed by kind/ns/name, which the
+ * entry's own object supplies. No key is copied: at 200k objects the map
+ * with key copies cost some 12 MB more than these 8-byte slots. Open
+ * addressing, linear probes, backward-shift removal as store_map. */
+struct owner_set {
+	struct store_obj **slots; /* NULL: empty */
+	size_t cap;		  /* power of two, or 0 */
+	size_t n;
+};
+
+static const char *str0(const char *s)
+{
+	return s ? s : "";
+}
+
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t ident_hash(enum model_kind kind, const char *ns, const char *name)
+{
+	unsigned char k = (unsigned char)kind;
+	uint64_t h = fnv(0xcbf29ce484222325ULL, &k, 1);
+
+	ns = str0(ns);
+	h = fnv(h, ns, strlen(ns) + 1); /* with the NUL: "a"+"bc" is not "ab"+"c" */
+	name = str0(name);
+	h = fnv(h, name, strlen(name));
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h;
+}
+
+static uint64_t entry_hash(const struct store_obj *e)
+{
+	return ident_hash(e->obj.kind, model_object_ns(&e->obj), model_object_name(&e->obj));
+}
+
+static bool entry_is(const struct store_obj *e, enum model_kind kind, const char *ns,
+		     const char *name)
+{
+	return e->obj.kind == kind && strcmp(str0(model_object_ns(&e->obj)), str0(ns)) == 0 &&
+	       strcmp(str0(model_object_name(&e->obj)), str0(name)) == 0;
+}
+
+/* The slot holding kind/ns/name, or the empty one where it would go. */
+static size_t owners_index(const struct owner_set *o, enum model_kind kind, const char *ns,
+			   const char *name)
+{
+	size_t mask = o->cap - 1;
+	size_t i = (size_t)ident_hash(kind, ns, name) & mask;
+
+	while (o->slots[i] && !entry_is(o->slots[i], kind, ns, name))
+		i = (i + 1) & mask;
+	return i;
+}
+
+static struct store_obj **owners_find(const struct owner_set *o, enum model_kind kind,
+				      const char *ns, const char *name)
+{
+	if (o->n == 0)
+		return NULL;
+	size_t i = owners_index(o, kind, ns, name);
+	return o->slots[i] ? &o->slots[i] : NULL;
+}
+
+/* The slot for kind/ns/name: holding its owner, or empty for the caller to
+ * fill (which it must, before any other call). Returns 0 or -ENOMEM. */
+static int owners_slot(struct owner_set *o, enum model_kind kind, const char *ns, const char *name,
+		       struct store_obj ***slot)
+{
+	if ((o->n + 1) * 4 > o->cap * 3) {
+		size_t cap = o->cap ? o->cap * 2 : MAP_MIN_CAP;
+		struct store_obj **slots = calloc(cap, sizeof(*slots));
+		if (!slots)
+			return -ENOMEM;
+		for (size_t i = 0; i < o->cap; i++) {
+			if (!o->slots[i])
+				continue;
+			size_t j = (size_t)entry_hash(o->slots[i]) & (cap - 1);
+			while (slots[j])
+				j = (j + 1) & (cap - 1);
+			slots[j] = o->slots[i];
+		}
+		free(o->slots);
+		o->slots = slots;
+		o->cap = cap;
+	}
+	size_t i = owners_index(o, kind, ns, name);
+	if (!o->slots[i])
+		o->n++;
+	*slot = &o->slots[i];
+	return 0;
+}
+
+static void owners_remove_at(struct owner_set *o, size_t i)
+{
+	size_t mask = o->cap - 1;
+	size_t j = i;
+
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!o->slots[j])
+			break;
+		size_t home = (size_t)entry_hash(o->slots[j]) & mask;
+		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (stays)
+			continue;
+		o->slots[i] = o->slots[j];
+		i = j;
+	}
+	o->slots[i] = NULL;
+	o->n--;
+}
 
 /* The API source makes every object a source of its own: its bookkeeping is
  * one allocation then (the name is the sources map's key copy, the object
@@ -211,7 +329,7 @@ struct model_store {
 	struct store_source **list;
 	size_t n_list;
 	size_t cap_list;
-	struct store_map owners; /* identity key -> struct store_obj * */
+	struct owner_set owners;
 	size_t counts[KIND_COUNT];
 	struct store_map ns_refs;   /* namespace -> objects that put it in the view */
 	struct store_map slice_idx; /* "ns\0service" -> slice, or list (LIST_TAG) */
@@ -230,29 +348,7 @@ struct slice_list {
 	const struct model_slice *v[];
 };
 
-/* The identity of an object as a map key: kind, namespace, NUL, name. Uses buf
- * when it fits; otherwise returns a malloc'd key the caller frees. */
-static char *ident_key(enum model_kind kind, const char *ns, const char *name, char *buf,
-		       size_t cap, size_t *len)
-{
-	size_t lns = ns ? strlen(ns) : 0;
-	size_t lname = name ? strlen(name) : 0;
-	size_t need = 1 + lns + 1 + lname;
-	char *k = need <= cap ? buf : malloc(need);
-
-	if (!k)
-		return NULL;
-	k[0] = (char)('0' + kind);
-	if (lns)
-		memcpy(k + 1, ns, lns);
-	k[1 + lns] = '\0';
-	if (lname)
-		memcpy(k + 2 + lns, name, lname);
-	*len = need;
-	return k;
-}
-
-static void ident_key_done(char *k, char *buf)
+static void key_done(char *k, char *buf)
 {
 	if (k != buf)
 		free(k);
@@ -265,7 +361,6 @@ struct model_store *model_store_new(void)
 	if (!st)
 		return NULL;
 	store_map_init(&st->sources);
-	store_map_init(&st->owners);
 	store_map_init(&st->ns_refs);
 	store_map_init(&st->slice_idx);
 	store_map_init(&st->changes.svcs);
@@ -278,10 +373,11 @@ struct model_store *model_store_new(void)
 /* Releases the name of one stored object, unless another entry holds it. */
 static void store_unclaim(struct model_store *st, const struct store_obj *e)
 {
-	struct store_map_slot *s = store_map_find(&st->owners, e->key, e->klen);
+	struct store_obj **s = owners_find(&st->owners, e->obj.kind, model_object_ns(&e->obj),
+					   model_object_name(&e->obj));
 
-	if (s && s->val == (uintptr_t)e)
-		store_map_remove(&st->owners, e->key, e->klen);
+	if (s && *s == e)
+		owners_remove_at(&st->owners, (size_t)(s - st->owners.slots));
 }
 
 /* "ns\0name" into buf (or a malloc'd key when it does not fit). */
@@ -316,7 +412,7 @@ static void mark(struct model_store *st, struct store_map *m, const char *ns, co
 	if (!k || store_map_insert(m, k, len, &slot, &created))
 		st->changes.epoch++;
 	if (name)
-		ident_key_done(k, buf);
+		key_done(k, buf);
 }
 
 static void ns_ref(struct model_store *st, const char *ns, int delta)
@@ -393,13 +489,13 @@ static void slice_index(struct model_store *st, const struct model_slice *sl, in
 			}
 		}
 	}
-	ident_key_done(k, buf);
+	key_done(k, buf);
 	return;
 oom:
 	/* The index misses a slice: no view may be derived incrementally from
 	 * here on, which model_view_update learns from the epoch. */
 	st->changes.epoch++;
-	ident_key_done(k, buf);
+	key_done(k, buf);
 }
 
 /* Keeps the indexes and the change record in step with one object coming
@@ -513,7 +609,7 @@ void model_store_free(struct model_store *st)
 	}
 	free(st->list);
 	store_map_clear(&st->sources);
-	store_map_clear(&st->owners);
+	free(st->owners.slots);
 	store_map_clear(&st->ns_refs);
 	for (size_t i = 0; i < st->slice_idx.cap; i++) {
 		uintptr_t v = st->slice_idx.slots[i].val;
@@ -552,9 +648,7 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 
 	for (i = 0; i < n; i++) {
 		struct model_object *o = &objs[i];
-		struct store_map_slot *slot;
-		bool created;
-		size_t len;
+		struct store_obj **slot;
 
 		/* What the store keeps is packed: a parser's many small blocks
 		 * become one, and views may share it by reference. */
@@ -562,26 +656,18 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 		if (ret)
 			goto fail;
 		const char *ns = model_object_ns(o), *name = model_object_name(o);
-		char buf[512];
-		char *key = ident_key(o->kind, ns, name, buf, sizeof(buf), &len);
 
-		if (!key) {
-			ret = -ENOMEM;
-			goto fail;
-		}
-		ret = store_map_insert(&st->owners, key, len, &slot, &created);
-		ident_key_done(key, buf);
+		ret = owners_slot(&st->owners, o->kind, ns, name, &slot);
 		if (ret)
 			goto fail;
-		if (created) {
-			kept[k] = (struct store_obj){
-			    .obj = *o, .src = src, .key = slot->key, .klen = len};
-			slot->val = (uintptr_t)&kept[k];
+		if (!*slot) {
+			kept[k] = (struct store_obj){.obj = *o, .src = src};
+			*slot = &kept[k];
 			obj_account(st, o, 1);
 			k++;
 			continue;
 		}
-		const struct store_obj *holder = (const struct store_obj *)slot->val;
+		const struct store_obj *holder = *slot;
 		if (holder->src == src)
 			log_warn("manifest %s: %s %s%s%s appears more than once; the first is kept",
 				 source, model_kind_name(o->kind), ns ? ns : "",
@@ -597,10 +683,12 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 	src->n = k;
 	if (k == 1) {
 		/* The owners map points at the entry: it follows it into src. */
-		struct store_map_slot *slot = store_map_find(&st->owners, kept->key, kept->klen);
+		struct store_obj **slot =
+		    owners_find(&st->owners, kept->obj.kind, model_object_ns(&kept->obj),
+				model_object_name(&kept->obj));
 		src->one = *kept;
 		if (slot)
-			slot->val = (uintptr_t)&src->one;
+			*slot = &src->one;
 		src->objs = &src->one;
 		free(kept);
 	}
@@ -634,21 +722,9 @@ void model_store_remove(struct model_store *st, const char *source)
 const struct model_object *model_store_find(const struct model_store *st, const char *source,
 					    enum model_kind kind, const char *ns, const char *name)
 {
-	const struct model_object *found = NULL;
-	char buf[512];
-	size_t len;
-	char *key = ident_key(kind, ns, name, buf, sizeof(buf), &len);
+	struct store_obj **s = owners_find(&st->owners, kind, ns, name);
 
-	if (!key)
-		return NULL;
-	struct store_map_slot *s = store_map_find(&st->owners, key, len);
-	if (s) {
-		const struct store_obj *e = (const struct store_obj *)s->val;
-		if (strcmp(e->src->name, source) == 0)
-			found = &e->obj;
-	}
-	ident_key_done(key, buf);
-	return found;
+	return s && strcmp((*s)->src->name, source) == 0 ? &(*s)->obj : NULL;
 }
 
 /* ---- iteration ----------------------------------------------------------- */
@@ -712,18 +788,9 @@ size_t store_pods_unaddressed(const struct model_store *st)
 const struct model_service *store_service_find(const struct model_store *st, const char *ns,
 					       const char *name)
 {
-	const struct model_service *found = NULL;
-	char buf[512];
-	size_t len;
-	char *key = ident_key(KIND_SERVICE, ns, name, buf, sizeof(buf), &len);
+	struct store_obj **s = owners_find(&st->owners, KIND_SERVICE, ns, name);
 
-	if (!key)
-		return NULL;
-	struct store_map_slot *s = store_map_find(&st->owners, key, len);
-	if (s)
-		found = ((const struct store_obj *)s->val)->obj.u.svc;
-	ident_key_done(key, buf);
-	return found;
+	return s ? (*s)->obj.u.svc : NULL;
 }
 
 const struct model_slice *const *store_service_slices(const struct model_store *st, const char *ns,
@@ -736,7 +803,7 @@ const struct model_slice *const *store_service_slices(const struct model_store *
 	struct store_map_slot *s = key ? store_map_find(&st->slice_idx, key, len) : NULL;
 
 	if (key)
-		ident_key_done(key, buf);
+		key_done(key, buf);
 	if (!s) {
 		*n = 0;
 		return NULL;
