@@ -335,6 +335,7 @@ struct model_store {
 	struct store_map slice_idx; /* "ns\0service" -> slice, or list (LIST_TAG) */
 	size_t pods_unaddressed;
 	struct store_changes changes;
+	bool changes_lost; /* too many to be worth recording: the next view is full */
 };
 
 /* A slice_idx value is the one slice of a Service (most have exactly one), or
@@ -403,14 +404,26 @@ static void mark(struct model_store *st, struct store_map *m, const char *ns, co
 {
 	char buf[512];
 	size_t len;
-	char *k = name ? pair_key(ns, name, buf, sizeof(buf), &len) : (char *)(ns ? ns : "");
 	struct store_map_slot *slot;
 	bool created;
 
+	if (st->changes_lost)
+		return;
+	char *k = name ? pair_key(ns, name, buf, sizeof(buf), &len) : (char *)(ns ? ns : "");
+	/* Past half the Services an incremental view is refused anyway (see
+	 * model_view_update); loading a cluster would otherwise record every
+	 * Service, some 9 MiB at 100k, only to build in full. */
+	if (m == &st->changes.svcs && m->n >= st->counts[KIND_SERVICE] / 2 + 64) {
+		store_map_clear(m);
+		st->changes_lost = true;
+		st->changes.epoch++;
+		goto out;
+	}
 	if (!name)
 		len = strlen(k);
 	if (!k || store_map_insert(m, k, len, &slot, &created))
 		st->changes.epoch++;
+out:
 	if (name)
 		key_done(k, buf);
 }
@@ -772,6 +785,7 @@ void store_changes_reset(struct model_store *st)
 	store_map_clear(&st->changes.svcs);
 	store_map_clear(&st->changes.nss);
 	store_map_clear(&st->changes.pod_nss);
+	st->changes_lost = false;
 	st->changes.epoch++;
 }
 
