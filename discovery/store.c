@@ -191,14 +191,22 @@ struct store_obj {
 	struct store_source *src;
 };
 
-/* The owner of every name: a set of entries hashed by kind/ns/name, which the
- * entry's own object supplies. No key is copied: at 200k objects the map
- * with key copies cost some 12 MB more than these 8-byte slots. Open
- * addressing, linear probes, backward-shift removal as store_map. */
-struct owner_set {
-	struct store_obj **slots; /* NULL: empty */
-	size_t cap;		  /* power of two, or 0 */
+/* Sets of entries that carry their own keys (kind, namespace, name): the
+ * owner of every name (a struct store_obj *), and the EndpointSlices of
+ * every Service. No key is copied: at 200k objects a map with key copies cost
+ * some 14 MB more than these 8-byte slots. Open addressing, linear probes,
+ * backward-shift removal as store_map. */
+struct pkey {
+	int kind;
+	const char *ns;
+	const char *name;
+};
+
+struct pset {
+	uintptr_t *slots; /* 0: empty */
+	size_t cap;	  /* power of two, or 0 */
 	size_t n;
+	void (*key_of)(uintptr_t e, struct pkey *k);
 };
 
 static const char *str0(const char *s)
@@ -216,14 +224,13 @@ static uint64_t fnv(uint64_t h, const void *data, size_t len)
 	return h;
 }
 
-static uint64_t ident_hash(enum model_kind kind, const char *ns, const char *name)
+static uint64_t pkey_hash(const struct pkey *k)
 {
-	unsigned char k = (unsigned char)kind;
-	uint64_t h = fnv(0xcbf29ce484222325ULL, &k, 1);
+	unsigned char kind = (unsigned char)k->kind;
+	uint64_t h = fnv(0xcbf29ce484222325ULL, &kind, 1);
+	const char *ns = str0(k->ns), *name = str0(k->name);
 
-	ns = str0(ns);
 	h = fnv(h, ns, strlen(ns) + 1); /* with the NUL: "a"+"bc" is not "ab"+"c" */
-	name = str0(name);
 	h = fnv(h, name, strlen(name));
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
@@ -231,86 +238,95 @@ static uint64_t ident_hash(enum model_kind kind, const char *ns, const char *nam
 	return h;
 }
 
-static uint64_t entry_hash(const struct store_obj *e)
+static size_t pset_home(const struct pset *s, uintptr_t e, size_t mask)
 {
-	return ident_hash(e->obj.kind, model_object_ns(&e->obj), model_object_name(&e->obj));
+	struct pkey k;
+	s->key_of(e, &k);
+	return (size_t)pkey_hash(&k) & mask;
 }
 
-static bool entry_is(const struct store_obj *e, enum model_kind kind, const char *ns,
-		     const char *name)
+/* The slot holding key k, or the empty one where it would go. */
+static size_t pset_index(const struct pset *s, const struct pkey *k)
 {
-	return e->obj.kind == kind && strcmp(str0(model_object_ns(&e->obj)), str0(ns)) == 0 &&
-	       strcmp(str0(model_object_name(&e->obj)), str0(name)) == 0;
-}
+	size_t mask = s->cap - 1;
+	size_t i = (size_t)pkey_hash(k) & mask;
 
-/* The slot holding kind/ns/name, or the empty one where it would go. */
-static size_t owners_index(const struct owner_set *o, enum model_kind kind, const char *ns,
-			   const char *name)
-{
-	size_t mask = o->cap - 1;
-	size_t i = (size_t)ident_hash(kind, ns, name) & mask;
-
-	while (o->slots[i] && !entry_is(o->slots[i], kind, ns, name))
-		i = (i + 1) & mask;
+	for (; s->slots[i]; i = (i + 1) & mask) {
+		struct pkey e;
+		s->key_of(s->slots[i], &e);
+		if (e.kind == k->kind && strcmp(str0(e.ns), str0(k->ns)) == 0 &&
+		    strcmp(str0(e.name), str0(k->name)) == 0)
+			break;
+	}
 	return i;
 }
 
-static struct store_obj **owners_find(const struct owner_set *o, enum model_kind kind,
-				      const char *ns, const char *name)
+static uintptr_t *pset_find(const struct pset *s, const struct pkey *k)
 {
-	if (o->n == 0)
+	if (s->n == 0)
 		return NULL;
-	size_t i = owners_index(o, kind, ns, name);
-	return o->slots[i] ? &o->slots[i] : NULL;
+	size_t i = pset_index(s, k);
+	return s->slots[i] ? &s->slots[i] : NULL;
 }
 
-/* The slot for kind/ns/name: holding its owner, or empty for the caller to
- * fill (which it must, before any other call). Returns 0 or -ENOMEM. */
-static int owners_slot(struct owner_set *o, enum model_kind kind, const char *ns, const char *name,
-		       struct store_obj ***slot)
+/* The slot for key k: holding its entry, or 0 for the caller to fill (which
+ * it must, before any other call on the set). Returns 0 or -ENOMEM. */
+static int pset_slot(struct pset *s, const struct pkey *k, uintptr_t **slot)
 {
-	if ((o->n + 1) * 4 > o->cap * 3) {
-		size_t cap = o->cap ? o->cap * 2 : MAP_MIN_CAP;
-		struct store_obj **slots = calloc(cap, sizeof(*slots));
+	if ((s->n + 1) * 4 > s->cap * 3) {
+		size_t cap = s->cap ? s->cap * 2 : MAP_MIN_CAP;
+		uintptr_t *slots = calloc(cap, sizeof(*slots));
 		if (!slots)
 			return -ENOMEM;
-		for (size_t i = 0; i < o->cap; i++) {
-			if (!o->slots[i])
+		for (size_t i = 0; i < s->cap; i++) {
+			if (!s->slots[i])
 				continue;
-			size_t j = (size_t)entry_hash(o->slots[i]) & (cap - 1);
+			size_t j = pset_home(s, s->slots[i], cap - 1);
 			while (slots[j])
 				j = (j + 1) & (cap - 1);
-			slots[j] = o->slots[i];
+			slots[j] = s->slots[i];
 		}
-		free(o->slots);
-		o->slots = slots;
-		o->cap = cap;
+		free(s->slots);
+		s->slots = slots;
+		s->cap = cap;
 	}
-	size_t i = owners_index(o, kind, ns, name);
-	if (!o->slots[i])
-		o->n++;
-	*slot = &o->slots[i];
+	size_t i = pset_index(s, k);
+	if (!s->slots[i])
+		s->n++;
+	*slot = &s->slots[i];
 	return 0;
 }
 
-static void owners_remove_at(struct owner_set *o, size_t i)
+/* Removes the entry in *slot (a pointer pset_find or pset_slot gave). */
+static void pset_remove(struct pset *s, uintptr_t *slot)
 {
-	size_t mask = o->cap - 1;
-	size_t j = i;
+	size_t mask = s->cap - 1;
+	size_t i = (size_t)(slot - s->slots), j = i;
 
 	for (;;) {
 		j = (j + 1) & mask;
-		if (!o->slots[j])
+		if (!s->slots[j])
 			break;
-		size_t home = (size_t)entry_hash(o->slots[j]) & mask;
+		size_t home = pset_home(s, s->slots[j], mask);
 		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
 		if (stays)
 			continue;
-		o->slots[i] = o->slots[j];
+		s->slots[i] = s->slots[j];
 		i = j;
 	}
-	o->slots[i] = NULL;
-	o->n--;
+	s->slots[i] = 0;
+	s->n--;
+}
+
+static void owner_key(uintptr_t e, struct pkey *k)
+{
+	const struct store_obj *o = (const struct store_obj *)e;
+	*k = (struct pkey){o->obj.kind, model_object_ns(&o->obj), model_object_name(&o->obj)};
+}
+
+static struct pkey obj_key(const struct model_object *o)
+{
+	return (struct pkey){o->kind, model_object_ns(o), model_object_name(o)};
 }
 
 /* The API source makes every object a source of its own: its bookkeeping is
@@ -329,16 +345,16 @@ struct model_store {
 	struct store_source **list;
 	size_t n_list;
 	size_t cap_list;
-	struct owner_set owners;
+	struct pset owners; /* every name's owner: struct store_obj * */
 	size_t counts[KIND_COUNT];
-	struct store_map ns_refs;   /* namespace -> objects that put it in the view */
-	struct store_map slice_idx; /* "ns\0service" -> slice, or list (LIST_TAG) */
+	struct store_map ns_refs; /* namespace -> objects that put it in the view */
+	struct pset slice_idx;	  /* by ns and Service: its slice, or a list (LIST_TAG) */
 	size_t pods_unaddressed;
 	struct store_changes changes;
 	bool changes_lost; /* too many to be worth recording: the next view is full */
 };
 
-/* A slice_idx value is the one slice of a Service (most have exactly one), or
+/* A slice_idx entry is the one slice of a Service (most have exactly one), or
  * with LIST_TAG set a list of two or more (objects are malloc'd, so the low bit
  * of their address is free). */
 #define LIST_TAG ((uintptr_t)1)
@@ -348,6 +364,14 @@ struct slice_list {
 	uint32_t cap;
 	const struct model_slice *v[];
 };
+
+static void slices_key(uintptr_t e, struct pkey *k)
+{
+	const struct model_slice *sl = e & LIST_TAG
+					   ? ((const struct slice_list *)(e & ~LIST_TAG))->v[0]
+					   : (const struct model_slice *)e;
+	*k = (struct pkey){KIND_COUNT, sl->ns, sl->service};
+}
 
 static void key_done(char *k, char *buf)
 {
@@ -363,7 +387,8 @@ struct model_store *model_store_new(void)
 		return NULL;
 	store_map_init(&st->sources);
 	store_map_init(&st->ns_refs);
-	store_map_init(&st->slice_idx);
+	st->owners.key_of = owner_key;
+	st->slice_idx.key_of = slices_key;
 	store_map_init(&st->changes.svcs);
 	store_map_init(&st->changes.nss);
 	store_map_init(&st->changes.pod_nss);
@@ -374,11 +399,11 @@ struct model_store *model_store_new(void)
 /* Releases the name of one stored object, unless another entry holds it. */
 static void store_unclaim(struct model_store *st, const struct store_obj *e)
 {
-	struct store_obj **s = owners_find(&st->owners, e->obj.kind, model_object_ns(&e->obj),
-					   model_object_name(&e->obj));
+	struct pkey k = obj_key(&e->obj);
+	uintptr_t *s = pset_find(&st->owners, &k);
 
-	if (s && *s == e)
-		owners_remove_at(&st->owners, (size_t)(s - st->owners.slots));
+	if (s && *s == (uintptr_t)e)
+		pset_remove(&st->owners, s);
 }
 
 /* "ns\0name" into buf (or a malloc'd key when it does not fit). */
@@ -450,65 +475,57 @@ static void ns_ref(struct model_store *st, const char *ns, int delta)
 
 static void slice_index(struct model_store *st, const struct model_slice *sl, int delta)
 {
-	char buf[512];
-	size_t len;
-	char *k = pair_key(sl->ns, sl->service, buf, sizeof(buf), &len);
-	struct store_map_slot *slot;
-	bool created;
+	struct pkey k = {KIND_COUNT, sl->ns, sl->service};
+	uintptr_t *slot;
 
-	if (!k) {
-		st->changes.epoch++;
-		return;
-	}
 	if (delta > 0) {
-		if (store_map_insert(&st->slice_idx, k, len, &slot, &created))
+		if (pset_slot(&st->slice_idx, &k, &slot))
 			goto oom;
-		if (created) {
-			slot->val = (uintptr_t)sl;
-		} else if (!(slot->val & LIST_TAG)) {
+		if (!*slot) {
+			*slot = (uintptr_t)sl;
+		} else if (!(*slot & LIST_TAG)) {
 			struct slice_list *l = malloc(sizeof(*l) + 2 * sizeof(l->v[0]));
 			if (!l)
 				goto oom;
 			l->n = 2;
 			l->cap = 2;
-			l->v[0] = (const struct model_slice *)slot->val;
+			l->v[0] = (const struct model_slice *)*slot;
 			l->v[1] = sl;
-			slot->val = (uintptr_t)l | LIST_TAG;
+			*slot = (uintptr_t)l | LIST_TAG;
 		} else {
-			struct slice_list *l = (struct slice_list *)(slot->val & ~LIST_TAG);
+			struct slice_list *l = (struct slice_list *)(*slot & ~LIST_TAG);
 			if (l->n == l->cap) {
 				l = realloc(l, sizeof(*l) + 2 * l->cap * sizeof(l->v[0]));
 				if (!l)
 					goto oom;
 				l->cap *= 2;
-				slot->val = (uintptr_t)l | LIST_TAG;
+				*slot = (uintptr_t)l | LIST_TAG;
 			}
 			l->v[l->n++] = sl;
 		}
-	} else if ((slot = store_map_find(&st->slice_idx, k, len))) {
-		if (!(slot->val & LIST_TAG)) {
-			if (slot->val == (uintptr_t)sl)
-				store_map_remove(&st->slice_idx, k, len);
+	} else if ((slot = pset_find(&st->slice_idx, &k))) {
+		if (!(*slot & LIST_TAG)) {
+			if (*slot == (uintptr_t)sl)
+				pset_remove(&st->slice_idx, slot);
 		} else {
-			struct slice_list *l = (struct slice_list *)(slot->val & ~LIST_TAG);
+			/* The list's first slice is its key: any member has the same. */
+			struct slice_list *l = (struct slice_list *)(*slot & ~LIST_TAG);
 			for (uint32_t i = 0; i < l->n; i++)
 				if (l->v[i] == sl) {
 					l->v[i] = l->v[--l->n];
 					break;
 				}
 			if (l->n == 1) {
-				slot->val = (uintptr_t)l->v[0];
+				*slot = (uintptr_t)l->v[0];
 				free(l);
 			}
 		}
 	}
-	key_done(k, buf);
 	return;
 oom:
 	/* The index misses a slice: no view may be derived incrementally from
 	 * here on, which model_view_update learns from the epoch. */
 	st->changes.epoch++;
-	key_done(k, buf);
 }
 
 /* Keeps the indexes and the change record in step with one object coming
@@ -624,12 +641,10 @@ void model_store_free(struct model_store *st)
 	store_map_clear(&st->sources);
 	free(st->owners.slots);
 	store_map_clear(&st->ns_refs);
-	for (size_t i = 0; i < st->slice_idx.cap; i++) {
-		uintptr_t v = st->slice_idx.slots[i].val;
-		if (st->slice_idx.slots[i].key && (v & LIST_TAG))
-			free((void *)(v & ~LIST_TAG));
-	}
-	store_map_clear(&st->slice_idx);
+	for (size_t i = 0; i < st->slice_idx.cap; i++)
+		if (st->slice_idx.slots[i] & LIST_TAG)
+			free((void *)(st->slice_idx.slots[i] & ~LIST_TAG));
+	free(st->slice_idx.slots);
 	store_map_clear(&st->changes.svcs);
 	store_map_clear(&st->changes.nss);
 	store_map_clear(&st->changes.pod_nss);
@@ -661,7 +676,7 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 
 	for (i = 0; i < n; i++) {
 		struct model_object *o = &objs[i];
-		struct store_obj **slot;
+		uintptr_t *slot;
 
 		/* What the store keeps is packed: a parser's many small blocks
 		 * become one, and views may share it by reference. */
@@ -670,17 +685,18 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 			goto fail;
 		const char *ns = model_object_ns(o), *name = model_object_name(o);
 
-		ret = owners_slot(&st->owners, o->kind, ns, name, &slot);
+		struct pkey key = obj_key(o);
+		ret = pset_slot(&st->owners, &key, &slot);
 		if (ret)
 			goto fail;
 		if (!*slot) {
 			kept[k] = (struct store_obj){.obj = *o, .src = src};
-			*slot = &kept[k];
+			*slot = (uintptr_t)&kept[k];
 			obj_account(st, o, 1);
 			k++;
 			continue;
 		}
-		const struct store_obj *holder = *slot;
+		const struct store_obj *holder = (const struct store_obj *)*slot;
 		if (holder->src == src)
 			log_warn("manifest %s: %s %s%s%s appears more than once; the first is kept",
 				 source, model_kind_name(o->kind), ns ? ns : "",
@@ -696,12 +712,11 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 	src->n = k;
 	if (k == 1) {
 		/* The owners map points at the entry: it follows it into src. */
-		struct store_obj **slot =
-		    owners_find(&st->owners, kept->obj.kind, model_object_ns(&kept->obj),
-				model_object_name(&kept->obj));
+		struct pkey key = obj_key(&kept->obj);
+		uintptr_t *slot = pset_find(&st->owners, &key);
 		src->one = *kept;
 		if (slot)
-			*slot = &src->one;
+			*slot = (uintptr_t)&src->one;
 		src->objs = &src->one;
 		free(kept);
 	}
@@ -735,9 +750,11 @@ void model_store_remove(struct model_store *st, const char *source)
 const struct model_object *model_store_find(const struct model_store *st, const char *source,
 					    enum model_kind kind, const char *ns, const char *name)
 {
-	struct store_obj **s = owners_find(&st->owners, kind, ns, name);
+	struct pkey k = {kind, ns, name};
+	uintptr_t *s = pset_find(&st->owners, &k);
+	const struct store_obj *e = s ? (const struct store_obj *)*s : NULL;
 
-	return s && strcmp((*s)->src->name, source) == 0 ? &(*s)->obj : NULL;
+	return e && strcmp(e->src->name, source) == 0 ? &e->obj : NULL;
 }
 
 /* ---- iteration ----------------------------------------------------------- */
@@ -802,32 +819,29 @@ size_t store_pods_unaddressed(const struct model_store *st)
 const struct model_service *store_service_find(const struct model_store *st, const char *ns,
 					       const char *name)
 {
-	struct store_obj **s = owners_find(&st->owners, KIND_SERVICE, ns, name);
+	struct pkey k = {KIND_SERVICE, ns, name};
+	uintptr_t *s = pset_find(&st->owners, &k);
 
-	return s ? (*s)->obj.u.svc : NULL;
+	return s ? ((const struct store_obj *)*s)->obj.u.svc : NULL;
 }
 
 const struct model_slice *const *store_service_slices(const struct model_store *st, const char *ns,
 						      const char *name,
 						      const struct model_slice **one, size_t *n)
 {
-	char buf[512];
-	size_t len;
-	char *key = pair_key(ns, name, buf, sizeof(buf), &len);
-	struct store_map_slot *s = key ? store_map_find(&st->slice_idx, key, len) : NULL;
+	struct pkey k = {KIND_COUNT, ns, name};
+	uintptr_t *s = pset_find(&st->slice_idx, &k);
 
-	if (key)
-		key_done(key, buf);
 	if (!s) {
 		*n = 0;
 		return NULL;
 	}
-	if (!(s->val & LIST_TAG)) {
-		*one = (const struct model_slice *)s->val;
+	if (!(*s & LIST_TAG)) {
+		*one = (const struct model_slice *)*s;
 		*n = 1;
 		return one;
 	}
-	const struct slice_list *l = (const struct slice_list *)(s->val & ~LIST_TAG);
+	const struct slice_list *l = (const struct slice_list *)(*s & ~LIST_TAG);
 	*n = l->n;
 	return l->v;
 }
