@@ -192,8 +192,8 @@ struct store_obj {
 };
 
 /* Sets of entries that carry their own keys (kind, namespace, name): the
- * owner of every name (a struct store_obj *), and the EndpointSlices of
- * every Service. No key is copied: at 200k objects a map with key copies cost
+ * owner of every name (a struct store_obj *), the EndpointSlices of every
+ * Service, the sources by name. No key is copied: at 200k objects a map with key copies cost
  * some 14 MB more than these 8-byte slots. Open addressing, linear probes,
  * backward-shift removal as store_map. */
 struct pkey {
@@ -330,18 +330,22 @@ static struct pkey obj_key(const struct model_object *o)
 }
 
 /* The API source makes every object a source of its own: its bookkeeping is
- * one allocation then (the name is the sources map's key copy, the object
- * sits in `one`). */
+ * one allocation then (the name is part of it, the object sits in `one`). */
 struct store_source {
-	const char *name;	/* the sources map's key copy */
 	struct store_obj *objs; /* &one when n is 1, else its own allocation */
 	size_t n;
 	size_t pos; /* index in model_store.list */
 	struct store_obj one;
+	char name[];
 };
 
+static void source_key(uintptr_t e, struct pkey *k)
+{
+	*k = (struct pkey){0, NULL, ((const struct store_source *)e)->name};
+}
+
 struct model_store {
-	struct store_map sources; /* name -> struct store_source * */
+	struct pset sources; /* struct store_source *, by name */
 	struct store_source **list;
 	size_t n_list;
 	size_t cap_list;
@@ -385,7 +389,7 @@ struct model_store *model_store_new(void)
 
 	if (!st)
 		return NULL;
-	store_map_init(&st->sources);
+	st->sources.key_of = source_key;
 	store_map_init(&st->ns_refs);
 	st->owners.key_of = owner_key;
 	st->slice_idx.key_of = slices_key;
@@ -584,21 +588,26 @@ static void source_drop(struct model_store *st, struct store_source *src)
 		st->list[src->pos] = st->list[st->n_list];
 		st->list[src->pos]->pos = src->pos;
 	}
-	store_map_remove(&st->sources, src->name, strlen(src->name)); /* frees the name */
+	struct pkey k = {0, NULL, src->name};
+	uintptr_t *slot = pset_find(&st->sources, &k);
+	if (slot)
+		pset_remove(&st->sources, slot);
 	free(src);
 }
 
 static struct store_source *source_find(const struct model_store *st, const char *name)
 {
-	struct store_map_slot *s = store_map_find(&st->sources, name, strlen(name));
-	return s ? (struct store_source *)s->val : NULL;
+	struct pkey k = {0, NULL, name};
+	uintptr_t *s = pset_find(&st->sources, &k);
+	return s ? (struct store_source *)*s : NULL;
 }
 
 static int source_get(struct model_store *st, const char *name, struct store_source **out)
 {
 	struct store_source *src = source_find(st, name);
-	struct store_map_slot *slot;
-	bool created;
+	struct pkey k = {0, NULL, name};
+	size_t len = strlen(name) + 1;
+	uintptr_t *slot;
 	int ret;
 
 	if (src) {
@@ -613,16 +622,16 @@ static int source_get(struct model_store *st, const char *name, struct store_sou
 		st->list = list;
 		st->cap_list = cap;
 	}
-	src = calloc(1, sizeof(*src));
+	src = calloc(1, sizeof(*src) + len);
 	if (!src)
 		return -ENOMEM;
-	ret = store_map_insert(&st->sources, name, strlen(name), &slot, &created);
+	memcpy(src->name, name, len);
+	ret = pset_slot(&st->sources, &k, &slot);
 	if (ret) {
 		free(src);
 		return ret;
 	}
-	slot->val = (uintptr_t)src;
-	src->name = slot->key;
+	*slot = (uintptr_t)src;
 	src->pos = st->n_list;
 	st->list[st->n_list++] = src;
 	*out = src;
@@ -638,7 +647,7 @@ void model_store_free(struct model_store *st)
 		free(st->list[i]);
 	}
 	free(st->list);
-	store_map_clear(&st->sources);
+	free(st->sources.slots);
 	free(st->owners.slots);
 	store_map_clear(&st->ns_refs);
 	for (size_t i = 0; i < st->slice_idx.cap; i++)
