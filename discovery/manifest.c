@@ -1419,6 +1419,13 @@ int manifest_decode(const char *path, const char *data, size_t len, struct manif
 		struct model_object o = {0};
 		int orc = decode_one(&c, doc, &o);
 		if (orc == 0) {
+			/* Packed now, while the document tree is alive, the object's
+			 * pieces are reused by the next object's and the tree frees
+			 * into one region that the next file's tree fills again;
+			 * packed later by the store, the blocks would land in that
+			 * region and break it up (loading took twice as long). If
+			 * this fails, the store tries again. */
+			(void)model_object_pack(&o);
 			if ((rc = push_obj(r, &o, &cap)) < 0) {
 				model_object_free(&o);
 				goto out;

@@ -20,9 +20,20 @@ static void labels_free(struct model_labels *l)
 	l->n = 0;
 }
 
+/* A packed object is one block: the last reference frees it whole. Returns
+ * true when the object was packed (and so is dealt with). */
+static bool packed_unref(void *obj, uint32_t *refs)
+{
+	if (*refs == 0)
+		return false;
+	if (--*refs == 0)
+		free(obj);
+	return true;
+}
+
 void model_service_free(struct model_service *s)
 {
-	if (!s)
+	if (!s || packed_unref(s, &s->refs))
 		return;
 	free(s->ns);
 	free(s->name);
@@ -46,7 +57,7 @@ static void endpoint_clear(struct model_endpoint *e)
 
 void model_slice_free(struct model_slice *s)
 {
-	if (!s)
+	if (!s || packed_unref(s, &s->refs))
 		return;
 	free(s->ns);
 	free(s->name);
@@ -62,7 +73,7 @@ void model_slice_free(struct model_slice *s)
 
 void model_pod_free(struct model_pod *p)
 {
-	if (!p)
+	if (!p || packed_unref(p, &p->refs))
 		return;
 	free(p->ns);
 	free(p->name);
@@ -78,7 +89,7 @@ void model_pod_free(struct model_pod *p)
 
 void model_namespace_free(struct model_namespace *n)
 {
-	if (!n)
+	if (!n || packed_unref(n, &n->refs))
 		return;
 	free(n->name);
 	free(n);
@@ -257,6 +268,7 @@ static struct model_service *service_clone(const struct model_service *src)
 	if (!s)
 		return NULL;
 	*s = *src;
+	s->refs = 0;
 	s->ns = s->name = s->external_name = NULL;
 	s->ports = NULL;
 	s->n_ports = 0;
@@ -291,6 +303,7 @@ static struct model_slice *slice_clone(const struct model_slice *src)
 	if (!s)
 		return NULL;
 	*s = *src;
+	s->refs = 0;
 	s->ns = s->name = s->service = NULL;
 	s->ports = NULL;
 	s->n_ports = 0;
@@ -348,6 +361,7 @@ static struct model_pod *pod_clone(const struct model_pod *src)
 	if (!p)
 		return NULL;
 	*p = *src;
+	p->refs = 0;
 	p->ns = p->name = p->hostname = p->subdomain = p->node_name = NULL;
 	p->labels.items = NULL;
 	p->labels.n = 0;
@@ -402,4 +416,206 @@ int model_object_clone(const struct model_object *src, struct model_object *dst)
 		return -EINVAL;
 	}
 	return dst->u.svc ? 0 : -ENOMEM;
+}
+
+/* ---- packing -----------------------------------------------------------------
+ * An object is laid out in two passes over the same code: one that only
+ * measures (base NULL), one that writes, so that the two cannot differ. The
+ * copy is shallow first (*dst = *src), then every pointer is redirected into
+ * the block. */
+struct packer {
+	unsigned char *base;
+	size_t off;
+};
+
+static void *pk_take(struct packer *p, size_t size, size_t align)
+{
+	p->off = (p->off + align - 1) & ~(align - 1);
+	void *r = p->base ? p->base + p->off : NULL;
+	p->off += size;
+	return r;
+}
+
+/* Copies src[0..n) of size elt into the block; NULL when n is 0. */
+static void *pk_array(struct packer *p, const void *src, size_t n, size_t elt, size_t align)
+{
+	if (!n)
+		return NULL;
+	void *d = pk_take(p, n * elt, align);
+	if (d)
+		memcpy(d, src, n * elt);
+	return d;
+}
+
+/* Strings come after every struct and array, so that alignment costs nothing. */
+static char *pk_str(struct packer *p, const char *s)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *d = pk_take(p, n, 1);
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
+#define PK_SET(p, lhs, expr)                                                                       \
+	do {                                                                                       \
+		void *v_ = (expr);                                                                 \
+		if ((p)->base)                                                                     \
+			(lhs) = v_;                                                                \
+	} while (0)
+
+static void pk_labels(struct packer *p, struct model_labels *d, const struct model_labels *s)
+{
+	struct model_label *items = pk_array(p, s->items, s->n, sizeof(*items), 8);
+
+	if (p->base)
+		d->items = items;
+	for (size_t i = 0; i < s->n; i++) {
+		PK_SET(p, items[i].key, pk_str(p, s->items[i].key));
+		PK_SET(p, items[i].value, pk_str(p, s->items[i].value));
+	}
+}
+
+static void *pack_service(struct packer *p, const struct model_service *s)
+{
+	struct model_service *d = pk_take(p, sizeof(*d), 16);
+
+	if (d)
+		*d = *s;
+	PK_SET(p, d->ports, pk_array(p, s->ports, s->n_ports, sizeof(*s->ports), 8));
+	pk_labels(p, d ? &d->selector : NULL, &s->selector);
+	PK_SET(p, d->ns, pk_str(p, s->ns));
+	PK_SET(p, d->name, pk_str(p, s->name));
+	PK_SET(p, d->external_name, pk_str(p, s->external_name));
+	for (size_t i = 0; i < s->n_ports; i++) {
+		PK_SET(p, d->ports[i].name, pk_str(p, s->ports[i].name));
+		PK_SET(p, d->ports[i].target_name, pk_str(p, s->ports[i].target_name));
+	}
+	return d;
+}
+
+static void *pack_slice(struct packer *p, const struct model_slice *s)
+{
+	struct model_slice *d = pk_take(p, sizeof(*d), 16);
+
+	if (d)
+		*d = *s;
+	PK_SET(p, d->ports, pk_array(p, s->ports, s->n_ports, sizeof(*s->ports), 8));
+	PK_SET(p, d->endpoints,
+	       pk_array(p, s->endpoints, s->n_endpoints, sizeof(*s->endpoints), 8));
+	for (size_t i = 0; i < s->n_endpoints; i++)
+		PK_SET(p, d->endpoints[i].addrs,
+		       pk_array(p, s->endpoints[i].addrs, s->endpoints[i].n_addrs,
+				sizeof(struct model_addr), 1));
+	PK_SET(p, d->ns, pk_str(p, s->ns));
+	PK_SET(p, d->name, pk_str(p, s->name));
+	PK_SET(p, d->service, pk_str(p, s->service));
+	for (size_t i = 0; i < s->n_ports; i++)
+		PK_SET(p, d->ports[i].name, pk_str(p, s->ports[i].name));
+	/* Endpoints of one slice mostly sit on few nodes: a node name equal to
+	 * the previous endpoint's is stored once. */
+	for (size_t i = 0; i < s->n_endpoints; i++) {
+		const struct model_endpoint *e = &s->endpoints[i];
+		PK_SET(p, d->endpoints[i].hostname, pk_str(p, e->hostname));
+		PK_SET(p, d->endpoints[i].pod_name, pk_str(p, e->pod_name));
+		if (i > 0 && e->node_name && s->endpoints[i - 1].node_name &&
+		    strcmp(e->node_name, s->endpoints[i - 1].node_name) == 0) {
+			if (d)
+				d->endpoints[i].node_name = d->endpoints[i - 1].node_name;
+		} else
+			PK_SET(p, d->endpoints[i].node_name, pk_str(p, e->node_name));
+	}
+	return d;
+}
+
+static void *pack_pod(struct packer *p, const struct model_pod *s)
+{
+	struct model_pod *d = pk_take(p, sizeof(*d), 16);
+
+	if (d)
+		*d = *s;
+	PK_SET(p, d->ports, pk_array(p, s->ports, s->n_ports, sizeof(*s->ports), 8));
+	pk_labels(p, d ? &d->labels : NULL, &s->labels);
+	PK_SET(p, d->ns, pk_str(p, s->ns));
+	PK_SET(p, d->name, pk_str(p, s->name));
+	PK_SET(p, d->hostname, pk_str(p, s->hostname));
+	PK_SET(p, d->subdomain, pk_str(p, s->subdomain));
+	PK_SET(p, d->node_name, pk_str(p, s->node_name));
+	for (size_t i = 0; i < s->n_ports; i++)
+		PK_SET(p, d->ports[i].name, pk_str(p, s->ports[i].name));
+	return d;
+}
+
+static void *pack_namespace(struct packer *p, const struct model_namespace *s)
+{
+	struct model_namespace *d = pk_take(p, sizeof(*d), 16);
+
+	if (d)
+		*d = *s;
+	PK_SET(p, d->name, pk_str(p, s->name));
+	return d;
+}
+
+static void *pack_pass(struct packer *p, const struct model_object *o)
+{
+	switch (o->kind) {
+	case KIND_SERVICE:
+		return pack_service(p, o->u.svc);
+	case KIND_SLICE:
+		return pack_slice(p, o->u.slice);
+	case KIND_POD:
+		return pack_pod(p, o->u.pod);
+	case KIND_NAMESPACE:
+		return pack_namespace(p, o->u.ns);
+	default:
+		return NULL;
+	}
+}
+
+static uint32_t *refs_of(const struct model_object *o)
+{
+	switch (o->kind) {
+	case KIND_SERVICE:
+		return &o->u.svc->refs;
+	case KIND_SLICE:
+		return &o->u.slice->refs;
+	case KIND_POD:
+		return &o->u.pod->refs;
+	case KIND_NAMESPACE:
+		return &o->u.ns->refs;
+	default:
+		return NULL;
+	}
+}
+
+int model_object_pack(struct model_object *o)
+{
+	struct packer p = {0};
+	uint32_t *refs = refs_of(o);
+
+	if (!refs)
+		return -EINVAL;
+	if (*refs)
+		return 0;
+	pack_pass(&p, o);
+	p.base = malloc(p.off);
+	if (!p.base)
+		return -ENOMEM;
+	p.off = 0;
+	struct model_object packed = {.kind = o->kind, .u.svc = pack_pass(&p, o)};
+	*refs_of(&packed) = 1;
+	model_object_free(o);
+	*o = packed;
+	return 0;
+}
+
+void model_object_ref(const struct model_object *o)
+{
+	uint32_t *refs = refs_of(o);
+
+	/* Only a packed object has references to count. */
+	if (refs && *refs)
+		++*refs;
 }

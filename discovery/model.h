@@ -7,8 +7,11 @@
  * Must never: know about DNS wire formats or snapshots; zones/ reads the view,
  * nothing here reads zones/.
  *
- * Every string is owned by the object that holds it (plain malloc'd C strings);
- * *_free() releases an object and everything under it. */
+ * A parser builds an object field by field (every string and array its own
+ * malloc); *_free() releases it and everything under it. The store packs what
+ * it keeps (model_object_pack): one allocation per object, immutable from then
+ * on and reference counted, so that views point into it instead of copying.
+ * *_free() on a packed object drops one reference. */
 #ifndef SVCDNS_MODEL_H
 #define SVCDNS_MODEL_H
 
@@ -65,6 +68,7 @@ struct model_service {
 	struct model_svc_port *ports;
 	size_t n_ports;
 	bool has_selector; /* a selector was given (may still be empty) */
+	uint32_t refs;	   /* 0: built by a parser; else packed, references held */
 	struct model_labels selector;
 	bool publish_not_ready;	   /* spec.publishNotReadyAddresses */
 	bool affinity_client_ip;   /* spec.sessionAffinity == ClientIP */
@@ -77,14 +81,15 @@ struct model_slice_port {
 	uint8_t proto;
 };
 
+/* Half a million of these at 100k Services: no padding between fields. */
 struct model_endpoint {
 	struct model_addr *addrs; /* addresses of one endpoint (one family) */
-	size_t n_addrs;
-	char *hostname;	 /* or NULL */
-	char *node_name; /* or NULL */
-	char *pod_name;	 /* targetRef name when kind Pod, or NULL */
-	bool ready;	 /* absent counts as ready */
-	bool serving;	 /* absent: same as ready */
+	char *hostname;		  /* or NULL */
+	char *node_name;	  /* or NULL */
+	char *pod_name;		  /* targetRef name when kind Pod, or NULL */
+	uint32_t n_addrs;
+	bool ready;   /* absent counts as ready */
+	bool serving; /* absent: same as ready */
 	bool terminating;
 };
 
@@ -93,6 +98,7 @@ struct model_slice {
 	char *name;
 	char *service;	      /* label kubernetes.io/service-name */
 	uint8_t address_type; /* AF_INET, AF_INET6, or 0 for FQDN (ignored) */
+	uint32_t refs;	      /* as model_service.refs */
 	struct model_slice_port *ports;
 	size_t n_ports;
 	struct model_endpoint *endpoints;
@@ -109,6 +115,7 @@ struct model_pod {
 	char *ns;
 	char *name;
 	bool name_generated; /* the manifest had no metadata.name */
+	uint32_t refs;	     /* as model_service.refs */
 	struct model_labels labels;
 	struct model_container_port *ports; /* every container's ports, in order */
 	size_t n_ports;
@@ -126,6 +133,7 @@ struct model_pod {
 
 struct model_namespace {
 	char *name;
+	uint32_t refs; /* as model_service.refs */
 };
 
 enum model_kind { KIND_SERVICE = 0, KIND_SLICE, KIND_POD, KIND_NAMESPACE, KIND_COUNT };
@@ -146,6 +154,14 @@ void model_slice_free(struct model_slice *s);
 void model_pod_free(struct model_pod *p);
 void model_namespace_free(struct model_namespace *n);
 void model_object_free(struct model_object *o); /* frees the payload, not o */
+
+/* Replaces o's payload by one packed block holding the same values and frees
+ * the parser's version; a packed payload is left alone. On -ENOMEM o is
+ * unchanged. */
+int model_object_pack(struct model_object *o);
+/* Another reference to a packed object (the store's objects are packed); the
+ * matching *_free() drops it. */
+void model_object_ref(const struct model_object *o);
 const char *model_object_ns(const struct model_object *o);
 const char *model_object_name(const struct model_object *o);
 const char *model_kind_name(enum model_kind k);
@@ -208,26 +224,30 @@ void model_alloc_free(struct model_alloc *a);
  * Every Service with its final endpoints. Built from the store in one pass;
  * immutable afterwards; zones/ builds a snapshot from it. */
 struct view_endpoint {
-	struct model_addr addr;
 	const char *hostname;  /* explicit hostname or NULL */
 	const char *node_name; /* or NULL */
 	const char *pod_name;  /* or NULL */
-	bool ready;
-	bool serving;
-	bool terminating;
 	/* target_ports[i] is the port this endpoint serves service port i on, or 0
 	 * when it does not serve that port. Indexed like model_service.ports. */
 	uint16_t *target_ports;
+	struct model_addr addr; /* after the pointers: no padding */
+	bool ready;
+	bool serving;
+	bool terminating;
 };
 
-/* Each Service's data (its model_service copy, endpoints, target ports and
- * strings) is one refcounted block, shared by every view in which the Service
- * did not change; views may be freed in any order. */
+/* Each Service's data (endpoints, target ports, and a model_service copy when
+ * allocation filled something in) is one refcounted block, shared by every view
+ * in which the Service did not change; views may be freed in any order. The
+ * block holds references on the store's objects it points into: the stored
+ * Service when svc is that, and the EndpointSlices and Pods whose strings
+ * (hostname, node and Pod names) the endpoints use. */
 struct view_service {
-	const struct model_service *svc; /* points into the Service's block */
+	const struct model_service *svc; /* the stored Service, or its copy in the block */
 	struct view_endpoint *eps;	 /* deduplicated by address, sorted */
 	size_t n_eps;
 	bool from_slices; /* endpoints came from EndpointSlices, not Pods */
+	void *priv;	  /* the block; NULL in views not built here */
 };
 
 /* One Service that differs between a view and the view it was derived from:

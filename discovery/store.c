@@ -49,6 +49,11 @@ void store_map_clear(struct store_map *m)
 	store_map_init(m);
 }
 
+static size_t slot_home(const struct store_map_slot *s, size_t mask)
+{
+	return (size_t)store_hash(s->key, s->klen) & mask;
+}
+
 static size_t map_index(const struct store_map *m, const void *key, size_t klen, uint64_t hash)
 {
 	size_t mask = m->cap - 1;
@@ -58,7 +63,7 @@ static size_t map_index(const struct store_map *m, const void *key, size_t klen,
 		const struct store_map_slot *s = &m->slots[i];
 		if (!s->key)
 			return i;
-		if (s->hash == hash && s->klen == klen && memcmp(s->key, key, klen) == 0)
+		if (s->klen == klen && memcmp(s->key, key, klen) == 0)
 			return i;
 		i = (i + 1) & mask;
 	}
@@ -83,7 +88,7 @@ static int map_grow(struct store_map *m)
 		struct store_map_slot *s = &m->slots[i];
 		if (!s->key)
 			continue;
-		size_t j = (size_t)s->hash & (cap - 1);
+		size_t j = slot_home(s, cap - 1);
 		while (slots[j].key)
 			j = (j + 1) & (cap - 1);
 		slots[j] = *s;
@@ -99,6 +104,9 @@ int store_map_insert(struct store_map *m, const void *key, size_t klen,
 {
 	uint64_t hash = store_hash(key, klen);
 	int ret;
+
+	if (klen > UINT32_MAX)
+		return -EINVAL;
 
 	if (m->n) {
 		size_t i = map_index(m, key, klen, hash);
@@ -120,7 +128,7 @@ int store_map_insert(struct store_map *m, const void *key, size_t klen,
 	memcpy(copy, key, klen);
 	copy[klen] = '\0';
 	size_t i = map_index(m, key, klen, hash);
-	m->slots[i] = (struct store_map_slot){.key = copy, .klen = klen, .hash = hash};
+	m->slots[i] = (struct store_map_slot){.key = copy, .klen = (uint32_t)klen};
 	m->n++;
 	*slot = &m->slots[i];
 	*created = true;
@@ -139,7 +147,7 @@ static void map_remove_at(struct store_map *m, size_t i)
 		j = (j + 1) & mask;
 		if (!m->slots[j].key)
 			break;
-		size_t home = (size_t)m->slots[j].hash & mask;
+		size_t home = slot_home(&m->slots[j], mask);
 		/* The slot at j may fill the hole at i only if its home is not
 		 * cyclically within (i, j]. */
 		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
@@ -181,59 +189,195 @@ struct store_source;
 struct store_obj {
 	struct model_object obj;
 	struct store_source *src;
-	char *key; /* identity key, kept so that unclaiming never allocates */
-	size_t klen;
 };
 
+/* Sets of entries that carry their own keys (kind, namespace, name): the
+ * owner of every name (a struct store_obj *), the EndpointSlices of every
+ * Service, the sources by name. No key is copied: at 200k objects a map with key copies cost
+ * some 14 MB more than these 8-byte slots. Open addressing, linear probes,
+ * backward-shift removal as store_map. */
+struct pkey {
+	int kind;
+	const char *ns;
+	const char *name;
+};
+
+struct pset {
+	uintptr_t *slots; /* 0: empty */
+	size_t cap;	  /* power of two, or 0 */
+	size_t n;
+	void (*key_of)(uintptr_t e, struct pkey *k);
+};
+
+static const char *str0(const char *s)
+{
+	return s ? s : "";
+}
+
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t pkey_hash(const struct pkey *k)
+{
+	unsigned char kind = (unsigned char)k->kind;
+	uint64_t h = fnv(0xcbf29ce484222325ULL, &kind, 1);
+	const char *ns = str0(k->ns), *name = str0(k->name);
+
+	h = fnv(h, ns, strlen(ns) + 1); /* with the NUL: "a"+"bc" is not "ab"+"c" */
+	h = fnv(h, name, strlen(name));
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h;
+}
+
+static size_t pset_home(const struct pset *s, uintptr_t e, size_t mask)
+{
+	struct pkey k;
+	s->key_of(e, &k);
+	return (size_t)pkey_hash(&k) & mask;
+}
+
+/* The slot holding key k, or the empty one where it would go. */
+static size_t pset_index(const struct pset *s, const struct pkey *k)
+{
+	size_t mask = s->cap - 1;
+	size_t i = (size_t)pkey_hash(k) & mask;
+
+	for (; s->slots[i]; i = (i + 1) & mask) {
+		struct pkey e;
+		s->key_of(s->slots[i], &e);
+		if (e.kind == k->kind && strcmp(str0(e.ns), str0(k->ns)) == 0 &&
+		    strcmp(str0(e.name), str0(k->name)) == 0)
+			break;
+	}
+	return i;
+}
+
+static uintptr_t *pset_find(const struct pset *s, const struct pkey *k)
+{
+	if (s->n == 0)
+		return NULL;
+	size_t i = pset_index(s, k);
+	return s->slots[i] ? &s->slots[i] : NULL;
+}
+
+/* The slot for key k: holding its entry, or 0 for the caller to fill (which
+ * it must, before any other call on the set). Returns 0 or -ENOMEM. */
+static int pset_slot(struct pset *s, const struct pkey *k, uintptr_t **slot)
+{
+	if ((s->n + 1) * 4 > s->cap * 3) {
+		size_t cap = s->cap ? s->cap * 2 : MAP_MIN_CAP;
+		uintptr_t *slots = calloc(cap, sizeof(*slots));
+		if (!slots)
+			return -ENOMEM;
+		for (size_t i = 0; i < s->cap; i++) {
+			if (!s->slots[i])
+				continue;
+			size_t j = pset_home(s, s->slots[i], cap - 1);
+			while (slots[j])
+				j = (j + 1) & (cap - 1);
+			slots[j] = s->slots[i];
+		}
+		free(s->slots);
+		s->slots = slots;
+		s->cap = cap;
+	}
+	size_t i = pset_index(s, k);
+	if (!s->slots[i])
+		s->n++;
+	*slot = &s->slots[i];
+	return 0;
+}
+
+/* Removes the entry in *slot (a pointer pset_find or pset_slot gave). */
+static void pset_remove(struct pset *s, uintptr_t *slot)
+{
+	size_t mask = s->cap - 1;
+	size_t i = (size_t)(slot - s->slots), j = i;
+
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!s->slots[j])
+			break;
+		size_t home = pset_home(s, s->slots[j], mask);
+		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (stays)
+			continue;
+		s->slots[i] = s->slots[j];
+		i = j;
+	}
+	s->slots[i] = 0;
+	s->n--;
+}
+
+static void owner_key(uintptr_t e, struct pkey *k)
+{
+	const struct store_obj *o = (const struct store_obj *)e;
+	*k = (struct pkey){o->obj.kind, model_object_ns(&o->obj), model_object_name(&o->obj)};
+}
+
+static struct pkey obj_key(const struct model_object *o)
+{
+	return (struct pkey){o->kind, model_object_ns(o), model_object_name(o)};
+}
+
+/* The API source makes every object a source of its own: its bookkeeping is
+ * one allocation then (the name is part of it, the object sits in `one`). */
 struct store_source {
-	char *name;
-	struct store_obj *objs;
+	struct store_obj *objs; /* &one when n is 1, else its own allocation */
 	size_t n;
 	size_t pos; /* index in model_store.list */
+	struct store_obj one;
+	char name[];
 };
 
+static void source_key(uintptr_t e, struct pkey *k)
+{
+	*k = (struct pkey){0, NULL, ((const struct store_source *)e)->name};
+}
+
 struct model_store {
-	struct store_map sources; /* name -> struct store_source * */
+	struct pset sources; /* struct store_source *, by name */
 	struct store_source **list;
 	size_t n_list;
 	size_t cap_list;
-	struct store_map owners; /* identity key -> struct store_obj * */
+	struct pset owners; /* every name's owner: struct store_obj * */
 	size_t counts[KIND_COUNT];
-	struct store_map ns_refs;   /* namespace -> objects that put it in the view */
-	struct store_map slice_idx; /* "ns\0service" -> struct slice_list * */
+	struct store_map ns_refs; /* namespace -> objects that put it in the view */
+	struct pset slice_idx;	  /* by ns and Service: its slice, or a list (LIST_TAG) */
 	size_t pods_unaddressed;
 	struct store_changes changes;
+	bool changes_lost; /* too many to be worth recording: the next view is full */
 };
+
+/* A slice_idx entry is the one slice of a Service (most have exactly one), or
+ * with LIST_TAG set a list of two or more (objects are malloc'd, so the low bit
+ * of their address is free). */
+#define LIST_TAG ((uintptr_t)1)
 
 struct slice_list {
-	const struct model_slice **v;
-	size_t n;
-	size_t cap;
+	uint32_t n;
+	uint32_t cap;
+	const struct model_slice *v[];
 };
 
-/* The identity of an object as a map key: kind, namespace, NUL, name. Uses buf
- * when it fits; otherwise returns a malloc'd key the caller frees. */
-static char *ident_key(enum model_kind kind, const char *ns, const char *name, char *buf,
-		       size_t cap, size_t *len)
+static void slices_key(uintptr_t e, struct pkey *k)
 {
-	size_t lns = ns ? strlen(ns) : 0;
-	size_t lname = name ? strlen(name) : 0;
-	size_t need = 1 + lns + 1 + lname;
-	char *k = need <= cap ? buf : malloc(need);
-
-	if (!k)
-		return NULL;
-	k[0] = (char)('0' + kind);
-	if (lns)
-		memcpy(k + 1, ns, lns);
-	k[1 + lns] = '\0';
-	if (lname)
-		memcpy(k + 2 + lns, name, lname);
-	*len = need;
-	return k;
+	const struct model_slice *sl = e & LIST_TAG
+					   ? ((const struct slice_list *)(e & ~LIST_TAG))->v[0]
+					   : (const struct model_slice *)e;
+	*k = (struct pkey){KIND_COUNT, sl->ns, sl->service};
 }
 
-static void ident_key_done(char *k, char *buf)
+static void key_done(char *k, char *buf)
 {
 	if (k != buf)
 		free(k);
@@ -245,10 +389,10 @@ struct model_store *model_store_new(void)
 
 	if (!st)
 		return NULL;
-	store_map_init(&st->sources);
-	store_map_init(&st->owners);
+	st->sources.key_of = source_key;
 	store_map_init(&st->ns_refs);
-	store_map_init(&st->slice_idx);
+	st->owners.key_of = owner_key;
+	st->slice_idx.key_of = slices_key;
 	store_map_init(&st->changes.svcs);
 	store_map_init(&st->changes.nss);
 	store_map_init(&st->changes.pod_nss);
@@ -259,10 +403,11 @@ struct model_store *model_store_new(void)
 /* Releases the name of one stored object, unless another entry holds it. */
 static void store_unclaim(struct model_store *st, const struct store_obj *e)
 {
-	struct store_map_slot *s = store_map_find(&st->owners, e->key, e->klen);
+	struct pkey k = obj_key(&e->obj);
+	uintptr_t *s = pset_find(&st->owners, &k);
 
-	if (s && s->val == (uintptr_t)e)
-		store_map_remove(&st->owners, e->key, e->klen);
+	if (s && *s == (uintptr_t)e)
+		pset_remove(&st->owners, s);
 }
 
 /* "ns\0name" into buf (or a malloc'd key when it does not fit). */
@@ -288,16 +433,28 @@ static void mark(struct model_store *st, struct store_map *m, const char *ns, co
 {
 	char buf[512];
 	size_t len;
-	char *k = name ? pair_key(ns, name, buf, sizeof(buf), &len) : (char *)(ns ? ns : "");
 	struct store_map_slot *slot;
 	bool created;
 
+	if (st->changes_lost)
+		return;
+	char *k = name ? pair_key(ns, name, buf, sizeof(buf), &len) : (char *)(ns ? ns : "");
+	/* Past half the Services an incremental view is refused anyway (see
+	 * model_view_update); loading a cluster would otherwise record every
+	 * Service, some 9 MiB at 100k, only to build in full. */
+	if (m == &st->changes.svcs && m->n >= st->counts[KIND_SERVICE] / 2 + 64) {
+		store_map_clear(m);
+		st->changes_lost = true;
+		st->changes.epoch++;
+		goto out;
+	}
 	if (!name)
 		len = strlen(k);
 	if (!k || store_map_insert(m, k, len, &slot, &created))
 		st->changes.epoch++;
+out:
 	if (name)
-		ident_key_done(k, buf);
+		key_done(k, buf);
 }
 
 static void ns_ref(struct model_store *st, const char *ns, int delta)
@@ -322,54 +479,57 @@ static void ns_ref(struct model_store *st, const char *ns, int delta)
 
 static void slice_index(struct model_store *st, const struct model_slice *sl, int delta)
 {
-	char buf[512];
-	size_t len;
-	char *k = pair_key(sl->ns, sl->service, buf, sizeof(buf), &len);
-	struct store_map_slot *slot;
-	bool created;
+	struct pkey k = {KIND_COUNT, sl->ns, sl->service};
+	uintptr_t *slot;
 
-	if (!k) {
-		st->changes.epoch++;
-		return;
-	}
 	if (delta > 0) {
-		struct slice_list *l = NULL;
-		if (store_map_insert(&st->slice_idx, k, len, &slot, &created))
+		if (pset_slot(&st->slice_idx, &k, &slot))
 			goto oom;
-		if (created && !(slot->val = (uintptr_t)calloc(1, sizeof(*l)))) {
-			store_map_remove(&st->slice_idx, k, len);
-			goto oom;
-		}
-		l = (struct slice_list *)slot->val;
-		if (l->n == l->cap) {
-			size_t cap = l->cap ? l->cap * 2 : 2;
-			const struct model_slice **v = realloc(l->v, cap * sizeof(*v));
-			if (!v)
+		if (!*slot) {
+			*slot = (uintptr_t)sl;
+		} else if (!(*slot & LIST_TAG)) {
+			struct slice_list *l = malloc(sizeof(*l) + 2 * sizeof(l->v[0]));
+			if (!l)
 				goto oom;
-			l->v = v;
-			l->cap = cap;
-		}
-		l->v[l->n++] = sl;
-	} else if ((slot = store_map_find(&st->slice_idx, k, len))) {
-		struct slice_list *l = (struct slice_list *)slot->val;
-		for (size_t i = 0; i < l->n; i++)
-			if (l->v[i] == sl) {
-				l->v[i] = l->v[--l->n];
-				break;
+			l->n = 2;
+			l->cap = 2;
+			l->v[0] = (const struct model_slice *)*slot;
+			l->v[1] = sl;
+			*slot = (uintptr_t)l | LIST_TAG;
+		} else {
+			struct slice_list *l = (struct slice_list *)(*slot & ~LIST_TAG);
+			if (l->n == l->cap) {
+				l = realloc(l, sizeof(*l) + 2 * l->cap * sizeof(l->v[0]));
+				if (!l)
+					goto oom;
+				l->cap *= 2;
+				*slot = (uintptr_t)l | LIST_TAG;
 			}
-		if (l->n == 0) {
-			free(l->v);
-			free(l);
-			store_map_remove(&st->slice_idx, k, len);
+			l->v[l->n++] = sl;
+		}
+	} else if ((slot = pset_find(&st->slice_idx, &k))) {
+		if (!(*slot & LIST_TAG)) {
+			if (*slot == (uintptr_t)sl)
+				pset_remove(&st->slice_idx, slot);
+		} else {
+			/* The list's first slice is its key: any member has the same. */
+			struct slice_list *l = (struct slice_list *)(*slot & ~LIST_TAG);
+			for (uint32_t i = 0; i < l->n; i++)
+				if (l->v[i] == sl) {
+					l->v[i] = l->v[--l->n];
+					break;
+				}
+			if (l->n == 1) {
+				*slot = (uintptr_t)l->v[0];
+				free(l);
+			}
 		}
 	}
-	ident_key_done(k, buf);
 	return;
 oom:
 	/* The index misses a slice: no view may be derived incrementally from
 	 * here on, which model_view_update learns from the epoch. */
 	st->changes.epoch++;
-	ident_key_done(k, buf);
 }
 
 /* Keeps the indexes and the change record in step with one object coming
@@ -406,78 +566,76 @@ static void obj_account(struct model_store *st, const struct model_object *o, in
 	}
 }
 
-static void store_free_objs(struct model_store *st, struct store_obj *objs, size_t n, bool account)
+static void store_free_objs(struct model_store *st, struct store_source *src,
+			    struct store_obj *objs, size_t n, bool account)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (account)
 			obj_account(st, &objs[i].obj, -1);
 		model_object_free(&objs[i].obj);
-		free(objs[i].key);
 	}
-	free(objs);
+	if (!src || objs != &src->one)
+		free(objs);
 }
 
 static void source_drop(struct model_store *st, struct store_source *src)
 {
 	for (size_t i = 0; i < src->n; i++)
 		store_unclaim(st, &src->objs[i]);
-	store_free_objs(st, src->objs, src->n, true);
-	store_map_remove(&st->sources, src->name, strlen(src->name));
+	store_free_objs(st, src, src->objs, src->n, true);
 	st->n_list--;
 	if (src->pos != st->n_list) {
 		st->list[src->pos] = st->list[st->n_list];
 		st->list[src->pos]->pos = src->pos;
 	}
-	free(src->name);
+	struct pkey k = {0, NULL, src->name};
+	uintptr_t *slot = pset_find(&st->sources, &k);
+	if (slot)
+		pset_remove(&st->sources, slot);
 	free(src);
 }
 
 static struct store_source *source_find(const struct model_store *st, const char *name)
 {
-	struct store_map_slot *s = store_map_find(&st->sources, name, strlen(name));
-	return s ? (struct store_source *)s->val : NULL;
+	struct pkey k = {0, NULL, name};
+	uintptr_t *s = pset_find(&st->sources, &k);
+	return s ? (struct store_source *)*s : NULL;
 }
 
 static int source_get(struct model_store *st, const char *name, struct store_source **out)
 {
-	struct store_source *src = NULL;
-	struct store_map_slot *slot;
-	size_t len = strlen(name);
-	bool created;
+	struct store_source *src = source_find(st, name);
+	struct pkey k = {0, NULL, name};
+	size_t len = strlen(name) + 1;
+	uintptr_t *slot;
 	int ret;
 
-	/* Found or added in one probe: a first sync adds 200k sources. */
-	ret = store_map_insert(&st->sources, name, len, &slot, &created);
-	if (ret)
-		return ret;
-	if (!created) {
-		*out = (struct store_source *)slot->val;
+	if (src) {
+		*out = src;
 		return 0;
 	}
 	if (st->n_list == st->cap_list) {
 		size_t cap = st->cap_list ? st->cap_list * 2 : 16;
 		struct store_source **list = realloc(st->list, cap * sizeof(*list));
-		if (!list) {
-			ret = -ENOMEM;
-			goto fail;
-		}
+		if (!list)
+			return -ENOMEM;
 		st->list = list;
 		st->cap_list = cap;
 	}
-	src = calloc(1, sizeof(*src));
-	if (!src || !(src->name = strdup(name))) {
-		ret = -ENOMEM;
-		goto fail;
+	src = calloc(1, sizeof(*src) + len);
+	if (!src)
+		return -ENOMEM;
+	memcpy(src->name, name, len);
+	ret = pset_slot(&st->sources, &k, &slot);
+	if (ret) {
+		free(src);
+		return ret;
 	}
-	slot->val = (uintptr_t)src;
+	*slot = (uintptr_t)src;
 	src->pos = st->n_list;
 	st->list[st->n_list++] = src;
 	*out = src;
 	return 0;
-fail:
-	store_map_remove(&st->sources, name, len);
-	free(src);
-	return ret;
 }
 
 void model_store_free(struct model_store *st)
@@ -485,22 +643,17 @@ void model_store_free(struct model_store *st)
 	if (!st)
 		return;
 	for (size_t i = 0; i < st->n_list; i++) {
-		store_free_objs(st, st->list[i]->objs, st->list[i]->n, false);
-		free(st->list[i]->name);
+		store_free_objs(st, st->list[i], st->list[i]->objs, st->list[i]->n, false);
 		free(st->list[i]);
 	}
 	free(st->list);
-	store_map_clear(&st->sources);
-	store_map_clear(&st->owners);
+	free(st->sources.slots);
+	free(st->owners.slots);
 	store_map_clear(&st->ns_refs);
-	for (size_t i = 0; i < st->slice_idx.cap; i++) {
-		struct slice_list *l = (struct slice_list *)st->slice_idx.slots[i].val;
-		if (st->slice_idx.slots[i].key) {
-			free(l->v);
-			free(l);
-		}
-	}
-	store_map_clear(&st->slice_idx);
+	for (size_t i = 0; i < st->slice_idx.cap; i++)
+		if (st->slice_idx.slots[i] & LIST_TAG)
+			free((void *)(st->slice_idx.slots[i] & ~LIST_TAG));
+	free(st->slice_idx.slots);
 	store_map_clear(&st->changes.svcs);
 	store_map_clear(&st->changes.nss);
 	store_map_clear(&st->changes.pod_nss);
@@ -532,30 +685,27 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 
 	for (i = 0; i < n; i++) {
 		struct model_object *o = &objs[i];
-		const char *ns = model_object_ns(o), *name = model_object_name(o);
-		struct store_map_slot *slot;
-		bool created;
-		size_t len;
-		char *key = ident_key(o->kind, ns, name, NULL, 0, &len);
+		uintptr_t *slot;
 
-		if (!key) {
-			ret = -ENOMEM;
+		/* What the store keeps is packed: a parser's many small blocks
+		 * become one, and views may share it by reference. */
+		ret = model_object_pack(o);
+		if (ret)
 			goto fail;
-		}
-		ret = store_map_insert(&st->owners, key, len, &slot, &created);
-		if (ret) {
-			free(key);
+		const char *ns = model_object_ns(o), *name = model_object_name(o);
+
+		struct pkey key = obj_key(o);
+		ret = pset_slot(&st->owners, &key, &slot);
+		if (ret)
 			goto fail;
-		}
-		if (created) {
-			kept[k] =
-			    (struct store_obj){.obj = *o, .src = src, .key = key, .klen = len};
-			slot->val = (uintptr_t)&kept[k];
+		if (!*slot) {
+			kept[k] = (struct store_obj){.obj = *o, .src = src};
+			*slot = (uintptr_t)&kept[k];
 			obj_account(st, o, 1);
 			k++;
 			continue;
 		}
-		const struct store_obj *holder = (const struct store_obj *)slot->val;
+		const struct store_obj *holder = (const struct store_obj *)*slot;
 		if (holder->src == src)
 			log_warn("manifest %s: %s %s%s%s appears more than once; the first is kept",
 				 source, model_kind_name(o->kind), ns ? ns : "",
@@ -564,12 +714,21 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 			log_warn("manifest %s: %s %s%s%s duplicates the one in %s; ignored", source,
 				 model_kind_name(o->kind), ns ? ns : "", ns && *ns ? "/" : "",
 				 name ? name : "", holder->src->name);
-		free(key);
 		model_object_free(o);
 	}
-	store_free_objs(st, src->objs, src->n, true);
+	store_free_objs(st, src, src->objs, src->n, true);
 	src->objs = kept;
 	src->n = k;
+	if (k == 1) {
+		/* The owners map points at the entry: it follows it into src. */
+		struct pkey key = obj_key(&kept->obj);
+		uintptr_t *slot = pset_find(&st->owners, &key);
+		src->one = *kept;
+		if (slot)
+			*slot = (uintptr_t)&src->one;
+		src->objs = &src->one;
+		free(kept);
+	}
 	if (k == 0)
 		source_drop(st, src);
 	return 0;
@@ -582,7 +741,7 @@ fail:
 	for (size_t j = 0; j < k; j++)
 		store_unclaim(st, &kept[j]);
 	if (kept)
-		store_free_objs(st, kept, k, true);
+		store_free_objs(st, NULL, kept, k, true);
 	if (src)
 		source_drop(st, src);
 	log_error("manifest %s: out of memory while storing its objects; dropped", source);
@@ -600,21 +759,11 @@ void model_store_remove(struct model_store *st, const char *source)
 const struct model_object *model_store_find(const struct model_store *st, const char *source,
 					    enum model_kind kind, const char *ns, const char *name)
 {
-	const struct model_object *found = NULL;
-	char buf[512];
-	size_t len;
-	char *key = ident_key(kind, ns, name, buf, sizeof(buf), &len);
+	struct pkey k = {kind, ns, name};
+	uintptr_t *s = pset_find(&st->owners, &k);
+	const struct store_obj *e = s ? (const struct store_obj *)*s : NULL;
 
-	if (!key)
-		return NULL;
-	struct store_map_slot *s = store_map_find(&st->owners, key, len);
-	if (s) {
-		const struct store_obj *e = (const struct store_obj *)s->val;
-		if (strcmp(e->src->name, source) == 0)
-			found = &e->obj;
-	}
-	ident_key_done(key, buf);
-	return found;
+	return e && strcmp(e->src->name, source) == 0 ? &e->obj : NULL;
 }
 
 /* ---- iteration ----------------------------------------------------------- */
@@ -662,6 +811,7 @@ void store_changes_reset(struct model_store *st)
 	store_map_clear(&st->changes.svcs);
 	store_map_clear(&st->changes.nss);
 	store_map_clear(&st->changes.pod_nss);
+	st->changes_lost = false;
 	st->changes.epoch++;
 }
 
@@ -678,35 +828,29 @@ size_t store_pods_unaddressed(const struct model_store *st)
 const struct model_service *store_service_find(const struct model_store *st, const char *ns,
 					       const char *name)
 {
-	const struct model_service *found = NULL;
-	char buf[512];
-	size_t len;
-	char *key = ident_key(KIND_SERVICE, ns, name, buf, sizeof(buf), &len);
+	struct pkey k = {KIND_SERVICE, ns, name};
+	uintptr_t *s = pset_find(&st->owners, &k);
 
-	if (!key)
-		return NULL;
-	struct store_map_slot *s = store_map_find(&st->owners, key, len);
-	if (s)
-		found = ((const struct store_obj *)s->val)->obj.u.svc;
-	ident_key_done(key, buf);
-	return found;
+	return s ? ((const struct store_obj *)*s)->obj.u.svc : NULL;
 }
 
 const struct model_slice *const *store_service_slices(const struct model_store *st, const char *ns,
-						      const char *name, size_t *n)
+						      const char *name,
+						      const struct model_slice **one, size_t *n)
 {
-	char buf[512];
-	size_t len;
-	char *key = pair_key(ns, name, buf, sizeof(buf), &len);
-	struct store_map_slot *s = key ? store_map_find(&st->slice_idx, key, len) : NULL;
+	struct pkey k = {KIND_COUNT, ns, name};
+	uintptr_t *s = pset_find(&st->slice_idx, &k);
 
-	if (key)
-		ident_key_done(key, buf);
 	if (!s) {
 		*n = 0;
 		return NULL;
 	}
-	const struct slice_list *l = (const struct slice_list *)s->val;
+	if (!(*s & LIST_TAG)) {
+		*one = (const struct model_slice *)*s;
+		*n = 1;
+		return one;
+	}
+	const struct slice_list *l = (const struct slice_list *)(*s & ~LIST_TAG);
 	*n = l->n;
 	return l->v;
 }

@@ -14,14 +14,15 @@
 #include "discovery/model.h"
 
 /* ---- hash map ---------------------------------------------------------------
- * Keys are copied (any bytes, explicit length); the value is one word. `gen`
+ * Keys are copied (any bytes, explicit length); the value is one word. Hashes
+ * are not kept (the store's maps hold hundreds of thousands of slots): growing
+ * and removing hash the keys they move again. `gen`
  * is free for the caller: store_map_sweep() drops every slot whose gen differs,
  * which is how "keep what was used in this pass, forget the rest" is done. */
 struct store_map_slot {
-	char *key; /* NULL: empty slot */
-	size_t klen;
-	uint64_t hash;
+	char *key; /* NULL: empty slot; NUL-terminated copy, stable while present */
 	uintptr_t val;
+	uint32_t klen; /* keys are names: far below 4 GiB (inserting longer fails) */
 	uint32_t gen;
 };
 
@@ -91,8 +92,10 @@ size_t store_pods_unaddressed(const struct model_store *st);
 const struct model_service *store_service_find(const struct model_store *st, const char *ns,
 					       const char *name);
 /* The served EndpointSlices naming Service ns/name, in no particular order;
- * valid until the store changes. */
+ * valid until the store changes. A single one is returned through *one (the
+ * result then points at it). */
 const struct model_slice *const *store_service_slices(const struct model_store *st, const char *ns,
-						      const char *name, size_t *n);
+						      const char *name,
+						      const struct model_slice **one, size_t *n);
 
 #endif

@@ -400,11 +400,12 @@ uint16_t model_resolve_target_port(const struct model_svc_port *sp, const struct
 
 /* ---- the build ------------------------------------------------------------- */
 
-/* One Service's data in one allocation; view_service.svc points at svc. */
+/* One Service's data in one allocation: this header, the store objects it
+ * holds references on, then (see pack_pass) the rest. */
 struct vblock {
 	size_t refs;
-	size_t pad_; /* keeps svc 16-byte aligned */
-	struct model_service svc;
+	size_t n_held;
+	struct model_object held[];
 };
 
 /* The namespace list, shared by views while it does not change. */
@@ -467,6 +468,11 @@ struct build {
 	struct ep_tmp *eps;
 	size_t n_eps;
 	size_t cap_eps;
+
+	/* The store objects whose strings the current Service's endpoints use. */
+	struct model_object *held;
+	size_t n_held;
+	size_t cap_held;
 };
 
 /* True the first time a condition is seen while it lasts (keyed by b->key). */
@@ -499,14 +505,37 @@ static int cmp_svc(const void *x, const void *y)
 	return c ? c : strcmp0(a->name, b->name);
 }
 
+static bool wants_cluster_ip(const struct model_service *s);
+static bool has_node_ports(const struct model_service *s);
+
+/* Whether allocation may write to a Service: it lacks a ClusterIP or a
+ * NodePort, or holds one an allocator gave (recomputed). */
+static bool alloc_may_change(const struct model_service *s)
+{
+	if (s->cluster_ip_allocated || wants_cluster_ip(s))
+		return true;
+	for (size_t i = 0; i < s->n_ports; i++)
+		if (s->ports[i].node_port_allocated ||
+		    (has_node_ports(s) && !s->ports[i].node_port))
+			return true;
+	return false;
+}
+
 /* A working copy of a stored Service. Values an allocator gave are not
- * claims: they are recomputed (and kept, being sticky) like any other. */
+ * claims: they are recomputed (and kept, being sticky) like any other. A
+ * Service that allocation leaves alone (most) is not copied: the build holds
+ * a reference on the stored, packed one and never writes to it. */
 static int clone_service(struct build *b, const struct model_service *src)
 {
 	struct model_object o = {.kind = KIND_SERVICE, .u.svc = (struct model_service *)src};
 	struct model_object copy;
-	int ret = model_object_clone(&o, &copy);
 
+	if (src->refs && !alloc_may_change(src)) {
+		model_object_ref(&o);
+		b->clones[b->n_clones++] = o.u.svc;
+		return 0;
+	}
+	int ret = model_object_clone(&o, &copy);
 	if (ret)
 		return ret;
 	struct model_service *s = copy.u.svc;
@@ -1033,6 +1062,21 @@ static struct view_endpoint *ep_push(struct build *b)
 	return &t->ep;
 }
 
+static void held_push(struct build *b, enum model_kind kind, const void *obj)
+{
+	if (b->n_held == b->cap_held) {
+		size_t cap = b->cap_held ? b->cap_held * 2 : 16;
+		struct model_object *h = realloc(b->held, cap * sizeof(*h));
+		if (!h) {
+			b->oom = true;
+			return;
+		}
+		b->held = h;
+		b->cap_held = cap;
+	}
+	b->held[b->n_held++] = (struct model_object){.kind = kind, .u.svc = (void *)obj};
+}
+
 static uint16_t *ports_alloc(struct build *b, size_t n)
 {
 	uint16_t *tp = arena_alloc(&b->scratch, (n ? n : 1) * sizeof(*tp));
@@ -1048,9 +1092,10 @@ static void eps_from_slices(struct build *b, size_t si, uint16_t *slice_tp)
 	const struct model_service *s = b->svcs[si];
 	bool *oom = &b->oom;
 
-	/* Endpoints point at the store's strings until packed. */
+	/* Endpoints point at the store's strings; the block holds the slices. */
 	for (size_t k = b->slice_lo[si]; k < b->slice_hi[si]; k++) {
 		const struct model_slice *sl = b->slices[k];
+		size_t n_before = b->n_eps;
 		for (size_t i = 0; i < s->n_ports; i++) {
 			slice_tp[i] = 0;
 			for (size_t j = 0; j < sl->n_ports; j++)
@@ -1079,6 +1124,8 @@ static void eps_from_slices(struct build *b, size_t si, uint16_t *slice_tp)
 				memcpy(ep->target_ports, slice_tp, s->n_ports * sizeof(*slice_tp));
 			}
 		}
+		if (b->n_eps > n_before)
+			held_push(b, KIND_SLICE, sl);
 	}
 }
 
@@ -1123,6 +1170,7 @@ static void eps_from_pod(struct build *b, const struct model_service *s, const s
 	const struct model_pod *pod = r->pod;
 	bool serving = pod->has_status ? pod->ready : true;
 	uint16_t *tp = NULL;
+	size_t n_before = b->n_eps;
 
 	for (size_t a = 0; a < r->n_ips && a < 2; a++) {
 		if (!family_served(s, r->ips[a].family))
@@ -1154,6 +1202,8 @@ static void eps_from_pod(struct build *b, const struct model_service *s, const s
 		ep->terminating = pod->terminating;
 		ep->ready = serving && !pod->terminating;
 	}
+	if (b->n_eps > n_before && !b->oom)
+		held_push(b, KIND_POD, pod);
 }
 
 static void eps_from_pods(struct build *b, size_t si)
@@ -1219,60 +1269,34 @@ static char *pk_str(struct packer *p, const char *s)
 	return d;
 }
 
-/* Endpoints of one Service mostly sit on few nodes: a node name seen among the
- * last few is stored once. */
-#define NODE_RECENT 8
-
+/* The block: header, held objects, the Service copy when the stored one
+ * cannot be shared (with its arrays and strings), endpoints, target ports.
+ * Endpoint strings are the store's, kept alive by the held objects. */
 static struct view_endpoint *pack_pass(struct packer *p, const struct model_service *s,
-				       const struct ep_tmp *eps, size_t n_eps)
+				       const struct model_service *shared,
+				       const struct model_object *held, size_t n_held,
+				       const struct ep_tmp *eps, size_t n_eps, struct vblock **out,
+				       const struct model_service **svc_out)
 {
-	struct vblock *blk = pk_take(p, sizeof(*blk), 16);
-	struct model_svc_port *ports = pk_take(p, s->n_ports * sizeof(*ports), 8);
-	struct model_label *labels = pk_take(p, s->selector.n * sizeof(*labels), 8);
+	struct vblock *blk = pk_take(p, sizeof(*blk) + n_held * sizeof(*held), 16);
+	struct model_service *copy = shared ? NULL : pk_take(p, sizeof(*copy), 16);
+	struct model_svc_port *ports = NULL;
+	struct model_label *labels = NULL;
 	struct view_endpoint *veps = pk_take(p, n_eps * sizeof(*veps), 8);
 	size_t ntp = s->n_ports ? s->n_ports : 1;
-	const char *recent_src[NODE_RECENT];
-	char *recent_dst[NODE_RECENT];
-	size_t n_recent = 0, ring = 0;
 	uint16_t *tp = NULL;
 	char *str;
 
+	*out = blk;
+	*svc_out = shared ? shared : copy;
 	if (blk) {
 		blk->refs = 1;
-		blk->svc = *s;
-		blk->svc.ports = s->n_ports ? ports : NULL;
-		blk->svc.selector.items = s->selector.n ? labels : NULL;
-	}
-	str = pk_str(p, s->ns);
-	if (blk)
-		blk->svc.ns = str;
-	str = pk_str(p, s->name);
-	if (blk)
-		blk->svc.name = str;
-	str = pk_str(p, s->external_name);
-	if (blk)
-		blk->svc.external_name = str;
-	for (size_t i = 0; i < s->n_ports; i++) {
-		if (blk)
-			ports[i] = s->ports[i];
-		str = pk_str(p, s->ports[i].name);
-		if (blk)
-			ports[i].name = str;
-		str = pk_str(p, s->ports[i].target_name);
-		if (blk)
-			ports[i].target_name = str;
-	}
-	for (size_t i = 0; i < s->selector.n; i++) {
-		str = pk_str(p, s->selector.items[i].key);
-		if (blk)
-			labels[i].key = str;
-		str = pk_str(p, s->selector.items[i].value);
-		if (blk)
-			labels[i].value = str;
+		blk->n_held = n_held;
+		if (n_held)
+			memcpy(blk->held, held, n_held * sizeof(*held));
 	}
 	for (size_t i = 0; i < n_eps; i++) {
 		const struct view_endpoint *e = &eps[i].ep;
-		struct view_endpoint *d = blk ? &veps[i] : NULL;
 		/* Endpoints of one slice usually serve the same ports. */
 		bool same_tp = i > 0 && memcmp(e->target_ports, eps[i - 1].ep.target_ports,
 					       ntp * sizeof(*tp)) == 0;
@@ -1281,66 +1305,99 @@ static struct view_endpoint *pack_pass(struct packer *p, const struct model_serv
 			if (tp)
 				memcpy(tp, e->target_ports, ntp * sizeof(*tp));
 		}
-		if (d) {
-			*d = *e;
-			d->target_ports = tp;
+		if (veps) {
+			veps[i] = *e;
+			veps[i].target_ports = tp;
 		}
-		str = pk_str(p, e->hostname);
-		if (d)
-			d->hostname = str;
-		str = pk_str(p, e->pod_name);
-		if (d)
-			d->pod_name = str;
-		str = NULL;
-		bool found = false;
-		for (size_t k = 0; k < n_recent && e->node_name && !found; k++)
-			if (strcmp(recent_src[k], e->node_name) == 0) {
-				str = recent_dst[k];
-				found = true;
-			}
-		if (!found && e->node_name) {
-			str = pk_str(p, e->node_name);
-			recent_src[ring] = e->node_name;
-			recent_dst[ring] = str;
-			ring = (ring + 1) % NODE_RECENT;
-			if (n_recent < NODE_RECENT)
-				n_recent++;
-		}
-		if (d)
-			d->node_name = str;
+	}
+	if (shared)
+		return veps;
+	ports = pk_take(p, s->n_ports * sizeof(*ports), 8);
+	labels = pk_take(p, s->selector.n * sizeof(*labels), 8);
+	if (copy) {
+		*copy = *s;
+		copy->refs = 0;
+		copy->ports = s->n_ports ? ports : NULL;
+		copy->selector.items = s->selector.n ? labels : NULL;
+	}
+	str = pk_str(p, s->ns);
+	if (copy)
+		copy->ns = str;
+	str = pk_str(p, s->name);
+	if (copy)
+		copy->name = str;
+	str = pk_str(p, s->external_name);
+	if (copy)
+		copy->external_name = str;
+	for (size_t i = 0; i < s->n_ports; i++) {
+		if (copy)
+			ports[i] = s->ports[i];
+		str = pk_str(p, s->ports[i].name);
+		if (copy)
+			ports[i].name = str;
+		str = pk_str(p, s->ports[i].target_name);
+		if (copy)
+			ports[i].target_name = str;
+	}
+	for (size_t i = 0; i < s->selector.n; i++) {
+		str = pk_str(p, s->selector.items[i].key);
+		if (copy)
+			labels[i].key = str;
+		str = pk_str(p, s->selector.items[i].value);
+		if (copy)
+			labels[i].value = str;
 	}
 	return veps;
 }
 
-static int pack_service(const struct model_service *s, bool from_slices, const struct ep_tmp *eps,
-			size_t n_eps, struct view_service *vs)
-{
-	struct packer p = {0};
+static bool svc_same(const struct model_service *a, const struct model_service *b);
 
-	pack_pass(&p, s, eps, n_eps);
+/* Packs the Service with its endpoints into one block. The stored Service is
+ * shared (by reference) when allocation left it as it is, which it mostly
+ * does. Takes references on b->held for the block. */
+static int pack_service(struct build *b, const struct model_service *s, bool from_slices,
+			const struct ep_tmp *eps, size_t n_eps, struct view_service *vs)
+{
+	const struct model_service *stored = store_service_find(b->st, s->ns, s->name);
+	const struct model_service *shared = stored && svc_same(stored, s) ? stored : NULL;
+	const struct model_service *svc;
+	struct packer p = {0};
+	struct vblock *blk;
+
+	if (shared)
+		held_push(b, KIND_SERVICE, shared);
+	if (b->oom)
+		return -ENOMEM;
+	pack_pass(&p, s, shared, b->held, b->n_held, eps, n_eps, &blk, &svc);
 	p.base = malloc(p.off);
 	if (!p.base)
 		return -ENOMEM;
 	p.off = 0;
-	struct view_endpoint *veps = pack_pass(&p, s, eps, n_eps);
-	struct vblock *blk = (struct vblock *)p.base;
-	*vs = (struct view_service){.svc = &blk->svc,
+	struct view_endpoint *veps =
+	    pack_pass(&p, s, shared, b->held, b->n_held, eps, n_eps, &blk, &svc);
+	for (size_t i = 0; i < b->n_held; i++)
+		model_object_ref(&b->held[i]);
+	*vs = (struct view_service){.svc = svc,
 				    .eps = n_eps ? veps : NULL,
 				    .n_eps = n_eps,
-				    .from_slices = from_slices};
+				    .from_slices = from_slices,
+				    .priv = blk};
 	return 0;
 }
 
 static struct vblock *blk_of(const struct view_service *vs)
 {
-	return (struct vblock *)((char *)vs->svc - offsetof(struct vblock, svc));
+	return vs->priv;
 }
 
 static void blk_unref(const struct view_service *vs)
 {
 	struct vblock *blk = blk_of(vs);
-	if (--blk->refs == 0)
-		free(blk);
+	if (--blk->refs)
+		return;
+	for (size_t i = 0; i < blk->n_held; i++)
+		model_object_free(&blk->held[i]);
+	free(blk);
 }
 
 static struct nsblock *nsblock_new(const char *const *names, size_t n)
@@ -1400,7 +1457,7 @@ static int eps_finish(struct build *b, const struct model_service *s, bool from_
 		if (!last->pod_name)
 			last->pod_name = e->pod_name;
 	}
-	return pack_service(s, from_slices, b->eps, n, vs);
+	return pack_service(b, s, from_slices, b->eps, n, vs);
 }
 
 /* Computes and packs b->svcs[i] into out[i]; *n_done counts the packed ones. */
@@ -1420,6 +1477,7 @@ static int build_endpoints(struct build *b, struct view_service *out, size_t *n_
 		const struct model_service *s = b->svcs[i];
 		bool from_slices = false;
 		b->n_eps = 0;
+		b->n_held = 0;
 		if (s->type == SVC_EXTERNAL_NAME) {
 			/* A DNS alias: nothing behind it to reach. */
 		} else if (b->slice_lo[i] < b->slice_hi[i]) {
@@ -1512,6 +1570,7 @@ static void build_fini(struct build *b)
 		free(b->lists[i].v);
 	free(b->lists);
 	free(b->eps);
+	free(b->held);
 }
 
 int model_view_build(const struct model_store *st, struct model_alloc *alloc,
@@ -1764,10 +1823,11 @@ static int incr_alloc(struct build *b, struct dirty *dv, size_t nd)
  * full build's merge walk has them. */
 static int incr_slices(struct build *b)
 {
+	const struct model_slice *one;
 	size_t total = 0, n;
 
 	for (size_t i = 0; i < b->n_svcs; i++) {
-		store_service_slices(b->st, b->svcs[i]->ns, b->svcs[i]->name, &n);
+		store_service_slices(b->st, b->svcs[i]->ns, b->svcs[i]->name, &one, &n);
 		total += n;
 	}
 	b->slices = calloc(total ? total : 1, sizeof(*b->slices));
@@ -1777,7 +1837,7 @@ static int incr_slices(struct build *b)
 		return -ENOMEM;
 	for (size_t i = 0; i < b->n_svcs; i++) {
 		const struct model_slice *const *v =
-		    store_service_slices(b->st, b->svcs[i]->ns, b->svcs[i]->name, &n);
+		    store_service_slices(b->st, b->svcs[i]->ns, b->svcs[i]->name, &one, &n);
 		b->slice_lo[i] = b->n_slices;
 		for (size_t k = 0; k < n && b->n_slices < total; k++)
 			b->slices[b->n_slices++] = v[k];
