@@ -185,13 +185,21 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	struct zone_result r;
 	r.dynamic = false;
 	bool generation = false; /* CH TXT generation.<zone>: made now, not prerendered */
+	/* CH TXT <svc>.<ns>.svc.<zone>: a Service's port view, made now. Probed
+	 * with no room first: a Service that exists does not fit in 0 bytes. */
+	bool port_view = false, pv_cut = false;
+	uint16_t pv_n = 0;
+	uint8_t pv_probe[1];
 	if (qclass == C_IN) {
 		zone_lookup(s, key, (size_t)qlen, qtype, &r);
 	} else if (qclass == C_CH) {
 		r.kind = ZR_ANSWER;
 		r.ans = zone_lookup_chaos(s, key, (size_t)qlen, qtype);
 		generation = !r.ans && freshness_is_generation(key, (size_t)qlen, qtype);
-		if (!r.ans && !generation)
+		port_view = !r.ans && !generation && (qtype == T_TXT || qtype == T_ANY) &&
+			    (zone_port_view(s, key, (size_t)qlen, pv_probe, 0, &pv_n, &pv_cut),
+			     pv_cut);
+		if (!r.ans && !generation && !port_view)
 			r.kind = ZR_REFUSED;
 	} else {
 		r.kind = ZR_REFUSED;
@@ -236,6 +244,15 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		size_t k = freshness_generation_txt(s, resp + n, limit - opt - n);
 		n += k;
 		an = k ? 1 : 0;
+	} else if (port_view) {
+		size_t pv_len = zone_port_view(s, key, (size_t)qlen, resp + n, limit - opt - n,
+					       &pv_n, &pv_cut);
+		if (pv_cut) {
+			resp[2] |= FLAG_TC;
+			info->truncated = 1;
+		}
+		n += pv_len;
+		an = pv_n;
 	} else {
 		const struct zone_answer *a = r.ans;
 		if (!a)

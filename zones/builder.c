@@ -1559,22 +1559,6 @@ int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings,
 	return node->chaos ? 0 : -ENOMEM;
 }
 
-int zb_chaos_same(struct zb *b, const uint8_t *owner, const uint8_t *same_as)
-{
-	size_t len = dname_len(owner), sl = dname_len(same_as);
-	uint32_t hash = dname_hash(owner, len);
-	struct bnode *src = b->last_chaos;
-	if (!src || BHDR(src)->len != sl || memcmp(BHDR(src)->name, same_as, sl) != 0)
-		src = bfind(&b->chaos, same_as, sl, dname_hash(same_as, sl));
-	if (!src)
-		return -ENOENT;
-	struct bnode *node = bfind(&b->chaos, owner, len, hash);
-	if (!node && !(node = bnode_new(b, &b->chaos, owner, len, hash)))
-		return -ENOMEM;
-	node->chaos = src->chaos;
-	return 0;
-}
-
 int zb_reserve(struct zb *b, size_t n_names)
 {
 	uint32_t cap = htab_cap_for(n_names * 15 / 14); /* a load of 2/3 at most */

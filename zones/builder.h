@@ -97,9 +97,6 @@ int zb_mark_pod_root(struct zb *b, struct zb_zone *z, const uint8_t *name, uint3
 
 /* Adds a CHAOS TXT answer (strings given as NUL-terminated C strings). */
 int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings, size_t n);
-/* Gives `owner` the CHAOS TXT answer `same_as` has (the answer's owner is a
- * pointer to the question, so one rendering serves both). */
-int zb_chaos_same(struct zb *b, const uint8_t *owner, const uint8_t *same_as);
 
 /* Calls `cb` for every record of the zone at `apex` in a build that is not
  * finished yet: the SOA first, then the others (what a zone transfer sends).

@@ -4,7 +4,6 @@
 #include "zones/cluster.h"
 
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,174 +240,228 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 	return 0;
 }
 
-/* ---- CHAOS: the port mapping as `dig CH TXT` shows it ---------------------- */
+/* ---- CHAOS: the port mapping as `dig CH TXT` shows it ----------------------
+ * Rendered when asked, from the snapshot's view: it is a debugging aid, and
+ * prerendering it cost a quarter of the snapshot (26 MB at 100k Services). */
 
-struct strbuf {
-	char *p;
-	size_t len, cap;
-	bool failed;
+/* Writes TXT records (owner: a pointer to the question, class CH, TTL 0) with
+ * no allocation; text longer than 255 bytes goes on in the next
+ * character-string of the same record. */
+struct txtw {
+	uint8_t *out;
+	size_t cap, len;
+	size_t rr;    /* offset of the current record */
+	size_t piece; /* offset of the current character-string's length byte */
+	bool full;
 };
 
-static void sb_printf(struct strbuf *sb, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct strbuf *sb, const char *fmt, ...)
+static void txt_raw(struct txtw *w, const void *p, size_t n)
 {
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(sb->p ? sb->p + sb->len : NULL, sb->p ? sb->cap - sb->len : 0,
-				  fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if (sb->p && sb->len + (size_t)n < sb->cap) {
-			sb->len += (size_t)n;
-			return;
-		}
-		size_t cap = (sb->cap ? sb->cap * 2 : 256) + (size_t)n;
-		char *np = realloc(sb->p, cap);
-		if (!np)
-			return;
-		sb->p = np;
-		sb->cap = cap;
-	}
-}
-
-/* Appends bytes; a failed allocation leaves sb->p NULL for the caller to see. */
-static void sb_put(struct strbuf *sb, const char *p, size_t n)
-{
-	if (sb->failed)
+	if (w->full || w->len + n > w->cap) {
+		w->full = true;
 		return;
-	if (sb->len + n + 1 > sb->cap) {
-		size_t cap = (sb->cap ? sb->cap * 2 : 256) + n;
-		char *np = realloc(sb->p, cap);
-		if (!np) {
-			free(sb->p);
-			*sb = (struct strbuf){.failed = true};
-			return;
-		}
-		sb->p = np;
-		sb->cap = cap;
 	}
-	memcpy(sb->p + sb->len, p, n);
-	sb->len += n;
-	sb->p[sb->len] = '\0';
+	memcpy(w->out + w->len, p, n);
+	w->len += n;
 }
 
-static void sb_puts(struct strbuf *sb, const char *s)
+static void txt_begin(struct txtw *w)
 {
-	sb_put(sb, s, strlen(s));
+	static const uint8_t head[12] = {0xC0, 0x0C, 0, T_TXT, 0, C_CH, 0, 0, 0, 0, 0, 0};
+	w->rr = w->len;
+	txt_raw(w, head, sizeof(head));
+	w->piece = w->len;
+	txt_raw(w, "", 1);
 }
 
-static void sb_putu(struct strbuf *sb, size_t v)
+static void txt_put(struct txtw *w, const char *p, size_t n)
+{
+	while (n && !w->full) {
+		size_t have = w->len - w->piece - 1;
+		if (have == 255) {
+			w->out[w->piece] = 255;
+			w->piece = w->len;
+			txt_raw(w, "", 1);
+			continue;
+		}
+		size_t k = 255 - have < n ? 255 - have : n;
+		txt_raw(w, p, k);
+		p += k;
+		n -= k;
+	}
+}
+
+static void txt_puts(struct txtw *w, const char *s)
+{
+	txt_put(w, s, strlen(s));
+}
+
+static void txt_putu(struct txtw *w, size_t v)
 {
 	char d[24];
 	size_t i = sizeof(d);
 	do
 		d[--i] = (char)('0' + v % 10);
 	while ((v /= 10));
-	sb_put(sb, d + i, sizeof(d) - i);
+	txt_put(w, d + i, sizeof(d) - i);
 }
 
-/* An endpoint as `addr:port` (IPv6 in brackets). The port view lists every
- * endpoint of every port, half a million lines' worth at 100k Services:
- * IPv4 is formatted by hand rather than with inet_ntop and printf. */
-static void sb_endpoint(struct strbuf *sb, const struct model_addr *a, uint16_t port)
+static void txt_end(struct txtw *w)
 {
-	sb_put(sb, " ", 1);
+	if (w->full)
+		return;
+	w->out[w->piece] = (uint8_t)(w->len - w->piece - 1);
+	size_t rdlen = w->len - w->rr - 12;
+	if (rdlen > 0xFFFF) {
+		w->full = true;
+		return;
+	}
+	w->out[w->rr + 10] = (uint8_t)(rdlen >> 8);
+	w->out[w->rr + 11] = (uint8_t)rdlen;
+}
+
+/* An endpoint as ` addr:port` (IPv6 in brackets). */
+static void txt_endpoint(struct txtw *w, const struct model_addr *a, uint16_t port)
+{
+	txt_put(w, " ", 1);
 	if (a->family == AF_INET) {
 		for (int i = 0; i < 4; i++) {
 			if (i)
-				sb_put(sb, ".", 1);
-			sb_putu(sb, a->bytes[i]);
+				txt_put(w, ".", 1);
+			txt_putu(w, a->bytes[i]);
 		}
 	} else {
 		char addr[INET6_ADDRSTRLEN];
 		model_addr_format(a, addr, sizeof(addr));
-		sb_put(sb, "[", 1);
-		sb_puts(sb, addr);
-		sb_put(sb, "]", 1);
+		txt_put(w, "[", 1);
+		txt_puts(w, addr);
+		txt_put(w, "]", 1);
 	}
-	sb_put(sb, ":", 1);
-	sb_putu(sb, port);
+	txt_put(w, ":", 1);
+	txt_putu(w, port);
 }
 
-static int chaos_records(struct zb *b, const uint8_t *owner, const uint8_t *owner_short,
-			 const struct view_service *vs)
+/* One record per port: `name port/proto -> target nodePort=N endpoints=R/T
+ * ready: a:p ... not-ready: a:p ...`. */
+static void port_view_records(struct txtw *w, const struct view_service *vs, uint16_t *n_rr)
 {
 	const struct model_service *s = vs->svc;
-	size_t n = s->n_ports ? s->n_ports : 1;
-	char **lines = calloc(n, sizeof(char *));
-	if (!lines)
-		return -ENOMEM;
-	int ret = 0;
 	if (s->type == SVC_EXTERNAL_NAME || s->n_ports == 0) {
-		struct strbuf sb = {0};
-		if (s->type == SVC_EXTERNAL_NAME)
-			sb_printf(&sb, "externalName -> %s",
-				  s->external_name ? s->external_name : "-");
-		else
-			sb_printf(&sb, "no ports%s", s->headless ? " (headless)" : "");
-		lines[0] = sb.p;
-	} else {
-		for (size_t i = 0; i < s->n_ports; i++) {
-			const struct model_svc_port *p = &s->ports[i];
-			struct strbuf sb = {0};
-			size_t total = 0, ready = 0;
-			for (size_t e = 0; e < vs->n_eps; e++)
-				if (vs->eps[e].target_ports && vs->eps[e].target_ports[i]) {
-					total++;
-					ready += vs->eps[e].ready;
-				}
-			sb_puts(&sb, p->name && p->name[0] ? p->name : "-");
-			sb_put(&sb, " ", 1);
-			sb_putu(&sb, p->port);
-			sb_put(&sb, "/", 1);
-			sb_puts(&sb, model_proto_name(p->proto));
-			sb_put(&sb, " -> ", 4);
-			if (p->target_name)
-				sb_put(&sb, p->target_name, strnlen(p->target_name, 31));
-			else
-				sb_putu(&sb, p->target_num ? p->target_num : p->port);
-			sb_puts(&sb, " nodePort=");
-			if (p->node_port)
-				sb_putu(&sb, p->node_port);
-			else
-				sb_put(&sb, "-", 1);
-			sb_puts(&sb, " endpoints=");
-			sb_putu(&sb, ready);
-			sb_put(&sb, "/", 1);
-			sb_putu(&sb, total);
-			for (int want = 1; want >= 0; want--) {
-				bool first = true;
-				for (size_t e = 0; e < vs->n_eps; e++) {
-					const struct view_endpoint *ep = &vs->eps[e];
-					if (!ep->target_ports || !ep->target_ports[i] ||
-					    ep->ready != (bool)want)
-						continue;
-					if (first)
-						sb_puts(&sb, want ? " ready:" : " not-ready:");
-					first = false;
-					sb_endpoint(&sb, &ep->addr, ep->target_ports[i]);
-				}
-			}
-			lines[i] = sb.p;
+		txt_begin(w);
+		if (s->type == SVC_EXTERNAL_NAME) {
+			txt_puts(w, "externalName -> ");
+			txt_puts(w, s->external_name ? s->external_name : "-");
+		} else {
+			txt_puts(w, s->headless ? "no ports (headless)" : "no ports");
 		}
+		txt_end(w);
+		*n_rr += !w->full;
+		return;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!lines[i]) {
-			ret = -ENOMEM;
-			goto out;
+	for (size_t i = 0; i < s->n_ports && !w->full; i++) {
+		const struct model_svc_port *p = &s->ports[i];
+		size_t total = 0, ready = 0;
+		for (size_t e = 0; e < vs->n_eps; e++)
+			if (vs->eps[e].target_ports && vs->eps[e].target_ports[i]) {
+				total++;
+				ready += vs->eps[e].ready;
+			}
+		txt_begin(w);
+		txt_puts(w, p->name && p->name[0] ? p->name : "-");
+		txt_put(w, " ", 1);
+		txt_putu(w, p->port);
+		txt_put(w, "/", 1);
+		txt_puts(w, model_proto_name(p->proto));
+		txt_put(w, " -> ", 4);
+		if (p->target_name)
+			txt_put(w, p->target_name, strnlen(p->target_name, 31));
+		else
+			txt_putu(w, p->target_num ? p->target_num : p->port);
+		txt_puts(w, " nodePort=");
+		if (p->node_port)
+			txt_putu(w, p->node_port);
+		else
+			txt_put(w, "-", 1);
+		txt_puts(w, " endpoints=");
+		txt_putu(w, ready);
+		txt_put(w, "/", 1);
+		txt_putu(w, total);
+		for (int want = 1; want >= 0; want--) {
+			bool first = true;
+			for (size_t e = 0; e < vs->n_eps; e++) {
+				const struct view_endpoint *ep = &vs->eps[e];
+				if (!ep->target_ports || !ep->target_ports[i] || ep->ready != (bool)want)
+					continue;
+				if (first)
+					txt_puts(w, want ? " ready:" : " not-ready:");
+				first = false;
+				txt_endpoint(w, &ep->addr, ep->target_ports[i]);
+			}
 		}
-	if ((ret = zb_chaos_txt(b, owner, (const char *const *)lines, n)) < 0)
-		goto out;
-	if (owner_short)
-		ret = zb_chaos_same(b, owner_short, owner);
-out:
-	for (size_t i = 0; i < n; i++)
-		free(lines[i]);
-	free(lines);
-	return ret;
+		txt_end(w);
+		*n_rr += !w->full;
+	}
+}
+
+/* A label against a C string, in the order the view is sorted in (strcmp). */
+static int label_cmp(const uint8_t *a, size_t al, const char *b)
+{
+	size_t bl = strlen(b);
+	int c = memcmp(a, b, al < bl ? al : bl);
+	return c ? c : (al > bl) - (al < bl);
+}
+
+size_t zone_port_view(const struct snapshot *s, const uint8_t *key, size_t keylen, uint8_t *out,
+		      size_t cap, uint16_t *n_rr, bool *cut)
+{
+	*n_rr = 0;
+	*cut = false;
+	const struct model_view *v = s->view;
+	if (!v || !s->cfg || keylen < 1)
+		return 0;
+	/* <svc>.<ns>.svc.<zone> or the short form <svc>.<ns>.svc */
+	size_t l1 = key[0], o2 = 1 + l1;
+	if (!l1 || o2 >= keylen)
+		return 0;
+	size_t l2 = key[o2], o3 = o2 + 1 + l2;
+	if (!l2 || o3 + 4 >= keylen || key[o3] != 3 || memcmp(key + o3 + 1, "svc", 3) != 0)
+		return 0;
+	const uint8_t *rest = key + o3 + 4;
+	size_t rest_len = keylen - (o3 + 4);
+	if (rest_len != 1) {
+		uint8_t zone[DNAME_MAX];
+		int zl = dname_from_text(s->cfg->zone, zone, sizeof(zone));
+		if (zl <= 0 || (size_t)zl != rest_len || memcmp(rest, zone, rest_len) != 0)
+			return 0;
+	}
+	const uint8_t *name = key + 1, *ns = key + o2 + 1;
+	size_t lo = 0, hi = v->n_svcs;
+	const struct view_service *vs = NULL;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct model_service *m = v->svcs[mid].svc;
+		int c = label_cmp(ns, l2, m->ns);
+		if (!c)
+			c = label_cmp(name, l1, m->name);
+		if (!c) {
+			vs = &v->svcs[mid];
+			break;
+		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	if (!vs)
+		return 0;
+	struct txtw w = {.out = out, .cap = cap};
+	port_view_records(&w, vs, n_rr);
+	if (w.full) {
+		*cut = true;
+		*n_rr = 0;
+		return 0;
+	}
+	return w.len;
 }
 
 static int soa_rdata(uint8_t *rd, const uint8_t *mname, const uint8_t *rname, uint32_t serial,
@@ -558,10 +611,7 @@ int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct v
 				   false)) < 0 ||
 	    (ret = service_records(b, cz->zs, cz->svc_short, vs, cz->ttl, NULL, NULL, true)) < 0)
 		return ret;
-	uint8_t full[DNAME_MAX], shortn[DNAME_MAX];
-	if (cluster_service_roots(cz, vs->svc, full, shortn) < 0)
-		return 0; /* too long for DNS: logged by service_records */
-	return chaos_records(b, full, shortn, vs);
+	return 0;
 }
 
 int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struct model_view *v,

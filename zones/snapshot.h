@@ -113,6 +113,14 @@ void zone_lookup(const struct snapshot *s, const uint8_t *key, size_t keylen, ui
 const struct zone_answer *zone_lookup_chaos(const struct snapshot *s, const uint8_t *key,
 					    size_t keylen, uint16_t qtype);
 
+/* CHAOS TXT `<svc>.<ns>.svc.<zone>` (or the short form): the Service's port
+ * mapping, one record per port, rendered from the snapshot's view into
+ * out[0..cap) without allocating. Returns the bytes written and the record
+ * count in *n_rr; 0 when there is no such Service, or, with *cut set, when
+ * the records do not fit in cap. */
+size_t zone_port_view(const struct snapshot *s, const uint8_t *key, size_t keylen, uint8_t *out,
+		      size_t cap, uint16_t *n_rr, bool *cut);
+
 /* ---- publishing ---------------------------------------------------------
  * Readers (DNS workers) call snapshot_enter() before a batch of queries and
  * snapshot_leave() after; neither locks. The writer (control thread) calls

@@ -248,7 +248,9 @@ static void fixture_build(void)
 				  .n_svcs = k,
 				  .namespaces = namespaces,
 				  .n_namespaces = sizeof(namespaces) / sizeof(namespaces[0])};
-	struct snapshot_config cfg = {.zone = "cluster.local",
+	/* static: a snapshot keeps pointing at its settings */
+	static struct snapshot_config cfg;
+	cfg = (struct snapshot_config){.zone = "cluster.local",
 				      .ttl = 5,
 				      .hostname = "fuzzhost",
 				      .static_zones = zones,

@@ -203,7 +203,9 @@ static void check(const struct snapshot *incr, const struct names *nm)
 static struct snapshot *build(const struct model_store *st, struct model_alloc *alloc,
 			      const struct snapshot *prev)
 {
-	struct snapshot_config cfg = {.zone = "cluster.local", .ttl = 5, .hostname = "fuzzhost"};
+	/* static: a snapshot keeps pointing at its settings */
+	static struct snapshot_config cfg;
+	cfg = (struct snapshot_config){.zone = "cluster.local", .ttl = 5, .hostname = "fuzzhost"};
 	struct model_view view;
 	int rc = model_view_build(st, alloc, &view);
 	FUZZ_CHECK(rc == 0, "model_view_build: %d", rc);

@@ -68,7 +68,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	vsvcs[2] = (struct view_service){.svc = &svc_web};
 	struct model_view view = {
 	    .svcs = vsvcs, .n_svcs = 3, .namespaces = namespaces, .n_namespaces = 2};
-	struct snapshot_config cfg = {.zone = "cluster.local", .ttl = 5, .hostname = "fuzz"};
+	/* static: a snapshot keeps pointing at its settings */
+	static struct snapshot_config cfg;
+	cfg = (struct snapshot_config){.zone = "cluster.local", .ttl = 5, .hostname = "fuzz"};
 	FUZZ_CHECK(snapshot_build(&cfg, &view, NULL, &snap) == 0, "snapshot_build");
 	free(snap->view); /* the view is static here */
 	snap->view = NULL;

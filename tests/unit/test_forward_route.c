@@ -35,7 +35,9 @@ static int setup(void **state)
 	vsvcs[1] = (struct view_service){.svc = &svc_web};
 	struct model_view view = {
 	    .svcs = vsvcs, .n_svcs = 2, .namespaces = namespaces, .n_namespaces = 2};
-	struct snapshot_config cfg = {.zone = "cluster.local", .ttl = 5, .hostname = "t"};
+	/* static: a snapshot keeps pointing at its settings */
+	static struct snapshot_config cfg;
+	cfg = (struct snapshot_config){.zone = "cluster.local", .ttl = 5, .hostname = "t"};
 	int ret = snapshot_build(&cfg, &view, NULL, &snap);
 	free(snap->view); /* the view here is static */
 	snap->view = NULL;

@@ -110,15 +110,22 @@ static int setup(void **state)
 	vsvcs[5] = (struct view_service){.svc = &svc_db, .eps = eps_db, .n_eps = 3};
 	vsvcs[6] = (struct view_service){.svc = &svc_ext};
 	vsvcs[7] = (struct view_service){.svc = &svc_web, .eps = eps_web, .n_eps = 2};
-	struct model_view view = {.svcs = vsvcs, .n_svcs = 8, .namespaces = namespaces,
-				  .n_namespaces = 3};
-	struct snapshot_config cfg = {.zone = "cluster.local", .ttl = 5, .hostname = "testhost"};
+	/* Static: the snapshot keeps pointers to both (the CHAOS port view is
+	 * rendered from them at query time). */
+	static struct model_view view;
+	static struct snapshot_config cfg;
+	view = (struct model_view){.svcs = vsvcs, .n_svcs = 8, .namespaces = namespaces,
+				   .n_namespaces = 3};
+	struct model_view tmp = view;
+	cfg = (struct snapshot_config){.zone = "cluster.local", .ttl = 5, .hostname = "testhost"};
 	cfg.ns_addr = addr("127.0.0.1");
 	cfg.have_ns_addr = true;
-	int ret = snapshot_build(&cfg, &view, NULL, &snap);
+	int ret = snapshot_build(&cfg, &tmp, NULL, &snap);
+	if (ret < 0)
+		return ret;
 	/* the view here is static: the snapshot must not free it */
 	free(snap->view);
-	snap->view = NULL;
+	snap->view = &view;
 	snap->synced = true;
 	return ret;
 }
@@ -126,6 +133,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	snap->view = NULL;
 	snapshot_free(snap);
 	return 0;
 }
