@@ -30,7 +30,7 @@ struct manifest_result {
 		enum model_kind kind;
 		char *ns;
 		char *name;
-	} *rejected;
+	} * rejected;
 	size_t n_rejected;
 };
 

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "discovery/pack.h"
+
 static void labels_free(struct model_labels *l)
 {
 	for (size_t i = 0; i < l->n; i++) {
@@ -423,42 +425,6 @@ int model_object_clone(const struct model_object *src, struct model_object *dst)
  * measures (base NULL), one that writes, so that the two cannot differ. The
  * copy is shallow first (*dst = *src), then every pointer is redirected into
  * the block. */
-struct packer {
-	unsigned char *base;
-	size_t off;
-};
-
-static void *pk_take(struct packer *p, size_t size, size_t align)
-{
-	p->off = (p->off + align - 1) & ~(align - 1);
-	void *r = p->base ? p->base + p->off : NULL;
-	p->off += size;
-	return r;
-}
-
-/* Copies src[0..n) of size elt into the block; NULL when n is 0. */
-static void *pk_array(struct packer *p, const void *src, size_t n, size_t elt, size_t align)
-{
-	if (!n)
-		return NULL;
-	void *d = pk_take(p, n * elt, align);
-	if (d)
-		memcpy(d, src, n * elt);
-	return d;
-}
-
-/* Strings come after every struct and array, so that alignment costs nothing. */
-static char *pk_str(struct packer *p, const char *s)
-{
-	if (!s)
-		return NULL;
-	size_t n = strlen(s) + 1;
-	char *d = pk_take(p, n, 1);
-	if (d)
-		memcpy(d, s, n);
-	return d;
-}
-
 #define PK_SET(p, lhs, expr)                                                                       \
 	do {                                                                                       \
 		void *v_ = (expr);                                                                 \

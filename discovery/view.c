@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "common/log.h"
+#include "discovery/pack.h"
 #include "discovery/store_iter.h"
 
 #define NODE_PORT_MIN 30000
@@ -1245,30 +1246,6 @@ static int cmp_ep(const void *x, const void *y)
 /* ---- packing ----------------------------------------------------------------
  * A Service's block is laid out in two passes over the same code: one that
  * only measures (base NULL), one that writes, so that the two cannot differ. */
-struct packer {
-	unsigned char *base;
-	size_t off;
-};
-
-static void *pk_take(struct packer *p, size_t size, size_t align)
-{
-	p->off = (p->off + align - 1) & ~(align - 1);
-	void *r = p->base ? p->base + p->off : NULL;
-	p->off += size;
-	return r;
-}
-
-static char *pk_str(struct packer *p, const char *s)
-{
-	if (!s)
-		return NULL;
-	size_t n = strlen(s) + 1;
-	char *d = pk_take(p, n, 1);
-	if (d)
-		memcpy(d, s, n);
-	return d;
-}
-
 /* The block: header, held objects, the Service copy when the stored one
  * cannot be shared (with its arrays and strings), endpoints, target ports.
  * Endpoint strings are the store's, kept alive by the held objects. */

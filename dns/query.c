@@ -19,13 +19,13 @@ enum {
 	RCODE_BADVERS = 16,
 };
 
-#define FLAG_QR 0x80 /* in byte 2 */
-#define FLAG_AA 0x04
-#define FLAG_TC 0x02
-#define FLAG_RD 0x01
-#define FLAG_CD 0x10 /* in byte 3 */
+#define FLAG_QR	 0x80 /* in byte 2 */
+#define FLAG_AA	 0x04
+#define FLAG_TC	 0x02
+#define FLAG_RD	 0x01
+#define FLAG_CD	 0x10 /* in byte 3 */
 #define OPT_SIZE 11
-#define EDNS_DO 0x8000
+#define EDNS_DO	 0x8000
 
 static inline uint16_t rd16(const uint8_t *p)
 {
@@ -196,9 +196,9 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		r.kind = ZR_ANSWER;
 		r.ans = zone_lookup_chaos(s, key, (size_t)qlen, qtype);
 		generation = !r.ans && freshness_is_generation(key, (size_t)qlen, qtype);
-		port_view = !r.ans && !generation && (qtype == T_TXT || qtype == T_ANY) &&
-			    (zone_port_view(s, key, (size_t)qlen, pv_probe, 0, &pv_n, &pv_cut),
-			     pv_cut);
+		port_view =
+		    !r.ans && !generation && (qtype == T_TXT || qtype == T_ANY) &&
+		    (zone_port_view(s, key, (size_t)qlen, pv_probe, 0, &pv_n, &pv_cut), pv_cut);
 		if (!r.ans && !generation && !port_view)
 			r.kind = ZR_REFUSED;
 	} else {
@@ -245,8 +245,8 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		n += k;
 		an = k ? 1 : 0;
 	} else if (port_view) {
-		size_t pv_len = zone_port_view(s, key, (size_t)qlen, resp + n, limit - opt - n,
-					       &pv_n, &pv_cut);
+		size_t pv_len =
+		    zone_port_view(s, key, (size_t)qlen, resp + n, limit - opt - n, &pv_n, &pv_cut);
 		if (pv_cut) {
 			resp[2] |= FLAG_TC;
 			info->truncated = 1;
@@ -266,7 +266,8 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			ns = a->ns;
 			ar = a->ar;
 			if (a->patch_owner) /* the SOA's owner: the apex inside the question */
-				wr16(resp + n, (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
+				wr16(resp + n,
+				     (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
 			n += a->len;
 		} else if (n + a->len_an_ns + opt <= limit) {
 			/* Additional data is optional: drop it rather than truncate. */
@@ -274,7 +275,8 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			an = a->an;
 			ns = a->ns;
 			if (a->patch_owner)
-				wr16(resp + n, (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
+				wr16(resp + n,
+				     (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
 			n += a->len_an_ns;
 		} else {
 			resp[2] |= FLAG_TC;
@@ -284,7 +286,8 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	/* The datapath's live state follows a Service's CHAOS port lines. */
 	if (qclass == C_CH && s->chaos_live && an && !ns && !ar) {
 		uint16_t k = 0;
-		n += s->chaos_live(s->chaos_live_arg, key, (size_t)qlen, resp + n, limit - opt - n, &k);
+		n += s->chaos_live(s->chaos_live_arg, key, (size_t)qlen, resp + n, limit - opt - n,
+				   &k);
 		an = (uint16_t)(an + k);
 	}
 	if (e.present) {

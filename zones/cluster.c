@@ -390,7 +390,8 @@ static void port_view_records(struct txtw *w, const struct view_service *vs, uin
 			bool first = true;
 			for (size_t e = 0; e < vs->n_eps; e++) {
 				const struct view_endpoint *ep = &vs->eps[e];
-				if (!ep->target_ports || !ep->target_ports[i] || ep->ready != (bool)want)
+				if (!ep->target_ports || !ep->target_ports[i] ||
+				    ep->ready != (bool)want)
 					continue;
 				if (first)
 					txt_puts(w, want ? " ready:" : " not-ready:");

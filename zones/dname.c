@@ -24,7 +24,8 @@ int dname_from_text(const char *text, uint8_t *out, size_t cap)
 		while (end < tlen && text[end] != '.')
 			end++;
 		size_t ll = end - start;
-		if (ll == 0 || ll > DNAME_LABEL_MAX || o + 1 + ll + 1 > cap || o + 1 + ll + 1 > DNAME_MAX)
+		if (ll == 0 || ll > DNAME_LABEL_MAX || o + 1 + ll + 1 > cap ||
+		    o + 1 + ll + 1 > DNAME_MAX)
 			return -EINVAL;
 		out[o++] = (uint8_t)ll;
 		for (size_t i = 0; i < ll; i++) {
@@ -99,7 +100,7 @@ static inline uint64_t lower8(uint64_t v)
 {
 	const uint64_t ones = 0x0101010101010101ull;
 	uint64_t low7 = v & (0x7F * ones);
-	uint64_t ge_a = low7 + (0x80 - 'A') * ones;     /* high bit: b >= 'A' */
+	uint64_t ge_a = low7 + (0x80 - 'A') * ones;	/* high bit: b >= 'A' */
 	uint64_t gt_z = low7 + (0x80 - 'Z' - 1) * ones; /* high bit: b > 'Z' */
 	uint64_t upper = (ge_a ^ gt_z) & ~v & (0x80 * ones);
 	return v | (upper >> 2);

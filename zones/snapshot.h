@@ -22,14 +22,14 @@
  * question name (offset 12 onward) or into the tail itself, so the bytes are
  * valid behind any question of the same length (the client's case may differ). */
 struct zone_answer {
-	uint16_t an, ns, ar;  /* record counts */
-	uint16_t len;         /* bytes of all three sections */
-	uint16_t len_an_ns;   /* bytes of answer + authority (additional dropped first) */
+	uint16_t an, ns, ar; /* record counts */
+	uint16_t len;	     /* bytes of all three sections */
+	uint16_t len_an_ns;  /* bytes of answer + authority (additional dropped first) */
 	uint8_t rcode;
-	uint8_t aa;           /* authoritative answer */
-	uint8_t patch_owner;  /* the first authority RR's owner is a pointer to the apex,
-			       * whose offset depends on the question: patch it */
-	uint8_t apex_len;     /* wire length of that apex */
+	uint8_t aa;	     /* authoritative answer */
+	uint8_t patch_owner; /* the first authority RR's owner is a pointer to the apex,
+			      * whose offset depends on the question: patch it */
+	uint8_t apex_len;    /* wire length of that apex */
 	uint8_t data[];
 };
 
@@ -45,19 +45,19 @@ enum zone_result_kind {
 
 struct zone_result {
 	enum zone_result_kind kind;
-	bool dynamic; /* the name is in a zone built from the cluster (not a static zone) */
+	bool dynamic;	     /* the name is in a zone built from the cluster (not a static zone) */
 	const uint8_t *apex; /* the zone's apex (lowercase wire), NULL outside every zone */
 	uint8_t apex_len;
 	const struct zone_answer *ans;
 	struct model_addr addr; /* ZR_POD_ADDR */
-	uint32_t ttl;           /* ZR_POD_ADDR */
+	uint32_t ttl;		/* ZR_POD_ADDR */
 };
 
 /* Settings a snapshot is built with. */
 struct snapshot_config {
-	const char *zone;      /* cluster domain, e.g. "cluster.local" */
-	uint32_t ttl;          /* records of the cluster zone */
-	const char *hostname;  /* id.server */
+	const char *zone;	   /* cluster domain, e.g. "cluster.local" */
+	uint32_t ttl;		   /* records of the cluster zone */
+	const char *hostname;	   /* id.server */
 	struct model_addr ns_addr; /* glue for ns.dns.<zone> when kube-dns is unknown */
 	bool have_ns_addr;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
@@ -80,7 +80,7 @@ struct snapshot {
 	/* The settings it was built with (owned by the program, outlives it):
 	 * zone transfers regenerate the records from them and `view`. */
 	const struct snapshot_config *cfg;
-	bool incremental;  /* built from the previous snapshot's tables */
+	bool incremental; /* built from the previous snapshot's tables */
 	/* The changes that led here, newest first (zones/xfr.h), or NULL. */
 	struct xfr_diff *journal;
 	/* Lines appended to a CHAOS TXT answer from state that changes between

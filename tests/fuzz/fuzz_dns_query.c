@@ -251,10 +251,10 @@ static void fixture_build(void)
 	/* static: a snapshot keeps pointing at its settings */
 	static struct snapshot_config cfg;
 	cfg = (struct snapshot_config){.zone = "cluster.local",
-				      .ttl = 5,
-				      .hostname = "fuzzhost",
-				      .static_zones = zones,
-				      .n_static_zones = 2};
+				       .ttl = 5,
+				       .hostname = "fuzzhost",
+				       .static_zones = zones,
+				       .n_static_zones = 2};
 	cfg.ns_addr = addr("127.0.0.1");
 	cfg.have_ns_addr = true;
 	int rc = snapshot_build(&cfg, &view, NULL, &snap);

@@ -396,8 +396,10 @@ static void test_incremental_churn(void **state)
 			uint8_t va[4096], vb[4096];
 			uint16_t na, nb;
 			bool cut_a, cut_b;
-			size_t la = zone_port_view(next, key, (size_t)kl, va, sizeof(va), &na, &cut_a);
-			size_t lb = zone_port_view(full, key, (size_t)kl, vb, sizeof(vb), &nb, &cut_b);
+			size_t la =
+			    zone_port_view(next, key, (size_t)kl, va, sizeof(va), &na, &cut_a);
+			size_t lb =
+			    zone_port_view(full, key, (size_t)kl, vb, sizeof(vb), &nb, &cut_b);
 			assert_false(cut_a || cut_b);
 			assert_int_equal(la != 0, present[i]);
 			assert_int_equal(lb != 0, present[i]);
