@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "common/jarena.h"
 #include "common/log.h"
 #include "discovery/kube_http.h"
 #include "discovery/manifest.h"
@@ -529,11 +530,16 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 	struct reflector *r = pc->r;
 	struct ident id;
 	struct pending p = {0};
-	json_t *it = json_loadb(text, len, 0, &pc->jerr);
 	int rc;
+	/* The item's tree lives only in this function: its values come from the
+	 * thread's parse region, reset at the end (common/jarena.h). */
+	jarena_begin();
+	json_t *it = json_loadb(text, len, 0, &pc->jerr);
 
-	if (!it)
+	if (!it) {
+		jarena_end();
 		return -EINVAL;
+	}
 	rc = object_ident(r, it, &id);
 	if (rc == 1)
 		goto out;
@@ -562,6 +568,7 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 	rc = 0;
 out:
 	json_decref(it);
+	jarena_end();
 	return rc;
 }
 

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "common/file.h"
+#include "common/jarena.h"
 #include "common/log.h"
 #include "discovery/yaml2json.h"
 
@@ -1365,7 +1366,8 @@ static int parse_docs(const char *path, const char *data, size_t len, json_t **d
 	return yaml_to_json_docs(data, len, docs, err, errlen);
 }
 
-int manifest_decode(const char *path, const char *data, size_t len, struct manifest_result *r)
+static int decode_file(const char *path, const char *data, size_t len,
+		       struct manifest_result *r)
 {
 	char where[4200], err[512] = "", stem[64];
 	json_t *docs = NULL, *flat = NULL;
@@ -1448,6 +1450,16 @@ out:
 	json_decref(flat);
 	json_decref(docs);
 	return rc < 0 && rc != -ENOMEM ? -EINVAL : rc;
+}
+
+int manifest_decode(const char *path, const char *data, size_t len, struct manifest_result *r)
+{
+	/* The file's JSON tree lives only inside decode_file: every value of it
+	 * comes from the thread's parse region (common/jarena.h). */
+	jarena_begin();
+	int rc = decode_file(path, data, len, r);
+	jarena_end();
+	return rc;
 }
 
 int manifest_read_file(const char *path, struct manifest_result *r)

@@ -555,8 +555,14 @@ int views_debug_model(char **body, size_t *len)
 	json_decref(root);
 	if (!text)
 		return -ENOMEM;
-	/* jansson's allocator is malloc: the HTTP layer frees it with free(). */
+	/* The HTTP layer frees the body with free(); jansson's allocator is not
+	 * malloc (common/jarena.h): hand over a copy. */
+	json_free_t jfree;
+	json_get_alloc_funcs(NULL, &jfree);
 	*len = strlen(text);
-	*body = text;
-	return 0;
+	*body = malloc(*len + 1);
+	if (*body)
+		memcpy(*body, text, *len + 1);
+	jfree(text);
+	return *body ? 0 : -ENOMEM;
 }

@@ -14,6 +14,7 @@
 
 #include <uv.h>
 
+#include "common/jarena.h"
 #include "common/log.h"
 #include "discovery/kube.h"
 #include "discovery/manifest.h"
@@ -329,6 +330,8 @@ int main(int argc, char **argv)
 	};
 	static struct app app;
 	static struct forward_options fopts;
+	/* Before any JSON value exists: jansson allocates through it from now on. */
+	jarena_install();
 	forward_options_init(&fopts);
 	struct lifecycle_options lopts;
 	lifecycle_options_init(&lopts);
@@ -738,5 +741,6 @@ out:
 	forward_free(app.fwd);
 	for (size_t i = 0; i < app.n_zones; i++)
 		zonefile_free(app.zones[i]);
+	jarena_thread_release();
 	return ret;
 }
