@@ -233,7 +233,7 @@ def main():
         build = None
         for _, m in lines:
             b = re.match(r"snapshot \d+ published: .*?, (\d+) services,.*?([\d.]+) ms "
-                         r"\(view ([\d.]+) ms, zones ([\d.]+) ms\)", m)
+                         r"\(view ([\d.]+) ms, zones ([\d.]+) ms", m)
             if b and int(b.group(1)) > 0:
                 build = [float(x) for x in b.groups()[1:]]
                 break
