@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "zones/dname.h"
 
 #define RETRY_BIND_MS	     5000
 #define RETRY_PAUSED_MS	     100
@@ -1178,15 +1179,10 @@ size_t proxy_chaos_live(const void *index, const uint8_t *key, size_t keylen, ui
 	*n_rr = 0;
 	/* <svc>.<ns>.svc.<zone> or the short form: the first two labels name
 	 * the Service, the third must be "svc". */
-	if (!ix || keylen < 1)
+	const uint8_t *name, *ns;
+	size_t l1, l2;
+	if (!ix || !dname_service_labels(key, keylen, &name, &l1, &ns, &l2))
 		return 0;
-	size_t l1 = key[0], o2 = 1 + l1;
-	if (!l1 || o2 >= keylen)
-		return 0;
-	size_t l2 = key[o2], o3 = o2 + 1 + l2;
-	if (!l2 || o3 + 4 > keylen || key[o3] != 3 || memcmp(key + o3 + 1, "svc", 3) != 0)
-		return 0;
-	const uint8_t *name = key + 1, *ns = key + o2 + 1;
 	size_t lo = 0, hi = ix->n_svcs;
 	const struct live_svc *sv = NULL;
 	while (lo < hi) {

@@ -421,21 +421,18 @@ size_t zone_port_view(const struct snapshot *s, const uint8_t *key, size_t keyle
 	if (!v || !s->cfg || keylen < 1)
 		return 0;
 	/* <svc>.<ns>.svc.<zone> or the short form <svc>.<ns>.svc */
-	size_t l1 = key[0], o2 = 1 + l1;
-	if (!l1 || o2 >= keylen)
+	const uint8_t *name, *ns;
+	size_t l1, l2, off = dname_service_labels(key, keylen, &name, &l1, &ns, &l2);
+	if (!off)
 		return 0;
-	size_t l2 = key[o2], o3 = o2 + 1 + l2;
-	if (!l2 || o3 + 4 >= keylen || key[o3] != 3 || memcmp(key + o3 + 1, "svc", 3) != 0)
-		return 0;
-	const uint8_t *rest = key + o3 + 4;
-	size_t rest_len = keylen - (o3 + 4);
+	const uint8_t *rest = key + off;
+	size_t rest_len = keylen - off;
 	if (rest_len != 1) {
 		uint8_t zone[DNAME_MAX];
 		int zl = dname_from_text(s->cfg->zone, zone, sizeof(zone));
 		if (zl <= 0 || (size_t)zl != rest_len || memcmp(rest, zone, rest_len) != 0)
 			return 0;
 	}
-	const uint8_t *name = key + 1, *ns = key + o2 + 1;
 	size_t lo = 0, hi = v->n_svcs;
 	const struct view_service *vs = NULL;
 	while (lo < hi) {

@@ -170,3 +170,21 @@ int dname_skip(const uint8_t *pkt, size_t len, size_t off)
 			return (int)off;
 	}
 }
+
+size_t dname_service_labels(const uint8_t *key, size_t keylen, const uint8_t **name,
+			    size_t *name_len, const uint8_t **ns, size_t *ns_len)
+{
+	if (keylen < 1)
+		return 0;
+	size_t l1 = key[0], o2 = 1 + l1;
+	if (!l1 || o2 >= keylen)
+		return 0;
+	size_t l2 = key[o2], o3 = o2 + 1 + l2;
+	if (!l2 || o3 + 4 >= keylen || key[o3] != 3 || memcmp(key + o3 + 1, "svc", 3) != 0)
+		return 0;
+	*name = key + 1;
+	*name_len = l1;
+	*ns = key + o2 + 1;
+	*ns_len = l2;
+	return o3 + 4;
+}

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DNAME_MAX 255
+#define DNAME_MAX	255
 #define DNAME_LABEL_MAX 63
 
 /* Text ("a.b.c" or "a.b.c.", "." for the root) to wire form, lowercased.
@@ -38,6 +38,13 @@ int dname_read_question(const uint8_t *pkt, size_t len, size_t off, uint8_t *key
 /* Skips a possibly compressed name (for RRs after the question); returns the
  * offset after it, or -EBADMSG. Never follows pointers. */
 int dname_skip(const uint8_t *pkt, size_t len, size_t off);
+
+/* A Service's name as the CHAOS views ask it, `<svc>.<ns>.svc.<rest>` in a
+ * lowercased wire name: sets the two labels (pointers into key, and their
+ * lengths) and returns the offset of <rest>, or 0 when the name is not of
+ * that form. */
+size_t dname_service_labels(const uint8_t *key, size_t keylen, const uint8_t **name,
+			    size_t *name_len, const uint8_t **ns, size_t *ns_len);
 
 /* The hash the snapshot tables use, over a lowercased wire name. Eight bytes
  * a step: names are 20-60 bytes and this runs for every query (and for each

@@ -32,8 +32,7 @@ static struct model_svc_port np_ports[] = {
     {.name = "http", .port = 80, .proto = PROTO_TCP, .target_num = 8080, .node_port = 30080},
 };
 
-static struct model_service svc_web, svc_db, svc_ext, svc_dual, svc_empty, svc_np, svc_big,
-    svc_pnr;
+static struct model_service svc_web, svc_db, svc_ext, svc_dual, svc_empty, svc_np, svc_big, svc_pnr;
 static uint16_t tp_web1[] = {8080, 9110, 7000}, tp_web2[] = {8081, 9110, 7000};
 static uint16_t tp_db[] = {5432};
 static struct view_endpoint eps_web[2], eps_db[3], eps_empty[1], eps_pnr[2];
@@ -53,24 +52,25 @@ static struct model_addr addr(const char *text)
 static int setup(void **state)
 {
 	(void)state;
-	svc_web = (struct model_service){.ns = "shop", .name = "web", .n_cluster_ips = 1,
-					 .ports = web_ports, .n_ports = 3};
+	svc_web = (struct model_service){
+	    .ns = "shop", .name = "web", .n_cluster_ips = 1, .ports = web_ports, .n_ports = 3};
 	svc_web.cluster_ips[0] = addr("10.96.10.10");
-	eps_web[0] = (struct view_endpoint){.addr = addr("10.244.1.11"), .ready = true,
-					    .target_ports = tp_web1};
-	eps_web[1] = (struct view_endpoint){.addr = addr("10.244.1.12"), .ready = false,
-					    .target_ports = tp_web2};
+	eps_web[0] = (struct view_endpoint){
+	    .addr = addr("10.244.1.11"), .ready = true, .target_ports = tp_web1};
+	eps_web[1] = (struct view_endpoint){
+	    .addr = addr("10.244.1.12"), .ready = false, .target_ports = tp_web2};
 
-	svc_db = (struct model_service){.ns = "shop", .name = "db", .headless = true,
-					.ports = db_ports, .n_ports = 1};
-	eps_db[0] = (struct view_endpoint){.addr = addr("10.244.2.21"), .hostname = "db-0",
-					   .ready = true, .target_ports = tp_db};
-	eps_db[1] = (struct view_endpoint){.addr = addr("10.244.2.22"), .ready = true,
-					   .target_ports = tp_db};
-	eps_db[2] = (struct view_endpoint){.addr = addr("10.244.2.23"), .hostname = "db-2",
-					   .ready = false, .target_ports = tp_db};
+	svc_db = (struct model_service){
+	    .ns = "shop", .name = "db", .headless = true, .ports = db_ports, .n_ports = 1};
+	eps_db[0] = (struct view_endpoint){
+	    .addr = addr("10.244.2.21"), .hostname = "db-0", .ready = true, .target_ports = tp_db};
+	eps_db[1] = (struct view_endpoint){
+	    .addr = addr("10.244.2.22"), .ready = true, .target_ports = tp_db};
+	eps_db[2] = (struct view_endpoint){
+	    .addr = addr("10.244.2.23"), .hostname = "db-2", .ready = false, .target_ports = tp_db};
 
-	svc_ext = (struct model_service){.ns = "shop", .name = "payments",
+	svc_ext = (struct model_service){.ns = "shop",
+					 .name = "payments",
 					 .type = SVC_EXTERNAL_NAME,
 					 .external_name = "api.payments.example.com"};
 
@@ -78,26 +78,30 @@ static int setup(void **state)
 	svc_dual.cluster_ips[0] = addr("10.96.0.50");
 	svc_dual.cluster_ips[1] = addr("fd00:10:96::50");
 
-	svc_empty = (struct model_service){.ns = "default", .name = "lonely", .headless = true,
-					   .ports = db_ports, .n_ports = 1};
-	eps_empty[0] = (struct view_endpoint){.addr = addr("10.244.9.9"), .ready = false,
-					      .target_ports = tp_db};
+	svc_empty = (struct model_service){
+	    .ns = "default", .name = "lonely", .headless = true, .ports = db_ports, .n_ports = 1};
+	eps_empty[0] = (struct view_endpoint){
+	    .addr = addr("10.244.9.9"), .ready = false, .target_ports = tp_db};
 
-	svc_np = (struct model_service){.ns = "default", .name = "frontend", .type = SVC_NODE_PORT,
-					.n_cluster_ips = 1, .ports = np_ports, .n_ports = 1};
+	svc_np = (struct model_service){.ns = "default",
+					.name = "frontend",
+					.type = SVC_NODE_PORT,
+					.n_cluster_ips = 1,
+					.ports = np_ports,
+					.n_ports = 1};
 	svc_np.cluster_ips[0] = addr("10.96.20.20");
 
-	svc_big = (struct model_service){.ns = "default", .name = "big", .headless = true,
-					 .ports = db_ports, .n_ports = 1};
+	svc_big = (struct model_service){
+	    .ns = "default", .name = "big", .headless = true, .ports = db_ports, .n_ports = 1};
 	for (int i = 0; i < 300; i++) {
 		char t[32];
 		snprintf(t, sizeof(t), "10.250.%d.%d", i / 200, i % 200 + 1);
 		tp_big[i][0] = 5432;
-		eps_big[i] = (struct view_endpoint){.addr = addr(t), .ready = true,
-						    .target_ports = tp_big[i]};
+		eps_big[i] = (struct view_endpoint){
+		    .addr = addr(t), .ready = true, .target_ports = tp_big[i]};
 	}
-	svc_pnr = (struct model_service){.ns = "default", .name = "pnr", .headless = true,
-					 .publish_not_ready = true};
+	svc_pnr = (struct model_service){
+	    .ns = "default", .name = "pnr", .headless = true, .publish_not_ready = true};
 	eps_pnr[0] = (struct view_endpoint){.addr = addr("10.244.7.1"), .ready = true};
 	eps_pnr[1] = (struct view_endpoint){.addr = addr("10.244.7.2"), .ready = false};
 
@@ -114,8 +118,8 @@ static int setup(void **state)
 	 * rendered from them at query time). */
 	static struct model_view view;
 	static struct snapshot_config cfg;
-	view = (struct model_view){.svcs = vsvcs, .n_svcs = 8, .namespaces = namespaces,
-				   .n_namespaces = 3};
+	view = (struct model_view){
+	    .svcs = vsvcs, .n_svcs = 8, .namespaces = namespaces, .n_namespaces = 3};
 	struct model_view tmp = view;
 	cfg = (struct snapshot_config){.zone = "cluster.local", .ttl = 5, .hostname = "testhost"};
 	cfg.ns_addr = addr("127.0.0.1");
@@ -173,7 +177,8 @@ static size_t make_query(const struct q *q, uint8_t *buf)
 	buf[n++] = (uint8_t)(q->qclass ? q->qclass : 1);
 	if (q->edns) {
 		buf[11] = 1;
-		uint8_t opt[11] = {0, 0, 41, (uint8_t)(q->edns >> 8), (uint8_t)q->edns, 0, 0, 0, 0, 0, 0};
+		uint8_t opt[11] = {0, 0, 41, (uint8_t)(q->edns >> 8), (uint8_t)q->edns, 0, 0, 0,
+				   0, 0, 0};
 		memcpy(buf + n, opt, 11);
 		n += 11;
 	}
@@ -241,8 +246,8 @@ static char *section_text(ldns_rr_list *l)
 struct tcase {
 	struct q q;
 	int rcode;
-	const char *answer;     /* sorted lines, NULL: do not check */
-	const char *authority;  /* NULL: do not check */
+	const char *answer;	/* sorted lines, NULL: do not check */
+	const char *authority;	/* NULL: do not check */
 	const char *additional; /* without OPT; NULL: do not check */
 };
 
@@ -256,7 +261,8 @@ static void run_cases(const struct tcase *cases, size_t n)
 				 ldns_pkt_get_rcode(p), c->rcode);
 		const char *got;
 		if (c->answer && strcmp(got = section_text(ldns_pkt_answer(p)), c->answer) != 0)
-			fail_msg("%s/%u answer:\n%s\nwant:\n%s", c->q.name, c->q.type, got, c->answer);
+			fail_msg("%s/%u answer:\n%s\nwant:\n%s", c->q.name, c->q.type, got,
+				 c->answer);
 		if (c->authority &&
 		    strcmp(got = section_text(ldns_pkt_authority(p)), c->authority) != 0)
 			fail_msg("%s/%u authority:\n%s\nwant:\n%s", c->q.name, c->q.type, got,
@@ -298,31 +304,52 @@ static void test_cluster_ip(void **state)
 {
 	(void)state;
 	static const struct tcase cases[] = {
-	    {{"web.shop.svc.cluster.local", LDNS_RR_TYPE_A}, 0,
-	     "web.shop.svc.cluster.local. a 10.96.10.10\n", "", ""},
-	    {{"WeB.ShOp.SvC.ClUsTeR.LoCaL", LDNS_RR_TYPE_A}, 0,
-	     "web.shop.svc.cluster.local. a 10.96.10.10\n", "", ""},
-	    {{"_http._tcp.web.shop.svc.cluster.local", LDNS_RR_TYPE_SRV}, 0,
-	     "_http._tcp.web.shop.svc.cluster.local. srv 0 100 80 web.shop.svc.cluster.local.\n", "",
+	    {{"web.shop.svc.cluster.local", LDNS_RR_TYPE_A},
+	     0,
+	     "web.shop.svc.cluster.local. a 10.96.10.10\n",
+	     "",
+	     ""},
+	    {{"WeB.ShOp.SvC.ClUsTeR.LoCaL", LDNS_RR_TYPE_A},
+	     0,
+	     "web.shop.svc.cluster.local. a 10.96.10.10\n",
+	     "",
+	     ""},
+	    {{"_http._tcp.web.shop.svc.cluster.local", LDNS_RR_TYPE_SRV},
+	     0,
+	     "_http._tcp.web.shop.svc.cluster.local. srv 0 100 80 web.shop.svc.cluster.local.\n",
+	     "",
 	     "web.shop.svc.cluster.local. a 10.96.10.10\n"},
-	    {{"_metrics._tcp.web.shop.svc.cluster.local", LDNS_RR_TYPE_SRV}, 0,
+	    {{"_metrics._tcp.web.shop.svc.cluster.local", LDNS_RR_TYPE_SRV},
+	     0,
 	     "_metrics._tcp.web.shop.svc.cluster.local. srv 0 100 9110 "
 	     "web.shop.svc.cluster.local.\n",
-	     NULL, NULL},
+	     NULL,
+	     NULL},
 	    /* the unnamed UDP port has no SRV; _udp does not exist at all */
 	    {{"_udp.web.shop.svc.cluster.local", LDNS_RR_TYPE_SRV}, 3, "", NULL, NULL},
 	    {{"_nope._tcp.web.shop.svc.cluster.local", LDNS_RR_TYPE_SRV}, 3, "", NULL, NULL},
 	    {{"_http._udp.web.shop.svc.cluster.local", LDNS_RR_TYPE_SRV}, 3, "", NULL, NULL},
 	    {{"_tcp.web.shop.svc.cluster.local", LDNS_RR_TYPE_SRV}, 0, "", NULL, NULL},
-	    {{"dual.default.svc.cluster.local", LDNS_RR_TYPE_A}, 0,
-	     "dual.default.svc.cluster.local. a 10.96.0.50\n", NULL, NULL},
-	    {{"dual.default.svc.cluster.local", LDNS_RR_TYPE_AAAA}, 0,
-	     "dual.default.svc.cluster.local. aaaa fd00:10:96::50\n", NULL, NULL},
-	    {{"frontend.default.svc.cluster.local", LDNS_RR_TYPE_A}, 0,
-	     "frontend.default.svc.cluster.local. a 10.96.20.20\n", NULL, NULL},
+	    {{"dual.default.svc.cluster.local", LDNS_RR_TYPE_A},
+	     0,
+	     "dual.default.svc.cluster.local. a 10.96.0.50\n",
+	     NULL,
+	     NULL},
+	    {{"dual.default.svc.cluster.local", LDNS_RR_TYPE_AAAA},
+	     0,
+	     "dual.default.svc.cluster.local. aaaa fd00:10:96::50\n",
+	     NULL,
+	     NULL},
+	    {{"frontend.default.svc.cluster.local", LDNS_RR_TYPE_A},
+	     0,
+	     "frontend.default.svc.cluster.local. a 10.96.20.20\n",
+	     NULL,
+	     NULL},
 	    {{"web.shop.svc", LDNS_RR_TYPE_A}, 0, "web.shop.svc. a 10.96.10.10\n", NULL, NULL},
-	    {{"_http._tcp.web.shop.svc", LDNS_RR_TYPE_SRV}, 0,
-	     "_http._tcp.web.shop.svc. srv 0 100 80 web.shop.svc.\n", NULL,
+	    {{"_http._tcp.web.shop.svc", LDNS_RR_TYPE_SRV},
+	     0,
+	     "_http._tcp.web.shop.svc. srv 0 100 80 web.shop.svc.\n",
+	     NULL,
 	     "web.shop.svc. a 10.96.10.10\n"},
 	};
 	run_cases(cases, sizeof(cases) / sizeof(cases[0]));
@@ -333,16 +360,25 @@ static void test_headless(void **state)
 	(void)state;
 	static const struct tcase cases[] = {
 	    /* ready endpoints only; db-2 is not ready */
-	    {{"db.shop.svc.cluster.local", LDNS_RR_TYPE_A}, 0,
+	    {{"db.shop.svc.cluster.local", LDNS_RR_TYPE_A},
+	     0,
 	     "db.shop.svc.cluster.local. a 10.244.2.21\ndb.shop.svc.cluster.local. a 10.244.2.22\n",
-	     "", ""},
-	    {{"db-0.db.shop.svc.cluster.local", LDNS_RR_TYPE_A}, 0,
-	     "db-0.db.shop.svc.cluster.local. a 10.244.2.21\n", NULL, NULL},
+	     "",
+	     ""},
+	    {{"db-0.db.shop.svc.cluster.local", LDNS_RR_TYPE_A},
+	     0,
+	     "db-0.db.shop.svc.cluster.local. a 10.244.2.21\n",
+	     NULL,
+	     NULL},
 	    /* no hostname: the dashed address names it */
-	    {{"10-244-2-22.db.shop.svc.cluster.local", LDNS_RR_TYPE_A}, 0,
-	     "10-244-2-22.db.shop.svc.cluster.local. a 10.244.2.22\n", NULL, NULL},
+	    {{"10-244-2-22.db.shop.svc.cluster.local", LDNS_RR_TYPE_A},
+	     0,
+	     "10-244-2-22.db.shop.svc.cluster.local. a 10.244.2.22\n",
+	     NULL,
+	     NULL},
 	    {{"db-2.db.shop.svc.cluster.local", LDNS_RR_TYPE_A}, 3, "", NULL, NULL},
-	    {{"_postgres._tcp.db.shop.svc.cluster.local", LDNS_RR_TYPE_SRV}, 0,
+	    {{"_postgres._tcp.db.shop.svc.cluster.local", LDNS_RR_TYPE_SRV},
+	     0,
 	     "_postgres._tcp.db.shop.svc.cluster.local. srv 0 50 5432 "
 	     "10-244-2-22.db.shop.svc.cluster.local.\n"
 	     "_postgres._tcp.db.shop.svc.cluster.local. srv 0 50 5432 "
@@ -353,10 +389,12 @@ static void test_headless(void **state)
 	    /* headless with no ready endpoint: NXDOMAIN (spec 2.4.1) */
 	    {{"lonely.default.svc.cluster.local", LDNS_RR_TYPE_A}, 3, "", NULL, NULL},
 	    /* publishNotReadyAddresses: not-ready endpoints are published */
-	    {{"pnr.default.svc.cluster.local", LDNS_RR_TYPE_A}, 0,
+	    {{"pnr.default.svc.cluster.local", LDNS_RR_TYPE_A},
+	     0,
 	     "pnr.default.svc.cluster.local. a 10.244.7.1\npnr.default.svc.cluster.local. a "
 	     "10.244.7.2\n",
-	     NULL, NULL},
+	     NULL,
+	     NULL},
 	};
 	run_cases(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -365,29 +403,54 @@ static void test_external_ptr_pod(void **state)
 {
 	(void)state;
 	static const struct tcase cases[] = {
-	    {{"payments.shop.svc.cluster.local", LDNS_RR_TYPE_A}, 0,
-	     "payments.shop.svc.cluster.local. cname api.payments.example.com.\n", NULL, NULL},
-	    {{"payments.shop.svc.cluster.local", LDNS_RR_TYPE_CNAME}, 0,
-	     "payments.shop.svc.cluster.local. cname api.payments.example.com.\n", NULL, NULL},
-	    {{"10.10.96.10.in-addr.arpa", LDNS_RR_TYPE_PTR}, 0,
-	     "10.10.96.10.in-addr.arpa. ptr web.shop.svc.cluster.local.\n", NULL, NULL},
-	    {{"21.2.244.10.in-addr.arpa", LDNS_RR_TYPE_PTR}, 0,
-	     "21.2.244.10.in-addr.arpa. ptr db-0.db.shop.svc.cluster.local.\n", NULL, NULL},
+	    {{"payments.shop.svc.cluster.local", LDNS_RR_TYPE_A},
+	     0,
+	     "payments.shop.svc.cluster.local. cname api.payments.example.com.\n",
+	     NULL,
+	     NULL},
+	    {{"payments.shop.svc.cluster.local", LDNS_RR_TYPE_CNAME},
+	     0,
+	     "payments.shop.svc.cluster.local. cname api.payments.example.com.\n",
+	     NULL,
+	     NULL},
+	    {{"10.10.96.10.in-addr.arpa", LDNS_RR_TYPE_PTR},
+	     0,
+	     "10.10.96.10.in-addr.arpa. ptr web.shop.svc.cluster.local.\n",
+	     NULL,
+	     NULL},
+	    {{"21.2.244.10.in-addr.arpa", LDNS_RR_TYPE_PTR},
+	     0,
+	     "21.2.244.10.in-addr.arpa. ptr db-0.db.shop.svc.cluster.local.\n",
+	     NULL,
+	     NULL},
 	    {{"0.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa",
 	      LDNS_RR_TYPE_PTR},
 	     0,
 	     "0.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa. ptr "
 	     "dual.default.svc.cluster.local.\n",
-	     NULL, NULL},
-	    {{"10-244-1-5.default.pod.cluster.local", LDNS_RR_TYPE_A}, 0,
-	     "10-244-1-5.default.pod.cluster.local. a 10.244.1.5\n", NULL, NULL},
+	     NULL,
+	     NULL},
+	    {{"10-244-1-5.default.pod.cluster.local", LDNS_RR_TYPE_A},
+	     0,
+	     "10-244-1-5.default.pod.cluster.local. a 10.244.1.5\n",
+	     NULL,
+	     NULL},
 	    {{"10-244-1-5.default.pod.cluster.local", LDNS_RR_TYPE_AAAA}, 0, "", NULL, NULL},
 	    {{"10-244-1-500.default.pod.cluster.local", LDNS_RR_TYPE_A}, 3, "", NULL, NULL},
-	    {{"fd00-1--5.default.pod.cluster.local", LDNS_RR_TYPE_AAAA}, 0,
-	     "fd00-1--5.default.pod.cluster.local. aaaa fd00:1::5\n", NULL, NULL},
-	    {{"dns-version.cluster.local", LDNS_RR_TYPE_TXT}, 0,
-	     "dns-version.cluster.local. txt \"1.1.0\"\n", NULL, NULL},
-	    {{"cluster.local", LDNS_RR_TYPE_NS}, 0, "cluster.local. ns ns.dns.cluster.local.\n", "",
+	    {{"fd00-1--5.default.pod.cluster.local", LDNS_RR_TYPE_AAAA},
+	     0,
+	     "fd00-1--5.default.pod.cluster.local. aaaa fd00:1::5\n",
+	     NULL,
+	     NULL},
+	    {{"dns-version.cluster.local", LDNS_RR_TYPE_TXT},
+	     0,
+	     "dns-version.cluster.local. txt \"1.1.0\"\n",
+	     NULL,
+	     NULL},
+	    {{"cluster.local", LDNS_RR_TYPE_NS},
+	     0,
+	     "cluster.local. ns ns.dns.cluster.local.\n",
+	     "",
 	     "ns.dns.cluster.local. a 127.0.0.1\n"},
 	    {{"example.com", LDNS_RR_TYPE_A}, 5, "", "", ""},
 	    {{"web.shop.svc.cluster.local", LDNS_RR_TYPE_A, 255}, 5, "", "", ""},
@@ -446,6 +509,71 @@ static void test_chaos(void **state)
 	ldns_pkt_free(p);
 }
 
+/* The port view is rendered per query: too big for UDP it is truncated, over
+ * TCP a line past 255 bytes continues in the next character-string. */
+static void test_port_view(void **state)
+{
+	(void)state;
+	size_t len;
+	struct q q = {
+	    .name = "big.default.svc.cluster.local", .type = LDNS_RR_TYPE_TXT, .qclass = 3};
+	ldns_pkt *p = ask(&q, &len);
+	assert_true(ldns_pkt_tc(p));
+	assert_int_equal(ldns_pkt_ancount(p), 0);
+	assert_true(len <= 512);
+	ldns_pkt_free(p);
+
+	q.proto = DNS_TCP;
+	p = ask(&q, &len);
+	assert_false(ldns_pkt_tc(p));
+	assert_int_equal(ldns_pkt_ancount(p), 1);
+	ldns_rr *rr = ldns_rr_list_rr(ldns_pkt_answer(p), 0);
+	assert_int_equal(ldns_rr_get_class(rr), LDNS_RR_CLASS_CH);
+	assert_int_equal(ldns_rr_ttl(rr), 0);
+	/* 300 endpoints of ~18 characters: many 255-byte strings, joined back
+	 * they are the whole line */
+	size_t nrd = ldns_rr_rd_count(rr), total = 0;
+	assert_true(nrd > 20);
+	char line[16384] = "";
+	for (size_t k = 0; k < nrd; k++) {
+		ldns_rdf *rd = ldns_rr_rdf(rr, k);
+		size_t sl = ldns_rdf_data(rd)[0];
+		assert_true(sl <= 255);
+		if (k + 1 < nrd)
+			assert_int_equal(sl, 255);
+		memcpy(line + total, ldns_rdf_data(rd) + 1, sl);
+		total += sl;
+	}
+	line[total] = '\0';
+	const char *head = "postgres 5432/TCP -> 5432 nodePort=- endpoints=300/300 ready: "
+			   "10.250.0.1:5432 10.250.0.2:5432 ";
+	assert_true(strncmp(line, head, strlen(head)) == 0);
+	assert_non_null(strstr(line, " 10.250.1.100:5432"));
+	ldns_pkt_free(p);
+
+	/* the short form names the same Service; other names are refused */
+	q.proto = DNS_UDP;
+	q.name = "web.shop.svc";
+	p = ask(&q, NULL);
+	assert_int_equal(ldns_pkt_get_rcode(p), 0);
+	assert_int_equal(ldns_pkt_ancount(p), 3);
+	ldns_pkt_free(p);
+	const char *refused[] = {"nothere.shop.svc.cluster.local", "web.shop.svc.other.zone",
+				 "web.shop.pod.cluster.local", "shop.svc.cluster.local"};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		q.name = refused[i];
+		p = ask(&q, NULL);
+		assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_REFUSED);
+		ldns_pkt_free(p);
+	}
+	/* only TXT (and ANY) */
+	q.name = "web.shop.svc.cluster.local";
+	q.type = LDNS_RR_TYPE_A;
+	p = ask(&q, NULL);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_REFUSED);
+	ldns_pkt_free(p);
+}
+
 static void test_truncation(void **state)
 {
 	(void)state;
@@ -472,7 +600,8 @@ static void test_truncation(void **state)
 
 	/* an SRV whose additional section does not fit loses it, not the answer */
 	q = (struct q){.name = "_postgres._tcp.big.default.svc.cluster.local",
-		       .type = LDNS_RR_TYPE_SRV, .edns = 1232};
+		       .type = LDNS_RR_TYPE_SRV,
+		       .edns = 1232};
 	p = ask(&q, &len);
 	assert_true(ldns_pkt_tc(p)); /* 300 SRVs do not fit 1232 bytes either */
 	ldns_pkt_free(p);
@@ -520,7 +649,7 @@ static void test_hostile(void **state)
 	size_t len = make_query(&q, m);
 
 	assert_int_equal(answer_rcode(m, 11, &rl), -1); /* shorter than a header */
-	assert_int_equal(answer_rcode(m, 12, &rl), 1);  /* header only, qdcount 1 */
+	assert_int_equal(answer_rcode(m, 12, &rl), 1);	/* header only, qdcount 1 */
 
 	uint8_t r[600];
 	memcpy(r, m, len);
@@ -661,11 +790,17 @@ static void test_random_bytes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_cluster_ip),   cmocka_unit_test(test_headless),
-	    cmocka_unit_test(test_external_ptr_pod), cmocka_unit_test(test_negative),
-	    cmocka_unit_test(test_chaos),        cmocka_unit_test(test_truncation),
-	    cmocka_unit_test(test_edns),         cmocka_unit_test(test_hostile),
-	    cmocka_unit_test(test_not_synced),   cmocka_unit_test(test_random_bytes),
+	    cmocka_unit_test(test_cluster_ip),
+	    cmocka_unit_test(test_headless),
+	    cmocka_unit_test(test_external_ptr_pod),
+	    cmocka_unit_test(test_negative),
+	    cmocka_unit_test(test_chaos),
+	    cmocka_unit_test(test_port_view),
+	    cmocka_unit_test(test_truncation),
+	    cmocka_unit_test(test_edns),
+	    cmocka_unit_test(test_hostile),
+	    cmocka_unit_test(test_not_synced),
+	    cmocka_unit_test(test_random_bytes),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
