@@ -1674,39 +1674,37 @@ static bool view_derives_from_pods(const struct view_service *vs)
 	       s->selector.n > 0;
 }
 
+/* Gives up one value: an allocated one is free at once, a claimed one when
+ * its last claim goes; -EAGAIN when the claim count is unknown. */
+static int pool_release(struct alloc_pool *p, uint32_t off, bool allocated)
+{
+	if (!allocated) {
+		if (p->claims[off] == 0 || p->claims[off] == UINT8_MAX)
+			return -EAGAIN;
+		if (--p->claims[off] != 0)
+			return 0;
+	}
+	p->used[off / 64] &= ~((uint64_t)1 << (off % 64));
+	return 0;
+}
+
 /* Gives up an old version's values; -EAGAIN when a claim count is unknown. */
 static int release_old(struct build *b, const struct model_service *s)
 {
 	struct alloc_pool *p = &b->alloc->svc, *np = &b->alloc->node;
 	uint32_t off;
 
-	for (size_t j = 0; j < s->n_cluster_ips && j < 2; j++) {
-		if (!pool_addr_offset(p, &s->cluster_ips[j], &off))
-			continue;
-		if (s->cluster_ip_allocated) {
-			p->used[off / 64] &= ~((uint64_t)1 << (off % 64));
-			continue;
-		}
-		if (p->claims[off] == 0 || p->claims[off] == UINT8_MAX)
+	for (size_t j = 0; j < s->n_cluster_ips && j < 2; j++)
+		if (pool_addr_offset(p, &s->cluster_ips[j], &off) &&
+		    pool_release(p, off, s->cluster_ip_allocated) < 0)
 			return -EAGAIN;
-		if (--p->claims[off] == 0)
-			p->used[off / 64] &= ~((uint64_t)1 << (off % 64));
-	}
 	if (!has_node_ports(s))
 		return 0;
 	for (size_t j = 0; j < s->n_ports; j++) {
 		uint16_t v = s->ports[j].node_port;
-		if (v < NODE_PORT_MIN || v > NODE_PORT_MAX)
-			continue;
-		off = v - np->first_value;
-		if (s->ports[j].node_port_allocated) {
-			np->used[off / 64] &= ~((uint64_t)1 << (off % 64));
-			continue;
-		}
-		if (np->claims[off] == 0 || np->claims[off] == UINT8_MAX)
+		if (v >= NODE_PORT_MIN && v <= NODE_PORT_MAX &&
+		    pool_release(np, v - np->first_value, s->ports[j].node_port_allocated) < 0)
 			return -EAGAIN;
-		if (--np->claims[off] == 0)
-			np->used[off / 64] &= ~((uint64_t)1 << (off % 64));
 	}
 	return 0;
 }

@@ -360,8 +360,7 @@ struct zb {
 	/* identical answers are stored once (a Service's full and short names
 	 * share their address and CHAOS answers, for one) */
 	struct ans_slot *dedup;
-	struct bnode *last;	  /* the node zb_rr_add added to last, in last_zone */
-	struct bnode *last_chaos; /* the CHAOS node zb_chaos_txt made last */
+	struct bnode *last; /* the node zb_rr_add added to last, in last_zone */
 	/* names looked up lately: a Service's names share their parents and
 	 * SRV targets, and the big table costs a cache miss a probe */
 	struct bnode *ncache[1024];
@@ -1555,7 +1554,6 @@ int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings,
 		r->counts[0]++;
 	}
 	node->chaos = render_end(r, 0, true);
-	b->last_chaos = node;
 	return node->chaos ? 0 : -ENOMEM;
 }
 
@@ -1705,20 +1703,15 @@ int zb_zone_rrs(struct zb *b, const uint8_t *apex, zb_rr_cb cb, void *arg)
 /* A CHAOS name's published node: its one TXT answer. */
 static int publish_chaos_node(struct zb *b, struct bnode *bn)
 {
+	/* A few fixed names (version.bind, id.server): each holds its whole
+	 * name. Services' port views are rendered at query time. */
 	const struct zone_node *h = BHDR(bn);
-	/* A Service's CHAOS names are its IN names: point at those instead of
-	 * holding the name again. */
-	struct bnode *in = bfind_name(b, h->name, h->len, bn->hash);
-	const struct zone_node *up = in ? in->pub : NULL;
-	size_t own = up ? 0 : h->len;
-	size_t off = node_layout_ans_off(h->len, own);
+	size_t off = node_layout_ans_off(h->len, h->len);
 	struct zone_node *n = arena_alloc(b->out, off + sizeof(void *) + sizeof(uint16_t));
 	if (!n)
 		return -ENOMEM;
-	memcpy(n, h, offsetof(struct zone_node, name) + own);
-	n->own = (uint8_t)own;
-	if (up)
-		memcpy((uint8_t *)n + node_up_off(own), &up, sizeof(up));
+	memcpy(n, h, offsetof(struct zone_node, name) + h->len);
+	n->own = h->len;
 	n->flags = 0;
 	n->n_ans = 1;
 	const struct zone_answer **na = (const struct zone_answer **)((uint8_t *)n + off);

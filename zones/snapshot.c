@@ -125,6 +125,23 @@ struct view_diff {
 	size_t n_gone, n_come;
 };
 
+/* Records one Service's old version to take out and/or new one to put in;
+ * -EAGAIN when an incremental build cannot express it. */
+static int diff_add(struct view_diff *d, const struct view_service *g, const struct view_service *n,
+		    size_t max)
+{
+	/* The nameserver's glue is the kube-dns Service's address. */
+	if ((g && cluster_is_ns_service(g->svc)) || (n && cluster_is_ns_service(n->svc)))
+		return -EAGAIN;
+	if ((g && d->n_gone == max) || (n && d->n_come == max))
+		return -EAGAIN;
+	if (g)
+		d->gone[d->n_gone++] = g;
+	if (n)
+		d->come[d->n_come++] = n;
+	return 0;
+}
+
 /* Walks both views (sorted by namespace and name) once. Returns -EAGAIN when
  * an incremental build cannot express the change. */
 static int view_diff(const struct model_view *old, const struct model_view *cur, size_t max,
@@ -145,16 +162,8 @@ static int view_diff(const struct model_view *old, const struct model_view *cur,
 	bool listed = cur->base_id && cur->base_id == old->id;
 	for (size_t k = 0; listed && k < cur->n_changes; k++) {
 		const struct view_service *g = cur->changes[k].old, *n = cur->changes[k].cur;
-		if (g && n && svc_eq(g, n))
-			continue;
-		if ((g && cluster_is_ns_service(g->svc)) || (n && cluster_is_ns_service(n->svc)))
+		if (!(g && n && svc_eq(g, n)) && diff_add(d, g, n, max) < 0)
 			return -EAGAIN;
-		if ((g && d->n_gone == max) || (n && d->n_come == max))
-			return -EAGAIN;
-		if (g)
-			d->gone[d->n_gone++] = g;
-		if (n)
-			d->come[d->n_come++] = n;
 	}
 	if (listed)
 		return 0;
@@ -178,15 +187,8 @@ static int view_diff(const struct model_view *old, const struct model_view *cur,
 			n = b;
 			j++;
 		}
-		/* The nameserver's glue is the kube-dns Service's address. */
-		if ((g && cluster_is_ns_service(g->svc)) || (n && cluster_is_ns_service(n->svc)))
+		if ((g || n) && diff_add(d, g, n, max) < 0)
 			return -EAGAIN;
-		if ((g && d->n_gone == max) || (n && d->n_come == max))
-			return -EAGAIN;
-		if (g)
-			d->gone[d->n_gone++] = g;
-		if (n)
-			d->come[d->n_come++] = n;
 	}
 	return 0;
 }
