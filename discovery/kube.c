@@ -17,6 +17,7 @@
 
 #include "common/jarena.h"
 #include "common/log.h"
+#include "discovery/kube_contact.h"
 #include "discovery/kube_http.h"
 #include "discovery/manifest.h"
 #include "discovery/store_iter.h"
@@ -29,6 +30,10 @@
  * load spreads over the API servers; we do the same. */
 #define WATCH_TIMEOUT_MIN_S 300
 #define MAX_NAMESPACES	    256
+#define DEFAULT_PROBE_MS    10000
+/* After an outage, the resources that still wait to retry are retried within
+ * this much of the first one reaching the server again. */
+#define RECOVERY_JITTER_MS 500
 
 struct kube_res_desc {
 	const char *name; /* "services" */
@@ -92,6 +97,7 @@ struct reflector {
 	bool need_list;		  /* a (re)list must complete before watching */
 	bool want_relist;	  /* the watch said 410: list again when it ends */
 	const char *watch_failed; /* this watch must not be resumed at once: why */
+	bool unreachable;	  /* waits to retry after no HTTP response came at all */
 	bool synced;		  /* the first list was applied */
 	unsigned failures;	  /* in a row, for the backoff */
 	unsigned page_count;
@@ -138,10 +144,14 @@ struct kube_source {
 	int open_handles;
 	unsigned inflight; /* pages in the thread pool: the source outlives them */
 	struct reflector r[KUBE_RESOURCES];
+	struct kube_contact contact;
+	uv_timer_t probe_timer;
+	struct kube_http_req *probe;
 };
 
 static void start_list(struct reflector *r);
 static void start_watch(struct reflector *r);
+static void server_back(struct kube_source *ks);
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -355,8 +365,17 @@ static bool object_upsert(struct reflector *r, json_t *obj, const struct ident *
 	if (old && id->rv && strcmp(old, id->rv) == 0)
 		return false; /* seen already (a resumed watch may repeat it) */
 	int rc = manifest_decode_item(r->d->where, obj, r->d->kind, r->d->api_version, &mo);
-	if (rc < 0)
-		return false; /* logged; the previous version, if any, stays */
+	if (rc < 0) {
+		/* Logged. The API server accepted this version, so it is what the
+		 * cluster holds now: it replaces the previous one and, being of no
+		 * use to us, contributes nothing. Keeping the old version would
+		 * serve what the cluster no longer says (and a fresh start would
+		 * differ from a long-running instance). */
+		model_store_remove(r->ks->store, id->key);
+		if (index_set(r, id->key, id->rv, r->gen) < 0)
+			log_error("api %s: out of memory indexing %s", r->d->name, id->key);
+		return old != NULL;
+	}
 	if (rc == 1) {
 		/* not a kind we use: nothing of it is served */
 		model_store_remove(r->ks->store, id->key);
@@ -384,6 +403,8 @@ static void on_retry(uv_timer_t *t)
 {
 	struct reflector *r = t->data;
 
+	r->unreachable = false;
+	kube_contact_set_open(&r->ks->contact, r->res, true);
 	if (r->need_list)
 		start_list(r);
 	else
@@ -399,6 +420,10 @@ static void retry_later(struct reflector *r, const struct kube_http_result *res,
 
 	if (r->failures < 31)
 		r->failures++;
+	kube_contact_set_open(&r->ks->contact, r->res, false);
+	/* No HTTP response at all (refused, reset, timed out): the server is
+	 * away, and whichever resource reaches it first calls the others back. */
+	r->unreachable = !res || res->status == 0;
 	if (res && res->retry_after && res->retry_after * 1000u > ms)
 		ms = res->retry_after * 1000u < ks->o.backoff_max_ms ? res->retry_after * 1000u
 								     : ks->o.backoff_max_ms;
@@ -491,10 +516,23 @@ static void body_reset(struct reflector *r)
 	r->body_len = r->body_cap = 0;
 }
 
+/* 2xx response headers of a reflector's request: contact, and if the server
+ * had been away, it is back. */
+static void on_reflector_headers(void *arg, long status)
+{
+	struct reflector *r = arg;
+
+	if (status / 100 != 2)
+		return;
+	kube_contact_heard(&r->ks->contact, r->res, now_ms());
+	server_back(r->ks);
+}
+
 static int on_list_data(void *arg, const char *data, size_t len)
 {
 	struct reflector *r = arg;
 
+	kube_contact_heard(&r->ks->contact, r->res, now_ms());
 	if (r->body_len + len > KUBE_MAX_PAGE)
 		return -EFBIG;
 	if (r->body_len + len > r->body_cap) {
@@ -597,15 +635,17 @@ static void apply_page(struct reflector *r, struct page_work *pw)
 		size_t klen = strlen(p->key);
 		struct store_map_slot *s;
 		bool created;
-		if (p->what != P_DECODED) {
-			/* unchanged, or invalid now: the stored version, if any, stays */
+		if (p->what == P_UNCHANGED) {
 			if ((s = store_map_find(&r->index, p->key, klen))) {
 				s->gen = r->apply_gen;
 				r->n_unchanged++;
 			}
 			continue;
 		}
-		model_store_replace(ks->store, p->key, &p->obj, 1);
+		if (p->what == P_DECODED)
+			model_store_replace(ks->store, p->key, &p->obj, 1);
+		else /* of no use to us (logged): it replaces the old version (object_upsert) */
+			model_store_remove(ks->store, p->key);
 		p->what = P_UNCHANGED; /* the store owns the object now */
 		if (store_map_insert(&r->index, p->key, klen, &s, &created) < 0) {
 			log_error("api %s: out of memory indexing %s", r->d->name, p->key);
@@ -883,6 +923,7 @@ static void start_list(struct reflector *r)
 	    .first_ms = ks->o.timeout_ms,
 	    .idle_ms = ks->o.timeout_ms,
 	    .on_data = on_list_data,
+	    .on_headers = on_reflector_headers,
 	    .on_done = on_list_done,
 	    .arg = r,
 	};
@@ -971,6 +1012,7 @@ out:
 static int on_watch_data(void *arg, const char *data, size_t len)
 {
 	struct reflector *r = arg;
+	kube_contact_heard(&r->ks->contact, r->res, now_ms());
 	int rc = kube_lines_feed(&r->lines, data, len, on_event_line, r);
 
 	if (rc == -E2BIG) {
@@ -1055,6 +1097,7 @@ static void start_watch(struct reflector *r)
 	    /* the server ends the watch after tmo; silence beyond that is a hang */
 	    .idle_ms = tmo * 1000u + ks->o.timeout_ms,
 	    .on_data = on_watch_data,
+	    .on_headers = on_reflector_headers,
 	    .on_done = on_watch_done,
 	    .arg = r,
 	};
@@ -1066,6 +1109,82 @@ static void start_watch(struct reflector *r)
 	free(pq);
 	if (rc < 0)
 		retry_later(r, NULL, "watch", strerror(-rc));
+}
+
+/* ---- contact ---------------------------------------------------------------- */
+
+/* Some request reached the server: the resources still waiting out a backoff
+ * because the server was away retry now (with a little jitter), instead of
+ * each waiting out its own, which grew while the server was gone. A resource
+ * that failed with an HTTP error (403, 500) keeps its backoff. */
+static void server_back(struct kube_source *ks)
+{
+	for (int k = 0; k < KUBE_RESOURCES; k++) {
+		struct reflector *r = &ks->r[k];
+		if (!r->unreachable || r->req || !uv_is_active((uv_handle_t *)&r->retry))
+			continue;
+		r->unreachable = false;
+		r->failures = 0;
+		log_info("api %s: the API server answers again; retrying now", r->d->name);
+		uv_timer_start(&r->retry, on_retry, rand32() % RECOVERY_JITTER_MS, 0);
+	}
+}
+
+static void on_probe_done(void *arg, const struct kube_http_result *res)
+{
+	struct kube_source *ks = arg;
+
+	ks->probe = NULL;
+	ks->contact.probing = false;
+	if (res->curl_code == 0 && res->status / 100 == 2) {
+		kube_contact_probe_answered(&ks->contact, now_ms());
+		server_back(ks);
+	} else {
+		log_debug("api: contact probe failed: %s (HTTP %ld)", res->error, res->status);
+	}
+}
+
+/* A quiet watch proves nothing by itself: when an open resource has had no
+ * proof for probe_ms, a list of one Namespace (cheap for the API server and
+ * etcd) shows that the server is there and answering. */
+static void on_probe_tick(uv_timer_t *t)
+{
+	struct kube_source *ks = t->data;
+	char pq[64];
+
+	if (ks->stopping || ks->probe || !kube_contact_probe_due(&ks->contact, now_ms()))
+		return;
+	unsigned tmo = ks->contact.probe_ms * 2;
+	if (tmo < 2000)
+		tmo = 2000;
+	if (tmo > ks->o.timeout_ms)
+		tmo = ks->o.timeout_ms;
+	snprintf(pq, sizeof(pq), "%s?limit=1", RES[KUBE_NAMESPACES].path);
+	struct kube_http_opts o = {
+	    .path_query = pq,
+	    .first_ms = tmo,
+	    .idle_ms = tmo,
+	    .on_done = on_probe_done,
+	    .arg = ks,
+	};
+	if (kube_http_get(ks->http, &o, &ks->probe) == 0)
+		ks->contact.probing = true;
+}
+
+static void probe_schedule(struct kube_source *ks)
+{
+	uint64_t tick = ks->contact.probe_ms / 4;
+	if (tick < 50)
+		tick = 50;
+	uv_timer_start(&ks->probe_timer, on_probe_tick, tick, tick);
+}
+
+void kube_source_set_probe_ms(struct kube_source *ks, unsigned ms)
+{
+	if (!ks || ms == 0 || ms == ks->contact.probe_ms)
+		return;
+	ks->contact.probe_ms = ms;
+	probe_schedule(ks);
 }
 
 /* ---- the source ----------------------------------------------------------- */
@@ -1161,6 +1280,7 @@ int kube_source_start(uv_loop_t *loop, struct kube_conn *conn, const struct kube
 		ks->o.backoff_max_ms = DEFAULT_BACKOFF_MAX;
 	if (ks->o.backoff_max_ms < ks->o.backoff_min_ms)
 		ks->o.backoff_max_ms = ks->o.backoff_min_ms;
+	kube_contact_init(&ks->contact, o->probe_ms ? o->probe_ms : DEFAULT_PROBE_MS);
 	ks->o.namespaces = ks->o.labels = NULL; /* not kept: the caller's strings */
 	if (o->namespaces && (rc = parse_namespaces(ks, o->namespaces)) < 0)
 		goto fail;
@@ -1181,8 +1301,13 @@ int kube_source_start(uv_loop_t *loop, struct kube_conn *conn, const struct kube
 		uv_timer_init(loop, &r->retry);
 		r->retry.data = r;
 		r->need_list = true;
+		kube_contact_set_open(&ks->contact, (unsigned)k, true);
 		ks->open_handles++;
 	}
+	uv_timer_init(loop, &ks->probe_timer);
+	ks->probe_timer.data = ks;
+	ks->open_handles++;
+	probe_schedule(ks);
 	log_info("api: connecting to %s (%s)%s%s%s%s", ks->conn.server, ks->conn.origin,
 		 o->namespaces ? "; namespaces " : "", o->namespaces ? o->namespaces : "",
 		 ks->labels_q ? "; labels " : "", ks->labels_q ? o->labels : "");
@@ -1207,6 +1332,8 @@ void kube_source_stop(struct kube_source *ks)
 		kube_http_cancel(r->req);
 		r->req = NULL;
 	}
+	kube_http_cancel(ks->probe);
+	ks->probe = NULL;
 	kube_http_free(ks->http);
 	ks->http = NULL;
 	for (int k = 0; k < KUBE_RESOURCES; k++) {
@@ -1214,6 +1341,8 @@ void kube_source_stop(struct kube_source *ks)
 		ks->r[k].retry.data = ks;
 		uv_close((uv_handle_t *)&ks->r[k].retry, on_handle_closed);
 	}
+	uv_timer_stop(&ks->probe_timer);
+	uv_close((uv_handle_t *)&ks->probe_timer, on_handle_closed);
 }
 
 bool kube_source_synced(const struct kube_source *ks)
@@ -1223,11 +1352,9 @@ bool kube_source_synced(const struct kube_source *ks)
 
 double kube_source_seconds_since_contact(const struct kube_source *ks)
 {
-	uint64_t last = ks->http ? kube_http_last_contact_ms(ks->http) : 0;
+	int64_t age = kube_contact_age_ms(&ks->contact, now_ms());
 
-	if (!last)
-		return -1;
-	return (double)(now_ms() - last) / 1000.0;
+	return age < 0 ? -1 : (double)age / 1000.0;
 }
 
 uint64_t kube_source_events(const struct kube_source *ks, enum kube_resource r,

@@ -43,6 +43,7 @@ struct kube_options {
 	unsigned timeout_ms;	 /* a list page, or a watch's response headers, default 30000 */
 	unsigned backoff_min_ms; /* first retry delay, default 500 (jittered down to half) */
 	unsigned backoff_max_ms; /* default 30000 */
+	unsigned probe_ms;	 /* prove contact at least this often (kube_contact.h), 10000 */
 };
 
 /* Called on the loop thread after the store changed (never before the first
@@ -65,8 +66,13 @@ void kube_source_stop(struct kube_source *ks);
 
 /* All three resources have completed their first full list. */
 bool kube_source_synced(const struct kube_source *ks);
-/* Seconds since any byte came from the API server, or -1 when none ever did. */
+/* Seconds since the resource heard from least recently was last proven in
+ * contact (kube_contact.h: a healthy quiet watch stays in contact), or -1
+ * while one never was. */
 double kube_source_seconds_since_contact(const struct kube_source *ks);
+/* How often contact is proven; freshness thresholds should be a few times
+ * this. */
+void kube_source_set_probe_ms(struct kube_source *ks, unsigned ms);
 uint64_t kube_source_events(const struct kube_source *ks, enum kube_resource r,
 			    enum kube_event_type t);
 /* Lists started again after 410 Gone (the first list is not counted). */

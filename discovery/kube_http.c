@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 
@@ -16,6 +19,9 @@
 
 #define ERR_BODY_MAX	   (64u << 10)
 #define CONNECT_TIMEOUT_MS 10000
+#define KEEPALIVE_IDLE_S   10
+#define KEEPALIVE_INTVL_S  5
+#define KEEPALIVE_CNT	   3
 
 struct http_sock {
 	uv_poll_t poll;
@@ -31,7 +37,6 @@ struct kube_http {
 	struct kube_conn *conn;
 	struct kube_http_req *reqs;
 	struct http_sock *socks;
-	uint64_t last_contact_ms;
 	bool freeing;
 };
 
@@ -243,15 +248,11 @@ static void on_silence(uv_timer_t *t)
 	req_finish(r, CURLE_OPERATION_TIMEDOUT);
 }
 
-/* Re-arms the silence timer; `heard` is true when bytes came from the API
- * server (what staleness is measured from), false when a request merely
- * starts: a refused connection is no contact. */
-static void touch(struct kube_http_req *r, bool heard)
+/* Re-arms the silence timer: when a request starts, and whenever bytes come. */
+static void touch(struct kube_http_req *r)
 {
 	unsigned ms = r->got_headers ? r->o.idle_ms : r->o.first_ms;
 
-	if (heard)
-		r->h->last_contact_ms = now_ms();
 	if (ms)
 		uv_timer_start(&r->silence, on_silence, ms, 0);
 	else
@@ -267,12 +268,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 		r->got_headers = false; /* a new response (after 100 Continue) */
 		r->retry_after = 0;
 	} else if (len <= 2 && (len == 0 || p[0] == '\r' || p[0] == '\n')) {
-		r->got_headers = true;
+		long status = 0;
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+		/* 1xx responses are followed by the real one */
+		r->got_headers = status >= 200;
+		if (r->got_headers && r->o.on_headers)
+			r->o.on_headers(r->o.arg, status);
 	} else if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
 		unsigned long v = strtoul(p + 12, NULL, 10);
 		r->retry_after = v > 3600 ? 3600 : (unsigned)v;
 	}
-	touch(r, true);
+	touch(r);
 	return len;
 }
 
@@ -282,7 +288,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 	long status = 0;
 
-	touch(r, true);
+	touch(r);
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status >= 200 && status < 300) {
 		int rc = r->o.on_data ? r->o.on_data(r->o.arg, p, len) : 0;
@@ -304,6 +310,22 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
 		}
 	}
 	return len;
+}
+
+/* What curl has no option for in this version: the count of keepalive
+ * probes, and a bound on unacknowledged data (a request written into a dead
+ * connection). Failures are harmless: the defaults only take longer. */
+static int on_sockopt(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+	int cnt = KEEPALIVE_CNT;
+	unsigned user_timeout = (KEEPALIVE_IDLE_S + KEEPALIVE_CNT * KEEPALIVE_INTVL_S) * 1000u;
+	(void)arg;
+
+	if (purpose == CURLSOCKTYPE_IPCXN) {
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
+	}
+	return CURL_SOCKOPT_OK;
 }
 
 static int set_tls_and_auth(struct kube_http_req *r, const char *token)
@@ -394,10 +416,14 @@ int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct ku
 			 (long)(o->first_ms && o->first_ms < CONNECT_TIMEOUT_MS
 				    ? o->first_ms
 				    : CONNECT_TIMEOUT_MS));
-	/* A peer that vanishes without a FIN is noticed within about a minute. */
+	/* A quiet watch carries no bytes for minutes: a peer (or a NAT or
+	 * proxy on the way) that vanished without a FIN is noticed by TCP
+	 * keepalive within IDLE + CNT * INTVL seconds, and the watch then fails
+	 * and is retried, which is what freshness relies on (kube_contact.h). */
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, (long)KEEPALIVE_IDLE_S);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, (long)KEEPALIVE_INTVL_S);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
 	rc = set_tls_and_auth(r, kubeconfig_token(h->conn, now_ms()));
 	if (rc < 0)
 		goto fail;
@@ -405,7 +431,7 @@ int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct ku
 		rc = -ENOMEM;
 		goto fail;
 	}
-	touch(r, false);
+	touch(r);
 	free(url);
 	*out = r;
 	return 0;
@@ -419,11 +445,6 @@ void kube_http_cancel(struct kube_http_req *r)
 {
 	if (r)
 		req_destroy(r);
-}
-
-uint64_t kube_http_last_contact_ms(const struct kube_http *h)
-{
-	return h->last_contact_ms;
 }
 
 int kube_http_new(uv_loop_t *loop, struct kube_conn *conn, struct kube_http **out)

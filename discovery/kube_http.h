@@ -34,6 +34,9 @@ struct kube_http_result {
  * negative code to abort the transfer (done is still called, with
  * curl_code != 0 and error naming the reason given to kube_http_abort...). */
 typedef int (*kube_http_data_cb)(void *arg, const char *data, size_t len);
+/* The response headers are in, with the final status (not 1xx). Called from
+ * inside curl: it may start timers, never requests. */
+typedef void (*kube_http_headers_cb)(void *arg, long status);
 /* Called exactly once per request unless it was cancelled. The request is
  * freed right after the callback returns. */
 typedef void (*kube_http_done_cb)(void *arg, const struct kube_http_result *r);
@@ -45,6 +48,7 @@ struct kube_http_opts {
 	unsigned first_ms;
 	unsigned idle_ms;
 	kube_http_data_cb on_data;
+	kube_http_headers_cb on_headers; /* or NULL */
 	kube_http_done_cb on_done;
 	void *arg;
 };
@@ -57,9 +61,6 @@ void kube_http_free(struct kube_http *h);
 int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct kube_http_req **out);
 /* Stops a request; its callbacks are not called afterwards. */
 void kube_http_cancel(struct kube_http_req *req);
-/* Monotonic ms of the last byte received from the server on any request
- * (0 when none yet). */
-uint64_t kube_http_last_contact_ms(const struct kube_http *h);
 
 /* ---- lines -----------------------------------------------------------------
  * A watch body is newline-delimited JSON; one event may arrive in many

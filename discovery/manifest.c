@@ -47,6 +47,9 @@ struct dctx {
 	const char *ns;	  /* borrowed from the JSON (or "default") */
 	const char *name; /* borrowed, or generated_name */
 	char generated_name[80];
+	/* What happens because of the next rejection, when it is not the whole
+	 * object ("only this endpoint is dropped"); NULL otherwise. */
+	const char *consequence;
 };
 
 /* "Service default/web", "object #3": made only when a line is logged, since
@@ -78,7 +81,8 @@ static int bad(struct dctx *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_warn("%s: %s: %s", c->where, ctx_id(c), msg);
+	log_warn("%s: %s: %s%s%s", c->where, ctx_id(c), msg, c->consequence ? "; " : "",
+		 c->consequence ? c->consequence : "");
 	return -EINVAL;
 }
 
@@ -533,9 +537,12 @@ static int svc_ports(struct dctx *c, const json_t *spec, struct model_service *s
 			if (s->type != SVC_NODE_PORT && s->type != SVC_LOAD_BALANCER)
 				return bad(c, "%s: only a NodePort or LoadBalancer Service has one",
 					   sub);
-			if (!json_is_integer(np) || json_integer_value(np) < 30000 ||
-			    json_integer_value(np) > 32767)
-				return bad(c, "%s: must be an integer in 30000..32767", sub);
+			/* The API server's --service-node-port-range is its own
+			 * choice: any port it assigned is served. Allocation for
+			 * manifests without one uses --node-port-range (view.c). */
+			if (!json_is_integer(np) || json_integer_value(np) < 1 ||
+			    json_integer_value(np) > 65535)
+				return bad(c, "%s: must be an integer in 1..65535", sub);
 			p->node_port = (uint16_t)json_integer_value(np);
 		}
 
@@ -796,6 +803,15 @@ static int slice_endpoint(struct dctx *c, const json_t *je, const char *path,
 	return 0;
 }
 
+static void endpoint_clear(struct model_endpoint *ep)
+{
+	free(ep->addrs);
+	free(ep->hostname);
+	free(ep->node_name);
+	free(ep->pod_name);
+	*ep = (struct model_endpoint){0};
+}
+
 static int decode_slice(struct dctx *c, const json_t *obj, struct model_slice **out)
 {
 	struct model_slice *sl = calloc(1, sizeof(*sl));
@@ -829,12 +845,10 @@ static int decode_slice(struct dctx *c, const json_t *obj, struct model_slice **
 	if ((rc = get_str(c, json_object_get(labels, SERVICE_NAME_LABEL),
 			  "metadata.labels.kubernetes.io/service-name", &svc)) < 0)
 		goto fail;
-	if (!svc || !*svc) {
-		rc = bad(c, "metadata.labels.kubernetes.io/service-name: required: an "
-			    "EndpointSlice without it cannot be tied to a Service");
-		goto fail;
-	}
-	if ((rc = dup_str(svc, &sl->service)) < 0)
+	/* The label is optional: a slice without it (or whose label was
+	 * removed) is valid and belongs to no Service, so it publishes nothing.
+	 * Rejecting it would keep serving its previous version. */
+	if (svc && *svc && (rc = dup_str(svc, &sl->service)) < 0)
 		goto fail;
 
 	if ((rc = slice_ports(c, obj, sl)) < 0)
@@ -852,18 +866,21 @@ static int decode_slice(struct dctx *c, const json_t *obj, struct model_slice **
 			path_index(path, sizeof(path), "endpoints", i);
 			/* counted before filling so that a failure frees the partial one */
 			struct model_endpoint *ep = &sl->endpoints[sl->n_endpoints++];
-			if ((rc = slice_endpoint(c, json_array_get(eps, i), path, sl, ep)) < 0)
+			c->consequence = "only this endpoint is dropped";
+			rc = slice_endpoint(c, json_array_get(eps, i), path, sl, ep);
+			c->consequence = NULL;
+			if (rc == -ENOMEM)
 				goto fail;
+			if (rc < 0) {
+				/* logged; one unusable endpoint never hides its neighbours */
+				endpoint_clear(ep);
+				sl->n_endpoints--;
+			}
 		}
 		if (sl->address_type == 0) {
 			/* FQDN slices are accepted but carry nothing DNS serves */
-			for (size_t i = 0; i < sl->n_endpoints; i++) {
-				struct model_endpoint *ep = &sl->endpoints[i];
-				free(ep->addrs);
-				free(ep->hostname);
-				free(ep->node_name);
-				free(ep->pod_name);
-			}
+			for (size_t i = 0; i < sl->n_endpoints; i++)
+				endpoint_clear(&sl->endpoints[i]);
 			free(sl->endpoints);
 			sl->endpoints = NULL;
 			sl->n_endpoints = 0;
@@ -1366,8 +1383,7 @@ static int parse_docs(const char *path, const char *data, size_t len, json_t **d
 	return yaml_to_json_docs(data, len, docs, err, errlen);
 }
 
-static int decode_file(const char *path, const char *data, size_t len,
-		       struct manifest_result *r)
+static int decode_file(const char *path, const char *data, size_t len, struct manifest_result *r)
 {
 	char where[4200], err[512] = "", stem[64];
 	json_t *docs = NULL, *flat = NULL;

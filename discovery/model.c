@@ -183,12 +183,44 @@ uint8_t model_proto_parse(const char *s)
 	return 0;
 }
 
+/* A dotted quad whose octets are decimal numbers of any length up to 255, so
+ * that "10.96.05.77" is 10.96.5.77: the API server stores such addresses (its
+ * parser reads leading zeros as decimal, never as octal) and we must serve
+ * them as it means them. Exactly four octets, nothing else. */
+static int ipv4_sloppy(const char *text, size_t len, uint8_t out[4])
+{
+	size_t i = 0;
+
+	for (int octet = 0; octet < 4; octet++) {
+		unsigned v = 0;
+		size_t digits = 0;
+		if (octet > 0) {
+			if (i >= len || text[i] != '.')
+				return -EINVAL;
+			i++;
+		}
+		while (i < len && text[i] >= '0' && text[i] <= '9') {
+			v = v * 10 + (unsigned)(text[i++] - '0');
+			if (v > 255)
+				return -EINVAL;
+			digits++;
+		}
+		if (digits == 0)
+			return -EINVAL;
+		out[octet] = (uint8_t)v;
+	}
+	return i == len ? 0 : -EINVAL;
+}
+
 int model_addr_parse(const char *text, struct model_addr *out)
 {
+	char buf[INET6_ADDRSTRLEN + 64];
+
 	memset(out, 0, sizeof(*out));
 	if (!text)
 		return -EINVAL;
-	if (inet_pton(AF_INET, text, out->bytes) == 1) {
+	size_t len = strlen(text);
+	if (ipv4_sloppy(text, len, out->bytes) == 0) {
 		out->family = AF_INET;
 		return 0;
 	}
@@ -196,6 +228,20 @@ int model_addr_parse(const char *text, struct model_addr *out)
 		out->family = AF_INET6;
 		return 0;
 	}
+	/* An IPv6 address ending in a dotted quad with leading zeros
+	 * ("::ffff:10.0.05.1"): the same leniency for the embedded part. */
+	const char *colon = memrchr(text, ':', len);
+	uint8_t v4[4];
+	if (colon && len < sizeof(buf) &&
+	    ipv4_sloppy(colon + 1, len - (size_t)(colon + 1 - text), v4) == 0) {
+		int n = snprintf(buf, sizeof(buf), "%.*s%u.%u.%u.%u", (int)(colon + 1 - text), text,
+				 v4[0], v4[1], v4[2], v4[3]);
+		if (n > 0 && (size_t)n < sizeof(buf) && inet_pton(AF_INET6, buf, out->bytes) == 1) {
+			out->family = AF_INET6;
+			return 0;
+		}
+	}
+	memset(out, 0, sizeof(*out));
 	return -EINVAL;
 }
 

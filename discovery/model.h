@@ -170,7 +170,9 @@ const char *model_proto_name(uint8_t proto); /* "TCP", "UDP", "SCTP" */
 /* Parses "TCP"/"UDP"/"SCTP" (exact case, as the API spells them); 0 on error. */
 uint8_t model_proto_parse(const char *s);
 
-/* Text <-> address helpers. model_addr_parse returns 0 or -EINVAL. */
+/* Text <-> address helpers. model_addr_parse returns 0 or -EINVAL; it reads
+ * IPv4 octets with leading zeros as decimal ("10.96.05.77" is 10.96.5.77), as
+ * the API server does, and model_addr_format writes the canonical form. */
 int model_addr_parse(const char *text, struct model_addr *out);
 void model_addr_format(const struct model_addr *a, char *buf, size_t len);
 int model_addr_cmp(const struct model_addr *a, const struct model_addr *b);
@@ -218,6 +220,13 @@ struct model_alloc;
 
 struct model_alloc *model_alloc_new(const struct model_cidr *service_cidr,
 				    const struct model_cidr *pod_cidr);
+/* The API server's default --service-node-port-range. */
+#define MODEL_NODE_PORT_MIN 30000
+#define MODEL_NODE_PORT_MAX 32767
+/* The range NodePorts are allocated from (--node-port-range), before the first
+ * view is built. An explicit nodePort outside it is served as it is, as the
+ * API server's own range is not ours to know. Returns 0, -EINVAL or -ENOMEM. */
+int model_alloc_set_node_ports(struct model_alloc *a, uint16_t min, uint16_t max);
 void model_alloc_free(struct model_alloc *a);
 
 /* ---- the view --------------------------------------------------------------

@@ -13,8 +13,6 @@
 #include "discovery/pack.h"
 #include "discovery/store_iter.h"
 
-#define NODE_PORT_MIN 30000
-#define NODE_PORT_MAX 32767
 /* Allocation bitmaps cover at most this many addresses (2 MiB of bits); the
  * API server itself refuses service ranges larger than 2^20. */
 #define POOL_MAX_BITS 24
@@ -201,6 +199,13 @@ static int pool_init_ports(struct alloc_pool *p, uint32_t min, uint32_t max, con
 	return p->used ? 0 : -ENOMEM;
 }
 
+/* Whether port v is in the pool's range (an explicit nodePort outside it is
+ * served, but is no allocator's business). */
+static bool pool_port_in(const struct alloc_pool *p, uint32_t v)
+{
+	return v >= p->first_value && v - p->first_value < p->size;
+}
+
 static void pool_reset(struct alloc_pool *p)
 {
 	memset(p->used, 0, (p->size + 63) / 64 * sizeof(uint64_t));
@@ -345,13 +350,29 @@ struct model_alloc *model_alloc_new(const struct model_cidr *service_cidr,
 	 * Service's in real clusters; it is never handed out. */
 	if (pool_init_cidr(&a->svc, service_cidr ? service_cidr : &def_svc, 2, "service CIDR") ||
 	    pool_init_cidr(&a->pod, pod_cidr ? pod_cidr : &def_pod, 1, "pod CIDR") ||
-	    pool_init_ports(&a->node, NODE_PORT_MIN, NODE_PORT_MAX, "NodePort") ||
+	    pool_init_ports(&a->node, MODEL_NODE_PORT_MIN, MODEL_NODE_PORT_MAX, "NodePort") ||
 	    pool_track_claims(&a->svc) || pool_track_claims(&a->node)) {
 		log_error("cannot set up address allocation (bad CIDR or out of memory)");
 		model_alloc_free(a);
 		return NULL;
 	}
 	return a;
+}
+
+int model_alloc_set_node_ports(struct model_alloc *a, uint16_t min, uint16_t max)
+{
+	struct alloc_pool np = {0};
+
+	if (min == 0 || max < min)
+		return -EINVAL;
+	if (pool_init_ports(&np, min, max, "NodePort") < 0 || pool_track_claims(&np) < 0) {
+		free(np.used);
+		return -ENOMEM;
+	}
+	store_map_init(&np.sticky);
+	pool_fini(&a->node);
+	a->node = np;
+	return 0;
 }
 
 void model_alloc_free(struct model_alloc *a)
@@ -753,7 +774,7 @@ static int alloc_node_ports(struct build *b)
 			if (!np)
 				continue;
 			claims[n_claims++] = (struct port_claim){.port = np, .svc = i};
-			if (np >= NODE_PORT_MIN && np <= NODE_PORT_MAX)
+			if (pool_port_in(p, np))
 				pool_claim(p, np - p->first_value);
 		}
 	}
@@ -1702,7 +1723,7 @@ static int release_old(struct build *b, const struct model_service *s)
 		return 0;
 	for (size_t j = 0; j < s->n_ports; j++) {
 		uint16_t v = s->ports[j].node_port;
-		if (v >= NODE_PORT_MIN && v <= NODE_PORT_MAX &&
+		if (pool_port_in(np, v) &&
 		    pool_release(np, v - np->first_value, s->ports[j].node_port_allocated) < 0)
 			return -EAGAIN;
 	}
@@ -1737,7 +1758,7 @@ static int claim_new(struct build *b, const struct model_service *s)
 		return 0;
 	for (size_t j = 0; j < s->n_ports; j++) {
 		uint16_t v = s->ports[j].node_port;
-		if (v < NODE_PORT_MIN || v > NODE_PORT_MAX)
+		if (!pool_port_in(np, v))
 			continue;
 		off = v - np->first_value;
 		if ((np->claims[off] == 0 && pool_test(np, off)) || np->claims[off] == UINT8_MAX)

@@ -273,10 +273,23 @@ const char *lifecycle_not_ready(struct lifecycle *lc, char *buf, size_t cap)
 
 static void retire_settings(struct lifecycle *lc);
 
+/* Contact is proven at least three times per threshold, so that one lost
+ * probe never makes a quiet, healthy cluster stale or unready. */
+static unsigned probe_ms_for(const struct lifecycle_options *o)
+{
+	unsigned s = o->stale_after_s;
+	if (o->unready_after_s && o->unready_after_s < s)
+		s = o->unready_after_s;
+	unsigned ms = s * 1000u / 3;
+	return ms > 10000 ? 10000 : ms < 250 ? 250 : ms;
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct lifecycle *lc = t->data;
 	uint64_t heard;
+	if (lc->h.kube)
+		kube_source_set_probe_ms(lc->h.kube, probe_ms_for(&lc->o));
 	double age = source_age_s(lc, &heard);
 	bool stale = lc->h.kube && age > lc->o.stale_after_s;
 	freshness_set_heard(heard, stale);
@@ -284,8 +297,8 @@ static void on_tick(uv_timer_t *t)
 	lc->st.stale = stale;
 	if (stale != lc->was_stale) {
 		if (stale)
-			log_warn("freshness: no news from the Kubernetes API for %.0f s; cluster "
-				 "answers carry Extended DNS Error 3 (Stale Answer)",
+			log_warn("freshness: no proof of contact with the Kubernetes API for %.0f "
+				 "s; cluster answers carry Extended DNS Error 3 (Stale Answer)",
 				 age);
 		else
 			log_info("freshness: the Kubernetes API answers again; answers are fresh");

@@ -84,6 +84,8 @@ static void usage(FILE *f)
 	    "  --zone-file ORIGIN=FILE serve a static zone from a master file, repeatable\n"
 	    "  --service-cidr CIDR     ClusterIPs for Services without one (default 10.96.0.0/12)\n"
 	    "  --pod-cidr CIDR         addresses for Pods without status (default 10.244.0.0/16)\n"
+	    "  --node-port-range A-B   NodePorts for manifest Services without one (default\n"
+	    "                          30000-32767); explicit ones are served whatever they are\n"
 	    "  --threads N             DNS worker threads (default: one per core)\n"
 	    "  --tcp-max-conns N       open TCP connections per thread (default 1024)\n"
 	    "  --tcp-idle-timeout MS   close idle TCP connections after MS (default "
@@ -277,6 +279,7 @@ enum {
 	OPT_PROXY_MAX_CONNS,
 	OPT_PROXY_MAX_FLOWS,
 	OPT_PROXY_NO_SPLICE,
+	OPT_NODE_PORT_RANGE,
 };
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -323,6 +326,7 @@ int main(int argc, char **argv)
 	    {"proxy-max-conns", required_argument, NULL, OPT_PROXY_MAX_CONNS},
 	    {"proxy-max-flows", required_argument, NULL, OPT_PROXY_MAX_FLOWS},
 	    {"proxy-no-splice", no_argument, NULL, OPT_PROXY_NO_SPLICE},
+	    {"node-port-range", required_argument, NULL, OPT_NODE_PORT_RANGE},
 	    FORWARD_LONG_OPTIONS,
 	    LIFECYCLE_LONG_OPTIONS,
 	    {"allow-transfer", required_argument, NULL, OPT_ALLOW_TRANSFER},
@@ -351,6 +355,7 @@ int main(int argc, char **argv)
 	const char *zone = "cluster.local";
 	unsigned long ttl = 5, threads = 0, max_conns = 1024, idle_ms = 10000;
 	struct model_cidr svc_cidr, pod_cidr;
+	uint16_t node_port_min = MODEL_NODE_PORT_MIN, node_port_max = MODEL_NODE_PORT_MAX;
 	model_cidr_parse("10.96.0.0/12", &svc_cidr);
 	model_cidr_parse("10.244.0.0/16", &pod_cidr);
 	int ret = 1, c;
@@ -486,6 +491,21 @@ int main(int argc, char **argv)
 		case OPT_PROXY_NO_SPLICE:
 			app.pcfg.no_splice = true;
 			break;
+		case OPT_NODE_PORT_RANGE: {
+			unsigned a = 0, b = 0;
+			int used = 0;
+			if (sscanf(optarg, "%5u-%5u%n", &a, &b, &used) != 2 ||
+			    (size_t)used != strlen(optarg) || a == 0 || b > 65535 || a > b) {
+				fprintf(stderr,
+					"svcdns: --node-port-range %s: expected FIRST-LAST, like "
+					"30000-32767\n",
+					optarg);
+				return 2;
+			}
+			node_port_min = (uint16_t)a;
+			node_port_max = (uint16_t)b;
+			break;
+		}
 		case OPT_NODE_ADDRESS:
 			if (model_addr_parse(optarg, &app.pcfg.node_addr) < 0) {
 				fprintf(stderr,
@@ -639,7 +659,8 @@ int main(int argc, char **argv)
 	app.loop = uv_default_loop();
 	app.store = model_store_new();
 	app.alloc = model_alloc_new(&svc_cidr, &pod_cidr);
-	if (!app.store || !app.alloc) {
+	if (!app.store || !app.alloc ||
+	    model_alloc_set_node_ports(app.alloc, node_port_min, node_port_max) < 0) {
 		log_error("out of memory");
 		goto out;
 	}

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -366,7 +367,6 @@ struct zb {
 	struct bnode *ncache[1024];
 	const struct zb_zone *last_zone;
 	struct render *r; /* one rendering context, reused for every answer */
-	int log_truncated;
 };
 
 static uint32_t slot_home(uint32_t hash, uint32_t cap)
@@ -1090,6 +1090,9 @@ struct render {
 	/* names already given addresses in the additional section */
 	const uint8_t *added[64];
 	size_t n_added;
+	const uint8_t *qname; /* the answer's owner, for log lines (NULL: synthesized) */
+	bool trim_logged;     /* this answer's trimming was reported */
+	bool glue_cut;	      /* some glue of this answer did not fit */
 	/* one node's answers while it is laid out */
 	uint16_t *list_types;
 	const struct zone_answer **list_ans;
@@ -1142,21 +1145,96 @@ static void render_begin(struct render *r, const uint8_t *qname)
 	size_t qlen = qname ? dname_len(qname) : 0;
 	r->w.base = 12 + qlen + 4;
 	r->w.qname_pending = qname;
+	r->qname = qname;
+	r->trim_logged = false;
+	r->glue_cut = false;
+}
+
+/* Trimmed answers already reported, so that a full build (which renders every
+ * name again) does not repeat them: a report comes again only when what was
+ * trimmed changes. Builds run on one thread at a time (the control thread;
+ * tests build from one thread too). */
+#define TRIM_SEEN 1024
+static uint64_t trim_seen[TRIM_SEEN];
+static size_t trim_seen_n;
+
+static bool trim_first_report(uint64_t key)
+{
+	key |= 1; /* 0 marks a free slot */
+	size_t i = (size_t)(key * 0x9E3779B97F4A7C15ull >> 54) & (TRIM_SEEN - 1);
+	for (size_t k = 0; k < TRIM_SEEN; k++, i = (i + 1) & (TRIM_SEEN - 1)) {
+		if (trim_seen[i] == key)
+			return false;
+		if (!trim_seen[i])
+			break;
+	}
+	if (trim_seen_n >= TRIM_SEEN / 2) {
+		memset(trim_seen, 0, sizeof(trim_seen));
+		trim_seen_n = 0;
+		i = (size_t)(key * 0x9E3779B97F4A7C15ull >> 54) & (TRIM_SEEN - 1);
+	}
+	while (trim_seen[i])
+		i = (i + 1) & (TRIM_SEEN - 1);
+	trim_seen[i] = key;
+	trim_seen_n++;
+	return true;
+}
+
+/* One log line per trimmed answer: the name (a Service's names say which
+ * Service), the RRset, how much fitted. Glue in the additional section may be
+ * cut short (RFC 2181 9: the answer is complete without it), so that is
+ * information; a cut in the answer or authority section is a warning. `s` is
+ * the RRset cut (answer, authority) or the one whose glue was (additional). */
+static void report_trim(struct render *r, const struct rrset *s, size_t fitted)
+{
+	static const char *const section[3] = {"answer", "authority", "additional"};
+	size_t total = 0;
+	char name[4 * DNAME_MAX + 1]; /* every byte escaped as \DDD at worst */
+
+	if (r->trim_logged)
+		return;
+	r->trim_logged = true;
+	for (const struct rdata *rd = s->head; rd; rd = rd->next)
+		total++;
+	if (!r->qname || dname_to_text(r->qname, name, sizeof(name)) < 0)
+		snprintf(name, sizeof(name), "(a synthesized name)");
+	uint64_t key = 0xcbf29ce484222325ull;
+	for (const char *p = name; *p; p++)
+		key = (key ^ (uint8_t)*p) * 0x100000001b3ull;
+	key = (key ^ s->type) * 0x100000001b3ull;
+	key = (key ^ r->section) * 0x100000001b3ull;
+	key = (key ^ fitted) * 0x100000001b3ull;
+	key = (key ^ total) * 0x100000001b3ull;
+	if (!trim_first_report(key))
+		return;
+	if (r->section == 2)
+		log_info("%s: the answer is complete (%zu records of type %u), but the additional "
+			 "section holds only %zu address records for its %zu targets: the rest "
+			 "do not fit in 64 KiB and are left out",
+			 name, total, s->type, fitted, total);
+	else
+		log_warn("%s: the %s section holds %zu of %zu records of type %u: the rest do not "
+			 "fit in 64 KiB, so the answer is served cut short",
+			 name, section[r->section < 3 ? r->section : 0], fitted, total, s->type);
 }
 
 static void render_set(struct render *r, const uint8_t *owner, int owner_ptr, const struct rrset *s)
 {
+	size_t fitted = 0;
 	for (const struct rdata *rd = s->head; rd; rd = rd->next) {
 		size_t before = r->w.len;
 		put_rr(&r->w, owner, owner_ptr, s->type, s->ttl, rd);
 		if (r->w.full) {
 			r->w.len = before;
 			r->w.full = true;
-			if (!r->b->log_truncated++)
-				log_warn("an RRset does not fit in 64 KiB; it is served cut short");
+			if (r->section == 2)
+				r->glue_cut = true; /* reported by render_additional_for */
+			else
+				report_trim(r, s, fitted);
 			return;
 		}
 		r->counts[r->section]++;
+		fitted++;
 	}
 }
 
@@ -1237,6 +1315,8 @@ static void render_additional_for(struct render *r, const struct rrset *s)
 		else if (s->type == T_NS)
 			render_addresses_of(r, rd->d);
 	}
+	if (r->glue_cut)
+		report_trim(r, s, r->counts[2]);
 }
 
 static bool answer_eq(const struct zone_answer *x, const struct zone_answer *y)

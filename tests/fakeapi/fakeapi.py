@@ -11,7 +11,11 @@ enough to fail a wrong client:
     as the real server sends them;
   * `?watch=1&resourceVersion=RV`: a chunked stream of newline-delimited JSON
     events (ADDED, MODIFIED, DELETED, BOOKMARK with allowWatchBookmarks, ERROR),
-    replayed from the event history after RV, ended after timeoutSeconds; a
+    replayed from the event history after RV, ended after timeoutSeconds.
+    Bookmarks come as kube-apiserver sends them: only once the resource's own
+    resourceVersion has moved past the one the watch started from, so a watch
+    on a quiet cluster receives nothing at all (always_bookmark=True gives the
+    kinder behaviour of some test clusters: a bookmark every interval); a
     resourceVersion older than the compacted history gets 410 Gone, as an ERROR
     event (as the real server does) or, with gone_as_status, as the HTTP status;
   * bearer tokens (401 otherwise), client certificates over TLS, 403 for
@@ -130,7 +134,8 @@ class Fault:
 
 class FakeAPI:
     def __init__(self, host="127.0.0.1", port=0, tls=None, tokens=None, client_cns=None,
-                 bookmark_interval=1.0, gone_as_status=False, verbose=False):
+                 bookmark_interval=1.0, gone_as_status=False, verbose=False,
+                 always_bookmark=False):
         """tls: (certfile, keyfile, client_ca_or_None). tokens: accepted bearer
         tokens (None: no authentication). client_cns: accepted client
         certificate common names."""
@@ -140,6 +145,7 @@ class FakeAPI:
         self.tokens = set(tokens) if tokens is not None else None
         self.client_cns = set(client_cns or ())
         self.bookmark_interval = bookmark_interval
+        self.always_bookmark = always_bookmark
         self.gone_as_status = gone_as_status
         self.verbose = verbose
         self.forbidden = set()
@@ -149,6 +155,9 @@ class FakeAPI:
         self.objects = {name: {} for name in RESOURCES}
         self.events = {name: [] for name in RESOURCES}  # (rv, type, obj, prev), by rv
         self.event_rvs = {name: [] for name in RESOURCES}
+        # the newest resourceVersion of each resource's own objects (kept
+        # across compaction, unlike the event history)
+        self.res_rv = {name: 0 for name in RESOURCES}
         self.snapshots = {}  # id -> (rv, [item bytes])
         # Serialised list items and pages, made once: the fake must stream a
         # 100k-object list faster than any client can take it in.
@@ -244,6 +253,7 @@ class FakeAPI:
             typ = event or ("MODIFIED" if prev else "ADDED")
             self.events[d.name].append((self.rv, typ, obj, prev))
             self.event_rvs[d.name].append(self.rv)
+            self.res_rv[d.name] = self.rv
             self.cond.notify_all()
         return self.rv
 
@@ -264,6 +274,7 @@ class FakeAPI:
             gone["metadata"]["resourceVersion"] = str(self.rv)
             self.events[d.name].append((self.rv, "DELETED", gone, prev))
             self.event_rvs[d.name].append(self.rv)
+            self.res_rv[d.name] = self.rv
             self.cond.notify_all()
             return self.rv
 
@@ -650,6 +661,7 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "close" and not kw.get("after"):
             return self.chunk(b"")
         sent = 0
+        start_rv = rv
         deadline = time.monotonic() + timeout
         last_bm = time.monotonic()
         wid = object()
@@ -667,7 +679,8 @@ class _Handler(BaseHTTPRequestHandler):
                         evs = f.events_after(d.name, rv)
                     if f.cut_gen != cut0:
                         return None  # dropped: no terminating chunk
-                    cur_rv = f.rv
+                    cur_rv = f.rv if f.always_bookmark else f.res_rv[d.name]
+                    moved = f.res_rv[d.name] > start_rv
                     if rv and rv < f.compacted:
                         evs = None
                 if evs is None:
@@ -691,7 +704,8 @@ class _Handler(BaseHTTPRequestHandler):
                 now = time.monotonic()
                 if now >= deadline:
                     return self.chunk(b"")
-                if bookmarks and now - last_bm >= f.bookmark_interval:
+                if (bookmarks and now - last_bm >= f.bookmark_interval and
+                        (moved or f.always_bookmark)):
                     rv = max(rv, cur_rv)
                     self.chunk(line({"type": "BOOKMARK", "object": {
                         "kind": d.kind, "apiVersion": d.api_version,
@@ -802,6 +816,9 @@ def main():
                     help="serialise every list page of this size before serving")
     ap.add_argument("--token", action="append", help="accepted bearer token (repeatable)")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--always-bookmark", action="store_true",
+                    help="a bookmark every interval even on a quiet cluster (kinder than "
+                    "kube-apiserver)")
     args = ap.parse_args()
     api = FakeAPI(args.host, args.port, tokens=args.token, verbose=args.verbose)
     for d in args.load:

@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "discovery/kube.h"
+#include "discovery/kube_contact.h"
 #include "discovery/kube_http.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -246,6 +247,88 @@ static void test_names(void **state)
 	assert_string_equal(kube_event_type_name(KUBE_EV_TYPES), "?");
 }
 
+/* Runs the clock from `from` to `to` in steps of `step` ms, answering every
+ * probe that is due when `answer` (the server is there), and returns the
+ * largest contact age seen. */
+static int64_t run_clock(struct kube_contact *c, uint64_t from, uint64_t to, uint64_t step,
+			 bool answer, unsigned *probes)
+{
+	int64_t worst = 0;
+	for (uint64_t now = from; now <= to; now += step) {
+		if (kube_contact_probe_due(c, now)) {
+			(*probes)++;
+			c->probing = true;
+			if (answer)
+				kube_contact_probe_answered(c, now + 3); /* a 3 ms round trip */
+			else
+				c->probing = false; /* failed at once: refused */
+		}
+		int64_t age = kube_contact_age_ms(c, now);
+		if (age > worst)
+			worst = age;
+	}
+	return worst;
+}
+
+/* Freshness on a quiet, healthy cluster, under the test's clock: no byte ever
+ * comes on the watches (kube-apiserver sends no bookmark while nothing
+ * changes), yet contact never ages past the probe interval, over an hour. A
+ * stream that fails ages from its last proof however well the others do; a
+ * server that stops answering probes ages every stream. */
+static void test_contact_quiet_cluster(void **state)
+{
+	(void)state;
+	const unsigned probe = 10000; /* --stale-after 30 s, 60 s: 10 s */
+	struct kube_contact c;
+	unsigned probes = 0;
+
+	kube_contact_init(&c, probe);
+	assert_int_equal(kube_contact_age_ms(&c, 5), -1); /* never in contact yet */
+	for (unsigned i = 0; i < KUBE_CONTACT_STREAMS; i++) {
+		kube_contact_set_open(&c, i, true);
+		kube_contact_heard(&c, i, 1000); /* the lists' pages */
+	}
+	assert_int_equal(kube_contact_age_ms(&c, 1000), 0);
+	/* one hour of silence on the watches, the clock moving 250 ms a tick */
+	int64_t worst = run_clock(&c, 1000, 3600000, 250, true, &probes);
+	assert_true(worst <= (int64_t)probe + 250);
+	/* one probe per interval (plus the tick it waits for), no more */
+	assert_true(probes >= 3600000 / (probe + 250) - 2 && probes <= 3600000 / probe + 2);
+
+	/* Events on one stream do not hide another's failure. */
+	uint64_t now = 3600000;
+	kube_contact_set_open(&c, KUBE_ENDPOINTSLICES, false); /* waits to retry */
+	uint64_t failed_at = c.ok_ms[KUBE_ENDPOINTSLICES];
+	for (now = 3600000; now <= 3660000; now += 250) {
+		kube_contact_heard(&c, KUBE_SERVICES, now);
+		if (kube_contact_probe_due(&c, now)) {
+			c.probing = true;
+			kube_contact_probe_answered(&c, now);
+		}
+	}
+	assert_int_equal(kube_contact_age_ms(&c, 3660000), (int64_t)(3660000 - failed_at));
+	/* it watches again: its headers are proof */
+	kube_contact_set_open(&c, KUBE_ENDPOINTSLICES, true);
+	kube_contact_heard(&c, KUBE_ENDPOINTSLICES, 3660000);
+	assert_true(kube_contact_age_ms(&c, 3660000) <= (int64_t)probe);
+
+	/* The server stops answering probes (the watches look open but carry
+	 * nothing): contact ages without bound, so staleness starts. */
+	probes = 0;
+	worst = run_clock(&c, 3660000, 3780000, 250, false, &probes);
+	assert_true(worst >= 110000);
+	assert_true(probes > 100); /* retried on every tick while due */
+
+	/* No probe while one is out, none while every stream waits to retry. */
+	kube_contact_init(&c, probe);
+	kube_contact_set_open(&c, 0, true);
+	assert_true(kube_contact_probe_due(&c, 1));
+	c.probing = true;
+	assert_false(kube_contact_probe_due(&c, 100000));
+	kube_contact_init(&c, probe);
+	assert_false(kube_contact_probe_due(&c, 100000));
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -255,6 +338,7 @@ int main(void)
 	    cmocka_unit_test(test_lines_callback_stops),
 	    cmocka_unit_test(test_list_split),
 	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_contact_quiet_cluster),
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_names),
 	};

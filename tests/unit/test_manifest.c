@@ -193,12 +193,15 @@ static void test_yaml_alias_bomb(void **state)
 	json_t *docs;
 	char err[256];
 	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* CPU time, not wall time: a loaded machine must not fail the test. An
+	 * unbounded expansion would take minutes (9^9 nodes); the bound is
+	 * generous. */
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
 	assert_int_equal(yaml_to_json_docs(bomb, strlen(bomb), &docs, err, sizeof(err)), -EINVAL);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
 	assert_non_null(strstr(err, "alias bomb"));
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	assert_true(secs < 2.0);
+	assert_true(secs < 5.0);
 
 	/* the same through the manifest decoder: the file is refused */
 	struct manifest_result r;
@@ -449,7 +452,7 @@ static const struct invalid_case {
     {"targetPort list", SVC_HEAD("x") "  ports: [{port: 80, targetPort: [1]}]\n", true},
     {"nodePort on ClusterIP", SVC_HEAD("x") "  ports: [{port: 80, nodePort: 30080}]\n", true},
     {"nodePort out of range",
-     SVC_HEAD("x") "  type: NodePort\n  ports: [{port: 80, nodePort: 80}]\n", true},
+     SVC_HEAD("x") "  type: NodePort\n  ports: [{port: 80, nodePort: 70000}]\n", true},
     {"nodePort duplicate",
      SVC_HEAD("x") "  type: NodePort\n  ports: [{name: a, port: 80, nodePort: 30001}, {name: b, "
 		   "port: 81, nodePort: 30001}]\n",
@@ -510,27 +513,11 @@ static const struct invalid_case {
 		   "{timeoutSeconds: 0}}\n  ports: [{port: 80}]\n",
      true},
     {"ports not a list", SVC_HEAD("x") "  ports: {port: 80}\n", true},
-    {"slice without service label",
-     "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s1}\naddressType: "
-     "IPv4\n",
-     true},
     {"slice bad addressType", SLICE_HEAD "addressType: IPv5\n", true},
     {"slice no addressType", SLICE_HEAD "endpoints: []\n", true},
     {"slice wrong apiVersion",
      "apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata:\n  name: s1\n  labels: "
      "{kubernetes.io/service-name: web}\naddressType: IPv4\n",
-     true},
-    {"slice IPv6 in IPv4",
-     SLICE_HEAD "addressType: IPv4\nendpoints: [{addresses: [\"fd00::1\"]}]\n", true},
-    {"slice bad address", SLICE_HEAD "addressType: IPv4\nendpoints: [{addresses: [10.1.2]}]\n",
-     true},
-    {"slice no addresses",
-     SLICE_HEAD "addressType: IPv4\nendpoints: [{conditions: {ready: true}}]\n", true},
-    {"slice bad hostname",
-     SLICE_HEAD "addressType: IPv4\nendpoints: [{addresses: [10.0.0.1], hostname: A_B}]\n", true},
-    {"slice ready string",
-     SLICE_HEAD
-     "addressType: IPv4\nendpoints: [{addresses: [10.0.0.1], conditions: {ready: \"yes\"}}]\n",
      true},
     {"slice port 0", SLICE_HEAD "addressType: IPv4\nports: [{port: 0}]\n", true},
     {"pod bad podIP", POD_HEAD "status: {podIP: 10.0.0.300}\n", true},
@@ -726,6 +713,72 @@ static void test_service_variants(void **state)
 	s = find_svc(&r, "other");
 	assert_string_equal(s->ns, "kube-system");
 	assert_int_equal(s->ports[0].port, 65535);
+	manifest_result_free(&r);
+}
+
+/* One unusable endpoint never hides its neighbours: only it is dropped (one
+ * log line each), whatever is wrong with it. A slice without the Service label
+ * is valid and belongs to no Service. Addresses with leading zeros are read as
+ * the API server reads them. */
+static void test_slice_endpoint_dropped(void **state)
+{
+	(void)state;
+	static const char *const bad_eps[] = {
+	    "{addresses: [\"fd00::1\"]}",
+	    "{addresses: [10.1.2]}",
+	    "{conditions: {ready: true}}",
+	    "{addresses: [10.0.0.1], hostname: A_B}",
+	    "{addresses: [10.0.0.9], conditions: {ready: \"yes\"}}",
+	    "{addresses: [10.0.0.256]}",
+	    "42",
+	};
+	for (size_t i = 0; i < sizeof(bad_eps) / sizeof(bad_eps[0]); i++) {
+		char text[1024];
+		struct manifest_result r;
+		snprintf(text, sizeof(text),
+			 SLICE_HEAD "addressType: IPv4\nendpoints:\n- {addresses: [10.244.07.5]}\n"
+				    "- %s\n- {addresses: [10.244.7.6]}\n",
+			 bad_eps[i]);
+		assert_int_equal(decode("drop.yaml", text, &r), 0);
+		if (r.n_invalid != 0 || r.n_objs != 1)
+			fail_msg("endpoint %s: %zu invalid, %zu objects", bad_eps[i], r.n_invalid,
+				 r.n_objs);
+		const struct model_slice *sl = r.objs[0].u.slice;
+		if (sl->n_endpoints != 2)
+			fail_msg("endpoint %s: %u endpoints kept, want 2", bad_eps[i],
+				 (unsigned)sl->n_endpoints);
+		const uint8_t want0[4] = {10, 244, 7, 5}, want1[4] = {10, 244, 7, 6};
+		assert_memory_equal(sl->endpoints[0].addrs[0].bytes, want0, 4);
+		assert_memory_equal(sl->endpoints[1].addrs[0].bytes, want1, 4);
+		manifest_result_free(&r);
+	}
+
+	struct manifest_result r;
+	assert_int_equal(
+	    decode("nolabel.yaml",
+		   "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: "
+		   "s1}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.1]}]\n",
+		   &r),
+	    0);
+	assert_int_equal(r.n_invalid, 0);
+	assert_int_equal(r.n_objs, 1);
+	assert_null(r.objs[0].u.slice->service);
+	manifest_result_free(&r);
+
+	/* nodePorts: whatever the API server's range gave (any port) */
+	assert_int_equal(
+	    decode("np.yaml",
+		   SVC_HEAD("x") "  type: NodePort\n  clusterIP: 10.96.05.77\n  ports: "
+				 "[{name: a, port: 80, nodePort: 35000}, {name: b, "
+				 "port: 81, nodePort: 20001}]\n",
+		   &r),
+	    0);
+	assert_int_equal(r.n_invalid, 0);
+	const struct model_service *sv = find_obj(&r, KIND_SERVICE, "x")->u.svc;
+	assert_int_equal(sv->ports[0].node_port, 35000);
+	assert_int_equal(sv->ports[1].node_port, 20001);
+	const uint8_t cip[4] = {10, 96, 5, 77};
+	assert_memory_equal(sv->cluster_ips[0].bytes, cip, 4);
 	manifest_result_free(&r);
 }
 
@@ -1275,6 +1328,7 @@ int main(void)
 	    cmocka_unit_test(test_invalid_objects),
 	    cmocka_unit_test(test_service_variants),
 	    cmocka_unit_test(test_endpoint_slice),
+	    cmocka_unit_test(test_slice_endpoint_dropped),
 	    cmocka_unit_test(test_pods),
 	    cmocka_unit_test(test_list_json),
 	    cmocka_unit_test(test_json_files),

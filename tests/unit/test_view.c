@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -693,6 +694,28 @@ static void test_node_port(void **state)
 	assert_int_equal(node_port_of(&v, "cip0", 0), 0);
 	model_view_free(&v);
 
+	model_alloc_free(a);
+	model_store_free(st);
+
+	/* --node-port-range: allocation comes from it; an explicit nodePort
+	 * outside it (the API server's range is its own) is served as it is. */
+	static const struct port_spec far_ports[] = {{.port = 80, .node_port = 35000}};
+	st = model_store_new();
+	a = alloc_default();
+	assert_int_equal(model_alloc_set_node_ports(a, 20000, 20002), 0);
+	assert_int_equal(model_alloc_set_node_ports(a, 5, 4), -EINVAL);
+	put_svc(st, "np",
+		&(struct svc_spec){
+		    .name = "np", .type = SVC_NODE_PORT, .ports = np_ports, .n_ports = 3});
+	put_svc(st, "far",
+		&(struct svc_spec){
+		    .name = "far", .type = SVC_NODE_PORT, .ports = far_ports, .n_ports = 1});
+	build(st, a, &v);
+	np = find_vs(&v, "default", "np")->svc;
+	for (size_t i = 0; i < 3; i++)
+		assert_in_range(np->ports[i].node_port, 20000, 20002);
+	assert_int_equal(node_port_of(&v, "far", 0), 35000);
+	model_view_free(&v);
 	model_alloc_free(a);
 	model_store_free(st);
 }
