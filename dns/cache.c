@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/shash.h"
+
 #define N_SHARDS	    16 /* a power of two; enough that 2..16 workers rarely meet */
 #define MIN_BUCKETS	    64
 #define PREFETCH_MIN_HITS   2	 /* "popular": asked again since it was stored */
@@ -66,10 +68,14 @@ static inline void stat_inc(atomic_uint_fast64_t *c)
 
 int cache_new(const struct cache_config *cfg, struct cache **out)
 {
-	int ret = -ENOMEM;
 	unsigned inited = 0;
 	if (!cfg->max_bytes && !cfg->max_entries)
 		return -EINVAL;
+	/* Shards and buckets come from fwd_key_hash, which needs the key. */
+	int ret = shash_init();
+	if (ret < 0)
+		return ret;
+	ret = -ENOMEM;
 	struct cache *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;

@@ -1,7 +1,8 @@
 /* The forwarder's cache: answers from upstream resolvers, kept for their TTL
  * in a fixed number of independently locked shards (Unbound's slabhash
  * shape), each with its own share of a memory or entry budget and its own
- * least-recently-used list.
+ * least-recently-used list. The shard and the bucket come from fwd_key_hash,
+ * keyed per process, so that names a client makes up cannot be aimed at one.
  *
  * Owns: entries, their expiry (positive, negative per RFC 2308, SERVFAIL),
  * the serve-stale window (RFC 8767), the prefetch decision, and the counters.

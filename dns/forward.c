@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/shash.h"
 #include "dns/forward_msg.h"
 #include "dns/resolvconf.h"
 
@@ -484,6 +485,10 @@ int forward_new(const struct forward_options *o, const struct dns_listen *listen
 	}
 	if (n_groups == 0)
 		return 0; /* forwarding off: REFUSED outside the zones, as without a forwarder */
+	/* The workers' tables of queries in flight hash client names with it. */
+	int err = shash_init();
+	if (err < 0)
+		return err;
 
 	f = calloc(1, sizeof(*f));
 	if (!f)

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "common/shash.h"
+
 #define T_NS	2
 #define T_MD	3
 #define T_MF	4
@@ -58,13 +60,8 @@ static inline void wr32(uint8_t *p, uint32_t v)
 
 void fwd_key_hash(struct fwd_key *k)
 {
-	uint32_t h = dname_hash(k->name, k->name_len);
-	h ^= (uint32_t)k->qtype * 0x9E3779B1u;
-	h ^= (uint32_t)k->qclass << 16 ^ (uint32_t)k->flags << 24;
-	h ^= h >> 15;
-	h *= 0x2C1B3C6Du;
-	h ^= h >> 12;
-	k->hash = h;
+	uint64_t tag = (uint64_t)k->qtype | (uint64_t)k->qclass << 16 | (uint64_t)k->flags << 32;
+	k->hash = (uint32_t)shash_bytes(tag, k->name, k->name_len);
 }
 
 bool fwd_key_equal(const struct fwd_key *a, const struct fwd_key *b)

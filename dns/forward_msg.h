@@ -27,7 +27,9 @@ struct fwd_key {
 	uint32_t hash;
 };
 
-/* Fills in k->hash from the other fields. */
+/* Fills in k->hash from the other fields, with the process's secret key
+ * (common/shash.h): the name is the client's choice, and the cache and the
+ * table of queries in flight pick their shard and bucket from this hash. */
 void fwd_key_hash(struct fwd_key *k);
 bool fwd_key_equal(const struct fwd_key *a, const struct fwd_key *b);
 

@@ -16,6 +16,7 @@
 
 #include "common/jarena.h"
 #include "common/log.h"
+#include "common/shash.h"
 #include "discovery/kube.h"
 #include "discovery/manifest.h"
 #include "discovery/model.h"
@@ -338,6 +339,8 @@ int main(int argc, char **argv)
 	static struct forward_options fopts;
 	/* Before any JSON value exists: jansson allocates through it from now on. */
 	jarena_install();
+	if (shash_init() < 0) /* before any table hashes what clients send */
+		return 1;
 	forward_options_init(&fopts);
 	struct lifecycle_options lopts;
 	lifecycle_options_init(&lopts);

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/shash.h"
 #include "dns/limits.h"
+#include "zones/dname.h"
 
 #define PROBES 4
 #define MILLI  1000 /* one response, in bucket units */
@@ -25,22 +27,23 @@ struct rrl {
 	uint32_t rate;
 	uint32_t slip;
 	int32_t cap; /* rate * MILLI: one second of burst */
-	uint64_t seed;
 	size_t mask;
 	struct bucket b[];
 };
 
-int rrl_new(unsigned rate, unsigned slip, size_t buckets, uint64_t seed, struct rrl **out)
+int rrl_new(unsigned rate, unsigned slip, size_t buckets, struct rrl **out)
 {
 	if (rate == 0 || rate > LIMITS_RRL_MAX || buckets == 0 || (buckets & (buckets - 1)))
 		return -EINVAL;
+	int ret = shash_init();
+	if (ret < 0)
+		return ret;
 	struct rrl *r = calloc(1, sizeof(*r) + buckets * sizeof(struct bucket));
 	if (!r)
 		return -ENOMEM;
 	r->rate = rate;
 	r->slip = slip;
 	r->cap = (int32_t)(rate * MILLI);
-	r->seed = seed;
 	r->mask = buckets - 1;
 	*out = r;
 	return 0;
@@ -88,74 +91,41 @@ static size_t question_end(const uint8_t *resp, size_t len)
 	return off + 4 <= len ? off + 4 : 0;
 }
 
-/* A keyed mix of 64-bit words (not cryptographic: the seed only has to keep
- * clients from choosing their bucket). */
-struct hasher {
-	uint64_t h;
-};
-
-static void mix(struct hasher *s, uint64_t v)
-{
-	s->h ^= v;
-	s->h *= 0x9E3779B97F4A7C15ull;
-	s->h ^= s->h >> 29;
-}
-
-static uint64_t finish(struct hasher *s)
-{
-	uint64_t h = s->h;
-	h ^= h >> 33;
-	h *= 0xFF51AFD7ED558CCDull;
-	h ^= h >> 33;
-	h *= 0xC4CEB9FE1A85EC53ull;
-	h ^= h >> 33;
-	return h ? h : 1;
-}
-
 /* The flow of a response: network, kind, and the name (lowercased) and type
- * for the kinds counted per name. Returns false for a peer of no family we
- * limit. */
-static bool flow_key(const struct rrl *r, const struct sockaddr *peer, const uint8_t *resp,
-		     size_t len, uint64_t *key)
+ * for the kinds counted per name, hashed with the process's key (0 marks an
+ * empty bucket, so it is never a key). Returns false for a peer of no family
+ * we limit. */
+static bool flow_key(const struct sockaddr *peer, const uint8_t *resp, size_t len, uint64_t *key)
 {
-	struct hasher s = {r->seed};
+	uint64_t net;
 	enum rrl_kind kind = rrl_classify(resp, len);
 	if (peer->sa_family == AF_INET) {
 		const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr;
-		mix(&s, 4u << 24 | (uint64_t)a[0] << 16 | (uint64_t)a[1] << 8 | a[2]);
+		net = 4u << 24 | (uint64_t)a[0] << 16 | (uint64_t)a[1] << 8 | a[2];
 	} else if (peer->sa_family == AF_INET6) {
 		const uint8_t *a = ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr;
-		uint64_t net = 6;
+		net = 6;
 		for (int i = 0; i < 7; i++)
 			net = net << 8 | a[i];
-		mix(&s, net);
 	} else {
 		return false;
 	}
+	/* kind and type, then the name: a valid name (we answered it) fits. */
+	uint8_t buf[8 + DNAME_MAX];
+	size_t n = 8;
 	size_t qend = question_end(resp, len);
 	uint64_t kt = (uint64_t)kind << 16;
-	if ((kind == RRL_ANSWER || kind == RRL_NODATA) && qend) {
+	if ((kind == RRL_ANSWER || kind == RRL_NODATA) && qend && qend - 4 - 12 <= DNAME_MAX) {
 		if (kind == RRL_ANSWER)
 			kt |= rd16(resp + qend - 4);
-		mix(&s, kt);
-		uint64_t word = 0;
-		unsigned n = 0;
 		for (size_t i = 12; i < qend - 4; i++) {
 			uint8_t c = resp[i];
-			if (c >= 'A' && c <= 'Z')
-				c |= 0x20;
-			word = word << 8 | c;
-			if (++n == 8) {
-				mix(&s, word);
-				word = 0;
-				n = 0;
-			}
+			buf[n++] = c >= 'A' && c <= 'Z' ? c | 0x20 : c;
 		}
-		mix(&s, word ^ (uint64_t)n << 56);
-	} else {
-		mix(&s, kt);
 	}
-	*key = finish(&s);
+	memcpy(buf, &kt, 8);
+	uint64_t h = shash_bytes(net, buf, n);
+	*key = h ? h : 1;
 	return true;
 }
 
@@ -186,7 +156,7 @@ enum rrl_verdict rrl_check(struct rrl *r, const struct sockaddr *peer, const uin
 			   size_t len, uint64_t now_ms)
 {
 	uint64_t key;
-	if (!r || len < 12 || !(resp[2] & 0x80) || !flow_key(r, peer, resp, len, &key))
+	if (!r || len < 12 || !(resp[2] & 0x80) || !flow_key(peer, resp, len, &key))
 		return RRL_PASS;
 	uint32_t now = (uint32_t)now_ms;
 	bool fresh;

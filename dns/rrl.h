@@ -8,10 +8,12 @@
  * type), so that one busy name does not starve the others, while NXDOMAIN and
  * errors count per network alone (random names must not make new flows).
  *
- * Owns: classifying a response, the buckets (a fixed table with a keyed hash,
- * a few probes, the oldest bucket given up when all are busy) and the slipped
- * response. Must never: allocate or lock after rrl_new, or read a clock: one
- * table per worker, time given by the caller (tests drive a fake clock). */
+ * Owns: classifying a response, the buckets (a fixed table hashed with the
+ * process's secret key of common/shash.h, so that nobody can aim a flow at a
+ * bucket; a few probes, the oldest bucket given up when all are busy) and the
+ * slipped response. Must never: allocate or lock after rrl_new, or read a
+ * clock: one table per worker, time given by the caller (tests drive a fake
+ * clock). */
 #ifndef SVCDNS_RRL_H
 #define SVCDNS_RRL_H
 
@@ -30,8 +32,8 @@ struct rrl;
 
 /* rate: responses per second per flow (also the burst), 1..LIMITS_RRL_MAX;
  * slip: every slip-th dropped response is slipped (0: none); buckets: a power
- * of two; seed: keys the hash, so that nobody can aim at a bucket. */
-int rrl_new(unsigned rate, unsigned slip, size_t buckets, uint64_t seed, struct rrl **out);
+ * of two. Returns 0, -EINVAL, -ENOMEM, or shash_init's error. */
+int rrl_new(unsigned rate, unsigned slip, size_t buckets, struct rrl **out);
 void rrl_free(struct rrl *r);
 
 enum rrl_kind rrl_classify(const uint8_t *resp, size_t len);

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/shash.h"
 #include "dns/forward.h"
 #include "dns/limits.h"
 #include "dns/query.h"
@@ -28,9 +28,9 @@
 #include "zones/snapshot.h"
 #include "zones/xfr.h"
 
-#define UDP_BATCH 64
-#define UDP_BUF 4096 /* largest query we read over UDP; larger ones are cut and FORMERR */
-#define UDP_ROUNDS 8 /* batches per wakeup before yielding to TCP and control */
+#define UDP_BATCH	    64
+#define UDP_BUF		    4096 /* largest query we read over UDP; larger ones are cut and FORMERR */
+#define UDP_ROUNDS	    8	 /* batches per wakeup before yielding to TCP and control */
 #define TCP_WRITE_QUEUE_MAX (256u << 10)
 /* Queries of one connection the forwarder may hold at once; more wait unread. */
 #define TCP_PENDING_MAX 64
@@ -39,7 +39,7 @@
  * are dropped unanswered: answering a flood must not take the time that the
  * queries queued behind it need. A burst that a short stall piled up is still
  * answered in full. */
-#define UDP_SOURCE_SHARE 16
+#define UDP_SOURCE_SHARE    16
 #define UDP_BACKLOG_BATCHES 4
 /* Someone else is waiting when another source was in a batch this recently. */
 #define UDP_OTHERS_MS 1000
@@ -285,9 +285,11 @@ static bool src_take(struct worker *w, const struct sockaddr_storage *peer)
 	} else {
 		return true;
 	}
-	/* 128 slots for at most 64 sources: the probe always ends. */
+	/* 128 slots for at most 64 sources: the probe always ends. Sources can be
+	 * spoofed at will, so the slot comes from the keyed hash: a batch of
+	 * chosen addresses cannot make one long probe run. */
 	size_t mask = 2 * UDP_BATCH - 1;
-	for (size_t h = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 57) & mask;; h = (h + 1) & mask) {
+	for (size_t h = (size_t)shash_u64(key) & mask;; h = (h + 1) & mask) {
 		struct udp_src *s = &w->src[h];
 		if (s->gen != w->src_gen) {
 			*s = (struct udp_src){.key = key, .gen = w->src_gen, .n = 1};
@@ -595,7 +597,6 @@ static bool tcp_send(struct tcp_conn *c, const uint8_t *msg, size_t len)
 	return true;
 }
 
-
 /* Sends bytes that are already framed (a zone transfer's messages). Takes
  * ownership of `data` (malloc'd). */
 static bool tcp_send_framed(struct tcp_conn *c, uint8_t *data, size_t len)
@@ -636,8 +637,7 @@ static bool transfer_allowed(const struct tcp_conn *c)
 /* An allowed AXFR/IXFR: the whole zone, regenerated while the snapshot is
  * held. Returns true when it was sent (or the connection was closed). */
 static bool tcp_transfer(struct tcp_conn *c, const struct snapshot *snap, const uint8_t *req,
-			 size_t len, const struct dns_query_info *info, uint8_t *resp,
-			 size_t *rlen)
+			 size_t len, const struct dns_query_info *info, uint8_t *resp, size_t *rlen)
 {
 	if (!info->xfr || !snap || !info->qend || !transfer_allowed(c))
 		return false;
@@ -914,7 +914,11 @@ static void worker_cleanup(struct worker *w)
 
 int dns_server_start(const struct dns_server_config *cfg, struct dns_server **out)
 {
-	int ret = -ENOMEM;
+	/* The per-source share of a batch hashes client addresses with it. */
+	int ret = shash_init();
+	if (ret < 0)
+		return ret;
+	ret = -ENOMEM;
 	struct dns_server *srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return -ENOMEM;
@@ -934,9 +938,6 @@ int dns_server_start(const struct dns_server_config *cfg, struct dns_server **ou
 	};
 	if (dns_limits_new(srv->n_workers, &lcfg, &srv->limits) < 0)
 		goto fail;
-	uint64_t seed;
-	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
-		seed = uv_hrtime() ^ (uint64_t)getpid() << 32;
 	unsigned started = 0, inited = 0;
 	for (unsigned t = 0; t < srv->n_workers; t++) {
 		struct worker *w = &srv->workers[t];
@@ -1004,9 +1005,7 @@ int dns_server_start(const struct dns_server_config *cfg, struct dns_server **ou
 				goto fail_workers;
 			}
 		}
-		ret = cfg->rrl ? rrl_new(cfg->rrl, cfg->rrl_slip, RRL_BUCKETS_DEFAULT,
-					 seed + t * 0x9E3779B97F4A7C15ull, &w->rrl)
-			       : 0;
+		ret = cfg->rrl ? rrl_new(cfg->rrl, cfg->rrl_slip, RRL_BUCKETS_DEFAULT, &w->rrl) : 0;
 		if (ret < 0)
 			goto fail_workers;
 		ret = -ENOMEM;
@@ -1019,7 +1018,8 @@ int dns_server_start(const struct dns_server_config *cfg, struct dns_server **ou
 		}
 	}
 	for (unsigned t = 0; t < srv->n_workers; t++) {
-		if (pthread_create(&srv->workers[t].thread, NULL, worker_main, &srv->workers[t]) != 0) {
+		if (pthread_create(&srv->workers[t].thread, NULL, worker_main, &srv->workers[t]) !=
+		    0) {
 			ret = -EAGAIN;
 			goto fail_threads;
 		}

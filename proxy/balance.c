@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/shash.h"
+
 struct balance_slot {
 	bool used;
 	struct model_addr client;
@@ -45,14 +47,9 @@ static bool addr_eq(const struct model_addr *a, const struct model_addr *b)
 
 static size_t addr_hash(const struct model_addr *a)
 {
-	/* FNV-1a: client addresses are not chosen freely by attackers, and the
-	 * table is bounded, so a keyed hash would buy little here. */
-	uint64_t h = 1469598103934665603ull ^ a->family;
-	for (size_t i = 0; i < addr_len(a); i++) {
-		h ^= a->bytes[i];
-		h *= 1099511628211ull;
-	}
-	return (size_t)(h ^ (h >> 29));
+	/* Keyed (common/shash.h): a NodePort is open to any address, and an IPv6
+	 * client has a /64 to choose from, enough to fill one probe run. */
+	return (size_t)shash_bytes(a->family, a->bytes, addr_len(a));
 }
 
 static bool expired(const struct balance_slot *s, uint32_t affinity_ms, uint64_t now_ms)

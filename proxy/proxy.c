@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/shash.h"
 #include "zones/dname.h"
 
 #define RETRY_BIND_MS	     5000
@@ -511,6 +512,10 @@ void proxy_listener_pause(struct plistener *l)
 
 int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, struct proxy **out)
 {
+	/* UDP flows and session affinity hash client addresses with it. */
+	int err = shash_init();
+	if (err < 0)
+		return err;
 	struct proxy *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;

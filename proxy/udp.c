@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/shash.h"
 
 #define UDP_MAX	   65536
 #define RECV_BATCH 64 /* datagrams per readiness event, for fairness */
@@ -37,28 +38,18 @@ struct pflow {
 	bool closing;
 };
 
+/* Keyed (common/shash.h): a client picks its source port, and over UDP its
+ * address too, so with a hash anyone can compute it one host could pile its
+ * flows into one chain. */
 static size_t sa_hash(const struct sockaddr_storage *ss)
 {
-	uint64_t h = 1469598103934665603ull;
-	const uint8_t *b;
-	size_t n;
-	uint16_t port;
 	if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-		b = (const uint8_t *)&s6->sin6_addr;
-		n = 16;
-		port = s6->sin6_port;
-	} else {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-		b = (const uint8_t *)&s4->sin_addr;
-		n = 4;
-		port = s4->sin_port;
+		return (size_t)shash_bytes((uint64_t)AF_INET6 << 16 | s6->sin6_port, &s6->sin6_addr,
+					   16);
 	}
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	h = (h ^ (port & 0xff)) * 1099511628211ull;
-	h = (h ^ (port >> 8)) * 1099511628211ull;
-	return (size_t)(h ^ (h >> 31));
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+	return (size_t)shash_bytes((uint64_t)AF_INET << 16 | s4->sin_port, &s4->sin_addr, 4);
 }
 
 static bool sa_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)

@@ -1,5 +1,6 @@
 /* Domain names in wire form: conversion from and to text, lowercasing,
- * hashing, and the bounds-checked reader the query path uses.
+ * the snapshot's (unkeyed) hash, and the bounds-checked reader the query
+ * path uses.
  *
  * Owns: the rules for what a valid name is (labels <= 63 octets, names <= 255
  * octets, no compression inside a question). Must never allocate. */
@@ -46,10 +47,19 @@ int dname_skip(const uint8_t *pkt, size_t len, size_t off);
 size_t dname_service_labels(const uint8_t *key, size_t keylen, const uint8_t **name,
 			    size_t *name_len, const uint8_t **ns, size_t *ns_len);
 
-/* The hash the snapshot tables use, over a lowercased wire name. Eight bytes
- * a step: names are 20-60 bytes and this runs for every query (and for each
- * suffix tried on a miss). Only consistency matters: tables are built and
- * probed with the same function in one process. */
+/* The hash of the snapshot's tables (zones/), over a lowercased wire name.
+ * Eight bytes a step: names are 20-60 bytes and this runs for every query
+ * (and for each suffix tried on a miss).
+ *
+ * It has no key, and names that share a hash are easy to construct (the
+ * state after a word is known, so the next word can cancel it). Use it only
+ * for tables whose entries the cluster defines (API objects, zone files,
+ * flags): a query merely probes those, and a chain is as long as the table's
+ * own names make it, whatever is asked; whoever can add names there is
+ * already trusted with the server's memory. A table that stores what a client
+ * chooses (cached or in-flight names, rate-limit flows, source addresses)
+ * must hash with common/shash.h: with this function a client could send
+ * names that all land in one bucket and make every lookup walk them all. */
 static inline uint32_t dname_hash(const uint8_t *key, size_t len)
 {
 	const uint64_t k = 0x9E3779B97F4A7C15ull;

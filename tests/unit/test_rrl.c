@@ -87,7 +87,7 @@ static void test_rate_burst_refill(void **state)
 {
 	(void)state;
 	struct rrl *r;
-	assert_int_equal(rrl_new(5, 2, 1024, 42, &r), 0);
+	assert_int_equal(rrl_new(5, 2, 1024, &r), 0);
 	/* one second of burst: 5 pass, then drop and slip alternate */
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1000), RRL_PASS);
@@ -132,7 +132,7 @@ static void test_flows(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct flow_case *c = &cases[i];
 		struct rrl *r;
-		assert_int_equal(rrl_new(3, 0, 1024, 7, &r), 0);
+		assert_int_equal(rrl_new(3, 0, 1024, &r), 0);
 		for (int k = 0; k < 3; k++)
 			assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 100), RRL_PASS);
 		enum rrl_verdict v = check(r, c->client, c->name, c->qtype, c->rcode, c->an, 100);
@@ -147,7 +147,7 @@ static void test_kinds_per_network(void **state)
 {
 	(void)state;
 	struct rrl *r;
-	assert_int_equal(rrl_new(2, 0, 1024, 9, &r), 0);
+	assert_int_equal(rrl_new(2, 0, 1024, &r), 0);
 	/* NXDOMAIN: random names make no new flows */
 	assert_int_equal(check(r, "198.51.100.7", "a1.example", 1, 3, 0, 0), RRL_PASS);
 	assert_int_equal(check(r, "198.51.100.8", "b2.example", 1, 3, 0, 0), RRL_PASS);
@@ -180,7 +180,7 @@ static void test_slip_cadence(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct rrl *r;
 		char got[8] = "";
-		assert_int_equal(rrl_new(1, cases[i].slip, 64, 1, &r), 0);
+		assert_int_equal(rrl_new(1, cases[i].slip, 64, &r), 0);
 		assert_int_equal(check(r, "203.0.113.5", A_WEB, 1, 0, 1, 0), RRL_PASS);
 		for (int k = 0; k < 6; k++) {
 			enum rrl_verdict v = check(r, "203.0.113.5", A_WEB, 1, 0, 1, 0);
@@ -217,14 +217,14 @@ static void test_crowded_table(void **state)
 	struct rrl *r;
 	char name[64];
 	/* 4 buckets, 500 flows: each flow's first response still passes */
-	assert_int_equal(rrl_new(1, 2, 4, 3, &r), 0);
+	assert_int_equal(rrl_new(1, 2, 4, &r), 0);
 	for (int i = 0; i < 500; i++) {
 		snprintf(name, sizeof(name), "n%d.example", i);
 		assert_int_equal(check(r, "192.0.2.1", name, 1, 0, 1, (uint64_t)i), RRL_PASS);
 	}
 	rrl_free(r);
-	assert_int_equal(rrl_new(0, 2, 4, 3, &r), -EINVAL);
-	assert_int_equal(rrl_new(1, 2, 6, 3, &r), -EINVAL);
+	assert_int_equal(rrl_new(0, 2, 4, &r), -EINVAL);
+	assert_int_equal(rrl_new(1, 2, 6, &r), -EINVAL);
 	assert_int_equal(rrl_classify((const uint8_t *)"", 0), RRL_ERROR);
 }
 
