@@ -450,14 +450,20 @@ struct snapshot_reader *snapshot_reader_register(void)
 
 const struct snapshot *snapshot_enter(struct snapshot_reader *r)
 {
-	/* An odd count means "inside". The fetch_add is a full barrier, so the
-	 * writer either sees us inside or we see its new pointer. */
+	/* The count goes odd before the pointer is read, and both are seq_cst,
+	 * as are the writer's exchange and its reads of the counts after it: in
+	 * their single total order either this load comes after the exchange
+	 * (and returns the new snapshot) or the writer's read of the count comes
+	 * after our increment (and records us inside). With either side weaker
+	 * both could miss the other. */
 	atomic_fetch_add_explicit(&r->active, 1, memory_order_seq_cst);
 	return atomic_load_explicit(&g_current, memory_order_seq_cst);
 }
 
 void snapshot_leave(struct snapshot_reader *r)
 {
+	/* Release: the batch's reads of the snapshot happen before the free of
+	 * a reclaim that reads this count or a later one. */
 	atomic_fetch_add_explicit(&r->active, 1, memory_order_release);
 }
 

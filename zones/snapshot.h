@@ -122,14 +122,27 @@ size_t zone_port_view(const struct snapshot *s, const uint8_t *key, size_t keyle
 		      size_t cap, uint16_t *n_rr, bool *cut);
 
 /* ---- publishing ---------------------------------------------------------
- * Readers (DNS workers) call snapshot_enter() before a batch of queries and
- * snapshot_leave() after; neither locks. The writer (control thread) calls
- * snapshot_publish(), then snapshot_reclaim() from time to time: an old
- * snapshot is freed only once no reader that could have seen it is inside. */
+ * Readers (DNS workers, each with its own registered snapshot_reader) call
+ * snapshot_enter() before a batch of queries and snapshot_leave() after;
+ * neither locks, batches do not nest, and the pointer enter returns must not
+ * be used after the leave. The writer (the control thread, the only one)
+ * calls snapshot_publish(), then snapshot_reclaim() from time to time.
+ *
+ * A reader's `active` counts its own enters and leaves, so it is odd exactly
+ * while the reader is inside a batch and never takes the same value twice.
+ * Publishing swaps the pointer, then records every registered reader's count;
+ * the old snapshot is freed once each reader whose recorded count was odd has
+ * moved its count on, that is, has left the batch it was in then (being
+ * inside a later batch does not hold it). A reader whose count was even, or
+ * that registered afterwards, loads the new pointer when it next enters. So a
+ * long batch keeps every snapshot retired while it lasts, not only the one it
+ * holds, and snapshot_reclaim() returning 0 means no reader holds anything but
+ * the current snapshot. */
 #define SNAPSHOT_MAX_READERS 256
 
 struct snapshot_reader {
-	_Alignas(64) atomic_uint_fast64_t active; /* generation in use, 0 when outside */
+	/* Enters plus leaves so far: odd inside a batch. Not a generation. */
+	_Alignas(64) atomic_uint_fast64_t active;
 };
 
 struct snapshot_reader *snapshot_reader_register(void);
