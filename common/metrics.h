@@ -110,8 +110,8 @@ size_t metrics_qlog_drain(struct metrics *m);
  * the control thread at every scrape that writes families with the helpers
  * below. Each module keeps its counters its own way and exposes plain
  * getters; its source reads them. Register once, on the control thread; the
- * program's registry is lifecycle_metrics() (dns/lifecycle.h), and the
- * sources of the modules that exist are in dns/http_views.c. */
+ * program's registry is lifecycle_metrics() (daemon/lifecycle.h), and the
+ * sources of the modules that exist are in daemon/http_views.c. */
 struct metrics_out;
 typedef void (*metrics_source_fn)(struct metrics_out *o, void *arg);
 

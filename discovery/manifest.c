@@ -374,9 +374,9 @@ static void labels_free(struct model_labels *l)
 }
 
 /* One address, or two of different families (dual-stack). */
-static int parse_ip(struct dctx *c, const char *text, const char *path, struct model_addr *out)
+static int parse_ip(struct dctx *c, const char *text, const char *path, struct net_addr *out)
 {
-	if (model_addr_parse(text, out) < 0)
+	if (net_addr_parse(text, out) < 0)
 		return bad(c, "%s: \"%.64s\" is not an IP address", path, text);
 	return 0;
 }
@@ -745,8 +745,8 @@ static int slice_endpoint(struct dctx *c, const json_t *je, const char *path,
 			return bad(c, "%s: must be an address, got null", sub);
 		if (sl->address_type == 0)
 			continue; /* FQDN endpoints are kept out of the model */
-		struct model_addr *a = &ep->addrs[ep->n_addrs];
-		if (model_addr_parse(s, a) < 0 || a->family != sl->address_type)
+		struct net_addr *a = &ep->addrs[ep->n_addrs];
+		if (net_addr_parse(s, a) < 0 || a->family != sl->address_type)
 			return bad(c, "%s: \"%.64s\" is not an %s address", sub, s,
 				   sl->address_type == AF_INET ? "IPv4" : "IPv6");
 		ep->n_addrs++;

@@ -183,105 +183,6 @@ uint8_t model_proto_parse(const char *s)
 	return 0;
 }
 
-/* A dotted quad whose octets are decimal numbers of any length up to 255, so
- * that "10.96.05.77" is 10.96.5.77: the API server stores such addresses (its
- * parser reads leading zeros as decimal, never as octal) and we must serve
- * them as it means them. Exactly four octets, nothing else. */
-static int ipv4_sloppy(const char *text, size_t len, uint8_t out[4])
-{
-	size_t i = 0;
-
-	for (int octet = 0; octet < 4; octet++) {
-		unsigned v = 0;
-		size_t digits = 0;
-		if (octet > 0) {
-			if (i >= len || text[i] != '.')
-				return -EINVAL;
-			i++;
-		}
-		while (i < len && text[i] >= '0' && text[i] <= '9') {
-			v = v * 10 + (unsigned)(text[i++] - '0');
-			if (v > 255)
-				return -EINVAL;
-			digits++;
-		}
-		if (digits == 0)
-			return -EINVAL;
-		out[octet] = (uint8_t)v;
-	}
-	return i == len ? 0 : -EINVAL;
-}
-
-int model_addr_parse(const char *text, struct model_addr *out)
-{
-	char buf[INET6_ADDRSTRLEN + 64];
-
-	memset(out, 0, sizeof(*out));
-	if (!text)
-		return -EINVAL;
-	size_t len = strlen(text);
-	if (ipv4_sloppy(text, len, out->bytes) == 0) {
-		out->family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, text, out->bytes) == 1) {
-		out->family = AF_INET6;
-		return 0;
-	}
-	/* An IPv6 address ending in a dotted quad with leading zeros
-	 * ("::ffff:10.0.05.1"): the same leniency for the embedded part. */
-	const char *colon = memrchr(text, ':', len);
-	uint8_t v4[4];
-	if (colon && len < sizeof(buf) &&
-	    ipv4_sloppy(colon + 1, len - (size_t)(colon + 1 - text), v4) == 0) {
-		int n = snprintf(buf, sizeof(buf), "%.*s%u.%u.%u.%u", (int)(colon + 1 - text), text,
-				 v4[0], v4[1], v4[2], v4[3]);
-		if (n > 0 && (size_t)n < sizeof(buf) && inet_pton(AF_INET6, buf, out->bytes) == 1) {
-			out->family = AF_INET6;
-			return 0;
-		}
-	}
-	memset(out, 0, sizeof(*out));
-	return -EINVAL;
-}
-
-void model_addr_format(const struct model_addr *a, char *buf, size_t len)
-{
-	if (!inet_ntop(a->family == AF_INET ? AF_INET : AF_INET6, a->bytes, buf, (socklen_t)len))
-		snprintf(buf, len, "?");
-}
-
-int model_addr_cmp(const struct model_addr *a, const struct model_addr *b)
-{
-	/* IPv4 sorts before IPv6; within a family, numeric order. */
-	if (a->family != b->family)
-		return a->family == AF_INET ? -1 : 1;
-	return memcmp(a->bytes, b->bytes, a->family == AF_INET ? 4 : 16);
-}
-
-int model_cidr_parse(const char *text, struct model_cidr *out)
-{
-	char buf[64];
-	const char *slash = text ? strchr(text, '/') : NULL;
-	if (!slash || (size_t)(slash - text) >= sizeof(buf))
-		return -EINVAL;
-	memcpy(buf, text, (size_t)(slash - text));
-	buf[slash - text] = '\0';
-	if (model_addr_parse(buf, &out->base) < 0)
-		return -EINVAL;
-	char *end = NULL;
-	errno = 0;
-	long prefix = strtol(slash + 1, &end, 10);
-	int max = out->base.family == AF_INET ? 32 : 128;
-	if (errno || end == slash + 1 || *end || prefix < 0 || prefix > max)
-		return -EINVAL;
-	out->prefix = (uint8_t)prefix;
-	/* Normalise: clear the host bits so that membership tests are simple. */
-	for (int bit = (int)prefix; bit < max; bit++)
-		out->base.bytes[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
-	return 0;
-}
-
 /* ---- deep copies ---------------------------------------------------------- */
 
 static int dup_str(char **dst, const char *src)
@@ -520,7 +421,7 @@ static void *pack_slice(struct packer *p, const struct model_slice *s)
 	for (size_t i = 0; i < s->n_endpoints; i++)
 		PK_SET(p, d->endpoints[i].addrs,
 		       pk_array(p, s->endpoints[i].addrs, s->endpoints[i].n_addrs,
-				sizeof(struct model_addr), 1));
+				sizeof(struct net_addr), 1));
 	PK_SET(p, d->ns, pk_str(p, s->ns));
 	PK_SET(p, d->name, pk_str(p, s->name));
 	PK_SET(p, d->service, pk_str(p, s->service));

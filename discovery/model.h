@@ -21,14 +21,11 @@
 
 #include <netinet/in.h>
 
+#include "common/netaddr.h"
+
 enum model_proto { PROTO_TCP = 6, PROTO_UDP = 17, PROTO_SCTP = 132 };
 
 /* An IPv4 or IPv6 address; IPv4 is kept in the first 4 bytes. */
-struct model_addr {
-	uint8_t family; /* AF_INET or AF_INET6 */
-	uint8_t bytes[16];
-};
-
 struct model_label {
 	char *key;
 	char *value;
@@ -60,8 +57,8 @@ struct model_service {
 	char *ns;
 	char *name;
 	enum model_svc_type type;
-	bool headless;			  /* spec.clusterIP == "None" */
-	struct model_addr cluster_ips[2]; /* up to one per family, primary first */
+	bool headless;			/* spec.clusterIP == "None" */
+	struct net_addr cluster_ips[2]; /* up to one per family, primary first */
 	size_t n_cluster_ips;
 	bool cluster_ip_allocated; /* no clusterIP in the manifest: allocated */
 	char *external_name;	   /* ExternalName target, no trailing dot, or NULL */
@@ -83,10 +80,10 @@ struct model_slice_port {
 
 /* Half a million of these at 100k Services: no padding between fields. */
 struct model_endpoint {
-	struct model_addr *addrs; /* addresses of one endpoint (one family) */
-	char *hostname;		  /* or NULL */
-	char *node_name;	  /* or NULL */
-	char *pod_name;		  /* targetRef name when kind Pod, or NULL */
+	struct net_addr *addrs; /* addresses of one endpoint (one family) */
+	char *hostname;		/* or NULL */
+	char *node_name;	/* or NULL */
+	char *pod_name;		/* targetRef name when kind Pod, or NULL */
 	uint32_t n_addrs;
 	bool ready;   /* absent counts as ready */
 	bool serving; /* absent: same as ready */
@@ -126,7 +123,7 @@ struct model_pod {
 	bool ready;	  /* Ready condition True, or Running with no conditions */
 	bool terminal;	  /* phase Succeeded or Failed */
 	bool terminating; /* metadata.deletionTimestamp set */
-	struct model_addr ips[2];
+	struct net_addr ips[2];
 	size_t n_ips;
 	bool ip_allocated; /* ips[0] came from the pod CIDR allocator */
 };
@@ -170,19 +167,7 @@ const char *model_proto_name(uint8_t proto); /* "TCP", "UDP", "SCTP" */
 /* Parses "TCP"/"UDP"/"SCTP" (exact case, as the API spells them); 0 on error. */
 uint8_t model_proto_parse(const char *s);
 
-/* Text <-> address helpers. model_addr_parse returns 0 or -EINVAL; it reads
- * IPv4 octets with leading zeros as decimal ("10.96.05.77" is 10.96.5.77), as
- * the API server does, and model_addr_format writes the canonical form. */
-int model_addr_parse(const char *text, struct model_addr *out);
-void model_addr_format(const struct model_addr *a, char *buf, size_t len);
-int model_addr_cmp(const struct model_addr *a, const struct model_addr *b);
-
 /* A CIDR for allocation. */
-struct model_cidr {
-	struct model_addr base;
-	uint8_t prefix;
-};
-int model_cidr_parse(const char *text, struct model_cidr *out);
 
 /* ---- the store -------------------------------------------------------------
  * Objects grouped by the source that gave them (a file path, or an API
@@ -218,8 +203,8 @@ int model_object_clone(const struct model_object *src, struct model_object *dst)
  * keeps its address while it exists. */
 struct model_alloc;
 
-struct model_alloc *model_alloc_new(const struct model_cidr *service_cidr,
-				    const struct model_cidr *pod_cidr);
+struct model_alloc *model_alloc_new(const struct net_cidr *service_cidr,
+				    const struct net_cidr *pod_cidr);
 /* The API server's default --service-node-port-range. */
 #define MODEL_NODE_PORT_MIN 30000
 #define MODEL_NODE_PORT_MAX 32767
@@ -239,7 +224,7 @@ struct view_endpoint {
 	/* target_ports[i] is the port this endpoint serves service port i on, or 0
 	 * when it does not serve that port. Indexed like model_service.ports. */
 	uint16_t *target_ports;
-	struct model_addr addr; /* after the pointers: no padding */
+	struct net_addr addr; /* after the pointers: no padding */
 	bool ready;
 	bool serving;
 	bool terminating;

@@ -128,7 +128,7 @@ static void arena_free(struct arena_chunk *c)
 struct alloc_pool {
 	const char *what;
 	uint8_t family; /* AF_INET, AF_INET6, or 0 for port numbers */
-	struct model_addr base;
+	struct net_addr base;
 	uint32_t first_value; /* port pools: the value at offset 0 */
 	uint32_t size;
 	uint32_t lo;
@@ -157,7 +157,7 @@ static size_t addr_len(uint8_t family)
 	return family == AF_INET ? 4 : 16;
 }
 
-static int pool_init_cidr(struct alloc_pool *p, const struct model_cidr *c, uint32_t skip_low,
+static int pool_init_cidr(struct alloc_pool *p, const struct net_cidr *c, uint32_t skip_low,
 			  const char *what)
 {
 	unsigned bits = c->base.family == AF_INET ? 32 : 128;
@@ -231,7 +231,7 @@ static void pool_set(struct alloc_pool *p, uint32_t off)
 }
 
 /* The offset of an address in the pool's range, if it is in it. */
-static bool pool_addr_offset(const struct alloc_pool *p, const struct model_addr *a, uint32_t *off)
+static bool pool_addr_offset(const struct alloc_pool *p, const struct net_addr *a, uint32_t *off)
 {
 	size_t len = addr_len(p->family);
 	uint8_t d[16];
@@ -258,7 +258,7 @@ static bool pool_addr_offset(const struct alloc_pool *p, const struct model_addr
 	return true;
 }
 
-static void pool_offset_addr(const struct alloc_pool *p, uint32_t off, struct model_addr *a)
+static void pool_offset_addr(const struct alloc_pool *p, uint32_t off, struct net_addr *a)
 {
 	size_t len = addr_len(p->family);
 	uint32_t carry = off;
@@ -333,12 +333,12 @@ static void pool_fini(struct alloc_pool *p)
 	store_map_clear(&p->sticky);
 }
 
-struct model_alloc *model_alloc_new(const struct model_cidr *service_cidr,
-				    const struct model_cidr *pod_cidr)
+struct model_alloc *model_alloc_new(const struct net_cidr *service_cidr,
+				    const struct net_cidr *pod_cidr)
 {
 	struct model_alloc *a = calloc(1, sizeof(*a));
-	struct model_cidr def_svc = {.base = {.family = AF_INET, .bytes = {10, 96}}, .prefix = 12};
-	struct model_cidr def_pod = {.base = {.family = AF_INET, .bytes = {10, 244}}, .prefix = 16};
+	struct net_cidr def_svc = {.base = {.family = AF_INET, .bytes = {10, 96}}, .prefix = 12};
+	struct net_cidr def_pod = {.base = {.family = AF_INET, .bytes = {10, 244}}, .prefix = 16};
 
 	if (!a)
 		return NULL;
@@ -447,7 +447,7 @@ static uint64_t g_view_ids;
 
 struct pod_ref {
 	const struct model_pod *pod;
-	struct model_addr ips[2];
+	struct net_addr ips[2];
 	size_t n_ips;
 };
 
@@ -597,14 +597,14 @@ static int collect_services(struct build *b)
 }
 
 struct ip_claim {
-	struct model_addr addr;
+	struct net_addr addr;
 	size_t svc;
 };
 
 static int cmp_ip_claim(const void *x, const void *y)
 {
 	const struct ip_claim *a = x, *b = y;
-	int c = model_addr_cmp(&a->addr, &b->addr);
+	int c = net_addr_cmp(&a->addr, &b->addr);
 	if (c)
 		return c;
 	return a->svc < b->svc ? -1 : a->svc > b->svc;
@@ -641,7 +641,7 @@ static int alloc_cluster_ips(struct build *b)
 	}
 	qsort(claims, n_claims, sizeof(*claims), cmp_ip_claim);
 	for (size_t i = 1; i < n_claims; i++) {
-		if (model_addr_cmp(&claims[i].addr, &claims[i - 1].addr) != 0)
+		if (net_addr_cmp(&claims[i].addr, &claims[i - 1].addr) != 0)
 			continue;
 		const struct model_service *first = b->svcs[claims[i - 1].svc];
 		const struct model_service *s = b->svcs[claims[i].svc];
@@ -649,7 +649,7 @@ static int alloc_cluster_ips(struct build *b)
 		kb_put(&b->key, claims[i].addr.bytes, sizeof(claims[i].addr.bytes));
 		if (!note_once(b))
 			continue;
-		model_addr_format(&claims[i].addr, text, sizeof(text));
+		net_addr_format(&claims[i].addr, text, sizeof(text));
 		log_warn("Service %s/%s: clusterIP %s is also claimed by Service %s/%s; both are "
 			 "served",
 			 s->ns, s->name, text, first->ns, first->name);
@@ -709,7 +709,7 @@ static int assign_cluster_ips(struct build *b)
 		pool_offset_addr(p, off, &s->cluster_ips[0]);
 		s->n_cluster_ips = 1;
 		s->cluster_ip_allocated = true;
-		model_addr_format(&s->cluster_ips[0], text, sizeof(text));
+		net_addr_format(&s->cluster_ips[0], text, sizeof(text));
 		log_info("Service %s/%s: no spec.clusterIP, allocated %s", s->ns, s->name, text);
 	}
 out:
@@ -924,7 +924,7 @@ static int collect_pods(struct build *b)
 			pool_offset_addr(p, off, &r->ips[0]);
 			r->n_ips = 1;
 			if (pass == 1) {
-				model_addr_format(&r->ips[0], text, sizeof(text));
+				net_addr_format(&r->ips[0], text, sizeof(text));
 				log_info("Pod %s/%s has no status: taken as running and ready, "
 					 "allocated %s",
 					 pod->ns, pod->name, text);
@@ -1258,7 +1258,7 @@ static void eps_from_pods(struct build *b, size_t si)
 static int cmp_ep(const void *x, const void *y)
 {
 	const struct ep_tmp *a = x, *b = y;
-	int c = model_addr_cmp(&a->ep.addr, &b->ep.addr);
+	int c = net_addr_cmp(&a->ep.addr, &b->ep.addr);
 	if (c)
 		return c;
 	return a->seq < b->seq ? -1 : a->seq > b->seq;
@@ -1436,7 +1436,7 @@ static int eps_finish(struct build *b, const struct model_service *s, bool from_
 	for (size_t i = 0; i < b->n_eps; i++) {
 		const struct view_endpoint *e = &b->eps[i].ep;
 		struct view_endpoint *last = n ? &b->eps[n - 1].ep : NULL;
-		if (!last || model_addr_cmp(&last->addr, &e->addr) != 0) {
+		if (!last || net_addr_cmp(&last->addr, &e->addr) != 0) {
 			if (n != i)
 				b->eps[n].ep = *e;
 			n++;
@@ -1746,7 +1746,7 @@ static int claim_new(struct build *b, const struct model_service *s)
 		if (p->claims[off]) {
 			key_obj(b, "dup-ip", s->ns, s->name);
 			kb_put(&b->key, s->cluster_ips[j].bytes, sizeof(s->cluster_ips[j].bytes));
-			model_addr_format(&s->cluster_ips[j], text, sizeof(text));
+			net_addr_format(&s->cluster_ips[j], text, sizeof(text));
 			if (note_once(b))
 				log_warn("Service %s/%s: clusterIP %s is also claimed by another "
 					 "Service; both are served",
@@ -1986,7 +1986,7 @@ static bool svc_same(const struct model_service *a, const struct model_service *
 	    a->affinity_timeout != b->affinity_timeout)
 		return false;
 	for (size_t i = 0; i < a->n_cluster_ips && i < 2; i++)
-		if (model_addr_cmp(&a->cluster_ips[i], &b->cluster_ips[i]) != 0)
+		if (net_addr_cmp(&a->cluster_ips[i], &b->cluster_ips[i]) != 0)
 			return false;
 	for (size_t i = 0; i < a->n_ports; i++) {
 		const struct model_svc_port *p = &a->ports[i], *q = &b->ports[i];
@@ -2018,7 +2018,7 @@ static bool vs_same(const struct view_service *a, const struct view_service *b)
 		return false;
 	for (size_t i = 0; i < a->n_eps; i++) {
 		const struct view_endpoint *p = &a->eps[i], *q = &b->eps[i];
-		if (model_addr_cmp(&p->addr, &q->addr) != 0 || p->ready != q->ready ||
+		if (net_addr_cmp(&p->addr, &q->addr) != 0 || p->ready != q->ready ||
 		    p->serving != q->serving || p->terminating != q->terminating ||
 		    !str_same(p->hostname, q->hostname) || !str_same(p->node_name, q->node_name) ||
 		    !str_same(p->pod_name, q->pod_name) ||

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 #define EDE_CODE  15 /* EDNS option code of Extended DNS Errors (RFC 8914) */
 #define EDE_STALE 3  /* info-code: Stale Answer */

@@ -9,7 +9,7 @@
 #include <sys/random.h>
 
 #include "common/log.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 #define NOTIFY_MAX_ZONES 8
 #define NOTIFY_TRIES 5

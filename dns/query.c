@@ -2,22 +2,13 @@
  * rejections first, every read bounds-checked. See query.h. */
 #include "dns/query.h"
 
+#include "wire/wire.h"
+
 #include <string.h>
 #include <sys/socket.h>
 
 #include "dns/lifecycle_freshness.h"
-#include "zones/builder.h"
-#include "zones/dname.h"
-
-enum {
-	RCODE_NOERROR = 0,
-	RCODE_FORMERR = 1,
-	RCODE_SERVFAIL = 2,
-	RCODE_NXDOMAIN = 3,
-	RCODE_NOTIMP = 4,
-	RCODE_REFUSED = 5,
-	RCODE_BADVERS = 16,
-};
+#include "wire/dname.h"
 
 #define FLAG_QR	 0x80 /* in byte 2 */
 #define FLAG_AA	 0x04
@@ -26,17 +17,6 @@ enum {
 #define FLAG_CD	 0x10 /* in byte 3 */
 #define OPT_SIZE 11
 #define EDNS_DO	 0x8000
-
-static inline uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
 
 struct edns {
 	int present;
@@ -55,18 +35,18 @@ static int parse_additional(const uint8_t *req, size_t len, size_t off, unsigned
 		if (o < 0 || (size_t)o + 10 > len)
 			return -1;
 		size_t rr = (size_t)o;
-		uint16_t type = rd16(req + rr);
-		uint16_t rdlen = rd16(req + rr + 8);
+		uint16_t type = wire_rd16(req + rr);
+		uint16_t rdlen = wire_rd16(req + rr + 8);
 		if (rr + 10 + rdlen > len)
 			return -1;
-		if (type == T_OPT) {
+		if (type == DNS_T_OPT) {
 			/* RFC 6891 6.1.1: one OPT, owned by the root. */
 			if (e->present || rr != off + 1 || req[off] != 0)
 				return -1;
 			e->present = 1;
-			e->payload = rd16(req + rr + 2);
+			e->payload = wire_rd16(req + rr + 2);
 			e->version = req[rr + 5];
-			e->flags = rd16(req + rr + 6);
+			e->flags = wire_rd16(req + rr + 6);
 		}
 		off = rr + 10 + rdlen;
 	}
@@ -76,12 +56,12 @@ static int parse_additional(const uint8_t *req, size_t len, size_t off, unsigned
 static size_t put_opt(uint8_t *p, const struct edns *e, uint8_t ext_rcode)
 {
 	p[0] = 0; /* root owner */
-	wr16(p + 1, T_OPT);
-	wr16(p + 3, DNS_EDNS_MAX_UDP);
+	wire_wr16(p + 1, DNS_T_OPT);
+	wire_wr16(p + 3, DNS_EDNS_MAX_UDP);
 	p[5] = ext_rcode;
 	p[6] = 0; /* version 0 */
-	wr16(p + 7, e->flags & EDNS_DO);
-	wr16(p + 9, 0);
+	wire_wr16(p + 7, e->flags & EDNS_DO);
+	wire_wr16(p + 9, 0);
 	return OPT_SIZE;
 }
 
@@ -93,17 +73,17 @@ static size_t reply_empty(uint8_t *resp, const uint8_t *req, size_t qend, uint8_
 	resp[2] = (uint8_t)(FLAG_QR | (req[2] & 0x79)); /* opcode, RD */
 	resp[3] = (uint8_t)((req[3] & FLAG_CD) | (rcode & 0x0F));
 	size_t n = 12;
-	wr16(resp + 4, qend > 12 ? 1 : 0);
-	wr16(resp + 6, 0);
-	wr16(resp + 8, 0);
-	wr16(resp + 10, 0);
+	wire_wr16(resp + 4, qend > 12 ? 1 : 0);
+	wire_wr16(resp + 6, 0);
+	wire_wr16(resp + 8, 0);
+	wire_wr16(resp + 10, 0);
 	if (qend > 12) {
 		memcpy(resp + 12, req + 12, qend - 12);
 		n = qend;
 	}
 	if (e && e->present) {
 		n += put_opt(resp + n, e, (uint8_t)(rcode >> 4));
-		wr16(resp + 10, 1);
+		wire_wr16(resp + 10, 1);
 	}
 	info->rcode = rcode;
 	return n;
@@ -130,7 +110,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	if (req[2] & FLAG_QR) /* a response: never answer it (reflection loops) */
 		return 0;
 	uint8_t opcode = (req[2] >> 3) & 0x0F;
-	uint16_t qdcount = rd16(req + 4);
+	uint16_t qdcount = wire_rd16(req + 4);
 
 	/* The question, when there is exactly one and it is well formed. */
 	size_t qend = 0;
@@ -141,23 +121,24 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			qend = 12 + (size_t)qlen + 4;
 	}
 	if (opcode != 0)
-		return reply_empty(resp, req, qend, RCODE_NOTIMP, NULL, info);
+		return reply_empty(resp, req, qend, DNS_RCODE_NOTIMP, NULL, info);
 	if (!qend)
-		return reply_empty(resp, req, 0, RCODE_FORMERR, NULL, info);
-	uint16_t qtype = rd16(req + qend - 4);
-	uint16_t qclass = rd16(req + qend - 2);
+		return reply_empty(resp, req, 0, DNS_RCODE_FORMERR, NULL, info);
+	uint16_t qtype = wire_rd16(req + qend - 4);
+	uint16_t qclass = wire_rd16(req + qend - 2);
 	info->qtype = qtype;
 
 	/* A query carries no answer or authority records (RFC 1035 4.1.1), but
 	 * an IXFR names the client's version in an authority SOA (RFC 1995). */
-	if (rd16(req + 6) || (rd16(req + 8) && qtype != T_IXFR))
-		return reply_empty(resp, req, qend, RCODE_FORMERR, NULL, info);
-	if (parse_additional(req, len, qend, (unsigned)rd16(req + 8) + rd16(req + 10), &e) < 0)
-		return reply_empty(resp, req, qend, RCODE_FORMERR, NULL, info);
+	if (wire_rd16(req + 6) || (wire_rd16(req + 8) && qtype != DNS_T_IXFR))
+		return reply_empty(resp, req, qend, DNS_RCODE_FORMERR, NULL, info);
+	if (parse_additional(req, len, qend, (unsigned)wire_rd16(req + 8) + wire_rd16(req + 10),
+			     &e) < 0)
+		return reply_empty(resp, req, qend, DNS_RCODE_FORMERR, NULL, info);
 	if (e.present && e.version > 0)
-		return reply_empty(resp, req, qend, RCODE_BADVERS, &e, info);
-	if (qtype == T_OPT)
-		return reply_empty(resp, req, qend, RCODE_FORMERR, &e, info);
+		return reply_empty(resp, req, qend, DNS_RCODE_BADVERS, &e, info);
+	if (qtype == DNS_T_OPT)
+		return reply_empty(resp, req, qend, DNS_RCODE_FORMERR, &e, info);
 
 	size_t limit = proto == DNS_TCP ? DNS_MAX_MSG : 512;
 	if (proto == DNS_UDP && e.present) {
@@ -174,12 +155,12 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	info->edns_do = (e.flags & EDNS_DO) != 0;
 
 	if (!s)
-		return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
+		return reply_empty(resp, req, qend, DNS_RCODE_SERVFAIL, &e, info);
 	/* Transfers are the TCP path's to serve, to the clients it allows
 	 * (zones/xfr.h); this is the answer for everyone else. */
-	if (qtype == T_AXFR || qtype == T_IXFR) {
+	if (qtype == DNS_T_AXFR || qtype == DNS_T_IXFR) {
 		info->xfr = 1;
-		return reply_empty(resp, req, qend, RCODE_REFUSED, &e, info);
+		return reply_empty(resp, req, qend, DNS_RCODE_REFUSED, &e, info);
 	}
 
 	struct zone_result r;
@@ -190,14 +171,14 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	bool port_view = false, pv_cut = false;
 	uint16_t pv_n = 0;
 	uint8_t pv_probe[1];
-	if (qclass == C_IN) {
+	if (qclass == DNS_C_IN) {
 		zone_lookup(s, key, (size_t)qlen, qtype, &r);
-	} else if (qclass == C_CH) {
+	} else if (qclass == DNS_C_CH) {
 		r.kind = ZR_ANSWER;
 		r.ans = zone_lookup_chaos(s, key, (size_t)qlen, qtype);
 		generation = !r.ans && freshness_is_generation(key, (size_t)qlen, qtype);
 		port_view =
-		    !r.ans && !generation && (qtype == T_TXT || qtype == T_ANY) &&
+		    !r.ans && !generation && (qtype == DNS_T_TXT || qtype == DNS_T_ANY) &&
 		    (zone_port_view(s, key, (size_t)qlen, pv_probe, 0, &pv_n, &pv_cut), pv_cut);
 		if (!r.ans && !generation && !port_view)
 			r.kind = ZR_REFUSED;
@@ -205,16 +186,16 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		r.kind = ZR_REFUSED;
 	}
 	if (r.kind == ZR_REFUSED) {
-		info->outside = qclass == C_IN;
-		return reply_empty(resp, req, qend, RCODE_REFUSED, &e, info);
+		info->outside = qclass == DNS_C_IN;
+		return reply_empty(resp, req, qend, DNS_RCODE_REFUSED, &e, info);
 	}
 	info->cluster = r.dynamic;
-	if (qclass == C_IN && r.kind != ZR_REFUSED) {
+	if (qclass == DNS_C_IN && r.kind != ZR_REFUSED) {
 		info->apex = r.apex;
 		info->apex_len = r.apex_len;
 	}
 	if (r.dynamic && !s->synced)
-		return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
+		return reply_empty(resp, req, qend, DNS_RCODE_SERVFAIL, &e, info);
 	/* Cluster data the source has not confirmed lately (RFC 8914, 3). */
 	uint8_t ede[64];
 	size_t ede_len = r.dynamic && e.present ? freshness_ede(ede, sizeof(ede)) : 0;
@@ -224,19 +205,19 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	memcpy(resp, req, qend);
 	resp[2] = (uint8_t)(FLAG_QR | FLAG_AA | (req[2] & 0x79));
 	resp[3] = (uint8_t)(req[3] & FLAG_CD);
-	wr16(resp + 4, 1);
+	wire_wr16(resp + 4, 1);
 	size_t n = qend;
 	uint16_t an = 0, ns = 0, ar = 0;
-	uint8_t rcode = RCODE_NOERROR;
+	uint8_t rcode = DNS_RCODE_NOERROR;
 
 	if (r.kind == ZR_POD_ADDR) {
 		size_t alen = r.addr.family == AF_INET ? 4 : 16;
-		wr16(resp + n, 0xC00C);
-		wr16(resp + n + 2, alen == 4 ? T_A : T_AAAA);
-		wr16(resp + n + 4, C_IN);
-		wr16(resp + n + 6, (uint16_t)(r.ttl >> 16));
-		wr16(resp + n + 8, (uint16_t)r.ttl);
-		wr16(resp + n + 10, (uint16_t)alen);
+		wire_wr16(resp + n, 0xC00C);
+		wire_wr16(resp + n + 2, alen == 4 ? DNS_T_A : DNS_T_AAAA);
+		wire_wr16(resp + n + 4, DNS_C_IN);
+		wire_wr16(resp + n + 6, (uint16_t)(r.ttl >> 16));
+		wire_wr16(resp + n + 8, (uint16_t)r.ttl);
+		wire_wr16(resp + n + 10, (uint16_t)alen);
 		memcpy(resp + n + 12, r.addr.bytes, alen);
 		n += 12 + alen;
 		an = 1;
@@ -256,7 +237,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	} else {
 		const struct zone_answer *a = r.ans;
 		if (!a)
-			return reply_empty(resp, req, qend, RCODE_SERVFAIL, &e, info);
+			return reply_empty(resp, req, qend, DNS_RCODE_SERVFAIL, &e, info);
 		rcode = a->rcode;
 		if (!a->aa)
 			resp[2] &= (uint8_t)~FLAG_AA;
@@ -266,8 +247,8 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			ns = a->ns;
 			ar = a->ar;
 			if (a->patch_owner) /* the SOA's owner: the apex inside the question */
-				wr16(resp + n,
-				     (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
+				wire_wr16(resp + n,
+					  (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
 			n += a->len;
 		} else if (n + a->len_an_ns + opt <= limit) {
 			/* Additional data is optional: drop it rather than truncate. */
@@ -275,8 +256,8 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			an = a->an;
 			ns = a->ns;
 			if (a->patch_owner)
-				wr16(resp + n,
-				     (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
+				wire_wr16(resp + n,
+					  (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
 			n += a->len_an_ns;
 		} else {
 			resp[2] |= FLAG_TC;
@@ -284,7 +265,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		}
 	}
 	/* The datapath's live state follows a Service's CHAOS port lines. */
-	if (qclass == C_CH && s->chaos_live && an && !ns && !ar) {
+	if (qclass == DNS_C_CH && s->chaos_live && an && !ns && !ar) {
 		uint16_t k = 0;
 		n += s->chaos_live(s->chaos_live_arg, key, (size_t)qlen, resp + n, limit - opt - n,
 				   &k);
@@ -295,15 +276,15 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		ar++;
 		if (ede_len) {
 			memcpy(resp + n, ede, ede_len);
-			wr16(resp + n - 2, (uint16_t)ede_len); /* the OPT's RDLENGTH */
+			wire_wr16(resp + n - 2, (uint16_t)ede_len); /* the OPT's RDLENGTH */
 			n += ede_len;
 			info->stale = 1;
 		}
 	}
 	resp[3] |= rcode;
-	wr16(resp + 6, an);
-	wr16(resp + 8, ns);
-	wr16(resp + 10, ar);
+	wire_wr16(resp + 6, an);
+	wire_wr16(resp + 8, ns);
+	wire_wr16(resp + 10, ar);
 	info->rcode = rcode;
 	return n;
 }

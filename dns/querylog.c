@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "common/log.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 void dns_log_query(const struct sockaddr *peer, const uint8_t *req, size_t len,
 		   enum dns_proto proto)

@@ -3,6 +3,8 @@
  * `rate` every millisecond without division. See rrl.h. */
 #include "dns/rrl.h"
 
+#include "wire/wire.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -11,7 +13,7 @@
 
 #include "common/shash.h"
 #include "dns/limits.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 #define PROBES 4
 #define MILLI  1000 /* one response, in bucket units */
@@ -54,18 +56,13 @@ void rrl_free(struct rrl *r)
 	free(r);
 }
 
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
 enum rrl_kind rrl_classify(const uint8_t *resp, size_t len)
 {
 	if (len < 12)
 		return RRL_ERROR;
 	switch (resp[3] & 0x0F) {
 	case 0:
-		return rd16(resp + 6) ? RRL_ANSWER : RRL_NODATA;
+		return wire_rd16(resp + 6) ? RRL_ANSWER : RRL_NODATA;
 	case 3:
 		return RRL_NXDOMAIN;
 	default:
@@ -77,7 +74,7 @@ enum rrl_kind rrl_classify(const uint8_t *resp, size_t len)
  * sent it: labels, no compression), or 0 when there is none to read. */
 static size_t question_end(const uint8_t *resp, size_t len)
 {
-	if (len < 12 || rd16(resp + 4) != 1)
+	if (len < 12 || wire_rd16(resp + 4) != 1)
 		return 0;
 	size_t off = 12;
 	for (;;) {
@@ -117,7 +114,7 @@ static bool flow_key(const struct sockaddr *peer, const uint8_t *resp, size_t le
 	uint64_t kt = (uint64_t)kind << 16;
 	if ((kind == RRL_ANSWER || kind == RRL_NODATA) && qend && qend - 4 - 12 <= DNAME_MAX) {
 		if (kind == RRL_ANSWER)
-			kt |= rd16(resp + qend - 4);
+			kt |= wire_rd16(resp + qend - 4);
 		for (size_t i = 12; i < qend - 4; i++) {
 			uint8_t c = resp[i];
 			buf[n++] = c >= 'A' && c <= 'Z' ? c | 0x20 : c;

@@ -19,12 +19,12 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/shash.h"
-#include "dns/forward.h"
+#include "resolver/forward.h"
 #include "dns/limits.h"
 #include "dns/query.h"
 #include "dns/querylog.h"
 #include "dns/rrl.h"
-#include "dns/tcpframe.h"
+#include "wire/tcpframe.h"
 #include "zones/snapshot.h"
 #include "zones/xfr.h"
 
@@ -43,56 +43,6 @@
 #define UDP_BACKLOG_BATCHES 4
 /* Someone else is waiting when another source was in a batch this recently. */
 #define UDP_OTHERS_MS 1000
-
-int dns_listen_parse(const char *text, struct dns_listen *out)
-{
-	char host[64];
-	const char *port = NULL;
-	memset(out, 0, sizeof(*out));
-	snprintf(out->text, sizeof(out->text), "%s", text);
-	if (text[0] == '[') {
-		const char *end = strchr(text, ']');
-		if (!end || (size_t)(end - text - 1) >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, text + 1, (size_t)(end - text - 1));
-		host[end - text - 1] = '\0';
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			return -EINVAL;
-	} else {
-		const char *colon = strrchr(text, ':');
-		size_t hl = colon ? (size_t)(colon - text) : strlen(text);
-		if (hl >= sizeof(host) || (colon && strchr(text, ':') != colon))
-			return -EINVAL;
-		memcpy(host, text, hl);
-		host[hl] = '\0';
-		if (colon)
-			port = colon + 1;
-	}
-	long pnum = 53;
-	if (port) {
-		char *end;
-		pnum = strtol(port, &end, 10);
-		if (*port == '\0' || *end || pnum < 0 || pnum > 65535)
-			return -EINVAL;
-	}
-	struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
-	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
-	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-		a4->sin_family = AF_INET;
-		a4->sin_port = htons((uint16_t)pnum);
-		out->len = sizeof(*a4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-		a6->sin6_family = AF_INET6;
-		a6->sin6_port = htons((uint16_t)pnum);
-		out->len = sizeof(*a6);
-		return 0;
-	}
-	return -EINVAL;
-}
 
 static bool is_wildcard(const struct dns_listen *l)
 {
@@ -623,12 +573,13 @@ static bool transfer_allowed(const struct tcp_conn *c)
 	const struct sockaddr_storage *p = &c->peer;
 	for (size_t i = 0; i < cfg->n_allow_transfer; i++) {
 		if (p->ss_family == AF_INET &&
-		    fwd_cidr_contains(&cfg->allow_transfer[i], AF_INET,
-				      (const uint8_t *)&((const struct sockaddr_in *)p)->sin_addr))
+		    net_cidr_contains_raw(
+			&cfg->allow_transfer[i], AF_INET,
+			(const uint8_t *)&((const struct sockaddr_in *)p)->sin_addr))
 			return true;
 		if (p->ss_family == AF_INET6 &&
-		    fwd_cidr_contains(&cfg->allow_transfer[i], AF_INET6,
-				      ((const struct sockaddr_in6 *)p)->sin6_addr.s6_addr))
+		    net_cidr_contains_raw(&cfg->allow_transfer[i], AF_INET6,
+					  ((const struct sockaddr_in6 *)p)->sin6_addr.s6_addr))
 			return true;
 	}
 	return false;
@@ -672,7 +623,7 @@ struct tcp_batch {
 	uint64_t t0;
 };
 
-/* One complete message of a connection (dns/tcpframe.h). */
+/* One complete message of a connection (wire/tcpframe.h). */
 static int on_tcp_msg(void *arg, const uint8_t *msg, size_t mlen)
 {
 	struct tcp_batch *b = arg;

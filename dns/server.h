@@ -11,34 +11,27 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-struct dns_listen {
-	struct sockaddr_storage addr;
-	socklen_t len;
-	char text[80];
-};
+#include "wire/listen.h"
 
-/* Parses "ADDR:PORT", "[V6]:PORT" or "ADDR" (port 53). Returns 0 or -EINVAL. */
-int dns_listen_parse(const char *text, struct dns_listen *out);
-
-struct forwarder; /* dns/forward.h */
-struct metrics;   /* common/metrics.h */
+struct forwarder; /* resolver/forward.h */
+struct metrics;	  /* common/metrics.h */
 
 struct dns_server_config {
 	const struct dns_listen *listen;
 	size_t n_listen;
 	unsigned threads;
-	unsigned tcp_max_conns;      /* per worker */
+	unsigned tcp_max_conns; /* per worker */
 	unsigned tcp_idle_timeout_ms;
 	unsigned tcp_max_lifetime_ms; /* 0: none (dns/limits.h) */
-	unsigned rrl, rrl_slip;       /* response rate limiting, rrl 0: off (dns/rrl.h) */
-	struct forwarder *forwarder; /* NULL: no forwarding; each worker runs its own part */
-	struct metrics *metrics; /* per-worker counters (common/metrics.h), or NULL */
+	unsigned rrl, rrl_slip;	      /* response rate limiting, rrl 0: off (dns/rrl.h) */
+	struct forwarder *forwarder;  /* NULL: no forwarding; each worker runs its own part */
+	struct metrics *metrics;      /* per-worker counters (common/metrics.h), or NULL */
 	/* Clients that may transfer zones (AXFR, IXFR over TCP); none by default. */
-	const struct fwd_cidr *allow_transfer;
+	const struct net_cidr *allow_transfer;
 	size_t n_allow_transfer;
 };
 
-struct fwd_cidr;
+struct net_cidr;
 struct dns_server;
 
 /* Binds every socket now (so that a bad address fails here, with a log line

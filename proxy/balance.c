@@ -12,7 +12,7 @@
 
 struct balance_slot {
 	bool used;
-	struct model_addr client;
+	struct net_addr client;
 	struct proxy_endpoint ep;
 	uint64_t last_ms; /* last time this client was sent to ep */
 };
@@ -35,17 +35,17 @@ void balance_clear(struct balance *b)
 	balance_free(b);
 }
 
-static size_t addr_len(const struct model_addr *a)
+static size_t addr_len(const struct net_addr *a)
 {
 	return a->family == AF_INET ? 4 : 16;
 }
 
-static bool addr_eq(const struct model_addr *a, const struct model_addr *b)
+static bool addr_eq(const struct net_addr *a, const struct net_addr *b)
 {
 	return a->family == b->family && memcmp(a->bytes, b->bytes, addr_len(a)) == 0;
 }
 
-static size_t addr_hash(const struct model_addr *a)
+static size_t addr_hash(const struct net_addr *a)
 {
 	/* Keyed (common/shash.h): a NodePort is open to any address, and an IPv6
 	 * client has a /64 to choose from, enough to fill one probe run. */
@@ -57,7 +57,7 @@ static bool expired(const struct balance_slot *s, uint32_t affinity_ms, uint64_t
 	return now_ms - s->last_ms >= affinity_ms;
 }
 
-static struct balance_slot *slot_find(const struct balance *b, const struct model_addr *client)
+static struct balance_slot *slot_find(const struct balance *b, const struct net_addr *client)
 {
 	if (!b->cap)
 		return NULL;
@@ -96,7 +96,7 @@ static int rehash(struct balance *b, size_t cap, uint32_t affinity_ms, uint64_t 
 	return 0;
 }
 
-void balance_bind(struct balance *b, const struct model_addr *client,
+void balance_bind(struct balance *b, const struct net_addr *client,
 		  const struct proxy_endpoint *ep, uint32_t affinity_ms, uint64_t now_ms)
 {
 	if (!affinity_ms)
@@ -137,7 +137,7 @@ void balance_bind(struct balance *b, const struct model_addr *client,
 	reuse->last_ms = now_ms;
 }
 
-void balance_forget(struct balance *b, const struct model_addr *client)
+void balance_forget(struct balance *b, const struct net_addr *client)
 {
 	struct balance_slot *s = slot_find(b, client);
 	if (!s)
@@ -169,7 +169,7 @@ size_t balance_affinity_count(const struct balance *b, uint32_t affinity_ms, uin
 
 static int ep_cmp(const struct proxy_endpoint *a, const struct proxy_endpoint *b)
 {
-	int c = model_addr_cmp(&a->addr, &b->addr);
+	int c = net_addr_cmp(&a->addr, &b->addr);
 	if (c)
 		return c;
 	return (int)a->port - (int)b->port;
@@ -192,7 +192,7 @@ long balance_find(const struct proxy_endpoint *eps, size_t n, const struct proxy
 }
 
 size_t balance_pick(struct balance *b, const struct proxy_endpoint *eps, size_t n,
-		    const struct model_addr *client, uint32_t affinity_ms, uint64_t now_ms)
+		    const struct net_addr *client, uint32_t affinity_ms, uint64_t now_ms)
 {
 	if (affinity_ms) {
 		struct balance_slot *s = slot_find(b, client);

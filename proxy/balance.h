@@ -16,7 +16,7 @@
 
 /* One endpoint of a Service port: the address and the port it serves on. */
 struct proxy_endpoint {
-	struct model_addr addr;
+	struct net_addr addr;
 	uint16_t port;
 };
 
@@ -41,15 +41,15 @@ void balance_free(struct balance *b);
  * endpoint is still in `eps`; everyone else gets the next one in round-robin
  * order, and is remembered. */
 size_t balance_pick(struct balance *b, const struct proxy_endpoint *eps, size_t n,
-		    const struct model_addr *client, uint32_t affinity_ms, uint64_t now_ms);
+		    const struct net_addr *client, uint32_t affinity_ms, uint64_t now_ms);
 
 /* Records that `client` is served by `ep` (the endpoint that answered after
  * the picked one failed, or a refresh of the timeout). No-op without affinity. */
-void balance_bind(struct balance *b, const struct model_addr *client,
+void balance_bind(struct balance *b, const struct net_addr *client,
 		  const struct proxy_endpoint *ep, uint32_t affinity_ms, uint64_t now_ms);
 
 /* Forgets `client` (its endpoint stopped answering). */
-void balance_forget(struct balance *b, const struct model_addr *client);
+void balance_forget(struct balance *b, const struct net_addr *client);
 
 /* Drops the whole affinity table (sessionAffinity turned off). */
 void balance_clear(struct balance *b);

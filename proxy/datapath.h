@@ -136,7 +136,7 @@ struct plistener {
 	uint8_t proto;
 	bool node_port;
 	bool wildcard;		/* bound to 0.0.0.0 / ::: replies need the packet's address */
-	struct model_addr addr; /* the key: proto, addr, lport */
+	struct net_addr addr; /* the key: proto, addr, lport */
 	uint16_t lport;
 	struct sockaddr_storage sa;
 	socklen_t salen;

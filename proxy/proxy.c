@@ -15,7 +15,7 @@
 
 #include "common/log.h"
 #include "common/shash.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 #define RETRY_BIND_MS	     5000
 #define RETRY_PAUSED_MS	     100
@@ -28,11 +28,11 @@
 void proxy_endpoint_format(const struct proxy_endpoint *ep, char *buf, size_t len)
 {
 	char a[INET6_ADDRSTRLEN];
-	model_addr_format(&ep->addr, a, sizeof(a));
+	net_addr_format(&ep->addr, a, sizeof(a));
 	snprintf(buf, len, ep->addr.family == AF_INET6 ? "[%s]:%u" : "%s:%u", a, ep->port);
 }
 
-static socklen_t addr_sockaddr(const struct model_addr *a, uint16_t port,
+static socklen_t addr_sockaddr(const struct net_addr *a, uint16_t port,
 			       struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
@@ -55,7 +55,7 @@ socklen_t proxy_endpoint_sockaddr(const struct proxy_endpoint *ep, struct sockad
 	return addr_sockaddr(&ep->addr, ep->port, ss);
 }
 
-static bool addr_is_any(const struct model_addr *a)
+static bool addr_is_any(const struct net_addr *a)
 {
 	static const uint8_t zero[16];
 	return memcmp(a->bytes, zero, a->family == AF_INET ? 4 : 16) == 0;
@@ -316,7 +316,7 @@ static bool endpoints_equal(const struct pendpoints *a, const struct pendpoints 
 	if (!a || !b || a->n != b->n)
 		return false;
 	for (size_t i = 0; i < a->n; i++)
-		if (model_addr_cmp(&a->ep[i].addr, &b->ep[i].addr) ||
+		if (net_addr_cmp(&a->ep[i].addr, &b->ep[i].addr) ||
 		    a->ep[i].port != b->ep[i].port)
 			return false;
 	return true;
@@ -324,12 +324,12 @@ static bool endpoints_equal(const struct pendpoints *a, const struct pendpoints 
 
 /* ---- listeners ------------------------------------------------------------- */
 
-static int listener_key_cmp(uint8_t proto, const struct model_addr *a, uint16_t port,
+static int listener_key_cmp(uint8_t proto, const struct net_addr *a, uint16_t port,
 			    const struct plistener *l)
 {
 	if (proto != l->proto)
 		return proto < l->proto ? -1 : 1;
-	int c = model_addr_cmp(a, &l->addr);
+	int c = net_addr_cmp(a, &l->addr);
 	if (c)
 		return c;
 	return port == l->lport ? 0 : port < l->lport ? -1 : 1;
@@ -419,7 +419,7 @@ fail:
 	return ret;
 }
 
-static struct plistener *listener_new(struct proxy *p, uint8_t proto, const struct model_addr *a,
+static struct plistener *listener_new(struct proxy *p, uint8_t proto, const struct net_addr *a,
 				      uint16_t port, bool node_port)
 {
 	struct plistener *l = calloc(1, sizeof(*l));
@@ -563,7 +563,7 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, struct proxy **
 			 p->cfg.max_conns, p->cfg.max_flows, (unsigned long long)need,
 			 (unsigned long long)fds);
 	char node[INET6_ADDRSTRLEN];
-	model_addr_format(&cfg->node_addr, node, sizeof(node));
+	net_addr_format(&cfg->node_addr, node, sizeof(node));
 	log_info("proxy: datapath on the control loop, NodePorts on %s, up to %u connections and "
 		 "%u UDP flows, UDP timeout %u s, %s",
 		 node, p->cfg.max_conns, p->cfg.max_flows, cfg->udp_timeout_ms / 1000,
@@ -613,7 +613,7 @@ struct want_port {
 
 struct want_listener {
 	uint8_t proto;
-	struct model_addr addr;
+	struct net_addr addr;
 	uint16_t port;
 	bool node_port;
 	size_t order;
@@ -642,7 +642,7 @@ static int want_listener_cmp(const void *a, const void *b)
 	const struct want_listener *x = a, *y = b;
 	int c = (int)x->proto - (int)y->proto;
 	if (!c)
-		c = model_addr_cmp(&x->addr, &y->addr);
+		c = net_addr_cmp(&x->addr, &y->addr);
 	if (!c)
 		c = (int)x->port - (int)y->port;
 	if (!c)
@@ -650,11 +650,11 @@ static int want_listener_cmp(const void *a, const void *b)
 	return c;
 }
 
-static bool dns_serves(const struct proxy *p, const struct model_addr *a, uint16_t port)
+static bool dns_serves(const struct proxy *p, const struct net_addr *a, uint16_t port)
 {
 	for (size_t i = 0; i < p->cfg.n_dns_addrs; i++) {
 		const struct sockaddr_storage *ss = &p->cfg.dns_addrs[i];
-		struct model_addr d = {.family = (uint8_t)ss->ss_family};
+		struct net_addr d = {.family = (uint8_t)ss->ss_family};
 		uint16_t dport;
 		if (ss->ss_family == AF_INET) {
 			const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
@@ -668,7 +668,7 @@ static bool dns_serves(const struct proxy *p, const struct model_addr *a, uint16
 			continue;
 		}
 		if (dport == port && d.family == a->family &&
-		    (addr_is_any(&d) || model_addr_cmp(&d, a) == 0))
+		    (addr_is_any(&d) || net_addr_cmp(&d, a) == 0))
 			return true;
 	}
 	return false;
@@ -873,7 +873,7 @@ static int apply_listeners(struct proxy *p, struct want_port *w, size_t n)
 		struct want_listener *x = &wl[i];
 		const struct want_listener *o = &wl[owner];
 		bool taken = i > 0 && o->proto == x->proto && o->port == x->port &&
-			     model_addr_cmp(&o->addr, &x->addr) == 0;
+			     net_addr_cmp(&o->addr, &x->addr) == 0;
 		if (!taken)
 			owner = i;
 		char where[96];

@@ -22,7 +22,7 @@
 
 struct proxy_config {
 	/* Where NodePorts listen: --node-address (0.0.0.0 by default). */
-	struct model_addr node_addr;
+	struct net_addr node_addr;
 	unsigned max_conns;	     /* open TCP connections, all ports; 0: from RLIMIT_NOFILE */
 	unsigned max_flows;	     /* open UDP flows, all ports; 0: from RLIMIT_NOFILE */
 	unsigned udp_timeout_ms;     /* an idle UDP flow is closed after this */

@@ -40,7 +40,7 @@ struct pconn {
 	struct proxy *p;
 	struct pport *port;
 	struct pendpoints *eps; /* held while endpoints are being tried */
-	struct model_addr client;
+	struct net_addr client;
 	int cfd, ufd;
 	struct pev cev;	  /* the client's socket; also the ready-list entry */
 	struct pev uev;	  /* the endpoint's socket, whichever attempt it is */
@@ -448,7 +448,7 @@ static void conn_try(struct pconn *c)
 
 /* ---- accepting ------------------------------------------------------------------ */
 
-static void client_addr(const struct sockaddr_storage *ss, struct model_addr *a)
+static void client_addr(const struct sockaddr_storage *ss, struct net_addr *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->family = (uint8_t)ss->ss_family;

@@ -24,7 +24,7 @@ struct pflow {
 	struct pport *port;
 	struct sockaddr_storage client;
 	socklen_t clen;
-	struct model_addr client_ip;
+	struct net_addr client_ip;
 	struct proxy_endpoint ep;
 	bool have_local; /* wildcard listener: reply from the packet's destination */
 	union {

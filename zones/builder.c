@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 
 #include "common/log.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 /* ---- arena ---------------------------------------------------------------- */
 
@@ -817,7 +817,7 @@ int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t ty
 		s->head = r;
 	s->tail = r;
 	s->n++;
-	if (type == T_CNAME)
+	if (type == DNS_T_CNAME)
 		BHDR(n)->flags |= NF_CNAME;
 	return 0;
 }
@@ -1018,7 +1018,7 @@ static void put_rr(struct writer *w, const uint8_t *owner, int owner_ptr, uint16
 	else
 		put_name(w, owner, true);
 	put16(w, type);
-	put16(w, C_IN);
+	put16(w, DNS_C_IN);
 	put32(w, ttl);
 	size_t rdlen_at = w->len;
 	put16(w, 0);
@@ -1026,16 +1026,16 @@ static void put_rr(struct writer *w, const uint8_t *owner, int owner_ptr, uint16
 	const uint8_t *d = rd->d;
 	/* RFC 3597 section 4: only the types of RFC 1035 have compressed names. */
 	switch (type) {
-	case T_NS:
-	case T_CNAME:
-	case T_PTR:
+	case DNS_T_NS:
+	case DNS_T_CNAME:
+	case DNS_T_PTR:
 		put_name(w, d, true);
 		break;
-	case T_MX:
+	case DNS_T_MX:
 		put(w, d, 2);
 		put_name(w, d + 2, true);
 		break;
-	case T_SOA: {
+	case DNS_T_SOA: {
 		size_t l1 = dname_len(d);
 		size_t l2 = dname_len(d + l1);
 		put_name(w, d, true);
@@ -1043,7 +1043,7 @@ static void put_rr(struct writer *w, const uint8_t *owner, int owner_ptr, uint16
 		put(w, d + l1 + l2, 20);
 		break;
 	}
-	case T_SRV: {
+	case DNS_T_SRV: {
 		/* RFC 2782: the target is never compressed, but later names may
 		 * point at it. */
 		size_t start = w->base + w->len + 6;
@@ -1289,13 +1289,13 @@ static void render_addresses_of(struct render *r, const uint8_t *target)
 	if (!n) {
 		const struct zone_node *old = old_find(r->b, false, target, len, hash);
 		if (old) {
-			render_old_addresses(r, target, old, T_A);
-			render_old_addresses(r, target, old, T_AAAA);
+			render_old_addresses(r, target, old, DNS_T_A);
+			render_old_addresses(r, target, old, DNS_T_AAAA);
 		}
 		r->w.full = was_full;
 		return;
 	}
-	struct rrset *a = find_set(n, T_A), *aaaa = find_set(n, T_AAAA);
+	struct rrset *a = find_set(n, DNS_T_A), *aaaa = find_set(n, DNS_T_AAAA);
 	if (a)
 		render_set(r, NODE_NAME(BHDR(n)), -1, a);
 	if (aaaa)
@@ -1308,11 +1308,11 @@ static void render_addresses_of(struct render *r, const uint8_t *target)
 static void render_additional_for(struct render *r, const struct rrset *s)
 {
 	for (const struct rdata *rd = s->head; rd; rd = rd->next) {
-		if (s->type == T_SRV && rd->len > 7)
+		if (s->type == DNS_T_SRV && rd->len > 7)
 			render_addresses_of(r, rd->d + 6);
-		else if (s->type == T_MX && rd->len > 3)
+		else if (s->type == DNS_T_MX && rd->len > 3)
 			render_addresses_of(r, rd->d + 2);
-		else if (s->type == T_NS)
+		else if (s->type == DNS_T_NS)
 			render_addresses_of(r, rd->d);
 	}
 	if (r->glue_cut)
@@ -1393,7 +1393,7 @@ static uint32_t soa_negative_ttl(const struct rrset *soa)
  * of the question name here). */
 static const struct zone_answer *render_negative(struct render *r, struct zb_zone *z, uint8_t rcode)
 {
-	struct rrset *soa = find_set(zone_apex(r->b, z), T_SOA);
+	struct rrset *soa = find_set(zone_apex(r->b, z), DNS_T_SOA);
 	if (!soa)
 		return NULL;
 	render_begin(r, NULL);
@@ -1428,7 +1428,7 @@ static struct bnode *cname_final(struct zb *b, struct bnode *n)
 {
 	struct bnode *cur = n;
 	for (int depth = 0; depth < 8 && cur; depth++) {
-		struct rrset *cn = find_set(cur, T_CNAME);
+		struct rrset *cn = find_set(cur, DNS_T_CNAME);
 		if (!cn)
 			return cur;
 		size_t tl = dname_len(cn->head->d);
@@ -1458,7 +1458,7 @@ static const struct zone_answer *render_cname_chain(struct render *r, struct bno
 			if (seen[k] == cur)
 				goto chain_end;
 		seen[depth] = cur;
-		struct rrset *cn = find_set(cur, T_CNAME);
+		struct rrset *cn = find_set(cur, DNS_T_CNAME);
 		if (!cn) {
 			struct rrset *s = find_set(cur, qtype);
 			if (s)
@@ -1485,7 +1485,7 @@ static const struct zone_answer *render_cname_chain(struct render *r, struct bno
 		}
 	}
 chain_end:;
-	struct rrset *soa = neg_zone ? find_set(zone_apex(b, neg_zone), T_SOA) : NULL;
+	struct rrset *soa = neg_zone ? find_set(zone_apex(b, neg_zone), DNS_T_SOA) : NULL;
 	if (soa) {
 		struct rdata *saved = soa->head->next;
 		struct rrset one = *soa;
@@ -1553,7 +1553,7 @@ static int render_node(struct zb *b, struct render *r, struct bnode *bn)
 			bool have = false;
 			for (size_t i = 0; i < cnt && !have; i++)
 				have = types[i] == s->type;
-			if (s->type == T_CNAME || have)
+			if (s->type == DNS_T_CNAME || have)
 				continue;
 			if (!(ans[cnt] = render_cname_chain(r, bn, s->type, qname)))
 				return -ENOMEM;
@@ -1589,7 +1589,7 @@ static int render_node(struct zb *b, struct render *r, struct bnode *bn)
 
 static int render_referral(struct render *r, struct bnode *cut)
 {
-	struct rrset *ns = find_set(cut, T_NS);
+	struct rrset *ns = find_set(cut, DNS_T_NS);
 	render_begin(r, NULL);
 	render_next_section(r);
 	render_set(r, NODE_NAME(BHDR(cut)), -1, ns);
@@ -1617,8 +1617,8 @@ int zb_chaos_txt(struct zb *b, const uint8_t *owner, const char *const *strings,
 		size_t pieces = sl ? (sl + 254) / 255 : 1;
 		size_t before = r->w.len;
 		put16(&r->w, 0xC00C);
-		put16(&r->w, T_TXT);
-		put16(&r->w, C_CH);
+		put16(&r->w, DNS_T_TXT);
+		put16(&r->w, DNS_C_CH);
 		put32(&r->w, 0);
 		put16(&r->w, (uint16_t)(sl + pieces));
 		for (size_t k = 0; k < pieces; k++) {
@@ -1756,10 +1756,10 @@ int zb_zone_rrs(struct zb *b, const uint8_t *apex, zb_rr_cb cb, void *arg)
 			z = t->zones[i];
 	if (!z)
 		return -ENOENT;
-	const struct rrset *soa = find_set(zone_apex(b, z), T_SOA);
+	const struct rrset *soa = find_set(zone_apex(b, z), DNS_T_SOA);
 	if (!soa)
 		return -ENOENT;
-	int ret = cb(arg, z->apex, T_SOA, soa->ttl, soa->head->d, soa->head->len);
+	int ret = cb(arg, z->apex, DNS_T_SOA, soa->ttl, soa->head->d, soa->head->len);
 	if (ret < 0)
 		return ret;
 	/* The rest in build order: names as they were first created. */
@@ -1769,7 +1769,7 @@ int zb_zone_rrs(struct zb *b, const uint8_t *apex, zb_rr_cb cb, void *arg)
 		if (!h->zidx || t->zones[h->zidx - 1] != z)
 			continue;
 		for (const struct rrset *s = n->sets; s; s = s->next) {
-			if (s->type == T_SOA && n == z->apex_node)
+			if (s->type == DNS_T_SOA && n == z->apex_node)
 				continue;
 			for (const struct rdata *r = s->head; r; r = r->next)
 				if ((ret = cb(arg, NODE_NAME(h), s->type, s->ttl, r->d, r->len)) <
@@ -1796,7 +1796,7 @@ static int publish_chaos_node(struct zb *b, struct bnode *bn)
 	n->n_ans = 1;
 	const struct zone_answer **na = (const struct zone_answer **)((uint8_t *)n + off);
 	na[0] = bn->chaos;
-	uint16_t txt = T_TXT;
+	uint16_t txt = DNS_T_TXT;
 	memcpy(na + 1, &txt, sizeof(txt));
 	bn->pub = n;
 	return 0;
@@ -1930,7 +1930,7 @@ int zb_finish(struct zb *b, void **tables, size_t *n_names)
 		if (!h->zidx)
 			continue;
 		/* Delegations: an NS RRset below an apex cuts the zone. */
-		if (!(h->flags & NF_APEX) && find_set(bn, T_NS)) {
+		if (!(h->flags & NF_APEX) && find_set(bn, DNS_T_NS)) {
 			h->flags |= NF_CUT;
 			n_cuts++;
 		}
@@ -2006,12 +2006,12 @@ static const struct zone_answer *node_answer(const struct zone_node *n, uint16_t
 	for (uint16_t i = 0; i < n->n_ans; i++)
 		if (types[i] == qtype)
 			return node_ans(n)[i];
-	if (qtype == T_ANY && n->n_ans)
+	if (qtype == DNS_T_ANY && n->n_ans)
 		return node_ans(n)[0];
 	return NULL;
 }
 
-static int parse_dashed_ip(const uint8_t *label, struct model_addr *out)
+static int parse_dashed_ip(const uint8_t *label, struct net_addr *out)
 {
 	char text[64];
 	size_t ll = label[0];
@@ -2053,7 +2053,7 @@ static void answer_from_node(const struct tables *t, const struct zone_node *n, 
 			     struct zone_result *r)
 {
 	const struct zone_answer *a;
-	if (n->flags & NF_BELOW_CUT || (n->flags & NF_CUT && qtype != T_DS)) {
+	if (n->flags & NF_BELOW_CUT || (n->flags & NF_CUT && qtype != DNS_T_DS)) {
 		r->ans = node_referral(n);
 		return;
 	}
@@ -2061,7 +2061,7 @@ static void answer_from_node(const struct tables *t, const struct zone_node *n, 
 		r->ans = a;
 		return;
 	}
-	if ((n->flags & NF_CNAME) && qtype != T_CNAME) {
+	if ((n->flags & NF_CNAME) && qtype != DNS_T_CNAME) {
 		r->ans = node_cname_default(n);
 		return;
 	}
@@ -2122,8 +2122,8 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 				return;
 			}
 			if (dropped == 2 && parse_dashed_ip(key, &r->addr) == 0) {
-				uint16_t want = r->addr.family == AF_INET ? T_A : T_AAAA;
-				if (qtype == want || qtype == T_ANY) {
+				uint16_t want = r->addr.family == AF_INET ? DNS_T_A : DNS_T_AAAA;
+				if (qtype == want || qtype == DNS_T_ANY) {
 					r->kind = ZR_POD_ADDR;
 					r->ttl = cz->pod_ttl;
 				} else {
@@ -2144,7 +2144,7 @@ const struct zone_answer *zb_lookup_chaos(const void *tables, const uint8_t *key
 	const struct tables *t = tables;
 	const struct zone_node *n =
 	    layered_find(&t->base->chaos, &t->chaos_over, key, keylen, dname_hash(key, keylen));
-	if (!n || (qtype != T_TXT && qtype != T_ANY))
+	if (!n || (qtype != DNS_T_TXT && qtype != DNS_T_ANY))
 		return NULL;
 	return node_ans(n)[0];
 }

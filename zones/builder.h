@@ -15,27 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "wire/wire.h"
 #include "zones/snapshot.h"
-
-enum {
-	T_A = 1,
-	T_NS = 2,
-	T_CNAME = 5,
-	T_SOA = 6,
-	T_PTR = 12,
-	T_MX = 15,
-	T_TXT = 16,
-	T_AAAA = 28,
-	T_SRV = 33,
-	T_DNAME = 39,
-	T_OPT = 41,
-	T_DS = 43,
-	T_IXFR = 251,
-	T_AXFR = 252,
-	T_ANY = 255,
-};
-
-enum { C_IN = 1, C_CH = 3, C_ANY = 255 };
 
 /* A region: many small allocations freed in one go. */
 struct arena;

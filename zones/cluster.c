@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 
 #include "common/log.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 #define SCHEMA_VERSION "1.1.0"
 
@@ -36,17 +36,17 @@ static int prepend_str(uint8_t *out, const char *label, const uint8_t *suffix)
 }
 
 static int add_addr(struct zb *b, struct zb_zone *z, const uint8_t *owner,
-		    const struct model_addr *a, uint32_t ttl)
+		    const struct net_addr *a, uint32_t ttl)
 {
 	if (a->family == AF_INET)
-		return zb_rr_add(b, z, owner, T_A, ttl, a->bytes, 4);
-	return zb_rr_add(b, z, owner, T_AAAA, ttl, a->bytes, 16);
+		return zb_rr_add(b, z, owner, DNS_T_A, ttl, a->bytes, 4);
+	return zb_rr_add(b, z, owner, DNS_T_AAAA, ttl, a->bytes, 16);
 }
 
 /* The reverse name of an address: d.c.b.a.in-addr.arpa or the ip6.arpa
  * nibbles, written as wire form directly (there is one per Service and per
  * endpoint of a headless Service). */
-static int reverse_name(const struct model_addr *a, uint8_t *out)
+static int reverse_name(const struct net_addr *a, uint8_t *out)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
@@ -76,9 +76,9 @@ static int reverse_name(const struct model_addr *a, uint8_t *out)
 
 /* The system-assigned hostname of an endpoint without one: its address with
  * dashes, as CoreDNS writes it (10-1-2-3, 2001-db8--1). */
-static void dashed_addr(const struct model_addr *a, char *out, size_t len)
+static void dashed_addr(const struct net_addr *a, char *out, size_t len)
 {
-	model_addr_format(a, out, len);
+	net_addr_format(a, out, len);
 	for (char *p = out; *p; p++)
 		if (*p == '.' || *p == ':')
 			*p = '-';
@@ -157,7 +157,7 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 				 s->ns, s->name, s->external_name);
 			return 0;
 		}
-		return zb_rr_add(b, z, sname, T_CNAME, ttl, rd, (uint16_t)l);
+		return zb_rr_add(b, z, sname, DNS_T_CNAME, ttl, rd, (uint16_t)l);
 	}
 
 	if (!s->headless) {
@@ -167,7 +167,7 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 			if (rev4 && reverse_name(&s->cluster_ips[i], name) > 0) {
 				struct zb_zone *rz =
 				    s->cluster_ips[i].family == AF_INET ? rev4 : rev6;
-				if ((ret = zb_rr_add(b, rz, name, T_PTR, ttl, sname,
+				if ((ret = zb_rr_add(b, rz, name, DNS_T_PTR, ttl, sname,
 						     (uint16_t)dname_len(sname))) < 0)
 					return ret;
 			}
@@ -184,8 +184,8 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 			    prepend_str(name, plabel, tmp) < 0)
 				continue;
 			int l = srv_rdata(rd, 0, 100, p->port, sname);
-			if ((ret = zb_rr_add(b, z, name, T_SRV, ttl, rd, (uint16_t)l)) < 0 ||
-			    (ret = zb_rr_add(b, z, sname, T_SRV, ttl, rd, (uint16_t)l)) < 0)
+			if ((ret = zb_rr_add(b, z, name, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0 ||
+			    (ret = zb_rr_add(b, z, sname, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0)
 				return ret;
 		}
 		return 0;
@@ -215,7 +215,7 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 			return ret;
 		if (rev4 && reverse_name(&ep->addr, name) > 0) {
 			struct zb_zone *rz = ep->addr.family == AF_INET ? rev4 : rev6;
-			if ((ret = zb_rr_add(b, rz, name, T_PTR, ttl, hname,
+			if ((ret = zb_rr_add(b, rz, name, DNS_T_PTR, ttl, hname,
 					     (uint16_t)dname_len(hname))) < 0)
 				return ret;
 		}
@@ -232,8 +232,8 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 			/* Equal shares of weight, as CoreDNS gives them. */
 			uint16_t weight = (uint16_t)(n_pub ? (100 / n_pub ? 100 / n_pub : 1) : 100);
 			int l = srv_rdata(rd, 0, weight, port, hname);
-			if ((ret = zb_rr_add(b, z, name, T_SRV, ttl, rd, (uint16_t)l)) < 0 ||
-			    (ret = zb_rr_add(b, z, sname, T_SRV, ttl, rd, (uint16_t)l)) < 0)
+			if ((ret = zb_rr_add(b, z, name, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0 ||
+			    (ret = zb_rr_add(b, z, sname, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0)
 				return ret;
 		}
 	}
@@ -267,7 +267,7 @@ static void txt_raw(struct txtw *w, const void *p, size_t n)
 
 static void txt_begin(struct txtw *w)
 {
-	static const uint8_t head[12] = {0xC0, 0x0C, 0, T_TXT, 0, C_CH, 0, 0, 0, 0, 0, 0};
+	static const uint8_t head[12] = {0xC0, 0x0C, 0, DNS_T_TXT, 0, DNS_C_CH, 0, 0, 0, 0, 0, 0};
 	w->rr = w->len;
 	txt_raw(w, head, sizeof(head));
 	w->piece = w->len;
@@ -321,7 +321,7 @@ static void txt_end(struct txtw *w)
 }
 
 /* An endpoint as ` addr:port` (IPv6 in brackets). */
-static void txt_endpoint(struct txtw *w, const struct model_addr *a, uint16_t port)
+static void txt_endpoint(struct txtw *w, const struct net_addr *a, uint16_t port)
 {
 	txt_put(w, " ", 1);
 	if (a->family == AF_INET) {
@@ -332,7 +332,7 @@ static void txt_endpoint(struct txtw *w, const struct model_addr *a, uint16_t po
 		}
 	} else {
 		char addr[INET6_ADDRSTRLEN];
-		model_addr_format(a, addr, sizeof(addr));
+		net_addr_format(a, addr, sizeof(addr));
 		txt_put(w, "[", 1);
 		txt_puts(w, addr);
 		txt_put(w, "]", 1);
@@ -490,9 +490,9 @@ static int zone_with_soa(struct zb *b, const uint8_t *apex, const uint8_t *mname
 		return ret;
 	zb_zone_mark_dynamic(*out);
 	int l = soa_rdata(rd, mname, rname, serial, ttl);
-	if ((ret = zb_rr_add(b, *out, apex, T_SOA, ttl, rd, (uint16_t)l)) < 0)
+	if ((ret = zb_rr_add(b, *out, apex, DNS_T_SOA, ttl, rd, (uint16_t)l)) < 0)
 		return ret;
-	return zb_rr_add(b, *out, apex, T_NS, ttl, mname, (uint16_t)dname_len(mname));
+	return zb_rr_add(b, *out, apex, DNS_T_NS, ttl, mname, (uint16_t)dname_len(mname));
 }
 
 int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t serial,
@@ -558,7 +558,7 @@ int cluster_base(struct zb *b, const struct snapshot_config *cfg, const struct m
 		return -EINVAL;
 	rd[0] = sizeof(SCHEMA_VERSION) - 1;
 	memcpy(rd + 1, SCHEMA_VERSION, sizeof(SCHEMA_VERSION) - 1);
-	if ((ret = zb_rr_add(b, cz->z, name, T_TXT, ttl, rd, sizeof(SCHEMA_VERSION))) < 0)
+	if ((ret = zb_rr_add(b, cz->z, name, DNS_T_TXT, ttl, rd, sizeof(SCHEMA_VERSION))) < 0)
 		return ret;
 	if ((ret = zb_name_add(b, cz->z, cz->svc_full)) < 0)
 		return ret;

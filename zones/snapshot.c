@@ -74,7 +74,7 @@ static bool str_eq(const char *a, const char *b)
 	return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static bool addr_eq(const struct model_addr *a, const struct model_addr *b)
+static bool addr_eq(const struct net_addr *a, const struct net_addr *b)
 {
 	return a->family == b->family && memcmp(a->bytes, b->bytes, 16) == 0;
 }

@@ -49,7 +49,7 @@ struct zone_result {
 	const uint8_t *apex; /* the zone's apex (lowercase wire), NULL outside every zone */
 	uint8_t apex_len;
 	const struct zone_answer *ans;
-	struct model_addr addr; /* ZR_POD_ADDR */
+	struct net_addr addr; /* ZR_POD_ADDR */
 	uint32_t ttl;		/* ZR_POD_ADDR */
 };
 
@@ -58,7 +58,7 @@ struct snapshot_config {
 	const char *zone;	   /* cluster domain, e.g. "cluster.local" */
 	uint32_t ttl;		   /* records of the cluster zone */
 	const char *hostname;	   /* id.server */
-	struct model_addr ns_addr; /* glue for ns.dns.<zone> when kube-dns is unknown */
+	struct net_addr ns_addr; /* glue for ns.dns.<zone> when kube-dns is unknown */
 	bool have_ns_addr;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
 	const struct static_zone *const *static_zones;

@@ -9,7 +9,7 @@
 #include "common/log.h"
 #include "zones/builder.h"
 #include "zones/cluster.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 #include "zones/zonefile.h"
 
 /* ---- journal ------------------------------------------------------------- */
@@ -190,7 +190,7 @@ static int add_rr(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
 	memcpy(o, owner, olen);
 	o += olen;
 	put16(o, type);
-	put16(o + 2, C_IN);
+	put16(o + 2, DNS_C_IN);
 	put16(o + 4, (uint16_t)(ttl >> 16));
 	put16(o + 6, (uint16_t)ttl);
 	put16(o + 8, rdlen);
@@ -212,7 +212,7 @@ static int ixfr_serial(const uint8_t *req, size_t len, size_t qend, uint32_t *se
 	uint16_t type = (uint16_t)(req[o] << 8 | req[o + 1]);
 	uint16_t rdlen = (uint16_t)(req[o + 8] << 8 | req[o + 9]);
 	size_t rd = (size_t)o + 10;
-	if (type != T_SOA || rd + rdlen > len)
+	if (type != DNS_T_SOA || rd + rdlen > len)
 		return -EBADMSG;
 	int m = dname_skip(req, rd + rdlen, rd);
 	if (m < 0)
@@ -248,7 +248,7 @@ static int add_rr_keep_soa(void *arg, const uint8_t *owner, uint16_t type, uint3
 			   const uint8_t *rdata, uint16_t rdlen)
 {
 	struct soa_keep *k = arg;
-	if (type == T_SOA && !k->have && rdlen <= sizeof(k->rdata)) {
+	if (type == DNS_T_SOA && !k->have && rdlen <= sizeof(k->rdata)) {
 		memcpy(k->owner, owner, dname_len(owner));
 		memcpy(k->rdata, rdata, rdlen);
 		k->rdlen = rdlen;
@@ -263,7 +263,7 @@ static int soa_only(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl
 		    const uint8_t *rdata, uint16_t rdlen)
 {
 	struct soa_keep *k = arg;
-	if (type == T_SOA && rdlen <= sizeof(k->rdata)) {
+	if (type == DNS_T_SOA && rdlen <= sizeof(k->rdata)) {
 		memcpy(k->owner, owner, dname_len(owner));
 		memcpy(k->rdata, rdata, rdlen);
 		k->rdlen = rdlen;
@@ -285,7 +285,7 @@ static int add_soa_serial(struct packer *p, const struct soa_keep *k, uint32_t s
 	sp[1] = (uint8_t)(serial >> 16);
 	sp[2] = (uint8_t)(serial >> 8);
 	sp[3] = (uint8_t)serial;
-	return add_rr(p, k->owner, T_SOA, k->ttl, rd, k->rdlen);
+	return add_rr(p, k->owner, DNS_T_SOA, k->ttl, rd, k->rdlen);
 }
 
 static int add_diff_part(struct packer *p, const struct xfr_rrs *r, const uint8_t *apex)
@@ -321,7 +321,7 @@ static bool ixfr_from_journal(struct packer *p, const struct xfr_diff *head, uin
 		return false;
 	/* a name under the apex's label boundary check is enough here: the
 	 * cluster zone's apex is never a suffix of another zone's name */
-	if (add_rr(p, k->owner, T_SOA, k->ttl, k->rdata, k->rdlen) < 0)
+	if (add_rr(p, k->owner, DNS_T_SOA, k->ttl, k->rdata, k->rdlen) < 0)
 		return false;
 	for (size_t i = n; i-- > 0;) {
 		const struct xfr_diff *d = chain[i];
@@ -329,7 +329,7 @@ static bool ixfr_from_journal(struct packer *p, const struct xfr_diff *head, uin
 		    add_soa_serial(p, k, d->to) < 0 || add_diff_part(p, &d->add, apex) < 0)
 			return false;
 	}
-	return add_rr(p, k->owner, T_SOA, k->ttl, k->rdata, k->rdlen) == 0;
+	return add_rr(p, k->owner, DNS_T_SOA, k->ttl, k->rdata, k->rdlen) == 0;
 }
 
 size_t xfr_dynamic_zones(const struct snapshot_config *cfg, uint8_t names[][255], size_t max)
@@ -372,7 +372,7 @@ int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t 
 	/* RFC 1995: a client already at our serial gets our SOA alone. No journal
 	 * of changes is kept, so any other client gets the whole zone, in AXFR
 	 * form, which section 4 allows. */
-	if (qtype == T_IXFR) {
+	if (qtype == DNS_T_IXFR) {
 		uint32_t theirs;
 		if (ixfr_serial(req, len, qend, &theirs) < 0) {
 			ret = -EBADMSG;
@@ -385,7 +385,7 @@ int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t 
 		}
 		uint32_t ours = soa_serial_of(keep.rdata);
 		if (theirs == ours || (int32_t)(theirs - ours) > 0) {
-			ret = add_rr(&p, keep.owner, T_SOA, keep.ttl, keep.rdata, keep.rdlen);
+			ret = add_rr(&p, keep.owner, DNS_T_SOA, keep.ttl, keep.rdata, keep.rdlen);
 			goto done;
 		}
 		/* The changes since their serial, if the journal reaches back. */
@@ -402,7 +402,7 @@ int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t 
 			ret = -ENOENT;
 		goto out;
 	}
-	ret = add_rr(&p, keep.owner, T_SOA, keep.ttl, keep.rdata, keep.rdlen);
+	ret = add_rr(&p, keep.owner, DNS_T_SOA, keep.ttl, keep.rdata, keep.rdlen);
 done:
 	if (ret < 0)
 		goto out;

@@ -10,7 +10,7 @@
 #include <ldns/ldns.h>
 
 #include "common/log.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 struct static_rr {
 	uint8_t owner[DNAME_MAX];

@@ -64,9 +64,9 @@ int main(int argc, char **argv)
 	closedir(d);
 	qsort(names, n, sizeof(*names), cmp_name);
 
-	struct model_cidr svc_cidr, pod_cidr;
-	model_cidr_parse("10.96.0.0/12", &svc_cidr);
-	model_cidr_parse("10.244.0.0/16", &pod_cidr);
+	struct net_cidr svc_cidr, pod_cidr;
+	net_cidr_parse("10.96.0.0/12", &svc_cidr);
+	net_cidr_parse("10.244.0.0/16", &pod_cidr);
 	size_t base = heap_used();
 	struct model_store *st = model_store_new();
 	struct model_alloc *alloc = model_alloc_new(&svc_cidr, &pod_cidr);

@@ -5,7 +5,7 @@
  * pays it, not several overlapped. Both are calls, as in the daemon.
  *
  *   cc -O2 -I. -o /tmp/hash_cost contrib/bench/hash_cost.c common/shash.c \
- *      common/log.c dns/forward_msg.c zones/dname.c -lpthread
+ *      common/log.c resolver/forward_msg.c wire/dname.c -lpthread
  *   /tmp/hash_cost [ROUNDS]
  */
 #include <stdio.h>
@@ -14,8 +14,8 @@
 #include <time.h>
 
 #include "common/shash.h"
-#include "dns/forward_msg.h"
-#include "zones/dname.h"
+#include "resolver/forward_msg.h"
+#include "wire/dname.h"
 
 __attribute__((noipa)) static uint32_t old_key_hash(const struct fwd_key *k)
 {

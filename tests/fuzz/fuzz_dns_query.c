@@ -12,6 +12,8 @@
 #include <ldns/ldns.h>
 
 #include "common/log.h"
+
+#include "wire/wire.h"
 #include "dns/query.h"
 #include "fuzz.h"
 #include "zones/snapshot.h"
@@ -107,10 +109,10 @@ static struct snapshot *snap;
 static bool trace; /* SVCDNS_FUZZ_TRACE=1: one line per input, to see what seeds reach */
 static uint8_t *resp_udp, *resp_tcp, *resp_min, *resp_case, *req_case;
 
-static struct model_addr addr(const char *text)
+static struct net_addr addr(const char *text)
 {
-	struct model_addr a;
-	FUZZ_CHECK(model_addr_parse(text, &a) == 0, "fixture address %s", text);
+	struct net_addr a;
+	FUZZ_CHECK(net_addr_parse(text, &a) == 0, "fixture address %s", text);
 	return a;
 }
 
@@ -286,11 +288,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- checks, written independently of dns/query.c -------------------------- */
 
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
 /* Wire length of the question name at offset 12 when it is one svcdns must
  * accept (uncompressed, labels up to 63, at most 255 octets), else -1. */
 static int question_name_len(const uint8_t *m, size_t len)
@@ -350,22 +347,22 @@ static struct seen check_response(const uint8_t *req, size_t len, const uint8_t 
 	FUZZ_CHECK((resp[2] & 0x79) == (req[2] & 0x79), "%s: opcode/RD not echoed", what);
 	s.rcode = resp[3] & 0x0F;
 	s.tc = resp[2] & 0x02;
-	s.an = rd16(resp + 6);
-	s.ns = rd16(resp + 8);
-	s.ar = rd16(resp + 10);
+	s.an = wire_rd16(resp + 6);
+	s.ns = wire_rd16(resp + 8);
+	s.ar = wire_rd16(resp + 10);
 
 	int qn = question_name_len(req, len);
-	bool question = rd16(req + 4) == 1 && qn >= 0 && 12 + (size_t)qn + 4 <= len;
+	bool question = wire_rd16(req + 4) == 1 && qn >= 0 && 12 + (size_t)qn + 4 <= len;
 	size_t off = 12;
 	if (question) {
-		FUZZ_CHECK(rd16(resp + 4) == 1, "%s: question dropped", what);
+		FUZZ_CHECK(wire_rd16(resp + 4) == 1, "%s: question dropped", what);
 		FUZZ_CHECK(n >= 12 + (size_t)qn + 4 &&
 			       memcmp(resp + 12, req + 12, (size_t)qn + 4) == 0,
 			   "%s: question not echoed as asked", what);
 		off = 12 + (size_t)qn + 4;
 	} else {
-		FUZZ_CHECK(rd16(resp + 4) == 0, "%s: question count %u without a question", what,
-			   rd16(resp + 4));
+		FUZZ_CHECK(wire_rd16(resp + 4) == 0, "%s: question count %u without a question",
+			   what, wire_rd16(resp + 4));
 	}
 
 	/* The counts describe the bytes exactly: no record cut, nothing after. */
@@ -373,11 +370,11 @@ static struct seen check_response(const uint8_t *req, size_t len, const uint8_t 
 	for (unsigned i = 0; i < rrs; i++) {
 		size_t o = skip_name(resp, n, off);
 		FUZZ_CHECK(o && o + 10 <= n, "%s: record %u of %u runs past %zu", what, i, rrs, n);
-		if (rd16(resp + o) == LDNS_RR_TYPE_OPT) {
+		if (wire_rd16(resp + o) == LDNS_RR_TYPE_OPT) {
 			FUZZ_CHECK(i >= (unsigned)s.an + s.ns && !s.opt, "%s: misplaced OPT", what);
 			s.opt = true;
 		}
-		off = o + 10 + rd16(resp + o + 8);
+		off = o + 10 + wire_rd16(resp + o + 8);
 		FUZZ_CHECK(off <= n, "%s: rdata of record %u runs past %zu", what, i, n);
 	}
 	FUZZ_CHECK(off == n, "%s: %zu bytes after the last record", what, n - off);
@@ -441,7 +438,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Lookups ignore case: flipping the case of every letter of the question
 	 * changes nothing in the response but the echoed question. */
 	int qn = question_name_len(data, size);
-	if (rd16(data + 4) != 1 || qn < 0 || 12 + (size_t)qn + 4 > size || size > DNS_MAX_MSG)
+	if (wire_rd16(data + 4) != 1 || qn < 0 || 12 + (size_t)qn + 4 > size || size > DNS_MAX_MSG)
 		return 0;
 	memcpy(req_case, data, size);
 	bool flipped = false;

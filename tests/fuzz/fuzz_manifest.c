@@ -13,7 +13,7 @@
 #include "discovery/manifest.h"
 #include "dns/query.h"
 #include "fuzz.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 #include "zones/snapshot.h"
 
 #ifndef FUZZ_MANIFEST_PATH
@@ -23,7 +23,7 @@
 /* Services asked about per snapshot stay bounded whatever the file holds. */
 #define MAX_QUERIED_SVCS 8
 
-static struct model_cidr svc_cidr, pod_cidr;
+static struct net_cidr svc_cidr, pod_cidr;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -32,8 +32,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	/* Every rejected object logs a line; SVCDNS_FUZZ_LOG=1 brings them back. */
 	if (!getenv("SVCDNS_FUZZ_LOG"))
 		log_set_level(LOG_ERROR);
-	FUZZ_CHECK(model_cidr_parse("10.96.0.0/12", &svc_cidr) == 0, "service cidr");
-	FUZZ_CHECK(model_cidr_parse("10.244.0.0/16", &pod_cidr) == 0, "pod cidr");
+	FUZZ_CHECK(net_cidr_parse("10.96.0.0/12", &svc_cidr) == 0, "service cidr");
+	FUZZ_CHECK(net_cidr_parse("10.244.0.0/16", &pod_cidr) == 0, "pod cidr");
 	return 0;
 }
 

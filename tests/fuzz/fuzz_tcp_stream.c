@@ -1,5 +1,5 @@
 /* Fuzz target: a TCP stream of length-prefixed DNS messages, split at points
- * the input chooses, through tcpframe_feed() (dns/tcpframe.h, the code
+ * the input chooses, through tcpframe_feed() (wire/tcpframe.h, the code
  * dns/server.c runs) with the server's buffer growth rule and dns_answer()
  * behind it. However the stream is cut, and wherever the handler pauses, the
  * same messages get the same responses and the connection ends at the same
@@ -11,7 +11,7 @@
 
 #include "common/log.h"
 #include "dns/query.h"
-#include "dns/tcpframe.h"
+#include "wire/tcpframe.h"
 #include "fuzz.h"
 #include "zones/snapshot.h"
 
@@ -31,10 +31,10 @@ static char *namespaces[] = {"default", "shop"};
 static struct snapshot *snap;
 static bool trace;
 
-static struct model_addr addr(const char *text)
+static struct net_addr addr(const char *text)
 {
-	struct model_addr a;
-	FUZZ_CHECK(model_addr_parse(text, &a) == 0, "fixture address %s", text);
+	struct net_addr a;
+	FUZZ_CHECK(net_addr_parse(text, &a) == 0, "fixture address %s", text);
 	return a;
 }
 

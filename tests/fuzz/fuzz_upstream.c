@@ -15,9 +15,11 @@
 #include <ldns/ldns.h>
 
 #include "common/log.h"
-#include "dns/forward_msg.h"
+
+#include "wire/wire.h"
+#include "resolver/forward_msg.h"
 #include "fuzz.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 static uint16_t *ttl_off;
 static uint8_t *wire, *out, *kept;
@@ -38,11 +40,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	starts = malloc(65535 * sizeof(*starts));
 	FUZZ_CHECK(ttl_off && wire && out && kept && starts, "out of memory");
 	return 0;
-}
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
 }
 
 /* Whether the upstream's message, as svcdns keeps it (its OPT and whatever
@@ -157,8 +154,8 @@ static bool ldns_reads(const uint8_t *msg, const struct fwd_msg *m)
 		size_t rr_start = off;
 		if (!strict_name(kept, m->len, &off) || off + 10 > m->len)
 			return false;
-		uint16_t type = rd16(kept + off);
-		size_t end = off + 10 + rd16(kept + off + 8), pos = rr_start, skip;
+		uint16_t type = wire_rd16(kept + off);
+		size_t end = off + 10 + wire_rd16(kept + off + 8), pos = rr_start, skip;
 		int names = rdata_names(type, &skip);
 		if (names == -2)
 			return false;
@@ -183,7 +180,7 @@ static void check_client(const struct fwd_client_q *c, const uint8_t *resp, size
 	FUZZ_CHECK(n <= limit, "%s: %zu bytes over a limit of %zu", what, n, limit);
 	FUZZ_CHECK(memcmp(resp, c->hdr, 2) == 0, "%s: ID not the client's", what);
 	FUZZ_CHECK(resp[2] & 0x80, "%s: QR clear", what);
-	FUZZ_CHECK(rd16(resp + 4) == 1 && memcmp(resp + 12, c->q, c->qlen) == 0,
+	FUZZ_CHECK(wire_rd16(resp + 4) == 1 && memcmp(resp + 12, c->q, c->qlen) == 0,
 		   "%s: the client's question is not echoed as asked", what);
 	if (!parse)
 		return;
@@ -219,12 +216,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fwd_key k = {0};
 	struct fwd_msg m;
 	/* The question the input answers, when it has one we could have sent. */
-	int ql = rd16(data + 4) == 1 ? dname_read_question(data, size, 12, k.name) : -1;
+	int ql = wire_rd16(data + 4) == 1 ? dname_read_question(data, size, 12, k.name) : -1;
 	bool asked = ql > 0 && 12 + (size_t)ql + 4 <= size;
 	if (asked) {
 		k.name_len = (uint16_t)ql;
-		k.qtype = rd16(data + 12 + ql);
-		k.qclass = rd16(data + 12 + ql + 2);
+		k.qtype = wire_rd16(data + 12 + ql);
+		k.qclass = wire_rd16(data + 12 + ql + 2);
 		k.flags = data[3] & 0x01 ? FWD_KEY_DO : 0;
 		fwd_key_hash(&k);
 	}
@@ -238,17 +235,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      k.qclass == other.qclass && memcmp(k.name, other.name, k.name_len) == 0;
 	if (!same_q) {
 		memcpy(wire, data, size);
-		int rc = fwd_msg_parse(wire, size, &other, rd16(data), ttl_off, &m);
+		int rc = fwd_msg_parse(wire, size, &other, wire_rd16(data), ttl_off, &m);
 		FUZZ_CHECK(rc == -EPROTO || rc == -ENOMSG || rc == -EBADMSG,
 			   "an answer to another question was taken: %d", rc);
 	}
 	if (!asked)
 		return 0;
 	memcpy(wire, data, size);
-	int rc = fwd_msg_parse(wire, size, &k, (uint16_t)(rd16(data) ^ 1), ttl_off, &m);
+	int rc = fwd_msg_parse(wire, size, &k, (uint16_t)(wire_rd16(data) ^ 1), ttl_off, &m);
 	FUZZ_CHECK(rc == -EPROTO, "an answer with another ID was taken: %d", rc);
 	memcpy(wire, data, size);
-	rc = fwd_msg_parse(wire, size, &k, rd16(data), ttl_off, &m);
+	rc = fwd_msg_parse(wire, size, &k, wire_rd16(data), ttl_off, &m);
 	if (trace)
 		fprintf(stderr, "parse %d: rcode %u an %u ns %u ar %u%s\n", rc,
 			rc == 0 ? m.rcode : 0, rc == 0 ? m.an : 0, rc == 0 ? m.ns : 0,

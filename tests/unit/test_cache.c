@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "dns/cache.h"
+#include "resolver/cache.h"
 
 static uint16_t offs[FWD_MAX_RRS], got_offs[FWD_MAX_RRS];
 static uint8_t buf[65536];

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 static void test_from_text(void **state)
 {

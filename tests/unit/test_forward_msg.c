@@ -10,7 +10,9 @@
 
 #include <cmocka.h>
 
-#include "dns/forward_msg.h"
+#include "resolver/forward_msg.h"
+
+#include "wire/wire.h"
 
 /* ---- a tiny message writer for the tests ---------------------------------- */
 
@@ -263,11 +265,6 @@ static void test_cache_ttl(void **state)
 	assert_int_equal(fwd_msg_cache_ttl(&m, 3600, 1800, &ttl), FWD_CACHE_NONE);
 }
 
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static void test_render(void **state)
 {
 	(void)state;
@@ -293,19 +290,19 @@ static void test_render(void **state)
 	assert_int_equal(out[2], 0x81);					/* QR RD, no AA */
 	assert_int_equal(out[3], 0x90);					/* RA CD NOERROR */
 	assert_memory_equal(out + 12, "\3Www\7EXAMPLE\3org", NAME_LEN); /* the client's case */
-	assert_int_equal(rd32(out + m.ttl_off[0]), 290);		/* counted down */
-	assert_int_equal(rd32(out + m.ttl_off[1]), 50);
+	assert_int_equal(wire_rd32(out + m.ttl_off[0]), 290);		/* counted down */
+	assert_int_equal(wire_rd32(out + m.ttl_off[1]), 50);
 	assert_int_equal(out[11], 1); /* our OPT */
 
 	t = (struct fwd_ttl){.age = 100, .cap = 3600};
 	fwd_render(&cq, &m, &t, out, sizeof(out));
-	assert_int_equal(rd32(out + m.ttl_off[1]), 0); /* never below zero */
+	assert_int_equal(wire_rd32(out + m.ttl_off[1]), 0); /* never below zero */
 	t = (struct fwd_ttl){.age = 0, .cap = 20};
 	fwd_render(&cq, &m, &t, out, sizeof(out));
-	assert_int_equal(rd32(out + m.ttl_off[0]), 20); /* never above the cache's TTL */
+	assert_int_equal(wire_rd32(out + m.ttl_off[0]), 20); /* never above the cache's TTL */
 	t = (struct fwd_ttl){.age = 5000, .cap = 300, .stale = true};
 	fwd_render(&cq, &m, &t, out, sizeof(out));
-	assert_int_equal(rd32(out + m.ttl_off[0]), FWD_STALE_TTL);
+	assert_int_equal(wire_rd32(out + m.ttl_off[0]), FWD_STALE_TTL);
 
 	/* Too big for the client: TC, no records. */
 	cq.limit = (uint16_t)(m.qend + 11 + 10);
@@ -366,7 +363,7 @@ static void test_splice(void **state)
 	assert_memory_equal(out + off, NAME, NAME_LEN);
 	off += NAME_LEN;
 	assert_int_equal(out[off + 1], 5);
-	assert_int_equal(rd32(out + off + 4), 299);
+	assert_int_equal(wire_rd32(out + off + 4), 299);
 	assert_int_equal(out[off + 9], 13); /* rdlength of "example.org." in full */
 	assert_memory_equal(out + off + 10, "\7example\3org", 13);
 	off += 10 + 13;

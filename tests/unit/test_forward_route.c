@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "dns/forward_route.h"
+#include "resolver/forward_route.h"
 #include "dns/query.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 #include "zones/snapshot.h"
 
 static struct model_service svc_web, svc_ext;
@@ -26,7 +26,7 @@ static int setup(void **state)
 {
 	(void)state;
 	svc_web = (struct model_service){.ns = "shop", .name = "web", .n_cluster_ips = 1};
-	assert_int_equal(model_addr_parse("10.96.10.10", &svc_web.cluster_ips[0]), 0);
+	assert_int_equal(net_addr_parse("10.96.10.10", &svc_web.cluster_ips[0]), 0);
 	svc_ext = (struct model_service){.ns = "shop",
 					 .name = "payments",
 					 .type = SVC_EXTERNAL_NAME,
@@ -127,9 +127,9 @@ static void test_routes(void **state)
 	struct fwd_route_config cfg;
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.zone_len = (uint16_t)dname_from_text("cluster.local", cfg.zone, sizeof(cfg.zone));
-	assert_int_equal(fwd_cidr_parse("10.96.0.0/12", &cfg.cluster_cidrs[0]), 0);
-	assert_int_equal(fwd_cidr_parse("10.244.0.0/16", &cfg.cluster_cidrs[1]), 0);
-	assert_int_equal(fwd_cidr_parse("fd00::/8", &cfg.cluster_cidrs[2]), 0);
+	assert_int_equal(net_cidr_parse("10.96.0.0/12", &cfg.cluster_cidrs[0]), 0);
+	assert_int_equal(net_cidr_parse("10.244.0.0/16", &cfg.cluster_cidrs[1]), 0);
+	assert_int_equal(net_cidr_parse("fd00::/8", &cfg.cluster_cidrs[2]), 0);
 	cfg.n_cluster_cidrs = 3;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -182,17 +182,17 @@ static void test_autopath_prefix(void **state)
 static void test_cidr(void **state)
 {
 	(void)state;
-	struct fwd_cidr c;
+	struct net_cidr c;
 	static const uint8_t a1[4] = {172, 31, 255, 1}, a2[4] = {172, 32, 0, 1};
-	assert_int_equal(fwd_cidr_parse("172.16.0.0/12", &c), 0);
-	assert_true(fwd_cidr_contains(&c, 2 /* AF_INET */, a1));
-	assert_false(fwd_cidr_contains(&c, 2, a2));
-	assert_int_equal(fwd_cidr_parse("127.0.0.2", &c), 0);
+	assert_int_equal(net_cidr_parse("172.16.0.0/12", &c), 0);
+	assert_true(net_cidr_contains_raw(&c, 2 /* AF_INET */, a1));
+	assert_false(net_cidr_contains_raw(&c, 2, a2));
+	assert_int_equal(net_cidr_parse("127.0.0.2", &c), 0);
 	assert_int_equal(c.prefix, 32);
-	assert_true(fwd_cidr_parse("10.0.0.0/33", &c) < 0);
-	assert_true(fwd_cidr_parse("nope/8", &c) < 0);
-	assert_true(fwd_cidr_parse("10.0.0.0/", &c) < 0);
-	assert_int_equal(fwd_cidr_parse("fc00::/7", &c), 0);
+	assert_true(net_cidr_parse("10.0.0.0/33", &c) < 0);
+	assert_true(net_cidr_parse("nope/8", &c) < 0);
+	assert_true(net_cidr_parse("10.0.0.0/", &c) < 0);
+	assert_int_equal(net_cidr_parse("fc00::/7", &c), 0);
 	assert_int_equal(c.prefix, 7);
 }
 

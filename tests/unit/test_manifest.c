@@ -65,10 +65,10 @@ static const char *label(const struct model_labels *l, const char *key)
 	return NULL;
 }
 
-static void assert_addr(const struct model_addr *a, const char *text)
+static void assert_addr(const struct net_addr *a, const char *text)
 {
 	char buf[64];
-	model_addr_format(a, buf, sizeof(buf));
+	net_addr_format(a, buf, sizeof(buf));
 	assert_string_equal(buf, text);
 }
 

@@ -18,10 +18,10 @@
 
 #include "common/metrics.h"
 #include "common/metrics_qlog.h"
-#include "dns/config.h"
+#include "daemon/config.h"
 #include "dns/lifecycle_freshness.h"
 #include "dns/query.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 #include "zones/snapshot.h"
 
 /* A query in wire form: header, one question, optionally an OPT record. */
@@ -361,7 +361,7 @@ static void test_freshness(void **state)
 {
 	(void)state;
 	struct snapshot *s;
-	assert_int_equal(model_addr_parse("10.96.0.7", &svc.cluster_ips[0]), 0);
+	assert_int_equal(net_addr_parse("10.96.0.7", &svc.cluster_ips[0]), 0);
 	struct model_view view = {.svcs = &vsvc, .n_svcs = 1, .namespaces = nss, .n_namespaces = 1};
 	assert_int_equal(snapshot_build(&scfg, &view, NULL, &s), 0);
 	free(s->view);

@@ -14,10 +14,10 @@
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
-static struct model_addr ip(const char *text)
+static struct net_addr ip(const char *text)
 {
-	struct model_addr a;
-	assert_int_equal(model_addr_parse(text, &a), 0);
+	struct net_addr a;
+	assert_int_equal(net_addr_parse(text, &a), 0);
 	return a;
 }
 
@@ -41,7 +41,7 @@ static void test_round_robin(void **state)
 	struct balance b;
 	three(eps);
 	balance_init(&b, 64);
-	struct model_addr client = ip("10.0.0.1");
+	struct net_addr client = ip("10.0.0.1");
 	/* Without affinity the same client goes round: 0 1 2 0 1 2. */
 	static const size_t want[] = {0, 1, 2, 0, 1, 2, 0};
 	for (size_t i = 0; i < N_ELEMS(want); i++)
@@ -60,7 +60,7 @@ static void test_affinity(void **state)
 	struct balance b;
 	three(eps);
 	balance_init(&b, 64);
-	struct model_addr a = ip("10.0.0.1"), c = ip("10.0.0.2"), v6 = ip("fd00::1");
+	struct net_addr a = ip("10.0.0.1"), c = ip("10.0.0.2"), v6 = ip("fd00::1");
 	const uint32_t tmo = 10000; /* 10 s */
 
 	size_t ea = balance_pick(&b, eps, 3, &a, tmo, 0);
@@ -123,19 +123,19 @@ static void test_table(void **state)
 	char text[32];
 	for (int i = 0; i < 200; i++) {
 		snprintf(text, sizeof(text), "10.1.%d.%d", i / 50, i % 50 + 1);
-		struct model_addr c = ip(text);
+		struct net_addr c = ip(text);
 		got[i] = balance_pick(&b, eps, 3, &c, tmo, 0);
 	}
 	for (int i = 0; i < 200; i += 3) {
 		snprintf(text, sizeof(text), "10.1.%d.%d", i / 50, i % 50 + 1);
-		struct model_addr c = ip(text);
+		struct net_addr c = ip(text);
 		balance_forget(&b, &c);
 	}
 	assert_int_equal(balance_affinity_count(&b, tmo, 1), 200 - 67);
 	uint32_t cursor = b.cursor;
 	for (int i = 0; i < 200; i++) {
 		snprintf(text, sizeof(text), "10.1.%d.%d", i / 50, i % 50 + 1);
-		struct model_addr c = ip(text);
+		struct net_addr c = ip(text);
 		if (i % 3 == 0)
 			continue;
 		assert_int_equal(balance_pick(&b, eps, 3, &c, tmo, 1), got[i]);
@@ -147,7 +147,7 @@ static void test_table(void **state)
 	balance_init(&small, 16);
 	for (int i = 0; i < 100; i++) {
 		snprintf(text, sizeof(text), "10.2.0.%d", i + 1);
-		struct model_addr c = ip(text);
+		struct net_addr c = ip(text);
 		balance_pick(&small, eps, 3, &c, tmo, 0);
 	}
 	assert_true(small.cap <= 32);
@@ -157,7 +157,7 @@ static void test_table(void **state)
 	uint64_t dropped = small.affinity_dropped;
 	for (int i = 0; i < 10; i++) {
 		snprintf(text, sizeof(text), "10.3.0.%d", i + 1);
-		struct model_addr c = ip(text);
+		struct net_addr c = ip(text);
 		balance_pick(&small, eps, 3, &c, tmo, 5000);
 	}
 	assert_int_equal(small.affinity_dropped, dropped);

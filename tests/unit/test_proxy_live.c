@@ -62,7 +62,7 @@ static void fake_init(struct fake_svc *f, const char *ns, const char *name, cons
 	f->svc.name = (char *)name;
 	f->svc.type = SVC_CLUSTER_IP;
 	if (cip) {
-		assert_int_equal(model_addr_parse(cip, &f->svc.cluster_ips[0]), 0);
+		assert_int_equal(net_addr_parse(cip, &f->svc.cluster_ips[0]), 0);
 		f->svc.n_cluster_ips = 1;
 	} else {
 		f->svc.headless = true;
@@ -71,7 +71,7 @@ static void fake_init(struct fake_svc *f, const char *ns, const char *name, cons
 	    .name = (char *)"http", .port = port, .proto = proto, .target_num = 8080};
 	f->svc.ports = f->ports;
 	f->svc.n_ports = 1;
-	assert_int_equal(model_addr_parse("127.77.201.1", &f->eps[0].addr), 0);
+	assert_int_equal(net_addr_parse("127.77.201.1", &f->eps[0].addr), 0);
 	f->eps[0].ready = true;
 	f->tp[0][0] = 8080;
 	f->eps[0].target_ports = f->tp[0];
@@ -145,7 +145,7 @@ static void test_follow_views(void **state)
 				   .connect_timeout_ms = 200,
 				   .dns_addrs = &dns,
 				   .n_dns_addrs = 1};
-	model_addr_parse("127.0.0.1", &cfg.node_addr);
+	net_addr_parse("127.0.0.1", &cfg.node_addr);
 	struct proxy *p = NULL;
 	assert_int_equal(proxy_start(&loop, &cfg, &p), 0);
 

@@ -15,7 +15,7 @@
 #include <ldns/ldns.h>
 
 #include "dns/query.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 #include "zones/snapshot.h"
 
 /* ---- a small cluster ------------------------------------------------------ */
@@ -42,10 +42,10 @@ static struct view_service vsvcs[8];
 static char *namespaces[] = {"default", "empty-ns", "shop"};
 static struct snapshot *snap;
 
-static struct model_addr addr(const char *text)
+static struct net_addr addr(const char *text)
 {
-	struct model_addr a;
-	assert_int_equal(model_addr_parse(text, &a), 0);
+	struct net_addr a;
+	assert_int_equal(net_addr_parse(text, &a), 0);
 	return a;
 }
 

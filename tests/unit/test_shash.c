@@ -13,12 +13,12 @@
 #include <cmocka.h>
 
 #include "common/shash.h"
-#include "dns/forward_msg.h"
-#include "zones/dname.h"
+#include "resolver/forward_msg.h"
+#include "wire/dname.h"
 
-/* The cache's layout (dns/cache.c): 16 shards picked by bits 28..31, and at
+/* The cache's layout (resolver/cache.c): 16 shards picked by bits 28..31, and at
  * least 64 buckets per shard picked by the low bits; the in-flight table of
- * dns/forward.c has 1024 buckets, also the low bits. */
+ * resolver/forward.c has 1024 buckets, also the low bits. */
 #define CACHE_SHARDS	  16
 #define CACHE_MIN_BUCKETS 64
 #define FQ_BUCKETS	  1024

@@ -16,7 +16,7 @@
 #include "discovery/manifest.h"
 #include "discovery/model.h"
 #include "dns/query.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 #include "zones/snapshot.h"
 
 static const char *const base_yaml =
@@ -176,9 +176,9 @@ static void compare(const struct snapshot *a, const struct snapshot *b)
 static void test_incremental_matches_full(void **state)
 {
 	(void)state;
-	struct model_cidr sc, pc;
-	model_cidr_parse("10.96.0.0/12", &sc);
-	model_cidr_parse("10.244.0.0/16", &pc);
+	struct net_cidr sc, pc;
+	net_cidr_parse("10.96.0.0/12", &sc);
+	net_cidr_parse("10.244.0.0/16", &pc);
 	store = model_store_new();
 	alloc = model_alloc_new(&sc, &pc);
 
@@ -241,9 +241,9 @@ static void test_incremental_matches_full(void **state)
 static void test_incremental_glue(void **state)
 {
 	(void)state;
-	struct model_cidr sc, pc;
-	model_cidr_parse("10.96.0.0/12", &sc);
-	model_cidr_parse("10.244.0.0/16", &pc);
+	struct net_cidr sc, pc;
+	net_cidr_parse("10.96.0.0/12", &sc);
+	net_cidr_parse("10.244.0.0/16", &pc);
 	store = model_store_new();
 	alloc = model_alloc_new(&sc, &pc);
 	static const char *const dns_yaml =
@@ -346,9 +346,9 @@ static void compare_churn(const struct snapshot *a, const struct snapshot *b,
 static void test_incremental_churn(void **state)
 {
 	(void)state;
-	struct model_cidr sc, pc;
-	model_cidr_parse("10.96.0.0/12", &sc);
-	model_cidr_parse("10.244.0.0/16", &pc);
+	struct net_cidr sc, pc;
+	net_cidr_parse("10.96.0.0/12", &sc);
+	net_cidr_parse("10.244.0.0/16", &pc);
 	store = model_store_new();
 	alloc = model_alloc_new(&sc, &pc);
 

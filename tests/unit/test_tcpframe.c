@@ -1,4 +1,4 @@
-/* DNS over TCP framing (dns/tcpframe.h): which messages a buffer yields, how
+/* DNS over TCP framing (wire/tcpframe.h): which messages a buffer yields, how
  * much of it is consumed, pausing and stopping, the buffer growth rule, and
  * that a stream split anywhere yields the same messages as read whole. */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "dns/tcpframe.h"
+#include "wire/tcpframe.h"
 
 /* What the callback saw: each message's length and first byte, in order. */
 struct seen {

@@ -56,16 +56,16 @@ static struct model_labels mk_labels(const char *const *kv)
 	return l;
 }
 
-static struct model_addr addr(const char *text)
+static struct net_addr addr(const char *text)
 {
-	struct model_addr a;
-	assert_int_equal(model_addr_parse(text, &a), 0);
+	struct net_addr a;
+	assert_int_equal(net_addr_parse(text, &a), 0);
 	return a;
 }
 
-static const char *addr_text(const struct model_addr *a, char *buf)
+static const char *addr_text(const struct net_addr *a, char *buf)
 {
-	model_addr_format(a, buf, 64);
+	net_addr_format(a, buf, 64);
 	return buf;
 }
 
@@ -279,9 +279,9 @@ static const struct view_service *find_vs(const struct model_view *v, const char
 
 static struct model_alloc *alloc_with(const char *svc_cidr, const char *pod_cidr)
 {
-	struct model_cidr sc, pc;
-	assert_int_equal(model_cidr_parse(svc_cidr, &sc), 0);
-	assert_int_equal(model_cidr_parse(pod_cidr, &pc), 0);
+	struct net_cidr sc, pc;
+	assert_int_equal(net_cidr_parse(svc_cidr, &sc), 0);
+	assert_int_equal(net_cidr_parse(pod_cidr, &pc), 0);
 	struct model_alloc *a = model_alloc_new(&sc, &pc);
 	assert_non_null(a);
 	return a;
@@ -298,13 +298,13 @@ static void build(const struct model_store *st, struct model_alloc *a, struct mo
 }
 
 /* The ClusterIP a fresh allocator gives `name` among services named names[]. */
-static struct model_addr fresh_ip(const char *svc_cidr, const char *const *names, size_t n,
+static struct net_addr fresh_ip(const char *svc_cidr, const char *const *names, size_t n,
 				  const char *name)
 {
 	struct model_store *st = model_store_new();
 	struct model_alloc *a = alloc_with(svc_cidr, "10.244.0.0/16");
 	struct model_view v;
-	struct model_addr out = {0};
+	struct net_addr out = {0};
 
 	for (size_t i = 0; i < n; i++)
 		put_svc(st, names[i], &(struct svc_spec){.name = names[i]});
@@ -409,7 +409,7 @@ static void test_cluster_ip_deterministic(void **state)
 {
 	(void)state;
 	static const char *const names[] = {"web", "db", "cache", "api", "queue"};
-	struct model_addr first[N_ELEMS(names)];
+	struct net_addr first[N_ELEMS(names)];
 	char t1[64], t2[64];
 
 	for (int round = 0; round < 2; round++) {
@@ -430,7 +430,7 @@ static void test_cluster_ip_deterministic(void **state)
 			const struct view_service *vs = find_vs(&v, "default", names[i]);
 			assert_int_equal(vs->svc->n_cluster_ips, 1);
 			assert_true(vs->svc->cluster_ip_allocated);
-			const struct model_addr *ip = &vs->svc->cluster_ips[0];
+			const struct net_addr *ip = &vs->svc->cluster_ips[0];
 			assert_int_equal(ip->family, AF_INET);
 			/* inside 10.96.0.0/12 */
 			assert_int_equal(ip->bytes[0], 10);
@@ -438,8 +438,8 @@ static void test_cluster_ip_deterministic(void **state)
 			if (round == 0) {
 				first[i] = *ip;
 				for (size_t k = 0; k < i; k++)
-					assert_int_not_equal(model_addr_cmp(&first[k], ip), 0);
-			} else if (model_addr_cmp(&first[i], ip) != 0) {
+					assert_int_not_equal(net_addr_cmp(&first[k], ip), 0);
+			} else if (net_addr_cmp(&first[i], ip) != 0) {
 				fail_msg("%s: %s then %s", names[i], addr_text(&first[i], t1),
 					 addr_text(ip, t2));
 			}
@@ -539,12 +539,12 @@ static void test_cluster_ip_sticky(void **state)
 	/* "zz" sorts after the others, so a fresh allocator serves them first;
 	 * the names are chosen so that one of them then takes zz's address. */
 	static const char *const all[] = {"zz", "a", "b", "c", "d"};
-	struct model_addr alone = fresh_ip("10.96.0.0/29", all, 1, "zz");
-	struct model_addr crowded = fresh_ip("10.96.0.0/29", all, N_ELEMS(all), "zz");
+	struct net_addr alone = fresh_ip("10.96.0.0/29", all, 1, "zz");
+	struct net_addr crowded = fresh_ip("10.96.0.0/29", all, N_ELEMS(all), "zz");
 	char t1[64], t2[64];
 
 	/* Precondition: without stickiness zz would move. */
-	if (model_addr_cmp(&alone, &crowded) == 0)
+	if (net_addr_cmp(&alone, &crowded) == 0)
 		fail_msg("test names do not displace zz (%s)", addr_text(&alone, t1));
 
 	struct model_store *st = model_store_new();
@@ -552,14 +552,14 @@ static void test_cluster_ip_sticky(void **state)
 	struct model_view v;
 	put_svc(st, "zz", &(struct svc_spec){.name = "zz"});
 	build(st, a, &v);
-	assert_int_equal(model_addr_cmp(&v.svcs[0].svc->cluster_ips[0], &alone), 0);
+	assert_int_equal(net_addr_cmp(&v.svcs[0].svc->cluster_ips[0], &alone), 0);
 	model_view_free(&v);
 
 	for (size_t i = 1; i < N_ELEMS(all); i++)
 		put_svc(st, all[i], &(struct svc_spec){.name = all[i]});
 	build(st, a, &v);
 	const struct model_service *zz = find_vs(&v, "default", "zz")->svc;
-	if (model_addr_cmp(&zz->cluster_ips[0], &alone) != 0)
+	if (net_addr_cmp(&zz->cluster_ips[0], &alone) != 0)
 		fail_msg("zz moved from %s to %s", addr_text(&alone, t1),
 			 addr_text(&zz->cluster_ips[0], t2));
 	model_view_free(&v);
@@ -571,7 +571,7 @@ static void test_cluster_ip_sticky(void **state)
 	build(st, a, &v);
 	const struct model_service *nw = find_vs(&v, "default", "new")->svc;
 	assert_int_equal(nw->n_cluster_ips, 1);
-	assert_int_equal(model_addr_cmp(&nw->cluster_ips[0], &alone), 0);
+	assert_int_equal(net_addr_cmp(&nw->cluster_ips[0], &alone), 0);
 	model_view_free(&v);
 
 	/* An explicit claim wins over a sticky allocation. */
@@ -581,7 +581,7 @@ static void test_cluster_ip_sticky(void **state)
 	build(st, a, &v);
 	nw = find_vs(&v, "default", "new")->svc;
 	assert_int_equal(nw->n_cluster_ips, 1);
-	assert_int_not_equal(model_addr_cmp(&nw->cluster_ips[0], &alone), 0);
+	assert_int_not_equal(net_addr_cmp(&nw->cluster_ips[0], &alone), 0);
 	model_view_free(&v);
 
 	model_alloc_free(a);
@@ -596,7 +596,7 @@ static void test_cluster_ip_ipv6(void **state)
 	struct model_store *st = model_store_new();
 	struct model_alloc *a = alloc_with("fd00:10:96::/125", "10.244.0.0/16");
 	struct model_view v;
-	struct model_addr base = addr("fd00:10:96::");
+	struct net_addr base = addr("fd00:10:96::");
 	bool seen[8] = {0};
 
 	/* /125: eight addresses, ::2 to ::7 usable (IPv6 has no broadcast). */
@@ -764,7 +764,7 @@ static void test_article_example(void **state)
 	/* neither network nor broadcast address */
 	assert_false(ep->addr.bytes[2] == 0 && ep->addr.bytes[3] == 0);
 	assert_false(ep->addr.bytes[2] == 255 && ep->addr.bytes[3] == 255);
-	struct model_addr first = ep->addr;
+	struct net_addr first = ep->addr;
 	model_view_free(&v);
 
 	/* Sticky: rebuilding, and adding other Pods, keeps the address. */
@@ -774,7 +774,7 @@ static void test_article_example(void **state)
 		put_pod(st, name, &(struct pod_spec){.name = name});
 	}
 	build(st, a, &v);
-	if (model_addr_cmp(&v.svcs[0].eps[0].addr, &first) != 0)
+	if (net_addr_cmp(&v.svcs[0].eps[0].addr, &first) != 0)
 		fail_msg("pod moved to %s", addr_text(&v.svcs[0].eps[0].addr, t));
 	model_view_free(&v);
 	model_alloc_free(a);
@@ -786,7 +786,7 @@ static void test_pod_ip_alloc(void **state)
 	(void)state;
 	static const char *const sel[] = {"app=x", NULL};
 	static const char *const lbl[] = {"app=x", NULL};
-	struct model_addr fresh;
+	struct net_addr fresh;
 	char t[64];
 
 	/* What "auto" gets alone in a /29 pod range... */
@@ -852,15 +852,15 @@ static void test_pod_ip_alloc(void **state)
 	for (size_t i = 0; i < vs->n_eps; i++) {
 		const struct view_endpoint *ep = &vs->eps[i];
 		if (i)
-			assert_true(model_addr_cmp(&vs->eps[i - 1].addr, &ep->addr) < 0);
+			assert_true(net_addr_cmp(&vs->eps[i - 1].addr, &ep->addr) < 0);
 		uint8_t last = ep->addr.bytes[3];
 		assert_true(last >= 1 && last <= 6);
 		if (strcmp(ep->pod_name, "auto") == 0) {
-			assert_int_not_equal(model_addr_cmp(&ep->addr, &fresh), 0);
+			assert_int_not_equal(net_addr_cmp(&ep->addr, &fresh), 0);
 			assert_true(ep->ready);
 			seen |= 1;
 		} else if (strcmp(ep->pod_name, "real") == 0) {
-			assert_int_equal(model_addr_cmp(&ep->addr, &fresh), 0);
+			assert_int_equal(net_addr_cmp(&ep->addr, &fresh), 0);
 			assert_false(ep->ready);
 			assert_false(ep->serving);
 			seen |= 2;

@@ -122,7 +122,7 @@ static void views_same(const struct model_view *x, const struct model_view *y)
 		assert_int_equal(a->n_cluster_ips, b->n_cluster_ips);
 		assert_int_equal(a->cluster_ip_allocated, b->cluster_ip_allocated);
 		for (size_t j = 0; j < a->n_cluster_ips; j++)
-			assert_int_equal(model_addr_cmp(&a->cluster_ips[j], &b->cluster_ips[j]), 0);
+			assert_int_equal(net_addr_cmp(&a->cluster_ips[j], &b->cluster_ips[j]), 0);
 		assert_int_equal(a->n_ports, b->n_ports);
 		for (size_t j = 0; j < a->n_ports; j++) {
 			assert_int_equal(a->ports[j].port, b->ports[j].port);
@@ -135,7 +135,7 @@ static void views_same(const struct model_view *x, const struct model_view *y)
 		assert_int_equal(p->n_eps, q->n_eps);
 		for (size_t e = 0; e < p->n_eps; e++) {
 			const struct view_endpoint *u = &p->eps[e], *v = &q->eps[e];
-			assert_int_equal(model_addr_cmp(&u->addr, &v->addr), 0);
+			assert_int_equal(net_addr_cmp(&u->addr, &v->addr), 0);
 			assert_int_equal(u->ready, v->ready);
 			assert_int_equal(u->serving, v->serving);
 			assert_int_equal(u->terminating, v->terminating);

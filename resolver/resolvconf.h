@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "dns/server.h"
+#include "wire/listen.h"
 
 /* Reads up to `cap` nameservers (port 53; an IPv6 zone index is dropped).
  * Returns the number found, or a negative errno when the file cannot be read.

@@ -1,6 +1,8 @@
 /* The forwarder's routing decisions, made from bytes and snapshot lookups
  * only. See forward_route.h. */
-#include "dns/forward_route.h"
+#include "resolver/forward_route.h"
+
+#include "wire/wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -9,71 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "dns/forward_msg.h"
-
-#define T_CNAME	       5
-#define T_ANY	       255
-#define C_IN	       1
-#define RCODE_NOERROR  0
-#define RCODE_NXDOMAIN 3
-
-static inline uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-int fwd_cidr_parse(const char *text, struct fwd_cidr *out)
-{
-	char host[64];
-	const char *slash = strchr(text, '/');
-	size_t hl = slash ? (size_t)(slash - text) : strlen(text);
-	if (hl == 0 || hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, text, hl);
-	host[hl] = '\0';
-	memset(out, 0, sizeof(*out));
-	unsigned max;
-	if (inet_pton(AF_INET, host, out->bytes) == 1) {
-		out->family = AF_INET;
-		max = 32;
-	} else if (inet_pton(AF_INET6, host, out->bytes) == 1) {
-		out->family = AF_INET6;
-		max = 128;
-	} else {
-		return -EINVAL;
-	}
-	unsigned long p = max;
-	if (slash) {
-		char *end;
-		p = strtoul(slash + 1, &end, 10);
-		if (slash[1] == '\0' || *end || p > max)
-			return -EINVAL;
-	}
-	out->prefix = (uint8_t)p;
-	return 0;
-}
-
-/* True when the first `bits` bits of a and b are equal. */
-static bool prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
-{
-	unsigned whole = bits / 8, rest = bits % 8;
-	if (memcmp(a, b, whole) != 0)
-		return false;
-	if (!rest)
-		return true;
-	uint8_t mask = (uint8_t)(0xFF << (8 - rest));
-	return (a[whole] & mask) == (b[whole] & mask);
-}
-
-bool fwd_cidr_contains(const struct fwd_cidr *c, uint8_t family, const uint8_t *addr)
-{
-	return c->family == family && prefix_equal(c->bytes, addr, c->prefix);
-}
+#include "resolver/forward_msg.h"
 
 /* True when `name` ends with `suffix` on a label boundary; *before gets the
  * number of bytes in front of the suffix. */
@@ -163,11 +101,11 @@ static bool reverse_outside_cluster(const struct fwd_route_config *cfg, const ui
 	if (bits < 0)
 		return false;
 	for (size_t i = 0; i < cfg->n_cluster_cidrs; i++) {
-		const struct fwd_cidr *c = &cfg->cluster_cidrs[i];
-		if (c->family != family)
-			continue;
-		unsigned common = (unsigned)bits < c->prefix ? (unsigned)bits : c->prefix;
-		if (prefix_equal(c->bytes, bytes, common))
+		/* the ranges meet when the shorter prefix holds the other */
+		struct net_cidr c = cfg->cluster_cidrs[i];
+		if ((unsigned)bits < c.prefix)
+			c.prefix = (uint8_t)bits;
+		if (net_cidr_contains_raw(&c, family, bytes))
 			return false;
 	}
 	return true;
@@ -178,7 +116,7 @@ static enum zone_result_kind lookup(const struct snapshot *s, const uint8_t *nam
 {
 	struct zone_result r;
 	zone_lookup(s, name, len, 1 /* A */, &r);
-	*rcode = (r.kind == ZR_ANSWER && r.ans) ? r.ans->rcode : RCODE_NOERROR;
+	*rcode = (r.kind == ZR_ANSWER && r.ans) ? r.ans->rcode : DNS_RCODE_NOERROR;
 	return r.kind;
 }
 
@@ -187,16 +125,16 @@ static enum zone_result_kind lookup(const struct snapshot *s, const uint8_t *nam
 static enum fwd_route_kind route_chase(const struct snapshot *s, const uint8_t *resp, size_t rlen,
 				       const struct dns_query_info *info, struct fwd_route *r)
 {
-	unsigned an = rd16(resp + 6);
+	unsigned an = wire_rd16(resp + 6);
 	size_t off = info->qend, last_rd = 0;
-	if (an == 0 || info->qtype == T_CNAME || info->qtype == T_ANY)
+	if (an == 0 || info->qtype == DNS_T_CNAME || info->qtype == DNS_T_ANY)
 		return FWD_ROUTE_NONE;
 	for (unsigned i = 0; i < an; i++) {
 		int o = dname_skip(resp, rlen, off);
-		if (o < 0 || (size_t)o + 10 > rlen || rd16(resp + o) != T_CNAME)
+		if (o < 0 || (size_t)o + 10 > rlen || wire_rd16(resp + o) != DNS_T_CNAME)
 			return FWD_ROUTE_NONE;
 		last_rd = (size_t)o + 10;
-		off = last_rd + rd16(resp + o + 8);
+		off = last_rd + wire_rd16(resp + o + 8);
 		if (off > rlen)
 			return FWD_ROUTE_NONE;
 	}
@@ -226,7 +164,7 @@ static enum fwd_route_kind route_autopath(const struct fwd_route_config *cfg,
 {
 	uint8_t svc[DNAME_MAX], name[DNAME_MAX], rc;
 	size_t slen = 4 + cfg->zone_len, before;
-	if (info->qtype == T_ANY || slen > DNAME_MAX)
+	if (info->qtype == DNS_T_ANY || slen > DNAME_MAX)
 		return FWD_ROUTE_NONE;
 	memcpy(svc, "\x03svc", 4);
 	memcpy(svc + 4, cfg->zone, cfg->zone_len);
@@ -241,15 +179,15 @@ static enum fwd_route_kind route_autopath(const struct fwd_route_config *cfg,
 	}
 	if (labels < 2)
 		return FWD_ROUTE_NONE;
-	if (lookup(s, key + ns_off, klen - ns_off, &rc) != ZR_ANSWER || rc != RCODE_NOERROR)
+	if (lookup(s, key + ns_off, klen - ns_off, &rc) != ZR_ANSWER || rc != DNS_RCODE_NOERROR)
 		return FWD_ROUTE_NONE;
 	size_t nl = ns_off; /* `<name>` without its root */
 	memcpy(name, key, nl);
 	memcpy(name + nl, svc, slen);
-	if (lookup(s, name, nl + slen, &rc) == ZR_REFUSED || rc != RCODE_NXDOMAIN)
+	if (lookup(s, name, nl + slen, &rc) == ZR_REFUSED || rc != DNS_RCODE_NXDOMAIN)
 		return FWD_ROUTE_NONE;
 	memcpy(name + nl, cfg->zone, cfg->zone_len);
-	if (lookup(s, name, nl + cfg->zone_len, &rc) == ZR_REFUSED || rc != RCODE_NXDOMAIN)
+	if (lookup(s, name, nl + cfg->zone_len, &rc) == ZR_REFUSED || rc != DNS_RCODE_NXDOMAIN)
 		return FWD_ROUTE_NONE;
 	name[nl] = 0;
 	if (lookup(s, name, nl + 1, &rc) != ZR_REFUSED)
@@ -257,10 +195,10 @@ static enum fwd_route_kind route_autopath(const struct fwd_route_config *cfg,
 
 	/* The CNAME lives as long as the negative answer it replaces. */
 	uint32_t ttl = 5;
-	if (rd16(resp + 6) == 0 && rd16(resp + 8) >= 1) {
+	if (wire_rd16(resp + 6) == 0 && wire_rd16(resp + 8) >= 1) {
 		int o = dname_skip(resp, rlen, info->qend);
 		if (o >= 0 && (size_t)o + 10 <= rlen)
-			ttl = rd32(resp + o + 4);
+			ttl = wire_rd32(resp + o + 4);
 	}
 	memcpy(r->target, name, nl + 1);
 	r->target_len = (uint16_t)(nl + 1);
@@ -268,9 +206,9 @@ static enum fwd_route_kind route_autopath(const struct fwd_route_config *cfg,
 	p[0] = 0xC0;
 	p[1] = 12;
 	p[2] = 0;
-	p[3] = T_CNAME;
+	p[3] = DNS_T_CNAME;
 	p[4] = 0;
-	p[5] = C_IN;
+	p[5] = DNS_C_IN;
 	p[6] = (uint8_t)(ttl >> 24);
 	p[7] = (uint8_t)(ttl >> 16);
 	p[8] = (uint8_t)(ttl >> 8);
@@ -298,20 +236,20 @@ enum fwd_route_kind fwd_route(const struct fwd_route_config *cfg, const struct s
 	if (kl < 0)
 		return FWD_ROUTE_NONE;
 	size_t klen = (size_t)kl;
-	uint16_t qclass = rd16(req + info->qend - 2);
+	uint16_t qclass = wire_rd16(req + info->qend - 2);
 	uint8_t rcode = resp[3] & 0x0F;
 
-	if (info->outside || (info->cluster && qclass == C_IN && rcode == RCODE_NXDOMAIN &&
+	if (info->outside || (info->cluster && qclass == DNS_C_IN && rcode == DNS_RCODE_NXDOMAIN &&
 			      reverse_outside_cluster(cfg, key, klen))) {
 		memcpy(r->target, key, klen);
 		r->target_len = (uint16_t)klen;
 		return r->kind = FWD_ROUTE_DIRECT;
 	}
-	if (!s || !info->cluster || qclass != C_IN)
+	if (!s || !info->cluster || qclass != DNS_C_IN)
 		return FWD_ROUTE_NONE;
-	if (rcode == RCODE_NOERROR)
+	if (rcode == DNS_RCODE_NOERROR)
 		return route_chase(s, resp, rlen, info, r);
-	if (rcode == RCODE_NXDOMAIN && cfg->autopath)
+	if (rcode == DNS_RCODE_NXDOMAIN && cfg->autopath)
 		return route_autopath(cfg, s, key, klen, resp, rlen, info, r);
 	return FWD_ROUTE_NONE;
 }

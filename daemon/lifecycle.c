@@ -1,6 +1,6 @@
 /* The operator's side of svcdns on the control loop: HTTP endpoint, ready
  * state, freshness, query log, shutdown in order and reloads. See lifecycle.h. */
-#include "dns/lifecycle.h"
+#include "daemon/lifecycle.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -14,8 +14,8 @@
 #include "common/metrics.h"
 #include "common/metrics_qlog.h"
 #include "discovery/kube.h"
-#include "dns/config.h"
-#include "dns/http_views.h"
+#include "daemon/config.h"
+#include "daemon/http_views.h"
 #include "dns/lifecycle_freshness.h"
 #include "zones/zonefile.h"
 

@@ -1,30 +1,14 @@
 /* Upstream queries and answers on the wire: build, check, render. Every read
  * of an upstream answer is bounds-checked: the upstream is not trusted.
  * See forward_msg.h. */
-#include "dns/forward_msg.h"
+#include "resolver/forward_msg.h"
+
+#include "wire/wire.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "common/shash.h"
-
-#define T_NS	2
-#define T_MD	3
-#define T_MF	4
-#define T_CNAME 5
-#define T_SOA	6
-#define T_MB	7
-#define T_MG	8
-#define T_MR	9
-#define T_PTR	12
-#define T_MINFO 14
-#define T_MX	15
-#define T_RP	17
-#define T_AFSDB 18
-#define T_RT	21
-#define T_SRV	33
-#define T_DNAME 39
-#define T_OPT	41
 
 #define FLAG_QR	    0x80
 #define FLAG_TC	    0x02
@@ -33,30 +17,6 @@
 #define FLAG_CD	    0x10
 #define OPT_SIZE    11
 #define OUR_PAYLOAD 1232
-
-static inline uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static inline void wr32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 void fwd_key_hash(struct fwd_key *k)
 {
@@ -73,26 +33,26 @@ bool fwd_key_equal(const struct fwd_key *a, const struct fwd_key *b)
 
 size_t fwd_query_build(const struct fwd_key *k, uint16_t id, uint8_t *out)
 {
-	wr16(out, id);
+	wire_wr16(out, id);
 	out[2] = 0x01; /* RD: the upstream is a resolver */
 	out[3] = (k->flags & FWD_KEY_CD) ? FLAG_CD : 0;
-	wr16(out + 4, 1);
-	wr16(out + 6, 0);
-	wr16(out + 8, 0);
-	wr16(out + 10, 1);
+	wire_wr16(out + 4, 1);
+	wire_wr16(out + 6, 0);
+	wire_wr16(out + 8, 0);
+	wire_wr16(out + 10, 1);
 	size_t n = 12;
 	memcpy(out + n, k->name, k->name_len);
 	n += k->name_len;
-	wr16(out + n, k->qtype);
-	wr16(out + n + 2, k->qclass);
+	wire_wr16(out + n, k->qtype);
+	wire_wr16(out + n + 2, k->qclass);
 	n += 4;
 	out[n] = 0;
-	wr16(out + n + 1, T_OPT);
-	wr16(out + n + 3, OUR_PAYLOAD);
+	wire_wr16(out + n + 1, DNS_T_OPT);
+	wire_wr16(out + n + 3, OUR_PAYLOAD);
 	out[n + 5] = 0;
 	out[n + 6] = 0;
-	wr16(out + n + 7, (k->flags & FWD_KEY_DO) ? 0x8000 : 0);
-	wr16(out + n + 9, 0);
+	wire_wr16(out + n + 7, (k->flags & FWD_KEY_DO) ? 0x8000 : 0);
+	wire_wr16(out + n + 9, 0);
 	return n + OPT_SIZE;
 }
 
@@ -129,16 +89,16 @@ int fwd_msg_parse(uint8_t *wire, size_t len, const struct fwd_key *k, uint16_t i
 	memset(m, 0, sizeof(*m));
 	if (len < 12 || len > 65535)
 		return -EBADMSG;
-	if (rd16(wire) != id || !(wire[2] & FLAG_QR) || ((wire[2] >> 3) & 0x0F) != 0)
+	if (wire_rd16(wire) != id || !(wire[2] & FLAG_QR) || ((wire[2] >> 3) & 0x0F) != 0)
 		return -EPROTO;
-	if (rd16(wire + 4) != 1)
+	if (wire_rd16(wire + 4) != 1)
 		return -ENOMSG;
 	int ql = dname_read_question(wire, len, 12, qname);
 	if (ql < 0 || 12 + (size_t)ql + 4 > len)
 		return -ENOMSG;
 	size_t qend = 12 + (size_t)ql + 4;
 	if ((size_t)ql != k->name_len || memcmp(qname, k->name, k->name_len) != 0 ||
-	    rd16(wire + qend - 4) != k->qtype || rd16(wire + qend - 2) != k->qclass)
+	    wire_rd16(wire + qend - 4) != k->qtype || wire_rd16(wire + qend - 2) != k->qclass)
 		return -ENOMSG;
 	/* The 0x20 case of the upstream's echo is its own business; ours is
 	 * lowercase, so that cached pointers into it read the same for everyone. */
@@ -155,7 +115,7 @@ int fwd_msg_parse(uint8_t *wire, size_t len, const struct fwd_key *k, uint16_t i
 		m->ttl_off = ttl_off;
 		return 0;
 	}
-	unsigned counts[3] = {rd16(wire + 6), rd16(wire + 8), rd16(wire + 10)};
+	unsigned counts[3] = {wire_rd16(wire + 6), wire_rd16(wire + 8), wire_rd16(wire + 10)};
 	size_t off = qend;
 	size_t cut = 0; /* where the OPT starts, when there is one */
 	unsigned n_ttl = 0, kept_ar = 0;
@@ -165,12 +125,12 @@ int fwd_msg_parse(uint8_t *wire, size_t len, const struct fwd_key *k, uint16_t i
 			if (o < 0 || (size_t)o + 10 > len)
 				return -EBADMSG;
 			size_t rr = (size_t)o;
-			uint16_t type = rd16(wire + rr);
-			uint16_t rdlen = rd16(wire + rr + 8);
+			uint16_t type = wire_rd16(wire + rr);
+			uint16_t rdlen = wire_rd16(wire + rr + 8);
 			size_t end = rr + 10 + rdlen;
 			if (end > len)
 				return -EBADMSG;
-			if (sec == 2 && (type == T_OPT || cut)) {
+			if (sec == 2 && (type == DNS_T_OPT || cut)) {
 				/* Our OPT replaces it; whatever follows (TSIG,
 				 * SIG(0)) belonged to that exchange only. */
 				if (!cut)
@@ -178,18 +138,18 @@ int fwd_msg_parse(uint8_t *wire, size_t len, const struct fwd_key *k, uint16_t i
 				off = end;
 				continue;
 			}
-			if (type == T_OPT)
+			if (type == DNS_T_OPT)
 				return -EBADMSG;
 			if (n_ttl >= FWD_MAX_RRS)
 				return -EBADMSG;
 			ttl_off[n_ttl++] = (uint16_t)(rr + 4);
-			if (sec == 1 && type == T_SOA && !m->has_soa) {
+			if (sec == 1 && type == DNS_T_SOA && !m->has_soa) {
 				int nums = soa_numbers(wire, end, rr + 10);
 				if (nums < 0)
 					return -EBADMSG;
 				m->has_soa = true;
-				m->soa_ttl = rd32(wire + rr + 4);
-				m->soa_min = rd32(wire + nums + 16);
+				m->soa_ttl = wire_rd32(wire + rr + 4);
+				m->soa_min = wire_rd32(wire + nums + 16);
 			}
 			if (sec == 2)
 				kept_ar++;
@@ -228,7 +188,7 @@ enum fwd_cache_kind fwd_msg_cache_ttl(const struct fwd_msg *m, uint32_t max_ttl,
 		return FWD_CACHE_NONE;
 	uint32_t t = max_ttl;
 	for (unsigned i = 0; i < m->n_ttl_an_ns; i++) {
-		uint32_t v = rd32(m->wire + m->ttl_off[i]);
+		uint32_t v = wire_rd32(m->wire + m->ttl_off[i]);
 		if (v & 0x80000000u) /* RFC 2181 8: a TTL with the top bit set is zero */
 			v = 0;
 		if (v < t)
@@ -257,10 +217,10 @@ static size_t put_header(const struct fwd_client_q *c, uint8_t rcode, bool ad, u
 	/* AD only for clients that said they understand it (RFC 6840 5.7/5.8). */
 	if (ad && (c->edns_do || (c->hdr[3] & FLAG_AD)))
 		out[3] |= FLAG_AD;
-	wr16(out + 4, 1);
-	wr16(out + 6, 0);
-	wr16(out + 8, 0);
-	wr16(out + 10, 0);
+	wire_wr16(out + 4, 1);
+	wire_wr16(out + 6, 0);
+	wire_wr16(out + 8, 0);
+	wire_wr16(out + 10, 0);
 	memcpy(out + 12, c->q, c->qlen);
 	return 12 + (size_t)c->qlen;
 }
@@ -268,12 +228,12 @@ static size_t put_header(const struct fwd_client_q *c, uint8_t rcode, bool ad, u
 static size_t put_opt(const struct fwd_client_q *c, uint8_t *p)
 {
 	p[0] = 0;
-	wr16(p + 1, T_OPT);
-	wr16(p + 3, OUR_PAYLOAD);
+	wire_wr16(p + 1, DNS_T_OPT);
+	wire_wr16(p + 3, OUR_PAYLOAD);
 	p[5] = 0;
 	p[6] = 0;
-	wr16(p + 7, c->edns_do ? 0x8000 : 0);
-	wr16(p + 9, 0);
+	wire_wr16(p + 7, c->edns_do ? 0x8000 : 0);
+	wire_wr16(p + 9, 0);
 	return OPT_SIZE;
 }
 
@@ -284,9 +244,9 @@ static size_t finish(const struct fwd_client_q *c, uint8_t *out, size_t n, uint1
 		n += put_opt(c, out + n);
 		ar++;
 	}
-	wr16(out + 6, an);
-	wr16(out + 8, ns);
-	wr16(out + 10, ar);
+	wire_wr16(out + 6, an);
+	wire_wr16(out + 8, ns);
+	wire_wr16(out + 10, ar);
 	return n;
 }
 
@@ -323,7 +283,7 @@ size_t fwd_render(const struct fwd_client_q *c, const struct fwd_msg *m, const s
 	size_t n = put_header(c, m->rcode, m->ad, out);
 	memcpy(out + n, m->wire + n, body_end - n);
 	for (unsigned i = 0; i < n_ttl; i++)
-		wr32(out + m->ttl_off[i], ttl_out(rd32(m->wire + m->ttl_off[i]), t));
+		wire_wr32(out + m->ttl_off[i], ttl_out(wire_rd32(m->wire + m->ttl_off[i]), t));
 	return finish(c, out, body_end, m->an, m->ns, ar);
 }
 
@@ -384,27 +344,27 @@ static int rdata_names(uint16_t type, size_t *skip)
 {
 	*skip = 0;
 	switch (type) {
-	case T_NS:
-	case T_MD:
-	case T_MF:
-	case T_CNAME:
-	case T_MB:
-	case T_MG:
-	case T_MR:
-	case T_PTR:
-	case T_DNAME:
+	case DNS_T_NS:
+	case DNS_T_MD:
+	case DNS_T_MF:
+	case DNS_T_CNAME:
+	case DNS_T_MB:
+	case DNS_T_MG:
+	case DNS_T_MR:
+	case DNS_T_PTR:
+	case DNS_T_DNAME:
 		return 1;
-	case T_MX:
-	case T_AFSDB:
-	case T_RT:
+	case DNS_T_MX:
+	case DNS_T_AFSDB:
+	case DNS_T_RT:
 		*skip = 2;
 		return 1;
-	case T_SRV:
+	case DNS_T_SRV:
 		*skip = 6;
 		return 1;
-	case T_SOA:
-	case T_MINFO:
-	case T_RP:
+	case DNS_T_SOA:
+	case DNS_T_MINFO:
+	case DNS_T_RP:
 		return 2;
 	default:
 		return -1;
@@ -418,13 +378,13 @@ static bool copy_rr(const struct fwd_msg *m, size_t *off, const struct fwd_ttl *
 	if (!copy_name(m, off, out, n, cap) || *off + 10 > m->len || *n + 10 > cap)
 		return false;
 	const uint8_t *rr = m->wire + *off;
-	uint16_t type = rd16(rr);
-	size_t rdlen = rd16(rr + 8);
+	uint16_t type = wire_rd16(rr);
+	size_t rdlen = wire_rd16(rr + 8);
 	size_t rd = *off + 10, rd_end = rd + rdlen;
 	if (rd_end > m->len)
 		return false;
 	memcpy(out + *n, rr, 4);
-	wr32(out + *n + 4, ttl_out(rd32(rr + 4), t));
+	wire_wr32(out + *n + 4, ttl_out(wire_rd32(rr + 4), t));
 	size_t len_at = *n + 8;
 	*n += 10;
 	size_t start = *n, skip;
@@ -451,7 +411,7 @@ static bool copy_rr(const struct fwd_msg *m, size_t *off, const struct fwd_ttl *
 	}
 	if (*n - start > 65535)
 		return false;
-	wr16(out + len_at, (uint16_t)(*n - start));
+	wire_wr16(out + len_at, (uint16_t)(*n - start));
 	*off = rd_end;
 	return true;
 }

@@ -1,6 +1,6 @@
 /* The --config file: one option per line, turned into command-line tokens
  * that go before the real command line. See config.h. */
-#include "dns/config.h"
+#include "daemon/config.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -14,20 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dns/query.h"
-#include "zones/dname.h"
+#include "wire/query_info.h"
+#include "wire/wire.h"
+#include "wire/dname.h"
 #include "zones/snapshot.h"
-
-struct fwd_cidr {
-	uint8_t family; /* AF_INET or AF_INET6 */
-	uint8_t bytes[16];
-	uint8_t prefix;
-};
-
-/* Parses "10.0.0.0/8", "fc00::/7" or a bare address (a host prefix). */
-int fwd_cidr_parse(const char *text, struct fwd_cidr *out);
-/* True when the address (4 or 16 bytes of `family`) is inside the CIDR. */
-bool fwd_cidr_contains(const struct fwd_cidr *c, uint8_t family, const uint8_t *addr);
 
 #define FWD_ROUTE_MAX_CIDRS 4
 
@@ -35,7 +25,7 @@ struct fwd_route_config {
 	uint8_t zone[DNAME_MAX]; /* the cluster domain, lowercased wire */
 	uint16_t zone_len;
 	bool autopath;
-	struct fwd_cidr cluster_cidrs[FWD_ROUTE_MAX_CIDRS]; /* --service-cidr, --pod-cidr */
+	struct net_cidr cluster_cidrs[FWD_ROUTE_MAX_CIDRS]; /* --service-cidr, --pod-cidr */
 	size_t n_cluster_cidrs;
 };
 

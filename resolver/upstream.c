@@ -1,6 +1,8 @@
 /* Upstream servers: groups, shared health, counters, and the control-thread
  * probes (health of down servers, the start-up loop check). See upstream.h. */
-#include "dns/upstream.h"
+#include "resolver/upstream.h"
+
+#include "wire/wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,10 +15,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "dns/forward_msg.h"
+#include "resolver/forward_msg.h"
 
-#define T_NS		  2
-#define T_HINFO		  13
 #define LOOP_CHECK_ROUNDS 3 /* the loop probe is sent this many times, one probe period apart */
 
 const unsigned upstream_dur_bounds_ms[UPSTREAM_DUR_BUCKETS] = {1,   2,	 5,   10,   25,	  50,
@@ -376,11 +376,11 @@ static void probe_send(struct upstream_set *s, uv_loop_t *loop, size_t idx, bool
 	if (loop_check) {
 		memcpy(p->key.name, u->probe_name, u->probe_len);
 		p->key.name_len = u->probe_len;
-		p->key.qtype = T_HINFO;
+		p->key.qtype = DNS_T_HINFO;
 	} else {
 		p->key.name[0] = 0; /* ". NS": every resolver can answer it */
 		p->key.name_len = 1;
-		p->key.qtype = T_NS;
+		p->key.qtype = DNS_T_NS;
 	}
 	p->key.qclass = 1;
 	uint8_t q[FWD_QUERY_MAX];

@@ -1,6 +1,6 @@
 /* resolv.conf reading: `nameserver ADDR` lines only, comments with # or ;.
  * See resolvconf.h. */
-#include "dns/resolvconf.h"
+#include "resolver/resolvconf.h"
 
 #include <errno.h>
 #include <stdio.h>

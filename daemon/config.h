@@ -13,7 +13,7 @@
  *
  * Owns: reading the file, merging it with the command line, and collecting
  * the options of a merged command line (for comparing two configurations).
- * Must never: apply anything; dns/lifecycle.h decides what a reload changes. */
+ * Must never: apply anything; daemon/lifecycle.h decides what a reload changes. */
 #ifndef SVCDNS_CONFIG_H
 #define SVCDNS_CONFIG_H
 

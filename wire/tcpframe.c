@@ -1,7 +1,7 @@
 /* Length-prefixed DNS messages on a byte stream: a pure function over the
  * connection's receive buffer, so that every way a stream can be split is
  * exercised by the fuzzer exactly as the server meets it. See tcpframe.h. */
-#include "dns/tcpframe.h"
+#include "wire/tcpframe.h"
 
 static size_t frame_len(const uint8_t *p)
 {

@@ -20,14 +20,14 @@
 #include "discovery/kube.h"
 #include "discovery/manifest.h"
 #include "discovery/model.h"
-#include "dns/config.h"
-#include "dns/forward.h"
-#include "dns/lifecycle.h"
+#include "daemon/config.h"
+#include "resolver/forward.h"
+#include "daemon/lifecycle.h"
 #include "dns/limits.h"
 #include "dns/notify.h"
 #include "dns/server.h"
 #include "proxy/proxy.h"
-#include "zones/dname.h"
+#include "wire/dname.h"
 #include "zones/snapshot.h"
 #include "zones/xfr.h"
 #include "zones/zonefile.h"
@@ -45,11 +45,11 @@ struct app {
 	struct manifest_dir *mdir;
 	struct kube_source *kube; /* the Kubernetes API source, or NULL */
 	struct dns_server *server;
-	struct forwarder *fwd; /* names outside the zones served (dns/forward.h), or NULL */
+	struct forwarder *fwd; /* names outside the zones served (resolver/forward.h), or NULL */
 	struct proxy *proxy;   /* the ClusterIP datapath (--proxy), or NULL */
 	struct proxy_config pcfg;
 	struct dns_notifier *notifier; /* --notify targets, or NULL */
-	struct fwd_cidr xfr_allow[16]; /* --allow-transfer */
+	struct net_cidr xfr_allow[16]; /* --allow-transfer */
 	size_t n_xfr_allow;
 	struct sockaddr_storage dns_addrs[MAX_LISTEN];
 	struct snapshot_config scfg;
@@ -111,7 +111,7 @@ static void rebuild_now(struct app *app)
 {
 	uint64_t t0 = uv_hrtime();
 	struct model_view view;
-	/* A reload may have changed the settings (dns/lifecycle.h); tables built
+	/* A reload may have changed the settings (daemon/lifecycle.h); tables built
 	 * with other settings are not reused: a predecessor without its view
 	 * makes snapshot_build build in full, from its generation and serial. */
 	const struct snapshot_config *cfg = lifecycle_snapshot_config(app->lc, &app->scfg);
@@ -195,7 +195,7 @@ static void on_reclaim(uv_timer_t *t)
 		proxy_live_reclaim(app->proxy, snapshot_current()->chaos_live_arg);
 }
 
-/* The end, once lameduck and draining are over (dns/lifecycle.h). */
+/* The end, once lameduck and draining are over (daemon/lifecycle.h). */
 static void app_stop(void *arg)
 {
 	struct app *app = arg;
@@ -357,13 +357,13 @@ int main(int argc, char **argv)
 	struct api_flags api = {0};
 	const char *zone = "cluster.local";
 	unsigned long ttl = 5, threads = 0, max_conns = 1024, idle_ms = 10000;
-	struct model_cidr svc_cidr, pod_cidr;
+	struct net_cidr svc_cidr, pod_cidr;
 	uint16_t node_port_min = MODEL_NODE_PORT_MIN, node_port_max = MODEL_NODE_PORT_MAX;
-	model_cidr_parse("10.96.0.0/12", &svc_cidr);
-	model_cidr_parse("10.244.0.0/16", &pod_cidr);
+	net_cidr_parse("10.96.0.0/12", &svc_cidr);
+	net_cidr_parse("10.244.0.0/16", &pod_cidr);
 	int ret = 1, c;
 	bool proxy_on = false;
-	model_addr_parse("0.0.0.0", &app.pcfg.node_addr);
+	net_addr_parse("0.0.0.0", &app.pcfg.node_addr);
 	app.pcfg.udp_timeout_ms = 30000;
 	app.pcfg.connect_timeout_ms = 1000;
 
@@ -406,7 +406,7 @@ int main(int argc, char **argv)
 		}
 		case 's':
 		case 'p':
-			if (model_cidr_parse(optarg, c == 's' ? &svc_cidr : &pod_cidr) < 0) {
+			if (net_cidr_parse(optarg, c == 's' ? &svc_cidr : &pod_cidr) < 0) {
 				fprintf(stderr,
 					"svcdns: %s %s: expected a CIDR like 10.96.0.0/12\n",
 					c == 's' ? "--service-cidr" : "--pod-cidr", optarg);
@@ -510,7 +510,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		case OPT_NODE_ADDRESS:
-			if (model_addr_parse(optarg, &app.pcfg.node_addr) < 0) {
+			if (net_addr_parse(optarg, &app.pcfg.node_addr) < 0) {
 				fprintf(stderr,
 					"svcdns: --node-address %s: expected an IP address\n",
 					optarg);
@@ -551,7 +551,7 @@ int main(int argc, char **argv)
 			break;
 		case OPT_ALLOW_TRANSFER:
 			if (app.n_xfr_allow == 16 ||
-			    fwd_cidr_parse(optarg, &app.xfr_allow[app.n_xfr_allow]) < 0) {
+			    net_cidr_parse(optarg, &app.xfr_allow[app.n_xfr_allow]) < 0) {
 				fprintf(stderr, "svcdns: --allow-transfer %s: expected a CIDR\n",
 					optarg);
 				return 2;
@@ -603,7 +603,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (lopts.check_only) {
-		/* What a reload runs before applying anything (dns/lifecycle.h). */
+		/* What a reload runs before applying anything (daemon/lifecycle.h). */
 		printf("svcdns: configuration OK\n");
 		ret = 0;
 		goto out;
@@ -620,12 +620,9 @@ int main(int argc, char **argv)
 
 	/* Reverse names outside both CIDRs are forwarded, not NXDOMAIN. */
 	fopts.zone = zone;
-	const struct model_cidr *cidrs[2] = {&svc_cidr, &pod_cidr};
+	const struct net_cidr *cidrs[2] = {&svc_cidr, &pod_cidr};
 	for (size_t i = 0; i < 2; i++) {
-		struct fwd_cidr *fc = &fopts.cluster_cidrs[fopts.n_cluster_cidrs++];
-		fc->family = cidrs[i]->base.family;
-		memcpy(fc->bytes, cidrs[i]->base.bytes, 16);
-		fc->prefix = cidrs[i]->prefix;
+		fopts.cluster_cidrs[fopts.n_cluster_cidrs++] = *cidrs[i];
 	}
 	if (forward_new(&fopts, listen, n_listen, (unsigned)threads, &app.fwd) < 0)
 		goto out;

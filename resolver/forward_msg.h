@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 #define FWD_KEY_DO 0x01 /* the client asked for DNSSEC records */
 #define FWD_KEY_CD 0x02 /* the client disabled validation */

@@ -1,5 +1,5 @@
 /* Wire-form domain names; see dname.h. */
-#include "zones/dname.h"
+#include "wire/dname.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dns/forward_msg.h"
+#include "resolver/forward_msg.h"
 
 struct cache_config {
 	size_t max_bytes;   /* memory for entries, 0: no byte bound */

@@ -1,7 +1,9 @@
 /* The forwarder: options, the state all workers share, and the per-worker
  * engine that asks upstreams (UDP, TCP after TC), fails over, coalesces
  * identical queries and answers clients from the cache. See forward.h. */
-#include "dns/forward.h"
+#include "resolver/forward.h"
+
+#include "wire/wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,17 +19,14 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/shash.h"
-#include "dns/forward_msg.h"
-#include "dns/resolvconf.h"
+#include "resolver/forward_msg.h"
+#include "resolver/resolvconf.h"
 
-#define FQ_TABLE       1024  /* buckets of a worker's in-flight table (a power of two) */
-#define FWD_ORIG_MAX   1232  /* largest cluster answer kept as a fallback for a splice */
-#define TCP_IDLE_MS    10000 /* an upstream TCP connection nobody waits on is closed */
-#define UDP_DRAIN      16    /* datagrams read per wakeup of one attempt's socket */
-#define T_HINFO	       13
-#define RCODE_SERVFAIL 2
-#define RCODE_REFUSED  5
-#define FLAG_RA	       0x80
+#define FQ_TABLE     1024  /* buckets of a worker's in-flight table (a power of two) */
+#define FWD_ORIG_MAX 1232  /* largest cluster answer kept as a fallback for a splice */
+#define TCP_IDLE_MS  10000 /* an upstream TCP connection nobody waits on is closed */
+#define UDP_DRAIN    16	   /* datagrams read per wakeup of one attempt's socket */
+#define FLAG_RA	     0x80
 
 struct fwd_slot {
 	_Alignas(64) atomic_uint_fast64_t forwarded, coalesced, rejected, servfail_down,
@@ -39,7 +38,7 @@ struct forwarder {
 	struct upstream_set *ups;
 	struct cache *cache;
 	struct fwd_route_config route;
-	struct fwd_cidr allow[FWD_MAX_ALLOW];
+	struct net_cidr allow[FWD_MAX_ALLOW];
 	size_t n_allow;
 	atomic_uint inflight;
 	unsigned threads;
@@ -156,11 +155,6 @@ static uint64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static inline uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
 }
 
 /* ---- options --------------------------------------------------------------- */
@@ -312,7 +306,7 @@ int forward_option(struct forward_options *o, int code, const char *arg)
 		o->max_concurrent = (unsigned)v;
 		return 0;
 	case FWD_OPT_ALLOW_RECURSION:
-		if (o->n_allow == FWD_MAX_ALLOW || fwd_cidr_parse(arg, &o->allow[o->n_allow]) < 0) {
+		if (o->n_allow == FWD_MAX_ALLOW || net_cidr_parse(arg, &o->allow[o->n_allow]) < 0) {
 			fprintf(stderr,
 				"svcdns: --allow-recursion %s: expected a CIDR like 10.0.0.0/8\n",
 				arg);
@@ -531,7 +525,7 @@ int forward_new(const struct forward_options *o, const struct dns_listen *listen
 		f->n_allow = o->n_allow;
 	} else {
 		for (size_t i = 0; i < sizeof(default_allow) / sizeof(default_allow[0]); i++)
-			fwd_cidr_parse(default_allow[i].text, &f->allow[f->n_allow++]);
+			net_cidr_parse(default_allow[i].text, &f->allow[f->n_allow++]);
 	}
 	for (size_t g = 0; g < f->ups->n_groups; g++) {
 		const struct upstream_group *grp = &f->ups->groups[g];
@@ -829,8 +823,8 @@ static void attempt_answered(struct fq *q, const struct fwd_msg *m)
 		return;
 	}
 	/* SERVFAIL, REFUSED, NOTIMP, FORMERR: this server cannot help; another might. */
-	if (m->rcode == 1 || m->rcode == RCODE_SERVFAIL || m->rcode == 4 ||
-	    m->rcode == RCODE_REFUSED) {
+	if (m->rcode == 1 || m->rcode == DNS_RCODE_SERVFAIL || m->rcode == 4 ||
+	    m->rcode == DNS_RCODE_REFUSED) {
 		fq_attempt(q);
 		return;
 	}
@@ -1005,7 +999,7 @@ static void on_tconn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct tconn *tc = h->data;
 	size_t want = tc->len + 4096;
 	if (tc->len >= 2) {
-		size_t msg = 2u + rd16(tc->buf);
+		size_t msg = 2u + wire_rd16(tc->buf);
 		if (msg > want)
 			want = msg;
 	}
@@ -1032,13 +1026,13 @@ static void on_tconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	tc->len += (size_t)nread;
 	size_t off = 0;
 	while (tc->len - off >= 2) {
-		size_t mlen = rd16(tc->buf + off);
+		size_t mlen = wire_rd16(tc->buf + off);
 		if (tc->len - off < 2 + mlen)
 			break;
 		uint8_t *msg = tc->buf + off + 2;
 		off += 2 + mlen;
 		struct fq *q = tc->pending;
-		while (q && !(q->tcp_written && mlen >= 2 && rd16(msg) == q->id))
+		while (q && !(q->tcp_written && mlen >= 2 && wire_rd16(msg) == q->id))
 			q = q->tnext;
 		if (!q) {
 			upstream_count_dropped(fw->f->ups, tc->up, fw->thread);
@@ -1205,7 +1199,7 @@ static size_t render(const struct fwd_dest *d, const struct fwd_msg *m, const st
 				memcpy(out, d->orig, d->orig_len);
 			return d->orig_len;
 		}
-		return fwd_render_error(&d->cq, RCODE_SERVFAIL, false, out, cap);
+		return fwd_render_error(&d->cq, DNS_RCODE_SERVFAIL, false, out, cap);
 	}
 	if (d->kind == FWD_ROUTE_DIRECT)
 		return fwd_render(&d->cq, m, t, out, cap);
@@ -1354,7 +1348,7 @@ static bool client_allowed(const struct forwarder *f, const struct sockaddr *sa)
 		return false;
 	}
 	for (size_t i = 0; i < f->n_allow; i++)
-		if (fwd_cidr_contains(&f->allow[i], fam, a))
+		if (net_cidr_contains_raw(&f->allow[i], fam, a))
 			return true;
 	return false;
 }
@@ -1448,14 +1442,14 @@ enum forward_verdict forward_query(struct forward_worker *fw, const struct snaps
 	memcpy(key.name, r.target, r.target_len);
 	key.name_len = r.target_len;
 	key.qtype = info->qtype;
-	key.qclass = rd16(req + info->qend - 2);
+	key.qclass = wire_rd16(req + info->qend - 2);
 	key.flags =
 	    (uint8_t)((info->edns_do ? FWD_KEY_DO : 0) | ((req[3] & 0x10) ? FWD_KEY_CD : 0));
 	fwd_key_hash(&key);
 	const struct upstream_group *g = upstream_group_for(f->ups, key.name, key.name_len);
 	if (!g)
 		return FORWARD_REPLY;
-	if (r.kind == FWD_ROUTE_DIRECT && key.qtype == T_HINFO &&
+	if (r.kind == FWD_ROUTE_DIRECT && key.qtype == DNS_T_HINFO &&
 	    upstream_loop_probe_seen(f->ups, key.name, key.name_len))
 		return FORWARD_REPLY; /* our own loop probe came back: REFUSED ends it */
 
@@ -1519,7 +1513,7 @@ enum forward_verdict forward_query(struct forward_worker *fw, const struct snaps
 reject:
 	stat_inc(&slot->rejected);
 	if (r.kind == FWD_ROUTE_DIRECT)
-		*rlen = fwd_render_error(&d.cq, RCODE_REFUSED, false, resp, cap);
+		*rlen = fwd_render_error(&d.cq, DNS_RCODE_REFUSED, false, resp, cap);
 	return FORWARD_REPLY;
 }
 

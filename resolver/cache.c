@@ -1,6 +1,6 @@
 /* The sharded answer cache: a hash table and an LRU list per shard, one mutex
  * per shard held only for a lookup and one copy. See cache.h. */
-#include "dns/cache.h"
+#include "resolver/cache.h"
 
 #include <errno.h>
 #include <pthread.h>

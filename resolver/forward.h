@@ -23,11 +23,12 @@
 
 #include <uv.h>
 
-#include "dns/cache.h"
-#include "dns/forward_route.h"
-#include "dns/query.h"
-#include "dns/server.h"
-#include "dns/upstream.h"
+#include "resolver/cache.h"
+#include "resolver/forward_route.h"
+#include "wire/query_info.h"
+#include "wire/wire.h"
+#include "wire/listen.h"
+#include "resolver/upstream.h"
 #include "zones/snapshot.h"
 
 #define FWD_MAX_UPSTREAMS    16
@@ -51,7 +52,7 @@ struct forward_options {
 	enum upstream_policy policy;
 	unsigned timeout_ms;
 	unsigned max_concurrent;
-	struct fwd_cidr allow[FWD_MAX_ALLOW]; /* empty: loopback and private ranges */
+	struct net_cidr allow[FWD_MAX_ALLOW]; /* empty: loopback and private ranges */
 	size_t n_allow;
 	size_t cache_bytes, cache_entries; /* both 0: no cache */
 	uint32_t cache_max_ttl, cache_max_neg_ttl, cache_servfail_ttl;
@@ -60,7 +61,7 @@ struct forward_options {
 	bool autopath;
 	/* From the program's own flags. */
 	const char *zone;
-	struct fwd_cidr cluster_cidrs[2];
+	struct net_cidr cluster_cidrs[2];
 	size_t n_cluster_cidrs;
 };
 

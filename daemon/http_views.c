@@ -1,7 +1,7 @@
 /* Metrics sources over the modules' getters, and the /debug/model JSON, both
  * read on the control thread when the HTTP endpoint is asked. See
  * http_views.h. */
-#include "dns/http_views.h"
+#include "daemon/http_views.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,9 +13,9 @@
 
 #include "discovery/kube.h"
 #include "discovery/model.h"
-#include "dns/cache.h"
-#include "dns/forward.h"
-#include "dns/upstream.h"
+#include "resolver/cache.h"
+#include "resolver/forward.h"
+#include "resolver/upstream.h"
 #include "proxy/proxy.h"
 #include "zones/snapshot.h"
 
@@ -442,10 +442,10 @@ int views_register(struct metrics *m, const struct views_state *st)
 
 /* ---- /debug/model ------------------------------------------------------------ */
 
-static json_t *jaddr(const struct model_addr *a)
+static json_t *jaddr(const struct net_addr *a)
 {
 	char buf[64];
-	model_addr_format(a, buf, sizeof(buf));
+	net_addr_format(a, buf, sizeof(buf));
 	return json_string(buf);
 }
 

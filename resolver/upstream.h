@@ -19,8 +19,8 @@
 
 #include <uv.h>
 
-#include "dns/server.h"
-#include "zones/dname.h"
+#include "wire/listen.h"
+#include "wire/dname.h"
 
 #define UPSTREAM_MAX_PER_GROUP 32  /* a group's members fit a 32-bit "tried" mask */
 #define UPSTREAM_MAX_FAILS     2   /* consecutive failures before a server counts as down */
