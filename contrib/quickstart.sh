@@ -8,7 +8,7 @@
 #         install what is missing, build with ASan+UBSan, run every test (ctest)
 #   contrib/quickstart.sh demo-command [--listen ADDR:PORT]
 #         print the command line `run` serves the demo with; the tests run the
-#         README's transcripts against exactly that command
+#         documentation's transcripts against exactly that command
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
