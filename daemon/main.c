@@ -668,7 +668,6 @@ int main(int argc, char **argv)
 	app.rebuild.data = &app;
 	if (manifests &&
 	    manifest_dir_start(app.loop, manifests, app.store, on_changed, &app, &app.mdir) < 0) {
-		log_error("manifests %s: cannot be read; giving up", manifests);
 		uv_close((uv_handle_t *)&app.rebuild, NULL);
 		uv_run(app.loop, UV_RUN_DEFAULT);
 		goto out;

@@ -1149,6 +1149,38 @@ static int known_kind(const char *kind, enum model_kind *k, const char **api)
 	return 0;
 }
 
+/* Kinds whose Pods a controller would create. svcdns runs no controllers: a
+ * Service selecting those Pods gets no endpoints from these objects. */
+static bool is_workload_kind(const char *kind)
+{
+	static const char *const workloads[] = {
+	    "Deployment", "StatefulSet",	   "DaemonSet", "ReplicaSet", "Job",
+	    "CronJob",	  "ReplicationController",
+	};
+	for (size_t i = 0; kind && i < sizeof(workloads) / sizeof(workloads[0]); i++)
+		if (strcmp(kind, workloads[i]) == 0)
+			return true;
+	return false;
+}
+
+/* One line per file for its workloads (the first named, the rest counted):
+ * without it, a Deployment's Service shows endpoints=0/0 and nothing says why. */
+static void log_workloads(const char *where, json_t *first, size_t n)
+{
+	json_t *meta = json_object_get(first, "metadata");
+	const char *ns = json_string_value(json_object_get(meta, "namespace"));
+	const char *name = json_string_value(json_object_get(meta, "name"));
+	char more[64] = "";
+
+	if (n > 1)
+		snprintf(more, sizeof(more), " and %zu more workload%s", n - 1, n > 2 ? "s" : "");
+	log_warn("%s: %.40s %.63s/%.253s%s: not expanded into Pods (svcdns runs no controllers), "
+		 "so Services get no endpoints from Deployments, StatefulSets, DaemonSets, "
+		 "ReplicaSets or Jobs; write the Pods or EndpointSlices instead",
+		 where, json_string_value(json_object_get(first, "kind")),
+		 ns && *ns ? ns : "default", name ? name : "(no name)", more);
+}
+
 /* Decodes one object; c->kind_known/ns/name tell the caller who was
  * rejected. Returns 0, 1 for an ignored kind, or a negative code. */
 static int decode_one(struct dctx *c, json_t *obj, struct model_object *out)
@@ -1387,8 +1419,8 @@ static int decode_file(const char *path, const char *data, size_t len, struct ma
 {
 	char where[4200], err[512] = "", stem[64];
 	json_t *docs = NULL, *flat = NULL;
-	size_t cap = 0, unnamed_pods = 0, i;
-	json_t *doc;
+	size_t cap = 0, unnamed_pods = 0, n_workloads = 0, i;
+	json_t *doc, *first_workload = NULL;
 	int rc = 0;
 
 	*r = (struct manifest_result){0};
@@ -1432,6 +1464,9 @@ static int decode_file(const char *path, const char *data, size_t len, struct ma
 	file_stem(path, stem, sizeof(stem));
 	json_array_foreach(flat, i, doc)
 	{
+		if (is_workload_kind(json_string_value(json_object_get(doc, "kind"))) &&
+		    n_workloads++ == 0)
+			first_workload = doc;
 		struct dctx c = {
 		    .where = where, .index = i + 1, .stem = stem, .unnamed_pods = &unnamed_pods};
 		struct model_object o = {0};
@@ -1457,6 +1492,8 @@ static int decode_file(const char *path, const char *data, size_t len, struct ma
 				goto out;
 		}
 	}
+	if (n_workloads)
+		log_workloads(where, first_workload, n_workloads);
 	rc = 0;
 out:
 	if (rc == -ENOMEM)

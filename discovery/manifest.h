@@ -69,7 +69,8 @@ typedef void (*manifest_changed_cb)(void *arg);
 
 /* Loads DIR into the store now (synchronously, sorted by file name), then
  * watches it: inotify for latency plus a periodic rescan as a safety net.
- * Returns 0, or a negative code when DIR cannot be read at all. */
+ * Returns 0, or a negative code when DIR cannot be read at all (logged, with
+ * the reason: the caller has nothing to add). */
 int manifest_dir_start(uv_loop_t *loop, const char *dir, struct model_store *store,
 		       manifest_changed_cb cb, void *arg, struct manifest_dir **out);
 void manifest_dir_stop(struct manifest_dir *md);

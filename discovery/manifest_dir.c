@@ -24,7 +24,7 @@
  * reading in between would drop the file's Services. A writer that keeps the
  * file open longer than this is read anyway. */
 #define WRITING_MAX_NS (2 * 1000000000LL)
-#define MAX_WRITING 64
+#define MAX_WRITING    64
 /* File timestamps are only as fine as the kernel tick, so a file rewritten
  * twice within one tick with the same size looks unchanged; files this recent
  * have their bytes compared as well. */
@@ -64,6 +64,7 @@ struct manifest_dir {
 	int open_handles;
 	struct md_file *files;
 	size_t n_files;
+	bool started; /* the first scan succeeded: there is something to serve */
 	bool dir_missing;
 	bool have_dir_id;
 	dev_t dir_dev;
@@ -149,8 +150,8 @@ static bool load_bytes(struct manifest_dir *md, struct md_file *f, const char *d
 		n++;
 		/* The reason was logged where it was found: one warning per object. */
 		log_debug("manifest %s: %s %s%s%s: keeping the previous version", f->path,
-			 model_kind_name(rj->kind), rj->ns ? rj->ns : "", rj->ns ? "/" : "",
-			 rj->name);
+			  model_kind_name(rj->kind), rj->ns ? rj->ns : "", rj->ns ? "/" : "",
+			  rj->name);
 	}
 	manifest_result_free(&r);
 	model_store_replace(md->store, f->path, objs, n); /* takes the objects either way */
@@ -301,9 +302,12 @@ static int scan(struct manifest_dir *md, bool *changed)
 	d = opendir(md->dir);
 	if (!d) {
 		rc = -errno;
-		if (!md->dir_missing)
+		if (!md->started)
+			log_error("manifest dir %s: cannot be read (%s); cannot start", md->dir,
+				  strerror(-rc));
+		else if (!md->dir_missing)
 			log_warn("manifest dir %s: cannot be read (%s); serving what was loaded",
-				 md->dir, strerror(errno));
+				 md->dir, strerror(-rc));
 		md->dir_missing = true;
 		return rc;
 	}
@@ -505,8 +509,10 @@ int manifest_dir_start(uv_loop_t *loop, const char *dir, struct model_store *sto
 	int rc;
 
 	*out = NULL;
-	if (!md)
+	if (!md) {
+		log_error("manifest dir %s: out of memory", dir);
 		return -ENOMEM;
+	}
 	md->ino_fd = -1;
 	md->ino_wd = -1;
 	md->loop = loop;
@@ -517,6 +523,7 @@ int manifest_dir_start(uv_loop_t *loop, const char *dir, struct model_store *sto
 	while (len > 1 && dir[len - 1] == '/')
 		len--; /* "dir/" and "dir" name the same sources */
 	if (!(md->dir = strndup(dir, len))) {
+		log_error("manifest dir %s: out of memory", dir);
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -539,6 +546,7 @@ int manifest_dir_start(uv_loop_t *loop, const char *dir, struct model_store *sto
 	watch_restart(md);
 	uv_timer_start(&md->periodic, on_periodic, RESCAN_MS, RESCAN_MS);
 	log_info("manifest dir %s: %zu files loaded, watching", md->dir, md->n_files);
+	md->started = true;
 	*out = md;
 	return 0;
 fail:

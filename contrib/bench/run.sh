@@ -8,8 +8,8 @@
 #   contrib/bench/run.sh --quick         # a short check of the harness itself
 #
 # Installs what it needs from Debian, builds a Release svcdns into build-bench/,
-# and prints the table that README.md's Performance section shows. --help lists
-# every option; the figures are explained in README.md.
+# and prints the table that doc/performance.md shows. --help lists
+# every option; the figures are explained in doc/performance.md.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -235,12 +235,11 @@ def fqdn(svc, ns="default"):
 # --------------------------------------------------------------------------
 # the cases
 
-def readme_session():
-    """The `$ kdig` commands of README's datapath section and what they print."""
-    text = open(os.path.join(t.SOURCE, "README.md"), encoding="utf-8").read()
-    m = re.search(r"^## The ClusterIP datapath\n(.*?)^## ", text, flags=re.S | re.M)
+def datapath_session():
+    """The `$ kdig` commands of doc/datapath.md and what they print."""
+    text = open(os.path.join(t.SOURCE, "doc", "datapath.md"), encoding="utf-8").read()
     cases = []
-    for block in re.findall(r"```\n(.*?)```", m.group(1) if m else "", flags=re.S):
+    for block in re.findall(r"```\n(.*?)```", text, flags=re.S):
         lines = block.splitlines()
         for i, line in enumerate(lines):
             if line.startswith("$ kdig "):
@@ -287,18 +286,19 @@ def case_article(tally, srv, d):
         return ""
     tally.run("article: my-service ClusterIP:80 reaches the Pod's 8080; CH TXT shows it", body)
 
-    def readme():
-        cases = readme_session()
+    def page_session():
+        cases = datapath_session()
         if len(cases) < 2:
-            return "README's datapath section has %d kdig examples" % len(cases)
+            return "doc/datapath.md has %d kdig examples" % len(cases)
         for cmd, want in cases:
             real = cmd.replace("-p 5353", "-p %d" % srv.port)
             got = subprocess.run(["bash", "-c", real], capture_output=True, text=True,
                                  timeout=20).stdout.splitlines()
             if [" ".join(w.split()) for w in want] != [" ".join(g.split()) for g in got]:
-                return "README: %s\n      prints %s\n      README says %s" % (cmd, got, want)
+                return "doc/datapath.md: %s\n      prints %s\n      the page says %s" % (
+                    cmd, got, want)
         return ""
-    tally.run("README's datapath session prints what the README says", readme)
+    tally.run("doc/datapath.md's session prints what the page says", page_session)
 
     def bulk():
         # 4 MiB each way, half-closed by the client: everything comes back.

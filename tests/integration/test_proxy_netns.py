@@ -1,7 +1,7 @@
 """The datapath on a node-like network: in a network namespace this test
 creates, svcdns listens on a ClusterIP of the real service CIDR (10.96.77.10)
 before any route to it exists (IP_FREEBIND), and traffic flows once the
-`local` route the README describes is added:
+`local` route doc/datapath.md describes is added:
 
     ip route add local 10.96.0.0/12 dev lo
 
