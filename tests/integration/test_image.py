@@ -12,7 +12,7 @@ The image is built with `podman build --isolation chroot`, then:
     shell, the binary's file capability exactly cap_net_bind_service, the
     user's passwd line, CA certificates, the libraries' copyright files;
   * svcdns run in that root by chroot as user 65532: it binds port 53 through
-    the file capability (a copy of the binary without it is refused), answers
+    the file capability (a copy of the binary without it cannot), answers
     dig over UDP and TCP and /ready, holds no other capability, and exits 0 on
     SIGTERM; then, as in a pod, with no source named, it finds the service
     account in /var/run/secrets and syncs from a fake API server over TLS
@@ -20,8 +20,8 @@ The image is built with `podman build --isolation chroot`, then:
 
 Skipped (77) without root, podman, debootstrap, getcap or dig, or where the
 kernel lets any user bind port 53 (the capability would prove nothing). It
-runs in about 5 minutes (about 3 with the Debian root cached), most of it the
-build stage's apt-get and compiler. SVCDNS_DEBIAN_MIRROR names a Debian
+takes about 4 minutes (2 with the Debian root cached), most of it debootstrap
+and the build stage's apt-get and compiler. SVCDNS_DEBIAN_MIRROR names a Debian
 mirror for debootstrap; the build stage uses the base's apt sources."""
 
 import fnmatch
