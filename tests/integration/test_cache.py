@@ -15,7 +15,6 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +24,7 @@ import dns.rcode  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
 FWD = os.path.join(t.FIXTURES, "forward")
-EMPTY = tempfile.mkdtemp(prefix="svcdns-empty-")
+EMPTY = t.mkdtemp(prefix="svcdns-empty-")
 
 
 def upstream(args=()):

@@ -40,7 +40,7 @@ def write_token(path, token):
 
 
 def test_kubeconfig_tls(tally):
-    d = k.tmpdir()
+    d = t.mkdtemp(prefix="svcdns-kube-")
     api = tls_api(tokens=["kc-token"], client_cns=["svcdns-test"])
     try:
         # CA as a path relative to the kubeconfig's directory, inline token
@@ -158,7 +158,7 @@ contexts:
 
 
 def test_in_cluster(tally):
-    sa = k.tmpdir()
+    sa = t.mkdtemp(prefix="svcdns-kube-")
     api = tls_api(tokens=["sa-token-1"])
     try:
         shutil.copy(os.path.join(TLS, "ca.crt"), os.path.join(sa, "ca.crt"))
@@ -177,7 +177,7 @@ def test_in_cluster(tally):
 
 
 def test_token_rotation(tally):
-    d = k.tmpdir()
+    d = t.mkdtemp(prefix="svcdns-kube-")
     tf = os.path.join(d, "token")
     write_token(tf, "tok-1")
     api = fakeapi.FakeAPI(tokens=["tok-1"]).start()
@@ -215,7 +215,7 @@ def test_token_rotation(tally):
 
 
 def test_401(tally):
-    d = k.tmpdir()
+    d = t.mkdtemp(prefix="svcdns-kube-")
     tf = os.path.join(d, "token")
     write_token(tf, "wrong")
     api = fakeapi.FakeAPI(tokens=["right"]).start()

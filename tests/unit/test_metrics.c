@@ -23,6 +23,7 @@
 #include "dns/query.h"
 #include "zones/dname.h"
 #include "zones/snapshot.h"
+#include "tmpdir.h"
 
 /* A query in wire form: header, one question, optionally an OPT record. */
 static size_t make_query(uint8_t *buf, const char *name, uint16_t type, uint16_t qclass, bool edns)
@@ -269,11 +270,8 @@ static void write_text(const char *path, const char *text)
 
 static void test_config_file(void **state)
 {
-	(void)state;
-	char path[] = "/tmp/svcdns-test-config-XXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	close(fd);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/svcdns.conf", (const char *)*state);
 	char **tk, err[256];
 	int n;
 
@@ -434,9 +432,12 @@ static void test_freshness(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_zone_of),	cmocka_unit_test(test_type_slots),
-	    cmocka_unit_test(test_render),	cmocka_unit_test(test_qlog_format),
-	    cmocka_unit_test(test_config_file), cmocka_unit_test(test_freshness),
+	    cmocka_unit_test(test_zone_of),
+	    cmocka_unit_test(test_type_slots),
+	    cmocka_unit_test(test_render),
+	    cmocka_unit_test(test_qlog_format),
+	    cmocka_unit_test_setup_teardown(test_config_file, tmpdir_setup, tmpdir_teardown),
+	    cmocka_unit_test(test_freshness),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
