@@ -187,8 +187,26 @@ class Server:
             self.wait_ready()
         return self
 
+    def http_port(self):
+        """The port of --http HOST:PORT, or None."""
+        if "--http" not in self.args:
+            return None
+        return int(self.args[self.args.index("--http") + 1].rsplit(":", 1)[1])
+
+    def _http_listening(self):
+        port = self.http_port()
+        if port is None:
+            return True
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
     def wait_ready(self, timeout=10.0):
-        """Polls dns-version.<zone> TXT until it answers (up to `timeout` s)."""
+        """Polls dns-version.<zone> TXT until it answers, and with --http
+        until that port takes connections (it opens after the DNS
+        listeners), up to `timeout` s."""
         deadline = time.monotonic() + timeout
         q = dns.message.make_query("dns-version." + self.zone, "TXT", use_edns=False)
         while time.monotonic() < deadline:
@@ -199,13 +217,14 @@ class Server:
             if wire is not None:
                 try:
                     r = dns.message.from_wire(wire)
-                    if r.rcode() == dns.rcode.NOERROR and r.answer:
+                    if r.rcode() == dns.rcode.NOERROR and r.answer and self._http_listening():
                         return
                 except Exception:  # noqa: BLE001 - keep polling
                     pass
             time.sleep(0.05)
-        raise ServerError("svcdns not ready after %.0f s (dns-version.%s TXT):\n%s"
-                          % (timeout, self.zone, self.stderr_tail()))
+        raise ServerError("svcdns not ready after %.0f s (dns-version.%s TXT%s):\n%s"
+                          % (timeout, self.zone, ", --http" if self.http_port() else "",
+                             self.stderr_tail()))
 
     def stderr_text(self):
         try:
