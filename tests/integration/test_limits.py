@@ -283,9 +283,14 @@ def test_slow_reader(tally, srv):
             s.sendall(payload)
         except OSError:
             pass
+    before = hits(srv, "tcp_backlog") or 0
     th = threading.Thread(target=writer, daemon=True)
     th.start()
-    time.sleep(1.0)  # the server fills its queue and stops reading meanwhile
+    # nothing is read until the server has filled this client's queue and
+    # stopped reading it
+    paused = wait_hits(srv, "tcp_backlog", before + 1, timeout=10.0)
+    tally.check(paused is not None and paused > before, "slow reader: its queue fills and "
+                "svcdns stops reading it", "tcp_backlog %s, %s before" % (paused, before))
     ids = []
     try:
         for _ in range(n):
