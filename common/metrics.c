@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,11 +185,6 @@ void metrics_set_server_label(struct metrics *m, const char *label)
 void metrics_set_compat(struct metrics *m, bool on)
 {
 	m->compat = on;
-}
-
-bool metrics_compat(const struct metrics *m)
-{
-	return m->compat;
 }
 
 void metrics_qlog_set(struct metrics *m, bool on)
@@ -494,7 +490,7 @@ static void out_series(struct metrics_out *o, const char *name, const char *suff
 		out_printf(o, "}");
 }
 
-void metrics_sample_v(struct metrics_out *o, const char *name, double v, va_list labels)
+static void metrics_sample_v(struct metrics_out *o, const char *name, double v, va_list labels)
 {
 	out_series(o, name, "", labels, NULL);
 	out_printf(o, " ");

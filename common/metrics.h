@@ -12,7 +12,6 @@
 #ifndef SVCDNS_METRICS_H
 #define SVCDNS_METRICS_H
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -55,7 +54,6 @@ int metrics_zone_add(struct metrics *m, const char *text, enum metrics_zone_kind
 void metrics_set_server_label(struct metrics *m, const char *label);
 /* Also export the CoreDNS names and labels (--metrics-compat coredns). */
 void metrics_set_compat(struct metrics *m, bool on);
-bool metrics_compat(const struct metrics *m);
 
 /* ---- workers ------------------------------------------------------------- */
 
@@ -127,7 +125,6 @@ void metrics_family(struct metrics_out *o, const char *name, const char *type, c
  * Whole numbers print without a fraction. */
 void metrics_sample(struct metrics_out *o, const char *name, double v, ...)
     __attribute__((sentinel));
-void metrics_sample_v(struct metrics_out *o, const char *name, double v, va_list labels);
 /* One histogram (name_bucket/_sum/_count): n bounds (upper, in the unit of the
  * metric), counts[0..n] per bucket (not cumulative; the last one is +Inf),
  * and the sum. Labels as for metrics_sample. */

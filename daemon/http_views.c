@@ -16,6 +16,7 @@
 #include "resolver/cache.h"
 #include "resolver/forward.h"
 #include "resolver/upstream.h"
+#include "dns/limits.h"
 #include "proxy/proxy.h"
 #include "zones/snapshot.h"
 
@@ -423,6 +424,31 @@ static void src_proxy(struct metrics_out *o, void *arg)
 		metrics_family(o, fams[k].name, fams[k].type, fams[k].help);
 		proxy_port_foreach(st->proxy, proxy_sample, &pp);
 	}
+}
+
+/* ---- the DNS listeners' limits --------------------------------------------- */
+
+static void src_limits(struct metrics_out *o, void *arg)
+{
+	const struct dns_limits *l = arg;
+	metrics_family(o, "svcdns_dns_limit_hits_total", "counter",
+		       "Times a limit of the DNS listeners was hit: a TCP connection refused or "
+		       "closed, a client no longer read, a UDP query dropped, an answer dropped "
+		       "or truncated by --rrl.");
+	for (int what = 0; what < DNS_LIMIT_COUNT; what++)
+		metrics_sample(o, "svcdns_dns_limit_hits_total",
+			       (double)dns_limits_count(l, (enum dns_limit)what), "limit",
+			       dns_limit_name((enum dns_limit)what), NULL);
+}
+
+int views_register_limits(struct metrics *m, const struct dns_limits *l)
+{
+	return metrics_register_source(m, "limits", src_limits, (void *)l);
+}
+
+void views_unregister_limits(struct metrics *m)
+{
+	metrics_unregister_source(m, "limits");
 }
 
 int views_register(struct metrics *m, const struct views_state *st)

@@ -1,6 +1,7 @@
 /* What the HTTP endpoint shows beyond the DNS counters: the metrics sources
  * that read each module's getters (snapshot, model, Kubernetes API source,
- * forwarder, cache, datapath, lifecycle), and the /debug/model JSON view.
+ * forwarder, cache, datapath, lifecycle, the DNS listeners' limits), and the
+ * /debug/model JSON view.
  *
  * Owns: metric names, labels and help texts of those families (and their
  * CoreDNS twins with --metrics-compat coredns), and the debug view's shape.
@@ -18,6 +19,7 @@
 struct kube_source;
 struct forwarder;
 struct proxy;
+struct dns_limits;
 
 /* Upper bounds (seconds) of the snapshot build and data-change-to-served
  * histograms. */
@@ -49,6 +51,13 @@ void views_observe(uint64_t *hist, double *sum, double seconds);
 /* Registers the sources on `m`; `st` must outlive it. Returns 0 or a
  * negative errno. */
 int views_register(struct metrics *m, const struct views_state *st);
+
+/* The hits of each limit of the DNS listeners (dns/limits.h) as
+ * svcdns_dns_limit_hits_total{limit}. The listeners start after the other
+ * sources are registered and stop before them, so their source comes and
+ * goes on its own: unregister it before `l` is freed. */
+int views_register_limits(struct metrics *m, const struct dns_limits *l);
+void views_unregister_limits(struct metrics *m);
 
 /* The JSON of /debug/model: the current snapshot's generation, serial and
  * view (Services, ports, targetPorts, endpoints with readiness). *body is

@@ -21,8 +21,9 @@
 #include "discovery/manifest.h"
 #include "discovery/model.h"
 #include "daemon/config.h"
-#include "resolver/forward.h"
+#include "daemon/http_views.h"
 #include "daemon/lifecycle.h"
+#include "resolver/forward.h"
 #include "dns/limits.h"
 #include "dns/notify.h"
 #include "dns/server.h"
@@ -199,6 +200,7 @@ static void on_reclaim(uv_timer_t *t)
 static void app_stop(void *arg)
 {
 	struct app *app = arg;
+	views_unregister_limits(lifecycle_metrics(app->lc)); /* the counters go with the server */
 	dns_server_stop(app->server);
 	app->server = NULL;
 	lifecycle_stop(app->lc); /* after the workers: it writes their last query log lines */
@@ -708,6 +710,8 @@ int main(int argc, char **argv)
 	if (dns_server_start(&dcfg, &app.server) < 0) {
 		goto stop_sources;
 	}
+	if (views_register_limits(lifecycle_metrics(app.lc), dns_server_limits(app.server)) < 0)
+		log_warn("metrics: the limits' counters cannot be shown in /metrics");
 	if (n_notify && dns_notifier_start(app.loop, notify, n_notify, &app.notifier) < 0)
 		log_error("notify: cannot start; secondaries refresh on their own timer");
 	uv_signal_init(app.loop, &app.sigterm);

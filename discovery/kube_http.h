@@ -31,8 +31,8 @@ struct kube_http_result {
 };
 
 /* Body bytes of a 2xx response as they arrive. Return 0 to go on, or a
- * negative code to abort the transfer (done is still called, with
- * curl_code != 0 and error naming the reason given to kube_http_abort...). */
+ * negative errno-style code to abort the transfer: done is still called, with
+ * curl_code != 0 and error "stopped reading: " and that code's strerror. */
 typedef int (*kube_http_data_cb)(void *arg, const char *data, size_t len);
 /* The response headers are in, with the final status (not 1xx). Called from
  * inside curl: it may start timers, never requests. */

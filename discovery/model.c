@@ -89,7 +89,7 @@ void model_pod_free(struct model_pod *p)
 	free(p);
 }
 
-void model_namespace_free(struct model_namespace *n)
+static void model_namespace_free(struct model_namespace *n)
 {
 	if (!n || packed_unref(n, &n->refs))
 		return;

@@ -149,7 +149,6 @@ struct model_object {
 void model_service_free(struct model_service *s);
 void model_slice_free(struct model_slice *s);
 void model_pod_free(struct model_pod *p);
-void model_namespace_free(struct model_namespace *n);
 void model_object_free(struct model_object *o); /* frees the payload, not o */
 
 /* Replaces o's payload by one packed block holding the same values and frees

@@ -130,11 +130,6 @@ uint64_t dns_limits_count(const struct dns_limits *l, enum dns_limit what)
 	return sum;
 }
 
-unsigned dns_limits_workers(const struct dns_limits *l)
-{
-	return l ? l->n_workers : 0;
-}
-
 const char *dns_limit_name(enum dns_limit what)
 {
 	return what < DNS_LIMIT_COUNT ? names[what] : "unknown";

@@ -90,7 +90,6 @@ void dns_limits_flush(struct dns_limits *l, uint64_t now_ms);
 /* Plain getters, from any thread (for /metrics). */
 uint64_t dns_limits_count(const struct dns_limits *l, enum dns_limit what);
 uint64_t dns_limits_worker_count(const struct dns_limits *l, unsigned worker, enum dns_limit what);
-unsigned dns_limits_workers(const struct dns_limits *l);
 /* A metric label: "tcp_conns", "tcp_idle", ... */
 const char *dns_limit_name(enum dns_limit what);
 

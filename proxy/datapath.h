@@ -201,8 +201,6 @@ socklen_t proxy_endpoint_sockaddr(const struct proxy_endpoint *ep, struct sockad
 /* ---- tcp.c ---- */
 void tcp_listener_accept(struct plistener *l);
 void tcp_conn_close_all(struct proxy *p);
-int pipe_get(struct proxy *p, int fds[2]);
-void pipe_put(struct proxy *p, int fds[2]);
 
 /* ---- udp.c ---- */
 void udp_listener_read(struct plistener *l);

@@ -55,7 +55,7 @@ struct pconn {
 
 /* ---- pipes ------------------------------------------------------------------ */
 
-int pipe_get(struct proxy *p, int fds[2])
+static int pipe_get(struct proxy *p, int fds[2])
 {
 	if (p->n_pipes) {
 		p->n_pipes--;
@@ -74,7 +74,7 @@ int pipe_get(struct proxy *p, int fds[2])
 }
 
 /* Returns an empty pipe to the pool (or closes it). */
-void pipe_put(struct proxy *p, int fds[2])
+static void pipe_put(struct proxy *p, int fds[2])
 {
 	if (fds[0] < 0)
 		return;

@@ -123,11 +123,12 @@ static struct static_zone *load_zone(const char *origin, const char *text)
 	int fd = mkstemp(path);
 	FUZZ_CHECK(fd >= 0, "mkstemp: %s", strerror(errno));
 	size_t len = strlen(text);
-	FUZZ_CHECK(write(fd, text, len) == (ssize_t)len, "write %s", path);
+	bool written = write(fd, text, len) == (ssize_t)len;
 	close(fd);
 	struct static_zone *z = NULL;
-	int rc = zonefile_load(origin, path, &z);
-	unlink(path);
+	int rc = written ? zonefile_load(origin, path, &z) : -EIO;
+	unlink(path); /* before any check can end the process */
+	FUZZ_CHECK(written, "write %s", path);
 	FUZZ_CHECK(rc == 0, "fixture zone %s: %d", origin, rc);
 	return z;
 }

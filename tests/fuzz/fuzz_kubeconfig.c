@@ -4,9 +4,11 @@
  * the token and the command-line overrides; and the input alone through
  * kubeconfig_base64_decode(), whose output must encode back to its input's
  * characters. A failed load leaves nothing behind; a successful one names a
- * server and frees cleanly. */
+ * server and frees cleanly. The directory goes when the process ends: at exit,
+ * on abort() (a failed check) and on a sanitizer's report. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +19,42 @@
 #include "discovery/kubeconfig.h"
 #include "fuzz.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_SANITIZER 1
+#endif
+#endif
+#ifdef HAVE_SANITIZER
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 static char dir[64], path[128];
 static bool trace;
+
+/* Everything put() and the inputs write, as full paths made at start: the
+ * removal may run in a signal handler, where only unlink and rmdir are safe. */
+static const char *const files[] = {"ca.crt",	  "token",	"empty-token",
+				    "client.crt", "client.key", "kubeconfig"};
+static char file_paths[sizeof(files) / sizeof(files[0])][160];
+static struct sigaction prev_abrt;
+
+static void remove_dir(void)
+{
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		unlink(file_paths[i]);
+	rmdir(dir);
+}
+
+static void on_abort(int sig)
+{
+	remove_dir();
+	/* then whatever handled it before (libFuzzer's crash report, or the
+	 * default): the signal is blocked here, so it arrives once we return */
+	sigaction(SIGABRT, &prev_abrt, NULL);
+	raise(sig);
+}
 
 /* Contexts a kubeconfig names; the input's first byte picks one (or none:
  * current-context). */
@@ -45,6 +81,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dir, sizeof(dir), "/tmp/svcdns-fuzz-kc-XXXXXX");
 	FUZZ_CHECK(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
 	snprintf(path, sizeof(path), "%s/kubeconfig", dir);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		snprintf(file_paths[i], sizeof(file_paths[i]), "%s/%s", dir, files[i]);
+	atexit(remove_dir);
+	struct sigaction sa = {.sa_handler = on_abort};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGABRT, &sa, &prev_abrt);
+#ifdef HAVE_SANITIZER
+	__sanitizer_set_death_callback(remove_dir);
+#endif
 	put("ca.crt", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
 	put("token", "  fuzz-token-value\n");
 	put("empty-token", "");

@@ -10,6 +10,14 @@ dig (bind9-dnsutils) and kdig (knot-dnsutils, +json output). Run one file with
 (both variables default to those paths under the repository root). The
 environment variable SVCDNS_TEST_VERBOSE=1 prints every passing case too.
 
+A test exits 0 when every check ran and passed, 1 when one failed, and 77
+(ctest's SKIP_RETURN_CODE) when nothing failed but something could not run
+here: the whole test (skip()) or a part of it (Tally.skip()). Either way the
+reason is printed, so that a skip never reads as a pass.
+
+Temporary directories (mkdtemp()) are removed when the test ends, whatever
+the outcome; after a failure the tail of each server's log is printed first.
+
 Expected answers are written the way CoreDNS writes its test cases: record
 lines in master-file form ("name ttl class type rdata"). In an expected line a
 token that is exactly "*" matches any one token of the actual record (used for
@@ -60,13 +68,15 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSa
 # processes: every server started here is stopped by PID, also on failure.
 
 _live_servers = []
+_all_servers = []
 _tmpdirs = []
 _any_failure = [False]
 
+SKIP_CODE = 77
+
 
 def mkdtemp(prefix="svcdns-it-"):
-    """A temporary directory, removed at exit unless a test failed (then its
-    path is printed, for the logs it holds)."""
+    """A temporary directory, removed at exit whatever the outcome."""
     d = tempfile.mkdtemp(prefix=prefix)
     _tmpdirs.append(d)
     return d
@@ -78,11 +88,23 @@ def _cleanup():
             srv.kill()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+    if _any_failure[0]:
+        # the logs go with their directories: show them while they exist
+        for srv in _all_servers:
+            text = srv.stderr_text()
+            if text:
+                print("# stderr of svcdns on port %d (last 40 lines):\n%s"
+                      % (srv.port, srv.stderr_tail(40)))
     for d in _tmpdirs:
-        if _any_failure[0]:
-            print("# kept %s" % d)
-        else:
-            shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def skip(reason):
+    """Ends the whole test as skipped (exit 77), saying why; servers already
+    started are stopped and temporary directories removed (atexit)."""
+    print("SKIP: %s" % reason, flush=True)
+    # a failure seen before stays a failure
+    sys.exit(1 if _any_failure[0] else SKIP_CODE)
 
 
 atexit.register(_cleanup)
@@ -143,6 +165,7 @@ class Server:
         self.log_path = os.path.join(self.tmpdir, "stderr.log")
         self.exit_code = None
         self.stopped = False
+        _all_servers.append(self)
 
     def cmdline(self):
         cmd = [BIN, "--manifests", self.manifests, "--listen", "127.0.0.1:%d" % self.port]
@@ -164,8 +187,26 @@ class Server:
             self.wait_ready()
         return self
 
+    def http_port(self):
+        """The port of --http HOST:PORT, or None."""
+        if "--http" not in self.args:
+            return None
+        return int(self.args[self.args.index("--http") + 1].rsplit(":", 1)[1])
+
+    def _http_listening(self):
+        port = self.http_port()
+        if port is None:
+            return True
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
     def wait_ready(self, timeout=10.0):
-        """Polls dns-version.<zone> TXT until it answers (up to `timeout` s)."""
+        """Polls dns-version.<zone> TXT until it answers, and with --http
+        until that port takes connections (it opens after the DNS
+        listeners), up to `timeout` s."""
         deadline = time.monotonic() + timeout
         q = dns.message.make_query("dns-version." + self.zone, "TXT", use_edns=False)
         while time.monotonic() < deadline:
@@ -176,13 +217,14 @@ class Server:
             if wire is not None:
                 try:
                     r = dns.message.from_wire(wire)
-                    if r.rcode() == dns.rcode.NOERROR and r.answer:
+                    if r.rcode() == dns.rcode.NOERROR and r.answer and self._http_listening():
                         return
                 except Exception:  # noqa: BLE001 - keep polling
                     pass
             time.sleep(0.05)
-        raise ServerError("svcdns not ready after %.0f s (dns-version.%s TXT):\n%s"
-                          % (timeout, self.zone, self.stderr_tail()))
+        raise ServerError("svcdns not ready after %.0f s (dns-version.%s TXT%s):\n%s"
+                          % (timeout, self.zone, ", --http" if self.http_port() else "",
+                             self.stderr_tail()))
 
     def stderr_text(self):
         try:
@@ -678,6 +720,7 @@ class Tally:
         self.title = title
         self.passed = 0
         self.failed = 0
+        self.skipped = []
         self.failures = []
         self.t0 = time.monotonic()
 
@@ -691,6 +734,12 @@ class Tally:
         self.failed += 1
         self.failures.append(name)
         print("FAIL %s: %s" % (name, why), flush=True)
+
+    def skip(self, name, why):
+        """A part of the test that cannot run here: not a pass. The test
+        then ends with SKIP_CODE unless something failed."""
+        self.skipped.append(name)
+        print("SKIP %s: %s" % (name, why), flush=True)
 
     def check(self, cond, name, why=""):
         if cond:
@@ -732,8 +781,14 @@ class Tally:
     def finish(self):
         dt = time.monotonic() - self.t0
         print("# %s: %.1f s" % (self.title, dt))
-        print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
-        sys.exit(1 if self.failed else 0)
+        print("%d passed, %d failed, %d skipped" % (self.passed, self.failed,
+                                                    len(self.skipped)), flush=True)
+        if self.failed:
+            sys.exit(1)
+        if self.skipped:
+            print("# not everything ran: %s" % "; ".join(self.skipped), flush=True)
+            sys.exit(SKIP_CODE)
+        sys.exit(0)
 
 
 def run_case(tally, port, case, via):

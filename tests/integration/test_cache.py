@@ -6,16 +6,20 @@ so that an answer can only come from the cache.
 
 Covered: a hit without upstream traffic, TTLs counting down, negative answers
 cached for min(SOA TTL, SOA MINIMUM) (RFC 2308), SERVFAIL cached briefly,
-serve-stale (RFC 8767) only when enabled, prefetch of a popular entry, and the
-entry bound of --cache-size. It also prints the latency of an uncached and a
-cached outside name.
+serve-stale (RFC 8767) only when enabled, and the entry bound of --cache-size.
+It also prints the latency of an uncached and a cached outside name.
+
+When entries expire, how TTLs count down, serve-stale's window and which
+entry is prefetched are the cache's arithmetic on a clock: tests/unit/
+test_cache.c drives it with a fake one. Here wall-clock time only ever has to
+pass (a lower bound, never a window that a slow machine could miss): the
+checks are that the options reach the cache and the answers look right.
 """
 
 import os
 import re
 import socket
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +29,7 @@ import dns.rcode  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
 FWD = os.path.join(t.FIXTURES, "forward")
-EMPTY = tempfile.mkdtemp(prefix="svcdns-empty-")
+EMPTY = t.mkdtemp(prefix="svcdns-empty-")
 
 
 def upstream(args=()):
@@ -45,11 +49,6 @@ def addr(srv):
 
 def sent(fwd, name):
     return len(re.findall(r"upstream \S+: query %s type" % re.escape(name), fwd.stderr_text()))
-
-
-def prefetched(fwd, name):
-    return len(re.findall(r"upstream \S+: query %s type \d+ id \d+ prefetch" % re.escape(name),
-                          fwd.stderr_text()))
 
 
 def ask(port, name, qtype="A"):
@@ -76,11 +75,11 @@ def positive(tally):
     m4 = ask(p, "www.example.test")
     tally.check(m4.rcode() == dns.rcode.NOERROR and m4.answer == m2.answer,
                 "answered from the cache with the upstream gone", str(m4))
-    time.sleep(2.2)
+    time.sleep(1.1)
     m5 = ask(p, "ttl100.example.test")
     ttl = answer_ttls(m5)
-    tally.check(len(ttl) == 1 and 90 <= ttl[0] <= 98, "TTLs count down in cached answers",
-                "TTL %s after 2.2 s" % ttl)
+    tally.check(len(ttl) == 1 and 0 < ttl[0] < 100, "TTLs count down in cached answers",
+                "TTL %s after more than 1 s" % ttl)
     tally.server_stopped(fwd)
 
 
@@ -88,6 +87,8 @@ def negative(tally):
     up = upstream()
     fwd = forwarder(addr(up))
     p = fwd.port
+    # The TTL the SOA gets is the one the entry is cached with (both come
+    # from one computation); its expiry is test_cache.c's.
     m = ask(p, "nothere.example.test")
     soa = [r for r in m.authority if r.rdtype == dns.rdatatype.SOA]
     tally.check(m.rcode() == dns.rcode.NXDOMAIN and soa and soa[0].ttl == 2,
@@ -100,25 +101,21 @@ def negative(tally):
     tally.check(m.rcode() == dns.rcode.NOERROR and not m.answer and
                 sent(fwd, "www.example.test.") == 1, "NODATA cached",
                 "%d upstream queries" % sent(fwd, "www.example.test."))
-    time.sleep(2.5)
-    m = ask(p, "nothere.example.test")
-    tally.check(m.rcode() == dns.rcode.NXDOMAIN and sent(fwd, "nothere.example.test.") == 2,
-                "negative entry gone after the SOA minimum (2 s)",
-                "%d upstream queries" % sent(fwd, "nothere.example.test."))
     tally.server_stopped(fwd)
 
     # SERVFAIL: an upstream svcdns whose own upstream is a closed port.
     sf = t.Server(EMPTY, args=["--threads", "1", "--upstream",
                                "127.0.0.1:%d" % t.free_port()]).start()
-    fwd = forwarder(addr(sf), args=["--cache-servfail-ttl", "1"])
+    fwd = forwarder(addr(sf), args=["--cache-servfail-ttl", "2"])
     p = fwd.port
     codes = [ask(p, "broken.example.test").rcode() for _ in range(2)]
     tally.check(codes == [dns.rcode.SERVFAIL] * 2 and sent(fwd, "broken.example.test.") == 1,
                 "SERVFAIL cached", "%d upstream queries" % sent(fwd, "broken.example.test."))
-    time.sleep(1.5)
-    ask(p, "broken.example.test")
-    tally.check(sent(fwd, "broken.example.test.") == 2, "SERVFAIL kept only briefly",
-                "%d upstream queries" % sent(fwd, "broken.example.test."))
+    # asked again and again: upstream again once the 2 s are over
+    again, dt = t.poll(lambda: ask(p, "broken.example.test") is not None
+                       and sent(fwd, "broken.example.test.") >= 2, timeout=20.0, interval=0.2)
+    tally.check(again, "SERVFAIL kept only briefly (--cache-servfail-ttl 2)",
+                "%d upstream queries after %.1f s" % (sent(fwd, "broken.example.test."), dt))
     for s in (fwd, sf, up):
         tally.server_stopped(s)
 
@@ -131,37 +128,21 @@ def stale(tally):
         tally.check(answer_ttls(ask(f.port, "short.example.test")) == [3],
                     "short TTL answer cached")
     tally.server_stopped(up)
-    time.sleep(3.3)
+    # The entry without serve-stale was cached last: once it has expired
+    # (SERVFAIL, the upstream being gone), so has the other.
+    expired, dt = t.poll(lambda: ask(plain.port, "short.example.test").rcode()
+                         == dns.rcode.SERVFAIL, timeout=30.0, interval=0.2)
+    tally.check(expired, "without --serve-stale: SERVFAIL once the 3 s TTL is over",
+                "still answered after %.1f s" % dt)
     m = ask(fwd.port, "short.example.test")
     tally.check(m.rcode() == dns.rcode.NOERROR and answer_ttls(m) == [30],
                 "--serve-stale: expired answer served (TTL 30) when the upstream fails", str(m))
-    m = ask(plain.port, "short.example.test")
-    tally.check(m.rcode() == dns.rcode.SERVFAIL, "without --serve-stale: SERVFAIL", str(m))
     for s in (fwd, plain):
         tally.server_stopped(s)
 
 
-def prefetch(tally):
+def cache_size(tally):
     up = upstream()
-    fwd = forwarder(addr(up))
-    p = fwd.port
-    t0 = time.monotonic()
-    ask(p, "ttl10.example.test")
-    time.sleep(1)
-    ask(p, "ttl10.example.test")
-    # Inside the last 10 % of the TTL (9..10 s), a popular entry is refreshed.
-    time.sleep(max(0, 9.3 - (time.monotonic() - t0)))
-    m = ask(p, "ttl10.example.test")
-    got, _ = t.poll(lambda: prefetched(fwd, "ttl10.example.test.") == 1, timeout=2)
-    tally.check(m.answer and got, "a popular entry is prefetched before it expires",
-                "%d prefetches" % prefetched(fwd, "ttl10.example.test."))
-    time.sleep(max(0, 10.5 - (time.monotonic() - t0)))
-    m = ask(p, "ttl10.example.test")
-    tally.check(sent(fwd, "ttl10.example.test.") == 2 and answer_ttls(m)[0] >= 8,
-                "after expiry the prefetched entry answers", "%d upstream queries, TTL %s"
-                % (sent(fwd, "ttl10.example.test."), answer_ttls(m)))
-    tally.server_stopped(fwd)
-
     # --cache-size in entries: 16 at most here (one per shard), so of 40
     # names asked again most go upstream again.
     small = forwarder(addr(up), args=["--cache-size", "16"])
@@ -173,8 +154,8 @@ def prefetch(tally):
     again = sum(1 for n in names if sent(small, n + ".") == 2)
     tally.check(again >= 24, "--cache-size bounds the entries (LRU evicts)",
                 "%d of 40 asked upstream again" % again)
-    for s in (small, up):
-        tally.server_stopped(s)
+    for srv in (small, up):
+        tally.server_stopped(srv)
 
 
 def latency(tally, n=200):
@@ -218,7 +199,7 @@ def main(tally):
     positive(tally)
     negative(tally)
     stale(tally)
-    prefetch(tally)
+    cache_size(tally)
 
 
 if __name__ == "__main__":

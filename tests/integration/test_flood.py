@@ -9,6 +9,7 @@ The flooder is this file run with --flood: bounded in time and count, it
 stops by itself and is also stopped by PID."""
 
 import os
+import re
 import socket
 import statistics
 import struct
@@ -136,7 +137,9 @@ def figures(ok, n, lat):
 
 
 def body(tally):
-    srv = t.Server(os.path.join(t.SOURCE, "contrib", "demo"), ["--threads", "1"]).start()
+    http = t.free_port()
+    srv = t.Server(os.path.join(t.SOURCE, "contrib", "demo"),
+                   ["--threads", "1", "--http", "127.0.0.1:%d" % http, "--lameduck", "0"]).start()
     port = srv.port
 
     # Before: the baseline the flood is compared with.
@@ -171,6 +174,12 @@ def body(tally):
     lines = [l for l in srv.stderr_text().splitlines() if "UDP queries dropped" in l]
     tally.check(len(lines) == 1, "flood: one log line about the dropped excess, not one per "
                 "query", "%d lines: %s" % (len(lines), lines[:3]))
+    logged = sum(int(m) for m in re.findall(r"limits: (\d+) UDP queries dropped",
+                                             "\n".join(lines)))
+    counted = t.metric(t.scrape(http), "svcdns_dns_limit_hits_total", limit="udp_source")
+    tally.check(counted is not None and counted >= max(logged, 1),
+                "flood: /metrics counts the dropped queries (at least as many as logged)",
+                "udp_source %s, the log line told %d" % (counted, logged))
 
     # Afterwards the flooder's address is served like anyone else's.
     r = t.udp_exchange(port, dns.message.make_query("web.shop.svc.cluster.local.",

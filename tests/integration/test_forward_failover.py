@@ -19,7 +19,6 @@ import select
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -33,7 +32,7 @@ import dns.rrset  # noqa: E402
 
 FWD = os.path.join(t.FIXTURES, "forward")
 CLUSTER = os.path.join(FWD, "manifests")
-EMPTY = tempfile.mkdtemp(prefix="svcdns-empty-")
+EMPTY = t.mkdtemp(prefix="svcdns-empty-")
 
 
 def upstream(*zones, args=(), port=None):

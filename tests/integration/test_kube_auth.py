@@ -40,7 +40,7 @@ def write_token(path, token):
 
 
 def test_kubeconfig_tls(tally):
-    d = k.tmpdir()
+    d = t.mkdtemp(prefix="svcdns-kube-")
     api = tls_api(tokens=["kc-token"], client_cns=["svcdns-test"])
     try:
         # CA as a path relative to the kubeconfig's directory, inline token
@@ -158,7 +158,7 @@ contexts:
 
 
 def test_in_cluster(tally):
-    sa = k.tmpdir()
+    sa = t.mkdtemp(prefix="svcdns-kube-")
     api = tls_api(tokens=["sa-token-1"])
     try:
         shutil.copy(os.path.join(TLS, "ca.crt"), os.path.join(sa, "ca.crt"))
@@ -177,7 +177,7 @@ def test_in_cluster(tally):
 
 
 def test_token_rotation(tally):
-    d = k.tmpdir()
+    d = t.mkdtemp(prefix="svcdns-kube-")
     tf = os.path.join(d, "token")
     write_token(tf, "tok-1")
     api = fakeapi.FakeAPI(tokens=["tok-1"]).start()
@@ -202,12 +202,16 @@ def test_token_rotation(tally):
         tally.check(not srv.log_has("tok-2") and not srv.log_has("tok-1"),
                     "tokens are never logged")
         # the file disappears for a moment (an atomic swap gone wrong): the
-        # previous token keeps working, the server stays up
+        # previous token keeps working (a Service added afterwards arrives over
+        # the new watches), and nothing was dropped meanwhile
         os.unlink(tf)
         api.cut_watches()
         api.wait_watching()
-        k.still(tally, "token file missing: still served", srv.port, WEB, "NOERROR",
-                ["10.96.10.10"], seconds=0.5)
+        api.apply(fakeapi.service("no-token-file", "shop", "10.96.50.2"))
+        k.expect(tally, "token file missing: the previous token still works", srv.port,
+                 "no-token-file.shop.svc.cluster.local.", "NOERROR", ["10.96.50.2"])
+        k.expect(tally, "token file missing: still served", srv.port, WEB, "NOERROR",
+                 ["10.96.10.10"], timeout=0)
         write_token(tf, "tok-2")
         tally.server_stopped(srv)
     finally:
@@ -215,7 +219,7 @@ def test_token_rotation(tally):
 
 
 def test_401(tally):
-    d = k.tmpdir()
+    d = t.mkdtemp(prefix="svcdns-kube-")
     tf = os.path.join(d, "token")
     write_token(tf, "wrong")
     api = fakeapi.FakeAPI(tokens=["right"]).start()

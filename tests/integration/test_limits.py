@@ -6,7 +6,9 @@ it); a client that never reads its answers stops being read, so svcdns's
 memory does not grow with what it sends, while a client that reads slowly gets
 every answer of a long pipeline in order; at most 64 queries of one connection
 wait on the forwarder at once. Every limit hit is logged once, naming the
-flag, not once per hit."""
+flag, not once per hit, and counted in /metrics
+(svcdns_dns_limit_hits_total{limit}); the counters also show that a hit was
+processed before the test looks at what must not have happened."""
 
 import json
 import os
@@ -78,6 +80,34 @@ def limit_lines(srv, text):
     return [l for l in srv.stderr_text().splitlines() if "limits:" in l and text in l]
 
 
+LIMITS = ("tcp_conns", "tcp_idle", "tcp_lifetime", "tcp_backlog", "udp_source", "rrl_drop",
+          "rrl_slip")
+
+
+def start(root, args):
+    """svcdns with /metrics on a port of its own (srv.http)."""
+    http = t.free_port()
+    srv = t.Server(root, list(args) + ["--http", "127.0.0.1:%d" % http, "--lameduck", "0"])
+    srv.http = http
+    return srv.start()
+
+
+def hits(srv, limit):
+    """svcdns_dns_limit_hits_total{limit} now (None: not exported)."""
+    return t.metric(t.scrape(srv.http), "svcdns_dns_limit_hits_total", limit=limit)
+
+
+def wait_hits(srv, limit, at_least, timeout=5.0):
+    """Polls the counter until it reaches at_least; returns its last value."""
+    last = [None]
+
+    def reached():
+        last[0] = hits(srv, limit)
+        return last[0] is not None and last[0] >= at_least
+    t.poll(reached, timeout=timeout, interval=0.02)
+    return last[0]
+
+
 # ---- connection cap, idle and lifetime ----------------------------------------
 
 def test_max_conns(tally, srv):
@@ -88,12 +118,16 @@ def test_max_conns(tally, srv):
             s = connect(port)
             held.append(s)
             ask(s)
-        extra = connect(port)
-        extra.sendall(frame(query(WEB)))
-        dt = closed_after(extra, 3.0)
-        extra.close()
-        tally.check(dt is not None, "--tcp-max-conns 4: the fifth connection is closed "
-                    "unanswered", "still open after 3 s")
+        for i in range(3):
+            extra = connect(port)
+            extra.sendall(frame(query(WEB)))
+            dt = closed_after(extra, 3.0)
+            extra.close()
+            tally.check(dt is not None, "--tcp-max-conns 4: connection %d past the cap is "
+                        "closed unanswered" % (i + 1), "still open after 3 s")
+        n = wait_hits(srv, "tcp_conns", 3)
+        tally.check(n == 3, "--tcp-max-conns: each refusal is counted in /metrics",
+                    "svcdns_dns_limit_hits_total{limit=\"tcp_conns\"} %s, want 3" % n)
         held.pop().close()
         ok, _ = t.poll(lambda: ask(connect(port)).rcode() == dns.rcode.NOERROR, timeout=5.0)
         tally.check(ok, "--tcp-max-conns: a connection closed makes room for a new one")
@@ -101,12 +135,12 @@ def test_max_conns(tally, srv):
         for s in held:
             s.close()
     # the next tests need the room back: the server sees the closes
-    t.poll(lambda: ask(connect(port)).rcode() == dns.rcode.NOERROR and len(
-        limit_lines(srv, "--tcp-max-conns")) >= 1, timeout=5.0)
-    time.sleep(0.3)
-    lines, _ = t.poll(lambda: limit_lines(srv, "--tcp-max-conns"), timeout=3.0)
-    tally.check(lines and len(lines) == 1 and "TCP connections refused" in lines[0],
-                "--tcp-max-conns: the refusal is logged once", str(lines))
+    t.poll(lambda: ask(connect(port)).rcode() == dns.rcode.NOERROR, timeout=5.0)
+    # The counter said 3: each hit is counted, then logged, so at least the
+    # first two hits were fully handled; one line for all of them.
+    lines = limit_lines(srv, "--tcp-max-conns")
+    tally.check(len(lines) == 1 and "TCP connections refused" in lines[0],
+                "--tcp-max-conns: three refusals are logged once", str(lines))
 
 
 def test_idle(tally, srv):
@@ -249,9 +283,14 @@ def test_slow_reader(tally, srv):
             s.sendall(payload)
         except OSError:
             pass
+    before = hits(srv, "tcp_backlog") or 0
     th = threading.Thread(target=writer, daemon=True)
     th.start()
-    time.sleep(1.0)  # the server fills its queue and stops reading meanwhile
+    # nothing is read until the server has filled this client's queue and
+    # stopped reading it
+    paused = wait_hits(srv, "tcp_backlog", before + 1, timeout=10.0)
+    tally.check(paused is not None and paused > before, "slow reader: its queue fills and "
+                "svcdns stops reading it", "tcp_backlog %s, %s before" % (paused, before))
     ids = []
     try:
         for _ in range(n):
@@ -304,18 +343,27 @@ class BlackHole:
 
 def test_pending_cap(tally, root):
     hole = BlackHole()
-    srv = t.Server(root, ["--threads", "1", "--upstream", "127.0.0.1:%d" % hole.port,
-                          "--upstream-timeout", "2500"]).start()
+    srv = start(root, ["--threads", "1", "--upstream", "127.0.0.1:%d" % hole.port,
+                       "--upstream-timeout", "2500"])
     try:
         n = 200
         s = connect(srv.port, timeout=20.0)
         s.sendall(b"".join(frame(query("q%d.flood.example." % i, qid=i)) for i in range(n)))
-        time.sleep(1.2)
-        asked = len(set(x for x in hole.names if x.endswith("flood.example.")))
-        print("# one connection, %d queries for a silent upstream: %d forwarded in the "
-              "first 1.2 s" % (n, asked), flush=True)
-        tally.check(0 < asked <= 64, "forwarder: at most 64 queries of one connection wait "
-                    "upstream at once", "%d were forwarded" % asked)
+        # The connection stops being read when its queries waiting upstream
+        # reach the cap (a tcp_backlog hit). Each pause lets at most 64 more
+        # go, and every one forwarded waits until it times out.
+        def paused():
+            m = t.scrape(srv.http)
+            b = t.metric(m, "svcdns_dns_limit_hits_total", limit="tcp_backlog") or 0
+            return (b, t.metric(m, "svcdns_forward_queries_total"),
+                    t.metric(m, "svcdns_forward_in_flight")) if b >= 1 else None
+        got, _ = t.poll(paused, timeout=10.0, interval=0.02)
+        backlog, fwd, in_flight = got or (0, None, None)
+        print("# one connection, %d queries for a silent upstream: read paused %d time(s) "
+              "with %s forwarded, %s in flight" % (n, backlog, fwd, in_flight), flush=True)
+        tally.check(got is not None and 64 <= fwd <= 64 * backlog and in_flight <= 64,
+                    "forwarder: at most 64 queries of one connection wait upstream at once",
+                    "paused %d time(s), %s forwarded, %s in flight" % (backlog, fwd, in_flight))
         got = 0
         try:
             for _ in range(n):
@@ -330,6 +378,28 @@ def test_pending_cap(tally, root):
         tally.server_stopped(srv)
     finally:
         hole.close()
+
+
+def counters_at_zero(srv):
+    m = t.scrape(srv.http)
+    d = []
+    if m["types"].get("svcdns_dns_limit_hits_total") != "counter":
+        d.append("no counter family svcdns_dns_limit_hits_total")
+    for limit in LIMITS:
+        v = t.metric(m, "svcdns_dns_limit_hits_total", limit=limit)
+        if v != 0:
+            d.append("limit=%s: %s, want 0" % (limit, v))
+    return d
+
+
+def counted(srv, want):
+    """Each limit's counter within [lo, hi] (hi None: no upper bound)."""
+    d = []
+    for limit, (lo, hi) in want.items():
+        v = hits(srv, limit)
+        if v is None or v < lo or (hi is not None and v > hi):
+            d.append("limit=%s: %s, want %s..%s" % (limit, v, lo, "" if hi is None else hi))
+    return d
 
 
 def huge_manifest(n):
@@ -356,19 +426,25 @@ def body(tally):
     t.write_file(os.path.join(root, "big.json"), t.headless_manifest("big", "default", 300))
     t.write_file(os.path.join(root, "huge.json"), huge_manifest(3000))
 
-    srv = t.Server(root, ["--threads", "1", "--tcp-max-conns", "4", "--tcp-idle-timeout",
-                          str(IDLE_MS), "--tcp-max-lifetime", str(LIFETIME_MS)]).start()
+    srv = start(root, ["--threads", "1", "--tcp-max-conns", "4", "--tcp-idle-timeout",
+                       str(IDLE_MS), "--tcp-max-lifetime", str(LIFETIME_MS)])
     control = t.Server(root, ["--threads", "1", "--tcp-idle-timeout", str(IDLE_MS),
                               "--tcp-max-lifetime", "0"]).start()
+    tally.run("/metrics: every limit has its counter, at 0 before any hit",
+              counters_at_zero, srv)
     test_max_conns(tally, srv)
     test_idle(tally, srv)
     test_lifetime(tally, srv, control)
+    tally.run("/metrics: refusals, idle and lifetime closes are counted", counted,
+              srv, {"tcp_conns": (3, None), "tcp_idle": (3, None), "tcp_lifetime": (2, None)})
     tally.server_stopped(srv)
     tally.server_stopped(control)
 
-    reader = t.Server(root, ["--threads", "1", "--tcp-idle-timeout", "3000"]).start()
+    reader = start(root, ["--threads", "1", "--tcp-idle-timeout", "3000"])
     test_never_reads(tally, reader)
     test_slow_reader(tally, reader)
+    tally.run("/metrics: a client no longer read is counted", counted,
+              reader, {"tcp_backlog": (1, None)})
     tally.server_stopped(reader)
 
     test_pending_cap(tally, root)

@@ -316,8 +316,30 @@ def raw_http(port, data, timeout=5.0):
         s.close()
 
 
+def accept_queue(port):
+    """Connections waiting to be accepted on the listening socket
+    127.0.0.1:port (its rx_queue in /proc/net/tcp), or None."""
+    want = "0100007F:%04X" % port
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == want and fields[3] == "0A":  # LISTEN
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
+MARKER = """apiVersion: v1
+kind: Service
+metadata: {name: marker, namespace: shop}
+spec:
+  clusterIP: 10.96.10.99
+  ports: [{port: 80}]
+"""
+
+
 def test_http_limits(tally):
-    srv = start()
+    root = t.copy_fixture(os.path.join("ops", "cluster"))
+    srv = start(manifests=root)
     socks = []
     try:
         tally.check(t.http_get(srv.http, "/nothing")[0] == 404, "unknown path: 404")
@@ -338,15 +360,28 @@ def test_http_limits(tally):
         # backlog (costing the server nothing) until a slot is free
         for _ in range(64):
             socks.append(socket.create_connection(("127.0.0.1", srv.http), timeout=5))
-        time.sleep(0.3)
+        all_in, _ = t.poll(lambda: accept_queue(srv.http) == 0, timeout=5.0)
+        tally.check(all_in, "64 connections are accepted",
+                    "%s still in the backlog" % accept_queue(srv.http))
         waiting = socket.create_connection(("127.0.0.1", srv.http), timeout=1)
         waiting.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        # The HTTP endpoint runs on the loop that also reads the manifests: a
+        # change served afterwards means the loop has turned with the 65th
+        # connection already waiting, and would have accepted it by then.
+        t.write_file(os.path.join(root, "marker.yaml"), MARKER)
+        served, _ = t.poll(lambda: t.query(srv.port, "marker.shop.svc.cluster.local.",
+                                           "A")[0].answer, timeout=5.0)
+        waiting.setblocking(False)
         try:
             early = waiting.recv(100)
-        except socket.timeout:
+        except BlockingIOError:
             early = None
-        tally.check(early is None, "a 65th connection is not served while 64 are open",
-                    repr(early))
+        waiting.settimeout(1)
+        tally.check(served and early is None and accept_queue(srv.http) == 1,
+                    "a 65th connection is not served while 64 are open",
+                    "marker %s, got %r, %s waiting to be accepted"
+                    % ("served" if served else "never served", early,
+                       accept_queue(srv.http)))
         tally.check(t.query(srv.port, "web.shop.svc.cluster.local.", "A")[0].answer,
                     "DNS answers while HTTP is saturated")
         for s in socks:

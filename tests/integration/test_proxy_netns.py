@@ -5,8 +5,8 @@ before any route to it exists (IP_FREEBIND), and traffic flows once the
 
     ip route add local 10.96.0.0/12 dev lo
 
-Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create the namespace; where
-the machine does not allow that, the test says so and is skipped. Every
+Needs iproute2 and root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create the
+namespace; where either is missing, the test says which and is skipped (77). Every
 process it starts runs inside the namespace and is stopped by PID; the
 namespace is deleted at the end.
 """
@@ -163,26 +163,36 @@ def body(tally):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def main():
+def namespace_unavailable():
+    """Creates the namespace; returns None, or the true reason it cannot be
+    made on this machine."""
+    if shutil.which("ip") is None:
+        return "the ip command (iproute2) is not installed"
     try:
         r = subprocess.run(["ip", "netns", "add", NS], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=10)
-        ok = r.returncode == 0
-        why = r.stdout.decode(errors="replace").strip()
     except (OSError, subprocess.TimeoutExpired) as e:
-        ok, why = False, str(e)
-    if not ok:
-        print("SKIP: cannot create a network namespace here (%s); the test needs root" % why)
-        print("0 passed, 0 failed, 1 skipped")
-        return 0
+        return "ip netns add: %s" % e
+    if r.returncode == 0:
+        return None
+    out = r.stdout.decode(errors="replace").strip()
+    if os.geteuid() != 0:
+        return "ip netns add failed (%s): it needs root" % out
+    return ("ip netns add failed as root (%s): this machine does not let it create "
+            "network namespaces (CAP_SYS_ADMIN and CAP_NET_ADMIN needed)" % out)
+
+
+def main():
+    why = namespace_unavailable()
+    if why:
+        t.skip(why)
     try:
         subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
         t.main_guard(t.Tally("proxy in a network namespace"), body)
     finally:
         subprocess.run(["ip", "netns", "del", NS], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -6,7 +6,8 @@ UDP-with-TCP-fallback still gets the real answer; another /24 is untouched
 while one address of the same /24 shares the limit; random nonexistent names
 share one NXDOMAIN budget; TCP is never limited; a quiet second refills the
 budget; without --rrl nothing is limited. The limit is logged once, not per
-dropped answer."""
+dropped answer, and every limited answer is counted in /metrics
+(svcdns_dns_limit_hits_total, limit rrl_drop and rrl_slip)."""
 
 import os
 import select
@@ -87,9 +88,12 @@ def fallback(port, src, name=WEB):
 
 def body(tally):
     demo = os.path.join(t.SOURCE, "contrib", "demo")
-    srv = t.Server(demo, ["--threads", "1", "--rrl", str(RATE), "--rrl-slip", "2"]).start()
+    http = t.free_port()
+    srv = t.Server(demo, ["--threads", "1", "--rrl", str(RATE), "--rrl-slip", "2",
+                          "--http", "127.0.0.1:%d" % http, "--lameduck", "0"]).start()
     port = srv.port
     time.sleep(1.1)  # the readiness probes used the local budget: let it refill
+    m0 = t.scrape(http)
 
     # 150 from one address, then (within the same second) 10 from another
     # address of its /24 and 20 from another /24
@@ -113,6 +117,21 @@ def body(tally):
     tally.check(normal3 <= 2 and tc3 + lost3 >= 8,
                 "--rrl: another address of the same /24 shares its budget",
                 "%d answered, %d truncated, %d lost" % (normal3, tc3, lost3))
+
+    # The counters: every truncated answer received was counted as slipped;
+    # the server limited no more than the clients saw unanswered (a reply
+    # can be lost, never invented); slipped and dropped alternate.
+    m1 = t.scrape(http)
+    slip = (t.metric(m1, "svcdns_dns_limit_hits_total", limit="rrl_slip") or 0) - (
+        t.metric(m0, "svcdns_dns_limit_hits_total", limit="rrl_slip") or 0)
+    drop = (t.metric(m1, "svcdns_dns_limit_hits_total", limit="rrl_drop") or 0) - (
+        t.metric(m0, "svcdns_dns_limit_hits_total", limit="rrl_drop") or 0)
+    seen_tc, unanswered = tc + tc3 + tc2, (n - normal) + (10 - normal3) + (RATE - normal2)
+    tally.check(slip >= seen_tc and drop >= 1 and slip + drop <= unanswered
+                and abs(slip - drop) <= 2,
+                "--rrl: /metrics counts the dropped and the truncated answers",
+                "rrl_slip +%d, rrl_drop +%d; the clients got %d truncated, %d without a "
+                "normal answer" % (slip, drop, seen_tc, unanswered))
 
     # a real client behind the limit: the truncated answer sends it to TCP
     got = None

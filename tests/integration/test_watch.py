@@ -2,7 +2,12 @@
 files changes the answers (each change is polled for, bounded at 5 s, and its
 observed delay printed), the SOA serial grows, and a file that turns broken
 (invalid YAML, an invalid object) keeps its previous objects served and logs
-one line naming the file."""
+one line naming the file.
+
+Where a change must change nothing (an ignored file, a broken file), the test
+does not wait and look: it writes a barrier file after it and waits until
+that is served. Each pass reads the whole directory, so by then the change
+was read, and its effect, or its lack, is there to check."""
 
 import os
 import re
@@ -57,18 +62,31 @@ def wait_for(tally, label, port, name, want_rcode, want_addrs, qtype="A"):
     return ok
 
 
-def stays(tally, label, port, name, want_rcode, want_addrs, secs=0.5):
-    """The answer is (and stays for `secs`) what it was."""
+_barriers = [0]
+
+
+def barrier(root, port):
+    """Rewrites zz-barrier.yaml with a new ClusterIP and waits until it is
+    served: every change written before it has been read by then. Returns
+    whether it was served within BOUND."""
+    _barriers[0] += 1
+    ip = "10.96.6.%d" % _barriers[0]
+    t.write_file(os.path.join(root, "zz-barrier.yaml"), svc_yaml("barrier", ip))
+    ok, _ = t.poll(lambda: answer_of(port, "barrier." + D) == ("NOERROR", [ip]), BOUND)
+    return bool(ok)
+
+
+def stays(tally, label, root, port, name, want_rcode, want_addrs):
+    """After every change written so far has been read (barrier), the
+    answer is still what it was."""
     want = (want_rcode, sorted(want_addrs))
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < secs:
-        got = answer_of(port, name)
-        if got != want:
-            tally.fail("watch: %s" % label, "%s answers %s, want %s" % (name, got, want))
-            return False
-        time.sleep(0.05)
-    tally.ok("watch: %s" % label)
-    return True
+    if not barrier(root, port):
+        tally.fail("watch: %s" % label, "the barrier file was not served within %.0f s"
+                   % BOUND)
+        return False
+    got = answer_of(port, name)
+    return tally.check(got == want, "watch: %s" % label,
+                       "%s answers %s, want %s" % (name, got, want))
 
 
 def problem_lines(srv, fname, start=0):
@@ -78,15 +96,17 @@ def problem_lines(srv, fname, start=0):
             if fname in l and re.search(r"\[(warn|error)\]", l)]
 
 
-def expect_logged(tally, label, srv, fname, start, reason_re=None):
-    """Exactly one problem line names fname (waits for it, then 1 s more for
-    repeats)."""
+def expect_logged(tally, label, srv, root, fname, start, reason_re=None):
+    """Exactly one problem line names fname: waits for it, then for a barrier
+    (a later pass over the directory, which must not log it again)."""
     lines, dt = t.poll(lambda: problem_lines(srv, fname, start), timeout=BOUND)
     if not lines:
         tally.fail("log: %s" % label, "no [warn]/[error] line naming %s within %.0f s; "
                    "stderr tail:\n%s" % (fname, BOUND, srv.stderr_tail(10)))
         return
-    time.sleep(1.0)
+    if not barrier(root, srv.port):
+        tally.fail("log: %s" % label, "the barrier file was not served within %.0f s" % BOUND)
+        return
     lines = problem_lines(srv, fname, start)
     d = []
     if len(lines) != 1:
@@ -222,8 +242,7 @@ def body(tally):
     os.unlink(f_yml)
     wait_for(tally, ".yml file removed", port, "other." + D, "NXDOMAIN", [])
     t.write_file(os.path.join(root, "notes.txt"), svc_yaml("txt", "10.96.7.30"))
-    time.sleep(0.3)
-    stays(tally, ".txt file is not read", port, "txt." + D, "NXDOMAIN", [])
+    stays(tally, ".txt file is not read", root, port, "txt." + D, "NXDOMAIN", [])
 
     # a file with two objects loses one
     f_two = os.path.join(root, "two.json")
@@ -236,8 +255,8 @@ def body(tally):
     wait_for(tally, "List file: second service", port, "two." + D, "NOERROR", ["10.96.7.42"])
     t.write_file(f_two, two % (svc_json % ("one", "10.96.7.41")))
     wait_for(tally, "List file loses an item -> NXDOMAIN", port, "two." + D, "NXDOMAIN", [])
-    stays(tally, "List file: remaining item stays", port, "one." + D, "NOERROR",
-          ["10.96.7.41"], secs=0.2)
+    stays(tally, "List file: remaining item stays", root, port, "one." + D, "NOERROR",
+          ["10.96.7.41"])
 
     # endpoints change: a headless service whose slice is edited, pods added
     f_hl = os.path.join(root, "hl.yaml")
@@ -307,9 +326,9 @@ status:
     # a duplicate Service in a second file: the first holder keeps the name
     mark = len(srv.stderr_text())
     t.write_file(os.path.join(root, "zz-dup.yaml"), svc_yaml("base", "10.96.7.99"))
-    expect_logged(tally, "duplicate Service names zz-dup.yaml", srv, "zz-dup.yaml", mark)
-    stays(tally, "duplicate Service: first file keeps the name", port, "base." + D, "NOERROR",
-          ["10.96.7.1"])
+    expect_logged(tally, "duplicate Service names zz-dup.yaml", srv, root, "zz-dup.yaml", mark)
+    stays(tally, "duplicate Service: first file keeps the name", root, port, "base." + D,
+          "NOERROR", ["10.96.7.1"])
     os.unlink(os.path.join(root, "zz-dup.yaml"))
 
     # ---- broken files keep their previous objects
@@ -319,10 +338,11 @@ status:
 
     mark = len(srv.stderr_text())
     t.write_file(f_keep, "apiVersion: v1\nkind: Service\nmetadata: {name: keep\n  : [\n")
-    expect_logged(tally, "invalid YAML names keep.yaml", srv, "keep.yaml", mark)
-    stays(tally, "invalid YAML: old answer stays", port, "keep." + D, "NOERROR", ["10.96.8.1"])
-    stays(tally, "invalid YAML: other files unaffected", port, "base." + D, "NOERROR",
-          ["10.96.7.1"], secs=0.1)
+    expect_logged(tally, "invalid YAML names keep.yaml", srv, root, "keep.yaml", mark)
+    stays(tally, "invalid YAML: old answer stays", root, port, "keep." + D, "NOERROR",
+          ["10.96.8.1"])
+    stays(tally, "invalid YAML: other files unaffected", root, port, "base." + D, "NOERROR",
+          ["10.96.7.1"])
 
     t.write_file(f_keep, svc_yaml("keep", "10.96.8.2"))
     wait_for(tally, "keep.yaml fixed -> new answer", port, "keep." + D, "NOERROR", ["10.96.8.2"])
@@ -330,9 +350,9 @@ status:
     mark = len(srv.stderr_text())
     t.write_file(f_keep, svc_yaml("keep", "10.96.8.3",
                                   extra_spec="  selector:\n    app: [a, b]\n"))
-    expect_logged(tally, "selector app: [a, b] names keep.yaml", srv, "keep.yaml", mark,
+    expect_logged(tally, "selector app: [a, b] names keep.yaml", srv, root, "keep.yaml", mark,
                   reason_re=r"selector")
-    stays(tally, "invalid selector: old answer stays", port, "keep." + D, "NOERROR",
+    stays(tally, "invalid selector: old answer stays", root, port, "keep." + D, "NOERROR",
           ["10.96.8.2"])
 
     f_port = os.path.join(root, "port.yaml")
@@ -340,9 +360,9 @@ status:
     wait_for(tally, "port.yaml served", port, "portsvc." + D, "NOERROR", ["10.96.8.10"])
     mark = len(srv.stderr_text())
     t.write_file(f_port, svc_yaml("portsvc", "10.96.8.11", port=70000))
-    expect_logged(tally, "port 70000 names port.yaml", srv, "port.yaml", mark,
+    expect_logged(tally, "port 70000 names port.yaml", srv, root, "port.yaml", mark,
                   reason_re=r"port")
-    stays(tally, "port 70000: old answer stays", port, "portsvc." + D, "NOERROR",
+    stays(tally, "port 70000: old answer stays", root, port, "portsvc." + D, "NOERROR",
           ["10.96.8.10"])
 
     # one bad object among good ones: the good one is updated, the bad one kept
@@ -354,8 +374,8 @@ status:
     t.write_file(f_pair, svc_yaml("p1", "10.96.9.11") + "---\n"
                  + svc_yaml("p2", "10.96.9.12", port=70000))
     wait_for(tally, "pair.yaml: valid p1 updated", port, "p1." + D, "NOERROR", ["10.96.9.11"])
-    expect_logged(tally, "pair.yaml: invalid p2 logged", srv, "pair.yaml", mark)
-    stays(tally, "pair.yaml: invalid p2 keeps its old answer", port, "p2." + D, "NOERROR",
+    expect_logged(tally, "pair.yaml: invalid p2 logged", srv, root, "pair.yaml", mark)
+    stays(tally, "pair.yaml: invalid p2 keeps its old answer", root, port, "p2." + D, "NOERROR",
           ["10.96.9.2"])
 
     # a file over 16 MiB, and a file holding a NUL byte, are refused; the
@@ -366,15 +386,15 @@ status:
     wait_for(tally, "huge.yaml served", port, "huge." + D, "NOERROR", ["10.96.9.20"])
     mark = len(srv.stderr_text())
     t.write_atomic(f_big, svc_yaml("huge", "10.96.9.21") + ("# " + "x" * 1000 + "\n") * 17000)
-    expect_logged(tally, "file over 16 MiB names huge.yaml", srv, "huge.yaml", mark,
+    expect_logged(tally, "file over 16 MiB names huge.yaml", srv, root, "huge.yaml", mark,
                   reason_re=r"larger than \d+ bytes")
-    stays(tally, "file over 16 MiB: old answer stays", port, "huge." + D, "NOERROR",
+    stays(tally, "file over 16 MiB: old answer stays", root, port, "huge." + D, "NOERROR",
           ["10.96.9.20"])
     mark = len(srv.stderr_text())
     t.write_atomic(f_big, svc_yaml("huge", "10.96.9.22") + "# nul \0 byte\n")
-    expect_logged(tally, "NUL byte names huge.yaml", srv, "huge.yaml", mark,
+    expect_logged(tally, "NUL byte names huge.yaml", srv, root, "huge.yaml", mark,
                   reason_re=r"NUL byte")
-    stays(tally, "NUL byte: old answer stays", port, "huge." + D, "NOERROR", ["10.96.9.20"])
+    stays(tally, "NUL byte: old answer stays", root, port, "huge." + D, "NOERROR", ["10.96.9.20"])
     os.unlink(f_big)
     wait_for(tally, "huge.yaml removed", port, "huge." + D, "NXDOMAIN", [])
 
@@ -391,9 +411,10 @@ status:
     mark = len(srv.stderr_text())
     f_new = os.path.join(root, "new-broken.json")
     t.write_file(f_new, '{"apiVersion": "v1", "kind": "Service", "metadata": {')
-    expect_logged(tally, "new broken file names new-broken.json", srv, "new-broken.json", mark)
-    stays(tally, "new broken file: others unaffected", port, "base." + D, "NOERROR",
-          ["10.96.7.1"], secs=0.1)
+    expect_logged(tally, "new broken file names new-broken.json", srv, root, "new-broken.json",
+                  mark)
+    stays(tally, "new broken file: others unaffected", root, port, "base." + D, "NOERROR",
+          ["10.96.7.1"])
     os.unlink(f_new)
 
     # removing a broken file removes what it held

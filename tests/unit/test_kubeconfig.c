@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "discovery/kubeconfig.h"
+#include "tmpdir.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -161,12 +162,11 @@ static void test_override(void **state)
 
 static void test_in_cluster(void **state)
 {
-	(void)state;
-	char dir[] = "/tmp/svcdns-sa-XXXXXX", path[600];
+	const char *dir = *state;
+	char path[600];
 	struct kube_conn conn;
 	FILE *f;
 
-	assert_non_null(mkdtemp(dir));
 	unsetenv("KUBERNETES_SERVICE_HOST");
 	setenv("SVCDNS_SERVICEACCOUNT_DIR", dir, 1);
 	assert_int_equal(kubeconfig_in_cluster(&conn), -ENOENT);
@@ -188,11 +188,6 @@ static void test_in_cluster(void **state)
 	assert_string_equal(conn.namespace, "kube-system");
 	assert_string_equal(kubeconfig_token(&conn, 1), "sa-token");
 	kubeconfig_free(&conn);
-	for (size_t i = 0; i < N_ELEMS(files); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, files[i][0]);
-		unlink(path);
-	}
-	rmdir(dir);
 	unsetenv("KUBERNETES_SERVICE_HOST");
 	unsetenv("SVCDNS_SERVICEACCOUNT_DIR");
 }
@@ -211,11 +206,10 @@ static void write_file(const char *path, const char *text)
 /* The clock is passed in: no sleeping to test the periodic re-read. */
 static void test_token_file(void **state)
 {
-	(void)state;
-	char dir[] = "/tmp/svcdns-tok-XXXXXX", path[600];
+	const char *dir = *state;
+	char path[600];
 	struct kube_conn conn = {0};
 
-	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/token", dir);
 	write_file(path, "one\n");
 	assert_int_equal(kubeconfig_override(&conn, "https://api", path, NULL), 0);
@@ -249,8 +243,6 @@ static void test_token_file(void **state)
 	ts[1].tv_nsec = UTIME_OMIT;
 	assert_string_equal(kubeconfig_token(&conn, 1006 + KUBE_TOKEN_REREAD_MS), "four!");
 	kubeconfig_free(&conn);
-	unlink(path);
-	rmdir(dir);
 }
 
 static void test_base64(void **state)
@@ -290,9 +282,12 @@ int main(void)
 	snprintf(fixtures, sizeof(fixtures), "%s", f ? f : "tests/fixtures");
 	log_set_level(LOG_ERROR + (getenv("SVCDNS_TEST_VERBOSE") ? 3 : 0));
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_contexts),   cmocka_unit_test(test_refused),
-	    cmocka_unit_test(test_override),   cmocka_unit_test(test_in_cluster),
-	    cmocka_unit_test(test_token_file), cmocka_unit_test(test_base64),
+	    cmocka_unit_test(test_contexts),
+	    cmocka_unit_test(test_refused),
+	    cmocka_unit_test(test_override),
+	    cmocka_unit_test_setup_teardown(test_in_cluster, tmpdir_setup, tmpdir_teardown),
+	    cmocka_unit_test_setup_teardown(test_token_file, tmpdir_setup, tmpdir_teardown),
+	    cmocka_unit_test(test_base64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

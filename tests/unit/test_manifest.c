@@ -23,6 +23,7 @@
 #include "discovery/manifest.h"
 #include "discovery/model.h"
 #include "discovery/yaml2json.h"
+#include "tmpdir.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -1033,20 +1034,20 @@ static void test_json_files(void **state)
 
 static void test_nul_bytes(void **state)
 {
-	(void)state;
+	const char *dir = *state;
 	static const char text[] = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n\0\n";
 	struct manifest_result r;
 	assert_int_equal(manifest_decode("nul.yaml", text, sizeof(text) - 1, &r), -EINVAL);
 	assert_int_equal(r.n_objs, 0);
 	assert_int_equal(manifest_decode("nul.json", "{\"a\":\0}", 7, &r), -EINVAL);
 
-	char tmpl[] = "/tmp/svcdns-nul-XXXXXX.yaml";
-	int fd = mkstemps(tmpl, 5);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/nul.yaml", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
 	close(fd);
-	assert_int_equal(manifest_read_file(tmpl, &r), -EINVAL);
-	unlink(tmpl);
+	assert_int_equal(manifest_read_file(path, &r), -EINVAL);
 	assert_int_equal(manifest_read_file("/nonexistent/x.yaml", &r), -ENOENT);
 }
 
@@ -1141,7 +1142,7 @@ static void test_decode_object(void **state)
 /* ---- the directory source ---------------------------------------------------- */
 
 struct dir_fixture {
-	char dir[64];
+	char dir[512];
 	uv_loop_t loop;
 	struct model_store *store;
 	struct manifest_dir *md;
@@ -1155,7 +1156,7 @@ static void on_changed(void *arg)
 
 static void write_file(const char *dir, const char *name, const char *text)
 {
-	char path[256];
+	char path[600];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	/* written in place (not renamed) to exercise same-inode rewrites */
 	FILE *f = fopen(path, "w");
@@ -1192,7 +1193,7 @@ static uint64_t run_until_change(struct dir_fixture *fx, int from, uint64_t ms)
 static const struct model_service *stored_svc(struct dir_fixture *fx, const char *file,
 					      const char *name)
 {
-	char path[256];
+	char path[600];
 	snprintf(path, sizeof(path), "%s/%s", fx->dir, file);
 	const struct model_object *o =
 	    model_store_find(fx->store, path, KIND_SERVICE, "default", name);
@@ -1203,10 +1204,8 @@ static const struct model_service *stored_svc(struct dir_fixture *fx, const char
 
 static void test_manifest_dir(void **state)
 {
-	(void)state;
 	struct dir_fixture fx = {0};
-	snprintf(fx.dir, sizeof(fx.dir), "/tmp/svcdns-md-XXXXXX");
-	assert_non_null(mkdtemp(fx.dir));
+	snprintf(fx.dir, sizeof(fx.dir), "%s", (const char *)*state);
 	assert_int_equal(uv_loop_init(&fx.loop), 0);
 	fx.store = model_store_new();
 	assert_non_null(fx.store);
@@ -1263,7 +1262,7 @@ static void test_manifest_dir(void **state)
 	run_until_change(&fx, c, 3000);
 	assert_non_null(stored_svc(&fx, "c.yaml", "c"));
 	c = fx.changes;
-	char path[256];
+	char path[600];
 	snprintf(path, sizeof(path), "%s/b.json", fx.dir);
 	assert_int_equal(unlink(path), 0);
 	run_until_change(&fx, c, 3000);
@@ -1271,7 +1270,7 @@ static void test_manifest_dir(void **state)
 	assert_null(stored_svc(&fx, "b.json", "b"));
 
 	/* the directory goes away: objects stay; it comes back: reloaded */
-	char cmd[256];
+	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
 	assert_int_equal(system(cmd), 0);
 	c = fx.changes;
@@ -1296,7 +1295,6 @@ static void test_manifest_dir(void **state)
 	assert_int_equal(uv_run(&fx.loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(uv_loop_close(&fx.loop), 0);
 	model_store_free(fx.store);
-	assert_int_equal(system(cmd), 0);
 }
 
 static void test_manifest_dir_missing(void **state)
@@ -1332,10 +1330,10 @@ int main(void)
 	    cmocka_unit_test(test_pods),
 	    cmocka_unit_test(test_list_json),
 	    cmocka_unit_test(test_json_files),
-	    cmocka_unit_test(test_nul_bytes),
+	    cmocka_unit_test_setup_teardown(test_nul_bytes, tmpdir_setup, tmpdir_teardown),
 	    cmocka_unit_test(test_garbage),
 	    cmocka_unit_test(test_decode_object),
-	    cmocka_unit_test(test_manifest_dir),
+	    cmocka_unit_test_setup_teardown(test_manifest_dir, tmpdir_setup, tmpdir_teardown),
 	    cmocka_unit_test(test_manifest_dir_missing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -234,6 +234,7 @@ static char *captured(void (*fn)(struct dns_limits *), struct dns_limits *l)
 	char path[] = "/tmp/svcdns-test-limits-XXXXXX";
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
+	unlink(path); /* the descriptor is all this needs */
 	fflush(stderr);
 	int saved = dup(2);
 	dup2(fd, 2);
@@ -244,7 +245,6 @@ static char *captured(void (*fn)(struct dns_limits *), struct dns_limits *l)
 	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
 	text[n > 0 ? n : 0] = '\0';
 	close(fd);
-	unlink(path);
 	return text;
 }
 
