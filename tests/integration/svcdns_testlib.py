@@ -119,23 +119,56 @@ signal.signal(signal.SIGTERM, _on_signal)
 signal.signal(signal.SIGINT, _on_signal)
 
 
+def _port_range():
+    """This test's own block of ports. svcdns binds with SO_REUSEPORT, so two
+    tests running side by side (ctest -j) that were handed the same free port
+    would both bind it and answer each other's queries; ports from the kernel's
+    ephemeral range can come round again. Each test file gets its own block,
+    by its place among the test files, below the ephemeral range."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    names = sorted(f for f in os.listdir(here) if f.startswith("test_") and f.endswith(".py"))
+    me = os.path.basename(sys.argv[0])
+    idx = names.index(me) if me in names else len(names) + os.getpid() % 50
+    base = 20000 + (idx % 120) * 100
+    return base, base + 100
+
+
+_next_port = [None]
+
+
+def _bindable(port):
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
 def free_port():
-    """A port that is free for both UDP and TCP on 127.0.0.1."""
+    """A port free for both UDP and TCP on 127.0.0.1, from this test's own block
+    (see _port_range); never the same twice in one test."""
+    lo, hi = _port_range()
+    if _next_port[0] is None:
+        _next_port[0] = lo
+    while _next_port[0] < hi:
+        port = _next_port[0]
+        _next_port[0] += 1
+        if _bindable(port):
+            return port
+    # the block is used up (or taken by something else): the kernel's choice
     for _ in range(50):
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             u.bind(("127.0.0.1", 0))
             port = u.getsockname()[1]
-            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                t.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-            finally:
-                t.close()
         finally:
             u.close()
+        if _bindable(port):
+            return port
     raise RuntimeError("no free port found")
 
 
