@@ -25,7 +25,6 @@
 
 enum model_proto { PROTO_TCP = 6, PROTO_UDP = 17, PROTO_SCTP = 132 };
 
-/* An IPv4 or IPv6 address; IPv4 is kept in the first 4 bytes. */
 struct model_label {
 	char *key;
 	char *value;
@@ -166,8 +165,6 @@ const char *model_proto_name(uint8_t proto); /* "TCP", "UDP", "SCTP" */
 
 /* Parses "TCP"/"UDP"/"SCTP" (exact case, as the API spells them); 0 on error. */
 uint8_t model_proto_parse(const char *s);
-
-/* A CIDR for allocation. */
 
 /* ---- the store -------------------------------------------------------------
  * Objects grouped by the source that gave them (a file path, or an API
