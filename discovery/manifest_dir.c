@@ -24,7 +24,7 @@
  * reading in between would drop the file's Services. A writer that keeps the
  * file open longer than this is read anyway. */
 #define WRITING_MAX_NS (2 * 1000000000LL)
-#define MAX_WRITING 64
+#define MAX_WRITING    64
 /* File timestamps are only as fine as the kernel tick, so a file rewritten
  * twice within one tick with the same size looks unchanged; files this recent
  * have their bytes compared as well. */
@@ -149,8 +149,8 @@ static bool load_bytes(struct manifest_dir *md, struct md_file *f, const char *d
 		n++;
 		/* The reason was logged where it was found: one warning per object. */
 		log_debug("manifest %s: %s %s%s%s: keeping the previous version", f->path,
-			 model_kind_name(rj->kind), rj->ns ? rj->ns : "", rj->ns ? "/" : "",
-			 rj->name);
+			  model_kind_name(rj->kind), rj->ns ? rj->ns : "", rj->ns ? "/" : "",
+			  rj->name);
 	}
 	manifest_result_free(&r);
 	model_store_replace(md->store, f->path, objs, n); /* takes the objects either way */
