@@ -4,8 +4,8 @@
  *
  * Owns: curl handles and their sockets, TLS and credentials of each request
  * (from a struct kube_conn), the per-request silence timeout, and the line
- * buffer. Must never: interpret the Kubernetes protocol (that is kube.c) or log
- * a token. Everything runs on the loop's thread. */
+ * buffer. Must never: interpret the Kubernetes protocol (that is the reflectors', kube_list.c and
+ * kube_watch.c) or log a token. Everything runs on the loop's thread. */
 #ifndef SVCDNS_KUBE_HTTP_H
 #define SVCDNS_KUBE_HTTP_H
 
