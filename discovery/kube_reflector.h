@@ -107,7 +107,7 @@ struct ident {
 	char key[300];
 };
 
-/* ---- kube.c ------------------------------------------------------------------ */
+/* ---- kube.c -------------------------------------------------------------- */
 
 uint64_t kube_now_ms(void);
 uint32_t kube_rand32(void);
@@ -125,7 +125,7 @@ void kube_server_back(struct kube_source *ks);
 /* Frees the source once it is stopping and nothing of it is left in flight. */
 void kube_source_maybe_free(struct kube_source *ks);
 
-/* ---- kube_reflector.c ------------------------------------------------------ */
+/* ---- kube_reflector.c ---------------------------------------------------- */
 
 /* Reads metadata. Returns 0, 1 when filtered out, or -EINVAL when the object
  * has no usable identity. */
@@ -138,8 +138,9 @@ bool kube_object_upsert(struct reflector *r, json_t *obj, const struct ident *id
 bool kube_object_delete(struct reflector *r, const struct ident *id);
 /* The retry timer's callback: lists or watches again. */
 void kube_on_retry(uv_timer_t *t);
-/* Logs the failure of `what` and starts the retry timer with backoff; res is
- * NULL when the failure was ours (out of memory, a page that is not a list). */
+/* Logs the failure of `what` and starts the retry timer with backoff. res is
+ * the failed response, or NULL when none came with the failure (out of
+ * memory, a page that is not a list). */
 void kube_retry_later(struct reflector *r, const struct kube_http_result *res, const char *what,
 		      const char *why);
 /* Explains a failed request in one line; credentials are named, never shown. */
@@ -149,7 +150,7 @@ void kube_describe_failure(struct reflector *r, const struct kube_http_result *r
  * had been away, it is back. */
 void kube_on_headers(void *arg, long status);
 
-/* ---- kube_list.c ----------------------------------------------------------- */
+/* ---- kube_list.c --------------------------------------------------------- */
 
 /* Asks for the next page of the list (the first, when no continuation). */
 void kube_list_start(struct reflector *r);
@@ -158,7 +159,7 @@ void kube_list_start(struct reflector *r);
 void kube_list_discard(struct reflector *r);
 void kube_body_reset(struct reflector *r);
 
-/* ---- kube_watch.c ---------------------------------------------------------- */
+/* ---- kube_watch.c -------------------------------------------------------- */
 
 /* Watches from r->rv. */
 void kube_watch_start(struct reflector *r);

@@ -53,7 +53,7 @@ int mf_bad(struct dctx *c, const char *fmt, ...) __attribute__((format(printf, 2
 /* "object", "string", ...: what a JSON value is, for a log line. */
 const char *mf_jtype(const json_t *v);
 
-/* ---- name rules (k8s.io/apimachinery/pkg/util/validation) ----------------- */
+/* ---- name rules (k8s.io/apimachinery/pkg/util/validation) ---------------- */
 
 static inline bool mf_is_lower_alnum(char ch)
 {
@@ -66,7 +66,7 @@ bool mf_is_dns1123_subdomain(const char *s);
 /* IANA_SVC_NAME: what a named port may be called. */
 bool mf_is_iana_svc_name(const char *s);
 
-/* ---- typed field access; each failure is logged once and returns -EINVAL -- */
+/* ---- typed field access; each failure is logged once and returns -EINVAL --- */
 
 static inline bool mf_absent(const json_t *v)
 {

@@ -11,7 +11,10 @@
  * malloc); *_free() releases it and everything under it. The store packs what
  * it keeps (model_object_pack): one allocation per object, immutable from then
  * on and reference counted, so that views point into it instead of copying.
- * *_free() on a packed object drops one reference. */
+ * *_free() on a packed object drops one reference.
+ *
+ * Where it lives: the objects in model.c, the store in store.c, the allocator
+ * in alloc.c, the view in view.c and its parts (view_build.h). */
 #ifndef SVCDNS_MODEL_H
 #define SVCDNS_MODEL_H
 

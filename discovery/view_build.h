@@ -149,7 +149,7 @@ struct build {
 	size_t cap_held;
 };
 
-/* ---- view.c ---------------------------------------------------------------- */
+/* ---- view.c -------------------------------------------------------------- */
 
 /* A new view id: unique in this process, never 0. */
 uint64_t view_next_id(void);
@@ -186,7 +186,7 @@ void view_alloc_forget(struct build *b, const struct model_service *s);
 /* The address the last full build gave a Pod without a status, if any. */
 bool view_alloc_pod_sticky(struct build *b, const struct model_pod *pod, struct net_addr *out);
 
-/* ---- view_eps.c ------------------------------------------------------------ */
+/* ---- view_eps.c ---------------------------------------------------------- */
 
 /* Whether b->svcs[i] gets its endpoints from the Pods its selector matches. */
 bool view_derives_from_pods(const struct build *b, size_t i);
@@ -197,7 +197,7 @@ int view_build_endpoints(struct build *b, struct view_service *out, size_t *n_do
 /* Notes a store object whose strings the current Service's endpoints use. */
 void view_held_push(struct build *b, enum model_kind kind, const void *obj);
 
-/* ---- view_pack.c ----------------------------------------------------------- */
+/* ---- view_pack.c --------------------------------------------------------- */
 
 /* Packs Service s with eps[0..n_eps) into one block, into *vs. */
 int view_pack_service(struct build *b, const struct model_service *s, bool from_slices,

@@ -54,7 +54,7 @@ static void arena_free(struct arena_chunk *c)
 	}
 }
 
-/* ---- selectors and ports ----------------------------------------------------- */
+/* ---- selectors and ports ------------------------------------------------- */
 
 bool model_selector_matches(const struct model_labels *selector, const struct model_labels *labels)
 {
@@ -88,7 +88,7 @@ uint16_t model_resolve_target_port(const struct model_svc_port *sp, const struct
 	return sp->target_num ? sp->target_num : sp->port;
 }
 
-/* ---- the endpoints of one Service -------------------------------------------- */
+/* ---- the endpoints of one Service ---------------------------------------- */
 
 bool view_derives_from_pods(const struct build *b, size_t i)
 {
