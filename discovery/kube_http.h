@@ -1,11 +1,13 @@
 /* HTTP for the Kubernetes API source: libcurl's multi interface driven by the
- * libuv loop (uv_poll per socket, one uv_timer for curl's timeouts), and the
- * splitting of a streamed body into lines.
+ * libuv loop (uv_poll per socket, one uv_timer for curl's timeouts) in
+ * kube_http.c, and the framing of response bodies (a watch stream into lines,
+ * a list page into its items) in kube_body.c.
  *
  * Owns: curl handles and their sockets, TLS and credentials of each request
  * (from a struct kube_conn), the per-request silence timeout, and the line
- * buffer. Must never: interpret the Kubernetes protocol (that is kube.c) or log
- * a token. Everything runs on the loop's thread. */
+ * buffer. Must never: interpret the Kubernetes protocol (the reflectors do,
+ * in kube_list.c and kube_watch.c) or log a token. The transport runs on the
+ * loop's thread; a list page is split in the thread pool. */
 #ifndef SVCDNS_KUBE_HTTP_H
 #define SVCDNS_KUBE_HTTP_H
 

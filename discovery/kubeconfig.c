@@ -171,13 +171,92 @@ static int data_field(const char *path, const char *what, json_t *obj, const cha
 	return rc;
 }
 
+/* The cluster's part of a connection: server, CA, proxy. Paths in it are
+ * relative to the kubeconfig's directory. */
+static int load_cluster(const char *path, const char *dir, const char *name, json_t *cluster,
+			struct kube_conn *out)
+{
+	const char *s;
+	char what[300];
+	int rc;
+
+	snprintf(what, sizeof(what), "cluster \"%s\"", name);
+	if ((rc = str_field(path, what, cluster, "server", &s)) < 0)
+		return rc;
+	if (!s || !*s) {
+		log_error("kubeconfig %s: %s: no server", path, what);
+		return -EINVAL;
+	}
+	if ((rc = dup_opt(s, &out->server)) < 0)
+		return rc;
+	json_t *insecure = json_object_get(cluster, "insecure-skip-tls-verify");
+	out->insecure = json_is_true(insecure);
+	if ((rc = str_field(path, what, cluster, "certificate-authority", &s)) < 0 ||
+	    (rc = resolve_path(dir, s, &out->ca_file)) < 0 ||
+	    (rc = data_field(path, what, cluster, "certificate-authority-data", &out->ca_pem,
+			     &out->ca_pem_len)) < 0 ||
+	    (rc = str_field(path, what, cluster, "proxy-url", &s)) < 0 ||
+	    (rc = dup_opt(s, &out->proxy)) < 0)
+		return rc;
+	if (json_object_get(cluster, "tls-server-name"))
+		log_warn("kubeconfig %s: %s: tls-server-name is not supported; the server's "
+			 "certificate must match the host in its URL",
+			 path, what);
+	return 0;
+}
+
+/* The user's part: a token, a token file or a client certificate and key. */
+static int load_user(const char *path, const char *dir, const char *name, json_t *user,
+		     struct kube_conn *out)
+{
+	const char *s;
+	char what[300];
+	int rc;
+
+	snprintf(what, sizeof(what), "user \"%s\"", name);
+	if (json_object_get(user, "exec") || json_object_get(user, "auth-provider")) {
+		log_error("kubeconfig %s: %s: exec and auth-provider plugins are not "
+			  "supported; use a token, a token file or a client certificate",
+			  path, what);
+		return -ENOTSUP;
+	}
+	if (json_object_get(user, "username") || json_object_get(user, "password"))
+		log_warn("kubeconfig %s: %s: basic authentication is not supported; "
+			 "ignored",
+			 path, what);
+	if ((rc = str_field(path, what, user, "token", &s)) < 0 ||
+	    (rc = dup_opt(s, &out->token)) < 0 ||
+	    (rc = str_field(path, what, user, "tokenFile", &s)) < 0 ||
+	    (rc = resolve_path(dir, s, &out->token_file)) < 0 ||
+	    (rc = str_field(path, what, user, "client-certificate", &s)) < 0 ||
+	    (rc = resolve_path(dir, s, &out->cert_file)) < 0 ||
+	    (rc = str_field(path, what, user, "client-key", &s)) < 0 ||
+	    (rc = resolve_path(dir, s, &out->key_file)) < 0 ||
+	    (rc = data_field(path, what, user, "client-certificate-data", &out->cert_pem,
+			     &out->cert_pem_len)) < 0 ||
+	    (rc = data_field(path, what, user, "client-key-data", &out->key_pem,
+			     &out->key_pem_len)) < 0)
+		return rc;
+	/* client-go: a token given inline wins over tokenFile */
+	if (out->token && out->token_file) {
+		free(out->token_file);
+		out->token_file = NULL;
+	}
+	if ((out->cert_file || out->cert_pem) != (out->key_file || out->key_pem)) {
+		log_error("kubeconfig %s: %s: a client certificate needs its key and the "
+			  "other way round",
+			  path, what);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int kubeconfig_load(const char *path, const char *context, struct kube_conn *out)
 {
 	char *text = NULL, *pathcopy = NULL, err[256] = "";
 	json_t *docs = NULL;
 	size_t len = 0;
 	const char *s, *ctx_name, *cluster_name, *user_name;
-	char what[300];
 	int rc;
 
 	*out = (struct kube_conn){0};
@@ -234,69 +313,9 @@ int kubeconfig_load(const char *path, const char *context, struct kube_conn *out
 	}
 	const char *dir = dirname(pathcopy);
 
-	snprintf(what, sizeof(what), "cluster \"%s\"", cluster_name);
-	if ((rc = str_field(path, what, cluster, "server", &s)) < 0)
+	if ((rc = load_cluster(path, dir, cluster_name, cluster, out)) < 0 ||
+	    (user && (rc = load_user(path, dir, user_name, user, out)) < 0))
 		goto fail;
-	if (!s || !*s) {
-		log_error("kubeconfig %s: %s: no server", path, what);
-		rc = -EINVAL;
-		goto fail;
-	}
-	if ((rc = dup_opt(s, &out->server)) < 0)
-		goto fail;
-	json_t *insecure = json_object_get(cluster, "insecure-skip-tls-verify");
-	out->insecure = json_is_true(insecure);
-	if ((rc = str_field(path, what, cluster, "certificate-authority", &s)) < 0 ||
-	    (rc = resolve_path(dir, s, &out->ca_file)) < 0 ||
-	    (rc = data_field(path, what, cluster, "certificate-authority-data", &out->ca_pem,
-			     &out->ca_pem_len)) < 0 ||
-	    (rc = str_field(path, what, cluster, "proxy-url", &s)) < 0 ||
-	    (rc = dup_opt(s, &out->proxy)) < 0)
-		goto fail;
-	if (json_object_get(cluster, "tls-server-name"))
-		log_warn("kubeconfig %s: %s: tls-server-name is not supported; the server's "
-			 "certificate must match the host in its URL",
-			 path, what);
-
-	if (user) {
-		snprintf(what, sizeof(what), "user \"%s\"", user_name);
-		if (json_object_get(user, "exec") || json_object_get(user, "auth-provider")) {
-			log_error("kubeconfig %s: %s: exec and auth-provider plugins are not "
-				  "supported; use a token, a token file or a client certificate",
-				  path, what);
-			rc = -ENOTSUP;
-			goto fail;
-		}
-		if (json_object_get(user, "username") || json_object_get(user, "password"))
-			log_warn("kubeconfig %s: %s: basic authentication is not supported; "
-				 "ignored",
-				 path, what);
-		if ((rc = str_field(path, what, user, "token", &s)) < 0 ||
-		    (rc = dup_opt(s, &out->token)) < 0 ||
-		    (rc = str_field(path, what, user, "tokenFile", &s)) < 0 ||
-		    (rc = resolve_path(dir, s, &out->token_file)) < 0 ||
-		    (rc = str_field(path, what, user, "client-certificate", &s)) < 0 ||
-		    (rc = resolve_path(dir, s, &out->cert_file)) < 0 ||
-		    (rc = str_field(path, what, user, "client-key", &s)) < 0 ||
-		    (rc = resolve_path(dir, s, &out->key_file)) < 0 ||
-		    (rc = data_field(path, what, user, "client-certificate-data", &out->cert_pem,
-				     &out->cert_pem_len)) < 0 ||
-		    (rc = data_field(path, what, user, "client-key-data", &out->key_pem,
-				     &out->key_pem_len)) < 0)
-			goto fail;
-		/* client-go: a token given inline wins over tokenFile */
-		if (out->token && out->token_file) {
-			free(out->token_file);
-			out->token_file = NULL;
-		}
-		if ((out->cert_file || out->cert_pem) != (out->key_file || out->key_pem)) {
-			log_error("kubeconfig %s: %s: a client certificate needs its key and the "
-				  "other way round",
-				  path, what);
-			rc = -EINVAL;
-			goto fail;
-		}
-	}
 	if ((rc = str_field(path, "context", ctx, "namespace", &s)) < 0 ||
 	    (rc = dup_opt(s, &out->namespace)) < 0)
 		goto fail;

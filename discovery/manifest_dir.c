@@ -285,31 +285,23 @@ static int cmp_file(const void *key, const void *elem)
 	return strcmp((const char *)key, ((const struct md_file *)elem)->name);
 }
 
-/* One pass over the directory. Returns 0 (with *changed set) or a negative
- * code when the directory cannot be read. */
-static int scan(struct manifest_dir *md, bool *changed)
+/* Opens the directory, noting when it came back or was replaced. NULL, with
+ * *rc set, when it cannot be read. */
+static DIR *dir_open(struct manifest_dir *md, int *rc)
 {
-	DIR *d = NULL;
-	struct dirent *de;
-	char **names = NULL;
-	size_t n_names = 0, cap_names = 0;
-	struct md_file *files = NULL;
-	size_t n_files = 0;
 	struct stat st;
-	int rc = 0;
+	DIR *d = opendir(md->dir);
 
-	*changed = false;
-	d = opendir(md->dir);
 	if (!d) {
-		rc = -errno;
+		*rc = -errno;
 		if (!md->started)
 			log_error("manifest dir %s: cannot be read (%s); cannot start", md->dir,
-				  strerror(-rc));
+				  strerror(-*rc));
 		else if (!md->dir_missing)
 			log_warn("manifest dir %s: cannot be read (%s); serving what was loaded",
-				 md->dir, strerror(-rc));
+				 md->dir, strerror(-*rc));
 		md->dir_missing = true;
-		return rc;
+		return NULL;
 	}
 	if (fstat(dirfd(d), &st) == 0) {
 		bool moved =
@@ -324,28 +316,53 @@ static int scan(struct manifest_dir *md, bool *changed)
 		md->have_dir_id = true;
 	}
 	md->dir_missing = false;
+	return d;
+}
+
+/* The names of the manifest files in d, sorted. On -ENOMEM, *names holds
+ * the *n read so far, for the caller to free. */
+static int read_names(DIR *d, char ***names, size_t *n)
+{
+	struct dirent *de;
+	size_t cap = 0;
 
 	while ((de = readdir(d))) {
 		if (!wanted_name(de->d_name))
 			continue;
-		if (n_names == cap_names) {
-			size_t cap = cap_names ? cap_names * 2 : 32;
-			char **nn = realloc(names, cap * sizeof(*nn));
-			if (!nn) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			names = nn;
-			cap_names = cap;
+		if (*n == cap) {
+			size_t ncap = cap ? cap * 2 : 32;
+			char **nn = realloc(*names, ncap * sizeof(*nn));
+			if (!nn)
+				return -ENOMEM;
+			*names = nn;
+			cap = ncap;
 		}
-		if (!(names[n_names] = strdup(de->d_name))) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		n_names++;
+		if (!((*names)[*n] = strdup(de->d_name)))
+			return -ENOMEM;
+		(*n)++;
 	}
-	if (n_names)
-		qsort(names, n_names, sizeof(*names), cmp_name);
+	if (*n)
+		qsort(*names, *n, sizeof(**names), cmp_name);
+	return 0;
+}
+
+/* One pass over the directory. Returns 0 (with *changed set) or a negative
+ * code when the directory cannot be read. */
+static int scan(struct manifest_dir *md, bool *changed)
+{
+	DIR *d = NULL;
+	char **names = NULL;
+	size_t n_names = 0;
+	struct md_file *files = NULL;
+	size_t n_files = 0;
+	struct stat st;
+	int rc = 0;
+
+	*changed = false;
+	if (!(d = dir_open(md, &rc)))
+		return rc;
+	if ((rc = read_names(d, &names, &n_names)) < 0)
+		goto out;
 	if (n_names && !(files = calloc(n_names, sizeof(*files)))) {
 		rc = -ENOMEM;
 		goto out;

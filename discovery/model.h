@@ -11,7 +11,10 @@
  * malloc); *_free() releases it and everything under it. The store packs what
  * it keeps (model_object_pack): one allocation per object, immutable from then
  * on and reference counted, so that views point into it instead of copying.
- * *_free() on a packed object drops one reference. */
+ * *_free() on a packed object drops one reference.
+ *
+ * Where it lives: the objects in model.c, the store in store.c, the allocator
+ * in alloc.c, the view in view.c and its parts (view_build.h). */
 #ifndef SVCDNS_MODEL_H
 #define SVCDNS_MODEL_H
 
@@ -25,7 +28,6 @@
 
 enum model_proto { PROTO_TCP = 6, PROTO_UDP = 17, PROTO_SCTP = 132 };
 
-/* An IPv4 or IPv6 address; IPv4 is kept in the first 4 bytes. */
 struct model_label {
 	char *key;
 	char *value;
@@ -165,8 +167,6 @@ const char *model_proto_name(uint8_t proto); /* "TCP", "UDP", "SCTP" */
 
 /* Parses "TCP"/"UDP"/"SCTP" (exact case, as the API spells them); 0 on error. */
 uint8_t model_proto_parse(const char *s);
-
-/* A CIDR for allocation. */
 
 /* ---- the store -------------------------------------------------------------
  * Objects grouped by the source that gave them (a file path, or an API

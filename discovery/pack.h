@@ -2,7 +2,7 @@
  * second pass with the allocated block copies into it, at the same offsets.
  *
  * Owns: nothing but these helpers, shared by the store's packed objects
- * (model.c) and the view's per-Service blocks (view.c). */
+ * (model.c) and the view's per-Service blocks (view_pack.c). */
 #ifndef SVCDNS_PACK_H
 #define SVCDNS_PACK_H
 

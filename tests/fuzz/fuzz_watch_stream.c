@@ -1,11 +1,11 @@
 /* Fuzz target: a Kubernetes watch body (newline-delimited JSON events) cut
  * into chunks at points the input chooses, through kube_lines_feed() (the
  * line buffer of discovery/kube_http.h) and then the event decoding of
- * discovery/kube.c: type, object, kind and apiVersion filled in as a list
+ * discovery/kube_watch.c: type, object, kind and apiVersion filled in as a list
  * item lacks them, manifest_decode_object(). However the body is chunked, the
  * same lines come out and the stream fails (line too long) at the same place.
  *
- * kube.c's line handler is static (it also updates the reflector's index and
+ * kube_watch.c's line handler is static (it also updates the reflector's index and
  * the store); the few lines of glue before manifest_decode_object are
  * repeated here, and the decoder itself is the real one. */
 #include <errno.h>
@@ -62,7 +62,7 @@ static enum kube_event_type event_type(const char *s)
 	return KUBE_EV_TYPES;
 }
 
-/* One event, as on_event_line() in kube.c reads it. */
+/* One event, as on_event_line() in kube_watch.c reads it. */
 static void decode_event(struct stream *st, const char *line, size_t len)
 {
 	json_error_t jerr;

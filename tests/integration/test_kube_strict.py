@@ -41,17 +41,18 @@ def test_quiet_cluster(tally):
         api.apply_many(fakeapi.load_dir(CLUSTER))
         http = t.free_port()
         srv = k.KubeServer(["--api-server", api.url] + k.FAST,
-                           args=["--http", "127.0.0.1:%d" % http, "--stale-after", "1",
-                                 "--unready-after", "1", "--lameduck", "0"]).start()
+                           args=["--http", "127.0.0.1:%d" % http, "--stale-after", "3",
+                                 "--unready-after", "3", "--lameduck", "0"]).start()
         api.wait_watching()
         ok, _ = t.poll(lambda: t.http_get(http, "/ready", timeout=1)[0] == 200, timeout=5)
         tally.check(bool(ok), "/ready is 200 after the sync")
         t0 = time.monotonic()
         bad = []
         samples = 0
-        # Eight multiples of --stale-after with not a single change in the
-        # cluster, so not a single byte on the watches.
-        while time.monotonic() - t0 < 8.0:
+        # Four multiples of --stale-after with not a single change in the
+        # cluster, so not a single byte on the watches. (The thresholds leave
+        # room for a loaded machine: contact is proven three times each.)
+        while time.monotonic() - t0 < 12.0:
             st, _, body = t.http_get(http, "/ready", timeout=1)
             codes = ede_codes(srv.port)
             samples += 1
@@ -59,15 +60,15 @@ def test_quiet_cluster(tally):
                 bad.append((round(time.monotonic() - t0, 2), st, body.strip(), codes))
             time.sleep(0.2)
         events = [r for r in api.requests_since(t0, verb="watch")]
-        tally.check(not bad and samples > 20,
+        tally.check(not bad and samples > 30,
                     "a quiet, healthy cluster is never stale and never unready "
-                    "(8 x --stale-after)", "%d of %d samples failed: %s"
+                    "(4 x --stale-after)", "%d of %d samples failed: %s"
                     % (len(bad), samples, bad[:5]))
         tally.check(not events, "the watches stayed open all along",
                     "%d new watches" % len(events))
         m = t.scrape(http)
         tally.check(t.metric(m, "svcdns_data_stale") == 0 and
-                    t.metric(m, "svcdns_kubernetes_seconds_since_contact") < 1.0,
+                    t.metric(m, "svcdns_kubernetes_seconds_since_contact") < 3.0,
                     "metrics: not stale, in contact",
                     str((t.metric(m, "svcdns_data_stale"),
                          t.metric(m, "svcdns_kubernetes_seconds_since_contact"))))
@@ -75,7 +76,7 @@ def test_quiet_cluster(tally):
         probes = [r for r in api.requests_since(t0, "namespaces", "list")
                   if r["query"].get("limit") == "1"]
         tally.check(len(probes) >= 4, "contact is proven by a list of one namespace",
-                    "%d probes in 8 s" % len(probes))
+                    "%d probes in 12 s" % len(probes))
 
         # The proof fails: the server is gone. Staleness starts.
         api.stop()

@@ -1,0 +1,219 @@
+/* What a reflector's list and watch share: the identity of an API object and
+ * the index of what is stored (key -> resourceVersion), swapping one object
+ * for an event, retrying with backoff, and saying why a request failed. */
+#include "discovery/kube_reflector.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "discovery/manifest.h"
+
+/* The Status object of an error response says why; take its message. */
+static void status_message(const char *body, size_t len, char *out, size_t cap)
+{
+	json_t *j = json_loadb(body, len, 0, NULL);
+	const char *m = json_string_value(json_object_get(j, "message"));
+
+	if (m)
+		kube_excerpt(m, strlen(m), out, cap);
+	else
+		kube_excerpt(body, len, out, cap);
+	json_decref(j);
+}
+
+static bool ns_allowed(const struct kube_source *ks, const char *ns)
+{
+	if (ks->n_ns_filter == 0)
+		return true;
+	for (size_t i = 0; i < ks->n_ns_filter; i++)
+		if (ns && strcmp(ks->ns_filter[i], ns) == 0)
+			return true;
+	return false;
+}
+
+/* ---- object identity ------------------------------------------------------- */
+
+/* Reads metadata. Returns 0, 1 when filtered out, or -EINVAL when the object
+ * has no usable identity. */
+int kube_object_ident(struct reflector *r, json_t *obj, struct ident *id)
+{
+	json_t *meta = json_object_get(obj, "metadata");
+
+	if (!json_is_object(obj) || !json_is_object(meta))
+		return -EINVAL;
+	id->name = json_string_value(json_object_get(meta, "name"));
+	id->ns = json_string_value(json_object_get(meta, "namespace"));
+	id->rv = json_string_value(json_object_get(meta, "resourceVersion"));
+	if (!id->name || !*id->name)
+		return -EINVAL;
+	if (r->res == KUBE_NAMESPACES)
+		id->ns = NULL;
+	else if (!id->ns || !*id->ns)
+		return -EINVAL;
+	if (!ns_allowed(r->ks, r->res == KUBE_NAMESPACES ? id->name : id->ns))
+		return 1;
+	int n = snprintf(id->key, sizeof(id->key), "api:%s/%s%s%s", r->d->kind,
+			 id->ns ? id->ns : "", id->ns ? "/" : "", id->name);
+	if (n < 0 || (size_t)n >= sizeof(id->key))
+		return -EINVAL;
+	return 0;
+}
+
+const char *kube_index_rv(const struct reflector *r, const char *key)
+{
+	struct store_map_slot *s = store_map_find(&r->index, key, strlen(key));
+	return s ? (const char *)s->val : NULL;
+}
+
+/* Records key -> rv and marks it with gen. Returns 0 or -ENOMEM. */
+static int index_set(struct reflector *r, const char *key, const char *rv, uint32_t gen)
+{
+	struct store_map_slot *s;
+	bool created;
+	int rc = store_map_insert(&r->index, key, strlen(key), &s, &created);
+
+	if (rc < 0)
+		return rc;
+	s->gen = gen;
+	if (rv) {
+		char *d = strdup(rv ? rv : "");
+		if (!d)
+			return -ENOMEM;
+		free((char *)s->val);
+		s->val = (uintptr_t)d;
+	} else if (created) {
+		s->val = (uintptr_t)calloc(1, 1);
+	}
+	return 0;
+}
+
+static void index_del(struct reflector *r, const char *key)
+{
+	struct store_map_slot *s = store_map_find(&r->index, key, strlen(key));
+
+	if (!s)
+		return;
+	free((char *)s->val);
+	store_map_remove(&r->index, key, strlen(key));
+}
+
+/* ADDED or MODIFIED: decode and swap the one object. Returns true when the
+ * store changed. */
+bool kube_object_upsert(struct reflector *r, json_t *obj, const struct ident *id)
+{
+	const char *old = kube_index_rv(r, id->key);
+	struct model_object mo;
+
+	if (old && id->rv && strcmp(old, id->rv) == 0)
+		return false; /* seen already (a resumed watch may repeat it) */
+	int rc = manifest_decode_item(r->d->where, obj, r->d->kind, r->d->api_version, &mo);
+	if (rc < 0) {
+		/* Logged. The API server accepted this version, so it is what the
+		 * cluster holds now: it replaces the previous one and, being of no
+		 * use to us, contributes nothing. Keeping the old version would
+		 * serve what the cluster no longer says (and a fresh start would
+		 * differ from a long-running instance). */
+		model_store_remove(r->ks->store, id->key);
+		if (index_set(r, id->key, id->rv, r->gen) < 0)
+			log_error("api %s: out of memory indexing %s", r->d->name, id->key);
+		return old != NULL;
+	}
+	if (rc == 1) {
+		/* not a kind we use: nothing of it is served */
+		model_store_remove(r->ks->store, id->key);
+		index_del(r, id->key);
+		return old != NULL;
+	}
+	model_store_replace(r->ks->store, id->key, &mo, 1);
+	if (index_set(r, id->key, id->rv, r->gen) < 0)
+		log_error("api %s: out of memory indexing %s", r->d->name, id->key);
+	return true;
+}
+
+bool kube_object_delete(struct reflector *r, const struct ident *id)
+{
+	if (!kube_index_rv(r, id->key))
+		return false;
+	model_store_remove(r->ks->store, id->key);
+	index_del(r, id->key);
+	return true;
+}
+
+/* ---- retrying ------------------------------------------------------------- */
+
+void kube_on_retry(uv_timer_t *t)
+{
+	struct reflector *r = t->data;
+
+	r->unreachable = false;
+	kube_contact_set_open(&r->ks->contact, r->res, true);
+	if (r->need_list)
+		kube_list_start(r);
+	else
+		kube_watch_start(r);
+}
+
+void kube_retry_later(struct reflector *r, const struct kube_http_result *res, const char *what,
+		      const char *why)
+{
+	const struct kube_source *ks = r->ks;
+	unsigned ms =
+	    kube_backoff_ms(ks->o.backoff_min_ms, ks->o.backoff_max_ms, r->failures, kube_rand32());
+
+	if (r->failures < 31)
+		r->failures++;
+	kube_contact_set_open(&r->ks->contact, r->res, false);
+	/* No HTTP response at all (refused, reset, timed out): the server is
+	 * away, and whichever resource reaches it first calls the others back. */
+	r->unreachable = !res || res->status == 0;
+	if (res && res->retry_after && res->retry_after * 1000u > ms)
+		ms = res->retry_after * 1000u < ks->o.backoff_max_ms ? res->retry_after * 1000u
+								     : ks->o.backoff_max_ms;
+	log_warn("api %s: %s: %s; retrying in %.1f s", r->d->name, what, why, ms / 1000.0);
+	uv_timer_start(&r->retry, kube_on_retry, ms, 0);
+}
+
+/* Explains a failed request in one line; credentials are named, never shown. */
+void kube_describe_failure(struct reflector *r, const struct kube_http_result *res, char *out,
+			   size_t cap)
+{
+	struct kube_conn *c = &r->ks->conn;
+	char msg[300] = "";
+
+	if (res->status == 0 || res->status / 100 == 2) {
+		snprintf(out, cap, "%s (%s)", res->error, c->server);
+		return;
+	}
+	status_message(res->body, res->body_len, msg, sizeof(msg));
+	if (res->status == 401) {
+		const char *cred = c->token_file		 ? "the token in "
+				   : c->token			 ? "the kubeconfig's token"
+				   : c->cert_file || c->cert_pem ? "the client certificate"
+								 : "no credentials";
+		snprintf(out, cap, "401 Unauthorized: the API server rejected %s%s (%s)", cred,
+			 c->token_file ? c->token_file : "", msg);
+		kubeconfig_token_stale(c);
+	} else if (res->status == 403) {
+		snprintf(out, cap,
+			 "403 Forbidden: not allowed to list and watch %s (the ClusterRole in "
+			 "contrib/kubernetes/rbac.yaml grants it): %s",
+			 r->d->name, msg);
+	} else {
+		snprintf(out, cap, "HTTP %ld: %s", res->status, msg);
+	}
+}
+
+/* 2xx response headers of a reflector's request: contact, and if the server
+ * had been away, it is back. */
+void kube_on_headers(void *arg, long status)
+{
+	struct reflector *r = arg;
+
+	if (status / 100 != 2)
+		return;
+	kube_contact_heard(&r->ks->contact, r->res, kube_now_ms());
+	kube_server_back(r->ks);
+}

@@ -1,0 +1,154 @@
+/* Decoding one object: its kind and apiVersion, the metadata every kind
+ * shares (namespace, name, labels), then the kind's own fields; a Namespace is
+ * nothing more. The API source decodes its objects here too. */
+#include "discovery/manifest.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/log.h"
+#include "discovery/manifest_fields.h"
+
+static int known_kind(const char *kind, enum model_kind *k, const char **api)
+{
+	static const struct {
+		const char *kind;
+		const char *api;
+		enum model_kind k;
+	} kinds[] = {
+	    {"Service", "v1", KIND_SERVICE},
+	    {"EndpointSlice", "discovery.k8s.io/v1", KIND_SLICE},
+	    {"Pod", "v1", KIND_POD},
+	    {"Namespace", "v1", KIND_NAMESPACE},
+	};
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		if (strcmp(kind, kinds[i].kind) == 0) {
+			*k = kinds[i].k;
+			*api = kinds[i].api;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Decodes one object; c->kind_known/ns/name tell the caller who was
+ * rejected. Returns 0, 1 for an ignored kind, or a negative code. */
+int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
+{
+	const char *kind = NULL, *api = NULL, *want_api = NULL, *ns = NULL, *name = NULL;
+	json_t *meta;
+	int rc;
+
+	c->kind_name = NULL;
+	if (!json_is_object(obj))
+		return mf_bad(c, "must be an object, got %s", mf_jtype(obj));
+	if ((rc = mf_get_str(c, json_object_get(obj, "kind"), "kind", &kind)) < 0 ||
+	    (rc = mf_get_str(c, json_object_get(obj, "apiVersion"), "apiVersion", &api)) < 0)
+		return rc;
+	if (!kind)
+		kind = c->dflt_kind;
+	if (!api)
+		api = c->dflt_api;
+	if (!kind || !*kind)
+		return mf_bad(c, "kind: required");
+	if (!known_kind(kind, &c->kind, &want_api)) {
+		log_debug("%s: %s: kind %.64s (%.64s) is not used, ignored", c->where, mf_ctx_id(c),
+			  kind, api ? api : "no apiVersion");
+		return 1;
+	}
+	c->kind_known = true;
+	c->kind_name = kind;
+
+	if ((rc = mf_get_obj(c, json_object_get(obj, "metadata"), "metadata", &meta)) < 0)
+		return rc;
+	if ((rc = mf_get_str(c, json_object_get(meta, "namespace"), "metadata.namespace", &ns)) <
+		0 ||
+	    (rc = mf_get_str(c, json_object_get(meta, "name"), "metadata.name", &name)) < 0)
+		return rc;
+	c->ns = c->kind == KIND_NAMESPACE ? NULL : (ns && *ns ? ns : "default");
+	if (name && *name) {
+		c->name = name;
+	} else if (c->kind == KIND_POD && c->stem && c->unnamed_pods) {
+		/* kubectl would need generateName; a demo Pod often has no name
+		 * at all (the article's does not), so it gets a stable one */
+		snprintf(c->generated_name, sizeof(c->generated_name), "%.50s-%zu", c->stem,
+			 ++*c->unnamed_pods);
+		c->name = c->generated_name;
+		log_info("%s: Pod %s/%s: no metadata.name, named after the file", c->where, c->ns,
+			 c->name);
+	}
+	if (!c->name)
+		return mf_bad(c, "metadata.name: required");
+
+	if (!api || strcmp(api, want_api) != 0)
+		return mf_bad(c, "apiVersion: must be %s for a %s, got %s%.64s%s", want_api, kind,
+			      api ? "\"" : "", api ? api : "nothing", api ? "\"" : "");
+	if (c->ns && !mf_is_dns1123_label(c->ns))
+		return mf_bad(c,
+			      "metadata.namespace: \"%.64s\" is not a valid namespace name (a DNS "
+			      "label: lowercase letters, digits and '-')",
+			      c->ns);
+	switch (c->kind) {
+	case KIND_SERVICE:
+		if (!mf_is_dns1035_label(c->name))
+			return mf_bad(
+			    c, "metadata.name: a Service name is a DNS-1035 label (at most "
+			       "63 lowercase letters, digits and '-', starting with a letter)");
+		break;
+	case KIND_NAMESPACE:
+		if (!mf_is_dns1123_label(c->name))
+			return mf_bad(c,
+				      "metadata.name: a Namespace name is a DNS label (at most 63 "
+				      "lowercase letters, digits and '-')");
+		break;
+	default:
+		if (!mf_is_dns1123_subdomain(c->name))
+			return mf_bad(c, "metadata.name: not a valid DNS subdomain name");
+		break;
+	}
+	/* labels of every kind are checked, as the API server would */
+	struct model_labels labels = {0};
+	rc = mf_get_labels(c, json_object_get(meta, "labels"), "metadata.labels", NULL, &labels);
+	mf_labels_free(&labels);
+	if (rc < 0)
+		return rc;
+
+	out->kind = c->kind;
+	switch (c->kind) {
+	case KIND_SERVICE:
+		return mf_decode_service(c, obj, &out->u.svc);
+	case KIND_SLICE:
+		return mf_decode_slice(c, obj, &out->u.slice);
+	case KIND_POD:
+		return mf_decode_pod(c, obj, &out->u.pod);
+	default: {
+		struct model_namespace *n = calloc(1, sizeof(*n));
+		if (!n || !(n->name = strdup(c->name))) {
+			free(n);
+			return -ENOMEM;
+		}
+		out->u.ns = n;
+		return 0;
+	}
+	}
+}
+
+int manifest_decode_item(const char *where, struct json_t *obj, const char *kind,
+			 const char *api_version, struct model_object *out)
+{
+	struct dctx c = {
+	    .where = where ? where : "object", .dflt_kind = kind, .dflt_api = api_version};
+	struct model_object o = {0};
+	int rc = mf_decode_one(&c, obj, &o);
+	if (rc == -ENOMEM)
+		log_error("%s: %s: out of memory", c.where, mf_ctx_id(&c));
+	if (rc == 0)
+		*out = o;
+	return rc;
+}
+
+int manifest_decode_object(const char *where, struct json_t *obj, struct model_object *out)
+{
+	return manifest_decode_item(where, obj, NULL, NULL, out);
+}

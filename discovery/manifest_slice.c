@@ -1,0 +1,232 @@
+/* Decoding an EndpointSlice: its address type, ports and endpoints (an
+ * unusable endpoint is dropped alone), and the Service it belongs to (the
+ * kubernetes.io/service-name label). */
+#include "discovery/manifest_fields.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+static const char SERVICE_NAME_LABEL[] = "kubernetes.io/service-name";
+
+static int slice_ports(struct dctx *c, const json_t *obj, struct model_slice *sl)
+{
+	json_t *ports;
+	char path[64], sub[96];
+	int rc;
+
+	if ((rc = mf_get_arr(c, json_object_get(obj, "ports"), "ports", MAX_PORTS, &ports)) < 0)
+		return rc;
+	if (!ports || json_array_size(ports) == 0)
+		return 0;
+	if (!(sl->ports = calloc(json_array_size(ports), sizeof(*sl->ports))))
+		return -ENOMEM;
+	for (size_t i = 0; i < json_array_size(ports); i++) {
+		json_t *jp = json_array_get(ports, i);
+		const char *name;
+		uint16_t port;
+		uint8_t proto;
+		mf_path_index(path, sizeof(path), "ports", i);
+		if (!json_is_object(jp))
+			return mf_bad(c, "%s: must be an object, got %s", path, mf_jtype(jp));
+		mf_path_join(sub, sizeof(sub), path, ".name");
+		if ((rc = mf_get_str(c, json_object_get(jp, "name"), sub, &name)) < 0)
+			return rc;
+		if (name && *name && !mf_is_dns1123_label(name))
+			return mf_bad(c, "%s: \"%.64s\" is not a valid port name", sub, name);
+		mf_path_join(sub, sizeof(sub), path, ".protocol");
+		if ((rc = mf_get_proto(c, json_object_get(jp, "protocol"), sub, &proto)) < 0)
+			return rc;
+		/* a port with no number means "all ports" to the API; there is
+		 * nothing DNS could publish for it */
+		json_t *jport = json_object_get(jp, "port");
+		if (mf_absent(jport))
+			continue;
+		mf_path_join(sub, sizeof(sub), path, ".port");
+		if ((rc = mf_get_port(c, jport, sub, &port)) < 0)
+			return rc;
+		struct model_slice_port *p = &sl->ports[sl->n_ports++];
+		p->port = port;
+		p->proto = proto;
+		if ((rc = mf_dup_str(name ? name : "", &p->name)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int slice_endpoint(struct dctx *c, const json_t *je, const char *path,
+			  struct model_slice *sl, struct model_endpoint *ep)
+{
+	json_t *addrs, *cond, *ref;
+	const char *s;
+	char sub[128];
+	int rc;
+
+	if (!json_is_object(je))
+		return mf_bad(c, "%s: must be an object, got %s", path, mf_jtype(je));
+	mf_path_join(sub, sizeof(sub), path, ".addresses");
+	if ((rc = mf_get_arr(c, json_object_get(je, "addresses"), sub, MAX_ENDPOINT_ADDRS,
+			     &addrs)) < 0)
+		return rc;
+	if (!addrs || json_array_size(addrs) == 0)
+		return mf_bad(c, "%s: required (at least one address)", sub);
+	if (!(ep->addrs = calloc(json_array_size(addrs), sizeof(*ep->addrs))))
+		return -ENOMEM;
+	char list[sizeof(sub)];
+	memcpy(list, sub, sizeof(list));
+	for (size_t i = 0; i < json_array_size(addrs); i++) {
+		mf_path_index(sub, sizeof(sub), list, i);
+		if ((rc = mf_get_str(c, json_array_get(addrs, i), sub, &s)) < 0)
+			return rc;
+		if (!s)
+			return mf_bad(c, "%s: must be an address, got null", sub);
+		if (sl->address_type == 0)
+			continue; /* FQDN endpoints are kept out of the model */
+		struct net_addr *a = &ep->addrs[ep->n_addrs];
+		if (net_addr_parse(s, a) < 0 || a->family != sl->address_type)
+			return mf_bad(c, "%s: \"%.64s\" is not an %s address", sub, s,
+				      sl->address_type == AF_INET ? "IPv4" : "IPv6");
+		ep->n_addrs++;
+	}
+
+	mf_path_join(sub, sizeof(sub), path, ".conditions");
+	if ((rc = mf_get_obj(c, json_object_get(je, "conditions"), sub, &cond)) < 0)
+		return rc;
+	ep->ready = true;
+	ep->terminating = false;
+	if (cond) {
+		mf_path_join(sub, sizeof(sub), path, ".conditions.ready");
+		if ((rc = mf_get_bool(c, json_object_get(cond, "ready"), sub, true, &ep->ready)) <
+		    0)
+			return rc;
+		mf_path_join(sub, sizeof(sub), path, ".conditions.terminating");
+		if ((rc = mf_get_bool(c, json_object_get(cond, "terminating"), sub, false,
+				      &ep->terminating)) < 0)
+			return rc;
+	}
+	ep->serving = ep->ready;
+	if (cond) {
+		mf_path_join(sub, sizeof(sub), path, ".conditions.serving");
+		if ((rc = mf_get_bool(c, json_object_get(cond, "serving"), sub, ep->ready,
+				      &ep->serving)) < 0)
+			return rc;
+	}
+
+	mf_path_join(sub, sizeof(sub), path, ".hostname");
+	if ((rc = mf_get_str(c, json_object_get(je, "hostname"), sub, &s)) < 0)
+		return rc;
+	if (s && !mf_is_dns1123_label(s))
+		return mf_bad(c, "%s: \"%.64s\" is not a valid DNS label", sub, s);
+	if ((rc = mf_dup_str(s, &ep->hostname)) < 0)
+		return rc;
+	mf_path_join(sub, sizeof(sub), path, ".nodeName");
+	if ((rc = mf_get_str(c, json_object_get(je, "nodeName"), sub, &s)) < 0 ||
+	    (rc = mf_dup_str(s && *s ? s : NULL, &ep->node_name)) < 0)
+		return rc;
+	mf_path_join(sub, sizeof(sub), path, ".targetRef");
+	if ((rc = mf_get_obj(c, json_object_get(je, "targetRef"), sub, &ref)) < 0)
+		return rc;
+	if (ref) {
+		const char *kind, *name;
+		mf_path_join(sub, sizeof(sub), path, ".targetRef.kind");
+		if ((rc = mf_get_str(c, json_object_get(ref, "kind"), sub, &kind)) < 0)
+			return rc;
+		mf_path_join(sub, sizeof(sub), path, ".targetRef.name");
+		if ((rc = mf_get_str(c, json_object_get(ref, "name"), sub, &name)) < 0)
+			return rc;
+		if (kind && strcmp(kind, "Pod") == 0 && name && *name &&
+		    (rc = mf_dup_str(name, &ep->pod_name)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void endpoint_clear(struct model_endpoint *ep)
+{
+	free(ep->addrs);
+	free(ep->hostname);
+	free(ep->node_name);
+	free(ep->pod_name);
+	*ep = (struct model_endpoint){0};
+}
+
+int mf_decode_slice(struct dctx *c, const json_t *obj, struct model_slice **out)
+{
+	struct model_slice *sl = calloc(1, sizeof(*sl));
+	json_t *meta, *labels, *eps;
+	const char *at, *svc;
+	char path[64];
+	int rc;
+
+	if (!sl)
+		return -ENOMEM;
+	if ((rc = mf_dup_str(c->ns, &sl->ns)) < 0 || (rc = mf_dup_str(c->name, &sl->name)) < 0)
+		goto fail;
+
+	if ((rc = mf_get_str(c, json_object_get(obj, "addressType"), "addressType", &at)) < 0)
+		goto fail;
+	if (at && strcmp(at, "IPv4") == 0) {
+		sl->address_type = AF_INET;
+	} else if (at && strcmp(at, "IPv6") == 0) {
+		sl->address_type = AF_INET6;
+	} else if (at && strcmp(at, "FQDN") == 0) {
+		sl->address_type = 0;
+	} else {
+		rc = mf_bad(c, "addressType: must be IPv4, IPv6 or FQDN, got %s%.64s%s",
+			    at ? "\"" : "", at ? at : "nothing", at ? "\"" : "");
+		goto fail;
+	}
+
+	/* labels were validated with the metadata; only the Service link matters */
+	meta = json_object_get(obj, "metadata");
+	labels = json_object_get(meta, "labels");
+	if ((rc = mf_get_str(c, json_object_get(labels, SERVICE_NAME_LABEL),
+			     "metadata.labels.kubernetes.io/service-name", &svc)) < 0)
+		goto fail;
+	/* The label is optional: a slice without it (or whose label was
+	 * removed) is valid and belongs to no Service, so it publishes nothing.
+	 * Rejecting it would keep serving its previous version. */
+	if (svc && *svc && (rc = mf_dup_str(svc, &sl->service)) < 0)
+		goto fail;
+
+	if ((rc = slice_ports(c, obj, sl)) < 0)
+		goto fail;
+
+	if ((rc = mf_get_arr(c, json_object_get(obj, "endpoints"), "endpoints", MAX_SLICE_ENDPOINTS,
+			     &eps)) < 0)
+		goto fail;
+	if (eps && json_array_size(eps) > 0) {
+		if (!(sl->endpoints = calloc(json_array_size(eps), sizeof(*sl->endpoints)))) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < json_array_size(eps); i++) {
+			mf_path_index(path, sizeof(path), "endpoints", i);
+			/* counted before filling so that a failure frees the partial one */
+			struct model_endpoint *ep = &sl->endpoints[sl->n_endpoints++];
+			c->consequence = "only this endpoint is dropped";
+			rc = slice_endpoint(c, json_array_get(eps, i), path, sl, ep);
+			c->consequence = NULL;
+			if (rc == -ENOMEM)
+				goto fail;
+			if (rc < 0) {
+				/* logged; one unusable endpoint never hides its neighbours */
+				endpoint_clear(ep);
+				sl->n_endpoints--;
+			}
+		}
+		if (sl->address_type == 0) {
+			/* FQDN slices are accepted but carry nothing DNS serves */
+			for (size_t i = 0; i < sl->n_endpoints; i++)
+				endpoint_clear(&sl->endpoints[i]);
+			free(sl->endpoints);
+			sl->endpoints = NULL;
+			sl->n_endpoints = 0;
+		}
+	}
+	*out = sl;
+	return 0;
+fail:
+	model_slice_free(sl);
+	return rc;
+}
