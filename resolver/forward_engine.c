@@ -29,7 +29,7 @@ struct fwaiter {
 	uint8_t ctl[64];
 	size_t ctl_len;
 	void *conn;
-	uint8_t hdr[4];
+	uint8_t hdr[WIRE_HDR_LEN];
 	uint8_t q[DNAME_MAX + 4];
 	uint16_t qlen, limit;
 	bool edns, edns_do;
@@ -457,7 +457,7 @@ static size_t render_hit(const struct fwd_dest *d, const struct cache_hit *hit, 
 
 static void waiter_dest(const struct fwaiter *w, struct fwd_dest *d)
 {
-	memcpy(d->cq.hdr, w->hdr, 4);
+	memcpy(d->cq.hdr, w->hdr, WIRE_HDR_LEN);
 	d->cq.q = w->q;
 	d->cq.qlen = w->qlen;
 	d->cq.limit = w->limit;
@@ -619,7 +619,7 @@ static bool waiter_add(struct forward_worker *fw, struct fq *q, const struct for
 		memcpy(w->ctl, c->ctl, w->ctl_len);
 	w->conn = c->conn;
 	w->start_ns = fw->clk.now_ns(fw->clk.ctx);
-	memcpy(w->hdr, d->cq.hdr, 4);
+	memcpy(w->hdr, d->cq.hdr, WIRE_HDR_LEN);
 	memcpy(w->q, d->cq.q, d->cq.qlen);
 	w->qlen = d->cq.qlen;
 	w->limit = d->cq.limit;
@@ -767,7 +767,7 @@ enum forward_verdict forward_query(struct forward_worker *fw, const struct snaps
 	    .orig = resp,
 	    .orig_len = *rlen,
 	};
-	memcpy(d.cq.hdr, req, 4);
+	memcpy(d.cq.hdr, req, WIRE_HDR_LEN);
 	fwd_stat_inc(&f->slots[fw->thread].forwarded);
 	return forward_take(fw, c, &key, g, &d, resp, rlen, cap);
 }
