@@ -1,8 +1,6 @@
-/* The forwarder's shared state: the upstreams it resolves at start
- * (--upstream, --resolv-conf, --stub-domain, never svcdns's own address),
- * its cache, routing and recursion rules, the control thread's health checks,
- * and the counters of every worker. The per-worker engine is
- * forward_engine.c. See forward.h. */
+/* The forwarder's shared state: upstreams resolved at start (never svcdns's
+ * own address), cache, routing and recursion rules, the control thread's
+ * health checks, every worker's counters. See forward.h. */
 #include "resolver/forward_int.h"
 
 #include <arpa/inet.h>

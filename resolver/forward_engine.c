@@ -1,8 +1,6 @@
-/* The forwarder's per-worker engine: queries in flight (one per distinct
- * question, identical ones coalesced), attempts and failover across a group's
- * upstreams, TC -> TCP, and the decision how each client is answered: from
- * the cache, at once (REFUSED, SERVFAIL, stale), or later from the loop.
- * Time and sockets come only through forward_io.h. See forward.h. */
+/* The forwarder's per-worker engine: queries in flight (identical ones
+ * coalesced), failover, TC -> TCP, and how each client is answered; time and
+ * sockets only through forward_io.h. See forward.h. */
 #include "resolver/forward_int.h"
 
 #include <errno.h>

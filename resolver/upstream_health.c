@@ -1,7 +1,6 @@
-/* The control thread's probes of upstream servers: a down server is asked
- * ". NS" every UPSTREAM_PROBE_MS until it answers, and at start every server
- * is asked a random name that only comes back to svcdns if it forwards to
- * svcdns (a forwarding loop). Time and sockets come through forward_io.h. */
+/* The control thread's probes: ". NS" to a down server until it answers, and
+ * at start a random name that only comes back to svcdns through a forwarding
+ * loop. Time and sockets through forward_io.h. */
 #include "resolver/upstream.h"
 
 #include <errno.h>
