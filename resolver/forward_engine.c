@@ -316,10 +316,11 @@ static void attempt_answered(struct fq *q, const struct fwd_msg *m)
 		log_attempt(q, u, what);
 	}
 	attempt_end(q);
+	/* Truncated over TCP too: a broken server, as good as no answer. */
 	if (m->tc && !q->tcp)
 		attempt_send(q, true);
 	else if (m->tc || rcode_moves_on(m->rcode))
-		fq_attempt(q); /* a truncated TCP answer: a broken server */
+		fq_attempt(q);
 	else
 		fq_complete(q, m);
 }
