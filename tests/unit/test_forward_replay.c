@@ -251,6 +251,10 @@ struct step {
 	{                                                                                          \
 		.op = OP_REPLY, .up = up_, .name = name_, .rcode = rc_                             \
 	}
+#define REPLY_TCP_TC(up_, name_)                                                                   \
+	{                                                                                          \
+		.op = OP_REPLY, .up = up_, .name = name_, .tc = true, .tcp = true                  \
+	}
 #define REPLY_TC(up_, name_)                                                                       \
 	{                                                                                          \
 		.op = OP_REPLY, .up = up_, .name = name_, .tc = true                               \
@@ -481,6 +485,15 @@ static const struct replay_case cases[] = {
 		SENT(1, "big2.example.test"),
 		REPLY_A(1, "big2.example.test", "192.0.2.91", 60),
 		ANSWER(1, NOERROR, "192.0.2.91", 60),
+		/* truncated over TCP as well: a broken server, the next one */
+		ASK(2, "big3.example.test"),
+		SENT(0, "big3.example.test"),
+		REPLY_TC(0, "big3.example.test"),
+		SENT_TCP(0, "big3.example.test"),
+		REPLY_TCP_TC(0, "big3.example.test"),
+		SENT(1, "big3.example.test"),
+		REPLY_A(1, "big3.example.test", "192.0.2.92", 60),
+		ANSWER(2, NOERROR, "192.0.2.92", 60),
 	    },
     },
     {
