@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/shash.h"
+#include "wire/wire.h"
 
 #define N_SHARDS	    16 /* a power of two; enough that 2..16 workers rarely meet */
 #define MIN_BUCKETS	    64
@@ -260,7 +261,7 @@ int cache_put(struct cache *c, const struct fwd_key *k, const struct fwd_msg *m,
 		memcpy(e->data + k->name_len, m->wire, m->len);
 		memcpy(e->data + k->name_len + m->len, m->ttl_off, n_ttl * sizeof(uint16_t));
 	} else {
-		e->rcode = 2;
+		e->rcode = DNS_RCODE_SERVFAIL;
 	}
 
 	pthread_mutex_lock(&s->lock);

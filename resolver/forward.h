@@ -4,7 +4,10 @@
  * `struct forward_worker` on its own libuv loop: its own upstream UDP sockets
  * (one per attempt, random source port and ID), its own reused upstream TCP
  * connections, its own table of queries in flight (identical queries are
- * sent once per worker). A query never crosses threads.
+ * sent once per worker). A query never crosses threads. Files: forward.c
+ * (shared state), forward_options.c, forward_engine.c (the per-worker engine),
+ * forward_uv.c and forward_tcp.c (its clock and sockets on libuv, behind the
+ * seam of forward_io.h that the replay tests drive instead).
  *
  * Owns: the --upstream/--resolv-conf/--stub-domain/--policy/cache/autopath
  * options, recursion access (--allow-recursion, RA), timeouts and failover,

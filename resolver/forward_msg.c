@@ -10,13 +10,7 @@
 
 #include "common/shash.h"
 
-#define FLAG_QR	    0x80
-#define FLAG_TC	    0x02
-#define FLAG_RA	    0x80 /* byte 3 */
-#define FLAG_AD	    0x20
-#define FLAG_CD	    0x10
-#define OPT_SIZE    11
-#define OUR_PAYLOAD 1232
+#define OPT_DO 0x8000 /* DNSSEC OK, in the flags half of the OPT record's TTL */
 
 void fwd_key_hash(struct fwd_key *k)
 {
@@ -33,14 +27,13 @@ bool fwd_key_equal(const struct fwd_key *a, const struct fwd_key *b)
 
 size_t fwd_query_build(const struct fwd_key *k, uint16_t id, uint8_t *out)
 {
-	wire_wr16(out, id);
-	out[2] = 0x01; /* RD: the upstream is a resolver */
-	out[3] = (k->flags & FWD_KEY_CD) ? FLAG_CD : 0;
-	wire_wr16(out + 4, 1);
-	wire_wr16(out + 6, 0);
-	wire_wr16(out + 8, 0);
-	wire_wr16(out + 10, 1);
-	size_t n = 12;
+	memset(out, 0, WIRE_HDR_LEN);
+	wire_hdr_set_id(out, id);
+	wire_hdr_set(out, WIRE_RD, true); /* the upstream is a resolver */
+	wire_hdr_set(out, WIRE_CD, (k->flags & FWD_KEY_CD) != 0);
+	wire_hdr_set_count(out, WIRE_QD, 1);
+	wire_hdr_set_count(out, WIRE_AR, 1);
+	size_t n = WIRE_HDR_LEN;
 	memcpy(out + n, k->name, k->name_len);
 	n += k->name_len;
 	wire_wr16(out + n, k->qtype);
@@ -48,12 +41,12 @@ size_t fwd_query_build(const struct fwd_key *k, uint16_t id, uint8_t *out)
 	n += 4;
 	out[n] = 0;
 	wire_wr16(out + n + 1, DNS_T_OPT);
-	wire_wr16(out + n + 3, OUR_PAYLOAD);
+	wire_wr16(out + n + 3, DNS_EDNS_MAX_UDP);
 	out[n + 5] = 0;
 	out[n + 6] = 0;
-	wire_wr16(out + n + 7, (k->flags & FWD_KEY_DO) ? 0x8000 : 0);
+	wire_wr16(out + n + 7, (k->flags & FWD_KEY_DO) ? OPT_DO : 0);
 	wire_wr16(out + n + 9, 0);
-	return n + OPT_SIZE;
+	return n + WIRE_OPT_LEN;
 }
 
 /* Skips a name like dname_skip, but also follows its compression pointers:
@@ -87,35 +80,37 @@ int fwd_msg_parse(uint8_t *wire, size_t len, const struct fwd_key *k, uint16_t i
 {
 	uint8_t qname[DNAME_MAX];
 	memset(m, 0, sizeof(*m));
-	if (len < 12 || len > 65535)
+	if (len < WIRE_HDR_LEN || len > 65535)
 		return -EBADMSG;
-	if (wire_rd16(wire) != id || !(wire[2] & FLAG_QR) || ((wire[2] >> 3) & 0x0F) != 0)
+	if (wire_hdr_id(wire) != id || !wire_hdr_has(wire, WIRE_QR) ||
+	    wire_hdr_opcode(wire) != DNS_OP_QUERY)
 		return -EPROTO;
-	if (wire_rd16(wire + 4) != 1)
+	if (wire_hdr_count(wire, WIRE_QD) != 1)
 		return -ENOMSG;
-	int ql = dname_read_question(wire, len, 12, qname);
-	if (ql < 0 || 12 + (size_t)ql + 4 > len)
+	int ql = dname_read_question(wire, len, WIRE_HDR_LEN, qname);
+	if (ql < 0 || WIRE_HDR_LEN + (size_t)ql + 4 > len)
 		return -ENOMSG;
-	size_t qend = 12 + (size_t)ql + 4;
+	size_t qend = WIRE_HDR_LEN + (size_t)ql + 4;
 	if ((size_t)ql != k->name_len || memcmp(qname, k->name, k->name_len) != 0 ||
 	    wire_rd16(wire + qend - 4) != k->qtype || wire_rd16(wire + qend - 2) != k->qclass)
 		return -ENOMSG;
 	/* The 0x20 case of the upstream's echo is its own business; ours is
 	 * lowercase, so that cached pointers into it read the same for everyone. */
-	memcpy(wire + 12, qname, (size_t)ql);
+	memcpy(wire + WIRE_HDR_LEN, qname, (size_t)ql);
 
 	m->wire = wire;
 	m->qend = (uint16_t)qend;
-	m->rcode = wire[3] & 0x0F;
-	m->ad = (wire[3] & FLAG_AD) != 0;
-	if (wire[2] & FLAG_TC) {
+	m->rcode = (uint8_t)wire_hdr_rcode(wire);
+	m->ad = wire_hdr_has(wire, WIRE_AD);
+	if (wire_hdr_has(wire, WIRE_TC)) {
 		m->tc = true;
 		m->len = (uint16_t)qend;
 		m->an_end = m->an_ns_end = (uint16_t)qend;
 		m->ttl_off = ttl_off;
 		return 0;
 	}
-	unsigned counts[3] = {wire_rd16(wire + 6), wire_rd16(wire + 8), wire_rd16(wire + 10)};
+	unsigned counts[3] = {wire_hdr_count(wire, WIRE_AN), wire_hdr_count(wire, WIRE_NS),
+			      wire_hdr_count(wire, WIRE_AR)};
 	size_t off = qend;
 	size_t cut = 0; /* where the OPT starts, when there is one */
 	unsigned n_ttl = 0, kept_ar = 0;
@@ -177,14 +172,14 @@ enum fwd_cache_kind fwd_msg_cache_ttl(const struct fwd_msg *m, uint32_t max_ttl,
 	*ttl = 0;
 	if (m->tc)
 		return FWD_CACHE_NONE;
-	if (m->rcode == 3 || (m->rcode == 0 && m->an == 0)) {
+	if (m->rcode == DNS_RCODE_NXDOMAIN || (m->rcode == DNS_RCODE_NOERROR && m->an == 0)) {
 		if (!m->has_soa)
 			return FWD_CACHE_NONE;
 		uint32_t t = m->soa_ttl < m->soa_min ? m->soa_ttl : m->soa_min;
 		*ttl = t < max_neg_ttl ? t : max_neg_ttl;
 		return *ttl ? FWD_CACHE_NEGATIVE : FWD_CACHE_NONE;
 	}
-	if (m->rcode != 0)
+	if (m->rcode != DNS_RCODE_NOERROR)
 		return FWD_CACHE_NONE;
 	uint32_t t = max_ttl;
 	for (unsigned i = 0; i < m->n_ttl_an_ns; i++) {
@@ -209,32 +204,34 @@ static uint32_t ttl_out(uint32_t orig, const struct fwd_ttl *t)
 	return orig > t->age ? orig - t->age : 0;
 }
 
+/* The client's ID, opcode, RD and CD; QR and RA; one question. */
 static size_t put_header(const struct fwd_client_q *c, uint8_t rcode, bool ad, uint8_t *out)
 {
-	memcpy(out, c->hdr, 2);
-	out[2] = (uint8_t)(FLAG_QR | (c->hdr[2] & 0x79)); /* opcode, RD */
-	out[3] = (uint8_t)(FLAG_RA | (c->hdr[3] & FLAG_CD) | (rcode & 0x0F));
+	memset(out, 0, WIRE_HDR_LEN);
+	wire_hdr_set_id(out, wire_hdr_id(c->hdr));
+	wire_hdr_set(out, WIRE_QR, true);
+	wire_hdr_set_opcode(out, wire_hdr_opcode(c->hdr));
+	wire_hdr_set(out, WIRE_RD, wire_hdr_has(c->hdr, WIRE_RD));
+	wire_hdr_set(out, WIRE_RA, true);
+	wire_hdr_set(out, WIRE_CD, wire_hdr_has(c->hdr, WIRE_CD));
 	/* AD only for clients that said they understand it (RFC 6840 5.7/5.8). */
-	if (ad && (c->edns_do || (c->hdr[3] & FLAG_AD)))
-		out[3] |= FLAG_AD;
-	wire_wr16(out + 4, 1);
-	wire_wr16(out + 6, 0);
-	wire_wr16(out + 8, 0);
-	wire_wr16(out + 10, 0);
-	memcpy(out + 12, c->q, c->qlen);
-	return 12 + (size_t)c->qlen;
+	wire_hdr_set(out, WIRE_AD, ad && (c->edns_do || wire_hdr_has(c->hdr, WIRE_AD)));
+	wire_hdr_set_rcode(out, rcode);
+	wire_hdr_set_count(out, WIRE_QD, 1);
+	memcpy(out + WIRE_HDR_LEN, c->q, c->qlen);
+	return WIRE_HDR_LEN + (size_t)c->qlen;
 }
 
 static size_t put_opt(const struct fwd_client_q *c, uint8_t *p)
 {
 	p[0] = 0;
 	wire_wr16(p + 1, DNS_T_OPT);
-	wire_wr16(p + 3, OUR_PAYLOAD);
+	wire_wr16(p + 3, DNS_EDNS_MAX_UDP);
 	p[5] = 0;
 	p[6] = 0;
-	wire_wr16(p + 7, c->edns_do ? 0x8000 : 0);
+	wire_wr16(p + 7, c->edns_do ? OPT_DO : 0);
 	wire_wr16(p + 9, 0);
-	return OPT_SIZE;
+	return WIRE_OPT_LEN;
 }
 
 static size_t finish(const struct fwd_client_q *c, uint8_t *out, size_t n, uint16_t an, uint16_t ns,
@@ -244,20 +241,19 @@ static size_t finish(const struct fwd_client_q *c, uint8_t *out, size_t n, uint1
 		n += put_opt(c, out + n);
 		ar++;
 	}
-	wire_wr16(out + 6, an);
-	wire_wr16(out + 8, ns);
-	wire_wr16(out + 10, ar);
+	wire_hdr_set_count(out, WIRE_AN, an);
+	wire_hdr_set_count(out, WIRE_NS, ns);
+	wire_hdr_set_count(out, WIRE_AR, ar);
 	return n;
 }
 
 size_t fwd_render_error(const struct fwd_client_q *c, uint8_t rcode, bool tc, uint8_t *out,
 			size_t cap)
 {
-	if (cap < 12 + (size_t)c->qlen + OPT_SIZE)
+	if (cap < WIRE_HDR_LEN + (size_t)c->qlen + WIRE_OPT_LEN)
 		return 0;
 	size_t n = put_header(c, rcode, false, out);
-	if (tc)
-		out[2] |= FLAG_TC;
+	wire_hdr_set(out, WIRE_TC, tc);
 	return finish(c, out, n, 0, 0, 0);
 }
 
@@ -265,8 +261,8 @@ size_t fwd_render(const struct fwd_client_q *c, const struct fwd_msg *m, const s
 		  uint8_t *out, size_t cap)
 {
 	size_t limit = c->limit < cap ? c->limit : cap;
-	size_t opt = c->edns ? OPT_SIZE : 0;
-	if ((size_t)c->qlen + 12 != m->qend)
+	size_t opt = c->edns ? WIRE_OPT_LEN : 0;
+	if ((size_t)c->qlen + WIRE_HDR_LEN != m->qend)
 		return 0; /* not the same question: the caller's mistake */
 	size_t body_end;
 	uint16_t ar = m->ar;
@@ -305,7 +301,7 @@ int fwd_name_expand(const uint8_t *msg, size_t len, size_t off, uint8_t *out, si
 			jumped = true;
 			/* Back from where it is found (no loops), and never into the
 			 * header, which is rewritten before the answer is sent. */
-			if (to >= limit || to < 12)
+			if (to >= limit || to < WIRE_HDR_LEN)
 				return -EBADMSG;
 			limit = to;
 			off = to;
@@ -421,8 +417,8 @@ size_t fwd_render_splice(const struct fwd_client_q *c, const uint8_t *prefix, si
 			 uint8_t *out, size_t cap)
 {
 	size_t limit = c->limit < cap ? c->limit : cap;
-	size_t opt = c->edns ? OPT_SIZE : 0;
-	if (12 + (size_t)c->qlen + plen + opt > limit)
+	size_t opt = c->edns ? WIRE_OPT_LEN : 0;
+	if (WIRE_HDR_LEN + (size_t)c->qlen + plen + opt > limit)
 		return 0;
 	size_t n = put_header(c, m->rcode, m->ad, out);
 	memcpy(out + n, prefix, plen);

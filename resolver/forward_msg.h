@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "wire/dname.h"
+#include "wire/wire.h"
 
 #define FWD_KEY_DO 0x01 /* the client asked for DNSSEC records */
 #define FWD_KEY_CD 0x02 /* the client disabled validation */
@@ -86,8 +87,8 @@ enum fwd_cache_kind fwd_msg_cache_ttl(const struct fwd_msg *m, uint32_t max_ttl,
 
 /* The client's side of a response: its header and question, as it sent them. */
 struct fwd_client_q {
-	uint8_t hdr[4];	  /* ID and flags */
-	const uint8_t *q; /* the question: name as asked, type, class */
+	uint8_t hdr[WIRE_HDR_LEN]; /* as the client sent it: ID and flags count */
+	const uint8_t *q;	   /* the question: name as asked, type, class */
 	uint16_t qlen;
 	uint16_t limit; /* largest response the client accepts */
 	bool edns, edns_do;

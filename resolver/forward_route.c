@@ -195,7 +195,7 @@ static enum fwd_route_kind route_autopath(const struct fwd_route_config *cfg,
 
 	/* The CNAME lives as long as the negative answer it replaces. */
 	uint32_t ttl = 5;
-	if (wire_rd16(resp + 6) == 0 && wire_rd16(resp + 8) >= 1) {
+	if (wire_hdr_count(resp, WIRE_AN) == 0 && wire_hdr_count(resp, WIRE_NS) >= 1) {
 		int o = dname_skip(resp, rlen, info->qend);
 		if (o >= 0 && (size_t)o + 10 <= rlen)
 			ttl = wire_rd32(resp + o + 4);
@@ -203,18 +203,12 @@ static enum fwd_route_kind route_autopath(const struct fwd_route_config *cfg,
 	memcpy(r->target, name, nl + 1);
 	r->target_len = (uint16_t)(nl + 1);
 	uint8_t *p = r->prefix;
-	p[0] = 0xC0;
-	p[1] = 12;
-	p[2] = 0;
-	p[3] = DNS_T_CNAME;
-	p[4] = 0;
-	p[5] = DNS_C_IN;
-	p[6] = (uint8_t)(ttl >> 24);
-	p[7] = (uint8_t)(ttl >> 16);
-	p[8] = (uint8_t)(ttl >> 8);
-	p[9] = (uint8_t)ttl;
-	p[10] = (uint8_t)(r->target_len >> 8);
-	p[11] = (uint8_t)r->target_len;
+	/* Owner: a compression pointer to the question's name. */
+	wire_wr16(p, (uint16_t)(0xC000 | WIRE_HDR_LEN));
+	wire_wr16(p + 2, DNS_T_CNAME);
+	wire_wr16(p + 4, DNS_C_IN);
+	wire_wr32(p + 6, ttl);
+	wire_wr16(p + 10, r->target_len);
 	memcpy(p + 12, r->target, r->target_len);
 	r->plen = (uint16_t)(12 + r->target_len);
 	r->pcount = 1;
@@ -232,12 +226,12 @@ enum fwd_route_kind fwd_route(const struct fwd_route_config *cfg, const struct s
 	r->autopath = false;
 	if (!info->qend || rlen < info->qend)
 		return FWD_ROUTE_NONE;
-	int kl = dname_read_question(req, info->qend, 12, key);
+	int kl = dname_read_question(req, info->qend, WIRE_HDR_LEN, key);
 	if (kl < 0)
 		return FWD_ROUTE_NONE;
 	size_t klen = (size_t)kl;
 	uint16_t qclass = wire_rd16(req + info->qend - 2);
-	uint8_t rcode = resp[3] & 0x0F;
+	uint8_t rcode = (uint8_t)wire_hdr_rcode(resp);
 
 	if (info->outside || (info->cluster && qclass == DNS_C_IN && rcode == DNS_RCODE_NXDOMAIN &&
 			      reverse_outside_cluster(cfg, key, klen))) {

@@ -1,23 +1,18 @@
-/* Upstream servers: groups, shared health, counters, and the control-thread
- * probes (health of down servers, the start-up loop check). See upstream.h. */
+/* Upstream servers: groups, shared health state and counters, which the
+ * workers and the control thread's probes (upstream_health.c) report into.
+ * See upstream.h. */
 #include "resolver/upstream.h"
 
 #include "wire/wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "common/log.h"
-#include "resolver/forward_msg.h"
-
-#define LOOP_CHECK_ROUNDS 3 /* the loop probe is sent this many times, one probe period apart */
 
 const unsigned upstream_dur_bounds_ms[UPSTREAM_DUR_BUCKETS] = {1,   2,	 5,   10,   25,	  50,
 							       100, 250, 500, 1000, 2500, 5000};
@@ -29,38 +24,10 @@ struct upstream_slot {
 	atomic_uint_fast64_t dur_buckets[UPSTREAM_DUR_BUCKETS + 1];
 };
 
-/* One probe query in flight from the control thread. */
-struct probe {
-	uv_poll_t poll;
-	int fd;
-	struct upstream_set *set;
-	size_t idx;
-	bool loop_check;
-	bool done;
-	uint16_t id;
-	uint64_t deadline_ms;
-	struct fwd_key key;
-	struct probe *next;
-};
-
-struct upstream_health {
-	uv_timer_t timer;
-	struct probe *probes;
-	unsigned loop_rounds;
-	bool stopping;
-};
-
 static inline void stat_inc(atomic_uint_fast64_t *c, uint64_t by)
 {
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by,
 			      memory_order_relaxed);
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 bool upstream_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
@@ -77,20 +44,6 @@ bool upstream_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
 		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 	}
 	return false;
-}
-
-int upstream_udp_socket(const struct upstream *u)
-{
-	int fam = u->addr.ss_family;
-	int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	if (fam == AF_INET)
-		setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one));
-	else
-		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
-	return fd;
 }
 
 static void random_label(uint8_t *out)
@@ -255,6 +208,19 @@ void upstream_count_dropped(struct upstream_set *s, size_t idx, unsigned thread)
 	stat_inc(&slot_of(s, idx, thread)->dropped, 1);
 }
 
+void upstream_probe_result(struct upstream_set *s, size_t idx, bool answered)
+{
+	struct upstream *u = &s->ups[idx];
+	if (!answered) {
+		stat_inc(&slot_of(s, idx, s->slots - 1)->health_failures, 1);
+		return;
+	}
+	atomic_store(&u->fails, 0);
+	bool was = true;
+	if (atomic_compare_exchange_strong(&u->down, &was, false))
+		log_info("upstream %s: answers again; back in use", u->text);
+}
+
 bool upstream_loop_probe_seen(struct upstream_set *s, const uint8_t *name, size_t len)
 {
 	if (!atomic_load_explicit(&s->loop_check_active, memory_order_relaxed))
@@ -300,170 +266,4 @@ void upstream_stats_get(const struct upstream_set *s, size_t idx, struct upstrea
 	}
 	out->down = atomic_load(&((struct upstream *)u)->down);
 	out->looped = atomic_load(&((struct upstream *)u)->looped);
-}
-
-/* ---- control thread: probes ------------------------------------------------ */
-
-static void probe_closed(uv_handle_t *h)
-{
-	struct probe *p = h->data;
-	close(p->fd);
-	free(p);
-}
-
-/* Unlinks and closes a probe. */
-static void probe_end(struct upstream_health *h, struct probe *p)
-{
-	for (struct probe **pp = &h->probes; *pp; pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
-	}
-	p->done = true;
-	uv_close((uv_handle_t *)&p->poll, probe_closed);
-}
-
-static void on_probe_readable(uv_poll_t *ph, int status, int events)
-{
-	(void)events;
-	struct probe *p = ph->data;
-	struct upstream_set *s = p->set;
-	struct upstream *u = &s->ups[p->idx];
-	/* The control thread is the only prober: static buffers are fine. */
-	static uint8_t buf[4096];
-	static uint16_t offs[FWD_MAX_RRS];
-	if (p->done)
-		return;
-	for (int i = 0; i < 8; i++) {
-		struct sockaddr_storage from;
-		socklen_t fl = sizeof(from);
-		ssize_t n = recvfrom(p->fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
-		if (n < 0) {
-			if (errno == EAGAIN && status >= 0)
-				break;
-			/* Refused or unreachable: the probe failed; the timer ends it. */
-			uv_poll_stop(ph);
-			break;
-		}
-		if (!upstream_addr_equal((struct sockaddr *)&from, (struct sockaddr *)&u->addr))
-			continue;
-		struct fwd_msg m;
-		if (fwd_msg_parse(buf, (size_t)n, &p->key, p->id, offs, &m) < 0)
-			continue;
-		if (!p->loop_check) {
-			atomic_store(&u->fails, 0);
-			bool was = true;
-			if (atomic_compare_exchange_strong(&u->down, &was, false))
-				log_info("upstream %s: answers again; back in use", u->text);
-		}
-		probe_end(s->health, p);
-		break;
-	}
-}
-
-static void probe_send(struct upstream_set *s, uv_loop_t *loop, size_t idx, bool loop_check)
-{
-	struct upstream *u = &s->ups[idx];
-	struct probe *p = calloc(1, sizeof(*p));
-	if (!p)
-		return;
-	p->set = s;
-	p->idx = idx;
-	p->loop_check = loop_check;
-	p->id = (uint16_t)arc4random();
-	p->deadline_ms = now_ms() + s->timeout_ms;
-	if (loop_check) {
-		memcpy(p->key.name, u->probe_name, u->probe_len);
-		p->key.name_len = u->probe_len;
-		p->key.qtype = DNS_T_HINFO;
-	} else {
-		p->key.name[0] = 0; /* ". NS": every resolver can answer it */
-		p->key.name_len = 1;
-		p->key.qtype = DNS_T_NS;
-	}
-	p->key.qclass = 1;
-	uint8_t q[FWD_QUERY_MAX];
-	size_t qlen = fwd_query_build(&p->key, p->id, q);
-	p->fd = upstream_udp_socket(u);
-	if (p->fd < 0) {
-		free(p);
-		return;
-	}
-	/* A send error shows up as no answer: the deadline counts it. */
-	(void)sendto(p->fd, q, qlen, 0, (struct sockaddr *)&u->addr, u->addr_len);
-	uv_poll_init(loop, &p->poll, p->fd);
-	p->poll.data = p;
-	uv_poll_start(&p->poll, UV_READABLE, on_probe_readable);
-	p->next = s->health->probes;
-	s->health->probes = p;
-}
-
-static bool probing(const struct upstream_health *h, size_t idx, bool loop_check)
-{
-	for (const struct probe *p = h->probes; p; p = p->next)
-		if (p->idx == idx && p->loop_check == loop_check)
-			return true;
-	return false;
-}
-
-static void on_tick(uv_timer_t *t)
-{
-	struct upstream_set *s = t->data;
-	struct upstream_health *h = s->health;
-	uint64_t now = now_ms();
-	for (struct probe *p = h->probes, *next; p; p = next) {
-		next = p->next;
-		if (now < p->deadline_ms)
-			continue;
-		if (!p->loop_check) {
-			struct upstream_slot *sl = slot_of(s, p->idx, s->slots - 1);
-			stat_inc(&sl->health_failures, 1);
-		}
-		probe_end(h, p);
-	}
-	for (size_t i = 0; i < s->n; i++) {
-		struct upstream *u = &s->ups[i];
-		if (h->loop_rounds < LOOP_CHECK_ROUNDS && !probing(h, i, true) &&
-		    !atomic_load(&u->looped))
-			probe_send(s, t->loop, i, true);
-		if (atomic_load(&u->down) && !atomic_load(&u->looped) && !probing(h, i, false))
-			probe_send(s, t->loop, i, false);
-	}
-	if (h->loop_rounds < LOOP_CHECK_ROUNDS) {
-		h->loop_rounds++;
-	} else if (atomic_load(&s->loop_check_active)) {
-		/* Every loop probe has had its answer or its timeout: a query
-		 * with our probe name arriving later is a client's, not ours. */
-		bool any = false;
-		for (const struct probe *p = h->probes; p && !any; p = p->next)
-			any = p->loop_check;
-		if (!any)
-			atomic_store(&s->loop_check_active, false);
-	}
-}
-
-int upstream_health_start(struct upstream_set *s, uv_loop_t *loop)
-{
-	struct upstream_health *h = calloc(1, sizeof(*h));
-	if (!h)
-		return -ENOMEM;
-	s->health = h;
-	atomic_store(&s->loop_check_active, true);
-	uv_timer_init(loop, &h->timer);
-	h->timer.data = s;
-	uv_timer_start(&h->timer, on_tick, 0, UPSTREAM_PROBE_MS);
-	return 0;
-}
-
-void upstream_health_stop(struct upstream_set *s)
-{
-	struct upstream_health *h = s ? s->health : NULL;
-	if (!h || h->stopping)
-		return;
-	h->stopping = true;
-	atomic_store(&s->loop_check_active, false);
-	while (h->probes)
-		probe_end(h, h->probes);
-	uv_close((uv_handle_t *)&h->timer, NULL);
 }

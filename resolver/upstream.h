@@ -1,13 +1,17 @@
 /* Upstream resolvers: the servers svcdns forwards to, grouped by the domain
  * they serve (the default group, then one per --stub-domain), their health as
- * every worker sees it, their counters, and the control-thread work done on
- * them: probing a server that failed, and checking at start that no server
- * sends svcdns's queries back to svcdns (a forwarding loop).
+ * every worker sees it, their counters (upstream.c), and the control-thread
+ * work done on them (upstream_health.c): probing a server that failed, and
+ * checking at start that no server sends svcdns's queries back to svcdns (a
+ * forwarding loop).
  *
  * Owns: upstream addresses and groups, health state (consecutive failures,
  * down, looped), per-upstream counters, probes and the loop check.
  * Must never: answer clients or touch the cache; workers only read the set
- * and report outcomes through upstream_report(). */
+ * and report outcomes through upstream_report(). Threads: the set is built
+ * and freed on the control thread; workers read it and report from their own
+ * threads (atomics, one counter slot each); the probes run on the control
+ * thread, on the clock and network they are given (forward_io.h). */
 #ifndef SVCDNS_UPSTREAM_H
 #define SVCDNS_UPSTREAM_H
 
@@ -17,8 +21,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include <uv.h>
-
+#include "resolver/forward_io.h"
 #include "wire/listen.h"
 #include "wire/dname.h"
 
@@ -118,6 +121,10 @@ void upstream_report(struct upstream_set *s, size_t idx, unsigned thread, enum u
 		     uint8_t rcode, uint64_t dur_us, bool tcp);
 void upstream_count_dropped(struct upstream_set *s, size_t idx, unsigned thread);
 
+/* The control thread's probe of a down server: an answer puts it back in use
+ * (and logs so), none counts as a failed health check. */
+void upstream_probe_result(struct upstream_set *s, size_t idx, bool answered);
+
 /* During the start-up loop check: true when `name` (lowercased wire) is one
  * of our probe names, which then marks that upstream looped and logs it. */
 bool upstream_loop_probe_seen(struct upstream_set *s, const uint8_t *name, size_t len);
@@ -126,17 +133,13 @@ bool upstream_loop_probe_seen(struct upstream_set *s, const uint8_t *name, size_
 void upstream_stats_get(const struct upstream_set *s, size_t idx, struct upstream_stats *out);
 
 /* Control thread: probes down servers every UPSTREAM_PROBE_MS and sends the
- * loop check once. Stop before the loop ends; it closes its handles. */
-int upstream_health_start(struct upstream_set *s, uv_loop_t *loop);
+ * loop check, on the given clock and network (which must outlive it). Stop
+ * before the loop ends: it ends its probes and frees its timer. */
+int upstream_health_start(struct upstream_set *s, const struct fwd_clock *clk,
+			  const struct fwd_net *net);
 void upstream_health_stop(struct upstream_set *s);
 
 /* True when two socket addresses are the same address and port. */
 bool upstream_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
-
-/* Opens a non-blocking UDP socket for one query to `u` that reports ICMP
- * errors (IP_RECVERR), so that a closed port fails at once rather than after
- * the timeout. The kernel picks a random source port when it is first used.
- * Returns the fd or a negative errno. */
-int upstream_udp_socket(const struct upstream *u);
 
 #endif

@@ -30,22 +30,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_upstream as fu  # noqa: E402
 import svcdns_testlib as t  # noqa: E402
 
 import dns.flags  # noqa: E402
 import dns.rcode  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
-FWD = os.path.join(t.FIXTURES, "forward")
-CLUSTER = os.path.join(FWD, "manifests")
-EMPTY = t.mkdtemp(prefix="svcdns-empty-")
-
-
-def zones(*names):
-    a = []
-    for z in names:
-        a += ["--zone-file", "%s=%s" % (z, os.path.join(FWD, z + ".zone"))]
-    return a
+CLUSTER = fu.CLUSTER
 
 
 def records(msg):
@@ -54,11 +46,11 @@ def records(msg):
 
 
 def upstream_sent(fwd):
-    return re.findall(r"upstream \S+: query (\S+) type", fwd.stderr_text())
+    return [x.name for x in fu.sent_upstream(fwd)]
 
 
 def shape(tally):
-    up = t.Server(EMPTY, args=["--threads", "1"] + zones("google.com", "example.test")).start()
+    up = fu.zone_upstream("google.com", "example.test")
     ap = t.Server(CLUSTER, args=["--threads", "1", "--log-level", "debug", "--autopath",
                                  "--upstream", "127.0.0.1:%d" % up.port]).start()
     plain = t.Server(CLUSTER, args=["--threads", "1", "--upstream",
@@ -148,8 +140,7 @@ def inside(tmp):
     t.write_file(server_rc, "# svcdns itself first: it must be skipped\n"
                             "nameserver 127.0.0.1\nnameserver 127.0.0.2\n")
     subprocess.run(["mount", "--bind", client_rc, "/etc/resolv.conf"], check=True)
-    up = t.Server(EMPTY, args=["--threads", "1", "--listen", "127.0.0.2:53"]
-                  + zones("google.com")).start()
+    up = fu.zone_upstream("google.com", args=["--listen", "127.0.0.2:53"])
     try:
         for mode in ("plain", "autopath"):
             args = ["--threads", "1", "--log-level", "debug", "--listen", "127.0.0.1:53",

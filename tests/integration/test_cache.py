@@ -17,38 +17,34 @@ checks are that the options reach the cache and the answers look right.
 """
 
 import os
-import re
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_upstream as fu  # noqa: E402
 import svcdns_testlib as t  # noqa: E402
 
 import dns.rcode  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
-FWD = os.path.join(t.FIXTURES, "forward")
-EMPTY = t.mkdtemp(prefix="svcdns-empty-")
+addr = fu.addr
 
 
 def upstream(args=()):
-    return t.Server(EMPTY, args=["--threads", "1", "--zone-file",
-                                 "example.test=%s" % os.path.join(FWD, "example.test.zone")]
-                    + list(args)).start()
+    return fu.zone_upstream("example.test", args=args)
 
 
 def forwarder(up, args=()):
-    return t.Server(EMPTY, args=["--threads", "1", "--log-level", "debug", "--upstream", up]
-                    + list(args)).start()
-
-
-def addr(srv):
-    return "127.0.0.1:%d" % srv.port
+    return fu.forwarder([up], args)
 
 
 def sent(fwd, name):
-    return len(re.findall(r"upstream \S+: query %s type" % re.escape(name), fwd.stderr_text()))
+    return len(fu.sent_upstream(fwd, name))
+
+
+def prefetched(fwd, name):
+    return len(fu.sent_upstream(fwd, name, prefetch=True))
 
 
 def ask(port, name, qtype="A"):
@@ -104,9 +100,8 @@ def negative(tally):
     tally.server_stopped(fwd)
 
     # SERVFAIL: an upstream svcdns whose own upstream is a closed port.
-    sf = t.Server(EMPTY, args=["--threads", "1", "--upstream",
-                               "127.0.0.1:%d" % t.free_port()]).start()
-    fwd = forwarder(addr(sf), args=["--cache-servfail-ttl", "2"])
+    sf = fu.zone_upstream(args=["--upstream", "127.0.0.1:%d" % t.free_port()])
+    fwd = forwarder(addr(sf), args=["--cache-servfail-ttl", "1"])
     p = fwd.port
     codes = [ask(p, "broken.example.test").rcode() for _ in range(2)]
     tally.check(codes == [dns.rcode.SERVFAIL] * 2 and sent(fwd, "broken.example.test.") == 1,
@@ -163,7 +158,7 @@ def latency(tally, n=200):
     wildcard *.wild.example.test gives as many distinct names as wanted),
     measured from Python over UDP: a measurement, with only generous bounds."""
     up = upstream()
-    fwd = t.Server(EMPTY, args=["--threads", "1", "--upstream", addr(up)]).start()
+    fwd = t.Server(fu.empty_manifests(), args=["--threads", "1", "--upstream", addr(up)]).start()
     names = ["u%d.wild.example.test" % i for i in range(n)]
     ask(fwd.port, "warmup.wild.example.test")
 

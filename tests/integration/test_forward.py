@@ -1,11 +1,11 @@
 """Forwarding: names outside the zones svcdns serves go to upstream resolvers.
 
-The upstreams are real DNS servers: a second svcdns serving the zone files in
-tests/fixtures/forward with --zone-file (and --upstream none). A tiny Python
-UDP responder stands in only where a test needs an upstream that is slow or
-never answers, which no real server does on demand. The forwarder runs with
---log-level debug; its log lines "upstream ADDR: query NAME ..." are the
-queries it really sent, which is how the tests see upstream traffic.
+The upstreams are real DNS servers (fake_upstream.py): a second svcdns serving
+the zone files in tests/fixtures/forward, and, where a test needs an upstream
+that is slow or never answers, which no real server does on demand, the
+dnspython FakeUpstream. The forwarder runs with --log-level debug; its log
+lines "upstream ADDR: query NAME ..." are the queries it really sent, which is
+how the tests see upstream traffic.
 
 Covered: A/AAAA/MX/TXT/CNAME over UDP and TCP, RA/AA, TC -> TCP with a reused
 upstream connection, stub domains, reverse lookups outside the cluster CIDRs,
@@ -14,57 +14,24 @@ upstream traffic, --allow-recursion, --max-concurrent, coalescing.
 """
 
 import os
-import re
-import select
 import socket
-import struct
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_upstream as fu  # noqa: E402
 import svcdns_testlib as t  # noqa: E402
 
 import dns.flags  # noqa: E402
-import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
-import dns.rrset  # noqa: E402
 
-FWD = os.path.join(t.FIXTURES, "forward")
-CLUSTER = os.path.join(FWD, "manifests")
-EMPTY = t.mkdtemp(prefix="svcdns-empty-")
-
-
-def upstream(*zones, args=()):
-    """A real upstream: svcdns serving zone files (and nothing else)."""
-    a = ["--threads", "1"]
-    for z in zones:
-        a += ["--zone-file", "%s=%s" % (z, os.path.join(FWD, z + ".zone"))]
-    return t.Server(EMPTY, args=a + list(args)).start()
+addr = fu.addr
+sent_upstream = fu.sent_upstream
+upstream = fu.zone_upstream
 
 
 def forwarder(upstreams, args=(), threads=1):
-    a = ["--threads", str(threads), "--log-level", "debug"]
-    for u in upstreams:
-        a += ["--upstream", u]
-    return t.Server(CLUSTER, args=a + list(args)).start()
-
-
-def addr(srv):
-    return "127.0.0.1:%d" % srv.port
-
-
-def sent_upstream(fwd, name=None, tcp=None):
-    """The queries the forwarder sent upstream, as (upstream, name, tcp)."""
-    out = []
-    for m in re.finditer(r"upstream (\S+): query (\S+) type \d+ id \d+( tcp)?",
-                         fwd.stderr_text()):
-        if name and m.group(2).lower() != name.lower():
-            continue
-        if tcp is not None and bool(m.group(3)) != tcp:
-            continue
-        out.append((m.group(1), m.group(2), bool(m.group(3))))
-    return out
+    return fu.forwarder(upstreams, args, manifests=fu.CLUSTER, threads=threads)
 
 
 def ask(port, name, qtype="A", tcp=False, rd=True, timeout=3.0, src=None):
@@ -107,46 +74,6 @@ def expect(msg, rcode="NOERROR", answer=None, ra=True, aa=False):
     return d
 
 
-class SlowUpstream:
-    """Answers www.example.test A after `delay` seconds (or never, delay None):
-    the one misbehaviour (slowness) coalescing and --max-concurrent need, and
-    no real server shows on demand. Counts what it was asked."""
-
-    def __init__(self, delay):
-        self.delay = delay
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.seen = []
-        self.stop = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        pending = []
-        while not self.stop:
-            r, _, _ = select.select([self.sock], [], [], 0.02)
-            if r:
-                data, peer = self.sock.recvfrom(65535)
-                q = dns.message.from_wire(data)
-                self.seen.append((peer[1], q.id, q.question[0].name.to_text().lower()))
-                if self.delay is not None:
-                    pending.append((time.monotonic() + self.delay, q, peer))
-            now = time.monotonic()
-            for item in [p for p in pending if p[0] <= now]:
-                pending.remove(item)
-                _, q, peer = item
-                a = dns.message.make_response(q)
-                a.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A",
-                                                    "192.0.2.99"))
-                self.sock.sendto(a.to_wire(), peer)
-
-    def close(self):
-        self.stop = True
-        self.thread.join(2)
-        self.sock.close()
-
-
 def basic(tally):
     up = upstream("example.test", "payments.example.com", "8.8.8.in-addr.arpa")
     corp = upstream("corp.test")
@@ -172,10 +99,10 @@ def basic(tally):
     tally.run("question echoed in the client's case",
               lambda: [] if ask(p, "WWW.Example.Test").question[0].name.to_text()
               == "WWW.Example.Test." else ["case lost"])
-    tally.check(sent_upstream(fwd, "intranet.corp.test.")[0][0] == addr(corp),
+    tally.check(sent_upstream(fwd, "intranet.corp.test.")[0].upstream == addr(corp),
                 "stub domain queries go to the stub's server",
                 str(sent_upstream(fwd, "intranet.corp.test.")))
-    tally.check(all(u == addr(up) for u, _, _ in sent_upstream(fwd, "www.example.test.")),
+    tally.check(all(x.upstream == addr(up) for x in sent_upstream(fwd, "www.example.test.")),
                 "other names go to the default upstream")
 
     # ... and reverse names inside them are answered from the cluster.
@@ -253,7 +180,7 @@ def truncation(tally):
     m = ask(p, "big.example.test", "TXT")
     tally.check(bool(m.flags & dns.flags.TC) and not m.answer, "big answer over UDP: TC",
                 str(m))
-    tally.check(any(tcp for _, _, tcp in sent_upstream(fwd, "big.example.test.")),
+    tally.check(any(x.tcp for x in sent_upstream(fwd, "big.example.test.")),
                 "the forwarder asked again over TCP after the upstream's TC",
                 str(sent_upstream(fwd, "big.example.test.")))
     for i in range(3):
@@ -296,7 +223,7 @@ def recursion(tally):
 
 def concurrency(tally):
     # --max-concurrent: an upstream that never answers holds two queries.
-    slow = SlowUpstream(None)
+    slow = fu.FakeUpstream(delay=None)
     fwd = forwarder(["127.0.0.1:%d" % slow.port],
                     args=["--max-concurrent", "2", "--upstream-timeout", "3000"])
     p = fwd.port
@@ -306,7 +233,7 @@ def concurrency(tally):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.sendto(t.make_query("held%d.example.test" % i, "A").to_wire(), ("127.0.0.1", p))
             socks.append(s)
-        t.poll(lambda: len([x for x in slow.seen if x[2].startswith("held")]) >= 2, timeout=3)
+        t.poll(lambda: len([x for x in slow.seen if x.name.startswith("held")]) >= 2, timeout=3)
         t0 = time.monotonic()
         m = ask(p, "third.example.test", timeout=2)
         tally.run("over --max-concurrent: REFUSED at once",
@@ -324,7 +251,7 @@ def concurrency(tally):
 
     # Coalescing: 30 clients ask the same name while the upstream is slow;
     # it is asked once and every client gets the answer with its own ID.
-    slow = SlowUpstream(0.4)
+    slow = fu.FakeUpstream(delay=0.4)
     fwd = forwarder(["127.0.0.1:%d" % slow.port])
     p = fwd.port
     socks, ids = [], []
@@ -344,7 +271,7 @@ def concurrency(tally):
                     got += 1
             except socket.timeout:
                 pass
-        asked = [x for x in slow.seen if x[2] == "www.example.test."]
+        asked = slow.queries("www.example.test.")
         tally.check(got == 30, "coalescing: all 30 clients answered", "%d answered" % got)
         tally.check(len(asked) == 1, "coalescing: the upstream was asked once",
                     "asked %d times" % len(asked))

@@ -1,9 +1,10 @@
 """Forwarding when upstreams fail or misbehave.
 
-Real upstreams are svcdns serving tests/fixtures/forward zone files; one that
-answers SERVFAIL is an svcdns whose own upstream is a closed port. A small
-Python UDP responder plays the upstream that does what no real server does on
-demand: answers with a wrong ID, for a wrong question, from another address.
+Real upstreams (fake_upstream.py) are svcdns serving tests/fixtures/forward
+zone files; one that answers SERVFAIL is an svcdns whose own upstream is a
+closed port. The dnspython FakeUpstream plays the upstream that does what no
+real server does on demand: answers with a wrong ID, for a wrong question,
+from another address.
 
 Covered: failover on a closed port (at once, not after the timeout) and on
 SERVFAIL; answers that do not match are dropped and counted; random IDs and
@@ -15,54 +16,28 @@ a network namespace of its own where port 53 is free.)
 
 import os
 import re
-import select
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_upstream as fu  # noqa: E402
 import svcdns_testlib as t  # noqa: E402
 
-import dns.flags  # noqa: E402
-import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
-import dns.rrset  # noqa: E402
+import dns.rdatatype  # noqa: E402
 
-FWD = os.path.join(t.FIXTURES, "forward")
-CLUSTER = os.path.join(FWD, "manifests")
-EMPTY = t.mkdtemp(prefix="svcdns-empty-")
-
-
-def upstream(*zones, args=(), port=None):
-    a = ["--threads", "1"]
-    for z in zones:
-        a += ["--zone-file", "%s=%s" % (z, os.path.join(FWD, z + ".zone"))]
-    srv = t.Server(EMPTY, args=a + list(args))
-    if port:
-        srv.port = port
-    return srv.start()
+addr = fu.addr
+upstream = fu.zone_upstream
 
 
-def forwarder(upstreams, args=(), manifests=CLUSTER, start=True):
-    a = ["--threads", "1", "--log-level", "debug"]
-    for u in upstreams:
-        a += ["--upstream", u]
-    srv = t.Server(manifests, args=a + list(args))
-    return srv.start() if start else srv
-
-
-def addr(srv):
-    return "127.0.0.1:%d" % srv.port
+def forwarder(upstreams, args=(), manifests=fu.CLUSTER, start=True):
+    return fu.forwarder(upstreams, args, manifests=manifests, start=start)
 
 
 def sent_upstream(fwd, name=None):
-    out = []
-    for m in re.finditer(r"upstream (\S+): query (\S+) type \d+ id \d+", fwd.stderr_text()):
-        if not name or m.group(2).lower() == name.lower():
-            out.append(m.group(1))
-    return out
+    """The upstream each query was sent to, in order."""
+    return [x.upstream for x in fu.sent_upstream(fwd, name)]
 
 
 def a_records(msg):
@@ -73,56 +48,6 @@ def a_records(msg):
 def ask(port, name, qtype="A", timeout=4.0):
     msg, _ = t.query(port, name, qtype, rd=True, timeout=timeout)
     return msg
-
-
-class Bogus:
-    """For every query: an answer with a wrong ID, one for a wrong question,
-    one with the right ID and question from another port (all with address
-    6.6.6.x), then, when `honest`, the right answer (192.0.2.99)."""
-
-    def __init__(self, honest):
-        self.honest = honest
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.other.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.seen = []
-        self.stop = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def answer(self, q, qname, ip, qid=None):
-        a = dns.message.make_response(q)
-        if qid is not None:
-            a.id = qid
-        a.question[0].name = dns.name.from_text(qname)
-        a.answer.append(dns.rrset.from_text(qname, 60, "IN", "A", ip))
-        return a.to_wire()
-
-    def run(self):
-        while not self.stop:
-            r, _, _ = select.select([self.sock], [], [], 0.02)
-            if not r:
-                continue
-            data, peer = self.sock.recvfrom(65535)
-            q = dns.message.from_wire(data)
-            name = q.question[0].name.to_text()
-            self.seen.append((peer[1], q.id, name.lower()))
-            if q.question[0].rdtype != dns.rdatatype.A:
-                continue
-            self.sock.sendto(self.answer(q, name, "6.6.6.1", qid=(q.id + 1) & 0xFFFF), peer)
-            self.sock.sendto(self.answer(q, "evil.example.", "6.6.6.2"), peer)
-            self.other.sendto(self.answer(q, name, "6.6.6.3"), peer)
-            if self.honest:
-                time.sleep(0.05)
-                self.sock.sendto(self.answer(q, name, "192.0.2.99"), peer)
-
-    def close(self):
-        self.stop = True
-        self.thread.join(2)
-        self.sock.close()
-        self.other.close()
 
 
 def failover(tally):
@@ -156,7 +81,7 @@ def failover(tally):
         tally.server_stopped(s)
 
     # Answers that do not match the question are dropped, whatever they say.
-    bogus = Bogus(honest=False)
+    bogus = fu.FakeUpstream(bogus=True, delay=None)
     fwd = forwarder(["127.0.0.1:%d" % bogus.port, addr(up)],
                     args=["--upstream-timeout", "1000"])
     try:
@@ -171,7 +96,7 @@ def failover(tally):
         tally.server_stopped(fwd)
         bogus.close()
 
-    bogus = Bogus(honest=True)
+    bogus = fu.FakeUpstream(bogus=True, delay=0.05)
     fwd = forwarder(["127.0.0.1:%d" % bogus.port], args=["--cache-size", "0"])
     try:
         m = ask(fwd.port, "www.example.test")
@@ -182,9 +107,9 @@ def failover(tally):
             q = t.make_query("r%d.example.test" % i, "A", rd=True)
             ids.append(q.id)
             t.udp_exchange(fwd.port, q.to_wire(), want_id=q.id)
-        seen = [x for x in bogus.seen if x[2].startswith("r")]
-        ports = {x[0] for x in seen}
-        qids = {x[1] for x in seen}
+        seen = [x for x in bogus.seen if x.name.startswith("r")]
+        ports = {x.port for x in seen}
+        qids = {x.id for x in seen}
         tally.check(len(seen) == 20 and len(ports) >= 18 and len(qids) >= 18,
                     "random source ports and IDs upstream",
                     "%d queries, %d ports, %d IDs" % (len(seen), len(ports), len(qids)))
@@ -262,7 +187,7 @@ def loops(tally):
 
     # svcdns's own listen address as an upstream: refused at start.
     port = t.free_port()
-    p = subprocess.run([t.BIN, "--manifests", EMPTY, "--listen", "127.0.0.1:%d" % port,
+    p = subprocess.run([t.BIN, "--manifests", fu.empty_manifests(), "--listen", "127.0.0.1:%d" % port,
                         "--upstream", "127.0.0.1:%d" % port], stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=20)
     tally.check(p.returncode != 0 and "own listen address" in p.stderr,

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
 
+import fake_upstream as fu  # noqa: E402
 import svcdns_testlib as t  # noqa: E402
 
 WEB = "web.shop.svc.cluster.local."
@@ -309,40 +310,8 @@ def test_slow_reader(tally, srv):
 
 # ---- queries waiting on the forwarder ---------------------------------------------
 
-class BlackHole:
-    """An upstream that never answers; records the names it was asked."""
-
-    def __init__(self):
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.s.bind(("127.0.0.1", 0))
-        self.port = self.s.getsockname()[1]
-        self.names = []
-        self.stop_ev = threading.Event()
-        self.th = threading.Thread(target=self.run, daemon=True)
-        self.th.start()
-
-    def run(self):
-        self.s.settimeout(0.1)
-        while not self.stop_ev.is_set():
-            try:
-                d = self.s.recv(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            try:
-                self.names.append(str(dns.message.from_wire(d).question[0].name))
-            except Exception:  # noqa: BLE001 - not ours to judge
-                pass
-
-    def close(self):
-        self.stop_ev.set()
-        self.th.join()
-        self.s.close()
-
-
 def test_pending_cap(tally, root):
-    hole = BlackHole()
+    hole = fu.FakeUpstream(delay=None)
     srv = start(root, ["--threads", "1", "--upstream", "127.0.0.1:%d" % hole.port,
                        "--upstream-timeout", "2500"])
     try:

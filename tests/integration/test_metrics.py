@@ -9,17 +9,13 @@ requests, too many connections)."""
 import json
 import os
 import re
-import select
 import socket
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_upstream as fu  # noqa: E402
 import svcdns_testlib as t  # noqa: E402
-
-import dns.message  # noqa: E402
-import dns.rrset  # noqa: E402
 
 OPS = os.path.join(t.FIXTURES, "ops")
 
@@ -231,38 +227,8 @@ def test_snapshot_and_model(tally):
         tally.server_stopped(srv)
 
 
-class FakeUpstream:
-    """Answers every A query with 192.0.2.1 (TTL 60); counts queries."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.seen = []
-        self.stop = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stop:
-            r, _, _ = select.select([self.sock], [], [], 0.05)
-            if not r:
-                continue
-            data, peer = self.sock.recvfrom(65535)
-            q = dns.message.from_wire(data)
-            self.seen.append(q.question[0].name.to_text().lower())
-            a = dns.message.make_response(q)
-            a.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", "192.0.2.1"))
-            self.sock.sendto(a.to_wire(), peer)
-
-    def close(self):
-        self.stop = True
-        self.thread.join(2)
-        self.sock.close()
-
-
 def test_forwarder(tally):
-    up = FakeUpstream()
+    up = fu.FakeUpstream(address="192.0.2.1")
     to = "127.0.0.1:%d" % up.port
     srv = start(["--upstream", to, "--metrics-compat", "coredns", "--threads", "1"])
     try:
@@ -285,7 +251,7 @@ def test_forwarder(tally):
         for name, labels, want in cases:
             got = t.metric(m, name, **labels)
             tally.check(got == want, "%s%s = %d" % (name, labels, want), "got %s" % got)
-        tally.check(up.seen.count("www.example.com.") == 1, "the upstream was asked once",
+        tally.check(len(up.queries("www.example.com.")) == 1, "the upstream was asked once",
                     "asked %s" % up.seen)
         tally.diffs("every family well formed", well_formed(m))
     finally:

@@ -6,58 +6,19 @@ sockets kept; options that need a restart named), and --check-config."""
 
 import os
 import re
-import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_upstream as fu  # noqa: E402
 import svcdns_testlib as t  # noqa: E402
-
-import dns.message  # noqa: E402
-import dns.rrset  # noqa: E402
 
 OPS = os.path.join(t.FIXTURES, "ops")
 WEB = "web.shop.svc.cluster.local."
-
-
-class SlowUpstream:
-    """Answers every A query with 192.0.2.99 after `delay` seconds."""
-
-    def __init__(self, delay):
-        self.delay = delay
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.stop = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        pending = []
-        while not self.stop:
-            r, _, _ = select.select([self.sock], [], [], 0.02)
-            if r:
-                data, peer = self.sock.recvfrom(65535)
-                pending.append((time.monotonic() + self.delay, dns.message.from_wire(data),
-                                peer))
-            now = time.monotonic()
-            for item in [p for p in pending if p[0] <= now]:
-                pending.remove(item)
-                _, q, peer = item
-                a = dns.message.make_response(q)
-                a.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A",
-                                                    "192.0.2.99"))
-                self.sock.sendto(a.to_wire(), peer)
-
-    def close(self):
-        self.stop = True
-        self.thread.join(2)
-        self.sock.close()
 
 
 def ttl_of(port, name=WEB):
@@ -119,7 +80,7 @@ def test_health_ready(tally):
 
 
 def test_lameduck(tally):
-    up = SlowUpstream(1.5)
+    up = fu.FakeUpstream(delay=1.5)
     http = t.free_port()
     srv = t.Server(os.path.join(OPS, "cluster"),
                    ["--http", "127.0.0.1:%d" % http, "--lameduck", "500ms", "--threads", "1",
