@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "discovery/kube_reflector.h"
 
@@ -92,11 +93,6 @@ char *kube_escape_dup(const char *s)
 	return out;
 }
 
-uint64_t kube_now_ms(void)
-{
-	return uv_hrtime() / 1000000u;
-}
-
 uint32_t kube_rand32(void)
 {
 	uint32_t v;
@@ -165,7 +161,7 @@ static void on_probe_done(void *arg, const struct kube_http_result *res)
 	ks->probe = NULL;
 	ks->contact.probing = false;
 	if (res->curl_code == 0 && res->status / 100 == 2) {
-		kube_contact_probe_answered(&ks->contact, kube_now_ms());
+		kube_contact_probe_answered(&ks->contact, clock_now_ms());
 		kube_server_back(ks);
 	} else {
 		log_debug("api: contact probe failed: %s (HTTP %ld)", res->error, res->status);
@@ -180,7 +176,7 @@ static void on_probe_tick(uv_timer_t *t)
 	struct kube_source *ks = t->data;
 	char pq[64];
 
-	if (ks->stopping || ks->probe || !kube_contact_probe_due(&ks->contact, kube_now_ms()))
+	if (ks->stopping || ks->probe || !kube_contact_probe_due(&ks->contact, clock_now_ms()))
 		return;
 	unsigned tmo = ks->contact.probe_ms * 2;
 	if (tmo < 2000)
@@ -380,7 +376,7 @@ bool kube_source_synced(const struct kube_source *ks)
 
 double kube_source_seconds_since_contact(const struct kube_source *ks)
 {
-	int64_t age = kube_contact_age_ms(&ks->contact, kube_now_ms());
+	int64_t age = kube_contact_age_ms(&ks->contact, clock_now_ms());
 
 	return age < 0 ? -1 : (double)age / 1000.0;
 }

@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 #define ERR_BODY_MAX	   (64u << 10)
@@ -57,11 +58,6 @@ struct kube_http_req {
 	char msg[CURL_ERROR_SIZE + 64];
 	struct kube_http_req *prev, *next;
 };
-
-static uint64_t now_ms(void)
-{
-	return uv_hrtime() / 1000000u;
-}
 
 static void check_done(struct kube_http *h);
 
@@ -424,7 +420,7 @@ int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct ku
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, (long)KEEPALIVE_IDLE_S);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, (long)KEEPALIVE_INTVL_S);
 	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
-	rc = set_tls_and_auth(r, kubeconfig_token(h->conn, now_ms()));
+	rc = set_tls_and_auth(r, kubeconfig_token(h->conn, clock_now_ms()));
 	if (rc < 0)
 		goto fail;
 	if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/jarena.h"
 #include "common/log.h"
 #include "discovery/manifest.h"
@@ -104,7 +105,7 @@ static int on_list_data(void *arg, const char *data, size_t len)
 {
 	struct reflector *r = arg;
 
-	kube_contact_heard(&r->ks->contact, r->res, kube_now_ms());
+	kube_contact_heard(&r->ks->contact, r->res, clock_now_ms());
 	if (r->body_len + len > KUBE_MAX_PAGE)
 		return -EFBIG;
 	if (r->body_len + len > r->body_cap) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "discovery/manifest.h"
 
@@ -214,6 +215,6 @@ void kube_on_headers(void *arg, long status)
 
 	if (status / 100 != 2)
 		return;
-	kube_contact_heard(&r->ks->contact, r->res, kube_now_ms());
+	kube_contact_heard(&r->ks->contact, r->res, clock_now_ms());
 	kube_server_back(r->ks);
 }

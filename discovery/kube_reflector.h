@@ -109,7 +109,6 @@ struct ident {
 
 /* ---- kube.c -------------------------------------------------------------- */
 
-uint64_t kube_now_ms(void);
 uint32_t kube_rand32(void);
 /* Percent-encoded copy of s for a URL query, or NULL when out of memory. */
 char *kube_escape_dup(const char *s);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 /* client-go asks the server to end a watch after 5 to 10 minutes, so that
@@ -90,7 +91,7 @@ out:
 static int on_watch_data(void *arg, const char *data, size_t len)
 {
 	struct reflector *r = arg;
-	kube_contact_heard(&r->ks->contact, r->res, kube_now_ms());
+	kube_contact_heard(&r->ks->contact, r->res, clock_now_ms());
 	int rc = kube_lines_feed(&r->lines, data, len, on_event_line, r);
 
 	if (rc == -E2BIG) {

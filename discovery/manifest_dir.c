@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/file.h"
 #include "common/log.h"
 
@@ -168,18 +169,11 @@ static bool same_stat(const struct md_file *f, const struct stat *st)
 
 /* Brings one file up to date. `f` is the new entry, carrying the old one's
  * state (or zeroed for a new file). Returns true when the store changed. */
-static int64_t now_mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts_ns(&ts);
-}
-
 static bool is_writing(struct manifest_dir *md, const char *name)
 {
 	for (size_t i = 0; i < md->n_writing; i++)
 		if (strcmp(md->writing[i].name, name) == 0)
-			return now_mono_ns() - md->writing[i].since_ns < WRITING_MAX_NS;
+			return (int64_t)clock_now_ns() - md->writing[i].since_ns < WRITING_MAX_NS;
 	return false;
 }
 
@@ -193,7 +187,7 @@ static void writing_set(struct manifest_dir *md, const char *name, bool on)
 		}
 	if (on && md->n_writing < MAX_WRITING && strlen(name) < sizeof(md->writing[0].name)) {
 		snprintf(md->writing[md->n_writing].name, sizeof(md->writing[0].name), "%s", name);
-		md->writing[md->n_writing++].since_ns = now_mono_ns();
+		md->writing[md->n_writing++].since_ns = (int64_t)clock_now_ns();
 	}
 }
 
