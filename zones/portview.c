@@ -1,7 +1,6 @@
-/* The CHAOS port view: `dig CH TXT <svc>.<ns>.svc.<zone>` shows each port of a
- * Service, its target, NodePort and endpoints. Rendered when asked, from the
- * snapshot's view: it is a debugging aid, and prerendering it cost a quarter
- * of the snapshot (26 MB at 100k Services). */
+/* The CHAOS port view, `dig CH TXT <svc>.<ns>.svc.<zone>`: each port of a Service
+ * with its target, NodePort and endpoints, rendered when asked from the view (a
+ * debugging aid; prerendered it cost a quarter of the snapshot at 100k Services). */
 #include "zones/snapshot.h"
 
 #include <arpa/inet.h>

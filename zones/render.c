@@ -1,7 +1,6 @@
-/* Rendering one answer: the context reused from answer to answer, RRsets
- * into the answer, authority and additional sections (addresses of the names
- * an answer points at), reports of answers cut short, and identical answers
- * stored once. */
+/* Rendering one answer: RRsets into its sections, the addresses of the names
+ * it points at in the additional section, a report when it is cut short, and
+ * identical answers stored once. See render.h. */
 #include "zones/render.h"
 
 #include <stdio.h>
