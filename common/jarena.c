@@ -1,4 +1,6 @@
-/* Parse-scoped allocation for jansson. See jarena.h. */
+/* Parse-scoped allocation for jansson: the tagging that tells a scoped block
+ * from a heap one, and the per-thread region (common/arena.h) scopes take
+ * their blocks from. See jarena.h. */
 #include "common/jarena.h"
 
 #include <stdbool.h>
@@ -6,6 +8,8 @@
 #include <stdlib.h>
 
 #include <jansson.h>
+
+#include "common/arena.h"
 
 /* Every block starts with a 16-byte header (alignment stays at 16) that says
  * where it came from, so that free can tell. */
@@ -15,17 +19,12 @@
 
 /* A region keeps its first chunk between scopes when it is small, so that a
  * thread decoding page after page allocates nothing; a big one (a whole
- * manifest file's tree) goes back to the system. */
+ * manifest file's tree) goes back to the system. Chunks keep doubling: one
+ * file's tree may take hundreds of megabytes. */
 #define CHUNK_MIN  ((size_t)256 << 10)
 #define CHUNK_KEEP ((size_t)1 << 20)
 
-struct chunk {
-	struct chunk *next;
-	size_t cap, used;
-	_Alignas(16) unsigned char data[];
-};
-
-static _Thread_local struct chunk *t_head;
+static _Thread_local struct arena *t_region;
 static _Thread_local unsigned t_depth;
 
 static void *heap_alloc(size_t size)
@@ -45,22 +44,11 @@ void *jarena_malloc(size_t size)
 		return heap_alloc(size);
 	if (size > SIZE_MAX / 2)
 		return NULL;
-	size_t need = HDR + ((size + 15u) & ~(size_t)15u);
-	struct chunk *c = t_head;
-	if (!c || c->cap - c->used < need) {
-		size_t cap = c ? c->cap * 2 : CHUNK_MIN;
-		if (cap < need)
-			cap = need;
-		struct chunk *n = malloc(sizeof(*n) + cap);
-		if (!n)
-			return NULL;
-		n->cap = cap;
-		n->used = 0;
-		n->next = c;
-		t_head = c = n;
-	}
-	uint64_t *h = (uint64_t *)(void *)(c->data + c->used);
-	c->used += need;
+	if (!t_region && !(t_region = arena_new_sized(CHUNK_MIN, SIZE_MAX)))
+		return NULL;
+	uint64_t *h = arena_alloc_aligned(t_region, HDR + ((size + 15u) & ~(size_t)15u), 16);
+	if (!h)
+		return NULL;
 	h[0] = TAG_SCOPE;
 	return (unsigned char *)h + HDR;
 }
@@ -85,31 +73,16 @@ void jarena_begin(void)
 	t_depth++;
 }
 
-static void release(bool keep_small)
-{
-	struct chunk *c = t_head;
-	t_head = NULL;
-	while (c) {
-		struct chunk *next = c->next;
-		/* the first chunk allocated is the last in the list */
-		if (keep_small && !next && c->cap <= CHUNK_KEEP) {
-			c->used = 0;
-			t_head = c;
-		} else {
-			free(c);
-		}
-		c = next;
-	}
-}
-
 void jarena_end(void)
 {
-	if (t_depth && --t_depth == 0)
-		release(true);
+	if (t_depth && --t_depth == 0 && t_region)
+		arena_reset(t_region, CHUNK_KEEP);
 }
 
 void jarena_thread_release(void)
 {
-	if (!t_depth)
-		release(false);
+	if (!t_depth) {
+		arena_free(t_region);
+		t_region = NULL;
+	}
 }

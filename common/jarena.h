@@ -3,8 +3,10 @@
  * decoding a list page or a manifest file costs no malloc/free per node (they
  * were a fifth of loading 100 000 Services).
  *
- * Owns: the allocator functions handed to json_set_alloc_funcs, and the
- * per-thread regions.
+ * Owns: the allocator functions handed to json_set_alloc_funcs, the tag that
+ * tells a scoped block from a heap one, and one region per thread (a
+ * common/arena.h region: its chunks are that module's). Any thread may parse;
+ * each uses its own region.
  * Must never: be used for a JSON value that outlives its scope. A scope is
  * one function that parses, reads the tree into its own structures and
  * releases the tree before jarena_end. */

@@ -7,26 +7,27 @@
  * small overlay of what each changed, merged into a new base as it grows).
  * Build-only data lives in the builder and goes with zb_free; published nodes
  * hold their answers inline and their first label only.
+ * Must never: write to a node, answer or table an earlier build published
+ * (the snapshots still being read share them).
  * Internal to zones/: cluster.c and zonefile.c feed it, snapshot.c publishes
- * what it makes. Build-time code: allocation is fine here. */
+ * what it makes. Build-time code, on the control thread: allocation is fine
+ * here; only zb_lookup and zb_lookup_chaos run on the query path (any thread,
+ * no allocation, no lock). Nodes and answers live in common/arena.h regions.
+ *
+ * The builder's files: build.c (collecting names and RRsets), answers.c
+ * (zb_finish: every name's answers and published node), render.c and
+ * writer.c (one answer in wire form), tables.c and htab.c (the published
+ * tables, base and overlay), lookup.c (the query path); build.h, render.h,
+ * writer.h and tables.h are their internal headers. */
 #ifndef SVCDNS_BUILDER_H
 #define SVCDNS_BUILDER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/arena.h"
 #include "wire/wire.h"
 #include "zones/snapshot.h"
-
-/* A region: many small allocations freed in one go. */
-struct arena;
-struct arena *arena_new(void);
-void *arena_alloc(struct arena *a, size_t size); /* 8-byte aligned, zeroed */
-size_t arena_bytes(const struct arena *a);
-void arena_free(struct arena *a);
-/* Snapshots built incrementally share the arenas of older builds. */
-void arena_retain(struct arena *a);
-void arena_release(struct arena *a); /* frees on the last release */
 
 struct zb;
 struct zb_zone;

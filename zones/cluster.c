@@ -1,6 +1,6 @@
 /* The cluster zone: turns the model view into the records of the Kubernetes
  * DNS-Based Service Discovery specification (schema 1.1.0), the short form
- * `<svc>.<ns>.svc.`, the reverse zones and the CHAOS port-mapping view. */
+ * `<svc>.<ns>.svc.`, and the reverse zones. */
 #include "zones/cluster.h"
 
 #include <arpa/inet.h>
@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "wire/dname.h"
+#include "wire/wire.h"
 
 #define SCHEMA_VERSION "1.1.0"
 
@@ -35,8 +36,8 @@ static int prepend_str(uint8_t *out, const char *label, const uint8_t *suffix)
 	return prepend(out, label, strlen(label), suffix);
 }
 
-static int add_addr(struct zb *b, struct zb_zone *z, const uint8_t *owner,
-		    const struct net_addr *a, uint32_t ttl)
+static int add_addr(struct zb *b, struct zb_zone *z, const uint8_t *owner, const struct net_addr *a,
+		    uint32_t ttl)
 {
 	if (a->family == AF_INET)
 		return zb_rr_add(b, z, owner, DNS_T_A, ttl, a->bytes, 4);
@@ -120,14 +121,124 @@ static int srv_rdata(uint8_t *rd, uint16_t prio, uint16_t weight, uint16_t port,
 		     const uint8_t *target)
 {
 	size_t tl = dname_len(target);
-	rd[0] = (uint8_t)(prio >> 8);
-	rd[1] = (uint8_t)prio;
-	rd[2] = (uint8_t)(weight >> 8);
-	rd[3] = (uint8_t)weight;
-	rd[4] = (uint8_t)(port >> 8);
-	rd[5] = (uint8_t)port;
+	wire_wr16(rd, prio);
+	wire_wr16(rd + 2, weight);
+	wire_wr16(rd + 4, port);
 	memcpy(rd + 6, target, tl);
 	return (int)(6 + tl);
+}
+
+/* The SRV owner `_<port>._<proto>.<sname>` of a port; -EINVAL when the port
+ * has no name that can be a label. */
+static int port_srv_owner(uint8_t *out, const struct model_svc_port *p, const uint8_t *sname)
+{
+	uint8_t tmp[DNAME_MAX];
+	char plabel[DNAME_LABEL_MAX + 2];
+	if (!p->name || !p->name[0] || !valid_label(p->name))
+		return -EINVAL;
+	snprintf(plabel, sizeof(plabel), "_%s", p->name);
+	if (prepend_str(tmp, proto_label(p->proto), sname) < 0 || prepend_str(out, plabel, tmp) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* A ClusterIP Service: its addresses, their PTRs (rev4 != NULL), and one SRV
+ * per named port, at the port's name and at the Service's. */
+static int clusterip_records(struct zb *b, struct zb_zone *z, const uint8_t *sname,
+			     const struct model_service *s, uint32_t ttl, struct zb_zone *rev4,
+			     struct zb_zone *rev6)
+{
+	uint8_t name[DNAME_MAX], rd[DNAME_MAX + 8];
+	int ret;
+	for (size_t i = 0; i < s->n_cluster_ips; i++) {
+		if ((ret = add_addr(b, z, sname, &s->cluster_ips[i], ttl)) < 0)
+			return ret;
+		if (rev4 && reverse_name(&s->cluster_ips[i], name) > 0) {
+			struct zb_zone *rz = s->cluster_ips[i].family == AF_INET ? rev4 : rev6;
+			if ((ret = zb_rr_add(b, rz, name, DNS_T_PTR, ttl, sname,
+					     (uint16_t)dname_len(sname))) < 0)
+				return ret;
+		}
+	}
+	if (s->n_cluster_ips == 0)
+		return 0;
+	for (size_t i = 0; i < s->n_ports; i++) {
+		const struct model_svc_port *p = &s->ports[i];
+		if (port_srv_owner(name, p, sname) < 0)
+			continue;
+		int l = srv_rdata(rd, 0, 100, p->port, sname);
+		if ((ret = zb_rr_add(b, z, name, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0 ||
+		    (ret = zb_rr_add(b, z, sname, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* One published endpoint of a headless Service: its address at the Service's
+ * name and, in the full form only, at its own name `hname`, its PTR, and an
+ * SRV per named port with a target port. `weight`: its share. */
+static int endpoint_records(struct zb *b, struct zb_zone *z, const uint8_t *sname,
+			    const uint8_t *hname, const struct model_service *s,
+			    const struct view_endpoint *ep, uint32_t ttl, uint16_t weight,
+			    struct zb_zone *rev4, struct zb_zone *rev6, bool short_form)
+{
+	uint8_t name[DNAME_MAX], rd[DNAME_MAX + 8];
+	int ret;
+	if ((ret = add_addr(b, z, sname, &ep->addr, ttl)) < 0)
+		return ret;
+	if (short_form)
+		return 0;
+	if ((ret = add_addr(b, z, hname, &ep->addr, ttl)) < 0)
+		return ret;
+	if (rev4 && reverse_name(&ep->addr, name) > 0) {
+		struct zb_zone *rz = ep->addr.family == AF_INET ? rev4 : rev6;
+		if ((ret = zb_rr_add(b, rz, name, DNS_T_PTR, ttl, hname,
+				     (uint16_t)dname_len(hname))) < 0)
+			return ret;
+	}
+	for (size_t i = 0; i < s->n_ports; i++) {
+		const struct model_svc_port *p = &s->ports[i];
+		uint16_t port = ep->target_ports ? ep->target_ports[i] : 0;
+		if (!port || port_srv_owner(name, p, sname) < 0)
+			continue;
+		int l = srv_rdata(rd, 0, weight, port, hname);
+		if ((ret = zb_rr_add(b, z, name, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0 ||
+		    (ret = zb_rr_add(b, z, sname, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* A headless Service: the endpoints themselves, each under its hostname or,
+ * without one, its address with dashes. */
+static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *sname,
+			    const struct view_service *vs, uint32_t ttl, struct zb_zone *rev4,
+			    struct zb_zone *rev6, bool short_form)
+{
+	const struct model_service *s = vs->svc;
+	size_t n_pub = 0;
+	for (size_t e = 0; e < vs->n_eps; e++)
+		n_pub += published(s, &vs->eps[e]);
+	/* Equal shares of weight, as CoreDNS gives them. */
+	uint16_t weight = (uint16_t)(n_pub ? (100 / n_pub ? 100 / n_pub : 1) : 100);
+	for (size_t e = 0; e < vs->n_eps; e++) {
+		const struct view_endpoint *ep = &vs->eps[e];
+		if (!published(s, ep))
+			continue;
+		char host[64];
+		if (ep->hostname && valid_label(ep->hostname))
+			snprintf(host, sizeof(host), "%s", ep->hostname);
+		else
+			dashed_addr(&ep->addr, host, sizeof(host));
+		uint8_t hname[DNAME_MAX];
+		if (prepend_str(hname, host, sname) < 0)
+			continue;
+		int ret = endpoint_records(b, z, sname, hname, s, ep, ttl, weight, rev4, rev6,
+					   short_form);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
 }
 
 /* Records of one Service under `svc_suffix` (the wire name `svc.<zone>` or
@@ -140,9 +251,7 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 			   struct zb_zone *rev6, bool short_form)
 {
 	const struct model_service *s = vs->svc;
-	uint8_t nsname[DNAME_MAX], sname[DNAME_MAX], name[DNAME_MAX], rd[DNAME_MAX + 8];
-	uint8_t tmp[DNAME_MAX];
-	int ret;
+	uint8_t nsname[DNAME_MAX], sname[DNAME_MAX], rd[DNAME_MAX + 8];
 
 	if (prepend_str(nsname, s->ns, svc_suffix) < 0 || prepend_str(sname, s->name, nsname) < 0) {
 		log_warn("Service %s/%s: name too long for DNS; not served", s->ns, s->name);
@@ -159,307 +268,9 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 		}
 		return zb_rr_add(b, z, sname, DNS_T_CNAME, ttl, rd, (uint16_t)l);
 	}
-
-	if (!s->headless) {
-		for (size_t i = 0; i < s->n_cluster_ips; i++) {
-			if ((ret = add_addr(b, z, sname, &s->cluster_ips[i], ttl)) < 0)
-				return ret;
-			if (rev4 && reverse_name(&s->cluster_ips[i], name) > 0) {
-				struct zb_zone *rz =
-				    s->cluster_ips[i].family == AF_INET ? rev4 : rev6;
-				if ((ret = zb_rr_add(b, rz, name, DNS_T_PTR, ttl, sname,
-						     (uint16_t)dname_len(sname))) < 0)
-					return ret;
-			}
-		}
-		if (s->n_cluster_ips == 0)
-			return 0;
-		for (size_t i = 0; i < s->n_ports; i++) {
-			const struct model_svc_port *p = &s->ports[i];
-			if (!p->name || !p->name[0] || !valid_label(p->name))
-				continue;
-			char plabel[DNAME_LABEL_MAX + 2];
-			snprintf(plabel, sizeof(plabel), "_%s", p->name);
-			if (prepend_str(tmp, proto_label(p->proto), sname) < 0 ||
-			    prepend_str(name, plabel, tmp) < 0)
-				continue;
-			int l = srv_rdata(rd, 0, 100, p->port, sname);
-			if ((ret = zb_rr_add(b, z, name, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0 ||
-			    (ret = zb_rr_add(b, z, sname, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0)
-				return ret;
-		}
-		return 0;
-	}
-
-	/* Headless: the endpoints themselves. */
-	size_t n_pub = 0;
-	for (size_t e = 0; e < vs->n_eps; e++)
-		n_pub += published(s, &vs->eps[e]);
-	for (size_t e = 0; e < vs->n_eps; e++) {
-		const struct view_endpoint *ep = &vs->eps[e];
-		if (!published(s, ep))
-			continue;
-		char host[64];
-		if (ep->hostname && valid_label(ep->hostname))
-			snprintf(host, sizeof(host), "%s", ep->hostname);
-		else
-			dashed_addr(&ep->addr, host, sizeof(host));
-		uint8_t hname[DNAME_MAX];
-		if (prepend_str(hname, host, sname) < 0)
-			continue;
-		if ((ret = add_addr(b, z, sname, &ep->addr, ttl)) < 0)
-			return ret;
-		if (short_form)
-			continue;
-		if ((ret = add_addr(b, z, hname, &ep->addr, ttl)) < 0)
-			return ret;
-		if (rev4 && reverse_name(&ep->addr, name) > 0) {
-			struct zb_zone *rz = ep->addr.family == AF_INET ? rev4 : rev6;
-			if ((ret = zb_rr_add(b, rz, name, DNS_T_PTR, ttl, hname,
-					     (uint16_t)dname_len(hname))) < 0)
-				return ret;
-		}
-		for (size_t i = 0; i < s->n_ports; i++) {
-			const struct model_svc_port *p = &s->ports[i];
-			uint16_t port = ep->target_ports ? ep->target_ports[i] : 0;
-			if (!port || !p->name || !p->name[0] || !valid_label(p->name))
-				continue;
-			char plabel[DNAME_LABEL_MAX + 2];
-			snprintf(plabel, sizeof(plabel), "_%s", p->name);
-			if (prepend_str(tmp, proto_label(p->proto), sname) < 0 ||
-			    prepend_str(name, plabel, tmp) < 0)
-				continue;
-			/* Equal shares of weight, as CoreDNS gives them. */
-			uint16_t weight = (uint16_t)(n_pub ? (100 / n_pub ? 100 / n_pub : 1) : 100);
-			int l = srv_rdata(rd, 0, weight, port, hname);
-			if ((ret = zb_rr_add(b, z, name, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0 ||
-			    (ret = zb_rr_add(b, z, sname, DNS_T_SRV, ttl, rd, (uint16_t)l)) < 0)
-				return ret;
-		}
-	}
-	return 0;
-}
-
-/* ---- CHAOS: the port mapping as `dig CH TXT` shows it ----------------------
- * Rendered when asked, from the snapshot's view: it is a debugging aid, and
- * prerendering it cost a quarter of the snapshot (26 MB at 100k Services). */
-
-/* Writes TXT records (owner: a pointer to the question, class CH, TTL 0) with
- * no allocation; text longer than 255 bytes goes on in the next
- * character-string of the same record. */
-struct txtw {
-	uint8_t *out;
-	size_t cap, len;
-	size_t rr;    /* offset of the current record */
-	size_t piece; /* offset of the current character-string's length byte */
-	bool full;
-};
-
-static void txt_raw(struct txtw *w, const void *p, size_t n)
-{
-	if (w->full || w->len + n > w->cap) {
-		w->full = true;
-		return;
-	}
-	memcpy(w->out + w->len, p, n);
-	w->len += n;
-}
-
-static void txt_begin(struct txtw *w)
-{
-	static const uint8_t head[12] = {0xC0, 0x0C, 0, DNS_T_TXT, 0, DNS_C_CH, 0, 0, 0, 0, 0, 0};
-	w->rr = w->len;
-	txt_raw(w, head, sizeof(head));
-	w->piece = w->len;
-	txt_raw(w, "", 1);
-}
-
-static void txt_put(struct txtw *w, const char *p, size_t n)
-{
-	while (n && !w->full) {
-		size_t have = w->len - w->piece - 1;
-		if (have == 255) {
-			w->out[w->piece] = 255;
-			w->piece = w->len;
-			txt_raw(w, "", 1);
-			continue;
-		}
-		size_t k = 255 - have < n ? 255 - have : n;
-		txt_raw(w, p, k);
-		p += k;
-		n -= k;
-	}
-}
-
-static void txt_puts(struct txtw *w, const char *s)
-{
-	txt_put(w, s, strlen(s));
-}
-
-static void txt_putu(struct txtw *w, size_t v)
-{
-	char d[24];
-	size_t i = sizeof(d);
-	do
-		d[--i] = (char)('0' + v % 10);
-	while ((v /= 10));
-	txt_put(w, d + i, sizeof(d) - i);
-}
-
-static void txt_end(struct txtw *w)
-{
-	if (w->full)
-		return;
-	w->out[w->piece] = (uint8_t)(w->len - w->piece - 1);
-	size_t rdlen = w->len - w->rr - 12;
-	if (rdlen > 0xFFFF) {
-		w->full = true;
-		return;
-	}
-	w->out[w->rr + 10] = (uint8_t)(rdlen >> 8);
-	w->out[w->rr + 11] = (uint8_t)rdlen;
-}
-
-/* An endpoint as ` addr:port` (IPv6 in brackets). */
-static void txt_endpoint(struct txtw *w, const struct net_addr *a, uint16_t port)
-{
-	txt_put(w, " ", 1);
-	if (a->family == AF_INET) {
-		for (int i = 0; i < 4; i++) {
-			if (i)
-				txt_put(w, ".", 1);
-			txt_putu(w, a->bytes[i]);
-		}
-	} else {
-		char addr[INET6_ADDRSTRLEN];
-		net_addr_format(a, addr, sizeof(addr));
-		txt_put(w, "[", 1);
-		txt_puts(w, addr);
-		txt_put(w, "]", 1);
-	}
-	txt_put(w, ":", 1);
-	txt_putu(w, port);
-}
-
-/* One record per port: `name port/proto -> target nodePort=N endpoints=R/T
- * ready: a:p ... not-ready: a:p ...`. */
-static void port_view_records(struct txtw *w, const struct view_service *vs, uint16_t *n_rr)
-{
-	const struct model_service *s = vs->svc;
-	if (s->type == SVC_EXTERNAL_NAME || s->n_ports == 0) {
-		txt_begin(w);
-		if (s->type == SVC_EXTERNAL_NAME) {
-			txt_puts(w, "externalName -> ");
-			txt_puts(w, s->external_name ? s->external_name : "-");
-		} else {
-			txt_puts(w, s->headless ? "no ports (headless)" : "no ports");
-		}
-		txt_end(w);
-		*n_rr += !w->full;
-		return;
-	}
-	for (size_t i = 0; i < s->n_ports && !w->full; i++) {
-		const struct model_svc_port *p = &s->ports[i];
-		size_t total = 0, ready = 0;
-		for (size_t e = 0; e < vs->n_eps; e++)
-			if (vs->eps[e].target_ports && vs->eps[e].target_ports[i]) {
-				total++;
-				ready += vs->eps[e].ready;
-			}
-		txt_begin(w);
-		txt_puts(w, p->name && p->name[0] ? p->name : "-");
-		txt_put(w, " ", 1);
-		txt_putu(w, p->port);
-		txt_put(w, "/", 1);
-		txt_puts(w, model_proto_name(p->proto));
-		txt_put(w, " -> ", 4);
-		if (p->target_name)
-			txt_put(w, p->target_name, strnlen(p->target_name, 31));
-		else
-			txt_putu(w, p->target_num ? p->target_num : p->port);
-		txt_puts(w, " nodePort=");
-		if (p->node_port)
-			txt_putu(w, p->node_port);
-		else
-			txt_put(w, "-", 1);
-		txt_puts(w, " endpoints=");
-		txt_putu(w, ready);
-		txt_put(w, "/", 1);
-		txt_putu(w, total);
-		for (int want = 1; want >= 0; want--) {
-			bool first = true;
-			for (size_t e = 0; e < vs->n_eps; e++) {
-				const struct view_endpoint *ep = &vs->eps[e];
-				if (!ep->target_ports || !ep->target_ports[i] ||
-				    ep->ready != (bool)want)
-					continue;
-				if (first)
-					txt_puts(w, want ? " ready:" : " not-ready:");
-				first = false;
-				txt_endpoint(w, &ep->addr, ep->target_ports[i]);
-			}
-		}
-		txt_end(w);
-		*n_rr += !w->full;
-	}
-}
-
-/* A label against a C string, in the order the view is sorted in (strcmp). */
-static int label_cmp(const uint8_t *a, size_t al, const char *b)
-{
-	size_t bl = strlen(b);
-	int c = memcmp(a, b, al < bl ? al : bl);
-	return c ? c : (al > bl) - (al < bl);
-}
-
-size_t zone_port_view(const struct snapshot *s, const uint8_t *key, size_t keylen, uint8_t *out,
-		      size_t cap, uint16_t *n_rr, bool *cut)
-{
-	*n_rr = 0;
-	*cut = false;
-	const struct model_view *v = s->view;
-	if (!v || !s->cfg || keylen < 1)
-		return 0;
-	/* <svc>.<ns>.svc.<zone> or the short form <svc>.<ns>.svc */
-	const uint8_t *name, *ns;
-	size_t l1, l2, off = dname_service_labels(key, keylen, &name, &l1, &ns, &l2);
-	if (!off)
-		return 0;
-	const uint8_t *rest = key + off;
-	size_t rest_len = keylen - off;
-	if (rest_len != 1) {
-		uint8_t zone[DNAME_MAX];
-		int zl = dname_from_text(s->cfg->zone, zone, sizeof(zone));
-		if (zl <= 0 || (size_t)zl != rest_len || memcmp(rest, zone, rest_len) != 0)
-			return 0;
-	}
-	size_t lo = 0, hi = v->n_svcs;
-	const struct view_service *vs = NULL;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct model_service *m = v->svcs[mid].svc;
-		int c = label_cmp(ns, l2, m->ns);
-		if (!c)
-			c = label_cmp(name, l1, m->name);
-		if (!c) {
-			vs = &v->svcs[mid];
-			break;
-		}
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	if (!vs)
-		return 0;
-	struct txtw w = {.out = out, .cap = cap};
-	port_view_records(&w, vs, n_rr);
-	if (w.full) {
-		*cut = true;
-		*n_rr = 0;
-		return 0;
-	}
-	return w.len;
+	if (!s->headless)
+		return clusterip_records(b, z, sname, s, ttl, rev4, rev6);
+	return headless_records(b, z, sname, vs, ttl, rev4, rev6, short_form);
 }
 
 static int soa_rdata(uint8_t *rd, const uint8_t *mname, const uint8_t *rname, uint32_t serial,
@@ -470,13 +281,8 @@ static int soa_rdata(uint8_t *rd, const uint8_t *mname, const uint8_t *rname, ui
 	memcpy(rd + l1, rname, l2);
 	uint32_t v[5] = {serial, 7200, 1800, 86400, minimum};
 	uint8_t *p = rd + l1 + l2;
-	for (int i = 0; i < 5; i++) {
-		p[0] = (uint8_t)(v[i] >> 24);
-		p[1] = (uint8_t)(v[i] >> 16);
-		p[2] = (uint8_t)(v[i] >> 8);
-		p[3] = (uint8_t)v[i];
-		p += 4;
-	}
+	for (int i = 0; i < 5; i++, p += 4)
+		wire_wr32(p, v[i]);
 	return (int)(l1 + l2 + 20);
 }
 

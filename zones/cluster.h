@@ -1,7 +1,9 @@
 /* The cluster zone's records, from the model view (internal to zones/).
  *
  * Owns: which names and records the Kubernetes DNS specification asks for,
- * the short form `<svc>.<ns>.svc.`, reverse zones and the CHAOS port view.
+ * the short form `<svc>.<ns>.svc.`, reverse zones and the CHAOS identity
+ * names (the CHAOS port view is zones/portview.c, rendered at query time).
+ * Called from the control thread only (snapshot builds and zone transfers).
  * Must never: render wire data itself (the builder does) or touch the model. */
 #ifndef SVCDNS_CLUSTER_H
 #define SVCDNS_CLUSTER_H

@@ -10,6 +10,7 @@
 #include "zones/builder.h"
 #include "zones/cluster.h"
 #include "wire/dname.h"
+#include "wire/wire.h"
 #include "zones/zonefile.h"
 
 /* ---- journal ------------------------------------------------------------- */
@@ -112,8 +113,8 @@ int xfr_diff_collect(struct xfr_diff *d, struct zb *scratch, bool added)
 struct packer {
 	uint8_t *buf; /* TCP-framed messages */
 	size_t len, cap;
-	size_t msg;      /* offset of the current message's length prefix */
-	uint16_t count;  /* answer records in the current message */
+	size_t msg;	/* offset of the current message's length prefix */
+	uint16_t count; /* answer records in the current message */
 	const uint8_t *req;
 	size_t qend;
 	bool first;
@@ -136,18 +137,12 @@ static int grow(struct packer *p, size_t need)
 	return 0;
 }
 
-static void put16(uint8_t *b, uint16_t v)
-{
-	b[0] = (uint8_t)(v >> 8);
-	b[1] = (uint8_t)v;
-}
-
 static void msg_close(struct packer *p)
 {
 	if (p->msg == (size_t)-1)
 		return;
-	put16(p->buf + p->msg, (uint16_t)(p->len - p->msg - 2));
-	put16(p->buf + p->msg + 2 + 6, p->count);
+	wire_wr16(p->buf + p->msg, (uint16_t)(p->len - p->msg - 2));
+	wire_hdr_set_count(p->buf + p->msg + 2, WIRE_AN, p->count);
 	p->msg = (size_t)-1;
 }
 
@@ -155,20 +150,19 @@ static int msg_open(struct packer *p)
 {
 	/* The first message echoes the question; later ones carry none, as
 	 * RFC 5936 section 2.2.1 allows. */
-	size_t qlen = p->first ? p->qend - 12 : 0;
-	if (grow(p, 2 + 12 + qlen) < 0)
+	size_t qlen = p->first ? p->qend - WIRE_HDR_LEN : 0;
+	if (grow(p, 2 + WIRE_HDR_LEN + qlen) < 0)
 		return -ENOMEM;
 	p->msg = p->len;
 	uint8_t *h = p->buf + p->len + 2;
-	memcpy(h, p->req, 2); /* ID */
-	h[2] = (uint8_t)(0x80 | 0x04 | (p->req[2] & 0x01)); /* QR AA RD */
-	h[3] = 0;
-	put16(h + 4, p->first ? 1 : 0);
-	put16(h + 6, 0);
-	put16(h + 8, 0);
-	put16(h + 10, 0);
-	memcpy(h + 12, p->req + 12, qlen);
-	p->len += 2 + 12 + qlen;
+	memset(h, 0, WIRE_HDR_LEN);
+	wire_hdr_set_id(h, wire_hdr_id(p->req));
+	wire_hdr_set(h, WIRE_QR, true);
+	wire_hdr_set(h, WIRE_AA, true);
+	wire_hdr_set(h, WIRE_RD, wire_hdr_has(p->req, WIRE_RD));
+	wire_hdr_set_count(h, WIRE_QD, p->first ? 1 : 0);
+	memcpy(h + WIRE_HDR_LEN, p->req + WIRE_HDR_LEN, qlen);
+	p->len += 2 + WIRE_HDR_LEN + qlen;
 	p->count = 0;
 	p->first = false;
 	return 0;
@@ -189,11 +183,10 @@ static int add_rr(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
 	uint8_t *o = p->buf + p->len;
 	memcpy(o, owner, olen);
 	o += olen;
-	put16(o, type);
-	put16(o + 2, DNS_C_IN);
-	put16(o + 4, (uint16_t)(ttl >> 16));
-	put16(o + 6, (uint16_t)ttl);
-	put16(o + 8, rdlen);
+	wire_wr16(o, type);
+	wire_wr16(o + 2, DNS_C_IN);
+	wire_wr32(o + 4, ttl);
+	wire_wr16(o + 8, rdlen);
 	memcpy(o + 10, rdata, rdlen);
 	p->len += rr;
 	p->count++;
@@ -204,13 +197,13 @@ static int add_rr(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
 /* The client's serial from the SOA in an IXFR's authority section. */
 static int ixfr_serial(const uint8_t *req, size_t len, size_t qend, uint32_t *serial)
 {
-	if (req[8] == 0 && req[9] == 0)
+	if (wire_hdr_count(req, WIRE_NS) == 0)
 		return -EBADMSG;
 	int o = dname_skip(req, len, qend);
 	if (o < 0 || (size_t)o + 10 > len)
 		return -EBADMSG;
-	uint16_t type = (uint16_t)(req[o] << 8 | req[o + 1]);
-	uint16_t rdlen = (uint16_t)(req[o + 8] << 8 | req[o + 9]);
+	uint16_t type = wire_rd16(req + o);
+	uint16_t rdlen = wire_rd16(req + o + 8);
 	size_t rd = (size_t)o + 10;
 	if (type != DNS_T_SOA || rd + rdlen > len)
 		return -EBADMSG;
@@ -220,8 +213,7 @@ static int ixfr_serial(const uint8_t *req, size_t len, size_t qend, uint32_t *se
 	int r = dname_skip(req, rd + rdlen, (size_t)m);
 	if (r < 0 || (size_t)r + 4 > rd + rdlen)
 		return -EBADMSG;
-	const uint8_t *sp = req + r;
-	*serial = (uint32_t)sp[0] << 24 | (uint32_t)sp[1] << 16 | (uint32_t)sp[2] << 8 | sp[3];
+	*serial = wire_rd32(req + r);
 	return 0;
 }
 
@@ -229,8 +221,7 @@ static uint32_t soa_serial_of(const uint8_t *rdata)
 {
 	size_t l1 = dname_len(rdata);
 	size_t l2 = dname_len(rdata + l1);
-	const uint8_t *sp = rdata + l1 + l2;
-	return (uint32_t)sp[0] << 24 | (uint32_t)sp[1] << 16 | (uint32_t)sp[2] << 8 | sp[3];
+	return wire_rd32(rdata + l1 + l2);
 }
 
 /* Keeps the SOA aside so that it can close the transfer, and remembers its
@@ -280,11 +271,7 @@ static int add_soa_serial(struct packer *p, const struct soa_keep *k, uint32_t s
 	memcpy(rd, k->rdata, k->rdlen);
 	size_t l1 = dname_len(rd);
 	size_t l2 = dname_len(rd + l1);
-	uint8_t *sp = rd + l1 + l2;
-	sp[0] = (uint8_t)(serial >> 24);
-	sp[1] = (uint8_t)(serial >> 16);
-	sp[2] = (uint8_t)(serial >> 8);
-	sp[3] = (uint8_t)serial;
+	wire_wr32(rd + l1 + l2, serial);
 	return add_rr(p, k->owner, DNS_T_SOA, k->ttl, rd, k->rdlen);
 }
 
@@ -344,8 +331,8 @@ size_t xfr_dynamic_zones(const struct snapshot_config *cfg, uint8_t names[][255]
 	return n;
 }
 
-int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t qend,
-	       uint8_t **out, size_t *out_len)
+int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t qend, uint8_t **out,
+	       size_t *out_len)
 {
 	uint8_t apex[DNAME_MAX];
 	struct packer p = {.msg = (size_t)-1, .req = req, .qend = qend, .first = true};
@@ -354,9 +341,9 @@ int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t 
 	struct zb *b = NULL;
 	int ret = -ENOENT;
 
-	if (!s->cfg || !s->view || dname_read_question(req, len, 12, apex) < 0)
+	if (!s->cfg || !s->view || dname_read_question(req, len, WIRE_HDR_LEN, apex) < 0)
 		return -ENOENT;
-	uint16_t qtype = (uint16_t)(req[qend - 4] << 8 | req[qend - 3]);
+	uint16_t qtype = wire_rd16(req + qend - 4);
 
 	/* The records are regenerated from the data the snapshot was built from:
 	 * the snapshot itself holds rendered answers, not records. */
