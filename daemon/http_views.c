@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "daemon/pipeline.h"
 #include "discovery/kube.h"
 #include "discovery/model.h"
 #include "resolver/cache.h"
@@ -85,6 +86,13 @@ static void src_snapshot(struct metrics_out *o, void *arg)
 		       "Time to build a snapshot from the model, view included.");
 	metrics_histogram(o, "svcdns_snapshot_build_duration_seconds", views_build_bounds,
 			  VIEWS_N_BUILD, st->build_hist, st->build_sum, NULL);
+	metrics_family(o, "svcdns_pipeline_failures_total", "counter",
+		       "Runs of the pipeline from the model to a published snapshot that failed, "
+		       "by stage; the previous snapshot kept being served.");
+	for (int k = 0; k < PIPELINE_N_STAGES; k++)
+		metrics_sample(o, "svcdns_pipeline_failures_total",
+			       (double)pipeline_failures(st->pipeline, (enum pipeline_stage)k),
+			       "stage", pipeline_stage_name((enum pipeline_stage)k), NULL);
 	metrics_family(o, "svcdns_data_change_to_serve_seconds", "histogram",
 		       "Time from the data source reporting a change to the snapshot holding it "
 		       "being served.");

@@ -842,6 +842,7 @@ int lifecycle_start(struct lifecycle *lc, const struct lifecycle_hooks *h)
 	lc->st.kube = h->kube;
 	lc->st.fwd = h->fwd;
 	lc->st.proxy = h->proxy;
+	lc->st.pipeline = h->pipeline;
 	/* The configuration in force, to tell what a reload changes. */
 	ret = merged_argv(&argc, &argv, &tokens, &n_tokens, err, sizeof(err));
 	if (ret == 0)

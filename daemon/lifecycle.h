@@ -8,7 +8,7 @@
  * the order of shutdown, what a reload may change (log level, query log, TTL,
  * zone files, freshness and lameduck settings) and the snapshot settings in
  * force after a reload.
- * Must never: answer queries or build snapshots itself; it asks main.c
+ * Must never: answer queries or build snapshots itself; it asks daemon.c
  * (hooks) to rebuild and to stop. Everything runs on the control loop. */
 #ifndef SVCDNS_LIFECYCLE_H
 #define SVCDNS_LIFECYCLE_H
@@ -79,8 +79,9 @@ int lifecycle_option(struct lifecycle_options *o, int code, const char *arg);
 struct kube_source;
 struct forwarder;
 struct proxy;
+struct pipeline;
 
-/* What the lifecycle works with, filled by main.c. */
+/* What the lifecycle works with, filled by daemon.c. */
 struct lifecycle_hooks {
 	uv_loop_t *loop;
 	const struct option *opts; /* the program's getopt table, to read a reload */
@@ -88,6 +89,7 @@ struct lifecycle_hooks {
 	struct kube_source *kube;   /* or NULL: a manifest directory, always fresh */
 	struct forwarder *fwd;	    /* or NULL */
 	struct proxy *proxy;	    /* or NULL */
+	struct pipeline *pipeline;  /* its failure counters are metrics */
 	void (*rebuild)(void *arg); /* build and publish a snapshot soon */
 	void (*stop)(void *arg);    /* stop everything; calls lifecycle_stop */
 	void *arg;
@@ -114,7 +116,7 @@ void lifecycle_stop(struct lifecycle *lc);
 /* After the loop ended and snapshot_shutdown(). */
 void lifecycle_free(struct lifecycle *lc);
 
-/* ---- main.c's snapshot builds ------------------------------------------------ */
+/* ---- the pipeline's snapshot builds ------------------------------------------------ */
 
 /* The settings to build with: the first ones until a reload changes them.
  * A snapshot built with other settings than its predecessor must be built
