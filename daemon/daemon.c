@@ -159,6 +159,7 @@ static int setup(struct app *app)
 	o->fwd.cluster_cidrs[0] = o->service_cidr;
 	o->fwd.cluster_cidrs[1] = o->pod_cidr;
 	o->fwd.n_cluster_cidrs = 2;
+	o->fwd.prefetch = !o->no_prefetch;
 	if (forward_new(&o->fwd, o->listen, o->n_listen, o->threads, &app->fwd) < 0)
 		return -1;
 	gethostname(app->hostname, sizeof(app->hostname) - 1);
@@ -260,7 +261,7 @@ static int start_serving(struct app *app)
 	uv_timer_start(&app->reclaim, on_reclaim, 100, 100);
 	struct lifecycle_hooks lh = {
 	    .loop = app->loop,
-	    .opts = options_getopt_table(),
+	    .opts = o,
 	    .server = app->server,
 	    .kube = app->kube,
 	    .fwd = app->fwd,
@@ -317,7 +318,7 @@ int daemon_run(struct svcdns_options *o)
 	log_set_level((enum log_level)o->log_level);
 	if (load_zones(&app) < 0)
 		goto out;
-	if (o->lc.check_only) {
+	if (o->check_config) {
 		/* What a reload runs before applying anything (daemon/lifecycle.h). */
 		printf("svcdns: configuration OK\n");
 		ret = 0;

@@ -1,6 +1,8 @@
-/* svcdns: the program. Reads the options, then hands them to the daemon,
- * which runs until SIGTERM or SIGINT (daemon/daemon.h). */
-#include <stdlib.h>
+/* svcdns: the program. Reads the options (daemon/options.h), does what an
+ * action asks for, or hands them to the daemon, which runs until SIGTERM or
+ * SIGINT (daemon/daemon.h). */
+#include <errno.h>
+#include <stdio.h>
 
 #include "common/jarena.h"
 #include "common/shash.h"
@@ -9,20 +11,37 @@
 
 int main(int argc, char **argv)
 {
-	static struct svcdns_options o;
+	struct svcdns_options *o = NULL;
+	char err[1024];
 	/* Before any JSON value exists: jansson allocates through it from now on. */
 	jarena_install();
 	if (shash_init() < 0) /* before any table hashes what clients send */
 		return 1;
-	switch (options_parse(argc, argv, &o)) {
-	case OPTIONS_EXIT_OK:
-		return 0;
-	case OPTIONS_USAGE:
-		return 2;
+	int ret = options_load(argc, argv, &o, err, sizeof(err));
+	if (ret < 0) {
+		/* One line: what is wrong, and where (a file's name and line). */
+		fprintf(stderr, "svcdns: %s%s\n", err,
+			ret == -ENOMEM ? "" : " (see svcdns --help)");
+		return ret == -ENOMEM ? 1 : 2;
+	}
+	switch (o->action) {
+	case OPTIONS_HELP:
+		options_print_help(stdout);
+		break;
+	case OPTIONS_VERSION:
+		printf("svcdns %s\n", SVCDNS_VERSION);
+		break;
+	case OPTIONS_MAN:
+		options_print_man(stdout);
+		break;
+	case OPTIONS_FLAGS_MARKDOWN:
+		options_print_markdown(stdout);
+		break;
 	case OPTIONS_RUN:
+		ret = daemon_run(o);
 		break;
 	}
-	int ret = daemon_run(&o);
+	options_free(o);
 	jarena_thread_release();
 	return ret;
 }
