@@ -244,8 +244,26 @@ static int start_serving(struct app *app)
 	    .n_allow_transfer = o->n_allow_transfer,
 	    .metrics = lifecycle_metrics(app->lc),
 	};
-	if (dns_server_start(&dcfg, &app->server) < 0)
+	struct lifecycle_hooks lh = {
+	    .loop = app->loop,
+	    .opts = o,
+	    .kube = app->kube,
+	    .fwd = app->fwd,
+	    .proxy = app->proxy,
+	    .pipeline = app->pipeline,
+	    .rebuild = on_changed,
+	    .stop = app_stop,
+	    .arg = app,
+	};
+	/* The HTTP endpoint first: whoever sees DNS answer can reach /ready and
+	 * /metrics (which says not ready until the listeners are open). */
+	if (lifecycle_start(app->lc, &lh) < 0)
 		return -1;
+	if (dns_server_start(&dcfg, &app->server) < 0) {
+		lifecycle_stop(app->lc);
+		return -1;
+	}
+	lifecycle_set_server(app->lc, app->server);
 	if (o->n_notify &&
 	    dns_notifier_start(app->loop, o->notify, o->n_notify, &app->notifier) < 0)
 		log_error("notify: cannot start; secondaries refresh on their own timer");
@@ -259,23 +277,6 @@ static int start_serving(struct app *app)
 	uv_timer_init(app->loop, &app->reclaim);
 	app->reclaim.data = app;
 	uv_timer_start(&app->reclaim, on_reclaim, 100, 100);
-	struct lifecycle_hooks lh = {
-	    .loop = app->loop,
-	    .opts = o,
-	    .server = app->server,
-	    .kube = app->kube,
-	    .fwd = app->fwd,
-	    .proxy = app->proxy,
-	    .pipeline = app->pipeline,
-	    .rebuild = on_changed,
-	    .stop = app_stop,
-	    .arg = app,
-	};
-	if (lifecycle_start(app->lc, &lh) < 0) {
-		app_stop(app);
-		app->exit_code = 1;
-		return 0;
-	}
 	log_info("svcdns %s serving zone %s from %s%s%s", SVCDNS_VERSION, o->zone,
 		 o->manifests ? o->manifests : "", o->manifests && o->use_api ? " and " : "",
 		 o->use_api ? "the Kubernetes API" : "");

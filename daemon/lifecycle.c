@@ -694,6 +694,11 @@ int lifecycle_start(struct lifecycle *lc, const struct lifecycle_hooks *h)
 	return 0;
 }
 
+void lifecycle_set_server(struct lifecycle *lc, struct dns_server *server)
+{
+	lc->h.server = server;
+}
+
 static void finish(struct lifecycle *lc)
 {
 	if (lc->stopping)

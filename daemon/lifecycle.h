@@ -64,9 +64,12 @@ int lifecycle_new(const struct lifecycle_options *o, const struct snapshot_confi
 		  const struct dns_listen *listen, size_t n_listen, struct lifecycle **out);
 /* The per-worker counters' registry, for dns_server_config. */
 struct metrics *lifecycle_metrics(struct lifecycle *lc);
-/* After the DNS server started: HTTP endpoint, timers, SIGHUP, --config
- * watch. Returns 0 or a negative errno (the HTTP address cannot be bound). */
+/* Before the DNS server starts: HTTP endpoint, timers, SIGHUP, --config
+ * watch. Returns 0 or a negative errno (the HTTP address cannot be bound).
+ * Until lifecycle_set_server, /ready says the listeners are not open. */
 int lifecycle_start(struct lifecycle *lc, const struct lifecycle_hooks *h);
+/* The DNS server, once it started (its drain is part of the shutdown). */
+void lifecycle_set_server(struct lifecycle *lc, struct dns_server *server);
 
 /* SIGTERM/SIGINT: /ready fails at once; after lameduck (SIGTERM with --http)
  * the DNS server drains, then hooks.stop runs. A second signal stops at once. */
