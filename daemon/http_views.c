@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "daemon/pipeline.h"
 #include "discovery/kube.h"
 #include "discovery/model.h"
 #include "resolver/cache.h"
@@ -86,6 +87,13 @@ static void src_snapshot(struct metrics_out *o, void *arg)
 		       "Time to build a snapshot from the model, view included.");
 	metrics_histogram(o, "svcdns_snapshot_build_duration_seconds", views_build_bounds,
 			  VIEWS_N_BUILD, st->build_hist, st->build_sum, NULL);
+	metrics_family(o, "svcdns_pipeline_failures_total", "counter",
+		       "Runs of the pipeline from the model to a published snapshot that failed, "
+		       "by stage; the previous snapshot kept being served.");
+	for (int k = 0; k < PIPELINE_N_STAGES; k++)
+		metrics_sample(o, "svcdns_pipeline_failures_total",
+			       (double)pipeline_failures(st->pipeline, (enum pipeline_stage)k),
+			       "stage", pipeline_stage_name((enum pipeline_stage)k), NULL);
 	metrics_family(o, "svcdns_data_change_to_serve_seconds", "histogram",
 		       "Time from the data source reporting a change to the snapshot holding it "
 		       "being served.");
@@ -202,126 +210,93 @@ static void src_kube(struct metrics_out *o, void *arg)
 
 /* ---- the forwarder and its cache ------------------------------------------- */
 
-static void src_forward(struct metrics_out *o, void *arg)
+/* Per upstream: queries, failures, health, rcodes, durations. */
+static void upstream_metrics(struct metrics_out *o, struct upstream_set *set, bool compat)
 {
-	const struct views_state *st = arg;
-	if (!st->fwd)
+	size_t n = set->n;
+	struct upstream_stats *us = calloc(n, sizeof(*us));
+	if (!us)
 		return;
-	bool compat = metrics_out_compat(o);
-	struct forward_stats fs;
-	forward_stats_get(st->fwd, &fs);
-	counter(o, "svcdns_forward_queries_total",
-		"Client queries that needed an answer from upstream.", (double)fs.forwarded);
-	counter(o, "svcdns_forward_coalesced_total",
-		"Forwarded queries that joined an identical one in flight.", (double)fs.coalesced);
-	counter(o, "svcdns_forward_max_concurrent_rejects_total",
-		"Queries refused because --max-concurrent were in flight.", (double)fs.rejected);
-	counter(o, "svcdns_forward_all_down_total",
-		"Queries answered SERVFAIL at once because every upstream was down.",
-		(double)fs.servfail_down);
-	counter(o, "svcdns_forward_recursion_refused_total",
-		"Queries refused because the client is outside --allow-recursion.",
-		(double)fs.recursion_refused);
-	gauge(o, "svcdns_forward_in_flight", "Upstream queries in flight.", (double)fs.in_flight);
-	if (compat)
-		counter(o, "coredns_forward_max_concurrent_rejects_total",
-			"Counter of the number of queries rejected because the concurrent queries "
-			"were at maximum.",
-			(double)fs.rejected);
-
-	struct upstream_set *set = forward_upstreams(st->fwd);
-	if (set && set->n) {
-		size_t n = set->n;
-		struct upstream_stats *us = calloc(n, sizeof(*us));
-		if (!us)
-			return;
+	for (size_t i = 0; i < n; i++)
+		upstream_stats_get(set, i, &us[i]);
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} per[] = {
+	    {"svcdns_forward_requests_total", "Queries sent to each upstream (UDP and TCP).",
+	     offsetof(struct upstream_stats, requests)},
+	    {"svcdns_forward_tcp_requests_total", "Queries sent to each upstream over TCP.",
+	     offsetof(struct upstream_stats, tcp_requests)},
+	    {"svcdns_forward_timeouts_total", "Upstream queries that got no answer in time.",
+	     offsetof(struct upstream_stats, timeouts)},
+	    {"svcdns_forward_network_errors_total", "Upstream queries refused, unreachable or cut.",
+	     offsetof(struct upstream_stats, net_errors)},
+	    {"svcdns_forward_dropped_total",
+	     "Upstream answers dropped: wrong ID, question or source.",
+	     offsetof(struct upstream_stats, dropped)},
+	    {"svcdns_forward_healthcheck_failures_total",
+	     "Health probes of a down upstream that got no answer.",
+	     offsetof(struct upstream_stats, health_failures)},
+	};
+	for (size_t k = 0; k < sizeof(per) / sizeof(per[0]); k++) {
+		metrics_family(o, per[k].name, "counter", per[k].help);
 		for (size_t i = 0; i < n; i++)
-			upstream_stats_get(set, i, &us[i]);
-		static const struct {
-			const char *name, *help;
-			size_t off;
-		} per[] = {
-		    {"svcdns_forward_requests_total",
-		     "Queries sent to each upstream (UDP and TCP).",
-		     offsetof(struct upstream_stats, requests)},
-		    {"svcdns_forward_tcp_requests_total", "Queries sent to each upstream over TCP.",
-		     offsetof(struct upstream_stats, tcp_requests)},
-		    {"svcdns_forward_timeouts_total",
-		     "Upstream queries that got no answer in time.",
-		     offsetof(struct upstream_stats, timeouts)},
-		    {"svcdns_forward_network_errors_total",
-		     "Upstream queries refused, unreachable or cut.",
-		     offsetof(struct upstream_stats, net_errors)},
-		    {"svcdns_forward_dropped_total",
-		     "Upstream answers dropped: wrong ID, question or source.",
-		     offsetof(struct upstream_stats, dropped)},
-		    {"svcdns_forward_healthcheck_failures_total",
-		     "Health probes of a down upstream that got no answer.",
-		     offsetof(struct upstream_stats, health_failures)},
-		};
-		for (size_t k = 0; k < sizeof(per) / sizeof(per[0]); k++) {
-			metrics_family(o, per[k].name, "counter", per[k].help);
-			for (size_t i = 0; i < n; i++)
-				metrics_sample(
-				    o, per[k].name,
-				    (double)*(const uint64_t *)((const char *)&us[i] + per[k].off),
-				    "to", set->ups[i].text, NULL);
-		}
-		metrics_family(o, "svcdns_forward_upstream_healthy", "gauge",
-			       "1 when the upstream is used, 0 while it is down or looped back.");
-		for (size_t i = 0; i < n; i++)
-			metrics_sample(o, "svcdns_forward_upstream_healthy",
-				       us[i].down || us[i].looped ? 0 : 1, "to", set->ups[i].text,
-				       NULL);
-		for (int c = 0; c < 2; c++) {
-			const char *name = c ? "coredns_forward_responses_total"
-					     : "svcdns_forward_responses_total";
-			if (c && !compat)
-				break;
-			metrics_family(o, name, "counter",
-				       "Upstream answers, by upstream and rcode.");
-			for (size_t i = 0; i < n; i++)
-				for (unsigned r = 0; r < 16; r++)
-					if (us[i].rcodes[r])
-						metrics_sample(o, name, (double)us[i].rcodes[r],
-							       "to", set->ups[i].text, "rcode",
-							       metrics_rcode_name(r), NULL);
-		}
-		double bounds[UPSTREAM_DUR_BUCKETS];
-		for (size_t b = 0; b < UPSTREAM_DUR_BUCKETS; b++)
-			bounds[b] = upstream_dur_bounds_ms[b] / 1000.0;
-		for (int c = 0; c < 2; c++) {
-			const char *name = c ? "coredns_forward_request_duration_seconds"
-					     : "svcdns_forward_request_duration_seconds";
-			if (c && !compat)
-				break;
-			metrics_family(o, name, "histogram",
-				       "Time an upstream took to answer, by upstream.");
-			for (size_t i = 0; i < n; i++)
-				metrics_histogram(o, name, bounds, UPSTREAM_DUR_BUCKETS,
-						  us[i].dur_buckets, (double)us[i].dur_us_sum / 1e6,
-						  "to", set->ups[i].text, NULL);
-		}
-		if (compat) {
-			metrics_family(o, "coredns_forward_requests_total", "counter",
-				       "Counter of requests made per upstream.");
-			for (size_t i = 0; i < n; i++)
-				metrics_sample(o, "coredns_forward_requests_total",
-					       (double)us[i].requests, "to", set->ups[i].text,
-					       NULL);
-			metrics_family(o, "coredns_forward_healthcheck_failures_total", "counter",
-				       "Counter of the number of failed healthchecks.");
-			for (size_t i = 0; i < n; i++)
-				metrics_sample(o, "coredns_forward_healthcheck_failures_total",
-					       (double)us[i].health_failures, "to",
-					       set->ups[i].text, NULL);
-		}
-		free(us);
+			metrics_sample(
+			    o, per[k].name,
+			    (double)*(const uint64_t *)((const char *)&us[i] + per[k].off), "to",
+			    set->ups[i].text, NULL);
 	}
+	metrics_family(o, "svcdns_forward_upstream_healthy", "gauge",
+		       "1 when the upstream is used, 0 while it is down or looped back.");
+	for (size_t i = 0; i < n; i++)
+		metrics_sample(o, "svcdns_forward_upstream_healthy",
+			       us[i].down || us[i].looped ? 0 : 1, "to", set->ups[i].text, NULL);
+	for (int c = 0; c < 2; c++) {
+		const char *name =
+		    c ? "coredns_forward_responses_total" : "svcdns_forward_responses_total";
+		if (c && !compat)
+			break;
+		metrics_family(o, name, "counter", "Upstream answers, by upstream and rcode.");
+		for (size_t i = 0; i < n; i++)
+			for (unsigned r = 0; r < 16; r++)
+				if (us[i].rcodes[r])
+					metrics_sample(o, name, (double)us[i].rcodes[r], "to",
+						       set->ups[i].text, "rcode",
+						       metrics_rcode_name(r), NULL);
+	}
+	double bounds[UPSTREAM_DUR_BUCKETS];
+	for (size_t b = 0; b < UPSTREAM_DUR_BUCKETS; b++)
+		bounds[b] = upstream_dur_bounds_ms[b] / 1000.0;
+	for (int c = 0; c < 2; c++) {
+		const char *name = c ? "coredns_forward_request_duration_seconds"
+				     : "svcdns_forward_request_duration_seconds";
+		if (c && !compat)
+			break;
+		metrics_family(o, name, "histogram",
+			       "Time an upstream took to answer, by upstream.");
+		for (size_t i = 0; i < n; i++)
+			metrics_histogram(o, name, bounds, UPSTREAM_DUR_BUCKETS, us[i].dur_buckets,
+					  (double)us[i].dur_us_sum / 1e6, "to", set->ups[i].text,
+					  NULL);
+	}
+	if (compat) {
+		metrics_family(o, "coredns_forward_requests_total", "counter",
+			       "Counter of requests made per upstream.");
+		for (size_t i = 0; i < n; i++)
+			metrics_sample(o, "coredns_forward_requests_total", (double)us[i].requests,
+				       "to", set->ups[i].text, NULL);
+		metrics_family(o, "coredns_forward_healthcheck_failures_total", "counter",
+			       "Counter of the number of failed healthchecks.");
+		for (size_t i = 0; i < n; i++)
+			metrics_sample(o, "coredns_forward_healthcheck_failures_total",
+				       (double)us[i].health_failures, "to", set->ups[i].text, NULL);
+	}
+	free(us);
+}
 
-	struct cache *c = forward_cache(st->fwd);
-	if (!c)
-		return;
+/* The forwarder's cache. */
+static void cache_metrics(struct metrics_out *o, struct cache *c, bool compat)
+{
 	struct cache_stats cs;
 	cache_stats_get(c, &cs);
 	gauge(o, "svcdns_cache_entries", "Answers in the forwarder's cache.", (double)cs.entries);
@@ -362,6 +337,41 @@ static void src_forward(struct metrics_out *o, void *arg)
 		       "The number of requests served from stale cache entries.");
 	metrics_sample(o, "coredns_cache_served_stale_total", (double)cs.stale_served, "server",
 		       srv, NULL);
+}
+
+static void src_forward(struct metrics_out *o, void *arg)
+{
+	const struct views_state *st = arg;
+	if (!st->fwd)
+		return;
+	bool compat = metrics_out_compat(o);
+	struct forward_stats fs;
+	forward_stats_get(st->fwd, &fs);
+	counter(o, "svcdns_forward_queries_total",
+		"Client queries that needed an answer from upstream.", (double)fs.forwarded);
+	counter(o, "svcdns_forward_coalesced_total",
+		"Forwarded queries that joined an identical one in flight.", (double)fs.coalesced);
+	counter(o, "svcdns_forward_max_concurrent_rejects_total",
+		"Queries refused because --max-concurrent were in flight.", (double)fs.rejected);
+	counter(o, "svcdns_forward_all_down_total",
+		"Queries answered SERVFAIL at once because every upstream was down.",
+		(double)fs.servfail_down);
+	counter(o, "svcdns_forward_recursion_refused_total",
+		"Queries refused because the client is outside --allow-recursion.",
+		(double)fs.recursion_refused);
+	gauge(o, "svcdns_forward_in_flight", "Upstream queries in flight.", (double)fs.in_flight);
+	if (compat)
+		counter(o, "coredns_forward_max_concurrent_rejects_total",
+			"Counter of the number of queries rejected because the concurrent queries "
+			"were at maximum.",
+			(double)fs.rejected);
+
+	struct upstream_set *set = forward_upstreams(st->fwd);
+	if (set && set->n)
+		upstream_metrics(o, set, compat);
+	struct cache *c = forward_cache(st->fwd);
+	if (c)
+		cache_metrics(o, c, compat);
 }
 
 /* ---- the datapath ---------------------------------------------------------- */

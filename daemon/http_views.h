@@ -20,6 +20,7 @@ struct kube_source;
 struct forwarder;
 struct proxy;
 struct dns_limits;
+struct pipeline;
 
 /* Upper bounds (seconds) of the snapshot build and data-change-to-served
  * histograms. */
@@ -27,10 +28,11 @@ struct dns_limits;
 
 /* Kept by the lifecycle on the control thread, read at a scrape. */
 struct views_state {
-	struct kube_source *kube; /* or NULL */
-	struct forwarder *fwd;	  /* or NULL */
-	struct proxy *proxy;	  /* or NULL */
-	uint64_t builds[2];	  /* full, incremental */
+	struct kube_source *kube;  /* or NULL */
+	struct forwarder *fwd;	   /* or NULL */
+	struct proxy *proxy;	   /* or NULL */
+	struct pipeline *pipeline; /* or NULL */
+	uint64_t builds[2];	   /* full, incremental */
 	uint64_t build_hist[VIEWS_N_BUILD + 1];
 	double build_sum;
 	uint64_t serve_hist[VIEWS_N_BUILD + 1]; /* data change -> snapshot published */

@@ -4,9 +4,11 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/http.h"
@@ -14,8 +16,8 @@
 #include "common/metrics.h"
 #include "common/metrics_qlog.h"
 #include "discovery/kube.h"
-#include "daemon/config.h"
 #include "daemon/http_views.h"
+#include "daemon/options.h"
 #include "dns/lifecycle_freshness.h"
 #include "zones/zonefile.h"
 
@@ -48,8 +50,10 @@ struct lifecycle {
 	struct http_server *http;
 	uv_timer_t tick, qlog, shutdown;
 	uv_signal_t sighup;
-	uv_fs_poll_t cfg_poll;
+	uv_timer_t cfg_poll;
 	bool cfg_polling;
+	struct stat cfg_st; /* the config file as last seen; cfg_seen: it existed */
+	bool cfg_seen, cfg_missing_told;
 	bool shutting_down, stopping;
 	uint64_t start_ns;
 	uint64_t drain_deadline;
@@ -57,8 +61,8 @@ struct lifecycle {
 	bool was_ready;
 	bool was_stale;
 	char last_reason[160];
-	/* The configuration in force: options of the last good command line. */
-	struct config_set applied;
+	/* The options of the last reload applied (owned); NULL: h.opts. */
+	struct svcdns_options *applied;
 	/* A --check-config child in flight. */
 	uv_process_t check;
 	uv_pipe_t check_err;
@@ -71,96 +75,6 @@ struct lifecycle {
 	char reload_why[64];
 	char argv0[256]; /* how getopt names the program in its messages */
 };
-
-/* ---- options ------------------------------------------------------------------ */
-
-void lifecycle_options_init(struct lifecycle_options *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->stale_after_s = 60;
-	o->lameduck_ms = 5000;
-}
-
-/* "5s", "500ms", "2m", "3" (seconds) to milliseconds. */
-static int parse_duration_ms(const char *s, unsigned long max_ms, unsigned long *out)
-{
-	char *end;
-	errno = 0;
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	double v = strtod(s, &end);
-	if (errno || end == s)
-		return -EINVAL;
-	double ms;
-	if (*end == '\0' || strcmp(end, "s") == 0)
-		ms = v * 1000;
-	else if (strcmp(end, "ms") == 0)
-		ms = v;
-	else if (strcmp(end, "m") == 0)
-		ms = v * 60000;
-	else
-		return -EINVAL;
-	if (ms < 0 || ms > (double)max_ms)
-		return -EINVAL;
-	*out = (unsigned long)(ms + 0.5);
-	return 0;
-}
-
-int lifecycle_option(struct lifecycle_options *o, int code, const char *arg)
-{
-	unsigned long v;
-	switch (code) {
-	case LC_OPT_HTTP:
-		if (http_listen_check(arg) < 0) {
-			fprintf(stderr, "svcdns: --http %s: expected ADDR:PORT or [ADDR]:PORT\n",
-				arg);
-			return -EINVAL;
-		}
-		o->http = arg;
-		return 0;
-	case LC_OPT_METRICS_COMPAT:
-		if (strcmp(arg, "coredns") == 0 || strcmp(arg, "none") == 0) {
-			o->compat = strcmp(arg, "coredns") == 0;
-			return 0;
-		}
-		fprintf(stderr, "svcdns: --metrics-compat %s: expected coredns or none\n", arg);
-		return -EINVAL;
-	case LC_OPT_STALE_AFTER:
-	case LC_OPT_UNREADY_AFTER:
-		if (parse_duration_ms(arg, 86400000ul, &v) < 0 || v % 1000 ||
-		    (code == LC_OPT_STALE_AFTER && v == 0)) {
-			fprintf(stderr, "svcdns: %s %s: expected whole seconds%s\n",
-				code == LC_OPT_STALE_AFTER ? "--stale-after" : "--unready-after",
-				arg, code == LC_OPT_STALE_AFTER ? " above 0" : " (0: off)");
-			return -EINVAL;
-		}
-		if (code == LC_OPT_STALE_AFTER)
-			o->stale_after_s = (unsigned)(v / 1000);
-		else
-			o->unready_after_s = (unsigned)(v / 1000);
-		return 0;
-	case LC_OPT_LAMEDUCK:
-		if (parse_duration_ms(arg, 600000ul, &v) < 0) {
-			fprintf(stderr,
-				"svcdns: --lameduck %s: expected a duration like 5s or 500ms "
-				"(at most 10m)\n",
-				arg);
-			return -EINVAL;
-		}
-		o->lameduck_ms = (unsigned)v;
-		return 0;
-	case LC_OPT_CONFIG:
-		return 0; /* read before getopt (config_merge_argv) */
-	case LC_OPT_CHECK_CONFIG:
-		o->check_only = true;
-		return 0;
-	case LC_OPT_LOG_QUERIES:
-		o->log_queries = true;
-		return 0;
-	default:
-		return -EINVAL;
-	}
-}
 
 /* ---- setup --------------------------------------------------------------------- */
 
@@ -423,65 +337,13 @@ static void retire_settings(struct lifecycle *lc)
 
 /* ---- reload ---------------------------------------------------------------------- */
 
-static const char *const reloadable[] = {
-    "log-level",     "log-queries", "ttl",    "zone-file",	"stale-after",
-    "unready-after", "lameduck",    "config", "metrics-compat", "check-config",
-};
-
-static bool is_reloadable(const char *name)
-{
-	for (size_t i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++)
-		if (strcmp(reloadable[i], name) == 0)
-			return true;
-	return false;
-}
-
-/* argv[0], the file's options, then the original command line. */
-static int merged_argv(int *argc, char ***argv, char ***tokens, int *n_tokens, char *err,
-		       size_t errlen)
-{
-	int oac;
-	char *const *oav;
-	config_original_argv(&oac, &oav);
-	*tokens = NULL;
-	*n_tokens = 0;
-	if (config_path()) {
-		int ret = config_read_file(config_path(), tokens, n_tokens, err, errlen);
-		if (ret < 0)
-			return ret;
-	}
-	char **av = calloc((size_t)oac + (size_t)*n_tokens + 1, sizeof(*av));
-	if (!av) {
-		config_tokens_free(*tokens, *n_tokens);
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	av[0] = oav[0];
-	if (*n_tokens)
-		memcpy(av + 1, *tokens, (size_t)*n_tokens * sizeof(*av));
-	memcpy(av + 1 + *n_tokens, oav + 1, (size_t)(oac - 1) * sizeof(*av));
-	*argc = oac + *n_tokens;
-	*argv = av;
-	return 0;
-}
-
-/* The value in force of an option given once: the last one ("" for a flag). */
-static const char *last_value(const struct config_set *s, const char *name)
-{
-	const char *last = NULL;
-	for (size_t i = 0; i < s->n; i++)
-		if (strcmp(s->e[i].name, name) == 0)
-			last = s->e[i].value ? s->e[i].value : "";
-	return last;
-}
-
 /* Loads the zone files a configuration names into a new settings block.
  * Returns 0, or a negative errno after zonefile_load logged why. */
-static int load_settings(struct lifecycle *lc, const struct config_set *set, uint32_t ttl,
+static int load_settings(struct lifecycle *lc, const struct svcdns_options *no, uint32_t ttl,
 			 struct settings **out, char *err, size_t errlen)
 {
-	const char *files[MAX_ZONES];
-	size_t n = config_values(set, "zone-file", files, MAX_ZONES);
+	const char *const *files = no->zone_files;
+	size_t n = no->n_zone_files;
 	struct settings *st = calloc(1, sizeof(*st));
 	if (!st || n > MAX_ZONES) {
 		free(st);
@@ -520,94 +382,75 @@ static int load_settings(struct lifecycle *lc, const struct config_set *set, uin
 	return 0;
 }
 
-/* Applies a configuration that --check-config accepted. */
-static int apply(struct lifecycle *lc, char *err, size_t errlen)
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* What a reload changed, for its log line. */
+struct changes {
+	char text[512];
+	size_t len;
+};
+
+static void changed(struct changes *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void changed(struct changes *c, const char *fmt, ...)
 {
-	int argc = 0, n_tokens = 0, ret;
-	char **argv = NULL, **tokens = NULL;
-	struct config_set set = {0};
-	struct settings *st = NULL;
-	char changed[512] = "", restart[512] = "";
-	size_t cl = 0, rl = 0;
+	va_list ap;
+	va_start(ap, fmt);
+	if (c->len < sizeof(c->text))
+		c->len += (size_t)vsnprintf(c->text + c->len, sizeof(c->text) - c->len, fmt, ap);
+	va_end(ap);
+}
 
-	if ((ret = merged_argv(&argc, &argv, &tokens, &n_tokens, err, errlen)) < 0)
-		goto out;
-	if ((ret = config_collect(lc->h.opts, argc, argv, &set, err, errlen)) < 0)
-		goto out;
-
-	/* Every value first, so that a bad one changes nothing. */
-	const char *v = last_value(&set, "log-level");
-	int level = log_level_parse(v ? v : "info");
-	struct lifecycle_options no;
-	lifecycle_options_init(&no);
-	no.http = lc->o.http;
-	unsigned long ttl = 5;
-	if ((v = last_value(&set, "ttl"))) {
-		char *end;
-		ttl = strtoul(v, &end, 10);
-		if (*end || *v == '\0' || ttl > 2147483647ul)
-			level = -1;
-	}
-	static const struct {
-		const char *name;
-		int code;
-	} own[] = {{"metrics-compat", LC_OPT_METRICS_COMPAT},
-		   {"stale-after", LC_OPT_STALE_AFTER},
-		   {"unready-after", LC_OPT_UNREADY_AFTER},
-		   {"lameduck", LC_OPT_LAMEDUCK},
-		   {"log-queries", LC_OPT_LOG_QUERIES}};
-	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
-		if ((v = last_value(&set, own[i].name)) &&
-		    lifecycle_option(&no, own[i].code, v) < 0) {
-			ret = -EINVAL;
-			snprintf(err, errlen, "--%s %s: bad value", own[i].name, v);
-			goto out;
-		}
-	if (level < 0) {
-		ret = -EINVAL;
-		snprintf(err, errlen, "--log-level or --ttl: bad value");
-		goto out;
-	}
-	const struct snapshot_config *cur = lifecycle_snapshot_config(lc, lc->first);
-	bool zones_named = config_values(&set, "zone-file", NULL, 0) > 0 || cur->n_static_zones > 0;
-	if ((uint32_t)ttl != cur->ttl || zones_named) {
-		if ((ret = load_settings(lc, &set, (uint32_t)ttl, &st, err, errlen)) < 0)
-			goto out;
-	}
-
-	/* Everything is valid: apply. */
-	if (level != (int)log_get_level()) {
-		v = last_value(&set, "log-level");
-		cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl, " log-level=%s",
-				       v ? v : "info");
-	}
-	log_set_level((enum log_level)level);
-	if (no.log_queries != lc->o.log_queries) {
-		cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl, " log-queries=%s",
-				       no.log_queries ? "on" : "off");
-		metrics_qlog_set(lc->metrics, no.log_queries);
-		if (no.log_queries)
+/* The options the table marks reloadable that live in the lifecycle. */
+static void apply_lifecycle(struct lifecycle *lc, const struct svcdns_options *no,
+			    struct changes *c)
+{
+	struct lifecycle_options lo = no->lc;
+	lo.http = lc->o.http; /* not reloadable: the endpoint stays */
+	if (no->log_level != (int)log_get_level())
+		changed(c, " log-level=%s", level_names[no->log_level & 3]);
+	log_set_level((enum log_level)no->log_level);
+	if (lo.log_queries != lc->o.log_queries) {
+		changed(c, " log-queries=%s", lo.log_queries ? "on" : "off");
+		metrics_qlog_set(lc->metrics, lo.log_queries);
+		if (lo.log_queries)
 			uv_timer_start(&lc->qlog, on_qlog, QLOG_DRAIN_MS, QLOG_DRAIN_MS);
 		else
 			uv_timer_stop(&lc->qlog);
 	}
-	if (no.compat != lc->o.compat)
-		cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl, " metrics-compat=%s",
-				       no.compat ? "coredns" : "none");
-	metrics_set_compat(lc->metrics, no.compat);
-	if (no.stale_after_s != lc->o.stale_after_s ||
-	    no.unready_after_s != lc->o.unready_after_s || no.lameduck_ms != lc->o.lameduck_ms)
-		cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl,
-				       " stale-after=%us unready-after=%us lameduck=%ums",
-				       no.stale_after_s, no.unready_after_s, no.lameduck_ms);
-	no.check_only = false;
-	lc->o = no;
+	if (lo.compat != lc->o.compat)
+		changed(c, " metrics-compat=%s", lo.compat ? "coredns" : "none");
+	metrics_set_compat(lc->metrics, lo.compat);
+	if (lo.stale_after_s != lc->o.stale_after_s ||
+	    lo.unready_after_s != lc->o.unready_after_s || lo.lameduck_ms != lc->o.lameduck_ms)
+		changed(c, " stale-after=%us unready-after=%us lameduck=%ums", lo.stale_after_s,
+			lo.unready_after_s, lo.lameduck_ms);
+	lc->o = lo;
+}
+
+/* Applies a configuration that --check-config accepted: the options the
+ * table marks reloadable take effect, a change to any other is named. */
+static int apply(struct lifecycle *lc, char *err, size_t errlen)
+{
+	struct svcdns_options *no = NULL;
+	struct settings *st = NULL;
+	struct changes c = {.len = 0};
+	char restart[512];
+	int ret;
+
+	/* Read exactly as at a start; every value is valid before any applies. */
+	if ((ret = options_load(lc->h.opts->argc, lc->h.opts->argv, &no, err, errlen)) < 0)
+		goto out;
+	const struct snapshot_config *cur = lifecycle_snapshot_config(lc, lc->first);
+	if (no->ttl != cur->ttl || no->n_zone_files > 0 || cur->n_static_zones > 0) {
+		if ((ret = load_settings(lc, no, no->ttl, &st, err, errlen)) < 0)
+			goto out;
+	}
+	apply_lifecycle(lc, no, &c);
 	if (st) {
-		if ((uint32_t)ttl != cur->ttl)
-			cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl, " ttl=%lu", ttl);
+		if (no->ttl != cur->ttl)
+			changed(&c, " ttl=%u", no->ttl);
 		if (st->n_zones || cur->n_static_zones)
-			cl += (size_t)snprintf(changed + cl, sizeof(changed) - cl,
-					       " zone-files=%zu(re-read)", st->n_zones);
+			changed(&c, " zone-files=%zu(re-read)", st->n_zones);
 		zone_labels(lc->metrics, &st->cfg);
 		if (lc->cur && lc->n_retired < MAX_RETIRED)
 			lc->retired[lc->n_retired++] = lc->cur;
@@ -618,34 +461,22 @@ static int apply(struct lifecycle *lc, char *err, size_t errlen)
 		st = NULL;
 		lc->h.rebuild(lc->h.arg);
 	}
-	/* What only a restart can change. */
-	const struct config_set *old = &lc->applied;
-	for (int pass = 0; pass < 2; pass++) {
-		const struct config_set *s = pass ? old : &set;
-		for (size_t i = 0; i < s->n; i++) {
-			const char *name = s->e[i].name;
-			if (is_reloadable(name) || config_same(old, &set, name) ||
-			    strstr(restart, name))
-				continue;
-			rl += (size_t)snprintf(restart + rl, sizeof(restart) - rl, " --%s", name);
-		}
-	}
-	config_set_free(&lc->applied);
-	lc->applied = set;
-	set = (struct config_set){0};
-	if (cl == 0 && rl == 0)
+	size_t n_restart = options_restart_needed(lc->applied ? lc->applied : lc->h.opts, no,
+						  restart, sizeof(restart));
+	options_free(lc->applied);
+	lc->applied = no;
+	no = NULL;
+	if (c.len == 0 && n_restart == 0)
 		log_info("reload (%s): nothing changed", lc->reload_why);
 	else
-		log_info("reload (%s): applied%s", lc->reload_why, cl ? changed : " nothing");
-	if (rl)
+		log_info("reload (%s): applied%s", lc->reload_why, c.len ? c.text : " nothing");
+	if (n_restart)
 		log_warn("reload (%s): these options changed but take effect only at a restart:%s",
 			 lc->reload_why, restart);
 	ret = 0;
 out:
 	settings_free(st);
-	config_set_free(&set);
-	free(argv);
-	config_tokens_free(tokens, n_tokens);
+	options_free(no);
 	return ret;
 }
 
@@ -759,8 +590,8 @@ static void on_check_timeout(uv_timer_t *t)
  * changing anything. Only then is what can change applied here. */
 static void reload_start(struct lifecycle *lc, const char *why)
 {
-	int oac;
-	char *const *oav;
+	int oac = lc->h.opts->argc;
+	char *const *oav = lc->h.opts->argv;
 	if (lc->shutting_down)
 		return;
 	if (lc->checking) {
@@ -769,7 +600,6 @@ static void reload_start(struct lifecycle *lc, const char *why)
 	}
 	snprintf(lc->reload_why, sizeof(lc->reload_why), "%s", why);
 	log_info("reload (%s): checking the configuration", why);
-	config_original_argv(&oac, &oav);
 	snprintf(lc->argv0, sizeof(lc->argv0), "%s", oav[0]);
 	char **args = calloc((size_t)oac + 2, sizeof(*args));
 	if (!args) {
@@ -818,16 +648,36 @@ static void on_sighup(uv_signal_t *h, int signum)
 	reload_start(h->data, "SIGHUP");
 }
 
-static void on_cfg_change(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *cur)
+/* The config file's identity and times: a rewrite in place changes mtime or
+ * size, an atomic replace the inode. */
+static bool cfg_same(const struct stat *a, const struct stat *b)
 {
-	struct lifecycle *lc = h->data;
-	(void)prev;
-	(void)cur;
-	if (status < 0) {
-		log_warn("config %s: %s; the running configuration stays", config_path(),
-			 uv_strerror(status));
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Compared with what was seen at start, taken before the listeners open:
+ * uv_fs_poll takes its first look later, from the thread pool, so a change
+ * written right after svcdns first answered could go unnoticed. A stat of one
+ * local file a second is nothing on the loop thread. */
+static void on_cfg_poll(uv_timer_t *t)
+{
+	struct lifecycle *lc = t->data;
+	struct stat st;
+	if (stat(lc->h.opts->config, &st) < 0) {
+		if (!lc->cfg_missing_told)
+			log_warn("config %s: %s; the running configuration stays",
+				 lc->h.opts->config, strerror(errno));
+		lc->cfg_missing_told = true;
+		lc->cfg_seen = false;
 		return;
 	}
+	lc->cfg_missing_told = false;
+	if (lc->cfg_seen && cfg_same(&st, &lc->cfg_st))
+		return;
+	lc->cfg_st = st;
+	lc->cfg_seen = true;
 	reload_start(lc, "config file changed");
 }
 
@@ -835,23 +685,12 @@ static void on_cfg_change(uv_fs_poll_t *h, int status, const uv_stat_t *prev, co
 
 int lifecycle_start(struct lifecycle *lc, const struct lifecycle_hooks *h)
 {
-	char err[512];
-	int argc = 0, n_tokens = 0, ret;
-	char **argv = NULL, **tokens = NULL;
+	int ret;
 	lc->h = *h;
 	lc->st.kube = h->kube;
 	lc->st.fwd = h->fwd;
 	lc->st.proxy = h->proxy;
-	/* The configuration in force, to tell what a reload changes. */
-	ret = merged_argv(&argc, &argv, &tokens, &n_tokens, err, sizeof(err));
-	if (ret == 0)
-		ret = config_collect(h->opts, argc, argv, &lc->applied, err, sizeof(err));
-	free(argv);
-	config_tokens_free(tokens, n_tokens);
-	if (ret < 0) {
-		log_error("config: %s", err);
-		return ret;
-	}
+	lc->st.pipeline = h->pipeline;
 	if (lc->o.http) {
 		struct http_config hc = {.listen = lc->o.http, .handler = on_http, .arg = lc};
 		if ((ret = http_start(h->loop, &hc, &lc->http)) < 0)
@@ -868,14 +707,20 @@ int lifecycle_start(struct lifecycle *lc, const struct lifecycle_hooks *h)
 	if (lc->o.log_queries)
 		uv_timer_start(&lc->qlog, on_qlog, QLOG_DRAIN_MS, QLOG_DRAIN_MS);
 	uv_signal_start(&lc->sighup, on_sighup, SIGHUP);
-	if (config_path()) {
-		uv_fs_poll_init(h->loop, &lc->cfg_poll);
+	if (h->opts->config) {
+		uv_timer_init(h->loop, &lc->cfg_poll);
 		lc->cfg_poll.data = lc;
-		uv_fs_poll_start(&lc->cfg_poll, on_cfg_change, config_path(), CONFIG_POLL_MS);
+		lc->cfg_seen = stat(h->opts->config, &lc->cfg_st) == 0;
+		uv_timer_start(&lc->cfg_poll, on_cfg_poll, CONFIG_POLL_MS, CONFIG_POLL_MS);
 		lc->cfg_polling = true;
 	}
 	lc->started = true;
 	return 0;
+}
+
+void lifecycle_set_server(struct lifecycle *lc, struct dns_server *server)
+{
+	lc->h.server = server;
 }
 
 static void finish(struct lifecycle *lc)
@@ -969,7 +814,7 @@ void lifecycle_free(struct lifecycle *lc)
 	for (size_t i = 0; i < lc->n_retired; i++)
 		settings_free(lc->retired[i]);
 	settings_free(lc->cur);
-	config_set_free(&lc->applied);
+	options_free(lc->applied);
 	metrics_free(lc->metrics);
 	free(lc);
 }

@@ -1,5 +1,5 @@
-/* Options of the DNS listeners' limits, and the counting and telling of every
- * time one is hit: counters per worker (one writer each, so a hit costs a
+/* The counting and telling of every time one of the DNS listeners' limits is
+ * hit: counters per worker (one writer each, so a hit costs a
  * load and a store), one log line per limit per DNS_LIMITS_LOG_MS at most.
  * See limits.h. */
 #include "dns/limits.h"
@@ -47,47 +47,6 @@ static const enum log_level levels[DNS_LIMIT_COUNT] = {
     [DNS_LIMIT_UDP_SOURCE] = LOG_WARN,	 [DNS_LIMIT_RRL_DROP] = LOG_INFO,
     [DNS_LIMIT_RRL_SLIP] = LOG_INFO,
 };
-
-void limits_options_init(struct limits_options *o)
-{
-	*o = (struct limits_options){.tcp_max_lifetime_ms = 120000, .rrl = 0, .rrl_slip = 2};
-}
-
-static int parse_num(const char *s, unsigned long max, unsigned *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || *s == '\0' || *end || s[0] == '-' || v > max)
-		return -EINVAL;
-	*out = (unsigned)v;
-	return 0;
-}
-
-int limits_option(struct limits_options *o, int code, const char *arg)
-{
-	switch (code) {
-	case LIMITS_OPT_TCP_MAX_LIFETIME:
-		if (parse_num(arg, 86400000ul, &o->tcp_max_lifetime_ms) == 0)
-			return 0;
-		fprintf(stderr, "svcdns: --tcp-max-lifetime %s: expected milliseconds (0: never)\n",
-			arg);
-		return -EINVAL;
-	case LIMITS_OPT_RRL:
-		if (parse_num(arg, LIMITS_RRL_MAX, &o->rrl) == 0)
-			return 0;
-		fprintf(stderr, "svcdns: --rrl %s: expected answers per second, 0..%u (0: off)\n",
-			arg, LIMITS_RRL_MAX);
-		return -EINVAL;
-	case LIMITS_OPT_RRL_SLIP:
-		if (parse_num(arg, 100, &o->rrl_slip) == 0)
-			return 0;
-		fprintf(stderr, "svcdns: --rrl-slip %s: expected 0..100\n", arg);
-		return -EINVAL;
-	default:
-		return -EINVAL;
-	}
-}
 
 int dns_limits_new(unsigned n_workers, const struct dns_limits_config *cfg, struct dns_limits **out)
 {

@@ -1,10 +1,11 @@
 /* The limits that keep one client from taking svcdns away from the others:
- * their options, a counter of every time one was hit, and log lines about
+ * their values, a counter of every time one was hit, and log lines about
  * them that cannot themselves flood the log.
  *
- * Owns: --tcp-max-lifetime, --rrl and --rrl-slip (--tcp-max-conns and
- * --tcp-idle-timeout are older and stay in main.c, their values come in
- * struct dns_limits_config), the per-worker hit counters with their getters,
+ * Owns: struct limits_options, the values of --tcp-max-lifetime, --rrl and
+ * --rrl-slip (the program's option table, daemon/options.c, declares and
+ * parses every flag; --tcp-max-conns and --tcp-idle-timeout come in struct
+ * dns_limits_config), the per-worker hit counters with their getters,
  * and the log: at most one line per limit per DNS_LIMITS_LOG_MS, carrying the
  * count since the previous line.
  * Must never: allocate, lock or block when a limit is hit (a worker calls it
@@ -12,7 +13,6 @@
 #ifndef SVCDNS_LIMITS_H
 #define SVCDNS_LIMITS_H
 
-#include <getopt.h>
 #include <stdint.h>
 
 enum dns_limit {
@@ -29,30 +29,6 @@ enum dns_limit {
 /* At most one log line per limit per this long. */
 #define DNS_LIMITS_LOG_MS 10000
 
-/* getopt_long codes (0x300 API source, 0x400 proxy, 0x500 forwarder,
- * 0x600 operations, 0x700 zone transfer). */
-enum {
-	LIMITS_OPT_TCP_MAX_LIFETIME = 0x800,
-	LIMITS_OPT_RRL,
-	LIMITS_OPT_RRL_SLIP,
-	LIMITS_OPT_LAST = LIMITS_OPT_RRL_SLIP,
-};
-
-#define LIMITS_LONG_OPTIONS                                                                        \
-	{"tcp-max-lifetime", required_argument, NULL, LIMITS_OPT_TCP_MAX_LIFETIME},                \
-	    {"rrl", required_argument, NULL, LIMITS_OPT_RRL},                                      \
-	{                                                                                          \
-		"rrl-slip", required_argument, NULL, LIMITS_OPT_RRL_SLIP                           \
-	}
-
-#define LIMITS_USAGE                                                                               \
-	"  --tcp-max-lifetime MS   close any TCP connection this long after it opened, once its\n" \
-	"                          answers are out (default 120000; 0: never)\n"                   \
-	"  --rrl N                 response rate limiting over UDP: N answers per second per\n"    \
-	"                          client /24 (IPv6 /56) and kind of answer (default 0: off)\n"    \
-	"  --rrl-slip N            every Nth answer --rrl drops is sent truncated instead, so\n"   \
-	"                          that real clients retry over TCP (default 2; 0: never)\n"
-
 /* The largest --rrl: the token arithmetic of dns/rrl.h stays in 32 bits. */
 #define LIMITS_RRL_MAX 1000000u
 
@@ -61,10 +37,6 @@ struct limits_options {
 	unsigned rrl;		      /* answers per second per flow, 0: off */
 	unsigned rrl_slip;	      /* 0: drop every limited answer */
 };
-
-void limits_options_init(struct limits_options *o);
-/* Applies one option; on a bad value prints why to stderr, returns -EINVAL. */
-int limits_option(struct limits_options *o, int code, const char *arg);
 
 /* What the log lines quote. */
 struct dns_limits_config {

@@ -5,12 +5,14 @@
  * (one per attempt, random source port and ID), its own reused upstream TCP
  * connections, its own table of queries in flight (identical queries are
  * sent once per worker). A query never crosses threads. Files: forward.c
- * (shared state), forward_options.c, forward_engine.c (the per-worker engine),
+ * (shared state), forward_engine.c (the per-worker engine),
  * forward_uv.c and forward_tcp.c (its clock and sockets on libuv, behind the
  * seam of forward_io.h that the replay tests drive instead).
  *
- * Owns: the --upstream/--resolv-conf/--stub-domain/--policy/cache/autopath
- * options, recursion access (--allow-recursion, RA), timeouts and failover,
+ * Owns: what struct forward_options describes (the program's option table,
+ * daemon/options.c, declares and parses the flags that fill it: --upstream,
+ * --resolv-conf, --stub-domain, --policy, the cache, autopath), recursion
+ * access (--allow-recursion, RA), timeouts and failover,
  * TC -> TCP, --max-concurrent, coalescing, serve-stale, prefetch.
  * Must never: answer from or change the snapshot (it only reads it to route),
  * block a worker, or deliver an answer from inside forward_query(): answers
@@ -18,7 +20,6 @@
 #ifndef SVCDNS_FORWARD_H
 #define SVCDNS_FORWARD_H
 
-#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,71 +68,6 @@ struct forward_options {
 	struct net_cidr cluster_cidrs[2];
 	size_t n_cluster_cidrs;
 };
-
-/* getopt_long codes of the forwarder's options (above any character). */
-enum {
-	FWD_OPT_UPSTREAM = 0x500, /* 0x300: API source, 0x400: proxy (main.c) */
-	FWD_OPT_RESOLV_CONF,
-	FWD_OPT_STUB_DOMAIN,
-	FWD_OPT_POLICY,
-	FWD_OPT_TIMEOUT,
-	FWD_OPT_MAX_CONCURRENT,
-	FWD_OPT_ALLOW_RECURSION,
-	FWD_OPT_CACHE_SIZE,
-	FWD_OPT_CACHE_MAX_TTL,
-	FWD_OPT_CACHE_MAX_NEG_TTL,
-	FWD_OPT_CACHE_SERVFAIL_TTL,
-	FWD_OPT_SERVE_STALE,
-	FWD_OPT_NO_PREFETCH,
-	FWD_OPT_AUTOPATH,
-	FWD_OPT_LAST = FWD_OPT_AUTOPATH,
-};
-
-/* Entries for the program's getopt_long table. */
-#define FORWARD_LONG_OPTIONS                                                                       \
-	{"upstream", required_argument, NULL, FWD_OPT_UPSTREAM},                                   \
-	    {"resolv-conf", required_argument, NULL, FWD_OPT_RESOLV_CONF},                         \
-	    {"stub-domain", required_argument, NULL, FWD_OPT_STUB_DOMAIN},                         \
-	    {"policy", required_argument, NULL, FWD_OPT_POLICY},                                   \
-	    {"upstream-timeout", required_argument, NULL, FWD_OPT_TIMEOUT},                        \
-	    {"max-concurrent", required_argument, NULL, FWD_OPT_MAX_CONCURRENT},                   \
-	    {"allow-recursion", required_argument, NULL, FWD_OPT_ALLOW_RECURSION},                 \
-	    {"cache-size", required_argument, NULL, FWD_OPT_CACHE_SIZE},                           \
-	    {"cache-max-ttl", required_argument, NULL, FWD_OPT_CACHE_MAX_TTL},                     \
-	    {"cache-max-negative-ttl", required_argument, NULL, FWD_OPT_CACHE_MAX_NEG_TTL},        \
-	    {"cache-servfail-ttl", required_argument, NULL, FWD_OPT_CACHE_SERVFAIL_TTL},           \
-	    {"serve-stale", required_argument, NULL, FWD_OPT_SERVE_STALE},                         \
-	    {"no-prefetch", no_argument, NULL, FWD_OPT_NO_PREFETCH},                               \
-	{                                                                                          \
-		"autopath", no_argument, NULL, FWD_OPT_AUTOPATH                                    \
-	}
-
-#define FORWARD_USAGE                                                                              \
-	"  --upstream ADDR[:PORT]  forward other names there, repeatable; 'none': answer "         \
-	"REFUSED\n"                                                                                \
-	"                          (default: the nameservers in --resolv-conf)\n"                  \
-	"  --resolv-conf FILE      where default upstreams come from (default /etc/resolv.conf)\n" \
-	"  --stub-domain DOM=ADDR[:PORT][,ADDR...]  forward DOM to its own servers, repeatable\n"  \
-	"  --policy P              sequential (default), round_robin or random\n"                  \
-	"  --upstream-timeout MS   per attempt, before the next upstream (default 2000)\n"         \
-	"  --max-concurrent N      upstream queries in flight, more get REFUSED (default 1000)\n"  \
-	"  --allow-recursion CIDR  clients that may use forwarding, repeatable (default:\n"        \
-	"                          loopback, 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7)\n"  \
-	"  --cache-size N|SIZE     entries (N) or memory (64M, 512K...) for forwarded answers;\n"  \
-	"                          0 turns the cache off (default 32M)\n"                          \
-	"  --cache-max-ttl S       cap on positive TTLs (default 3600)\n"                          \
-	"  --cache-max-negative-ttl S  cap on NXDOMAIN/NODATA caching (default 1800)\n"            \
-	"  --cache-servfail-ttl S  how long SERVFAIL is cached (default 5, 0: never)\n"            \
-	"  --serve-stale S         answer expired entries up to S seconds old when every\n"        \
-	"                          upstream fails (RFC 8767; default 0: off)\n"                    \
-	"  --no-prefetch           do not refresh popular entries before they expire\n"            \
-	"  --autopath              answer <name>.<ns>.svc.<zone> with a CNAME to <name>. and "     \
-	"its\n"                                                                                    \
-	"                          answer when nothing in the cluster can match\n"
-
-void forward_options_init(struct forward_options *o);
-/* Applies one option; on a bad value prints why to stderr and returns -EINVAL. */
-int forward_option(struct forward_options *o, int code, const char *arg);
 
 struct forwarder;
 

@@ -23,7 +23,8 @@ def layout(name):
     """A folder of the install layout the build was configured with
     (GNUInstallDirs), as tests/CMakeLists.txt passes it; the defaults when
     the test runs by hand."""
-    defaults = {"SBINDIR": "sbin", "DOCDIR": "share/doc/svcdns", "UNITDIR": "lib/systemd/system"}
+    defaults = {"SBINDIR": "sbin", "DOCDIR": "share/doc/svcdns", "UNITDIR": "lib/systemd/system",
+                "MANDIR": "share/man"}
     return os.environ.get("SVCDNS_INSTALL_" + name) or defaults[name]
 
 
@@ -57,6 +58,7 @@ def check_install(tally, prefix):
     binary = sbin + "/svcdns"
     unit = unitdir + "/svcdns.service"
     example = docdir + "/examples/svcdns.conf.example"
+    manpage = under(prefix, layout("MANDIR")) + "/man8/svcdns.8"
     label = "--prefix %s: " % prefix
 
     destdir = tempfile.mkdtemp(prefix="test-install-", dir=BUILD)
@@ -69,9 +71,14 @@ def check_install(tally, prefix):
         return
 
     got = files_below(destdir)
-    want = {binary, unit, example}
-    tally.check(got == want, label + "installs the binary, the unit and the example, nothing else",
+    want = {binary, unit, example, manpage}
+    tally.check(got == want, label + "installs the binary, the unit, the example and the manual "
+                "page, nothing else",
                 "missing %s, unexpected %s" % (sorted(want - got), sorted(got - want)))
+
+    m = destdir + manpage
+    tally.check(os.path.isfile(m) and read(m).startswith(".TH SVCDNS 8"),
+                label + "the manual page svcdns(8), from the option table", m)
 
     d = destdir + binary
     tally.check(os.path.isfile(d) and os.stat(d).st_mode & 0o777 == 0o755

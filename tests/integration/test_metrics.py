@@ -223,6 +223,9 @@ def test_snapshot_and_model(tally):
                     t.metric(m2, "svcdns_data_stale") == 0 and
                     t.metric(m2, "process_resident_memory_bytes") > 0,
                     "ready, fresh, process metrics")
+        tally.check(all(t.metric(m2, "svcdns_pipeline_failures_total", stage=st) == 0
+                        for st in ("view", "snapshot", "datapath")),
+                    "svcdns_pipeline_failures_total: one sample per stage, none failed")
     finally:
         tally.server_stopped(srv)
 

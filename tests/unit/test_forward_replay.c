@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "common/log.h"
+#include "daemon/options.h"
 #include "resolver/forward_int.h"
 #include "resolver/upstream.h"
 #include "wire/dname.h"
@@ -706,15 +707,6 @@ static void on_tcp_reply(void *conn, const uint8_t *msg, size_t len)
 	c->answers++;
 }
 
-static int option_code(const char *name)
-{
-	static const struct option longopts[] = {FORWARD_LONG_OPTIONS, {0, 0, 0, 0}};
-	for (const struct option *o = longopts; o->name; o++)
-		if (strcmp(o->name, name) == 0)
-			return o->val;
-	return -1;
-}
-
 static void player_start(struct player *p, const struct replay_case *rc)
 {
 	memset(p, 0, sizeof(*p));
@@ -728,19 +720,23 @@ static void player_start(struct player *p, const struct replay_case *rc)
 	p->fnet = (struct fwd_net){&p->net, fn_send, fn_end};
 	p->fctl = (struct fwd_net){&p->ctl, fn_send, fn_end};
 
-	struct forward_options o;
-	forward_options_init(&o);
+	/* The forwarder's flags read as the program reads them (daemon/options.h),
+	 * with defaults from the one option table. */
+	const char *argv[24] = {"svcdns", "--manifests", "."};
+	int argc = 3;
 	for (size_t i = 0; rc->args[i]; i++) {
-		int code = option_code(rc->args[i] + 2);
-		CHECK(code > 0, "bad flag %s", rc->args[i]);
-		const char *arg = NULL;
-		if (code != FWD_OPT_NO_PREFETCH && code != FWD_OPT_AUTOPATH) {
-			arg = rc->args[++i];
-			CHECK(arg, "%s needs a value", rc->args[i - 1]);
-		}
-		CHECK(forward_option(&o, code, arg) == 0, "%s %s refused", rc->args[i], arg);
+		CHECK(argc < 23, "too many flags");
+		argv[argc++] = rc->args[i];
 	}
+	struct svcdns_options *so = NULL;
+	char err[256];
+	CHECK(options_load(argc, (char *const *)argv, &so, err, sizeof(err)) == 0, "flags: %s",
+	      err);
+	struct forward_options o = so->fwd;
+	o.prefetch = !so->no_prefetch;
+	o.zone = so->zone;
 	assert_int_equal(forward_new(&o, NULL, 0, 1, &p->f), 0);
+	options_free(so);
 	assert_non_null(p->f);
 	assert_int_equal(forward_worker_new_io(p->f, 0, on_tcp_reply, &p->fclk, &p->fnet, &p->fw),
 			 0);

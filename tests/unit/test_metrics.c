@@ -1,5 +1,5 @@
 /* The operations modules without a network: zone labels, counting and the
- * Prometheus text, the query log line, the --config file format, and the
+ * Prometheus text, the query log line, and the
  * freshness of answers (EDE 3 and generation.<zone>) through dns_answer(). */
 #include <errno.h>
 #include <setjmp.h>
@@ -18,7 +18,6 @@
 
 #include "common/metrics.h"
 #include "common/metrics_qlog.h"
-#include "daemon/config.h"
 #include "dns/lifecycle_freshness.h"
 #include "dns/query.h"
 #include "wire/dname.h"
@@ -258,76 +257,6 @@ static void test_qlog_format(void **state)
 	assert_non_null(strstr(line, "A IN a\\032\\\"\\010\\..com. tcp"));
 }
 
-/* ---- --config ---------------------------------------------------------------- */
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
-
-static void test_config_file(void **state)
-{
-	char path[600];
-	snprintf(path, sizeof(path), "%s/svcdns.conf", (const char *)*state);
-	char **tk, err[256];
-	int n;
-
-	write_text(path, "# a comment\n\n  listen 127.0.0.1:5353  \n--zone-file a.org=/x y.zone\n"
-			 "ttl=30\nlog-queries\n");
-	assert_int_equal(config_read_file(path, &tk, &n, err, sizeof(err)), 0);
-	static const char *const want[] = {"--listen",	      "127.0.0.1:5353", "--zone-file",
-					   "a.org=/x y.zone", "--ttl",		"30",
-					   "--log-queries"};
-	assert_int_equal(n, 7);
-	for (int i = 0; i < n; i++)
-		assert_string_equal(tk[i], want[i]);
-
-	/* the same options as a command line, collected */
-	static const struct option opts[] = {
-	    {"listen", required_argument, NULL, 'l'},
-	    {"zone-file", required_argument, NULL, 'f'},
-	    {"ttl", required_argument, NULL, 't'},
-	    {"log-queries", no_argument, NULL, 'q'},
-	    {NULL, 0, NULL, 0},
-	};
-	char *argv[9] = {"svcdns"};
-	for (int i = 0; i < n; i++)
-		argv[1 + i] = tk[i];
-	struct config_set a, b;
-	assert_int_equal(config_collect(opts, n + 1, argv, &a, err, sizeof(err)), 0);
-	assert_int_equal(a.n, 4);
-	const char *vals[2];
-	assert_int_equal(config_values(&a, "ttl", vals, 2), 1);
-	assert_string_equal(vals[0], "30");
-	char *argv2[] = {"svcdns", "--ttl", "30", "--listen", "127.0.0.1:5353", "--ttl", "7"};
-	assert_int_equal(config_collect(opts, 7, argv2, &b, err, sizeof(err)), 0);
-	assert_true(config_same(&a, &b, "listen"));
-	assert_false(config_same(&a, &b, "ttl"));
-	assert_false(config_same(&a, &b, "zone-file"));
-	config_set_free(&b);
-	char *bad[] = {"svcdns", "--nope"};
-	assert_int_equal(config_collect(opts, 2, bad, &b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "--nope: unknown option"));
-	char *missing[] = {"svcdns", "--ttl"};
-	assert_int_equal(config_collect(opts, 2, missing, &b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "needs a value"));
-	config_set_free(&a);
-	config_tokens_free(tk, n);
-
-	/* errors name the line */
-	write_text(path, "ttl 5\n-- 3\n");
-	assert_int_equal(config_read_file(path, &tk, &n, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, ":2: expected an option name"));
-	write_text(path, "config /etc/other\n");
-	assert_int_equal(config_read_file(path, &tk, &n, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, ":1: --config cannot name another file"));
-	unlink(path);
-	assert_int_equal(config_read_file(path, &tk, &n, err, sizeof(err)), -ENOENT);
-}
-
 /* ---- freshness through dns_answer --------------------------------------------- */
 
 static struct model_service svc = {.ns = "shop", .name = "web", .n_cluster_ips = 1};
@@ -436,11 +365,8 @@ static void test_freshness(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_zone_of),
-	    cmocka_unit_test(test_type_slots),
-	    cmocka_unit_test(test_render),
-	    cmocka_unit_test(test_qlog_format),
-	    cmocka_unit_test_setup_teardown(test_config_file, tmpdir_setup, tmpdir_teardown),
+	    cmocka_unit_test(test_zone_of),   cmocka_unit_test(test_type_slots),
+	    cmocka_unit_test(test_render),    cmocka_unit_test(test_qlog_format),
 	    cmocka_unit_test(test_freshness),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

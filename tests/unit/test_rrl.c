@@ -6,7 +6,6 @@
  * DNS_LIMITS_LOG_MS with the count since the last. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -297,36 +296,13 @@ static void test_limit_counters_and_log(void **state)
 	dns_limits_free(l);
 }
 
-static void test_limit_options(void **state)
-{
-	(void)state;
-	struct limits_options o;
-	limits_options_init(&o);
-	assert_int_equal(o.tcp_max_lifetime_ms, 120000);
-	assert_int_equal(o.rrl, 0);
-	assert_int_equal(o.rrl_slip, 2);
-	assert_int_equal(limits_option(&o, LIMITS_OPT_RRL, "50"), 0);
-	assert_int_equal(o.rrl, 50);
-	assert_int_equal(limits_option(&o, LIMITS_OPT_TCP_MAX_LIFETIME, "0"), 0);
-	assert_int_equal(o.tcp_max_lifetime_ms, 0);
-	int saved = dup(2), null = open("/dev/null", O_WRONLY);
-	dup2(null, 2); /* the refusals print their reason */
-	assert_int_equal(limits_option(&o, LIMITS_OPT_RRL, "1000001"), -EINVAL);
-	assert_int_equal(limits_option(&o, LIMITS_OPT_RRL, "-1"), -EINVAL);
-	assert_int_equal(limits_option(&o, LIMITS_OPT_RRL_SLIP, "x"), -EINVAL);
-	dup2(saved, 2);
-	close(saved);
-	close(null);
-	assert_int_equal(o.rrl, 50);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rate_burst_refill),	   cmocka_unit_test(test_flows),
 	    cmocka_unit_test(test_kinds_per_network),	   cmocka_unit_test(test_slip_cadence),
 	    cmocka_unit_test(test_slipped_response),	   cmocka_unit_test(test_crowded_table),
-	    cmocka_unit_test(test_limit_counters_and_log), cmocka_unit_test(test_limit_options),
+	    cmocka_unit_test(test_limit_counters_and_log),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

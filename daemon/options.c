@@ -1,0 +1,648 @@
+/* The option table: the one place where svcdns's options are named, given
+ * their kind, range, default, reload rule and help, and the parsers of the
+ * values whose syntax is their own. Reading them is options_load.c's. */
+#include "daemon/options.h"
+#include "daemon/options_table.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/http.h"
+#include "common/log.h"
+#include "dns/limits.h"
+#include "wire/dname.h"
+
+/* ---- values with a syntax of their own ------------------------------------ */
+
+static int parse_zone(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	uint8_t wire[DNAME_MAX];
+	if (dname_from_text(arg, wire, sizeof(wire)) < 0) {
+		snprintf(why, cap, "not a domain name");
+		return -EINVAL;
+	}
+	o->zone = arg;
+	return 0;
+}
+
+static int parse_zone_file(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	const char *eq = strchr(arg, '=');
+	if (!eq || eq == arg || !eq[1]) {
+		snprintf(why, cap, "expected ORIGIN=FILE");
+		return -EINVAL;
+	}
+	if (o->n_zone_files == OPTIONS_MAX_ZONE_FILES) {
+		snprintf(why, cap, "at most %d zone files", OPTIONS_MAX_ZONE_FILES);
+		return -EINVAL;
+	}
+	o->zone_files[o->n_zone_files++] = arg;
+	return 0;
+}
+
+static int parse_node_ports(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	unsigned a = 0, b = 0;
+	int used = 0;
+	if (sscanf(arg, "%5u-%5u%n", &a, &b, &used) != 2 || (size_t)used != strlen(arg) || a == 0 ||
+	    b > 65535 || a > b) {
+		snprintf(why, cap, "expected FIRST-LAST, like 30000-32767");
+		return -EINVAL;
+	}
+	o->node_port_min = a;
+	o->node_port_max = b;
+	return 0;
+}
+
+static int parse_log_level(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	int level = log_level_parse(arg);
+	if (level < 0) {
+		snprintf(why, cap, "expected error, warn, info or debug");
+		return -EINVAL;
+	}
+	o->log_level = level;
+	return 0;
+}
+
+static int parse_upstream(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	struct forward_options *f = &o->fwd;
+	if (strcmp(arg, "none") == 0) {
+		f->upstream_none = true;
+		return 0;
+	}
+	if (f->n_upstreams == FWD_MAX_UPSTREAMS ||
+	    dns_listen_parse(arg, &f->upstreams[f->n_upstreams]) < 0) {
+		snprintf(why, cap, "expected ADDR[:PORT], [V6]:PORT or none (at most %d)",
+			 FWD_MAX_UPSTREAMS);
+		return -EINVAL;
+	}
+	f->n_upstreams++;
+	return 0;
+}
+
+/* DOMAIN=ADDR[:PORT][,ADDR[:PORT]...] into one stub domain. */
+static int stub_read(const char *arg, struct fwd_stub_option *st)
+{
+	const char *eq = strchr(arg, '=');
+	uint8_t wire[DNAME_MAX];
+	if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(st->domain))
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	memcpy(st->domain, arg, (size_t)(eq - arg));
+	if (dname_from_text(st->domain, wire, sizeof(wire)) < 0)
+		return -EINVAL;
+	for (const char *p = eq + 1; *p;) {
+		size_t len = strcspn(p, ",");
+		char one[80];
+		if (len == 0 || len >= sizeof(one) || st->n == FWD_MAX_STUB_SERVERS)
+			return -EINVAL;
+		memcpy(one, p, len);
+		one[len] = '\0';
+		if (dns_listen_parse(one, &st->servers[st->n]) < 0)
+			return -EINVAL;
+		st->n++;
+		p += len + (p[len] == ',');
+	}
+	return st->n ? 0 : -EINVAL;
+}
+
+static int parse_stub_domain(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	struct forward_options *f = &o->fwd;
+	if (f->n_stubs == FWD_MAX_STUBS || stub_read(arg, &f->stubs[f->n_stubs]) < 0) {
+		snprintf(why, cap, "expected DOMAIN=ADDR[:PORT][,ADDR...] (at most %d domains)",
+			 FWD_MAX_STUBS);
+		return -EINVAL;
+	}
+	f->n_stubs++;
+	return 0;
+}
+
+static int parse_policy(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	static const char *const names[] = {
+	    [UPSTREAM_SEQUENTIAL] = "sequential",
+	    [UPSTREAM_ROUND_ROBIN] = "round_robin",
+	    [UPSTREAM_RANDOM] = "random",
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(arg, names[i]) == 0) {
+			o->fwd.policy = (enum upstream_policy)i;
+			return 0;
+		}
+	snprintf(why, cap, "expected sequential, round_robin or random");
+	return -EINVAL;
+}
+
+/* A count of entries ("10000"), or memory with a unit ("64M", "512KiB"). */
+static int parse_cache_size(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	static const struct {
+		const char *unit;
+		unsigned shift;
+	} units[] = {{"b", 0},	 {"k", 10},   {"kb", 10}, {"kib", 10}, {"m", 20},
+		     {"mb", 20}, {"mib", 20}, {"g", 30},  {"gb", 30},  {"gib", 30}};
+	char *end;
+	errno = 0;
+	unsigned long long v = arg[0] >= '0' && arg[0] <= '9' ? strtoull(arg, &end, 10) : 0;
+	if (arg[0] < '0' || arg[0] > '9' || errno)
+		goto bad;
+	if (*end == '\0') {
+		o->fwd.cache_entries = (size_t)v;
+		o->fwd.cache_bytes = 0;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcasecmp(end, units[i].unit) == 0 && v <= (1ull << 40) >> units[i].shift) {
+			o->fwd.cache_bytes = (size_t)(v << units[i].shift);
+			o->fwd.cache_entries = 0;
+			return 0;
+		}
+bad:
+	snprintf(why, cap, "expected entries (10000) or a size (64M, 512K)");
+	return -EINVAL;
+}
+
+static int parse_http(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	if (http_listen_check(arg) < 0) {
+		snprintf(why, cap, "expected ADDR:PORT or [ADDR]:PORT");
+		return -EINVAL;
+	}
+	o->lc.http = arg;
+	return 0;
+}
+
+static int parse_compat(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	if (strcmp(arg, "coredns") != 0 && strcmp(arg, "none") != 0) {
+		snprintf(why, cap, "expected coredns or none");
+		return -EINVAL;
+	}
+	o->lc.compat = strcmp(arg, "coredns") == 0;
+	return 0;
+}
+
+/* ---- the table ---------------------------------------------------------------- */
+
+#define F(field) offsetof(struct svcdns_options, field)
+#define LIST(field, count, max)                                                                    \
+	.flags = OPT_REPEAT, .off = F(field), .count_off = F(count), .max_n = (max)
+#define MS(lo_, hi_) .kind = OPT_DURATION, .unit = OPT_MS, .lo = (lo_), .hi = (hi_)
+#define SEC	     1000ull
+#define MINUTE	     (60 * SEC)
+#define HOUR	     (60 * MINUTE)
+#define DAY	     (24 * HOUR)
+
+const struct opt_def options_table[] = {
+    {.section = "Data source (one is needed; in a pod, none named means its service account)",
+     .name = "manifests",
+     .arg = "DIR",
+     .kind = OPT_STRING,
+     .off = F(manifests),
+     .help = "serve the Services in a directory of JSON or YAML manifests, watched for "
+	     "changes"},
+    {.name = "kubeconfig",
+     .arg = "FILE",
+     .kind = OPT_STRING,
+     .off = F(kubeconfig),
+     .help = "list and watch the Kubernetes API of a kubeconfig"},
+    {.name = "context",
+     .arg = "NAME",
+     .kind = OPT_STRING,
+     .off = F(context),
+     .help = "the kubeconfig's context (default: its current-context)"},
+    {.name = "api-server",
+     .arg = "URL",
+     .kind = OPT_STRING,
+     .off = F(api_server),
+     .help = "the API server (overrides the kubeconfig's)"},
+    {.name = "token-file",
+     .arg = "FILE",
+     .kind = OPT_STRING,
+     .off = F(token_file),
+     .help = "bearer token for the API server, read again when it changes"},
+    {.name = "ca-file",
+     .arg = "FILE",
+     .kind = OPT_STRING,
+     .off = F(ca_file),
+     .help = "CA certificates for the API server (PEM)"},
+    {.name = "namespaces",
+     .arg = "A,B",
+     .kind = OPT_STRING,
+     .off = F(kube.namespaces),
+     .help = "serve only these namespaces (default: all)"},
+    {.name = "labels",
+     .arg = "SELECTOR",
+     .kind = OPT_STRING,
+     .off = F(kube.labels),
+     .help = "serve only Services matching a label selector"},
+    {.name = "api-page-size",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 1,
+     .hi = 3600000,
+     .def = "500",
+     .off = F(kube.page_size),
+     .help = "objects per list page"},
+    {.name = "api-timeout",
+     .arg = "DURATION",
+     MS(1, HOUR),
+     .bare = OPT_MS,
+     .def = "30s",
+     .off = F(kube.timeout_ms),
+     .help = "wait this long for a list page or a watch's headers"},
+    {.name = "api-backoff-max",
+     .arg = "DURATION",
+     MS(1, HOUR),
+     .bare = OPT_MS,
+     .def = "30s",
+     .off = F(kube.backoff_max_ms),
+     .help = "longest wait between retries"},
+
+    {.section = "DNS",
+     .name = "listen",
+     .arg = "ADDR:PORT",
+     .kind = OPT_LISTEN,
+     LIST(listen, n_listen, OPTIONS_MAX_LISTEN),
+     .def = "0.0.0.0:53 [::]:53",
+     .help = "where to answer queries, over UDP and TCP"},
+    {.name = "zone",
+     .arg = "NAME",
+     .kind = OPT_CUSTOM,
+     .parse = parse_zone,
+     .def = "cluster.local",
+     .help = "the cluster domain"},
+    {.name = "ttl",
+     .arg = "DURATION",
+     .kind = OPT_DURATION,
+     .unit = OPT_S,
+     .bare = OPT_S,
+     .lo = 0,
+     .hi = 2147483647ull * SEC,
+     .def = "5s",
+     .flags = OPT_RELOAD,
+     .off = F(ttl),
+     .help = "TTL of the cluster's records"},
+    {.name = "zone-file",
+     .arg = "ORIGIN=FILE",
+     .kind = OPT_CUSTOM,
+     .parse = parse_zone_file,
+     .flags = OPT_REPEAT | OPT_RELOAD,
+     .max_n = OPTIONS_MAX_ZONE_FILES,
+     .help = "serve a static zone from a master file, read again at every reload"},
+    {.name = "service-cidr",
+     .arg = "CIDR",
+     .kind = OPT_CIDR,
+     .def = "10.96.0.0/12",
+     .off = F(service_cidr),
+     .help = "ClusterIPs for Services that have none"},
+    {.name = "pod-cidr",
+     .arg = "CIDR",
+     .kind = OPT_CIDR,
+     .def = "10.244.0.0/16",
+     .off = F(pod_cidr),
+     .help = "addresses for Pods that have no status"},
+    {.name = "node-port-range",
+     .arg = "FIRST-LAST",
+     .kind = OPT_CUSTOM,
+     .parse = parse_node_ports,
+     .def = "30000-32767",
+     .help = "NodePorts for manifest Services that have none; explicit ones are served "
+	     "whatever they are"},
+    {.name = "threads",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 1,
+     .hi = 256,
+     .off = F(threads),
+     .help = "DNS worker threads (default: one per core)"},
+    {.name = "tcp-max-conns",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 1,
+     .hi = 1000000,
+     .def = "1024",
+     .off = F(tcp_max_conns),
+     .help = "open TCP connections per thread"},
+    {.name = "tcp-idle-timeout",
+     .arg = "DURATION",
+     MS(1, HOUR),
+     .bare = OPT_MS,
+     .def = "10s",
+     .off = F(tcp_idle_timeout_ms),
+     .help = "close a TCP connection silent this long"},
+    {.name = "tcp-max-lifetime",
+     .arg = "DURATION",
+     MS(0, DAY),
+     .bare = OPT_MS,
+     .def = "2m",
+     .off = F(limits.tcp_max_lifetime_ms),
+     .help = "close any TCP connection this long after it opened, once its answers are out "
+	     "(0: never)"},
+    {.name = "rrl",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 0,
+     .hi = LIMITS_RRL_MAX,
+     .def = "0",
+     .off = F(limits.rrl),
+     .help = "response rate limiting over UDP: N answers per second per client /24 (IPv6 "
+	     "/56) and kind of answer (0: off)"},
+    {.name = "rrl-slip",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 0,
+     .hi = 100,
+     .def = "2",
+     .off = F(limits.rrl_slip),
+     .help = "every Nth answer --rrl drops is sent truncated instead, so that real clients "
+	     "retry over TCP (0: never)"},
+
+    {.section = "Forwarding and caching",
+     .name = "upstream",
+     .arg = "ADDR[:PORT]",
+     .kind = OPT_CUSTOM,
+     .parse = parse_upstream,
+     .flags = OPT_REPEAT,
+     .max_n = FWD_MAX_UPSTREAMS,
+     .help = "forward other names there; 'none': answer REFUSED (default: the nameservers "
+	     "in --resolv-conf)"},
+    {.name = "resolv-conf",
+     .arg = "FILE",
+     .kind = OPT_STRING,
+     .def = "/etc/resolv.conf",
+     .off = F(fwd.resolv_conf),
+     .help = "where the default upstreams come from"},
+    {.name = "stub-domain",
+     .arg = "DOMAIN=ADDR[:PORT][,ADDR...]",
+     .kind = OPT_CUSTOM,
+     .parse = parse_stub_domain,
+     .flags = OPT_REPEAT,
+     .max_n = FWD_MAX_STUBS,
+     .help = "forward DOMAIN to servers of its own"},
+    {.name = "policy",
+     .arg = "POLICY",
+     .kind = OPT_CUSTOM,
+     .parse = parse_policy,
+     .def = "sequential",
+     .help = "how upstreams are chosen: sequential, round_robin or random"},
+    {.name = "upstream-timeout",
+     .arg = "DURATION",
+     MS(1, 60 * SEC),
+     .bare = OPT_MS,
+     .def = "2s",
+     .off = F(fwd.timeout_ms),
+     .help = "wait this long per attempt before trying the next upstream"},
+    {.name = "max-concurrent",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 1,
+     .hi = 1000000,
+     .def = "1000",
+     .off = F(fwd.max_concurrent),
+     .help = "upstream queries in flight; more get REFUSED"},
+    {.name = "allow-recursion",
+     .arg = "CIDR",
+     .kind = OPT_CIDR,
+     LIST(fwd.allow, fwd.n_allow, FWD_MAX_ALLOW),
+     .help = "clients that may use forwarding (default: loopback, 10/8, 172.16/12, "
+	     "192.168/16, 100.64/10, fc00::/7)"},
+    {.name = "cache-size",
+     .arg = "N|SIZE",
+     .kind = OPT_CUSTOM,
+     .parse = parse_cache_size,
+     .def = "32M",
+     .help = "entries (N) or memory (64M, 512K...) for forwarded answers; 0 turns the cache "
+	     "off"},
+    {.name = "cache-max-ttl",
+     .arg = "DURATION",
+     .kind = OPT_DURATION,
+     .unit = OPT_S,
+     .bare = OPT_S,
+     .lo = 0,
+     .hi = 30 * DAY,
+     .def = "1h",
+     .off = F(fwd.cache_max_ttl),
+     .help = "cap on the TTL of cached answers"},
+    {.name = "cache-max-negative-ttl",
+     .arg = "DURATION",
+     .kind = OPT_DURATION,
+     .unit = OPT_S,
+     .bare = OPT_S,
+     .lo = 0,
+     .hi = 30 * DAY,
+     .def = "30m",
+     .off = F(fwd.cache_max_neg_ttl),
+     .help = "cap on caching NXDOMAIN and NODATA"},
+    {.name = "cache-servfail-ttl",
+     .arg = "DURATION",
+     .kind = OPT_DURATION,
+     .unit = OPT_S,
+     .bare = OPT_S,
+     .lo = 0,
+     .hi = 30 * DAY,
+     .def = "5s",
+     .off = F(fwd.cache_servfail_ttl),
+     .help = "how long SERVFAIL is cached (0: never)"},
+    {.name = "serve-stale",
+     .arg = "DURATION",
+     .kind = OPT_DURATION,
+     .unit = OPT_S,
+     .bare = OPT_S,
+     .lo = 0,
+     .hi = 30 * DAY,
+     .def = "0",
+     .off = F(fwd.serve_stale_s),
+     .help = "answer from expired entries up to this old when every upstream fails (RFC "
+	     "8767; 0: off)"},
+    {.name = "no-prefetch",
+     .kind = OPT_FLAG,
+     .off = F(no_prefetch),
+     .help = "do not refresh popular entries before they expire"},
+    {.name = "autopath",
+     .kind = OPT_FLAG,
+     .off = F(fwd.autopath),
+     .help = "answer <name>.<ns>.svc.<zone> with a CNAME to <name>. and its answer when "
+	     "nothing in the cluster can match"},
+
+    {.section = "The ClusterIP datapath",
+     .name = "proxy",
+     .kind = OPT_FLAG,
+     .off = F(proxy),
+     .help = "forward ClusterIP:port and NodePort traffic to the endpoints"},
+    {.name = "node-address",
+     .arg = "ADDR",
+     .kind = OPT_ADDR,
+     .def = "0.0.0.0",
+     .off = F(pcfg.node_addr),
+     .help = "where NodePorts listen"},
+    {.name = "udp-timeout",
+     .arg = "DURATION",
+     MS(SEC, 1000000 * SEC),
+     .bare = OPT_S,
+     .def = "30s",
+     .off = F(pcfg.udp_timeout_ms),
+     .help = "close a UDP flow idle this long"},
+    {.name = "proxy-connect-timeout",
+     .arg = "DURATION",
+     MS(1, 1000000),
+     .bare = OPT_MS,
+     .def = "1s",
+     .off = F(pcfg.connect_timeout_ms),
+     .help = "wait this long per endpoint before trying the next"},
+    {.name = "proxy-max-conns",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 1,
+     .hi = 1000000,
+     .off = F(pcfg.max_conns),
+     .help = "TCP connections the datapath keeps open (default: a third of the file "
+	     "descriptor limit, at most 16384)"},
+    {.name = "proxy-max-flows",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 1,
+     .hi = 1000000,
+     .off = F(pcfg.max_flows),
+     .help = "UDP flows the datapath keeps open (default: as --proxy-max-conns)"},
+    {.name = "proxy-no-splice",
+     .kind = OPT_FLAG,
+     .off = F(pcfg.no_splice),
+     .help = "copy through user space instead of splice(2)"},
+
+    {.section = "Operations",
+     .name = "http",
+     .arg = "ADDR:PORT",
+     .kind = OPT_CUSTOM,
+     .parse = parse_http,
+     .help = "serve /metrics, /health, /ready and /debug/model (default: off)"},
+    {.name = "metrics-compat",
+     .arg = "coredns|none",
+     .kind = OPT_CUSTOM,
+     .parse = parse_compat,
+     .def = "none",
+     .flags = OPT_RELOAD,
+     .help = "also export CoreDNS's metric names and labels"},
+    {.name = "stale-after",
+     .arg = "DURATION",
+     .kind = OPT_DURATION,
+     .unit = OPT_S,
+     .bare = OPT_S,
+     .lo = SEC,
+     .hi = DAY,
+     .def = "1m",
+     .flags = OPT_RELOAD,
+     .off = F(lc.stale_after_s),
+     .help = "cluster answers carry EDE 3 (Stale Answer) when the Kubernetes API has been "
+	     "silent this long"},
+    {.name = "unready-after",
+     .arg = "DURATION",
+     .kind = OPT_DURATION,
+     .unit = OPT_S,
+     .bare = OPT_S,
+     .lo = 0,
+     .hi = DAY,
+     .def = "0",
+     .flags = OPT_RELOAD,
+     .off = F(lc.unready_after_s),
+     .help = "/ready fails when the Kubernetes API has been silent this long (0: off)"},
+    {.name = "lameduck",
+     .arg = "DURATION",
+     MS(0, 10 * MINUTE),
+     .bare = OPT_S,
+     .def = "5s",
+     .flags = OPT_RELOAD,
+     .off = F(lc.lameduck_ms),
+     .help = "after SIGTERM, answer this long while /ready fails, then drain (with --http "
+	     "only)"},
+    {.name = "config",
+     .arg = "FILE",
+     .kind = OPT_STRING,
+     .off = F(config),
+     .help = "more options, one per line; reloaded when it changes and on SIGHUP"},
+    {.name = "check-config",
+     .kind = OPT_FLAG,
+     .off = F(check_config),
+     .help = "check the options (and --config FILE, and the zone files), then exit"},
+    {.name = "log-level",
+     .arg = "LEVEL",
+     .kind = OPT_CUSTOM,
+     .parse = parse_log_level,
+     .def = "info",
+     .flags = OPT_RELOAD,
+     .help = "error, warn, info or debug"},
+    {.name = "log-queries",
+     .kind = OPT_FLAG,
+     .flags = OPT_RELOAD,
+     .off = F(lc.log_queries),
+     .help = "log one line per query"},
+
+    {.section = "Zone transfer",
+     .name = "allow-transfer",
+     .arg = "CIDR",
+     .kind = OPT_CIDR,
+     LIST(allow_transfer, n_allow_transfer, OPTIONS_MAX_XFR_ALLOW),
+     .help = "clients that may AXFR or IXFR the zones (default: none)"},
+    {.name = "notify",
+     .arg = "ADDR[:PORT]",
+     .kind = OPT_LISTEN,
+     LIST(notify, n_notify, OPTIONS_MAX_NOTIFY),
+     .help = "send NOTIFY there when the cluster's zones change"},
+
+    {.section = "Program",
+     .name = "help",
+     .kind = OPT_ACTION,
+     .lo = OPTIONS_HELP,
+     .help = "print this help and exit (also -h)"},
+    {.name = "version",
+     .kind = OPT_ACTION,
+     .lo = OPTIONS_VERSION,
+     .help = "print the version and exit"},
+    {.name = "man",
+     .kind = OPT_ACTION,
+     .lo = OPTIONS_MAN,
+     .help = "print the manual page svcdns(8), in roff, and exit"},
+    {.name = "flags-markdown",
+     .kind = OPT_ACTION,
+     .lo = OPTIONS_FLAGS_MARKDOWN,
+     .help = "print the README's table of flags, in Markdown, and exit"},
+};
+
+const size_t options_table_len = sizeof(options_table) / sizeof(options_table[0]);
+_Static_assert(sizeof(options_table) / sizeof(options_table[0]) <= OPTIONS_TABLE_MAX,
+	       "the option table outgrew OPTIONS_TABLE_MAX");
+
+size_t options_count(void)
+{
+	return options_table_len;
+}
+
+const struct opt_def *options_at(size_t i)
+{
+	return i < options_table_len ? &options_table[i] : NULL;
+}
+
+const char *options_name(const struct opt_def *d)
+{
+	return d->name;
+}
+
+bool options_reloadable(const struct opt_def *d)
+{
+	return d->flags & OPT_RELOAD;
+}
+
+const struct opt_def *options_find(const char *name)
+{
+	for (size_t i = 0; i < options_table_len; i++)
+		if (strcmp(options_table[i].name, name) == 0)
+			return &options_table[i];
+	return NULL;
+}
