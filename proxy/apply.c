@@ -1,7 +1,7 @@
 /* Applying a model view to the datapath: the Service ports it forwards and
  * their endpoints, diffed against what is open (listeners bound for new
- * addresses, closed for removed ones, re-pointed for the rest). Everything
- * that can fail to allocate happens before anything changes. */
+ * addresses, closed for removed ones, re-pointed for the rest). The new port
+ * table is prepared, every allocation it needs made, before anything changes. */
 #include "proxy/datapath.h"
 
 #include <errno.h>
