@@ -69,6 +69,8 @@ static bool transfer(const struct dns_process_ctx *ctx, const struct snapshot *s
 {
 	if (!s || !m->info.qend || !m->client.peer || !transfer_allowed(ctx, m->client.peer))
 		return false;
+	m->xfr = NULL;
+	m->xfr_len = 0;
 	int ret = xfr_answer(s, m->req, m->len, m->info.qend, &m->xfr, &m->xfr_len);
 	if (ret == 0)
 		return true;
@@ -101,8 +103,6 @@ enum dns_verdict dns_process(const struct dns_process_ctx *ctx, const struct sna
 			     struct dns_msg *m)
 {
 	enum dns_proto proto = m->client.proto;
-	m->xfr = NULL;
-	m->xfr_len = 0;
 	m->rlen = dns_answer(s, m->req, m->len, m->resp, m->cap, proto, &m->info);
 	if (log_get_level() >= LOG_DEBUG)
 		dns_log_query(m->client.peer, m->req, m->len, proto);
@@ -110,18 +110,17 @@ enum dns_verdict dns_process(const struct dns_process_ctx *ctx, const struct sna
 		return DNS_DISCARD;
 	if (m->info.xfr && proto == DNS_TCP && transfer(ctx, s, m))
 		return DNS_TRANSFER;
+	enum dns_verdict v = DNS_REPLY;
 	if (ctx->fwd && forward_query(ctx->fwd, s, &m->client, m->req, m->len, m->resp, &m->rlen,
 				      m->cap, &m->info) == FORWARD_PENDING) {
-		if (ctx->mw)
-			count(ctx, m, false);
-		return DNS_FORWARD;
-	}
-	if (!m->rlen)
+		v = DNS_FORWARD;
+	} else if (!m->rlen) {
 		return DNS_DISCARD;
-	enum dns_verdict v = DNS_REPLY;
-	if (ctx->rrl && proto == DNS_UDP && (v = rate_limit(ctx, m)) == DNS_DROP)
+	} else if (ctx->rrl && proto == DNS_UDP && (v = rate_limit(ctx, m)) == DNS_DROP) {
 		return DNS_DROP;
+	}
+	/* One call site: the counting is inlined into the query path. */
 	if (ctx->mw)
-		count(ctx, m, true);
+		count(ctx, m, v != DNS_FORWARD);
 	return v;
 }

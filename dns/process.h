@@ -56,7 +56,7 @@ struct dns_msg {
 	size_t cap; /* room at resp: at least 512 bytes */
 	/* Output. */
 	size_t rlen;  /* DNS_REPLY, DNS_SLIP */
-	uint8_t *xfr; /* DNS_TRANSFER: malloc'd */
+	uint8_t *xfr; /* DNS_TRANSFER only: malloc'd */
 	size_t xfr_len;
 	struct dns_query_info info; /* what dns_answer read of the query */
 };

@@ -202,9 +202,9 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	opt += ede_len;
 
 	/* Header and question as the client sent them. */
-	memcpy(resp, req, qend);
-	wire_hdr_set_flags(resp, reply_flags(req) | WIRE_AA);
-	wire_hdr_set_count(resp, WIRE_QD, 1);
+	memcpy(resp, req, qend); /* QDCOUNT stays the query's: 1 */
+	/* The flags word is written once, at the end. */
+	uint16_t flags = reply_flags(req) | WIRE_AA;
 	size_t n = qend;
 	uint16_t an = 0, ns = 0, ar = 0;
 	uint8_t rcode = DNS_RCODE_NOERROR;
@@ -227,7 +227,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		size_t pv_len =
 		    zone_port_view(s, key, (size_t)qlen, resp + n, limit - opt - n, &pv_n, &pv_cut);
 		if (pv_cut) {
-			wire_hdr_set(resp, WIRE_TC, true);
+			flags |= WIRE_TC;
 			info->truncated = 1;
 		}
 		n += pv_len;
@@ -238,7 +238,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			return reply_empty(resp, req, qend, DNS_RCODE_SERVFAIL, &e, info);
 		rcode = a->rcode;
 		if (!a->aa)
-			wire_hdr_set(resp, WIRE_AA, false);
+			flags &= (uint16_t)~WIRE_AA;
 		if (n + a->len + opt <= limit) {
 			memcpy(resp + n, a->data, a->len);
 			an = a->an;
@@ -260,7 +260,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 						     (WIRE_HDR_LEN + (size_t)qlen - a->apex_len)));
 			n += a->len_an_ns;
 		} else {
-			wire_hdr_set(resp, WIRE_TC, true);
+			flags |= WIRE_TC;
 			info->truncated = 1;
 		}
 	}
@@ -281,7 +281,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			info->stale = 1;
 		}
 	}
-	wire_hdr_set_rcode(resp, rcode);
+	wire_hdr_set_flags(resp, (uint16_t)(flags | (rcode & WIRE_RCODE_BITS)));
 	wire_hdr_set_count(resp, WIRE_AN, an);
 	wire_hdr_set_count(resp, WIRE_NS, ns);
 	wire_hdr_set_count(resp, WIRE_AR, ar);
