@@ -210,6 +210,7 @@ static int worker_init(struct dns_server *srv, unsigned t, unsigned *inited)
 		w->in[i].msg_hdr.msg_iov = &w->in_iov[i];
 		w->in[i].msg_hdr.msg_iovlen = 1;
 	}
+	w->in_dirty = UDP_BATCH; /* none is ready for recvmmsg yet */
 	w->reader = snapshot_reader_register();
 	if (!w->reader)
 		return -ENOSPC;

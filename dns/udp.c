@@ -117,6 +117,25 @@ static bool batch_shared(struct worker *w, struct udp_sock *us, int n, uint64_t 
 	return us->others_ms && now_ms - us->others_ms < UDP_OTHERS_MS;
 }
 
+/* Makes the receive headers ready for recvmmsg on `us`. Only what recvmmsg
+ * writes back is reset (the rest of each header points at fixed buffers, set
+ * when the worker started), and only in the headers the last call filled:
+ * a batch of one must not cost the resetting of all UDP_BATCH. All of them
+ * when `us` wants other control buffers than they were set for. */
+static void batch_ready(struct worker *w, struct udp_sock *us)
+{
+	int dirty = w->in_pktinfo == us->pktinfo ? w->in_dirty : UDP_BATCH;
+	for (int i = 0; i < dirty; i++) {
+		struct msghdr *m = &w->in[i].msg_hdr;
+		m->msg_namelen = sizeof(w->peers[i]);
+		m->msg_control = us->pktinfo ? w->in_ctl[i] : NULL;
+		m->msg_controllen = us->pktinfo ? sizeof(w->in_ctl[i]) : 0;
+		m->msg_flags = 0;
+	}
+	w->in_pktinfo = us->pktinfo;
+	w->in_dirty = 0;
+}
+
 /* Datagram i of the batch, carried out as dns_process() decides; true when
  * its response was queued as out[k]. */
 static bool answer_one(struct worker *w, struct udp_sock *us, const struct snapshot *s, int i,
@@ -129,14 +148,15 @@ static bool answer_one(struct worker *w, struct udp_sock *us, const struct snaps
 	struct dns_msg m;
 	m.req = w->in_buf[i];
 	m.len = len;
-	m.client = (struct forward_client){
-	    .proto = DNS_UDP,
-	    .peer = (struct sockaddr *)&w->peers[i],
-	    .peer_len = in->msg_namelen,
-	    .udp_fd = us->fd,
-	    .ctl = w->out_ctl[k],
-	    .ctl_len = us->pktinfo ? reply_control(in, w->out_ctl[k], sizeof(w->out_ctl[k])) : 0,
-	};
+	/* Field by field: the query path does not zero what it then overwrites. */
+	m.client.proto = DNS_UDP;
+	m.client.peer = (struct sockaddr *)&w->peers[i];
+	m.client.peer_len = in->msg_namelen;
+	m.client.udp_fd = us->fd;
+	m.client.ctl = w->out_ctl[k];
+	m.client.ctl_len =
+	    us->pktinfo ? reply_control(in, w->out_ctl[k], sizeof(w->out_ctl[k])) : 0;
+	m.client.conn = NULL;
 	m.t0 = t0;
 	m.resp = w->out_buf[k];
 	m.cap = sizeof(w->out_buf[k]);
@@ -185,20 +205,13 @@ void dns_udp_read(uv_poll_t *h, int status, int events)
 	if (status < 0 || !(events & UV_READABLE))
 		return;
 	for (int round = 0; round < UDP_ROUNDS; round++) {
-		/* Only what recvmmsg overwrites is reset: the rest of each header
-		 * points at fixed buffers and was set when the worker started. */
-		for (int i = 0; i < UDP_BATCH; i++) {
-			struct msghdr *m = &w->in[i].msg_hdr;
-			m->msg_namelen = sizeof(w->peers[i]);
-			m->msg_control = us->pktinfo ? w->in_ctl[i] : NULL;
-			m->msg_controllen = us->pktinfo ? sizeof(w->in_ctl[i]) : 0;
-			m->msg_flags = 0;
-		}
+		batch_ready(w, us);
 		int n = recvmmsg(us->fd, w->in, UDP_BATCH, MSG_DONTWAIT, NULL);
 		if (n <= 0) {
 			us->full_streak = 0;
 			return;
 		}
+		w->in_dirty = n;
 		uint64_t t0 = uv_hrtime();
 		uint64_t now_ms = t0 / 1000000;
 		bool shared = batch_shared(w, us, n, now_ms);

@@ -68,6 +68,8 @@ struct worker {
 	bool drained;  /* counted in srv->drained */
 	/* UDP batch buffers, per worker: the query path allocates nothing. */
 	struct mmsghdr in[UDP_BATCH], out[UDP_BATCH];
+	int in_dirty;	 /* receive headers the last recvmmsg filled, to reset */
+	bool in_pktinfo; /* the clean ones are set for a socket with IP_PKTINFO */
 	struct iovec in_iov[UDP_BATCH], out_iov[UDP_BATCH];
 	struct sockaddr_storage peers[UDP_BATCH];
 	uint8_t in_ctl[UDP_BATCH][64], out_ctl[UDP_BATCH][64];
