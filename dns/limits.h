@@ -70,7 +70,7 @@ int limits_option(struct limits_options *o, int code, const char *arg);
 struct dns_limits_config {
 	unsigned tcp_max_conns, tcp_idle_timeout_ms, tcp_max_lifetime_ms;
 	unsigned rrl, rrl_slip;
-	unsigned udp_source_share, udp_batch; /* dns/server.c's fairness rule */
+	unsigned udp_source_share, udp_batch; /* dns/udp.c's fairness rule */
 };
 
 struct dns_limits;
