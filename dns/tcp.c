@@ -221,7 +221,9 @@ static int on_tcp_msg(void *arg, const uint8_t *msg, size_t mlen)
 	snapshot_leave(w->reader);
 	switch (v) {
 	case DNS_FORWARD:
-		c->pending++; /* until the forwarder's dns_tcp_forward_reply */
+		/* Until dns_tcp_forward_reply: never called from inside
+		 * forward_query (resolver/forward.h), so counting it now is in time. */
+		c->pending++;
 		return conn_full(c);
 	case DNS_TRANSFER:
 		if (!tcp_send_framed(c, m.xfr, m.xfr_len))
