@@ -9,9 +9,8 @@
 #include <time.h>
 
 #include "wire/dname.h"
+#include "wire/wire.h"
 
-#define EDE_CODE  15 /* EDNS option code of Extended DNS Errors (RFC 8914) */
-#define EDE_STALE 3  /* info-code: Stale Answer */
 #define GEN_LABEL                                                                                  \
 	"\x0a"                                                                                     \
 	"generation"
@@ -91,19 +90,16 @@ size_t freshness_ede(uint8_t *out, size_t cap)
 	size_t len = 4 + 2 + tl;
 	if (len > cap)
 		return 0;
-	out[0] = 0;
-	out[1] = EDE_CODE;
-	out[2] = (uint8_t)((2 + tl) >> 8);
-	out[3] = (uint8_t)(2 + tl);
-	out[4] = 0;
-	out[5] = EDE_STALE;
+	wire_wr16(out, DNS_EDNS_EDE);
+	wire_wr16(out + 2, (uint16_t)(2 + tl));
+	wire_wr16(out + 4, DNS_EDE_STALE);
 	memcpy(out + 6, text, tl);
 	return len;
 }
 
 bool freshness_is_generation(const uint8_t *key, size_t keylen, uint16_t qtype)
 {
-	return g_keylen && keylen == g_keylen && (qtype == 16 || qtype == 255) &&
+	return g_keylen && keylen == g_keylen && (qtype == DNS_T_TXT || qtype == DNS_T_ANY) &&
 	       memcmp(key, g_key, keylen) == 0;
 }
 
@@ -132,8 +128,7 @@ size_t freshness_generation_txt(const struct snapshot *s, uint8_t *out, size_t c
 	/* owner: pointer to the question name; CH TXT, TTL 0 (it changes). */
 	static const uint8_t head[10] = {0xC0, 0x0C, 0, 16, 0, 3, 0, 0, 0, 0};
 	memcpy(out, head, 10);
-	out[10] = (uint8_t)(rdlen >> 8);
-	out[11] = (uint8_t)rdlen;
+	wire_wr16(out + 10, (uint16_t)rdlen);
 	size_t n = 12;
 	for (size_t i = 0; i < 6; i++) {
 		out[n++] = (uint8_t)lens[i];

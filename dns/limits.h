@@ -42,7 +42,7 @@ struct limits_options {
 struct dns_limits_config {
 	unsigned tcp_max_conns, tcp_idle_timeout_ms, tcp_max_lifetime_ms;
 	unsigned rrl, rrl_slip;
-	unsigned udp_source_share, udp_batch; /* dns/server.c's fairness rule */
+	unsigned udp_source_share, udp_batch; /* dns/udp.c's fairness rule */
 };
 
 struct dns_limits;

@@ -10,10 +10,11 @@
 
 #include "common/log.h"
 #include "wire/dname.h"
+#include "wire/wire.h"
 
 #define NOTIFY_MAX_ZONES 8
-#define NOTIFY_TRIES 5
-#define NOTIFY_RETRY_MS 2000
+#define NOTIFY_TRIES	 5
+#define NOTIFY_RETRY_MS	 2000
 
 struct pending {
 	uint16_t id;
@@ -56,8 +57,8 @@ static void on_retry(uv_timer_t *h)
 			if (!pd->tries)
 				continue;
 			if (--pd->tries == 0) {
-				log_warn("notify %s: no answer after %d tries", nt->targets[ti].text,
-					 NOTIFY_TRIES);
+				log_warn("notify %s: no answer after %d tries",
+					 nt->targets[ti].text, NOTIFY_TRIES);
 				continue;
 			}
 			send_one(nt, ti, pd);
@@ -93,10 +94,10 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
 {
 	struct dns_notifier *nt = h->data;
 	(void)flags;
-	if (n < 12 || !from)
+	if (n < WIRE_HDR_LEN || !from)
 		return;
 	const uint8_t *m = (const uint8_t *)buf->base;
-	uint16_t id = (uint16_t)(m[0] << 8 | m[1]);
+	uint16_t id = wire_hdr_id(m);
 	/* An answer counts only from the target asked, with the ID it was sent. */
 	for (size_t ti = 0; ti < nt->n_targets; ti++) {
 		const struct dns_listen *t = &nt->targets[ti];
@@ -104,9 +105,11 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
 			continue;
 		for (size_t zi = 0; zi < nt->n_zones; zi++) {
 			struct pending *pd = &nt->p[ti * NOTIFY_MAX_ZONES + zi];
-			if (pd->tries && pd->id == id && (m[2] & 0x80) && ((m[2] >> 3) & 0xF) == 4) {
+			if (pd->tries && pd->id == id && wire_hdr_has(m, WIRE_QR) &&
+			    wire_hdr_opcode(m) == DNS_OP_NOTIFY) {
 				pd->tries = 0;
-				log_debug("notify %s: acknowledged (rcode %d)", t->text, m[3] & 0xF);
+				log_debug("notify %s: acknowledged (rcode %u)", t->text,
+					  wire_hdr_rcode(m));
 			}
 		}
 	}
@@ -144,6 +147,37 @@ int dns_notifier_start(uv_loop_t *loop, const struct dns_listen *targets, size_t
 	return 0;
 }
 
+/* A NOTIFY for `zone` (RFC 1996): the question, and an answer SOA whose serial
+ * alone means anything (3.7 lets secondaries use it). Returns its length. */
+static size_t notify_build(uint8_t *m, uint16_t id, const uint8_t *zone, uint32_t serial)
+{
+	size_t zl = dname_len(zone);
+	memset(m, 0, WIRE_HDR_LEN);
+	wire_hdr_set_id(m, id);
+	wire_hdr_set_opcode(m, DNS_OP_NOTIFY);
+	wire_hdr_set(m, WIRE_AA, true);
+	wire_hdr_set_count(m, WIRE_QD, 1);
+	wire_hdr_set_count(m, WIRE_AN, 1);
+	size_t o = WIRE_HDR_LEN;
+	memcpy(m + o, zone, zl);
+	o += zl;
+	wire_wr16(m + o, DNS_T_SOA);
+	wire_wr16(m + o + 2, DNS_C_IN);
+	o += 4;
+	/* Owner, MNAME and RNAME: pointers to the question's name; TTL 0. */
+	wire_wr16(m + o, 0xC000 | WIRE_HDR_LEN);
+	wire_wr16(m + o + 2, DNS_T_SOA);
+	wire_wr16(m + o + 4, DNS_C_IN);
+	wire_wr32(m + o + 6, 0);
+	wire_wr16(m + o + 10, 2 + 2 + 20);
+	wire_wr16(m + o + 12, 0xC000 | WIRE_HDR_LEN);
+	wire_wr16(m + o + 14, 0xC000 | WIRE_HDR_LEN);
+	o += 16;
+	wire_wr32(m + o, serial);
+	memset(m + o + 4, 0, 16); /* refresh, retry, expire, minimum */
+	return o + 20;
+}
+
 void dns_notifier_send(struct dns_notifier *nt, const uint8_t (*zones)[255], size_t n_zones,
 		       uint32_t serial)
 {
@@ -158,45 +192,7 @@ void dns_notifier_send(struct dns_notifier *nt, const uint8_t (*zones)[255], siz
 			uint16_t id;
 			if (getrandom(&id, sizeof(id), 0) != sizeof(id))
 				id = (uint16_t)(serial ^ (ti << 8) ^ zi);
-			size_t zl = dname_len(zones[zi]);
-			uint8_t *m = pd->msg;
-			memset(m, 0, 12);
-			m[0] = (uint8_t)(id >> 8);
-			m[1] = (uint8_t)id;
-			m[2] = (uint8_t)((4 << 3) | 0x04); /* opcode NOTIFY, AA */
-			m[5] = 1;                          /* one question */
-			m[7] = 1;                          /* and the new SOA's serial */
-			size_t o = 12;
-			memcpy(m + o, zones[zi], zl);
-			o += zl;
-			m[o++] = 0;
-			m[o++] = 6; /* SOA */
-			m[o++] = 0;
-			m[o++] = 1; /* IN */
-			/* Answer: owner pointer to the question, SOA with only the
-			 * serial meaningful (RFC 1996 3.7 lets secondaries use it). */
-			m[o++] = 0xC0;
-			m[o++] = 12;
-			m[o++] = 0;
-			m[o++] = 6;
-			m[o++] = 0;
-			m[o++] = 1;
-			memset(m + o, 0, 4); /* TTL 0 */
-			o += 4;
-			m[o++] = 0;
-			m[o++] = 2 + 2 + 20; /* rdlength: two pointers + 20 */
-			m[o++] = 0xC0;
-			m[o++] = 12;
-			m[o++] = 0xC0;
-			m[o++] = 12;
-			uint32_t v[5] = {serial, 0, 0, 0, 0};
-			for (int k = 0; k < 5; k++) {
-				m[o++] = (uint8_t)(v[k] >> 24);
-				m[o++] = (uint8_t)(v[k] >> 16);
-				m[o++] = (uint8_t)(v[k] >> 8);
-				m[o++] = (uint8_t)v[k];
-			}
-			pd->len = o;
+			pd->len = notify_build(pd->msg, id, zones[zi], serial);
 			pd->id = id;
 			pd->tries = NOTIFY_TRIES;
 			send_one(nt, ti, pd);

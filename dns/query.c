@@ -10,14 +10,6 @@
 #include "dns/lifecycle_freshness.h"
 #include "wire/dname.h"
 
-#define FLAG_QR	 0x80 /* in byte 2 */
-#define FLAG_AA	 0x04
-#define FLAG_TC	 0x02
-#define FLAG_RD	 0x01
-#define FLAG_CD	 0x10 /* in byte 3 */
-#define OPT_SIZE 11
-#define EDNS_DO	 0x8000
-
 struct edns {
 	int present;
 	uint16_t payload;
@@ -60,30 +52,37 @@ static size_t put_opt(uint8_t *p, const struct edns *e, uint8_t ext_rcode)
 	wire_wr16(p + 3, DNS_EDNS_MAX_UDP);
 	p[5] = ext_rcode;
 	p[6] = 0; /* version 0 */
-	wire_wr16(p + 7, e->flags & EDNS_DO);
+	wire_wr16(p + 7, e->flags & DNS_EDNS_FLAG_DO);
 	wire_wr16(p + 9, 0);
-	return OPT_SIZE;
+	return WIRE_OPT_LEN;
+}
+
+/* The response's flags: QR, with the query's opcode, RD and CD; AA, TC, RA,
+ * Z and AD cleared, rcode 0. */
+static inline uint16_t reply_flags(const uint8_t *req)
+{
+	return (uint16_t)(WIRE_QR | (wire_hdr_flags(req) & (WIRE_OPCODE_BITS | WIRE_RD | WIRE_CD)));
 }
 
 /* Header + question (when one was read), with the given rcode and no records. */
 static size_t reply_empty(uint8_t *resp, const uint8_t *req, size_t qend, uint8_t rcode,
 			  const struct edns *e, struct dns_query_info *info)
 {
-	memcpy(resp, req, 12);
-	resp[2] = (uint8_t)(FLAG_QR | (req[2] & 0x79)); /* opcode, RD */
-	resp[3] = (uint8_t)((req[3] & FLAG_CD) | (rcode & 0x0F));
-	size_t n = 12;
-	wire_wr16(resp + 4, qend > 12 ? 1 : 0);
-	wire_wr16(resp + 6, 0);
-	wire_wr16(resp + 8, 0);
-	wire_wr16(resp + 10, 0);
-	if (qend > 12) {
-		memcpy(resp + 12, req + 12, qend - 12);
+	memcpy(resp, req, WIRE_HDR_LEN);
+	wire_hdr_set_flags(resp, reply_flags(req));
+	wire_hdr_set_rcode(resp, rcode);
+	size_t n = WIRE_HDR_LEN;
+	wire_hdr_set_count(resp, WIRE_QD, qend > WIRE_HDR_LEN ? 1 : 0);
+	wire_hdr_set_count(resp, WIRE_AN, 0);
+	wire_hdr_set_count(resp, WIRE_NS, 0);
+	wire_hdr_set_count(resp, WIRE_AR, 0);
+	if (qend > WIRE_HDR_LEN) {
+		memcpy(resp + WIRE_HDR_LEN, req + WIRE_HDR_LEN, qend - WIRE_HDR_LEN);
 		n = qend;
 	}
 	if (e && e->present) {
 		n += put_opt(resp + n, e, (uint8_t)(rcode >> 4));
-		wire_wr16(resp + 10, 1);
+		wire_hdr_set_count(resp, WIRE_AR, 1);
 	}
 	info->rcode = rcode;
 	return n;
@@ -105,22 +104,22 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	info->outside = 0;
 	info->cluster = 0;
 
-	if (len < 12 || cap < 512)
+	if (len < WIRE_HDR_LEN || cap < 512)
 		return 0;
-	if (req[2] & FLAG_QR) /* a response: never answer it (reflection loops) */
+	if (wire_hdr_has(req, WIRE_QR)) /* a response: never answer it (reflection loops) */
 		return 0;
-	uint8_t opcode = (req[2] >> 3) & 0x0F;
-	uint16_t qdcount = wire_rd16(req + 4);
+	unsigned opcode = wire_hdr_opcode(req);
+	uint16_t qdcount = wire_hdr_count(req, WIRE_QD);
 
 	/* The question, when there is exactly one and it is well formed. */
 	size_t qend = 0;
 	int qlen = -1;
 	if (qdcount == 1) {
-		qlen = dname_read_question(req, len, 12, key);
-		if (qlen >= 0 && 12 + (size_t)qlen + 4 <= len)
-			qend = 12 + (size_t)qlen + 4;
+		qlen = dname_read_question(req, len, WIRE_HDR_LEN, key);
+		if (qlen >= 0 && WIRE_HDR_LEN + (size_t)qlen + 4 <= len)
+			qend = WIRE_HDR_LEN + (size_t)qlen + 4;
 	}
-	if (opcode != 0)
+	if (opcode != DNS_OP_QUERY)
 		return reply_empty(resp, req, qend, DNS_RCODE_NOTIMP, NULL, info);
 	if (!qend)
 		return reply_empty(resp, req, 0, DNS_RCODE_FORMERR, NULL, info);
@@ -130,10 +129,11 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 
 	/* A query carries no answer or authority records (RFC 1035 4.1.1), but
 	 * an IXFR names the client's version in an authority SOA (RFC 1995). */
-	if (wire_rd16(req + 6) || (wire_rd16(req + 8) && qtype != DNS_T_IXFR))
+	uint16_t nscount = wire_hdr_count(req, WIRE_NS);
+	if (wire_hdr_count(req, WIRE_AN) || (nscount && qtype != DNS_T_IXFR))
 		return reply_empty(resp, req, qend, DNS_RCODE_FORMERR, NULL, info);
-	if (parse_additional(req, len, qend, (unsigned)wire_rd16(req + 8) + wire_rd16(req + 10),
-			     &e) < 0)
+	if (parse_additional(req, len, qend, (unsigned)nscount + wire_hdr_count(req, WIRE_AR), &e) <
+	    0)
 		return reply_empty(resp, req, qend, DNS_RCODE_FORMERR, NULL, info);
 	if (e.present && e.version > 0)
 		return reply_empty(resp, req, qend, DNS_RCODE_BADVERS, &e, info);
@@ -148,11 +148,11 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	}
 	if (limit > cap)
 		limit = cap;
-	size_t opt = e.present ? OPT_SIZE : 0;
+	size_t opt = e.present ? WIRE_OPT_LEN : 0;
 	info->qend = (uint16_t)qend;
 	info->limit = (uint16_t)limit;
 	info->edns = (uint8_t)e.present;
-	info->edns_do = (e.flags & EDNS_DO) != 0;
+	info->edns_do = (e.flags & DNS_EDNS_FLAG_DO) != 0;
 
 	if (!s)
 		return reply_empty(resp, req, qend, DNS_RCODE_SERVFAIL, &e, info);
@@ -202,10 +202,9 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 	opt += ede_len;
 
 	/* Header and question as the client sent them. */
-	memcpy(resp, req, qend);
-	resp[2] = (uint8_t)(FLAG_QR | FLAG_AA | (req[2] & 0x79));
-	resp[3] = (uint8_t)(req[3] & FLAG_CD);
-	wire_wr16(resp + 4, 1);
+	memcpy(resp, req, qend); /* QDCOUNT stays the query's: 1 */
+	/* The flags word is written once, at the end. */
+	uint16_t flags = reply_flags(req) | WIRE_AA;
 	size_t n = qend;
 	uint16_t an = 0, ns = 0, ar = 0;
 	uint8_t rcode = DNS_RCODE_NOERROR;
@@ -215,8 +214,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		wire_wr16(resp + n, 0xC00C);
 		wire_wr16(resp + n + 2, alen == 4 ? DNS_T_A : DNS_T_AAAA);
 		wire_wr16(resp + n + 4, DNS_C_IN);
-		wire_wr16(resp + n + 6, (uint16_t)(r.ttl >> 16));
-		wire_wr16(resp + n + 8, (uint16_t)r.ttl);
+		wire_wr32(resp + n + 6, r.ttl);
 		wire_wr16(resp + n + 10, (uint16_t)alen);
 		memcpy(resp + n + 12, r.addr.bytes, alen);
 		n += 12 + alen;
@@ -229,7 +227,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		size_t pv_len =
 		    zone_port_view(s, key, (size_t)qlen, resp + n, limit - opt - n, &pv_n, &pv_cut);
 		if (pv_cut) {
-			resp[2] |= FLAG_TC;
+			flags |= WIRE_TC;
 			info->truncated = 1;
 		}
 		n += pv_len;
@@ -240,7 +238,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			return reply_empty(resp, req, qend, DNS_RCODE_SERVFAIL, &e, info);
 		rcode = a->rcode;
 		if (!a->aa)
-			resp[2] &= (uint8_t)~FLAG_AA;
+			flags &= (uint16_t)~WIRE_AA;
 		if (n + a->len + opt <= limit) {
 			memcpy(resp + n, a->data, a->len);
 			an = a->an;
@@ -248,7 +246,8 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			ar = a->ar;
 			if (a->patch_owner) /* the SOA's owner: the apex inside the question */
 				wire_wr16(resp + n,
-					  (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
+					  (uint16_t)(0xC000 |
+						     (WIRE_HDR_LEN + (size_t)qlen - a->apex_len)));
 			n += a->len;
 		} else if (n + a->len_an_ns + opt <= limit) {
 			/* Additional data is optional: drop it rather than truncate. */
@@ -257,10 +256,11 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			ns = a->ns;
 			if (a->patch_owner)
 				wire_wr16(resp + n,
-					  (uint16_t)(0xC000 | (12 + (size_t)qlen - a->apex_len)));
+					  (uint16_t)(0xC000 |
+						     (WIRE_HDR_LEN + (size_t)qlen - a->apex_len)));
 			n += a->len_an_ns;
 		} else {
-			resp[2] |= FLAG_TC;
+			flags |= WIRE_TC;
 			info->truncated = 1;
 		}
 	}
@@ -281,10 +281,10 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			info->stale = 1;
 		}
 	}
-	resp[3] |= rcode;
-	wire_wr16(resp + 6, an);
-	wire_wr16(resp + 8, ns);
-	wire_wr16(resp + 10, ar);
+	wire_hdr_set_flags(resp, (uint16_t)(flags | (rcode & WIRE_RCODE_BITS)));
+	wire_hdr_set_count(resp, WIRE_AN, an);
+	wire_hdr_set_count(resp, WIRE_NS, ns);
+	wire_hdr_set_count(resp, WIRE_AR, ar);
 	info->rcode = rcode;
 	return n;
 }

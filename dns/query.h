@@ -2,7 +2,8 @@
  * name up in the snapshot, and write the response behind the client's header.
  *
  * Owns: the RFC rules for a query (FORMERR, NOTIMP, REFUSED, EDNS0, TC) and
- * the response layout. UDP, TCP and the tests all drive this one function.
+ * the response layout. dns_process() (process.h) calls it for UDP and TCP
+ * alike; the tests call it directly.
  * Must never: allocate, lock, log or block; it is the hot path. */
 #ifndef SVCDNS_QUERY_H
 #define SVCDNS_QUERY_H

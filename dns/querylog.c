@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "wire/dname.h"
+#include "wire/wire.h"
 
 void dns_log_query(const struct sockaddr *peer, const uint8_t *req, size_t len,
 		   enum dns_proto proto)
@@ -24,16 +25,16 @@ void dns_log_query(const struct sockaddr *peer, const uint8_t *req, size_t len,
 		port = ntohs(a->sin6_port);
 	}
 	unsigned qtype = 0, qclass = 0;
-	if (len >= 12 && req[4] == 0 && req[5] == 1) {
-		int ql = dname_read_question(req, len, 12, key);
-		if (ql >= 0 && 12 + (size_t)ql + 4 <= len) {
+	if (len >= WIRE_HDR_LEN && wire_hdr_count(req, WIRE_QD) == 1) {
+		int ql = dname_read_question(req, len, WIRE_HDR_LEN, key);
+		if (ql >= 0 && WIRE_HDR_LEN + (size_t)ql + 4 <= len) {
 			dname_to_text(key, name, sizeof(name));
-			const uint8_t *t = req + 12 + ql;
-			qtype = (unsigned)(t[0] << 8 | t[1]);
-			qclass = (unsigned)(t[2] << 8 | t[3]);
+			const uint8_t *t = req + WIRE_HDR_LEN + ql;
+			qtype = wire_rd16(t);
+			qclass = wire_rd16(t + 2);
 		}
 	}
 	log_debug("query from %s#%u %s: %s class %u type %u id %u", addr, port,
 		  proto == DNS_TCP ? "tcp" : "udp", name, qclass, qtype,
-		  len >= 2 ? (unsigned)(req[0] << 8 | req[1]) : 0);
+		  len >= 2 ? (unsigned)wire_rd16(req) : 0);
 }

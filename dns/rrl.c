@@ -58,12 +58,12 @@ void rrl_free(struct rrl *r)
 
 enum rrl_kind rrl_classify(const uint8_t *resp, size_t len)
 {
-	if (len < 12)
+	if (len < WIRE_HDR_LEN)
 		return RRL_ERROR;
-	switch (resp[3] & 0x0F) {
-	case 0:
-		return wire_rd16(resp + 6) ? RRL_ANSWER : RRL_NODATA;
-	case 3:
+	switch (wire_hdr_rcode(resp)) {
+	case DNS_RCODE_NOERROR:
+		return wire_hdr_count(resp, WIRE_AN) ? RRL_ANSWER : RRL_NODATA;
+	case DNS_RCODE_NXDOMAIN:
 		return RRL_NXDOMAIN;
 	default:
 		return RRL_ERROR;
@@ -74,9 +74,9 @@ enum rrl_kind rrl_classify(const uint8_t *resp, size_t len)
  * sent it: labels, no compression), or 0 when there is none to read. */
 static size_t question_end(const uint8_t *resp, size_t len)
 {
-	if (len < 12 || wire_rd16(resp + 4) != 1)
+	if (len < WIRE_HDR_LEN || wire_hdr_count(resp, WIRE_QD) != 1)
 		return 0;
-	size_t off = 12;
+	size_t off = WIRE_HDR_LEN;
 	for (;;) {
 		if (off >= len || resp[off] > 63)
 			return 0;
@@ -153,7 +153,8 @@ enum rrl_verdict rrl_check(struct rrl *r, const struct sockaddr *peer, const uin
 			   size_t len, uint64_t now_ms)
 {
 	uint64_t key;
-	if (!r || len < 12 || !(resp[2] & 0x80) || !flow_key(peer, resp, len, &key))
+	if (!r || len < WIRE_HDR_LEN || !wire_hdr_has(resp, WIRE_QR) ||
+	    !flow_key(peer, resp, len, &key))
 		return RRL_PASS;
 	uint32_t now = (uint32_t)now_ms;
 	bool fresh;
@@ -184,12 +185,13 @@ enum rrl_verdict rrl_check(struct rrl *r, const struct sockaddr *peer, const uin
 
 size_t rrl_slip(uint8_t *resp, size_t len)
 {
-	if (len < 12)
+	if (len < WIRE_HDR_LEN)
 		return len;
 	size_t qend = question_end(resp, len);
-	resp[2] |= 0x02; /* TC */
-	resp[4] = 0;
-	resp[5] = qend ? 1 : 0;
-	memset(resp + 6, 0, 6);
-	return qend ? qend : 12;
+	wire_hdr_set(resp, WIRE_TC, true);
+	wire_hdr_set_count(resp, WIRE_QD, qend ? 1 : 0);
+	wire_hdr_set_count(resp, WIRE_AN, 0);
+	wire_hdr_set_count(resp, WIRE_NS, 0);
+	wire_hdr_set_count(resp, WIRE_AR, 0);
+	return qend ? qend : WIRE_HDR_LEN;
 }

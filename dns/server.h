@@ -3,6 +3,8 @@
  *
  * Owns: sockets, batching (recvmmsg/sendmmsg), TCP framing, connection limits
  * and timeouts, and entering/leaving the published snapshot around each batch.
+ * What happens to each message is dns_process()'s to decide (process.h); the
+ * transports carry out its verdict.
  * Must never: build or change snapshots; it only reads the published one. */
 #ifndef SVCDNS_SERVER_H
 #define SVCDNS_SERVER_H

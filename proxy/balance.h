@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "discovery/model.h"
+#include "common/netaddr.h"
 
 /* One endpoint of a Service port: the address and the port it serves on. */
 struct proxy_endpoint {
@@ -45,8 +45,8 @@ size_t balance_pick(struct balance *b, const struct proxy_endpoint *eps, size_t 
 
 /* Records that `client` is served by `ep` (the endpoint that answered after
  * the picked one failed, or a refresh of the timeout). No-op without affinity. */
-void balance_bind(struct balance *b, const struct net_addr *client,
-		  const struct proxy_endpoint *ep, uint32_t affinity_ms, uint64_t now_ms);
+void balance_bind(struct balance *b, const struct net_addr *client, const struct proxy_endpoint *ep,
+		  uint32_t affinity_ms, uint64_t now_ms);
 
 /* Forgets `client` (its endpoint stopped answering). */
 void balance_forget(struct balance *b, const struct net_addr *client);

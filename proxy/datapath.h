@@ -1,5 +1,7 @@
-/* The datapath's inner structures, shared by proxy.c (listeners and updates),
- * tcp.c (connections) and udp.c (flows). Internal to proxy/.
+/* The datapath's inner structures, shared by proxy.c (start, stop, the port
+ * table), events.c (the epoll set), listeners.c, apply.c (a view applied),
+ * chaos.c (the CHAOS live view), tcp.c (connections) and udp.c (flows).
+ * Internal to proxy/.
  *
  * Owns: the layout of Service ports, listeners, connections and flows, and who
  * holds a reference to what.
@@ -135,7 +137,7 @@ struct plistener {
 	bool paused;
 	uint8_t proto;
 	bool node_port;
-	bool wildcard;		/* bound to 0.0.0.0 / ::: replies need the packet's address */
+	bool wildcard;	      /* bound to 0.0.0.0 / ::: replies need the packet's address */
 	struct net_addr addr; /* the key: proto, addr, lport */
 	uint16_t lport;
 	struct sockaddr_storage sa;
@@ -174,15 +176,21 @@ struct proxy {
 	unsigned cap_suppressed;
 };
 
+/* "TCP" or "UDP": the only protocols the datapath forwards. */
+static inline const char *proxy_proto_name(uint8_t proto)
+{
+	return proto == PROTO_UDP ? "UDP" : "TCP";
+}
+
 /* ---- proxy.c ---- */
-/* Adds fd to the datapath's epoll set, edge-triggered. 0 or -errno. */
-int proxy_ev_add(struct proxy *p, int fd, uint32_t events, struct pev *e);
-/* Resumes `e` on a later loop turn (its budget ran out with work left). */
-void proxy_ev_ready(struct proxy *p, struct pev *e);
-/* Takes `e` off the ready list (it is being closed). */
-void proxy_ev_cancel(struct pev *e);
 void pport_put(struct pport *pp);
 void pendpoints_put(struct pendpoints *e);
+/* The port table is sorted by (ns, name, proto, port): its order, and a
+ * binary search in it (NULL: not served). */
+int pport_key_cmp(const char *ns, const char *name, uint8_t proto, uint16_t port,
+		  const struct pport *b);
+struct pport *pport_find(const struct proxy *p, const char *ns, const char *name, uint8_t proto,
+			 uint16_t port);
 /* The number of open connections or flows of `pp` changed by `delta`. */
 void pport_active_add(struct pport *pp, int delta);
 /* A handle owned by the datapath was closed (frees the proxy when stopping). */
@@ -193,10 +201,50 @@ bool proxy_cap_log_allowed(struct proxy *p, unsigned *suppressed);
 /* " (N similar messages skipped)", or "" when none were. */
 const char *proxy_skipped_note(unsigned skipped, char *buf, size_t len);
 #define SKIPPED(n) proxy_skipped_note((n), (char[48]){0}, 48)
-/* A listener could not accept (EMFILE): retried by the retry timer. */
-void proxy_listener_pause(struct plistener *l);
 void proxy_endpoint_format(const struct proxy_endpoint *ep, char *buf, size_t len);
 socklen_t proxy_endpoint_sockaddr(const struct proxy_endpoint *ep, struct sockaddr_storage *ss);
+socklen_t proxy_addr_sockaddr(const struct net_addr *a, uint16_t port, struct sockaddr_storage *ss);
+bool proxy_addr_is_any(const struct net_addr *a);
+
+/* ---- events.c ---- */
+/* Creates the epoll set and starts polling it on p->loop (two handles, which
+ * proxy_ev_close closes). 0 or a negative errno, with nothing left open. */
+int proxy_ev_open(struct proxy *p);
+void proxy_ev_close(struct proxy *p, uv_close_cb cb);
+/* Adds fd to the datapath's epoll set, edge-triggered. 0 or -errno. */
+int proxy_ev_add(struct proxy *p, int fd, uint32_t events, struct pev *e);
+/* Resumes `e` on a later loop turn (its budget ran out with work left). */
+void proxy_ev_ready(struct proxy *p, struct pev *e);
+/* Takes `e` off the ready list (it is being closed). */
+void proxy_ev_cancel(struct pev *e);
+
+/* ---- listeners.c ---- */
+/* The listener table is sorted by (proto, address, port). */
+int proxy_listener_key_cmp(uint8_t proto, const struct net_addr *a, uint16_t port,
+			   const struct plistener *l);
+/* "10.96.0.10:80/TCP", for logs. */
+void proxy_listener_text(const struct plistener *l, char *buf, size_t len);
+/* A listener not bound yet (fd -1), with no port. */
+struct plistener *proxy_listener_new(struct proxy *p, uint8_t proto, const struct net_addr *a,
+				     uint16_t port, bool node_port);
+/* Binds and starts polling; 0 or a negative errno (l->fd stays -1). */
+int proxy_listener_bind(struct plistener *l);
+/* Closes the socket and its flows, drops its port; frees it (now or once
+ * its handle is closed). */
+void proxy_listener_close(struct plistener *l);
+/* A listener could not accept (EMFILE): retried by the retry timer. */
+void proxy_listener_pause(struct plistener *l);
+/* Arms the retry timer when a listener is unbound or paused. */
+void proxy_retry_schedule(struct proxy *p);
+
+/* ---- chaos.c (the control thread's side) ---- */
+void plive_put(struct plive *lv);
+/* Publishes a port's listener state to the CHAOS view. */
+void pport_live_listeners(struct pport *pp);
+/* Publishes every port's state and a new index of the current table (the
+ * previous one retires until proxy_live_reclaim). */
+void proxy_live_publish(struct proxy *p);
+void live_index_free(struct live_index *ix);
 
 /* ---- tcp.c ---- */
 void tcp_listener_accept(struct plistener *l);

@@ -5,7 +5,8 @@
  * flows, the choice of endpoint (round robin, sessionAffinity ClientIP), the
  * caps on connections and flows, and the counters per Service port.
  * Must never: reach into discovery/ or change a snapshot. It reads the view a
- * snapshot carries, copies what it forwards by, and keeps no pointer into it.
+ * snapshot carries (its types come through proxy/view_types.h alone), copies
+ * what it forwards by, and keeps no pointer into it.
  * Every function runs on the loop given to proxy_start (the control loop),
  * except proxy_chaos_live, which DNS workers call. */
 #ifndef SVCDNS_PROXY_H
@@ -18,7 +19,7 @@
 
 #include <uv.h>
 
-#include "discovery/model.h"
+#include "proxy/view_types.h"
 
 struct proxy_config {
 	/* Where NodePorts listen: --node-address (0.0.0.0 by default). */

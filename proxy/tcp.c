@@ -257,7 +257,7 @@ static int pump(struct proxy *p, struct pdir *d, int sfd, int dfd, uint64_t *cou
 static void conn_fail(struct pconn *c, int err, const char *side)
 {
 	log_debug("proxy: Service %s/%s port %u/%s: connection ended by %s: %s", c->port->ns,
-		  c->port->name, c->port->port, model_proto_name(c->port->proto), side,
+		  c->port->name, c->port->port, proxy_proto_name(c->port->proto), side,
 		  strerror(-err));
 	/* Pass the reset on, so that neither peer waits on a dead connection. */
 	conn_close(c, true);

@@ -57,12 +57,15 @@ enum dns_rcode {
 	DNS_RCODE_NXDOMAIN = 3,
 	DNS_RCODE_NOTIMP = 4,
 	DNS_RCODE_REFUSED = 5,
+	DNS_RCODE_NOTAUTH = 9,	/* RFC 2136: not authoritative for the zone asked */
 	DNS_RCODE_BADVERS = 16, /* extended (RFC 6891): upper bits in the OPT TTL */
 };
 
 /* EDNS option codes and Extended DNS Error info-codes (RFC 8914). */
 enum { DNS_EDNS_COOKIE = 10, DNS_EDNS_EDE = 15 };
 enum { DNS_EDE_OTHER = 0, DNS_EDE_STALE = 3, DNS_EDE_PROHIBITED = 18 };
+/* The DO bit of the OPT record's flags (RFC 3225), the TTL's low 16 bits. */
+#define DNS_EDNS_FLAG_DO 0x8000
 
 #define WIRE_HDR_LEN 12
 #define WIRE_OPT_LEN 11 /* an OPT record with no options: root, type, class, TTL, rdlen */
@@ -121,10 +124,21 @@ static inline void wire_hdr_set_id(uint8_t *m, uint16_t id)
 	wire_wr16(m, id);
 }
 
+/* The opcode and rcode fields inside the flags word. */
+#define WIRE_OPCODE_BITS 0x7800
+#define WIRE_RCODE_BITS	 0x000f
+
 /* The flags word (bytes 2-3) with opcode and rcode included. */
 static inline uint16_t wire_hdr_flags(const uint8_t *m)
 {
 	return wire_rd16(m + 2);
+}
+
+/* Writes the whole flags word at once: a response header built from the
+ * query's in one store rather than a flag at a time. */
+static inline void wire_hdr_set_flags(uint8_t *m, uint16_t flags)
+{
+	wire_wr16(m + 2, flags);
 }
 
 static inline bool wire_hdr_has(const uint8_t *m, enum wire_flag f)

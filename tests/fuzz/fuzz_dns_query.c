@@ -19,8 +19,8 @@
 #include "zones/snapshot.h"
 #include "zones/zonefile.h"
 
-/* The capacities dns/server.c passes: its UDP buffers, its TCP buffer, and the
- * smallest one query.h allows. */
+/* The capacities the workers pass (dns/udp.c's buffers, dns/tcp.c's buffer)
+ * and the smallest one query.h allows. */
 #define CAP_UDP 4096
 #define CAP_TCP DNS_MAX_MSG
 #define CAP_MIN 512

@@ -1,6 +1,6 @@
 /* Fuzz target: a TCP stream of length-prefixed DNS messages, split at points
  * the input chooses, through tcpframe_feed() (wire/tcpframe.h, the code
- * dns/server.c runs) with the server's buffer growth rule and dns_answer()
+ * dns/tcp.c runs) with the server's buffer growth rule and dns_answer()
  * behind it. However the stream is cut, and wherever the handler pauses, the
  * same messages get the same responses and the connection ends at the same
  * message. */
@@ -15,7 +15,7 @@
 #include "fuzz.h"
 #include "zones/snapshot.h"
 
-/* What dns/server.c gives on_tcp_alloc beyond the message in progress. */
+/* What dns/tcp.c gives on_tcp_alloc beyond the message in progress. */
 #define READ_MIN 4096
 
 /* ---- a small cluster: answers of every size up to a 2 KB headless list ---- */
@@ -78,7 +78,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* ---- one connection, as dns/server.c runs it -------------------------------- */
+/* ---- one connection, as dns/tcp.c runs it ----------------------------------- */
 
 struct conn {
 	uint8_t *buf;

@@ -1,6 +1,6 @@
 """The wire: case, EDNS, truncation and TCP retry, several queries on one TCP
-connection, FORMERR/NOTIMP/REFUSED, CHAOS, and garbage that must not kill the
-server."""
+connection, FORMERR/NOTIMP/REFUSED, CHAOS, garbage that must not kill the
+server, and the answer's source address on a wildcard listener."""
 
 import os
 import socket
@@ -700,6 +700,41 @@ def test_garbage(tally, port):
     tally.run("garbage over TCP, server alive", tcp_garbage)
 
 
+def test_wildcard_source(tally, root):
+    """A wildcard listener answers from the address each query came to
+    (IP_PKTINFO), also when one worker reads it in turn with a listener that
+    needs no control data: bursts go to the two alternately, so that each
+    batch follows one of the other socket's."""
+    wport = t.free_port()
+    srv = t.Server(root, args=["--threads", "1", "--listen", "0.0.0.0:%d" % wport]).start()
+    bad = []
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    try:
+        for burst in range(40):
+            dest = ("127.0.0.2", wport) if burst % 2 == 0 else ("127.0.0.1", srv.port)
+            ids = set()
+            for k in range(1 + burst % 5):
+                qid = (burst * 8 + k) & 0xFFFF
+                ids.add(qid)
+                s.sendto(header(qid) + question("web." + D), dest)
+            while ids:
+                wire, src = s.recvfrom(4096)
+                if src != dest:
+                    bad.append("burst %d: answer from %s:%d, asked %s:%d"
+                               % (burst, src[0], src[1], dest[0], dest[1]))
+                if rcode_of(wire) != 0 or id_of(wire) not in ids:
+                    bad.append("burst %d: id %d rcode %d" % (burst, id_of(wire), rcode_of(wire)))
+                ids.discard(id_of(wire))
+    except socket.timeout:
+        bad.append("no answer within 3 s")
+    finally:
+        s.close()
+    tally.check(not bad, "wildcard listener answers from the address asked, beside another",
+                "\n    ".join(bad[:5]) + "\n" + srv.stderr_tail(5))
+    tally.server_stopped(srv)
+
+
 def body(tally):
     root = t.copy_fixture("cluster")
     t.write_file(os.path.join(root, "big.json"), t.headless_manifest("big", "default", BIG))
@@ -716,6 +751,7 @@ def body(tally):
     test_chaos(tally, port)
     test_garbage(tally, port)
     tally.check(srv.alive(), "server still running at the end", srv.stderr_tail())
+    test_wildcard_source(tally, root)
 
 
 if __name__ == "__main__":
