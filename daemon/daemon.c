@@ -199,11 +199,10 @@ oom:
 static int start_sources(struct app *app)
 {
 	const struct svcdns_options *o = app->o;
+	/* manifest_dir_start logs why it cannot start: one line, nothing to add */
 	if (o->manifests && manifest_dir_start(app->loop, o->manifests, app->store, on_changed, app,
-					       &app->mdir) < 0) {
-		log_error("manifests %s: cannot be read; giving up", o->manifests);
+					       &app->mdir) < 0)
 		return -1;
-	}
 	/* Until its first full sync, the cluster zone answers SERVFAIL. */
 	if (o->use_api && api_start(app) < 0) {
 		log_error("api: cannot start the Kubernetes API source; giving up");

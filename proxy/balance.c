@@ -96,8 +96,8 @@ static int rehash(struct balance *b, size_t cap, uint32_t affinity_ms, uint64_t 
 	return 0;
 }
 
-void balance_bind(struct balance *b, const struct net_addr *client,
-		  const struct proxy_endpoint *ep, uint32_t affinity_ms, uint64_t now_ms)
+void balance_bind(struct balance *b, const struct net_addr *client, const struct proxy_endpoint *ep,
+		  uint32_t affinity_ms, uint64_t now_ms)
 {
 	if (!affinity_ms)
 		return;

@@ -50,14 +50,14 @@ struct zone_result {
 	uint8_t apex_len;
 	const struct zone_answer *ans;
 	struct net_addr addr; /* ZR_POD_ADDR */
-	uint32_t ttl;		/* ZR_POD_ADDR */
+	uint32_t ttl;	      /* ZR_POD_ADDR */
 };
 
 /* Settings a snapshot is built with. */
 struct snapshot_config {
-	const char *zone;	   /* cluster domain, e.g. "cluster.local" */
-	uint32_t ttl;		   /* records of the cluster zone */
-	const char *hostname;	   /* id.server */
+	const char *zone;	 /* cluster domain, e.g. "cluster.local" */
+	uint32_t ttl;		 /* records of the cluster zone */
+	const char *hostname;	 /* id.server */
 	struct net_addr ns_addr; /* glue for ns.dns.<zone> when kube-dns is unknown */
 	bool have_ns_addr;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */

@@ -23,8 +23,8 @@
  * question ends at `qend`). On success *out holds one or more TCP-framed
  * messages (2-byte length prefix each), malloc'd, and 0 is returned. -ENOENT:
  * the question names no zone svcdns serves (answer NOTAUTH). */
-int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t qend,
-	       uint8_t **out, size_t *out_len);
+int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t qend, uint8_t **out,
+	       size_t *out_len);
 
 /* ---- the IXFR journal ----------------------------------------------------
  * An incremental build knows exactly which Services changed; it records the

@@ -89,7 +89,8 @@ int zonefile_load(const char *origin, const char *path, struct static_zone **out
 		log_error("zone file %s: origin %s is not a domain name", path, origin);
 		goto out;
 	}
-	ldns_status st = ldns_zone_new_frm_fp_l(&zone, fp, origin_rdf, 3600, LDNS_RR_CLASS_IN, &line);
+	ldns_status st =
+	    ldns_zone_new_frm_fp_l(&zone, fp, origin_rdf, 3600, LDNS_RR_CLASS_IN, &line);
 	if (st != LDNS_STATUS_OK) {
 		log_error("zone file %s: line %d: %s", path, line, ldns_get_errorstr_by_id(st));
 		goto out;

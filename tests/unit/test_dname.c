@@ -78,11 +78,11 @@ static void test_read_question(void **state)
 	} cases[] = {
 	    {"\3WeB\4Shop\0", 10, 10, "\3web\4shop"},
 	    {"\0", 1, 1, ""},
-	    {"\3web", 4, -EBADMSG, NULL},        /* runs past the end */
-	    {"\3web\4sho", 8, -EBADMSG, NULL},     /* label runs past the end */
-	    {"\300\014", 2, -EBADMSG, NULL},       /* a pointer */
-	    {"\100abc\0", 5, -EBADMSG, NULL},      /* extended label type */
-	    {"\200abc\0", 5, -EBADMSG, NULL},      /* reserved label type */
+	    {"\3web", 4, -EBADMSG, NULL},      /* runs past the end */
+	    {"\3web\4sho", 8, -EBADMSG, NULL}, /* label runs past the end */
+	    {"\300\014", 2, -EBADMSG, NULL},   /* a pointer */
+	    {"\100abc\0", 5, -EBADMSG, NULL},  /* extended label type */
+	    {"\200abc\0", 5, -EBADMSG, NULL},  /* reserved label type */
 	    {"", 0, -EBADMSG, NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -156,8 +156,10 @@ static void test_lower_hash(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_from_text),     cmocka_unit_test(test_to_text),
-	    cmocka_unit_test(test_read_question), cmocka_unit_test(test_skip),
+	    cmocka_unit_test(test_from_text),
+	    cmocka_unit_test(test_to_text),
+	    cmocka_unit_test(test_read_question),
+	    cmocka_unit_test(test_skip),
 	    cmocka_unit_test(test_lowercase_every_byte),
 	    cmocka_unit_test(test_lower_hash),
 	};

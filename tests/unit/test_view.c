@@ -299,7 +299,7 @@ static void build(const struct model_store *st, struct model_alloc *a, struct mo
 
 /* The ClusterIP a fresh allocator gives `name` among services named names[]. */
 static struct net_addr fresh_ip(const char *svc_cidr, const char *const *names, size_t n,
-				  const char *name)
+				const char *name)
 {
 	struct model_store *st = model_store_new();
 	struct model_alloc *a = alloc_with(svc_cidr, "10.244.0.0/16");
