@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/metrics_impl.h"
 #include "common/metrics_qlog.h"
 
@@ -248,9 +249,7 @@ void metrics_dns_reply_late(const uint8_t *resp, size_t len, enum metrics_proto 
 	}
 	uint64_t dur = 0;
 	if (start_ns) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		uint64_t now = clock_now_ns();
 		dur = now > start_ns ? now - start_ns : 0;
 	}
 	count_response(w, 0, proto ? 1 : 0, t, resp[3] & 0x0F, len, dur);

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "common/clock.h"
 #include "daemon/pipeline.h"
 #include "discovery/kube.h"
 #include "discovery/model.h"
@@ -35,9 +36,7 @@ void views_observe(uint64_t *hist, double *sum, double seconds)
 
 static double now_mono(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)clock_now_ns() / 1e9;
 }
 
 static void gauge(struct metrics_out *o, const char *name, const char *help, double v)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "wire/dname.h"
 #include "wire/wire.h"
 
@@ -36,13 +37,6 @@ void freshness_set_heard(uint64_t heard_ns, bool stale)
 {
 	atomic_store_explicit(&g_heard_ns, heard_ns, memory_order_relaxed);
 	atomic_store_explicit(&g_stale, stale, memory_order_relaxed);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Decimal digits of v at p; returns how many. No printf on the query path. */
@@ -84,7 +78,7 @@ size_t freshness_ede(uint8_t *out, size_t cap)
 	char text[64];
 	size_t tl = put_str(text, "no news from the data source for ");
 	uint64_t heard = atomic_load_explicit(&g_heard_ns, memory_order_relaxed);
-	uint64_t now = now_ns();
+	uint64_t now = clock_now_ns();
 	tl += put_u64(text + tl, heard && now > heard ? (now - heard) / 1000000000u : 0);
 	text[tl++] = 's';
 	size_t len = 4 + 2 + tl;
@@ -107,7 +101,7 @@ size_t freshness_generation_txt(const struct snapshot *s, uint8_t *out, size_t c
 {
 	char strs[6][48];
 	size_t lens[6], rdlen = 0;
-	uint64_t now = now_ns();
+	uint64_t now = clock_now_ns();
 	uint64_t heard = atomic_load_explicit(&g_heard_ns, memory_order_relaxed);
 	bool stale = atomic_load_explicit(&g_stale, memory_order_relaxed);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "zones/builder.h"
 #include "zones/cluster.h"
@@ -402,9 +403,7 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 	*s->view = *view;
 	memset(view, 0, sizeof(*view));
 	s->cfg = cfg;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	s->built_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	s->built_ns = clock_now_ns();
 	*out = s;
 	return 0;
 fail:
