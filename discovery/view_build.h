@@ -112,12 +112,12 @@ struct ep_tmp {
 	size_t seq; /* breaks ties so that merging is deterministic */
 };
 
-struct arena_chunk; /* view_eps.c */
+struct arena; /* common/arena.h */
 
 struct build {
 	const struct model_store *st;
 	struct model_alloc *alloc;
-	struct arena_chunk *scratch;   /* endpoint target ports until packed */
+	struct arena *scratch;	       /* endpoint target ports until packed */
 	struct model_service **clones; /* owned, freed with the build */
 	size_t n_clones;
 	struct kbuf key;

@@ -5,54 +5,12 @@
 
 #include <errno.h>
 
+#include "common/arena.h"
 #include "common/log.h"
 
-/* Endpoint target ports wait in chunks, freed together once packed. */
-struct arena_chunk {
-	struct arena_chunk *next;
-	size_t used;
-	size_t cap;
-	size_t pad_; /* keeps data 16-byte aligned on LP64 */
-	unsigned char data[];
-};
-
-#define ARENA_CHUNK (256u << 10)
-
-static void *arena_alloc(struct arena_chunk **head, size_t size)
-{
-	size = (size + 15) & ~(size_t)15;
-	struct arena_chunk *c = *head;
-
-	if (!c || c->cap - c->used < size) {
-		size_t cap = size > ARENA_CHUNK / 4 ? size : ARENA_CHUNK;
-		c = malloc(sizeof(*c) + cap);
-		if (!c)
-			return NULL;
-		c->used = 0;
-		c->cap = cap;
-		/* A large block gets its own chunk behind the current one, so the
-		 * current chunk's free space is not abandoned. */
-		if (*head && cap == size) {
-			c->next = (*head)->next;
-			(*head)->next = c;
-		} else {
-			c->next = *head;
-			*head = c;
-		}
-	}
-	void *p = c->data + c->used;
-	c->used += size;
-	return p;
-}
-
-static void arena_free(struct arena_chunk *c)
-{
-	while (c) {
-		struct arena_chunk *next = c->next;
-		free(c);
-		c = next;
-	}
-}
+/* Endpoint target ports wait in a region (common/arena.h), emptied once each
+ * Service is packed. */
+#define SCRATCH_CHUNK (256u << 10)
 
 /* ---- selectors and ports ------------------------------------------------- */
 
@@ -204,7 +162,12 @@ void view_held_push(struct build *b, enum model_kind kind, const void *obj)
 
 static uint16_t *ports_alloc(struct build *b, size_t n)
 {
-	uint16_t *tp = arena_alloc(&b->scratch, (n ? n : 1) * sizeof(*tp));
+	if (!b->scratch && !(b->scratch = arena_new_sized(SCRATCH_CHUNK, SCRATCH_CHUNK))) {
+		b->oom = true;
+		return NULL;
+	}
+	uint16_t *tp =
+	    arena_alloc_aligned(b->scratch, (n ? n : 1) * sizeof(*tp), _Alignof(uint16_t));
 	if (!tp)
 		b->oom = true;
 	else
@@ -442,12 +405,8 @@ int view_build_endpoints(struct build *b, struct view_service *out, size_t *n_do
 		(*n_done)++;
 		/* Scratch ports are dead once packed; a large Service must not
 		 * make the next ones pile up. */
-		if (b->scratch && b->scratch->next) {
-			arena_free(b->scratch);
-			b->scratch = NULL;
-		} else if (b->scratch) {
-			b->scratch->used = 0;
-		}
+		if (b->scratch)
+			arena_reset(b->scratch, SCRATCH_CHUNK);
 	}
 out:
 	free(slice_tp);
