@@ -270,6 +270,9 @@ static int start_serving(struct app *app)
 	uv_signal_start(&app->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&app->sigint, on_signal, SIGINT);
 	if (dns_server_start(&dcfg, &app->server) < 0) {
+		/* the loop ends once every handle is closed (stop_sources) */
+		uv_close((uv_handle_t *)&app->sigterm, NULL);
+		uv_close((uv_handle_t *)&app->sigint, NULL);
 		lifecycle_stop(app->lc);
 		return -1;
 	}
