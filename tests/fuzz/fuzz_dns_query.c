@@ -289,11 +289,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- checks, written independently of dns/query.c -------------------------- */
 
-/* Wire length of the question name at offset 12 when it is one svcdns must
- * accept (uncompressed, labels up to 63, at most 255 octets), else -1. */
+/* Wire length of the question name right after the header when it is one
+ * svcdns must accept (uncompressed, labels up to 63, at most 255 octets), else -1. */
 static int question_name_len(const uint8_t *m, size_t len)
 {
-	size_t off = 12, n = 0;
+	size_t off = WIRE_HDR_LEN, n = 0;
 	for (;;) {
 		if (off >= len)
 			return -1;
@@ -338,32 +338,37 @@ static struct seen check_response(const uint8_t *req, size_t len, const uint8_t 
 {
 	struct seen s = {0};
 	FUZZ_CHECK(n <= cap, "%s: %zu bytes written into %zu", what, n, cap);
-	if (len < 12 || (req[2] & 0x80)) {
-		FUZZ_CHECK(n == 0, "%s: answered a %s", what, len < 12 ? "runt" : "response");
+	if (len < WIRE_HDR_LEN || wire_hdr_has(req, WIRE_QR)) {
+		FUZZ_CHECK(n == 0, "%s: answered a %s", what,
+			   len < WIRE_HDR_LEN ? "runt" : "response");
 		return s;
 	}
-	FUZZ_CHECK(n >= 12, "%s: no response (%zu bytes) to a query", what, n);
-	FUZZ_CHECK(resp[0] == req[0] && resp[1] == req[1], "%s: ID not echoed", what);
-	FUZZ_CHECK(resp[2] & 0x80, "%s: QR clear", what);
-	FUZZ_CHECK((resp[2] & 0x79) == (req[2] & 0x79), "%s: opcode/RD not echoed", what);
-	s.rcode = resp[3] & 0x0F;
-	s.tc = resp[2] & 0x02;
-	s.an = wire_rd16(resp + 6);
-	s.ns = wire_rd16(resp + 8);
-	s.ar = wire_rd16(resp + 10);
+	FUZZ_CHECK(n >= WIRE_HDR_LEN, "%s: no response (%zu bytes) to a query", what, n);
+	FUZZ_CHECK(wire_hdr_id(resp) == wire_hdr_id(req), "%s: ID not echoed", what);
+	FUZZ_CHECK(wire_hdr_has(resp, WIRE_QR), "%s: QR clear", what);
+	FUZZ_CHECK(wire_hdr_opcode(resp) == wire_hdr_opcode(req) &&
+		       wire_hdr_has(resp, WIRE_RD) == wire_hdr_has(req, WIRE_RD),
+		   "%s: opcode/RD not echoed", what);
+	s.rcode = (uint8_t)wire_hdr_rcode(resp);
+	s.tc = wire_hdr_has(resp, WIRE_TC);
+	s.an = wire_hdr_count(resp, WIRE_AN);
+	s.ns = wire_hdr_count(resp, WIRE_NS);
+	s.ar = wire_hdr_count(resp, WIRE_AR);
 
 	int qn = question_name_len(req, len);
-	bool question = wire_rd16(req + 4) == 1 && qn >= 0 && 12 + (size_t)qn + 4 <= len;
-	size_t off = 12;
+	bool question =
+	    wire_hdr_count(req, WIRE_QD) == 1 && qn >= 0 && WIRE_HDR_LEN + (size_t)qn + 4 <= len;
+	size_t off = WIRE_HDR_LEN;
 	if (question) {
-		FUZZ_CHECK(wire_rd16(resp + 4) == 1, "%s: question dropped", what);
-		FUZZ_CHECK(n >= 12 + (size_t)qn + 4 &&
-			       memcmp(resp + 12, req + 12, (size_t)qn + 4) == 0,
+		FUZZ_CHECK(wire_hdr_count(resp, WIRE_QD) == 1, "%s: question dropped", what);
+		FUZZ_CHECK(n >= WIRE_HDR_LEN + (size_t)qn + 4 &&
+			       memcmp(resp + WIRE_HDR_LEN, req + WIRE_HDR_LEN, (size_t)qn + 4) == 0,
 			   "%s: question not echoed as asked", what);
-		off = 12 + (size_t)qn + 4;
+		off = WIRE_HDR_LEN + (size_t)qn + 4;
 	} else {
-		FUZZ_CHECK(wire_rd16(resp + 4) == 0, "%s: question count %u without a question",
-			   what, wire_rd16(resp + 4));
+		FUZZ_CHECK(wire_hdr_count(resp, WIRE_QD) == 0,
+			   "%s: question count %u without a question", what,
+			   wire_hdr_count(resp, WIRE_QD));
 	}
 
 	/* The counts describe the bytes exactly: no record cut, nothing after. */
@@ -439,11 +444,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Lookups ignore case: flipping the case of every letter of the question
 	 * changes nothing in the response but the echoed question. */
 	int qn = question_name_len(data, size);
-	if (wire_rd16(data + 4) != 1 || qn < 0 || 12 + (size_t)qn + 4 > size || size > DNS_MAX_MSG)
+	if (wire_hdr_count(data, WIRE_QD) != 1 || qn < 0 || WIRE_HDR_LEN + (size_t)qn + 4 > size ||
+	    size > DNS_MAX_MSG)
 		return 0;
 	memcpy(req_case, data, size);
 	bool flipped = false;
-	for (size_t i = 12; i < 12 + (size_t)qn;) {
+	for (size_t i = WIRE_HDR_LEN; i < WIRE_HDR_LEN + (size_t)qn;) {
 		size_t l = req_case[i++];
 		for (size_t j = 0; j < l; j++, i++)
 			if ((req_case[i] | 0x20) >= 'a' && (req_case[i] | 0x20) <= 'z') {
@@ -456,8 +462,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t nc = dns_answer(snap, req_case, size, resp_case, CAP_UDP, DNS_UDP, &info);
 	check_response(req_case, size, resp_case, nc, CAP_UDP, DNS_UDP, "udp-case");
 	FUZZ_CHECK(nc == nu, "case changed the response length: %zu, %zu", nu, nc);
-	FUZZ_CHECK(memcmp(resp_case, resp_udp, 12) == 0 &&
-		       memcmp(resp_case + 12 + qn, resp_udp + 12 + qn, nu - 12 - (size_t)qn) == 0,
+	size_t qname_end = WIRE_HDR_LEN + (size_t)qn;
+	FUZZ_CHECK(memcmp(resp_case, resp_udp, WIRE_HDR_LEN) == 0 &&
+		       memcmp(resp_case + qname_end, resp_udp + qname_end, nu - qname_end) == 0,
 		   "case changed the response");
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include "dns/query.h"
 #include "fuzz.h"
 #include "wire/dname.h"
+#include "wire/wire.h"
 #include "zones/snapshot.h"
 
 #ifndef FUZZ_MANIFEST_PATH
@@ -93,15 +94,17 @@ static void names_add(struct names *nm, const struct model_view *v)
 static size_t ask(const struct snapshot *s, const char *name, uint16_t type, uint16_t qclass,
 		  enum dns_proto proto, bool parse, uint8_t *out, size_t *qend)
 {
-	uint8_t req[12 + DNAME_MAX + 4] = {0x4a, 0x11, 0x01, 0x00, 0, 1};
-	int l = dname_from_text(name, req + 12, DNAME_MAX);
+	uint8_t req[WIRE_HDR_LEN + DNAME_MAX + 4] = {0};
+	wire_hdr_set_id(req, 0x4a11);
+	wire_hdr_set(req, WIRE_RD, true);
+	wire_hdr_set_count(req, WIRE_QD, 1);
+	int l = dname_from_text(name, req + WIRE_HDR_LEN, DNAME_MAX);
 	if (l < 0)
 		return 0; /* too long for DNS: nothing to ask */
-	size_t len = 12 + (size_t)l;
-	req[len++] = (uint8_t)(type >> 8);
-	req[len++] = (uint8_t)type;
-	req[len++] = (uint8_t)(qclass >> 8);
-	req[len++] = (uint8_t)qclass;
+	size_t len = WIRE_HDR_LEN + (size_t)l;
+	wire_wr16(req + len, type);
+	wire_wr16(req + len + 2, qclass);
+	len += 4;
 	struct dns_query_info info;
 	size_t n = dns_answer(s, req, len, out, DNS_MAX_MSG, proto, &info);
 	FUZZ_CHECK(n >= len, "%s: %zu bytes", name, n);
@@ -120,13 +123,13 @@ static size_t ask(const struct snapshot *s, const char *name, uint16_t type, uin
  * been parsed. */
 static size_t answer_end(const uint8_t *m, size_t n, size_t off)
 {
-	unsigned an = (unsigned)(m[6] << 8 | m[7]);
+	unsigned an = wire_hdr_count(m, WIRE_AN);
 	for (unsigned i = 0; i < an; i++) {
 		while (off < n && m[off] && (m[off] & 0xC0) != 0xC0)
 			off += 1u + m[off];
 		off += off < n && m[off] ? 2 : 1;
 		FUZZ_CHECK(off + 10 <= n, "answer record %u runs past %zu", i, n);
-		off += 10u + (size_t)(m[off + 8] << 8 | m[off + 9]);
+		off += 10u + wire_rd16(m + off + 8);
 	}
 	FUZZ_CHECK(off <= n, "answer section runs past %zu", n);
 	return off;

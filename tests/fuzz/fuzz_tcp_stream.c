@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "dns/query.h"
 #include "wire/tcpframe.h"
+#include "wire/wire.h"
 #include "fuzz.h"
 #include "zones/snapshot.h"
 
@@ -105,14 +106,16 @@ static int on_msg(void *arg, const uint8_t *msg, size_t len)
 	size_t rlen = dns_answer(snap, msg, len, c->resp, sizeof(c->resp), DNS_TCP, &info);
 	if (rlen == 0) {
 		/* not a query: the server closes here (RFC 7766) */
-		FUZZ_CHECK(len < 12 || (msg[2] & 0x80), "message %zu of %zu bytes unanswered", n,
-			   len);
+		FUZZ_CHECK(len < WIRE_HDR_LEN || wire_hdr_has(msg, WIRE_QR),
+			   "message %zu of %zu bytes unanswered", n, len);
 		c->digest = mix(c->digest, (const uint8_t *)"close", 5);
 		return -1;
 	}
-	FUZZ_CHECK(rlen >= 12 && rlen <= sizeof(c->resp), "message %zu: %zu bytes", n, rlen);
-	FUZZ_CHECK(c->resp[0] == msg[0] && c->resp[1] == msg[1], "message %zu: ID not echoed", n);
-	uint8_t l[2] = {(uint8_t)(rlen >> 8), (uint8_t)rlen};
+	FUZZ_CHECK(rlen >= WIRE_HDR_LEN && rlen <= sizeof(c->resp), "message %zu: %zu bytes", n,
+		   rlen);
+	FUZZ_CHECK(wire_hdr_id(c->resp) == wire_hdr_id(msg), "message %zu: ID not echoed", n);
+	uint8_t l[2];
+	wire_wr16(l, (uint16_t)rlen);
 	c->digest = mix(mix(c->digest, l, 2), c->resp, rlen);
 	return (c->pause_mask >> (n % 8)) & 1 ? TCPFRAME_PAUSE : TCPFRAME_NEXT;
 }
@@ -131,7 +134,7 @@ static void process(struct conn *c)
 		memmove(c->buf, c->buf + used, c->len - (size_t)used);
 		c->len -= (size_t)used;
 		/* what stays is one incomplete frame at most */
-		if (c->len < 2 || c->len < 2u + (size_t)(c->buf[0] << 8 | c->buf[1]))
+		if (c->len < 2 || c->len < 2u + wire_rd16(c->buf))
 			return;
 		FUZZ_CHECK(used > 0, "a complete frame left and nothing consumed");
 	}

@@ -76,7 +76,7 @@ static bool strict_name(const uint8_t *msg, size_t len, size_t *off)
 		if ((l & 0xC0) == 0xC0) {
 			if (o + 2 > len)
 				return false;
-			size_t to = (size_t)(l & 0x3F) << 8 | msg[o + 1];
+			size_t to = wire_rd16(msg + o) & 0x3FFF;
 			if (to >= o || !known_start(to))
 				return false;
 			if (!jumped)
@@ -104,27 +104,27 @@ static int rdata_names(uint16_t type, size_t *skip)
 {
 	*skip = 0;
 	switch (type) {
-	case 2:
-	case 3:
-	case 4:
-	case 5:
-	case 7:
-	case 8:
-	case 9:
-	case 12:
-	case 39:
+	case DNS_T_NS:
+	case DNS_T_MD:
+	case DNS_T_MF:
+	case DNS_T_CNAME:
+	case DNS_T_MB:
+	case DNS_T_MG:
+	case DNS_T_MR:
+	case DNS_T_PTR:
+	case DNS_T_DNAME:
 		return 1;
-	case 15:
-	case 18:
-	case 21:
+	case DNS_T_MX:
+	case DNS_T_AFSDB:
+	case DNS_T_RT:
 		*skip = 2;
 		return 1;
-	case 33:
+	case DNS_T_SRV:
 		*skip = 6;
 		return 1;
-	case 6:
-	case 14:
-	case 17:
+	case DNS_T_SOA:
+	case DNS_T_MINFO:
+	case DNS_T_RP:
 		return 2;
 	default:
 		break;
@@ -140,13 +140,12 @@ static int rdata_names(uint16_t type, size_t *skip)
 static bool ldns_reads(const uint8_t *msg, const struct fwd_msg *m)
 {
 	memcpy(kept, msg, m->len);
-	kept[10] = (uint8_t)(m->ar >> 8);
-	kept[11] = (uint8_t)m->ar;
+	wire_hdr_set_count(kept, WIRE_AR, m->ar);
 	ldns_pkt *in = NULL;
 	bool ok = ldns_wire2pkt(&in, kept, m->len) == LDNS_STATUS_OK;
 	ldns_pkt_free(in);
 	n_starts = 0;
-	size_t off = 12;
+	size_t off = WIRE_HDR_LEN;
 	ok = ok && strict_name(kept, m->len, &off);
 	off = m->qend;
 	unsigned rrs = (unsigned)m->an + m->ns + m->ar;
@@ -176,11 +175,12 @@ static bool ldns_reads(const uint8_t *msg, const struct fwd_msg *m)
 static void check_client(const struct fwd_client_q *c, const uint8_t *resp, size_t n, size_t limit,
 			 const char *what, bool parse)
 {
-	FUZZ_CHECK(n >= 12 + (size_t)c->qlen, "%s: %zu bytes", what, n);
+	FUZZ_CHECK(n >= WIRE_HDR_LEN + (size_t)c->qlen, "%s: %zu bytes", what, n);
 	FUZZ_CHECK(n <= limit, "%s: %zu bytes over a limit of %zu", what, n, limit);
-	FUZZ_CHECK(memcmp(resp, c->hdr, 2) == 0, "%s: ID not the client's", what);
-	FUZZ_CHECK(resp[2] & 0x80, "%s: QR clear", what);
-	FUZZ_CHECK(wire_rd16(resp + 4) == 1 && memcmp(resp + 12, c->q, c->qlen) == 0,
+	FUZZ_CHECK(wire_hdr_id(resp) == wire_hdr_id(c->hdr), "%s: ID not the client's", what);
+	FUZZ_CHECK(wire_hdr_has(resp, WIRE_QR), "%s: QR clear", what);
+	FUZZ_CHECK(wire_hdr_count(resp, WIRE_QD) == 1 &&
+		       memcmp(resp + WIRE_HDR_LEN, c->q, c->qlen) == 0,
 		   "%s: the client's question is not echoed as asked", what);
 	if (!parse)
 		return;
@@ -211,23 +211,28 @@ static void check_msg(const struct fwd_msg *m, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (size < 12 || size > 65535)
+	if (size < WIRE_HDR_LEN || size > 65535)
 		return 0;
 	struct fwd_key k = {0};
 	struct fwd_msg m;
+	/* The input also decides whether the client asked with DO: by the low
+	 * bit of its rcode (odd rcodes, NXDOMAIN among them, with DO). */
+	bool want_do = wire_hdr_rcode(data) & 1;
 	/* The question the input answers, when it has one we could have sent. */
-	int ql = wire_rd16(data + 4) == 1 ? dname_read_question(data, size, 12, k.name) : -1;
-	bool asked = ql > 0 && 12 + (size_t)ql + 4 <= size;
+	int ql = wire_hdr_count(data, WIRE_QD) == 1
+		     ? dname_read_question(data, size, WIRE_HDR_LEN, k.name)
+		     : -1;
+	bool asked = ql > 0 && WIRE_HDR_LEN + (size_t)ql + 4 <= size;
 	if (asked) {
 		k.name_len = (uint16_t)ql;
-		k.qtype = wire_rd16(data + 12 + ql);
-		k.qclass = wire_rd16(data + 12 + ql + 2);
-		k.flags = data[3] & 0x01 ? FWD_KEY_DO : 0;
+		k.qtype = wire_rd16(data + WIRE_HDR_LEN + ql);
+		k.qclass = wire_rd16(data + WIRE_HDR_LEN + ql + 2);
+		k.flags = want_do ? FWD_KEY_DO : 0;
 		fwd_key_hash(&k);
 	}
 
 	/* A question we did not ask: the answer must be refused. */
-	struct fwd_key other = {.qtype = 1, .qclass = 1};
+	struct fwd_key other = {.qtype = DNS_T_A, .qclass = DNS_C_IN};
 	other.name_len =
 	    (uint16_t)dname_from_text("svcdns-fuzz-other.example.", other.name, sizeof(other.name));
 	fwd_key_hash(&other);
@@ -235,17 +240,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      k.qclass == other.qclass && memcmp(k.name, other.name, k.name_len) == 0;
 	if (!same_q) {
 		memcpy(wire, data, size);
-		int rc = fwd_msg_parse(wire, size, &other, wire_rd16(data), ttl_off, &m);
+		int rc = fwd_msg_parse(wire, size, &other, wire_hdr_id(data), ttl_off, &m);
 		FUZZ_CHECK(rc == -EPROTO || rc == -ENOMSG || rc == -EBADMSG,
 			   "an answer to another question was taken: %d", rc);
 	}
 	if (!asked)
 		return 0;
 	memcpy(wire, data, size);
-	int rc = fwd_msg_parse(wire, size, &k, (uint16_t)(wire_rd16(data) ^ 1), ttl_off, &m);
+	int rc = fwd_msg_parse(wire, size, &k, (uint16_t)(wire_hdr_id(data) ^ 1), ttl_off, &m);
 	FUZZ_CHECK(rc == -EPROTO, "an answer with another ID was taken: %d", rc);
 	memcpy(wire, data, size);
-	rc = fwd_msg_parse(wire, size, &k, wire_rd16(data), ttl_off, &m);
+	rc = fwd_msg_parse(wire, size, &k, wire_hdr_id(data), ttl_off, &m);
 	if (trace)
 		fprintf(stderr, "parse %d: rcode %u an %u ns %u ar %u%s\n", rc,
 			rc == 0 ? m.rcode : 0, rc == 0 ? m.an : 0, rc == 0 ? m.ns : 0,
@@ -260,47 +265,50 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fprintf(stderr, "%s\n",
 			well_formed ? "well formed: responses must parse"
 				    : "not well formed: responses need not parse");
-	FUZZ_CHECK(memcmp(wire + 12, k.name, k.name_len) == 0, "question not lowercased");
+	FUZZ_CHECK(memcmp(wire + WIRE_HDR_LEN, k.name, k.name_len) == 0, "question not lowercased");
 
 	uint32_t ttl;
 	enum fwd_cache_kind kind = fwd_msg_cache_ttl(&m, 3600, 1800, &ttl);
-	FUZZ_CHECK(kind == FWD_CACHE_NONE ? ttl == 0 || m.rcode != 0 : ttl > 0,
+	FUZZ_CHECK(kind == FWD_CACHE_NONE ? ttl == 0 || m.rcode != DNS_RCODE_NOERROR : ttl > 0,
 		   "cache kind %d with TTL %u", (int)kind, ttl);
 	FUZZ_CHECK(ttl <= (kind == FWD_CACHE_NEGATIVE ? 1800u : 3600u), "TTL %u over its cap", ttl);
 
 	/* The client asked the same name in its own case, with its own ID. */
 	uint8_t q[DNAME_MAX + 4];
-	memcpy(q, data + 12, (size_t)ql + 4);
+	memcpy(q, data + WIRE_HDR_LEN, (size_t)ql + 4);
 	for (int i = 0; i < ql; i++)
 		if ((q[i] | 0x20) >= 'a' && (q[i] | 0x20) <= 'z' && (i & 1))
 			q[i] ^= 0x20;
-	/* svcdns's own CNAME from the client's name to the name asked upstream */
+	/* svcdns's own CNAME from the client's name to the name asked upstream:
+	 * owner (a pointer to the question), type, class, TTL, rdlength, 12 bytes */
 	uint8_t prefix[12 + DNAME_MAX];
-	static const uint8_t cname_head[] = {0xc0, 0x0c, 0, 5, 0, 1, 0, 0, 0, 5};
-	memcpy(prefix, cname_head, sizeof(cname_head));
-	prefix[10] = (uint8_t)(ql >> 8);
-	prefix[11] = (uint8_t)ql;
+	wire_wr16(prefix, 0xC000 | WIRE_HDR_LEN);
+	wire_wr16(prefix + 2, DNS_T_CNAME);
+	wire_wr16(prefix + 4, DNS_C_IN);
+	wire_wr32(prefix + 6, 5);
+	wire_wr16(prefix + 10, (uint16_t)ql);
 	memcpy(prefix + 12, k.name, (size_t)ql);
 	static const uint16_t limits[] = {512, 1232, 65535};
 	struct fwd_ttl tt = {.age = 7, .cap = 3600};
 	for (int l = 0; l < 3; l++) {
 		for (int e = 0; e < 2; e++) {
 			struct fwd_client_q c = {
-			    .hdr = {0xab, 0xcd, 0x01, 0x00},
 			    .q = q,
 			    .qlen = (uint16_t)(ql + 4),
 			    .limit = limits[l],
 			    .edns = e,
-			    .edns_do = e && (data[3] & 1),
+			    .edns_do = e && want_do,
 			};
+			wire_hdr_set_id(c.hdr, 0xabcd);
+			wire_hdr_set(c.hdr, WIRE_RD, true);
 			size_t n = fwd_render(&c, &m, &tt, out, 65535);
 			check_client(&c, out, n, limits[l], "fwd_render", well_formed);
-			FUZZ_CHECK((out[3] & 0x0F) == m.rcode, "rcode changed");
+			FUZZ_CHECK(wire_hdr_rcode(out) == m.rcode, "rcode changed");
 			n = fwd_render_splice(&c, prefix, 12 + (size_t)ql, 1, &m, &tt, out, 65535);
 			if (n)
 				check_client(&c, out, n, limits[l], "fwd_render_splice",
 					     well_formed);
-			n = fwd_render_error(&c, 2, l == 0, out, 65535);
+			n = fwd_render_error(&c, DNS_RCODE_SERVFAIL, l == 0, out, 65535);
 			check_client(&c, out, n, limits[l], "fwd_render_error", true);
 			tt.stale = !tt.stale;
 		}

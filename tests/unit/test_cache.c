@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "resolver/cache.h"
+#include "wire/wire.h"
 
 static uint16_t offs[FWD_MAX_RRS], got_offs[FWD_MAX_RRS];
 static uint8_t buf[65536];
@@ -27,7 +28,7 @@ static void key_for(struct fwd_key *k, const char *label, uint16_t qtype, uint8_
 	memcpy(k->name + 1 + l, "\7example", 9);
 	k->name_len = (uint16_t)(1 + l + 9);
 	k->qtype = qtype;
-	k->qclass = 1;
+	k->qclass = DNS_C_IN;
 	k->flags = flags;
 	fwd_key_hash(k);
 }
@@ -42,32 +43,27 @@ static int build_answer(struct answer *a, const struct fwd_key *k, uint32_t ttl,
 			uint16_t *o)
 {
 	uint8_t *w = a->wire;
-	size_t n = 0;
-	static const uint8_t hdr[12] = {0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0};
-	memcpy(w, hdr, 12);
-	n = 12;
+	memset(w, 0, WIRE_HDR_LEN);
+	wire_hdr_set_id(w, 1);
+	wire_hdr_set(w, WIRE_QR, true);
+	wire_hdr_set(w, WIRE_RD, true);
+	wire_hdr_set(w, WIRE_RA, true);
+	wire_hdr_set_count(w, WIRE_QD, 1);
+	wire_hdr_set_count(w, WIRE_AN, 1);
+	size_t n = WIRE_HDR_LEN;
 	memcpy(w + n, k->name, k->name_len);
 	n += k->name_len;
-	w[n++] = (uint8_t)(k->qtype >> 8);
-	w[n++] = (uint8_t)k->qtype;
-	w[n++] = 0;
-	w[n++] = 1;
-	uint16_t type = pad ? 16 : 1;
+	wire_wr16(w + n, k->qtype);
+	wire_wr16(w + n + 2, DNS_C_IN);
+	n += 4;
 	uint16_t rdlen = pad ? (uint16_t)pad : 4;
-	uint8_t rr[10] = {0xC0,
-			  12,
-			  0,
-			  (uint8_t)type,
-			  0,
-			  1,
-			  (uint8_t)(ttl >> 24),
-			  (uint8_t)(ttl >> 16),
-			  (uint8_t)(ttl >> 8),
-			  (uint8_t)ttl};
-	memcpy(w + n, rr, 10);
-	n += 10;
-	w[n++] = (uint8_t)(rdlen >> 8);
-	w[n++] = (uint8_t)rdlen;
+	/* owner: a pointer to the question's name */
+	wire_wr16(w + n, 0xC000 | WIRE_HDR_LEN);
+	wire_wr16(w + n + 2, pad ? DNS_T_TXT : DNS_T_A);
+	wire_wr16(w + n + 4, DNS_C_IN);
+	wire_wr32(w + n + 6, ttl);
+	wire_wr16(w + n + 10, rdlen);
+	n += 12;
 	memset(w + n, pad ? 'x' : 7, rdlen);
 	if (pad)
 		w[n] = (uint8_t)(pad - 1); /* one TXT string */
@@ -105,9 +101,9 @@ static void test_expiry(void **state)
 	struct fwd_key k, k_aaaa, k_do;
 	struct answer a;
 	struct cache_hit h;
-	key_for(&k, "www", 1, 0);
-	key_for(&k_aaaa, "www", 28, 0);
-	key_for(&k_do, "www", 1, FWD_KEY_DO);
+	key_for(&k, "www", DNS_T_A, 0);
+	key_for(&k_aaaa, "www", DNS_T_AAAA, 0);
+	key_for(&k_do, "www", DNS_T_A, FWD_KEY_DO);
 	make_answer(&a, &k, 60, 0);
 
 	static const struct {
@@ -152,7 +148,7 @@ static void test_serve_stale(void **state)
 	struct fwd_key k;
 	struct answer a;
 	struct cache_hit h;
-	key_for(&k, "stale", 1, 0);
+	key_for(&k, "stale", DNS_T_A, 0);
 	make_answer(&a, &k, 10, 0);
 	cache_put(c, &k, &a.m, CACHE_POSITIVE, 10, 0);
 	assert_int_equal(get(c, &k, 5000, true, &h), CACHE_FRESH);
@@ -179,7 +175,7 @@ static void test_servfail(void **state)
 	struct fwd_key k;
 	struct answer a;
 	struct cache_hit h;
-	key_for(&k, "sf", 1, 0);
+	key_for(&k, "sf", DNS_T_A, 0);
 	make_answer(&a, &k, 60, 0);
 	/* A SERVFAIL never replaces a fresh answer ... */
 	cache_put(c, &k, &a.m, CACHE_POSITIVE, 60, 0);
@@ -204,7 +200,7 @@ static size_t same_shard_keys(struct fwd_key *out, size_t want)
 	for (int i = 0; n < want && i < 10000; i++) {
 		char label[16];
 		snprintf(label, sizeof(label), "k%d", i);
-		key_for(&out[n], label, 1, 0);
+		key_for(&out[n], label, DNS_T_A, 0);
 		uint32_t s = out[n].hash >> 28 & 15;
 		if (n == 0)
 			shard = s;
@@ -251,7 +247,7 @@ static void test_byte_budget(void **state)
 		struct fwd_key k;
 		char label[16];
 		snprintf(label, sizeof(label), "b%d", i);
-		key_for(&k, label, 16, 0);
+		key_for(&k, label, DNS_T_TXT, 0);
 		make_answer(&a, &k, 60, 900);
 		assert_int_equal(cache_put(c, &k, &a.m, CACHE_POSITIVE, 60, (uint64_t)i), 0);
 		cache_stats_get(c, &st);
@@ -261,7 +257,7 @@ static void test_byte_budget(void **state)
 	assert_int_equal(st.entries + st.evictions, 500);
 	/* Larger than a shard's whole budget: refused, nothing evicted for it. */
 	struct fwd_key big;
-	key_for(&big, "big", 16, 0);
+	key_for(&big, "big", DNS_T_TXT, 0);
 	struct cache *tiny = new_cache(16 * 600, 0, 0, false);
 	make_answer(&a, &big, 60, 900);
 	assert_int_equal(cache_put(tiny, &big, &a.m, CACHE_POSITIVE, 60, 0), -E2BIG);
@@ -276,8 +272,8 @@ static void test_prefetch(void **state)
 	struct fwd_key k, lonely;
 	struct answer a;
 	struct cache_hit h;
-	key_for(&k, "popular", 1, 0);
-	key_for(&lonely, "lonely", 1, 0);
+	key_for(&k, "popular", DNS_T_A, 0);
+	key_for(&lonely, "lonely", DNS_T_A, 0);
 	make_answer(&a, &k, 100, 0);
 	cache_put(c, &k, &a.m, CACHE_POSITIVE, 100, 0);
 	make_answer(&a, &lonely, 100, 0);
@@ -311,7 +307,7 @@ static void *hammer(void *arg)
 		struct fwd_key k;
 		char label[16];
 		snprintf(label, sizeof(label), "h%d", i % 200);
-		key_for(&k, label, 1, 0);
+		key_for(&k, label, DNS_T_A, 0);
 		if (cache_get(hm->c, &k, (uint64_t)i, false, hm->thread, tbuf, sizeof(tbuf), toffs,
 			      &h) == CACHE_MISS) {
 			if (build_answer(&a, &k, 1, 0, toffs) < 0)

@@ -23,14 +23,14 @@ struct w {
 
 static void put16(struct w *w, uint16_t v)
 {
-	w->b[w->n++] = (uint8_t)(v >> 8);
-	w->b[w->n++] = (uint8_t)v;
+	wire_wr16(w->b + w->n, v);
+	w->n += 2;
 }
 
 static void put32(struct w *w, uint32_t v)
 {
-	put16(w, (uint16_t)(v >> 16));
-	put16(w, (uint16_t)v);
+	wire_wr32(w->b + w->n, v);
+	w->n += 4;
 }
 
 static void putn(struct w *w, const void *p, size_t len)
@@ -43,28 +43,31 @@ static void putn(struct w *w, const void *p, size_t len)
 static void header(struct w *w, uint16_t id, uint16_t flags, uint16_t qd, uint16_t an, uint16_t ns,
 		   uint16_t ar)
 {
-	w->n = 0;
-	put16(w, id);
-	put16(w, flags);
-	put16(w, qd);
-	put16(w, an);
-	put16(w, ns);
-	put16(w, ar);
+	wire_hdr_set_id(w->b, id);
+	wire_hdr_set_flags(w->b, flags);
+	wire_hdr_set_count(w->b, WIRE_QD, qd);
+	wire_hdr_set_count(w->b, WIRE_AN, an);
+	wire_hdr_set_count(w->b, WIRE_NS, ns);
+	wire_hdr_set_count(w->b, WIRE_AR, ar);
+	w->n = WIRE_HDR_LEN;
 }
+
+/* The flags of an upstream's ordinary answer. */
+#define ANSWER_FLAGS (WIRE_QR | WIRE_RD | WIRE_RA)
 
 static void question(struct w *w, const char *wire, size_t len, uint16_t type)
 {
 	putn(w, wire, len);
 	put16(w, type);
-	put16(w, 1);
+	put16(w, DNS_C_IN);
 }
 
-/* One record whose owner is a pointer to the question (offset 12). */
+/* One record whose owner is a pointer to the question (right after the header). */
 static void rr_ptr_owner(struct w *w, uint16_t type, uint32_t ttl, const void *rd, uint16_t rdlen)
 {
-	put16(w, 0xC00C);
+	put16(w, 0xC000 | WIRE_HDR_LEN);
 	put16(w, type);
-	put16(w, 1);
+	put16(w, DNS_C_IN);
 	put32(w, ttl);
 	put16(w, rdlen);
 	putn(w, rd, rdlen);
@@ -73,7 +76,7 @@ static void rr_ptr_owner(struct w *w, uint16_t type, uint32_t ttl, const void *r
 static void opt(struct w *w)
 {
 	w->b[w->n++] = 0;
-	put16(w, 41);
+	put16(w, DNS_T_OPT);
 	put16(w, 1232);
 	put32(w, 0);
 	put16(w, 0);
@@ -88,7 +91,7 @@ static void key_for(struct fwd_key *k, const char *wire, size_t len, uint16_t ty
 	memcpy(k->name, wire, len);
 	k->name_len = (uint16_t)len;
 	k->qtype = type;
-	k->qclass = 1;
+	k->qclass = DNS_C_IN;
 	fwd_key_hash(k);
 }
 
@@ -96,10 +99,10 @@ static void key_for(struct fwd_key *k, const char *wire, size_t len, uint16_t ty
 static void answer_a(struct w *w, uint16_t id)
 {
 	static const uint8_t a1[] = {192, 0, 2, 1}, a2[] = {192, 0, 2, 2};
-	header(w, id, 0x8180, 1, 2, 0, 1);
-	question(w, NAME, NAME_LEN, 1);
-	rr_ptr_owner(w, 1, 300, a1, 4);
-	rr_ptr_owner(w, 1, 60, a2, 4);
+	header(w, id, ANSWER_FLAGS, 1, 2, 0, 1);
+	question(w, NAME, NAME_LEN, DNS_T_A);
+	rr_ptr_owner(w, DNS_T_A, 300, a1, 4);
+	rr_ptr_owner(w, DNS_T_A, 60, a2, 4);
 	opt(w);
 }
 
@@ -110,18 +113,17 @@ static void test_query_build(void **state)
 	(void)state;
 	struct fwd_key k;
 	uint8_t q[FWD_QUERY_MAX];
-	key_for(&k, NAME, NAME_LEN, 28);
+	key_for(&k, NAME, NAME_LEN, DNS_T_AAAA);
 	k.flags = FWD_KEY_DO | FWD_KEY_CD;
 	size_t n = fwd_query_build(&k, 0xBEEF, q);
-	assert_int_equal(n, 12 + NAME_LEN + 4 + 11);
-	assert_int_equal(q[0], 0xBE);
-	assert_int_equal(q[1], 0xEF);
-	assert_int_equal(q[2], 0x01); /* RD */
-	assert_int_equal(q[3], 0x10); /* CD */
-	assert_memory_equal(q + 12, NAME, NAME_LEN);
-	assert_int_equal(q[12 + NAME_LEN + 1], 28);
-	assert_int_equal(q[n - 11 + 2], 41);   /* OPT */
-	assert_int_equal(q[n - 11 + 7], 0x80); /* DO */
+	assert_int_equal(n, WIRE_HDR_LEN + NAME_LEN + 4 + WIRE_OPT_LEN);
+	assert_int_equal(wire_hdr_id(q), 0xBEEF);
+	assert_int_equal(wire_hdr_flags(q), WIRE_RD | WIRE_CD);
+	assert_memory_equal(q + WIRE_HDR_LEN, NAME, NAME_LEN);
+	assert_int_equal(wire_rd16(q + WIRE_HDR_LEN + NAME_LEN), DNS_T_AAAA);
+	const uint8_t *opt = q + n - WIRE_OPT_LEN; /* root, type, class, TTL, rdlength */
+	assert_int_equal(wire_rd16(opt + 1), DNS_T_OPT);
+	assert_int_equal(wire_rd16(opt + 7), DNS_EDNS_FLAG_DO);
 }
 
 static void test_parse_checks(void **state)
@@ -130,7 +132,7 @@ static void test_parse_checks(void **state)
 	struct fwd_key k;
 	struct fwd_msg m;
 	struct w w;
-	key_for(&k, NAME, NAME_LEN, 1);
+	key_for(&k, NAME, NAME_LEN, DNS_T_A);
 	static const struct {
 		const char *what;
 		uint16_t id, flags;
@@ -138,41 +140,44 @@ static void test_parse_checks(void **state)
 		size_t qlen;
 		uint16_t qtype;
 		int want;
+		unsigned opcode;
 	} cases[] = {
-	    {"good", 7, 0x8180, NAME, NAME_LEN, 1, 0},
-	    {"question in other case", 7, 0x8180, "\3WWW\7Example\3ORG", NAME_LEN, 1, 0},
-	    {"wrong ID", 8, 0x8180, NAME, NAME_LEN, 1, -EPROTO},
-	    {"QR clear", 7, 0x0100, NAME, NAME_LEN, 1, -EPROTO},
-	    {"other opcode", 7, 0x8980, NAME, NAME_LEN, 1, -EPROTO},
-	    {"other name", 7, 0x8180, "\3ww2\7example\3org", NAME_LEN, 1, -ENOMSG},
-	    {"other type", 7, 0x8180, NAME, NAME_LEN, 28, -ENOMSG},
+	    {"good", 7, ANSWER_FLAGS, NAME, NAME_LEN, DNS_T_A, 0},
+	    {"question in other case", 7, ANSWER_FLAGS, "\3WWW\7Example\3ORG", NAME_LEN, DNS_T_A,
+	     0},
+	    {"wrong ID", 8, ANSWER_FLAGS, NAME, NAME_LEN, DNS_T_A, -EPROTO},
+	    {"QR clear", 7, WIRE_RD, NAME, NAME_LEN, DNS_T_A, -EPROTO},
+	    {"other opcode", 7, ANSWER_FLAGS, NAME, NAME_LEN, DNS_T_A, -EPROTO, 1 /* IQUERY */},
+	    {"other name", 7, ANSWER_FLAGS, "\3ww2\7example\3org", NAME_LEN, DNS_T_A, -ENOMSG},
+	    {"other type", 7, ANSWER_FLAGS, NAME, NAME_LEN, DNS_T_AAAA, -ENOMSG},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		header(&w, cases[i].id, cases[i].flags, 1, 0, 0, 0);
+		wire_hdr_set_opcode(w.b, cases[i].opcode);
 		question(&w, cases[i].qname, cases[i].qlen, cases[i].qtype);
 		int ret = fwd_msg_parse(w.b, w.n, &k, 7, offs, &m);
 		if (ret != cases[i].want)
 			fail_msg("%s: got %d, want %d", cases[i].what, ret, cases[i].want);
 	}
 	/* The question is lowercased in place: cached pointers read the same. */
-	header(&w, 7, 0x8180, 1, 0, 0, 0);
-	question(&w, "\3WWW\7Example\3ORG", NAME_LEN, 1);
+	header(&w, 7, ANSWER_FLAGS, 1, 0, 0, 0);
+	question(&w, "\3WWW\7Example\3ORG", NAME_LEN, DNS_T_A);
 	assert_int_equal(fwd_msg_parse(w.b, w.n, &k, 7, offs, &m), 0);
-	assert_memory_equal(w.b + 12, NAME, NAME_LEN);
+	assert_memory_equal(w.b + WIRE_HDR_LEN, NAME, NAME_LEN);
 
 	/* A record running past the end, and one with a bad rdlength. */
 	answer_a(&w, 7);
 	assert_int_equal(fwd_msg_parse(w.b, w.n - 15, &k, 7, offs, &m), -EBADMSG);
 	answer_a(&w, 7);
-	w.b[12 + NAME_LEN + 4 + 10] = 0xFF;
+	w.b[WIRE_HDR_LEN + NAME_LEN + 4 + 10] = 0xFF;
 	assert_int_equal(fwd_msg_parse(w.b, w.n, &k, 7, offs, &m), -EBADMSG);
 	/* Two questions. */
-	header(&w, 7, 0x8180, 2, 0, 0, 0);
-	question(&w, NAME, NAME_LEN, 1);
-	question(&w, NAME, NAME_LEN, 1);
+	header(&w, 7, ANSWER_FLAGS, 2, 0, 0, 0);
+	question(&w, NAME, NAME_LEN, DNS_T_A);
+	question(&w, NAME, NAME_LEN, DNS_T_A);
 	assert_int_equal(fwd_msg_parse(w.b, w.n, &k, 7, offs, &m), -ENOMSG);
 	/* Shorter than a header. */
-	assert_int_equal(fwd_msg_parse(w.b, 11, &k, 7, offs, &m), -EBADMSG);
+	assert_int_equal(fwd_msg_parse(w.b, WIRE_HDR_LEN - 1, &k, 7, offs, &m), -EBADMSG);
 }
 
 static void test_parse_layout(void **state)
@@ -181,21 +186,21 @@ static void test_parse_layout(void **state)
 	struct fwd_key k;
 	struct fwd_msg m;
 	struct w w;
-	key_for(&k, NAME, NAME_LEN, 1);
+	key_for(&k, NAME, NAME_LEN, DNS_T_A);
 	answer_a(&w, 9);
 	size_t full = w.n;
 	assert_int_equal(fwd_msg_parse(w.b, w.n, &k, 9, offs, &m), 0);
 	assert_int_equal(m.an, 2);
-	assert_int_equal(m.ar, 0);	    /* OPT removed */
-	assert_int_equal(m.len, full - 11); /* ... and cut off */
-	assert_int_equal(m.qend, 12 + NAME_LEN + 4);
+	assert_int_equal(m.ar, 0);		      /* OPT removed */
+	assert_int_equal(m.len, full - WIRE_OPT_LEN); /* ... and cut off */
+	assert_int_equal(m.qend, WIRE_HDR_LEN + NAME_LEN + 4);
 	assert_int_equal(m.n_ttl, 2);
 	assert_int_equal(m.an_end, m.len);
 	assert_false(m.tc);
 
 	/* TC: nothing but the flag matters. */
-	header(&w, 9, 0x8380, 1, 0, 0, 0);
-	question(&w, NAME, NAME_LEN, 1);
+	header(&w, 9, ANSWER_FLAGS | WIRE_TC, 1, 0, 0, 0);
+	question(&w, NAME, NAME_LEN, DNS_T_A);
 	assert_int_equal(fwd_msg_parse(w.b, w.n, &k, 9, offs, &m), 0);
 	assert_true(m.tc);
 }
@@ -203,12 +208,13 @@ static void test_parse_layout(void **state)
 /* NXDOMAIN with an SOA in authority: TTL soa_ttl, MINIMUM soa_min. */
 static void nxdomain(struct w *w, uint16_t id, uint8_t rcode, uint32_t soa_ttl, uint32_t soa_min)
 {
-	header(w, id, (uint16_t)(0x8180 | rcode), 1, 0, 1, 0);
-	question(w, NAME, NAME_LEN, 1);
+	header(w, id, ANSWER_FLAGS, 1, 0, 1, 0);
+	wire_hdr_set_rcode(w->b, rcode);
+	question(w, NAME, NAME_LEN, DNS_T_A);
 	/* owner: example.org via a pointer into the question (offset 12+4) */
 	put16(w, 0xC000 | 16);
-	put16(w, 6);
-	put16(w, 1);
+	put16(w, DNS_T_SOA);
+	put16(w, DNS_C_IN);
 	put32(w, soa_ttl);
 	put16(w, 2 + 2 + 20);
 	put16(w, 0xC000 | 16); /* mname */
@@ -227,7 +233,7 @@ static void test_cache_ttl(void **state)
 	struct fwd_msg m;
 	struct w w;
 	uint32_t ttl;
-	key_for(&k, NAME, NAME_LEN, 1);
+	key_for(&k, NAME, NAME_LEN, DNS_T_A);
 
 	answer_a(&w, 1);
 	assert_int_equal(fwd_msg_parse(w.b, w.n, &k, 1, offs, &m), 0);
@@ -244,12 +250,18 @@ static void test_cache_ttl(void **state)
 		enum fwd_cache_kind kind;
 		uint32_t ttl;
 	} neg[] = {
-	    {3, 3600, 60, 1800, FWD_CACHE_NEGATIVE, 60},     /* RFC 2308 5: the MINIMUM */
-	    {3, 30, 600, 1800, FWD_CACHE_NEGATIVE, 30},	     /* ... or the SOA's TTL, if smaller */
-	    {3, 7200, 7200, 1800, FWD_CACHE_NEGATIVE, 1800}, /* capped */
-	    {0, 3600, 60, 1800, FWD_CACHE_NEGATIVE, 60},     /* NODATA */
-	    {3, 0, 60, 1800, FWD_CACHE_NONE, 0},	     /* zero: not cached */
-	    {2, 3600, 60, 1800, FWD_CACHE_NONE, 0},	     /* SERVFAIL: the forwarder decides */
+	    /* RFC 2308 5: the MINIMUM */
+	    {DNS_RCODE_NXDOMAIN, 3600, 60, 1800, FWD_CACHE_NEGATIVE, 60},
+	    /* ... or the SOA's TTL, if smaller */
+	    {DNS_RCODE_NXDOMAIN, 30, 600, 1800, FWD_CACHE_NEGATIVE, 30},
+	    /* capped */
+	    {DNS_RCODE_NXDOMAIN, 7200, 7200, 1800, FWD_CACHE_NEGATIVE, 1800},
+	    /* NODATA */
+	    {DNS_RCODE_NOERROR, 3600, 60, 1800, FWD_CACHE_NEGATIVE, 60},
+	    /* zero: not cached */
+	    {DNS_RCODE_NXDOMAIN, 0, 60, 1800, FWD_CACHE_NONE, 0},
+	    /* SERVFAIL: the forwarder decides */
+	    {DNS_RCODE_SERVFAIL, 3600, 60, 1800, FWD_CACHE_NONE, 0},
 	};
 	for (size_t i = 0; i < sizeof(neg) / sizeof(neg[0]); i++) {
 		nxdomain(&w, 1, neg[i].rcode, neg[i].soa_ttl, neg[i].soa_min);
@@ -259,8 +271,9 @@ static void test_cache_ttl(void **state)
 		assert_int_equal(ttl, neg[i].ttl);
 	}
 	/* A negative answer without an SOA is not cached (RFC 2308 5). */
-	header(&w, 1, 0x8183, 1, 0, 0, 0);
-	question(&w, NAME, NAME_LEN, 1);
+	header(&w, 1, ANSWER_FLAGS, 1, 0, 0, 0);
+	wire_hdr_set_rcode(w.b, DNS_RCODE_NXDOMAIN);
+	question(&w, NAME, NAME_LEN, DNS_T_A);
 	assert_int_equal(fwd_msg_parse(w.b, w.n, &k, 1, offs, &m), 0);
 	assert_int_equal(fwd_msg_cache_ttl(&m, 3600, 1800, &ttl), FWD_CACHE_NONE);
 }
@@ -272,27 +285,27 @@ static void test_render(void **state)
 	struct fwd_msg m;
 	struct w w, client;
 	uint8_t out[4096];
-	key_for(&k, NAME, NAME_LEN, 1);
+	key_for(&k, NAME, NAME_LEN, DNS_T_A);
 	answer_a(&w, 1);
 	assert_int_equal(fwd_msg_parse(w.b, w.n, &k, 1, offs, &m), 0);
 
 	/* The client asked in its own case, with RD and CD. */
-	header(&client, 0x1234, 0x0110, 1, 0, 0, 0);
-	question(&client, "\3Www\7EXAMPLE\3org", NAME_LEN, 1);
+	header(&client, 0x1234, WIRE_RD | WIRE_CD, 1, 0, 0, 0);
+	question(&client, "\3Www\7EXAMPLE\3org", NAME_LEN, DNS_T_A);
 	struct fwd_client_q cq = {
-	    .q = client.b + 12, .qlen = NAME_LEN + 4, .limit = 512, .edns = true};
+	    .q = client.b + WIRE_HDR_LEN, .qlen = NAME_LEN + 4, .limit = 512, .edns = true};
 	memcpy(cq.hdr, client.b, 4);
 	struct fwd_ttl t = {.age = 10, .cap = 3600};
 	size_t n = fwd_render(&cq, &m, &t, out, sizeof(out));
-	assert_int_equal(n, m.len + 11);
-	assert_int_equal(out[0], 0x12);
-	assert_int_equal(out[1], 0x34);
-	assert_int_equal(out[2], 0x81);					/* QR RD, no AA */
-	assert_int_equal(out[3], 0x90);					/* RA CD NOERROR */
-	assert_memory_equal(out + 12, "\3Www\7EXAMPLE\3org", NAME_LEN); /* the client's case */
-	assert_int_equal(wire_rd32(out + m.ttl_off[0]), 290);		/* counted down */
+	assert_int_equal(n, m.len + WIRE_OPT_LEN);
+	assert_int_equal(wire_hdr_id(out), 0x1234);
+	/* no AA, rcode NOERROR */
+	assert_int_equal(wire_hdr_flags(out), WIRE_QR | WIRE_RD | WIRE_RA | WIRE_CD);
+	/* the client's case */
+	assert_memory_equal(out + WIRE_HDR_LEN, "\3Www\7EXAMPLE\3org", NAME_LEN);
+	assert_int_equal(wire_rd32(out + m.ttl_off[0]), 290); /* counted down */
 	assert_int_equal(wire_rd32(out + m.ttl_off[1]), 50);
-	assert_int_equal(out[11], 1); /* our OPT */
+	assert_int_equal(wire_hdr_count(out, WIRE_AR), 1); /* our OPT */
 
 	t = (struct fwd_ttl){.age = 100, .cap = 3600};
 	fwd_render(&cq, &m, &t, out, sizeof(out));
@@ -305,19 +318,19 @@ static void test_render(void **state)
 	assert_int_equal(wire_rd32(out + m.ttl_off[0]), FWD_STALE_TTL);
 
 	/* Too big for the client: TC, no records. */
-	cq.limit = (uint16_t)(m.qend + 11 + 10);
+	cq.limit = (uint16_t)(m.qend + WIRE_OPT_LEN + 10);
 	t = (struct fwd_ttl){.cap = 3600};
 	n = fwd_render(&cq, &m, &t, out, sizeof(out));
-	assert_int_equal(n, m.qend + 11);
-	assert_true(out[2] & 0x02);
-	assert_int_equal(out[7], 0);
+	assert_int_equal(n, m.qend + WIRE_OPT_LEN);
+	assert_true(wire_hdr_has(out, WIRE_TC));
+	assert_int_equal(wire_hdr_count(out, WIRE_AN), 0);
 
 	/* An error response keeps the question. */
 	cq.limit = 512;
-	n = fwd_render_error(&cq, 2, false, out, sizeof(out));
-	assert_int_equal(n, m.qend + 11);
-	assert_int_equal(out[3] & 0x0F, 2);
-	assert_int_equal(out[5], 1);
+	n = fwd_render_error(&cq, DNS_RCODE_SERVFAIL, false, out, sizeof(out));
+	assert_int_equal(n, m.qend + WIRE_OPT_LEN);
+	assert_int_equal(wire_hdr_rcode(out), DNS_RCODE_SERVFAIL);
+	assert_int_equal(wire_hdr_count(out, WIRE_QD), 1);
 }
 
 static void test_splice(void **state)
@@ -329,14 +342,14 @@ static void test_splice(void **state)
 	uint8_t out[4096];
 	/* The upstream's answer for www.example.org: a CNAME to example.org
 	 * (compressed into the question) and its A record. */
-	key_for(&k, NAME, NAME_LEN, 1);
-	header(&w, 3, 0x8180, 1, 2, 0, 0);
-	question(&w, NAME, NAME_LEN, 1);
+	key_for(&k, NAME, NAME_LEN, DNS_T_A);
+	header(&w, 3, ANSWER_FLAGS, 1, 2, 0, 0);
+	question(&w, NAME, NAME_LEN, DNS_T_A);
 	uint8_t cname[2] = {0xC0, 16};
-	rr_ptr_owner(&w, 5, 300, cname, 2);
+	rr_ptr_owner(&w, DNS_T_CNAME, 300, cname, 2);
 	put16(&w, 0xC000 | 16);
-	put16(&w, 1);
-	put16(&w, 1);
+	put16(&w, DNS_T_A);
+	put16(&w, DNS_C_IN);
 	put32(&w, 300);
 	put16(&w, 4);
 	putn(&w, "\xC0\x00\x02\x0A", 4);
@@ -345,32 +358,32 @@ static void test_splice(void **state)
 	/* The client asked www.example.org.default.svc.cluster.local; svcdns puts
 	 * its CNAME to www.example.org first. */
 	static const char cq_name[] = "\3www\7example\3org\7default\3svc\7cluster\5local";
-	header(&client, 0x4242, 0x0100, 1, 0, 0, 0);
-	question(&client, cq_name, sizeof(cq_name), 1);
+	header(&client, 0x4242, WIRE_RD, 1, 0, 0, 0);
+	question(&client, cq_name, sizeof(cq_name), DNS_T_A);
 	struct w prefix;
 	prefix.n = 0;
-	rr_ptr_owner(&prefix, 5, 5, NAME, NAME_LEN);
+	rr_ptr_owner(&prefix, DNS_T_CNAME, 5, NAME, NAME_LEN);
 	struct fwd_client_q cq = {
-	    .q = client.b + 12, .qlen = (uint16_t)(sizeof(cq_name) + 4), .limit = 512};
+	    .q = client.b + WIRE_HDR_LEN, .qlen = (uint16_t)(sizeof(cq_name) + 4), .limit = 512};
 	memcpy(cq.hdr, client.b, 4);
 	struct fwd_ttl t = {.age = 1, .cap = 3600};
 	size_t n = fwd_render_splice(&cq, prefix.b, prefix.n, 1, &m, &t, out, sizeof(out));
 	assert_true(n > 0);
-	assert_int_equal(out[7], 3); /* CNAME of ours + the upstream's two */
-	size_t off = 12 + sizeof(cq_name) + 4 + prefix.n;
+	assert_int_equal(wire_hdr_count(out, WIRE_AN), 3); /* CNAME of ours + the upstream's two */
+	size_t off = WIRE_HDR_LEN + sizeof(cq_name) + 4 + prefix.n;
 	/* The upstream's CNAME, owner written out in full (no pointer into a
 	 * question that is not there any more), its target too. */
 	assert_memory_equal(out + off, NAME, NAME_LEN);
 	off += NAME_LEN;
-	assert_int_equal(out[off + 1], 5);
+	assert_int_equal(wire_rd16(out + off), DNS_T_CNAME);
 	assert_int_equal(wire_rd32(out + off + 4), 299);
-	assert_int_equal(out[off + 9], 13); /* rdlength of "example.org." in full */
+	assert_int_equal(wire_rd16(out + off + 8), 13); /* rdlength of "example.org." in full */
 	assert_memory_equal(out + off + 10, "\7example\3org", 13);
 	off += 10 + 13;
 	assert_memory_equal(out + off, "\7example\3org", 13);
 
 	/* It does not fit: 0, the caller sends TC. */
-	cq.limit = (uint16_t)(12 + cq.qlen + prefix.n + 20);
+	cq.limit = (uint16_t)(WIRE_HDR_LEN + cq.qlen + prefix.n + 20);
 	assert_int_equal(fwd_render_splice(&cq, prefix.b, prefix.n, 1, &m, &t, out, sizeof(out)),
 			 0);
 }

@@ -15,6 +15,7 @@
 #include "resolver/forward_route.h"
 #include "dns/query.h"
 #include "wire/dname.h"
+#include "wire/wire.h"
 #include "zones/snapshot.h"
 
 static struct model_service svc_web, svc_ext;
@@ -54,11 +55,11 @@ static int teardown(void **state)
 
 static size_t make_query(const char *name, uint16_t type, uint16_t qclass, uint8_t *buf)
 {
-	memset(buf, 0, 12);
-	buf[0] = 0x77;
-	buf[2] = 0x01;
-	buf[5] = 1;
-	size_t n = 12;
+	memset(buf, 0, WIRE_HDR_LEN);
+	wire_hdr_set_id(buf, 0x77);
+	wire_hdr_set(buf, WIRE_RD, true);
+	wire_hdr_set_count(buf, WIRE_QD, 1);
+	size_t n = WIRE_HDR_LEN;
 	for (const char *p = name; *p;) {
 		const char *dot = strchr(p, '.');
 		size_t l = dot ? (size_t)(dot - p) : strlen(p);
@@ -68,11 +69,9 @@ static size_t make_query(const char *name, uint16_t type, uint16_t qclass, uint8
 		p += l + (dot ? 1 : 0);
 	}
 	buf[n++] = 0;
-	buf[n++] = (uint8_t)(type >> 8);
-	buf[n++] = (uint8_t)type;
-	buf[n++] = 0;
-	buf[n++] = (uint8_t)qclass;
-	return n;
+	wire_wr16(buf + n, type);
+	wire_wr16(buf + n + 2, qclass);
+	return n + 4;
 }
 
 static void test_routes(void **state)
@@ -85,44 +84,54 @@ static void test_routes(void **state)
 		enum fwd_route_kind want;
 		const char *target; /* text, for DIRECT and SPLICE */
 	} cases[] = {
-	    {"www.Example.org", 1, 1, false, FWD_ROUTE_DIRECT, "www.example.org."},
-	    {"www.example.org", 1, 3, false, FWD_ROUTE_NONE, NULL}, /* CH: not forwarded */
-	    {"web.shop.svc.cluster.local", 1, 1, false, FWD_ROUTE_NONE, NULL},
-	    {"nothere.shop.svc.cluster.local", 1, 1, false, FWD_ROUTE_NONE, NULL},
+	    {"www.Example.org", DNS_T_A, DNS_C_IN, false, FWD_ROUTE_DIRECT, "www.example.org."},
+	    /* CH: not forwarded */
+	    {"www.example.org", DNS_T_A, DNS_C_CH, false, FWD_ROUTE_NONE, NULL},
+	    {"web.shop.svc.cluster.local", DNS_T_A, DNS_C_IN, false, FWD_ROUTE_NONE, NULL},
+	    {"nothere.shop.svc.cluster.local", DNS_T_A, DNS_C_IN, false, FWD_ROUTE_NONE, NULL},
 	    /* ExternalName: chase the target, except when the CNAME itself is asked */
-	    {"payments.shop.svc.cluster.local", 1, 1, false, FWD_ROUTE_SPLICE,
+	    {"payments.shop.svc.cluster.local", DNS_T_A, DNS_C_IN, false, FWD_ROUTE_SPLICE,
 	     "api.payments.example.com."},
-	    {"payments.shop.svc.cluster.local", 28, 1, false, FWD_ROUTE_SPLICE,
+	    {"payments.shop.svc.cluster.local", DNS_T_AAAA, DNS_C_IN, false, FWD_ROUTE_SPLICE,
 	     "api.payments.example.com."},
-	    {"payments.shop.svc.cluster.local", 5, 1, false, FWD_ROUTE_NONE, NULL},
+	    {"payments.shop.svc.cluster.local", DNS_T_CNAME, DNS_C_IN, false, FWD_ROUTE_NONE, NULL},
 	    /* autopath */
-	    {"google.com.default.svc.cluster.local", 1, 1, false, FWD_ROUTE_NONE, NULL},
-	    {"google.com.default.svc.cluster.local", 1, 1, true, FWD_ROUTE_SPLICE, "google.com."},
-	    {"Google.COM.shop.svc.cluster.local", 28, 1, true, FWD_ROUTE_SPLICE, "google.com."},
-	    {"redis.default.svc.cluster.local", 1, 1, true, FWD_ROUTE_SPLICE, "redis."},
-	    /* web.shop from namespace default: web.shop.svc.<zone> exists */
-	    {"web.shop.default.svc.cluster.local", 1, 1, true, FWD_ROUTE_NONE, NULL},
-	    /* shop is a namespace: shop.svc.<zone> exists */
-	    {"shop.default.svc.cluster.local", 1, 1, true, FWD_ROUTE_NONE, NULL},
-	    /* not a namespace: not a search suffix we know */
-	    {"google.com.nons.svc.cluster.local", 1, 1, true, FWD_ROUTE_NONE, NULL},
-	    /* the name is ours: the client finds it itself */
-	    {"dns-version.cluster.local.default.svc.cluster.local", 16, 1, true, FWD_ROUTE_NONE,
+	    {"google.com.default.svc.cluster.local", DNS_T_A, DNS_C_IN, false, FWD_ROUTE_NONE,
 	     NULL},
+	    {"google.com.default.svc.cluster.local", DNS_T_A, DNS_C_IN, true, FWD_ROUTE_SPLICE,
+	     "google.com."},
+	    {"Google.COM.shop.svc.cluster.local", DNS_T_AAAA, DNS_C_IN, true, FWD_ROUTE_SPLICE,
+	     "google.com."},
+	    {"redis.default.svc.cluster.local", DNS_T_A, DNS_C_IN, true, FWD_ROUTE_SPLICE,
+	     "redis."},
+	    /* web.shop from namespace default: web.shop.svc.<zone> exists */
+	    {"web.shop.default.svc.cluster.local", DNS_T_A, DNS_C_IN, true, FWD_ROUTE_NONE, NULL},
+	    /* shop is a namespace: shop.svc.<zone> exists */
+	    {"shop.default.svc.cluster.local", DNS_T_A, DNS_C_IN, true, FWD_ROUTE_NONE, NULL},
+	    /* not a namespace: not a search suffix we know */
+	    {"google.com.nons.svc.cluster.local", DNS_T_A, DNS_C_IN, true, FWD_ROUTE_NONE, NULL},
+	    /* the name is ours: the client finds it itself */
+	    {"dns-version.cluster.local.default.svc.cluster.local", DNS_T_TXT, DNS_C_IN, true,
+	     FWD_ROUTE_NONE, NULL},
 	    /* a name that exists is never autopathed */
-	    {"web.shop.svc.cluster.local", 1, 1, true, FWD_ROUTE_NONE, NULL},
+	    {"web.shop.svc.cluster.local", DNS_T_A, DNS_C_IN, true, FWD_ROUTE_NONE, NULL},
 	    /* reverse names */
-	    {"8.8.8.8.in-addr.arpa", 12, 1, false, FWD_ROUTE_DIRECT, "8.8.8.8.in-addr.arpa."},
-	    {"9.in-addr.arpa", 6, 1, false, FWD_ROUTE_DIRECT, "9.in-addr.arpa."},
-	    {"10.10.96.10.in-addr.arpa", 12, 1, false, FWD_ROUTE_NONE, NULL}, /* a ClusterIP */
-	    {"99.99.96.10.in-addr.arpa", 12, 1, false, FWD_ROUTE_NONE, NULL}, /* service CIDR */
-	    {"5.5.244.10.in-addr.arpa", 12, 1, false, FWD_ROUTE_NONE, NULL},  /* pod CIDR */
-	    {"x.8.8.8.in-addr.arpa", 12, 1, false, FWD_ROUTE_NONE, NULL},     /* not an address */
-	    {"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", 12, 1,
-	     false, FWD_ROUTE_DIRECT,
+	    {"8.8.8.8.in-addr.arpa", DNS_T_PTR, DNS_C_IN, false, FWD_ROUTE_DIRECT,
+	     "8.8.8.8.in-addr.arpa."},
+	    {"9.in-addr.arpa", DNS_T_SOA, DNS_C_IN, false, FWD_ROUTE_DIRECT, "9.in-addr.arpa."},
+	    /* a ClusterIP */
+	    {"10.10.96.10.in-addr.arpa", DNS_T_PTR, DNS_C_IN, false, FWD_ROUTE_NONE, NULL},
+	    /* service CIDR */
+	    {"99.99.96.10.in-addr.arpa", DNS_T_PTR, DNS_C_IN, false, FWD_ROUTE_NONE, NULL},
+	    /* pod CIDR */
+	    {"5.5.244.10.in-addr.arpa", DNS_T_PTR, DNS_C_IN, false, FWD_ROUTE_NONE, NULL},
+	    /* not an address */
+	    {"x.8.8.8.in-addr.arpa", DNS_T_PTR, DNS_C_IN, false, FWD_ROUTE_NONE, NULL},
+	    {"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", DNS_T_PTR,
+	     DNS_C_IN, false, FWD_ROUTE_DIRECT,
 	     "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."},
-	    {"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa", 12, 1,
-	     false, FWD_ROUTE_NONE, NULL}, /* fd00::/8, the cluster's v6 CIDR here */
+	    {"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa", DNS_T_PTR,
+	     DNS_C_IN, false, FWD_ROUTE_NONE, NULL}, /* fd00::/8, the cluster's v6 CIDR here */
 	};
 	struct fwd_route_config cfg;
 	memset(&cfg, 0, sizeof(cfg));
@@ -152,7 +161,8 @@ static void test_routes(void **state)
 			fail_msg("%s: target %s, want %s", cases[i].qname, text, cases[i].target);
 		if (k == FWD_ROUTE_SPLICE) {
 			assert_int_equal(r.pcount, 1);
-			assert_int_equal(r.prefix[3], 5); /* a CNAME, owned by the question */
+			/* a CNAME, owned by the question */
+			assert_int_equal(wire_rd16(r.prefix + 2), DNS_T_CNAME);
 			assert_int_equal(r.prefix[0], 0xC0);
 		}
 	}
@@ -168,7 +178,7 @@ static void test_autopath_prefix(void **state)
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.zone_len = (uint16_t)dname_from_text("cluster.local", cfg.zone, sizeof(cfg.zone));
 	cfg.autopath = true;
-	size_t len = make_query("google.com.default.svc.cluster.local", 1, 1, req);
+	size_t len = make_query("google.com.default.svc.cluster.local", DNS_T_A, DNS_C_IN, req);
 	size_t rlen = dns_answer(snap, req, len, resp, sizeof(resp), DNS_UDP, &info);
 	assert_int_equal(fwd_route(&cfg, snap, req, resp, rlen, &info, &r), FWD_ROUTE_SPLICE);
 	/* CNAME, IN, the negative TTL of the cluster zone, rdata google.com. */

@@ -21,28 +21,29 @@
 #include "dns/lifecycle_freshness.h"
 #include "dns/query.h"
 #include "wire/dname.h"
+#include "wire/wire.h"
 #include "zones/snapshot.h"
 #include "tmpdir.h"
 
 /* A query in wire form: header, one question, optionally an OPT record. */
 static size_t make_query(uint8_t *buf, const char *name, uint16_t type, uint16_t qclass, bool edns)
 {
-	memset(buf, 0, 12);
-	buf[0] = 0x12;
-	buf[1] = 0x34;
-	buf[5] = 1;
-	int nl = dname_from_text(name, buf + 12, 255);
+	memset(buf, 0, WIRE_HDR_LEN);
+	wire_hdr_set_id(buf, 0x1234);
+	wire_hdr_set_count(buf, WIRE_QD, 1);
+	int nl = dname_from_text(name, buf + WIRE_HDR_LEN, 255);
 	assert_true(nl > 0);
-	size_t n = 12 + (size_t)nl;
-	buf[n++] = (uint8_t)(type >> 8);
-	buf[n++] = (uint8_t)type;
-	buf[n++] = (uint8_t)(qclass >> 8);
-	buf[n++] = (uint8_t)qclass;
+	size_t n = WIRE_HDR_LEN + (size_t)nl;
+	wire_wr16(buf + n, type);
+	wire_wr16(buf + n + 2, qclass);
+	n += 4;
 	if (edns) {
-		static const uint8_t opt[11] = {0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0};
-		memcpy(buf + n, opt, sizeof(opt));
-		n += sizeof(opt);
-		buf[11] = 1;
+		/* root owner, payload 1232, no flags, no options */
+		memset(buf + n, 0, WIRE_OPT_LEN);
+		wire_wr16(buf + n + 1, DNS_T_OPT);
+		wire_wr16(buf + n + 3, 1232);
+		n += WIRE_OPT_LEN;
+		wire_hdr_set_count(buf, WIRE_AR, 1);
 	}
 	return n;
 }
@@ -121,10 +122,10 @@ static void count(struct metrics_worker *w, const char *name, uint16_t type, uin
 		  enum metrics_proto proto, bool v6, size_t resp_len)
 {
 	uint8_t req[512], resp[512] = {0};
-	size_t len = make_query(req, name, type, 1, false);
+	size_t len = make_query(req, name, type, DNS_C_IN, false);
 	struct sockaddr_in a4 = {.sin_family = AF_INET};
 	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
-	resp[3] = rcode;
+	wire_hdr_set_rcode(resp, rcode);
 	struct metrics_query q = {
 	    .req = req,
 	    .req_len = len,
@@ -152,10 +153,11 @@ static void test_render(void **state)
 	assert_non_null(w1);
 	assert_non_null(w2);
 	/* two workers, one sum */
-	count(w1, "web.shop.svc.cluster.local", 1, 0, METRICS_UDP, false, 80);
-	count(w2, "web.shop.svc.cluster.local", 1, 0, METRICS_UDP, false, 80);
-	count(w2, "nothere.cluster.local", 1, 3, METRICS_TCP, true, 100);
-	count(w1, "example.org", 28, 5, METRICS_UDP, false, 0); /* no response yet */
+	count(w1, "web.shop.svc.cluster.local", DNS_T_A, DNS_RCODE_NOERROR, METRICS_UDP, false, 80);
+	count(w2, "web.shop.svc.cluster.local", DNS_T_A, DNS_RCODE_NOERROR, METRICS_UDP, false, 80);
+	count(w2, "nothere.cluster.local", DNS_T_A, DNS_RCODE_NXDOMAIN, METRICS_TCP, true, 100);
+	/* no response yet */
+	count(w1, "example.org", DNS_T_AAAA, DNS_RCODE_REFUSED, METRICS_UDP, false, 0);
 	assert_int_equal(metrics_register_source(m, "hostile", src_hostile, NULL), 0);
 	assert_int_equal(metrics_render(m, &body, &len), 0);
 	assert_int_equal(strlen(body), len);
@@ -217,19 +219,22 @@ static void test_qlog_format(void **state)
 	(void)state;
 	uint8_t req[512], resp[64] = {0};
 	char line[1400];
-	size_t len = make_query(req, "web.shop.svc.cluster.local", 33, 1, true);
+	size_t len = make_query(req, "web.shop.svc.cluster.local", DNS_T_SRV, DNS_C_IN, true);
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(40000)};
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-	resp[2] = 0x84; /* qr, aa */
-	resp[3] = 3;
+	wire_hdr_set(resp, WIRE_QR, true);
+	wire_hdr_set(resp, WIRE_AA, true);
+	wire_hdr_set_rcode(resp, DNS_RCODE_NXDOMAIN);
+	/* rflags and rflags2 are the header's bytes 2 and 3, as the query log
+	 * takes them */
 	struct qlog_entry_in e = {
 	    .peer = (struct sockaddr *)&a,
 	    .req = req,
 	    .req_len = len,
-	    .qend = (uint16_t)(len - 11),
+	    .qend = (uint16_t)(len - WIRE_OPT_LEN),
 	    .bufsize = 1232,
 	    .answered = true,
-	    .rcode = 3,
+	    .rcode = DNS_RCODE_NXDOMAIN,
 	    .rflags = resp[2],
 	    .rflags2 = resp[3],
 	    .resp_len = 120,
@@ -244,11 +249,14 @@ static void test_qlog_format(void **state)
 	assert_non_null(strstr(line, "tcp 55 false 1232\" FORWARDED"));
 
 	/* a hostile name stays one token, with nothing unprintable in it */
-	uint8_t evil[64] = {0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+	uint8_t evil[64] = {0};
+	wire_hdr_set_id(evil, 0x1234);
+	wire_hdr_set_count(evil, WIRE_QD, 1);
 	static const uint8_t name[] = {5, 'a', ' ', '"', '\n', '.', 3, 'c', 'o', 'm', 0};
-	memcpy(evil + 12, name, sizeof(name));
-	size_t el = 12 + sizeof(name);
-	memcpy(evil + el, "\x00\x01\x00\x01", 4);
+	memcpy(evil + WIRE_HDR_LEN, name, sizeof(name));
+	size_t el = WIRE_HDR_LEN + sizeof(name);
+	wire_wr16(evil + el, DNS_T_A);
+	wire_wr16(evil + el + 2, DNS_C_IN);
 	el += 4;
 	e.req = evil;
 	e.req_len = el;
@@ -267,16 +275,16 @@ static struct snapshot_config scfg = {.zone = "cluster.local", .ttl = 5, .hostna
 /* The EDE option of a response's OPT record: its info-code, or -1 if none. */
 static int ede_code(const uint8_t *r, size_t n)
 {
-	for (size_t i = 12; i + 11 <= n; i++)
-		if (r[i] == 0 && r[i + 1] == 0 && r[i + 2] == 41) {
-			size_t rdlen = (size_t)(r[i + 9] << 8 | r[i + 10]);
-			const uint8_t *o = r + i + 11;
-			if (i + 11 + rdlen != n)
+	for (size_t i = WIRE_HDR_LEN; i + WIRE_OPT_LEN <= n; i++)
+		if (r[i] == 0 && wire_rd16(r + i + 1) == DNS_T_OPT) {
+			size_t rdlen = wire_rd16(r + i + 9);
+			const uint8_t *o = r + i + WIRE_OPT_LEN;
+			if (i + WIRE_OPT_LEN + rdlen != n)
 				continue;
 			for (size_t k = 0; k + 4 <= rdlen;) {
-				size_t ol = (size_t)(o[k + 2] << 8 | o[k + 3]);
-				if (o[k] == 0 && o[k + 1] == 15 && ol >= 2)
-					return o[k + 4] << 8 | o[k + 5];
+				size_t ol = wire_rd16(o + k + 2);
+				if (wire_rd16(o + k) == DNS_EDNS_EDE && ol >= 2)
+					return wire_rd16(o + k + 4);
 				k += 4 + ol;
 			}
 			return -1;
@@ -302,7 +310,7 @@ static void test_freshness(void **state)
 
 	/* fresh: no EDE */
 	freshness_set_heard(0, false);
-	len = make_query(req, "web.shop.svc.cluster.local", 1, 1, true);
+	len = make_query(req, "web.shop.svc.cluster.local", DNS_T_A, DNS_C_IN, true);
 	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
 	assert_true(n > 0);
 	assert_int_equal(ede_code(resp, n), -1);
@@ -317,29 +325,29 @@ static void test_freshness(void **state)
 	uint64_t ago = now > 90ull * 1000000000u ? 90ull * 1000000000u : now - 1;
 	freshness_set_heard(now - ago, true);
 	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
-	assert_int_equal(ede_code(resp, n), 3);
+	assert_int_equal(ede_code(resp, n), DNS_EDE_STALE);
 	assert_int_equal(info.stale, 1);
-	assert_int_equal(resp[3] & 0x0f, 0);
-	assert_int_equal(resp[7], 1); /* the answer is still there */
-	len = make_query(req, "web.shop.svc.cluster.local", 1, 1, false);
+	assert_int_equal(wire_hdr_rcode(resp), DNS_RCODE_NOERROR);
+	assert_int_equal(wire_hdr_count(resp, WIRE_AN), 1); /* the answer is still there */
+	len = make_query(req, "web.shop.svc.cluster.local", DNS_T_A, DNS_C_IN, false);
 	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
 	assert_int_equal(ede_code(resp, n), -1);
 	assert_int_equal(info.stale, 0);
 	/* NXDOMAIN from the cluster zone is stale data too */
-	len = make_query(req, "nothere.shop.svc.cluster.local", 1, 1, true);
+	len = make_query(req, "nothere.shop.svc.cluster.local", DNS_T_A, DNS_C_IN, true);
 	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
-	assert_int_equal(resp[3] & 0x0f, 3);
-	assert_int_equal(ede_code(resp, n), 3);
+	assert_int_equal(wire_hdr_rcode(resp), DNS_RCODE_NXDOMAIN);
+	assert_int_equal(ede_code(resp, n), DNS_EDE_STALE);
 	/* CHAOS answers are not cluster data */
-	len = make_query(req, "version.bind", 16, 3, true);
+	len = make_query(req, "version.bind", DNS_T_TXT, DNS_C_CH, true);
 	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
 	assert_int_equal(ede_code(resp, n), -1);
 
 	/* generation.<zone> in CHAOS: generation, serial, ages, stale */
-	len = make_query(req, "Generation.Cluster.Local", 16, 3, true);
+	len = make_query(req, "Generation.Cluster.Local", DNS_T_TXT, DNS_C_CH, true);
 	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
-	assert_int_equal(resp[3] & 0x0f, 0);
-	assert_int_equal(resp[7], 1);
+	assert_int_equal(wire_hdr_rcode(resp), DNS_RCODE_NOERROR);
+	assert_int_equal(wire_hdr_count(resp, WIRE_AN), 1);
 	char gen[64];
 	snprintf(gen, sizeof(gen), "generation=%llu", (unsigned long long)s->generation);
 	assert_non_null(memmem(resp, n, gen, strlen(gen)));
@@ -351,12 +359,12 @@ static void test_freshness(void **state)
 	double age_s = strtod(age + 11, NULL), ago_s = (double)ago / 1e9;
 	assert_true(age_s >= ago_s - 0.1 && age_s < ago_s + 60.0);
 	/* not in IN, and not for another zone */
-	len = make_query(req, "generation.cluster.local", 16, 1, true);
+	len = make_query(req, "generation.cluster.local", DNS_T_TXT, DNS_C_IN, true);
 	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
 	assert_null(memmem(resp, n, "generation=", 11));
-	len = make_query(req, "generation.example.org", 16, 3, true);
+	len = make_query(req, "generation.example.org", DNS_T_TXT, DNS_C_CH, true);
 	n = dns_answer(s, req, len, resp, sizeof(resp), DNS_UDP, &info);
-	assert_int_equal(resp[3] & 0x0f, 5);
+	assert_int_equal(wire_hdr_rcode(resp), DNS_RCODE_REFUSED);
 
 	freshness_set_heard(0, false);
 	snapshot_free(s);

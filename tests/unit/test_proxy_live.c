@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "proxy/proxy.h"
+#include "wire/wire.h"
 
 /* A free TCP port on `host`: bind to 0 and give it back. */
 static uint16_t free_port(const char *host)
@@ -108,11 +109,10 @@ static size_t chaos(const void *ix, const char *svc, const char *ns, char *text,
 	for (uint16_t r = 0; r < n_rr; r++) {
 		/* pointer owner, TXT, CH, TTL 0 */
 		assert_true(o + 13 <= len);
-		assert_int_equal(out[o], 0xC0);
-		assert_int_equal(out[o + 1], 12);
-		assert_int_equal(out[o + 3], 16);
-		assert_int_equal(out[o + 5], 3);
-		size_t rdlen = (size_t)out[o + 10] << 8 | out[o + 11];
+		assert_int_equal(wire_rd16(out + o), 0xC000 | WIRE_HDR_LEN);
+		assert_int_equal(wire_rd16(out + o + 2), DNS_T_TXT);
+		assert_int_equal(wire_rd16(out + o + 4), DNS_C_CH);
+		size_t rdlen = wire_rd16(out + o + 10);
 		size_t sl = out[o + 12];
 		assert_int_equal(rdlen, sl + 1);
 		t += (size_t)snprintf(text + t, cap - t, "%s%.*s", r ? "|" : "", (int)sl,

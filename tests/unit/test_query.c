@@ -16,6 +16,7 @@
 
 #include "dns/query.h"
 #include "wire/dname.h"
+#include "wire/wire.h"
 #include "zones/snapshot.h"
 
 /* ---- a small cluster ------------------------------------------------------ */
@@ -154,12 +155,11 @@ struct q {
 
 static size_t make_query(const struct q *q, uint8_t *buf)
 {
-	memset(buf, 0, 12);
-	buf[0] = 0x12;
-	buf[1] = 0x34;
-	buf[2] = 0x01; /* RD */
-	buf[5] = 1;
-	size_t n = 12;
+	memset(buf, 0, WIRE_HDR_LEN);
+	wire_hdr_set_id(buf, 0x1234);
+	wire_hdr_set(buf, WIRE_RD, true);
+	wire_hdr_set_count(buf, WIRE_QD, 1);
+	size_t n = WIRE_HDR_LEN;
 	/* keep the case as written: the answer must echo it */
 	const char *p = q->name;
 	while (*p) {
@@ -171,16 +171,16 @@ static size_t make_query(const struct q *q, uint8_t *buf)
 		p += l + (dot ? 1 : 0);
 	}
 	buf[n++] = 0;
-	buf[n++] = (uint8_t)(q->type >> 8);
-	buf[n++] = (uint8_t)q->type;
-	buf[n++] = (uint8_t)((q->qclass ? q->qclass : 1) >> 8);
-	buf[n++] = (uint8_t)(q->qclass ? q->qclass : 1);
+	wire_wr16(buf + n, q->type);
+	wire_wr16(buf + n + 2, q->qclass ? q->qclass : DNS_C_IN);
+	n += 4;
 	if (q->edns) {
-		buf[11] = 1;
-		uint8_t opt[11] = {0, 0, 41, (uint8_t)(q->edns >> 8), (uint8_t)q->edns, 0, 0, 0,
-				   0, 0, 0};
-		memcpy(buf + n, opt, 11);
-		n += 11;
+		wire_hdr_set_count(buf, WIRE_AR, 1);
+		/* root owner, the payload size, no flags, no options */
+		memset(buf + n, 0, WIRE_OPT_LEN);
+		wire_wr16(buf + n + 1, DNS_T_OPT);
+		wire_wr16(buf + n + 3, (uint16_t)q->edns);
+		n += WIRE_OPT_LEN;
 	}
 	return n;
 }
@@ -197,7 +197,8 @@ static ldns_pkt *ask(const struct q *q, size_t *len_out)
 	ldns_pkt *pkt = NULL;
 	assert_int_equal(ldns_wire2pkt(&pkt, resp, n), LDNS_STATUS_OK);
 	/* the question is echoed as asked, case included */
-	assert_memory_equal(resp + 12, req + 12, len - 12 - (q->edns ? 11 : 0));
+	assert_memory_equal(resp + WIRE_HDR_LEN, req + WIRE_HDR_LEN,
+			    len - WIRE_HDR_LEN - (q->edns ? WIRE_OPT_LEN : 0));
 	return pkt;
 }
 
@@ -635,9 +636,9 @@ static int answer_rcode(const uint8_t *req, size_t len, size_t *rlen)
 	*rlen = n;
 	if (!n)
 		return -1;
-	assert_true(n >= 12);
-	assert_true(resp[2] & 0x80);
-	return resp[3] & 0x0F;
+	assert_true(n >= WIRE_HDR_LEN);
+	assert_true(wire_hdr_has(resp, WIRE_QR));
+	return (int)wire_hdr_rcode(resp);
 }
 
 static void test_hostile(void **state)
@@ -645,52 +646,56 @@ static void test_hostile(void **state)
 	(void)state;
 	uint8_t m[600];
 	size_t rl;
-	struct q q = {.name = "web.shop.svc.cluster.local", .type = 1};
+	struct q q = {.name = "web.shop.svc.cluster.local", .type = DNS_T_A};
 	size_t len = make_query(&q, m);
 
-	assert_int_equal(answer_rcode(m, 11, &rl), -1); /* shorter than a header */
-	assert_int_equal(answer_rcode(m, 12, &rl), 1);	/* header only, qdcount 1 */
+	/* shorter than a header */
+	assert_int_equal(answer_rcode(m, WIRE_HDR_LEN - 1, &rl), -1);
+	/* header only, qdcount 1 */
+	assert_int_equal(answer_rcode(m, WIRE_HDR_LEN, &rl), DNS_RCODE_FORMERR);
 
 	uint8_t r[600];
 	memcpy(r, m, len);
-	r[2] |= 0x80; /* a response: dropped */
+	wire_hdr_set(r, WIRE_QR, true); /* a response: dropped */
 	assert_int_equal(answer_rcode(r, len, &rl), -1);
 
 	memcpy(r, m, len);
-	r[5] = 0; /* no question */
-	assert_int_equal(answer_rcode(r, len, &rl), 1);
-	r[5] = 2; /* two questions */
-	assert_int_equal(answer_rcode(r, len, &rl), 1);
+	wire_hdr_set_count(r, WIRE_QD, 0); /* no question */
+	assert_int_equal(answer_rcode(r, len, &rl), DNS_RCODE_FORMERR);
+	wire_hdr_set_count(r, WIRE_QD, 2); /* two questions */
+	assert_int_equal(answer_rcode(r, len, &rl), DNS_RCODE_FORMERR);
 
 	memcpy(r, m, len);
-	r[2] = (uint8_t)(2 << 3); /* opcode STATUS */
-	assert_int_equal(answer_rcode(r, len, &rl), 4);
-	r[2] = (uint8_t)(5 << 3); /* opcode UPDATE */
-	assert_int_equal(answer_rcode(r, len, &rl), 4);
+	/* opcode STATUS (2) and no other flag, then UPDATE */
+	wire_hdr_set(r, WIRE_RD, false);
+	wire_hdr_set_opcode(r, 2);
+	assert_int_equal(answer_rcode(r, len, &rl), DNS_RCODE_NOTIMP);
+	wire_hdr_set_opcode(r, DNS_OP_UPDATE);
+	assert_int_equal(answer_rcode(r, len, &rl), DNS_RCODE_NOTIMP);
 
 	memcpy(r, m, len);
-	r[12] = 60; /* a label running past the end */
-	assert_int_equal(answer_rcode(r, len, &rl), 1);
+	r[WIRE_HDR_LEN] = 60; /* a label running past the end */
+	assert_int_equal(answer_rcode(r, len, &rl), DNS_RCODE_FORMERR);
 	memcpy(r, m, len);
-	r[12] = 0xC0; /* compression pointer in the question */
-	r[13] = 12;
-	assert_int_equal(answer_rcode(r, len, &rl), 1);
+	/* compression pointer in the question */
+	wire_wr16(r + WIRE_HDR_LEN, 0xC000 | WIRE_HDR_LEN);
+	assert_int_equal(answer_rcode(r, len, &rl), DNS_RCODE_FORMERR);
 	memcpy(r, m, len);
-	r[12] = 0x40; /* extended label type */
-	assert_int_equal(answer_rcode(r, len, &rl), 1);
+	r[WIRE_HDR_LEN] = 0x40; /* extended label type */
+	assert_int_equal(answer_rcode(r, len, &rl), DNS_RCODE_FORMERR);
 	/* question without type and class */
-	assert_int_equal(answer_rcode(m, len - 3, &rl), 1);
+	assert_int_equal(answer_rcode(m, len - 3, &rl), DNS_RCODE_FORMERR);
 
 	/* an answer record in a query */
 	memcpy(r, m, len);
-	r[7] = 1;
-	assert_int_equal(answer_rcode(r, len, &rl), 1);
+	wire_hdr_set_count(r, WIRE_AN, 1);
+	assert_int_equal(answer_rcode(r, len, &rl), DNS_RCODE_FORMERR);
 
 	/* EDNS: version 1 gets BADVERS (extended rcode 16: header 0, OPT 1) */
 	q.edns = 1232;
 	len = make_query(&q, m);
 	memcpy(r, m, len);
-	r[len - 5] = 1; /* version */
+	r[len - WIRE_OPT_LEN + 6] = 1; /* the OPT's version: its TTL's second byte */
 	static uint8_t resp[DNS_MAX_MSG];
 	struct dns_query_info info;
 	size_t n = dns_answer(snap, r, len, resp, sizeof(resp), DNS_UDP, &info);
@@ -700,34 +705,33 @@ static void test_hostile(void **state)
 	ldns_pkt_free(p);
 	/* two OPT records */
 	memcpy(r, m, len);
-	memcpy(r + len, m + len - 11, 11);
-	r[11] = 2;
-	assert_int_equal(answer_rcode(r, len + 11, &rl), 1);
+	memcpy(r + len, m + len - WIRE_OPT_LEN, WIRE_OPT_LEN);
+	wire_hdr_set_count(r, WIRE_AR, 2);
+	assert_int_equal(answer_rcode(r, len + WIRE_OPT_LEN, &rl), DNS_RCODE_FORMERR);
 	/* OPT with a non-root owner */
 	memcpy(r, m, len);
-	r[len - 11] = 0xC0;
-	assert_int_equal(answer_rcode(r, len, &rl), 1);
+	r[len - WIRE_OPT_LEN] = 0xC0;
+	assert_int_equal(answer_rcode(r, len, &rl), DNS_RCODE_FORMERR);
 
 	/* a name of more than 255 octets */
-	memset(r, 0, 12);
-	r[5] = 1;
-	size_t o = 12;
+	memset(r, 0, WIRE_HDR_LEN);
+	wire_hdr_set_count(r, WIRE_QD, 1);
+	size_t o = WIRE_HDR_LEN;
 	for (int i = 0; i < 5; i++) {
 		r[o++] = 60;
 		memset(r + o, 'a', 60);
 		o += 60;
 	}
 	r[o++] = 0;
-	r[o++] = 0;
-	r[o++] = 1;
-	r[o++] = 0;
-	r[o++] = 1;
-	assert_int_equal(answer_rcode(r, o, &rl), 1);
+	wire_wr16(r + o, DNS_T_A);
+	wire_wr16(r + o + 2, DNS_C_IN);
+	o += 4;
+	assert_int_equal(answer_rcode(r, o, &rl), DNS_RCODE_FORMERR);
 
 	/* no snapshot yet: SERVFAIL */
-	len = make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = 1}, m);
+	len = make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = DNS_T_A}, m);
 	n = dns_answer(NULL, m, len, resp, sizeof(resp), DNS_UDP, &info);
-	assert_int_equal(resp[3] & 0x0F, 2);
+	assert_int_equal(wire_hdr_rcode(resp), DNS_RCODE_SERVFAIL);
 }
 
 static void test_not_synced(void **state)
@@ -737,17 +741,19 @@ static void test_not_synced(void **state)
 	uint8_t m[600];
 	size_t rl;
 	snap->synced = false;
-	size_t len = make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = 1}, m);
-	assert_int_equal(answer_rcode(m, len, &rl), 2);
-	len = make_query(&(struct q){.name = "1.2.3.4.in-addr.arpa", .type = 12}, m);
-	assert_int_equal(answer_rcode(m, len, &rl), 2);
-	len = make_query(&(struct q){.name = "version.bind", .type = 16, .qclass = 3}, m);
-	assert_int_equal(answer_rcode(m, len, &rl), 0);
-	len = make_query(&(struct q){.name = "example.com", .type = 1}, m);
-	assert_int_equal(answer_rcode(m, len, &rl), 5);
+	size_t len =
+	    make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = DNS_T_A}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_SERVFAIL);
+	len = make_query(&(struct q){.name = "1.2.3.4.in-addr.arpa", .type = DNS_T_PTR}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_SERVFAIL);
+	len = make_query(&(struct q){.name = "version.bind", .type = DNS_T_TXT, .qclass = DNS_C_CH},
+			 m);
+	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_NOERROR);
+	len = make_query(&(struct q){.name = "example.com", .type = DNS_T_A}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_REFUSED);
 	snap->synced = true;
-	len = make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = 1}, m);
-	assert_int_equal(answer_rcode(m, len, &rl), 0);
+	len = make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = DNS_T_A}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_NOERROR);
 }
 
 static void test_random_bytes(void **state)
@@ -756,7 +762,8 @@ static void test_random_bytes(void **state)
 	/* Random and mutated messages: the sanitizers catch any bad access. */
 	static uint8_t resp[DNS_MAX_MSG];
 	uint8_t m[600];
-	struct q q = {.name = "_http._tcp.web.shop.svc.cluster.local", .type = 33, .edns = 1232};
+	struct q q = {
+	    .name = "_http._tcp.web.shop.svc.cluster.local", .type = DNS_T_SRV, .edns = 1232};
 	size_t base = make_query(&q, m);
 	uint32_t seed = 12345;
 	for (int i = 0; i < 200000; i++) {

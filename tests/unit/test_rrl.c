@@ -21,19 +21,19 @@
 
 #include "dns/limits.h"
 #include "dns/rrl.h"
+#include "wire/wire.h"
 
 /* A response as svcdns writes it: header, the question (name as asked),
  * then `an` answer records (their bytes do not matter to RRL). */
 static size_t response(uint8_t *out, const char *name, uint16_t qtype, uint8_t rcode, uint16_t an)
 {
-	memset(out, 0, 12);
-	out[0] = 0x12;
-	out[1] = 0x34;
-	out[2] = 0x80; /* QR */
-	out[3] = rcode;
-	out[5] = 1;
-	out[7] = (uint8_t)an;
-	size_t n = 12;
+	memset(out, 0, WIRE_HDR_LEN);
+	wire_hdr_set_id(out, 0x1234);
+	wire_hdr_set(out, WIRE_QR, true);
+	wire_hdr_set_rcode(out, rcode);
+	wire_hdr_set_count(out, WIRE_QD, 1);
+	wire_hdr_set_count(out, WIRE_AN, an);
+	size_t n = WIRE_HDR_LEN;
 	for (const char *p = name; *p;) {
 		const char *dot = strchr(p, '.');
 		size_t l = dot ? (size_t)(dot - p) : strlen(p);
@@ -43,14 +43,17 @@ static size_t response(uint8_t *out, const char *name, uint16_t qtype, uint8_t r
 		p += l + (dot ? 1 : 0);
 	}
 	out[n++] = 0;
-	out[n++] = (uint8_t)(qtype >> 8);
-	out[n++] = (uint8_t)qtype;
-	out[n++] = 0;
-	out[n++] = 1;
+	wire_wr16(out + n, qtype);
+	wire_wr16(out + n + 2, DNS_C_IN);
+	n += 4;
 	for (uint16_t i = 0; i < an; i++) { /* A records, compressed owner */
-		static const uint8_t rr[] = {0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 10, 0, 0, 1};
-		memcpy(out + n, rr, sizeof(rr));
-		n += sizeof(rr);
+		wire_wr16(out + n, 0xC000 | WIRE_HDR_LEN);
+		wire_wr16(out + n + 2, DNS_T_A);
+		wire_wr16(out + n + 4, DNS_C_IN);
+		wire_wr32(out + n + 6, 5);
+		wire_wr16(out + n + 10, 4);
+		wire_wr32(out + n + 12, 0x0A000001); /* 10.0.0.1 */
+		n += 16;
 	}
 	return n;
 }
@@ -89,20 +92,28 @@ static void test_rate_burst_refill(void **state)
 	assert_int_equal(rrl_new(5, 2, 1024, &r), 0);
 	/* one second of burst: 5 pass, then drop and slip alternate */
 	for (int i = 0; i < 5; i++)
-		assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1000), RRL_PASS);
+		assert_int_equal(check(r, "192.0.2.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 1000),
+				 RRL_PASS);
 	static const enum rrl_verdict after[] = {RRL_DROP, RRL_SLIP, RRL_DROP, RRL_SLIP};
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1000), after[i]);
+		assert_int_equal(check(r, "192.0.2.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 1000),
+				 after[i]);
 	/* 5 per second is one per 200 ms */
-	assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1199), RRL_DROP);
-	assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1200), RRL_PASS);
-	assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 1200), RRL_SLIP);
+	assert_int_equal(check(r, "192.0.2.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 1199),
+			 RRL_DROP);
+	assert_int_equal(check(r, "192.0.2.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 1200),
+			 RRL_PASS);
+	assert_int_equal(check(r, "192.0.2.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 1200),
+			 RRL_SLIP);
 	/* a quiet second refills the whole burst, no more */
 	for (int i = 0; i < 5; i++)
-		assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 5000), RRL_PASS);
-	assert_int_not_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 5000), RRL_PASS);
+		assert_int_equal(check(r, "192.0.2.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 5000),
+				 RRL_PASS);
+	assert_int_not_equal(check(r, "192.0.2.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 5000),
+			     RRL_PASS);
 	/* a clock that goes back refills nothing */
-	assert_int_not_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 4000), RRL_PASS);
+	assert_int_not_equal(check(r, "192.0.2.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 4000),
+			     RRL_PASS);
 	rrl_free(r);
 }
 
@@ -121,19 +132,23 @@ static void test_flows(void **state)
 {
 	(void)state;
 	static const struct flow_case cases[] = {
-	    {"same /24", "192.0.2.200", A_WEB, 1, 0, 1, true},
-	    {"another /24", "192.0.3.1", A_WEB, 1, 0, 1, false},
-	    {"name case does not matter", "192.0.2.1", "WEB.shop.SVC.cluster.local", 1, 0, 1, true},
-	    {"another name", "192.0.2.1", "db.shop.svc.cluster.local", 1, 0, 1, false},
-	    {"another type", "192.0.2.1", A_WEB, 28, 0, 1, false},
-	    {"NODATA is another kind", "192.0.2.1", A_WEB, 1, 0, 0, false},
+	    {"same /24", "192.0.2.200", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, true},
+	    {"another /24", "192.0.3.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, false},
+	    {"name case does not matter", "192.0.2.1", "WEB.shop.SVC.cluster.local", DNS_T_A,
+	     DNS_RCODE_NOERROR, 1, true},
+	    {"another name", "192.0.2.1", "db.shop.svc.cluster.local", DNS_T_A, DNS_RCODE_NOERROR,
+	     1, false},
+	    {"another type", "192.0.2.1", A_WEB, DNS_T_AAAA, DNS_RCODE_NOERROR, 1, false},
+	    {"NODATA is another kind", "192.0.2.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 0, false},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct flow_case *c = &cases[i];
 		struct rrl *r;
 		assert_int_equal(rrl_new(3, 0, 1024, &r), 0);
 		for (int k = 0; k < 3; k++)
-			assert_int_equal(check(r, "192.0.2.1", A_WEB, 1, 0, 1, 100), RRL_PASS);
+			assert_int_equal(
+			    check(r, "192.0.2.1", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 100),
+			    RRL_PASS);
 		enum rrl_verdict v = check(r, c->client, c->name, c->qtype, c->rcode, c->an, 100);
 		if ((v != RRL_PASS) != c->shared)
 			fail_msg("%s: verdict %d, want the flow %s", c->note, (int)v,
@@ -148,22 +163,33 @@ static void test_kinds_per_network(void **state)
 	struct rrl *r;
 	assert_int_equal(rrl_new(2, 0, 1024, &r), 0);
 	/* NXDOMAIN: random names make no new flows */
-	assert_int_equal(check(r, "198.51.100.7", "a1.example", 1, 3, 0, 0), RRL_PASS);
-	assert_int_equal(check(r, "198.51.100.8", "b2.example", 1, 3, 0, 0), RRL_PASS);
-	assert_int_equal(check(r, "198.51.100.9", "c3.example", 16, 3, 0, 0), RRL_DROP);
+	assert_int_equal(check(r, "198.51.100.7", "a1.example", DNS_T_A, DNS_RCODE_NXDOMAIN, 0, 0),
+			 RRL_PASS);
+	assert_int_equal(check(r, "198.51.100.8", "b2.example", DNS_T_A, DNS_RCODE_NXDOMAIN, 0, 0),
+			 RRL_PASS);
+	assert_int_equal(
+	    check(r, "198.51.100.9", "c3.example", DNS_T_TXT, DNS_RCODE_NXDOMAIN, 0, 0), RRL_DROP);
 	/* errors likewise, and apart from NXDOMAIN */
-	assert_int_equal(check(r, "198.51.100.7", "x.example", 1, 5, 0, 0), RRL_PASS);
-	assert_int_equal(check(r, "198.51.100.7", "y.example", 1, 2, 0, 0), RRL_PASS);
-	assert_int_equal(check(r, "198.51.100.7", "z.example", 1, 1, 0, 0), RRL_DROP);
+	assert_int_equal(check(r, "198.51.100.7", "x.example", DNS_T_A, DNS_RCODE_REFUSED, 0, 0),
+			 RRL_PASS);
+	assert_int_equal(check(r, "198.51.100.7", "y.example", DNS_T_A, DNS_RCODE_SERVFAIL, 0, 0),
+			 RRL_PASS);
+	assert_int_equal(check(r, "198.51.100.7", "z.example", DNS_T_A, DNS_RCODE_FORMERR, 0, 0),
+			 RRL_DROP);
 	/* IPv6: one /56 is one network */
-	assert_int_equal(check(r, "2001:db8:0:1::1", "n.example", 1, 3, 0, 0), RRL_PASS);
-	assert_int_equal(check(r, "2001:db8:0:ff::2", "m.example", 1, 3, 0, 0), RRL_PASS);
-	assert_int_equal(check(r, "2001:db8:0:42::3", "o.example", 1, 3, 0, 0), RRL_DROP);
-	assert_int_equal(check(r, "2001:db8:0:100::3", "o.example", 1, 3, 0, 0), RRL_PASS);
+	assert_int_equal(
+	    check(r, "2001:db8:0:1::1", "n.example", DNS_T_A, DNS_RCODE_NXDOMAIN, 0, 0), RRL_PASS);
+	assert_int_equal(
+	    check(r, "2001:db8:0:ff::2", "m.example", DNS_T_A, DNS_RCODE_NXDOMAIN, 0, 0), RRL_PASS);
+	assert_int_equal(
+	    check(r, "2001:db8:0:42::3", "o.example", DNS_T_A, DNS_RCODE_NXDOMAIN, 0, 0), RRL_DROP);
+	assert_int_equal(
+	    check(r, "2001:db8:0:100::3", "o.example", DNS_T_A, DNS_RCODE_NXDOMAIN, 0, 0),
+	    RRL_PASS);
 	/* a query (QR clear) is not ours to limit */
 	uint8_t q[512];
-	size_t ql = response(q, "q.example", 1, 3, 0);
-	q[2] = 0;
+	size_t ql = response(q, "q.example", DNS_T_A, DNS_RCODE_NXDOMAIN, 0);
+	wire_hdr_set(q, WIRE_QR, false);
 	struct sockaddr_storage p = peer("198.51.100.7");
 	assert_int_equal(rrl_check(r, (struct sockaddr *)&p, q, ql, 0), RRL_PASS);
 	rrl_free(r);
@@ -180,9 +206,11 @@ static void test_slip_cadence(void **state)
 		struct rrl *r;
 		char got[8] = "";
 		assert_int_equal(rrl_new(1, cases[i].slip, 64, &r), 0);
-		assert_int_equal(check(r, "203.0.113.5", A_WEB, 1, 0, 1, 0), RRL_PASS);
+		assert_int_equal(check(r, "203.0.113.5", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 0),
+				 RRL_PASS);
 		for (int k = 0; k < 6; k++) {
-			enum rrl_verdict v = check(r, "203.0.113.5", A_WEB, 1, 0, 1, 0);
+			enum rrl_verdict v =
+			    check(r, "203.0.113.5", A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 1, 0);
 			got[k] = v == RRL_SLIP ? 'S' : v == RRL_DROP ? 'D' : 'P';
 		}
 		if (strcmp(got, cases[i].want) != 0)
@@ -195,19 +223,21 @@ static void test_slipped_response(void **state)
 {
 	(void)state;
 	uint8_t buf[512];
-	size_t len = response(buf, A_WEB, 1, 0, 3);
-	size_t qend = 12 + strlen(A_WEB) + 2 + 4;
+	size_t len = response(buf, A_WEB, DNS_T_A, DNS_RCODE_NOERROR, 3);
+	size_t qend = WIRE_HDR_LEN + strlen(A_WEB) + 2 + 4;
 	assert_int_equal(rrl_slip(buf, len), qend);
-	assert_true(buf[2] & 0x80);		   /* still a response */
-	assert_true(buf[2] & 0x02);		   /* TC */
-	assert_int_equal(buf[4] << 8 | buf[5], 1); /* the question stays */
-	assert_int_equal(buf[6] | buf[7] | buf[8] | buf[9] | buf[10] | buf[11], 0);
-	assert_int_equal(buf[0] << 8 | buf[1], 0x1234);
+	assert_true(wire_hdr_has(buf, WIRE_QR)); /* still a response */
+	assert_true(wire_hdr_has(buf, WIRE_TC));
+	assert_int_equal(wire_hdr_count(buf, WIRE_QD), 1); /* the question stays */
+	assert_int_equal(wire_hdr_count(buf, WIRE_AN), 0);
+	assert_int_equal(wire_hdr_count(buf, WIRE_NS), 0);
+	assert_int_equal(wire_hdr_count(buf, WIRE_AR), 0);
+	assert_int_equal(wire_hdr_id(buf), 0x1234);
 	/* no readable question: the header alone */
-	len = response(buf, A_WEB, 1, 5, 0);
-	buf[12] = 0xc0; /* a pointer where the name should be */
-	assert_int_equal(rrl_slip(buf, len), 12);
-	assert_int_equal(buf[5], 0);
+	len = response(buf, A_WEB, DNS_T_A, DNS_RCODE_REFUSED, 0);
+	buf[WIRE_HDR_LEN] = 0xc0; /* a pointer where the name should be */
+	assert_int_equal(rrl_slip(buf, len), WIRE_HDR_LEN);
+	assert_int_equal(wire_hdr_count(buf, WIRE_QD), 0);
 }
 
 static void test_crowded_table(void **state)
@@ -219,7 +249,9 @@ static void test_crowded_table(void **state)
 	assert_int_equal(rrl_new(1, 2, 4, &r), 0);
 	for (int i = 0; i < 500; i++) {
 		snprintf(name, sizeof(name), "n%d.example", i);
-		assert_int_equal(check(r, "192.0.2.1", name, 1, 0, 1, (uint64_t)i), RRL_PASS);
+		assert_int_equal(
+		    check(r, "192.0.2.1", name, DNS_T_A, DNS_RCODE_NOERROR, 1, (uint64_t)i),
+		    RRL_PASS);
 	}
 	rrl_free(r);
 	assert_int_equal(rrl_new(0, 2, 4, &r), -EINVAL);

@@ -15,6 +15,7 @@
 #include "common/shash.h"
 #include "resolver/forward_msg.h"
 #include "wire/dname.h"
+#include "wire/wire.h"
 
 /* The cache's layout (resolver/cache.c): 16 shards picked by bits 28..31, and at
  * least 64 buckets per shard picked by the low bits; the in-flight table of
@@ -146,8 +147,8 @@ static void crafted_keys(struct fwd_key *out)
 		memset(k, 0, sizeof(*k));
 		memcpy(k->name, name, len);
 		k->name_len = (uint16_t)len;
-		k->qtype = 1;
-		k->qclass = 1;
+		k->qtype = DNS_T_A;
+		k->qclass = DNS_C_IN;
 		assert_int_equal(dname_len(k->name), len);
 	}
 }

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "wire/wire.h"
 #include "zones/snapshot.h"
 
 /* ---- two versions of a one-Service cluster --------------------------------- */
@@ -77,7 +78,7 @@ static struct ref_answer refs[2];
 static int answer_get(const struct snapshot *s, struct ref_answer *out)
 {
 	struct zone_result r;
-	zone_lookup(s, web_key, sizeof(web_key), 1 /* A */, &r);
+	zone_lookup(s, web_key, sizeof(web_key), DNS_T_A, &r);
 	if (r.kind != ZR_ANSWER || !r.ans || r.ans->an != 1 || r.ans->len > sizeof(out->data))
 		return -1;
 	memcpy(out->data, r.ans->data, r.ans->len);
@@ -92,7 +93,7 @@ static int snapshot_check(const struct snapshot *s)
 	if (!s->view || s->view->svcs != views[s->generation % 2].svcs)
 		return -1;
 	struct zone_result r;
-	zone_lookup(s, web_key, sizeof(web_key), 1 /* A */, &r);
+	zone_lookup(s, web_key, sizeof(web_key), DNS_T_A, &r);
 	if (r.kind != ZR_ANSWER || !r.ans || r.ans->len != ref->len ||
 	    memcmp(r.ans->data, ref->data, ref->len) != 0)
 		return -1;
