@@ -427,6 +427,12 @@ static void src_proxy(struct metrics_out *o, void *arg)
 	    {"svcdns_proxy_over_limit_total", "counter",
 	     "Connections and flows turned away by --proxy-max-conns/-flows.",
 	     offsetof(struct proxy_port_stats, over_limit)},
+	    {"svcdns_proxy_listeners", "gauge",
+	     "Listeners a Service port needs (its ClusterIPs and NodePort).",
+	     offsetof(struct proxy_port_stats, listeners)},
+	    {"svcdns_proxy_listeners_bound", "gauge",
+	     "Of those, the ones bound now; the others are retried every 5 s.",
+	     offsetof(struct proxy_port_stats, listeners_bound)},
 	};
 	for (size_t k = 0; k < sizeof(fams) / sizeof(fams[0]); k++) {
 		struct proxy_pass pp = {o, fams[k].name, fams[k].off};

@@ -260,6 +260,8 @@ int proxy_port_stats_get(const struct proxy *p, const char *ns, const char *name
 	if (!pp)
 		return -ENOENT;
 	*out = pp->st;
+	out->listeners = pp->n_listeners;
+	out->listeners_bound = pp->n_bound;
 	return 0;
 }
 
@@ -267,7 +269,10 @@ void proxy_port_foreach(const struct proxy *p, proxy_port_cb cb, void *arg)
 {
 	for (size_t i = 0; i < p->n_ports; i++) {
 		const struct pport *pp = p->ports[i];
+		struct proxy_port_stats st = pp->st;
+		st.listeners = pp->n_listeners;
+		st.listeners_bound = pp->n_bound;
 		cb(arg, pp->ns, pp->name, pp->port_name ? pp->port_name : "", pp->proto, pp->port,
-		   &pp->st);
+		   &st);
 	}
 }

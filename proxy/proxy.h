@@ -65,6 +65,9 @@ struct proxy_port_stats {
 	uint64_t endpoint_failures; /* attempts refused, timed out or unreachable */
 	uint64_t no_endpoints;	    /* connections reset, datagrams dropped: none ready */
 	uint64_t over_limit;	    /* turned away by --proxy-max-conns/-flows */
+	/* Its listeners (ClusterIP and NodePort addresses) and how many are
+	 * bound now; one that cannot be bound is retried every 5 s. */
+	uint64_t listeners, listeners_bound;
 };
 
 /* Counters of one Service port. Returns 0, or -ENOENT when the datapath does

@@ -645,8 +645,16 @@ def case_bind_conflict(tally, srv, d):
                 return "no log line naming the Service and the address"
             if banner("127.77.11.1", 81) != "clash":
                 return "the other port of the Service does not work"
+            m = t.scrape(srv.http_port())
+            want = {("svcdns_proxy_listeners", "80"): 1, ("svcdns_proxy_listeners_bound", "80"): 0,
+                    ("svcdns_proxy_listeners", "81"): 1, ("svcdns_proxy_listeners_bound", "81"): 1}
+            got = {k: t.metric(m, k[0], namespace="default", service="clash", port=k[1],
+                               protocol="TCP") for k in want}
+            if got != want:
+                return "/metrics: %s, want %s" % (got, want)
             return ""
-        tally.run("a taken ClusterIP:port is logged and shown, the rest keeps working", body)
+        tally.run("a taken ClusterIP:port is logged, shown and counted in /metrics, the rest "
+                  "keeps working", body)
     finally:
         squat.close()
 
@@ -799,7 +807,9 @@ def main(tally):
     try:
         d = os.path.join(tmp, "m")
         os.mkdir(d)
-        srv = t.Server(d, args=["--proxy", "--node-address", "127.0.0.1"]).start()
+        http = t.free_port()
+        srv = t.Server(d, args=["--proxy", "--node-address", "127.0.0.1", "--http",
+                                "127.0.0.1:%d" % http, "--lameduck", "0"]).start()
         case_article(tally, srv, d)
         case_multiport(tally, srv, d)
         case_named_target(tally, srv, d)
