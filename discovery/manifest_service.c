@@ -195,6 +195,23 @@ static int svc_ports(struct dctx *c, const json_t *spec, struct model_service *s
 	return 0;
 }
 
+/* The annotation that came before publishNotReadyAddresses: the DNS
+ * specification (1.1.0, section 2.1) still counts every endpoint of such a
+ * Service as ready, in every record (addresses, hostnames, SRV, PTR). Its value
+ * is read as Go's strconv.ParseBool reads it, as kube-dns did; anything else
+ * (or none) means no. */
+static bool tolerates_unready(const json_t *obj)
+{
+	static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
+	const json_t *ann = json_object_get(json_object_get(obj, "metadata"), "annotations");
+	const char *v = json_string_value(
+	    json_object_get(ann, "service.alpha.kubernetes.io/tolerate-unready-endpoints"));
+	for (size_t i = 0; v && i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (strcmp(v, yes[i]) == 0)
+			return true;
+	return false;
+}
+
 int mf_decode_service(struct dctx *c, const json_t *obj, struct model_service **out)
 {
 	struct model_service *s = calloc(1, sizeof(*s));
@@ -269,6 +286,8 @@ int mf_decode_service(struct dctx *c, const json_t *obj, struct model_service **
 	if ((rc = mf_get_bool(c, json_object_get(spec, "publishNotReadyAddresses"),
 			      "spec.publishNotReadyAddresses", false, &s->publish_not_ready)) < 0)
 		goto fail;
+	if (tolerates_unready(obj))
+		s->publish_not_ready = true;
 
 	if ((rc = mf_get_str(c, json_object_get(spec, "sessionAffinity"), "spec.sessionAffinity",
 			     &affinity)) < 0)

@@ -69,8 +69,9 @@ struct model_service {
 	bool has_selector; /* a selector was given (may still be empty) */
 	uint32_t refs;	   /* 0: built by a parser; else packed, references held */
 	struct model_labels selector;
-	bool publish_not_ready;	   /* spec.publishNotReadyAddresses */
-	bool affinity_client_ip;   /* spec.sessionAffinity == ClientIP */
+	bool publish_not_ready;	 /* spec.publishNotReadyAddresses, or the tolerate-unready-endpoints
+				    annotation */
+	bool affinity_client_ip; /* spec.sessionAffinity == ClientIP */
 	uint32_t affinity_timeout; /* seconds, default 10800 */
 };
 
