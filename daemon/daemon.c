@@ -167,6 +167,7 @@ static int setup(struct app *app)
 	gethostname(app->hostname, sizeof(app->hostname) - 1);
 	app->scfg.zone = o->zone;
 	app->scfg.ttl = o->ttl;
+	app->scfg.endpoint_pod_names = o->endpoint_pod_names;
 	app->scfg.hostname = app->hostname;
 	app->scfg.static_zones = (const struct static_zone *const *)app->zones;
 	app->scfg.n_static_zones = app->n_zones;

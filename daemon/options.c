@@ -279,6 +279,11 @@ const struct opt_def options_table[] = {
      .parse = parse_zone,
      .def = "cluster.local",
      .help = "the cluster domain"},
+    {.name = "endpoint-pod-names",
+     .kind = OPT_FLAG,
+     .off = F(endpoint_pod_names),
+     .help = "name an endpoint without a hostname by its Pod's name (targetRef) instead of "
+	     "its dashed address, when that is a DNS label (as CoreDNS's endpoint_pod_names)"},
     {.name = "ttl",
      .arg = "DURATION",
      .kind = OPT_DURATION,

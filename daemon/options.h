@@ -77,6 +77,7 @@ struct svcdns_options {
 	int log_level;
 	const char *config; /* --config FILE, or NULL */
 	bool check_config;
+	bool endpoint_pod_names;
 	/* Zone transfer. */
 	struct net_cidr allow_transfer[OPTIONS_MAX_XFR_ALLOW];
 	size_t n_allow_transfer;

@@ -210,10 +210,11 @@ static int endpoint_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
 }
 
 /* A headless Service: the endpoints themselves, each under its hostname or,
- * without one, its address with dashes. */
+ * without one, its Pod's name (with pod_names, when it is a label: a Pod name
+ * may hold dots, and may run to 253 characters) or its address with dashes. */
 static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *sname,
 			    const struct view_service *vs, uint32_t ttl, struct zb_zone *rev4,
-			    struct zb_zone *rev6, bool short_form)
+			    struct zb_zone *rev6, bool short_form, bool pod_names)
 {
 	const struct model_service *s = vs->svc;
 	size_t n_pub = 0;
@@ -228,6 +229,8 @@ static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
 		char host[64];
 		if (ep->hostname && valid_label(ep->hostname))
 			snprintf(host, sizeof(host), "%s", ep->hostname);
+		else if (pod_names && ep->pod_name && valid_label(ep->pod_name))
+			snprintf(host, sizeof(host), "%s", ep->pod_name);
 		else
 			dashed_addr(&ep->addr, host, sizeof(host));
 		uint8_t hname[DNAME_MAX];
@@ -248,7 +251,7 @@ static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
  * per-endpoint names of headless Services live under the full zone alone. */
 static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_suffix,
 			   const struct view_service *vs, uint32_t ttl, struct zb_zone *rev4,
-			   struct zb_zone *rev6, bool short_form)
+			   struct zb_zone *rev6, bool short_form, bool pod_names)
 {
 	const struct model_service *s = vs->svc;
 	uint8_t nsname[DNAME_MAX], sname[DNAME_MAX], rd[DNAME_MAX + 8];
@@ -270,7 +273,7 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 	}
 	if (!s->headless)
 		return clusterip_records(b, z, sname, s, ttl, rev4, rev6);
-	return headless_records(b, z, sname, vs, ttl, rev4, rev6, short_form);
+	return headless_records(b, z, sname, vs, ttl, rev4, rev6, short_form, pod_names);
 }
 
 static int soa_rdata(uint8_t *rd, const uint8_t *mname, const uint8_t *rname, uint32_t serial,
@@ -316,6 +319,7 @@ int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t seri
 		return -EINVAL;
 	dname_from_text("svc.", cz->svc_short, sizeof(cz->svc_short));
 	cz->ttl = ttl;
+	cz->pod_names = cfg->endpoint_pod_names;
 
 	if ((ret = zone_with_soa(b, cz->zone, mname, rname, serial, ttl, &cz->z)) < 0)
 		return ret;
@@ -411,9 +415,10 @@ int cluster_service_roots(const struct cluster_zones *cz, const struct model_ser
 int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct view_service *vs)
 {
 	int ret;
-	if ((ret = service_records(b, cz->z, cz->svc_full, vs, cz->ttl, cz->rev4, cz->rev6,
-				   false)) < 0 ||
-	    (ret = service_records(b, cz->zs, cz->svc_short, vs, cz->ttl, NULL, NULL, true)) < 0)
+	if ((ret = service_records(b, cz->z, cz->svc_full, vs, cz->ttl, cz->rev4, cz->rev6, false,
+				   cz->pod_names)) < 0 ||
+	    (ret = service_records(b, cz->zs, cz->svc_short, vs, cz->ttl, NULL, NULL, true,
+				   cz->pod_names)) < 0)
 		return ret;
 	return 0;
 }

@@ -60,6 +60,10 @@ struct snapshot_config {
 	const char *hostname;	 /* id.server */
 	struct net_addr ns_addr; /* glue for ns.dns.<zone> when kube-dns is unknown */
 	bool have_ns_addr;
+	/* An endpoint without a hostname is named by its Pod's name (targetRef)
+	 * when that is a DNS label, instead of its dashed address (CoreDNS's
+	 * endpoint_pod_names). */
+	bool endpoint_pod_names;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
 	const struct static_zone *const *static_zones;
 	size_t n_static_zones;
