@@ -284,6 +284,11 @@ const struct opt_def options_table[] = {
      .off = F(endpoint_pod_names),
      .help = "name an endpoint without a hostname by its Pod's name (targetRef) instead of "
 	     "its dashed address, when that is a DNS label (as CoreDNS's endpoint_pod_names)"},
+    {.name = "ignore-empty-service",
+     .kind = OPT_FLAG,
+     .off = F(ignore_empty_service),
+     .help = "a ClusterIP Service with no ready endpoint answers NXDOMAIN, so that search-list "
+	     "resolution goes on (its PTR stays; as CoreDNS's ignore empty_service)"},
     {.name = "ttl",
      .arg = "DURATION",
      .kind = OPT_DURATION,

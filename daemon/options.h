@@ -78,6 +78,7 @@ struct svcdns_options {
 	const char *config; /* --config FILE, or NULL */
 	bool check_config;
 	bool endpoint_pod_names;
+	bool ignore_empty_service;
 	/* Zone transfer. */
 	struct net_cidr allow_transfer[OPTIONS_MAX_XFR_ALLOW];
 	size_t n_allow_transfer;

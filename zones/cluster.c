@@ -144,14 +144,17 @@ static int port_srv_owner(uint8_t *out, const struct model_svc_port *p, const ui
 
 /* A ClusterIP Service: its addresses, their PTRs (rev4 != NULL), and one SRV
  * per named port, at the port's name and at the Service's. */
+/* A ClusterIP Service: its addresses, their PTRs, an SRV per named port.
+ * Without `names` (an empty Service under --ignore-empty-service) the PTRs
+ * only. */
 static int clusterip_records(struct zb *b, struct zb_zone *z, const uint8_t *sname,
 			     const struct model_service *s, uint32_t ttl, struct zb_zone *rev4,
-			     struct zb_zone *rev6)
+			     struct zb_zone *rev6, bool names)
 {
 	uint8_t name[DNAME_MAX], rd[DNAME_MAX + 8];
 	int ret;
 	for (size_t i = 0; i < s->n_cluster_ips; i++) {
-		if ((ret = add_addr(b, z, sname, &s->cluster_ips[i], ttl)) < 0)
+		if (names && (ret = add_addr(b, z, sname, &s->cluster_ips[i], ttl)) < 0)
 			return ret;
 		if (rev4 && reverse_name(&s->cluster_ips[i], name) > 0) {
 			struct zb_zone *rz = s->cluster_ips[i].family == AF_INET ? rev4 : rev6;
@@ -160,7 +163,7 @@ static int clusterip_records(struct zb *b, struct zb_zone *z, const uint8_t *sna
 				return ret;
 		}
 	}
-	if (s->n_cluster_ips == 0)
+	if (s->n_cluster_ips == 0 || !names)
 		return 0;
 	for (size_t i = 0; i < s->n_ports; i++) {
 		const struct model_svc_port *p = &s->ports[i];
@@ -251,7 +254,7 @@ static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
  * per-endpoint names of headless Services live under the full zone alone. */
 static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_suffix,
 			   const struct view_service *vs, uint32_t ttl, struct zb_zone *rev4,
-			   struct zb_zone *rev6, bool short_form, bool pod_names)
+			   struct zb_zone *rev6, bool short_form, bool pod_names, bool ignore_empty)
 {
 	const struct model_service *s = vs->svc;
 	uint8_t nsname[DNAME_MAX], sname[DNAME_MAX], rd[DNAME_MAX + 8];
@@ -271,8 +274,12 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 		}
 		return zb_rr_add(b, z, sname, DNS_T_CNAME, ttl, rd, (uint16_t)l);
 	}
-	if (!s->headless)
-		return clusterip_records(b, z, sname, s, ttl, rev4, rev6);
+	if (!s->headless) {
+		bool names = !ignore_empty;
+		for (size_t e = 0; e < vs->n_eps && !names; e++)
+			names = published(s, &vs->eps[e]);
+		return clusterip_records(b, z, sname, s, ttl, rev4, rev6, names);
+	}
 	return headless_records(b, z, sname, vs, ttl, rev4, rev6, short_form, pod_names);
 }
 
@@ -320,6 +327,7 @@ int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t seri
 	dname_from_text("svc.", cz->svc_short, sizeof(cz->svc_short));
 	cz->ttl = ttl;
 	cz->pod_names = cfg->endpoint_pod_names;
+	cz->ignore_empty = cfg->ignore_empty_service;
 
 	if ((ret = zone_with_soa(b, cz->zone, mname, rname, serial, ttl, &cz->z)) < 0)
 		return ret;
@@ -416,9 +424,9 @@ int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct v
 {
 	int ret;
 	if ((ret = service_records(b, cz->z, cz->svc_full, vs, cz->ttl, cz->rev4, cz->rev6, false,
-				   cz->pod_names)) < 0 ||
+				   cz->pod_names, cz->ignore_empty)) < 0 ||
 	    (ret = service_records(b, cz->zs, cz->svc_short, vs, cz->ttl, NULL, NULL, true,
-				   cz->pod_names)) < 0)
+				   cz->pod_names, cz->ignore_empty)) < 0)
 		return ret;
 	return 0;
 }

@@ -20,7 +20,8 @@ struct cluster_zones {
 	struct zb_zone *z, *zs, *rev4, *rev6; /* cluster zone, `svc.`, reverse */
 	uint8_t zone[255], svc_full[255], svc_short[255];
 	uint32_t ttl;
-	bool pod_names; /* snapshot_config.endpoint_pod_names */
+	bool pod_names;	   /* snapshot_config.endpoint_pod_names */
+	bool ignore_empty; /* snapshot_config.ignore_empty_service */
 };
 
 /* Everything: zones, base records, every Service. */

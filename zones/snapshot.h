@@ -64,6 +64,10 @@ struct snapshot_config {
 	 * when that is a DNS label, instead of its dashed address (CoreDNS's
 	 * endpoint_pod_names). */
 	bool endpoint_pod_names;
+	/* A ClusterIP Service with no ready endpoint has no names (NXDOMAIN, so
+	 * that a client's search list goes on; its PTR stays), as CoreDNS's
+	 * ignore empty_service. Headless Services have none then anyway. */
+	bool ignore_empty_service;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
 	const struct static_zone *const *static_zones;
 	size_t n_static_zones;
