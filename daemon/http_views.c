@@ -205,6 +205,13 @@ static void src_kube(struct metrics_out *o, void *arg)
 	      "Seconds since a byte last came from the API server (-1: never).", since);
 	gauge(o, "svcdns_kubernetes_synced", "1 once every resource was listed in full once.",
 	      kube_source_synced(ks) ? 1 : 0);
+	metrics_family(o, "svcdns_kubernetes_resource_served", "gauge",
+		       "1 when the API server serves the resource; 0 for an optional one it does "
+		       "not (ServiceCIDRs before Kubernetes 1.31), which svcdns does without.");
+	for (int r = 0; r < KUBE_RESOURCES; r++)
+		metrics_sample(o, "svcdns_kubernetes_resource_served",
+			       kube_source_served(ks, (enum kube_resource)r) ? 1 : 0, "resource",
+			       kube_resource_name((enum kube_resource)r), NULL);
 }
 
 /* ---- the forwarder and its cache ------------------------------------------- */

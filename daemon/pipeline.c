@@ -199,7 +199,7 @@ int pipeline_run(struct pipeline *p)
 	int ret = build(p, &s, &n_svcs, &t_view);
 	if (ret < 0)
 		return ret;
-	/* The API source is synced once all three resources were listed. */
+	/* The API source is synced once every resource was listed. */
 	s->synced = !p->kube || kube_source_synced(p->kube);
 	/* DNS never hands out a ClusterIP the datapath does not forward yet. */
 	if (p->datapath && (ret = p->datapath(p->datapath_arg, s)) < 0) {

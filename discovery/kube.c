@@ -1,6 +1,7 @@
-/* The Kubernetes API source: three list-then-watch reflectors (Services,
- * EndpointSlices, Namespaces) on one connection, the namespace and label
- * filters, the contact probe, and the state and counters kube.h reports. */
+/* The Kubernetes API source: list-then-watch reflectors (Services,
+ * EndpointSlices, Namespaces, ServiceCIDRs) on one connection, the namespace
+ * and label filters, the contact probe, and the state and counters kube.h
+ * reports. */
 #include "discovery/kube.h"
 
 #include <errno.h>
@@ -22,12 +23,35 @@
  * this much of the first one reaching the server again. */
 #define RECOVERY_JITTER_MS 500
 
+_Static_assert(KUBE_RESOURCES <= KUBE_CONTACT_STREAMS, "a contact stream per resource");
+
+/* ServiceCIDR went GA in Kubernetes 1.33; 1.31 and 1.32 serve v1beta1. */
+static const struct kube_res_desc servicecidrs_beta = {
+    .name = "servicecidrs",
+    .path = "/apis/networking.k8s.io/v1beta1/servicecidrs",
+    .kind = "ServiceCIDR",
+    .api_version = "networking.k8s.io/v1beta1",
+    .where = "api servicecidrs",
+    .optional = true,
+    .cluster_scoped = true,
+    .without = "the reverse zones follow --service-cidr",
+};
+
 const struct kube_res_desc kube_res[KUBE_RESOURCES] = {
     [KUBE_SERVICES] = {"services", "/api/v1/services", "Service", "v1", true, "api services"},
     [KUBE_ENDPOINTSLICES] = {"endpointslices", "/apis/discovery.k8s.io/v1/endpointslices",
 			     "EndpointSlice", "discovery.k8s.io/v1", true, "api endpointslices"},
     [KUBE_NAMESPACES] = {"namespaces", "/api/v1/namespaces", "Namespace", "v1", false,
 			 "api namespaces"},
+    [KUBE_SERVICECIDRS] = {.name = "servicecidrs",
+			   .path = "/apis/networking.k8s.io/v1/servicecidrs",
+			   .kind = "ServiceCIDR",
+			   .api_version = "networking.k8s.io/v1",
+			   .where = "api servicecidrs",
+			   .optional = true,
+			   .fallback = &servicecidrs_beta,
+			   .cluster_scoped = true,
+			   .without = "the reverse zones follow --service-cidr"},
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -372,6 +396,11 @@ void kube_source_stop(struct kube_source *ks)
 bool kube_source_synced(const struct kube_source *ks)
 {
 	return ks->synced;
+}
+
+bool kube_source_served(const struct kube_source *ks, enum kube_resource r)
+{
+	return r < KUBE_RESOURCES && !ks->r[r].absent;
 }
 
 double kube_source_seconds_since_contact(const struct kube_source *ks)

@@ -1,6 +1,7 @@
 /* The Kubernetes API source: lists, then watches, Services, EndpointSlices
- * (discovery.k8s.io/v1) and Namespaces the way client-go's reflector does, and
- * keeps the model store equal to what the API server holds.
+ * (discovery.k8s.io/v1), Namespaces and, where the server has them,
+ * ServiceCIDRs (networking.k8s.io/v1, else v1beta1) the way client-go's
+ * reflector does, and keeps the model store equal to what the API server holds.
  *
  * Owns: one reflector per resource (paginated list, watch from the list's
  * resourceVersion with bookmarks, resume from the last resourceVersion after a
@@ -20,7 +21,15 @@
 #include "discovery/kubeconfig.h"
 #include "discovery/model.h"
 
-enum kube_resource { KUBE_SERVICES = 0, KUBE_ENDPOINTSLICES, KUBE_NAMESPACES, KUBE_RESOURCES };
+enum kube_resource {
+	KUBE_SERVICES = 0,
+	KUBE_ENDPOINTSLICES,
+	KUBE_NAMESPACES,
+	/* Optional: a server without them (before Kubernetes 1.31, or RBAC
+	 * that does not grant them) is served without them. */
+	KUBE_SERVICECIDRS,
+	KUBE_RESOURCES
+};
 
 enum kube_event_type {
 	KUBE_EV_ADDED = 0,
@@ -64,8 +73,12 @@ void kube_source_stop(struct kube_source *ks);
 
 /* ---- state and metrics (plain getters, loop thread) ------------------------ */
 
-/* All three resources have completed their first full list. */
+/* Every resource has completed its first full list (an optional one the
+ * server does not serve counts as listed). */
 bool kube_source_synced(const struct kube_source *ks);
+/* Whether the server serves resource r (false only for an optional one it
+ * answered 404 or 403 for, and while it is asked again). */
+bool kube_source_served(const struct kube_source *ks, enum kube_resource r);
 /* Seconds since the resource heard from least recently was last proven in
  * contact (kube_contact.h: a healthy quiet watch stays in contact), or -1
  * while one never was. */

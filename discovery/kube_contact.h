@@ -18,11 +18,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define KUBE_CONTACT_STREAMS 3
+#define KUBE_CONTACT_STREAMS 4
 
 struct kube_contact {
 	uint64_t ok_ms[KUBE_CONTACT_STREAMS]; /* last proof of each stream; 0: never */
 	bool open[KUBE_CONTACT_STREAMS];      /* a request is out (not waiting to retry) */
+	bool ignored[KUBE_CONTACT_STREAMS];   /* counts for nothing (kube_contact_set_ignored) */
 	unsigned probe_ms;		      /* prove contact at least this often */
 	bool probing;			      /* a probe is out */
 };
@@ -30,6 +31,9 @@ struct kube_contact {
 void kube_contact_init(struct kube_contact *c, unsigned probe_ms);
 /* Stream i has a request out (true) or waits to retry after a failure. */
 void kube_contact_set_open(struct kube_contact *c, unsigned i, bool open);
+/* Stream i counts for nothing while ignored: an optional resource that the
+ * server does not serve has nothing to be in contact with. */
+void kube_contact_set_ignored(struct kube_contact *c, unsigned i, bool ignored);
 /* Bytes of a 2xx response of stream i arrived (its headers, a page, an event). */
 void kube_contact_heard(struct kube_contact *c, unsigned i, uint64_t now_ms);
 /* A probe answered 2xx at now_ms: every open stream is in contact. */

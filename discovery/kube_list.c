@@ -266,22 +266,92 @@ static void apply_end(struct reflector *r)
 		 r->page_count == 1 ? "" : "s", r->n_added, r->n_updated, removed, r->n_unchanged,
 		 (double)r->store_ns / 1e6, r->apply_early ? " as the pages came" : "");
 	r->need_list = false;
+	if (r->absent) {
+		log_info("api %s: now served at %s; following it", r->d->name, r->d->api_version);
+		r->absent = false;
+		kube_contact_set_ignored(&ks->contact, r->res, false);
+	}
 	bool first = !r->synced;
 	r->synced = true;
-	if (first && !ks->synced) {
-		bool all = true;
-		for (int k = 0; k < KUBE_RESOURCES; k++)
-			all = all && ks->r[k].synced;
-		if (all) {
-			ks->synced = true;
-			log_info("api: first full sync of services, endpointslices and namespaces "
-				 "done");
-			kube_notify(ks);
-			return;
-		}
-	}
+	if (first && kube_sync_check(ks))
+		return;
 	if (r->n_added || r->n_updated || removed)
 		kube_notify(ks);
+}
+
+bool kube_sync_check(struct kube_source *ks)
+{
+	if (ks->synced)
+		return false;
+	for (int k = 0; k < KUBE_RESOURCES; k++)
+		if (!ks->r[k].synced)
+			return false;
+	ks->synced = true;
+	log_info("api: first full sync of services, endpointslices, namespaces%s done",
+		 ks->r[KUBE_SERVICECIDRS].absent ? "" : " and servicecidrs");
+	kube_notify(ks);
+	return true;
+}
+
+/* How long an optional resource the server did not serve is left before it
+ * is asked for again (a cluster upgraded under a running svcdns). */
+#define ABSENT_RECHECK_MS (10 * 60 * 1000)
+
+static void on_absent_recheck(uv_timer_t *t)
+{
+	struct reflector *r = t->data;
+
+	r->d = &kube_res[r->res];
+	kube_contact_set_open(&r->ks->contact, r->res, true);
+	kube_list_start(r);
+}
+
+/* An optional resource answered 404 (the server does not have it: an older
+ * Kubernetes) or 403 (RBAC does not grant it): its older version is tried,
+ * else the source does without it, forgets what it held of it, and asks
+ * again much later. Returns false when this is not such a case. */
+static bool list_optional_missing(struct reflector *r, const struct kube_http_result *res)
+{
+	struct kube_source *ks = r->ks;
+	size_t removed = 0;
+
+	if (!r->d->optional || (res->status != 404 && res->status != 403) || r->cont)
+		return false;
+	if (res->status == 404 && r->d->fallback) {
+		log_debug("api %s: %s is not served; trying %s", r->d->name, r->d->api_version,
+			  r->d->fallback->api_version);
+		r->d = r->d->fallback;
+		kube_list_start(r);
+		return true;
+	}
+	if (!r->absent)
+		log_info("api %s: %s; %s", r->d->name,
+			 res->status == 404
+			     ? "not served by this API server (Kubernetes before 1.31)"
+			     : "403 Forbidden (the ClusterRole in contrib/kubernetes/rbac.yaml "
+			       "grants it)",
+			 r->d->without);
+	r->absent = true;
+	r->need_list = true;
+	r->failures = 0;
+	kube_contact_set_open(&ks->contact, r->res, false);
+	kube_contact_set_ignored(&ks->contact, r->res, true);
+	for (size_t i = 0; i < r->index.cap; i++) {
+		struct store_map_slot *s = &r->index.slots[i];
+		if (!s->key)
+			continue;
+		model_store_remove(ks->store, s->key);
+		free((char *)s->val);
+		s->val = 0;
+		removed++;
+	}
+	store_map_clear(&r->index);
+	uv_timer_start(&r->retry, on_absent_recheck, ABSENT_RECHECK_MS, 0);
+	bool first = !r->synced;
+	r->synced = true;
+	if (!(first && kube_sync_check(ks)) && removed)
+		kube_notify(ks);
+	return true;
 }
 
 /* Stores the pages that are back, in page order: as they come when no worker
@@ -401,6 +471,8 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 	r->req = NULL;
 	if (res->curl_code != 0 || res->status != 200) {
 		kube_body_reset(r);
+		if (list_optional_missing(r, res))
+			return;
 		if (res->status == 410 && r->cont) {
 			/* the continue token outlived etcd's compaction: start over */
 			log_info("api %s: list continuation expired (410 Gone); listing from "

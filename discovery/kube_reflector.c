@@ -50,11 +50,12 @@ int kube_object_ident(struct reflector *r, json_t *obj, struct ident *id)
 	id->rv = json_string_value(json_object_get(meta, "resourceVersion"));
 	if (!id->name || !*id->name)
 		return -EINVAL;
-	if (r->res == KUBE_NAMESPACES)
+	if (r->res == KUBE_NAMESPACES || r->d->cluster_scoped)
 		id->ns = NULL;
 	else if (!id->ns || !*id->ns)
 		return -EINVAL;
-	if (!ns_allowed(r->ks, r->res == KUBE_NAMESPACES ? id->name : id->ns))
+	if (!r->d->cluster_scoped &&
+	    !ns_allowed(r->ks, r->res == KUBE_NAMESPACES ? id->name : id->ns))
 		return 1;
 	int n = snprintf(id->key, sizeof(id->key), "api:%s/%s%s%s", r->d->kind,
 			 id->ns ? id->ns : "", id->ns ? "/" : "", id->name);

@@ -32,6 +32,12 @@ struct kube_res_desc {
 	const char *api_version;
 	bool labelled;	   /* --labels applies */
 	const char *where; /* for manifest_decode_object's log lines */
+	/* A server may lack it: 404 (or 403) for this and its fallback means
+	 * the source does without it (kube_list.c). */
+	bool optional;
+	const struct kube_res_desc *fallback; /* an older version to try on 404, or NULL */
+	bool cluster_scoped;		      /* no namespace, and --namespaces does not apply */
+	const char *without;		      /* what doing without it means, for the log */
 };
 
 extern const struct kube_res_desc kube_res[KUBE_RESOURCES];
@@ -52,6 +58,7 @@ struct reflector {
 	const char *watch_failed; /* this watch must not be resumed at once: why */
 	bool unreachable;	  /* waits to retry after no HTTP response came at all */
 	bool synced;		  /* the first list was applied */
+	bool absent;		  /* optional, and the server does not serve it */
 	unsigned failures;	  /* in a row, for the backoff */
 	unsigned page_count;
 	char *body; /* the list page being received */
@@ -123,6 +130,9 @@ void kube_notify(struct kube_source *ks);
 void kube_server_back(struct kube_source *ks);
 /* Frees the source once it is stopping and nothing of it is left in flight. */
 void kube_source_maybe_free(struct kube_source *ks);
+/* A resource completed its first list (or was found absent): when that was
+ * the last one, the source is synced and its user told. Returns true then. */
+bool kube_sync_check(struct kube_source *ks);
 
 /* ---- kube_reflector.c ---------------------------------------------------- */
 

@@ -16,7 +16,7 @@ const char *mf_ctx_id(struct dctx *c)
 {
 	const char *kind = c->kind_name;
 
-	if (c->name && c->kind_known && c->kind == KIND_NAMESPACE)
+	if (c->name && c->kind_known && !c->ns)
 		snprintf(c->id, sizeof(c->id), "%.40s %.253s", kind ? kind : "object", c->name);
 	else if (c->name)
 		snprintf(c->id, sizeof(c->id), "%.40s %.63s/%.253s", kind ? kind : "object", c->ns,

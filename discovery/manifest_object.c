@@ -1,6 +1,7 @@
 /* Decoding one object: its kind and apiVersion, the metadata every kind
  * shares (namespace, name, labels), then the kind's own fields; a Namespace is
- * nothing more. The API source decodes its objects here too. */
+ * nothing more, a ServiceCIDR little more. The API source decodes its objects
+ * here too. */
 #include "discovery/manifest.h"
 
 #include <errno.h>
@@ -10,7 +11,9 @@
 #include "common/log.h"
 #include "discovery/manifest_fields.h"
 
-static int known_kind(const char *kind, enum model_kind *k, const char **api)
+/* A kind may be served at several versions: `api` (may be NULL) picks the
+ * entry it names, else the first of the kind says what is expected. */
+static int known_kind(const char *kind, const char *api, enum model_kind *k, const char **want)
 {
 	static const struct {
 		const char *kind;
@@ -21,15 +24,71 @@ static int known_kind(const char *kind, enum model_kind *k, const char **api)
 	    {"EndpointSlice", "discovery.k8s.io/v1", KIND_SLICE},
 	    {"Pod", "v1", KIND_POD},
 	    {"Namespace", "v1", KIND_NAMESPACE},
+	    {"ServiceCIDR", "networking.k8s.io/v1", KIND_SERVICE_CIDR},
+	    {"ServiceCIDR", "networking.k8s.io/v1beta1", KIND_SERVICE_CIDR},
 	};
+	int found = 0;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		if (strcmp(kind, kinds[i].kind) == 0) {
+		if (strcmp(kind, kinds[i].kind) != 0)
+			continue;
+		if (!found || (api && strcmp(api, kinds[i].api) == 0)) {
 			*k = kinds[i].k;
-			*api = kinds[i].api;
-			return 1;
+			*want = kinds[i].api;
 		}
+		found = 1;
 	}
+	return found;
+}
+
+/* spec.cidrs: one or two ranges in canonical form, one per family, as the
+ * API server validates them. */
+static int decode_service_cidr(struct dctx *c, const json_t *obj, struct model_service_cidr **out)
+{
+	json_t *spec, *cidrs;
+	const char *text;
+	char path[32];
+	int rc;
+
+	if ((rc = mf_get_obj(c, json_object_get(obj, "spec"), "spec", &spec)) < 0 ||
+	    (rc = mf_get_arr(c, json_object_get(spec, "cidrs"), "spec.cidrs", 2, &cidrs)) < 0)
+		return rc;
+	if (!cidrs || json_array_size(cidrs) == 0)
+		return mf_bad(c, "spec.cidrs: required (one range, or two of different families)");
+	struct model_service_cidr *sc = calloc(1, sizeof(*sc));
+	if (!sc || !(sc->name = strdup(c->name))) {
+		free(sc);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < json_array_size(cidrs); i++) {
+		struct net_cidr *r = &sc->cidrs[sc->n_cidrs];
+		char canon[64];
+		mf_path_index(path, sizeof(path), "spec.cidrs", i);
+		if ((rc = mf_get_str(c, json_array_get(cidrs, i), path, &text)) < 0)
+			goto fail;
+		if (!text || !strchr(text, '/') || net_cidr_parse(text, r) < 0) {
+			rc = mf_bad(c, "%s: \"%.64s\" is not a CIDR", path, text ? text : "");
+			goto fail;
+		}
+		net_addr_format(&r->base, canon, sizeof(canon));
+		size_t cl = strlen(canon);
+		snprintf(canon + cl, sizeof(canon) - cl, "/%u", r->prefix);
+		if (strcmp(canon, text) != 0) {
+			rc = mf_bad(c, "%s: \"%.64s\" is not in canonical form (%s)", path, text,
+				    canon);
+			goto fail;
+		}
+		if (sc->n_cidrs == 1 && sc->cidrs[0].base.family == r->base.family) {
+			rc = mf_bad(c, "%s: two ranges must be of different IP families", path);
+			goto fail;
+		}
+		sc->n_cidrs++;
+	}
+	*out = sc;
 	return 0;
+fail:
+	free(sc->name);
+	free(sc);
+	return rc;
 }
 
 /* Decodes one object; c->kind_known/ns/name tell the caller who was
@@ -52,7 +111,7 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 		api = c->dflt_api;
 	if (!kind || !*kind)
 		return mf_bad(c, "kind: required");
-	if (!known_kind(kind, &c->kind, &want_api)) {
+	if (!known_kind(kind, api, &c->kind, &want_api)) {
 		log_debug("%s: %s: kind %.64s (%.64s) is not used, ignored", c->where, mf_ctx_id(c),
 			  kind, api ? api : "no apiVersion");
 		return 1;
@@ -66,7 +125,8 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 		0 ||
 	    (rc = mf_get_str(c, json_object_get(meta, "name"), "metadata.name", &name)) < 0)
 		return rc;
-	c->ns = c->kind == KIND_NAMESPACE ? NULL : (ns && *ns ? ns : "default");
+	bool cluster_scoped = c->kind == KIND_NAMESPACE || c->kind == KIND_SERVICE_CIDR;
+	c->ns = cluster_scoped ? NULL : (ns && *ns ? ns : "default");
 	if (name && *name) {
 		c->name = name;
 	} else if (c->kind == KIND_POD && c->stem && c->unnamed_pods) {
@@ -122,6 +182,8 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 		return mf_decode_slice(c, obj, &out->u.slice);
 	case KIND_POD:
 		return mf_decode_pod(c, obj, &out->u.pod);
+	case KIND_SERVICE_CIDR:
+		return decode_service_cidr(c, obj, &out->u.cidr);
 	default: {
 		struct model_namespace *n = calloc(1, sizeof(*n));
 		if (!n || !(n->name = strdup(c->name))) {

@@ -97,6 +97,14 @@ static void model_namespace_free(struct model_namespace *n)
 	free(n);
 }
 
+static void model_service_cidr_free(struct model_service_cidr *c)
+{
+	if (!c || packed_unref(c, &c->refs))
+		return;
+	free(c->name);
+	free(c);
+}
+
 void model_object_free(struct model_object *o)
 {
 	if (!o)
@@ -113,6 +121,9 @@ void model_object_free(struct model_object *o)
 		break;
 	case KIND_NAMESPACE:
 		model_namespace_free(o->u.ns);
+		break;
+	case KIND_SERVICE_CIDR:
+		model_service_cidr_free(o->u.cidr);
 		break;
 	default:
 		break;
@@ -145,6 +156,8 @@ const char *model_object_name(const struct model_object *o)
 		return o->u.pod->name;
 	case KIND_NAMESPACE:
 		return o->u.ns->name;
+	case KIND_SERVICE_CIDR:
+		return o->u.cidr->name;
 	default:
 		return "";
 	}
@@ -152,7 +165,8 @@ const char *model_object_name(const struct model_object *o)
 
 const char *model_kind_name(enum model_kind k)
 {
-	static const char *const names[] = {"Service", "EndpointSlice", "Pod", "Namespace"};
+	static const char *const names[] = {"Service", "EndpointSlice", "Pod", "Namespace",
+					    "ServiceCIDR"};
 	return (unsigned)k < KIND_COUNT ? names[k] : "?";
 }
 
@@ -361,6 +375,19 @@ int model_object_clone(const struct model_object *src, struct model_object *dst)
 		dst->u.ns = n;
 		break;
 	}
+	case KIND_SERVICE_CIDR: {
+		struct model_service_cidr *c = malloc(sizeof(*c));
+		if (c) {
+			*c = *src->u.cidr;
+			c->refs = 0;
+			if (dup_str(&c->name, src->u.cidr->name)) {
+				free(c);
+				c = NULL;
+			}
+		}
+		dst->u.cidr = c;
+		break;
+	}
 	default:
 		return -EINVAL;
 	}
@@ -471,6 +498,16 @@ static void *pack_namespace(struct packer *p, const struct model_namespace *s)
 	return d;
 }
 
+static void *pack_service_cidr(struct packer *p, const struct model_service_cidr *s)
+{
+	struct model_service_cidr *d = pk_take(p, sizeof(*d), 16);
+
+	if (d)
+		*d = *s;
+	PK_SET(p, d->name, pk_str(p, s->name));
+	return d;
+}
+
 static void *pack_pass(struct packer *p, const struct model_object *o)
 {
 	switch (o->kind) {
@@ -482,6 +519,8 @@ static void *pack_pass(struct packer *p, const struct model_object *o)
 		return pack_pod(p, o->u.pod);
 	case KIND_NAMESPACE:
 		return pack_namespace(p, o->u.ns);
+	case KIND_SERVICE_CIDR:
+		return pack_service_cidr(p, o->u.cidr);
 	default:
 		return NULL;
 	}
@@ -498,6 +537,8 @@ static uint32_t *refs_of(const struct model_object *o)
 		return &o->u.pod->refs;
 	case KIND_NAMESPACE:
 		return &o->u.ns->refs;
+	case KIND_SERVICE_CIDR:
+		return &o->u.cidr->refs;
 	default:
 		return NULL;
 	}

@@ -136,7 +136,23 @@ struct model_namespace {
 	uint32_t refs; /* as model_service.refs */
 };
 
-enum model_kind { KIND_SERVICE = 0, KIND_SLICE, KIND_POD, KIND_NAMESPACE, KIND_COUNT };
+/* A ServiceCIDR (networking.k8s.io): a range the cluster gives Service
+ * addresses from, at most one per family. */
+struct model_service_cidr {
+	char *name;
+	uint32_t refs; /* as model_service.refs */
+	struct net_cidr cidrs[2];
+	size_t n_cidrs;
+};
+
+enum model_kind {
+	KIND_SERVICE = 0,
+	KIND_SLICE,
+	KIND_POD,
+	KIND_NAMESPACE,
+	KIND_SERVICE_CIDR,
+	KIND_COUNT
+};
 
 /* One decoded object, as a manifest file or the API yields it. */
 struct model_object {
@@ -146,6 +162,7 @@ struct model_object {
 		struct model_slice *slice;
 		struct model_pod *pod;
 		struct model_namespace *ns;
+		struct model_service_cidr *cidr;
 	} u;
 };
 
@@ -256,6 +273,11 @@ struct model_view {
 	size_t n_svcs;
 	char **namespaces; /* sorted, unique: Namespace objects and every ns in use */
 	size_t n_namespaces;
+	/* The ranges of every ServiceCIDR object, sorted, unique (owned); none
+	 * when the cluster does not say them (before Kubernetes 1.31, manifests
+	 * without such objects). */
+	struct net_cidr *service_cidrs;
+	size_t n_service_cidrs;
 	uint64_t id; /* unique per view built in this process, never 0 */
 	/* Set by model_view_update when it derived this view from another: the
 	 * base view's id and every Service that differs from it, sorted. 0 and

@@ -41,6 +41,40 @@ void view_key_obj(struct build *b, const char *tag, const char *ns, const char *
 	kb_field(&b->key, name);
 }
 
+static int cmp_cidr(const void *x, const void *y)
+{
+	const struct net_cidr *a = x, *b = y;
+	int c = net_addr_cmp(&a->base, &b->base);
+	return c ? c : (int)a->prefix - (int)b->prefix;
+}
+
+int view_service_cidrs(const struct model_store *st, struct model_view *out)
+{
+	size_t n = model_store_count(st, KIND_SERVICE_CIDR), k = 0;
+	struct model_store_iter it;
+	const struct model_object *o;
+
+	out->service_cidrs = NULL;
+	out->n_service_cidrs = 0;
+	if (n == 0)
+		return 0;
+	struct net_cidr *v = calloc(n * 2, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	model_store_iter_init(&it, st, KIND_SERVICE_CIDR);
+	while ((o = model_store_iter_next(&it)) && k + 2 <= n * 2)
+		for (size_t i = 0; i < o->u.cidr->n_cidrs; i++)
+			v[k++] = o->u.cidr->cidrs[i];
+	qsort(v, k, sizeof(*v), cmp_cidr);
+	size_t u = 0;
+	for (size_t i = 0; i < k; i++)
+		if (u == 0 || cmp_cidr(&v[u - 1], &v[i]) != 0)
+			v[u++] = v[i];
+	out->service_cidrs = v;
+	out->n_service_cidrs = u;
+	return 0;
+}
+
 static int cmp_svc(const void *x, const void *y)
 {
 	const struct model_service *a = *(struct model_service *const *)x;
@@ -248,6 +282,8 @@ int model_view_build(const struct model_store *st, struct model_alloc *alloc,
 		ret = view_build_endpoints(&b, out->svcs, &out->n_svcs);
 	if (!ret)
 		ret = build_namespaces(&b, priv);
+	if (!ret)
+		ret = view_service_cidrs(st, out);
 	if (ret)
 		goto fail;
 	out->namespaces = priv->ns->names;
@@ -271,6 +307,7 @@ void model_view_free(struct model_view *v)
 {
 	struct view_priv *priv = v->priv;
 
+	free(v->service_cidrs);
 	if (priv) {
 		for (size_t i = 0; i < v->n_svcs; i++)
 			view_blk_unref(&v->svcs[i]);

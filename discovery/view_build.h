@@ -157,6 +157,9 @@ uint64_t view_next_id(void);
 void view_key_obj(struct build *b, const char *tag, const char *ns, const char *name);
 /* True the first time the condition b->key names is seen while it lasts. */
 bool view_note_once(struct build *b);
+/* out->service_cidrs: the ranges of every ServiceCIDR in the store, sorted
+ * and unique (a few objects: collected afresh by every build). */
+int view_service_cidrs(const struct model_store *st, struct model_view *out);
 int view_cmp_pod(const void *x, const void *y);	  /* struct pod_ref, by ns/name */
 int view_cmp_slice(const void *x, const void *y); /* by ns, Service, name */
 int view_cmp_str(const void *x, const void *y);	  /* const char *, NULL as "" */

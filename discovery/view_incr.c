@@ -436,7 +436,8 @@ static int view_incremental(const struct model_store *st, struct model_alloc *al
 		goto out;
 	}
 	out->priv = priv;
-	if ((ret = incr_namespaces(st, prev, priv)) || (ret = incr_merge(prev, dv, nd, out, priv)))
+	if ((ret = incr_namespaces(st, prev, priv)) ||
+	    (ret = incr_merge(prev, dv, nd, out, priv)) || (ret = view_service_cidrs(st, out)))
 		goto out;
 	out->namespaces = priv->ns->names;
 	out->n_namespaces = priv->ns->n;

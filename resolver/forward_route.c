@@ -92,17 +92,24 @@ static int reverse_prefix(const uint8_t *key, size_t len, uint8_t *family, uint8
 }
 
 /* A reverse name the cluster cannot hold: its address range does not meet
- * the service or pod CIDR. */
-static bool reverse_outside_cluster(const struct fwd_route_config *cfg, const uint8_t *key,
-				    size_t len)
+ * the cluster's ranges, as the snapshot says them (they follow the cluster's
+ * ServiceCIDRs), else as configured. */
+static bool reverse_outside_cluster(const struct fwd_route_config *cfg, const struct snapshot *s,
+				    const uint8_t *key, size_t len)
 {
 	uint8_t family, bytes[16];
 	int bits = reverse_prefix(key, len, &family, bytes);
 	if (bits < 0)
 		return false;
-	for (size_t i = 0; i < cfg->n_cluster_cidrs; i++) {
+	const struct net_cidr *ranges = cfg->cluster_cidrs;
+	size_t n = cfg->n_cluster_cidrs;
+	if (s && s->n_rev_cidrs) {
+		ranges = s->rev_cidrs;
+		n = s->n_rev_cidrs;
+	}
+	for (size_t i = 0; i < n; i++) {
 		/* the ranges meet when the shorter prefix holds the other */
-		struct net_cidr c = cfg->cluster_cidrs[i];
+		struct net_cidr c = ranges[i];
 		if ((unsigned)bits < c.prefix)
 			c.prefix = (uint8_t)bits;
 		if (net_cidr_contains_raw(&c, family, bytes))
@@ -234,7 +241,7 @@ enum fwd_route_kind fwd_route(const struct fwd_route_config *cfg, const struct s
 	uint8_t rcode = (uint8_t)wire_hdr_rcode(resp);
 
 	if (info->outside || (info->cluster && qclass == DNS_C_IN && rcode == DNS_RCODE_NXDOMAIN &&
-			      reverse_outside_cluster(cfg, key, klen))) {
+			      reverse_outside_cluster(cfg, s, key, klen))) {
 		memcpy(r->target, key, klen);
 		r->target_len = (uint16_t)klen;
 		return r->kind = FWD_ROUTE_DIRECT;

@@ -25,7 +25,9 @@ struct fwd_route_config {
 	uint8_t zone[DNAME_MAX]; /* the cluster domain, lowercased wire */
 	uint16_t zone_len;
 	bool autopath;
-	struct net_cidr cluster_cidrs[FWD_ROUTE_MAX_CIDRS]; /* --service-cidr, --pod-cidr */
+	/* --service-cidr, --pod-cidr: used when the snapshot says no ranges
+	 * (snapshot.rev_cidrs, which follow the cluster's ServiceCIDRs) */
+	struct net_cidr cluster_cidrs[FWD_ROUTE_MAX_CIDRS];
 	size_t n_cluster_cidrs;
 };
 

@@ -345,6 +345,31 @@ static void priv_clear(struct snap_priv *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/* s->rev_cidrs from the view's ServiceCIDRs (else the service flag) and
+ * the pod flag. */
+static void rev_cidrs(const struct snapshot_config *cfg, const struct model_view *v,
+		      struct snapshot *s)
+{
+	size_t n = 0, max = SNAPSHOT_MAX_REV_CIDRS - 1; /* room for the pod range */
+
+	if (!cfg->service_cidr && !cfg->pod_cidr)
+		return;
+	if (v->n_service_cidrs) {
+		if (v->n_service_cidrs > max)
+			log_warn("snapshot: %zu ServiceCIDR ranges; the reverse names of the "
+				 "first %zu only are the cluster's",
+				 v->n_service_cidrs, max);
+		for (size_t i = 0; i < v->n_service_cidrs && n < max; i++)
+			s->rev_cidrs[n++] = v->service_cidrs[i];
+		s->rev_cidrs_from_cluster = true;
+	} else if (cfg->service_cidr) {
+		s->rev_cidrs[n++] = *cfg->service_cidr;
+	}
+	if (cfg->pod_cidr)
+		s->rev_cidrs[n++] = *cfg->pod_cidr;
+	s->n_rev_cidrs = n;
+}
+
 int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 		   const struct snapshot *prev, struct snapshot **out)
 {
@@ -402,6 +427,7 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 	}
 	*s->view = *view;
 	memset(view, 0, sizeof(*view));
+	rev_cidrs(cfg, s->view, s);
 	s->cfg = cfg;
 	s->built_ns = clock_now_ns();
 	*out = s;

@@ -53,6 +53,10 @@ struct zone_result {
 	uint32_t ttl;	      /* ZR_POD_ADDR */
 };
 
+/* Reverse ranges a snapshot holds at most; ServiceCIDRs beyond are logged
+ * and not served as the cluster's. */
+#define SNAPSHOT_MAX_REV_CIDRS 32
+
 /* Settings a snapshot is built with. */
 struct snapshot_config {
 	const char *zone;	 /* cluster domain, e.g. "cluster.local" */
@@ -68,6 +72,10 @@ struct snapshot_config {
 	 * that a client's search list goes on; its PTR stays), as CoreDNS's
 	 * ignore empty_service. Headless Services have none then anyway. */
 	bool ignore_empty_service;
+	/* The cluster's ranges as the command line gives them (--service-cidr,
+	 * --pod-cidr), or NULL: with them the snapshot says which reverse names
+	 * are the cluster's (rev_cidrs below). */
+	const struct net_cidr *service_cidr, *pod_cidr;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
 	const struct static_zone *const *static_zones;
 	size_t n_static_zones;
@@ -99,6 +107,15 @@ struct snapshot {
 	size_t (*chaos_live)(const void *arg, const uint8_t *key, size_t keylen, uint8_t *out,
 			     size_t cap, uint16_t *n_rr);
 	const void *chaos_live_arg;
+	/* The address ranges whose reverse names are the cluster's: answered
+	 * here, NXDOMAIN with the SOA when nothing is there; reverse names
+	 * outside them go to the forwarder. The view's ServiceCIDRs when it has
+	 * any (the cluster says its ranges: they replace cfg->service_cidr),
+	 * else cfg->service_cidr; then cfg->pod_cidr. None when cfg gives no
+	 * ranges: the forwarder then keeps its own. */
+	struct net_cidr rev_cidrs[SNAPSHOT_MAX_REV_CIDRS];
+	size_t n_rev_cidrs;
+	bool rev_cidrs_from_cluster; /* the service ranges came from ServiceCIDRs */
 	size_t n_names;
 	size_t bytes; /* memory held, for logs and metrics */
 	void *priv;   /* arena and tables */

@@ -18,6 +18,12 @@ enough to fail a wrong client:
     kinder behaviour of some test clusters: a bookmark every interval); a
     resourceVersion older than the compacted history gets 410 Gone, as an ERROR
     event (as the real server does) or, with gone_as_status, as the HTTP status;
+  * ServiceCIDRs (networking.k8s.io, cluster-scoped), served only when the
+    test says so (FakeAPI(service_cidrs="v1") or "v1beta1", or
+    serve_service_cidrs()): otherwise 404 for both versions, as a server
+    older than 1.31 answers; spec.cidrs validated as the real server does
+    (one or two ranges in canonical form, one per family; the list may only
+    grow from one range to two) and a Ready condition in status;
   * bearer tokens (401 otherwise), client certificates over TLS, 403 for
     resources the caller may not read;
   * faults injected per resource and verb: any HTTP status (500, 429 with
@@ -65,7 +71,7 @@ class ResourceDesc:
         self.group_path = group_path  # "/api/v1" or "/apis/discovery.k8s.io/v1"
         self.kind = kind
         self.api_version = api_version
-        self.namespaced = kind != "Namespace"
+        self.namespaced = kind not in ("Namespace", "ServiceCIDR")
 
 
 RESOURCES = {
@@ -75,8 +81,32 @@ RESOURCES = {
     "namespaces": ResourceDesc("namespaces", "/api/v1", "Namespace", "v1"),
     # known so that a Pod written into the fake is simply stored, never listed
     "pods": ResourceDesc("pods", "/api/v1", "Pod", "v1"),
+    # routed only at the version the test enables (FakeAPI.service_cidrs)
+    "servicecidrs": ResourceDesc("servicecidrs", "/apis/networking.k8s.io/v1", "ServiceCIDR",
+                                 "networking.k8s.io/v1"),
 }
 BY_KIND = {d.kind: d for d in RESOURCES.values()}
+
+
+def validate_service_cidr(obj, prev):
+    """The API server's checks of a ServiceCIDR; raises ValueError (422)."""
+    cidrs = (obj.get("spec") or {}).get("cidrs")
+    if not isinstance(cidrs, list) or not 1 <= len(cidrs) <= 2:
+        raise ValueError("spec.cidrs: must have one or two entries")
+    nets = []
+    for c in cidrs:
+        try:
+            n = ipaddress.ip_network(c, strict=True)
+        except ValueError:
+            raise ValueError("spec.cidrs: %r is not a valid CIDR" % c)
+        if str(n) != c:
+            raise ValueError("spec.cidrs: %r must be in canonical form (%s)" % (c, n))
+        nets.append(n)
+    if len(nets) == 2 and nets[0].version == nets[1].version:
+        raise ValueError("spec.cidrs: may specify no more than one IP for each IP family")
+    old = ((prev or {}).get("spec") or {}).get("cidrs")
+    if old is not None and cidrs != old and not (len(old) == 1 and cidrs[0] == old[0]):
+        raise ValueError("spec.cidrs: field is immutable (a second family may be added)")
 
 
 def status_body(code, reason, message):
@@ -135,7 +165,7 @@ class Fault:
 class FakeAPI:
     def __init__(self, host="127.0.0.1", port=0, tls=None, tokens=None, client_cns=None,
                  bookmark_interval=1.0, gone_as_status=False, verbose=False,
-                 always_bookmark=False):
+                 always_bookmark=False, service_cidrs=None):
         """tls: (certfile, keyfile, client_ca_or_None). tokens: accepted bearer
         tokens (None: no authentication). client_cns: accepted client
         certificate common names."""
@@ -173,6 +203,7 @@ class FakeAPI:
         self.conns = set()
         self.cut_gen = 0
         self.active_watches = {}  # id -> (resource, cut generation at its start)
+        self.service_cidrs = service_cidrs  # None (404), "v1" or "v1beta1"
 
     # ---- life cycle -------------------------------------------------------
     @property
@@ -240,6 +271,11 @@ class FakeAPI:
         meta = obj.setdefault("metadata", {})
         if d.namespaced:
             meta.setdefault("namespace", "default")
+        if d.kind == "ServiceCIDR":
+            validate_service_cidr(obj, self.objects[d.name].get(self._key(obj)))
+            obj["status"] = {"conditions": [{
+                "type": "Ready", "status": "True", "reason": "", "message": "",
+                "lastTransitionTime": "2024-01-01T00:00:00Z"}]}
         with self.cond:
             self.rv += 1
             meta["resourceVersion"] = str(self.rv)
@@ -361,6 +397,14 @@ class FakeAPI:
         with self.cond:
             return self.sent.get((name, rv))
 
+    def serve_service_cidrs(self, version):
+        """ServiceCIDRs are served at version ("v1", "v1beta1") from now on,
+        or not at all (None): the cluster was upgraded or downgraded."""
+        with self.cond:
+            self.service_cidrs = version
+            self.list_snaps.clear()
+            self.pages.clear()
+
     def get(self, kind, namespace, name):
         d = BY_KIND[kind]
         with self.cond:
@@ -471,6 +515,12 @@ class _Handler(BaseHTTPRequestHandler):
         """-> (resource desc, namespace or None) or None."""
         parts = [p for p in path.split("/") if p]
         for d in RESOURCES.values():
+            if d.kind == "ServiceCIDR":
+                ver = self.fake.service_cidrs
+                if ver is None:
+                    continue
+                d = ResourceDesc(d.name, "/apis/networking.k8s.io/" + ver, d.kind,
+                                 "networking.k8s.io/" + ver)
             base = [p for p in d.group_path.split("/") if p]
             if parts[:len(base)] != base:
                 continue
@@ -692,6 +742,8 @@ class _Handler(BaseHTTPRequestHandler):
                     out = self.visible(d, ns, selector, typ, obj, prev)
                     if out is None:
                         continue
+                    if obj.get("apiVersion") != d.api_version:
+                        obj = dict(obj, apiVersion=d.api_version)  # the version asked
                     data = line({"type": out, "object": obj})
                     if action == "midline" and sent >= kw.get("after", 0):
                         self.chunk(data[:max(1, len(data) // 2)])
@@ -768,6 +820,11 @@ def slice_(name, ns, service_name, addrs, port_name="http", port=8080, hostnames
             "addressType": "IPv6" if ":" in (addrs[0] if addrs else "") else "IPv4",
             "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
             "endpoints": eps}
+
+
+def service_cidr(name, *cidrs):
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+            "metadata": {"name": name}, "spec": {"cidrs": list(cidrs)}}
 
 
 def namespace(name):

@@ -329,6 +329,32 @@ static void test_contact_quiet_cluster(void **state)
 	assert_false(kube_contact_probe_due(&c, 100000));
 }
 
+/* An optional resource the server does not serve (ServiceCIDRs before 1.31)
+ * is ignored: its stream, never heard, neither keeps the age at -1 nor asks
+ * for probes; once served again it counts like the others. */
+static void test_contact_ignored_stream(void **state)
+{
+	(void)state;
+	struct kube_contact c;
+
+	kube_contact_init(&c, 1000);
+	for (unsigned i = 0; i < KUBE_CONTACT_STREAMS; i++)
+		kube_contact_set_open(&c, i, true);
+	for (unsigned i = 0; i + 1 < KUBE_CONTACT_STREAMS; i++)
+		kube_contact_heard(&c, i, 5000);
+	assert_int_equal(kube_contact_age_ms(&c, 5000), -1);
+	kube_contact_set_open(&c, KUBE_CONTACT_STREAMS - 1, false);
+	kube_contact_set_ignored(&c, KUBE_CONTACT_STREAMS - 1, true);
+	assert_int_equal(kube_contact_age_ms(&c, 5200), 200);
+	assert_false(kube_contact_probe_due(&c, 5200));
+	kube_contact_set_open(&c, KUBE_CONTACT_STREAMS - 1, true);
+	assert_false(kube_contact_probe_due(&c, 5300)); /* still ignored: no probe for it */
+	kube_contact_set_ignored(&c, KUBE_CONTACT_STREAMS - 1, false);
+	assert_int_equal(kube_contact_age_ms(&c, 5300), -1);
+	kube_contact_heard(&c, KUBE_CONTACT_STREAMS - 1, 5300);
+	assert_int_equal(kube_contact_age_ms(&c, 5400), 400);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -339,6 +365,7 @@ int main(void)
 	    cmocka_unit_test(test_list_split),
 	    cmocka_unit_test(test_backoff),
 	    cmocka_unit_test(test_contact_quiet_cluster),
+	    cmocka_unit_test(test_contact_ignored_stream),
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_names),
 	};

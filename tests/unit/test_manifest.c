@@ -1139,6 +1139,83 @@ static void test_decode_object(void **state)
 	json_decref(o);
 }
 
+/* ServiceCIDRs: validated as the API server does, both versions, cluster
+ * scoped; packed in the store, and the view lists every range once, sorted. */
+static void test_service_cidr(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *api, *cidrs;
+		int rc;
+	} cases[] = {
+	    {"networking.k8s.io/v1", "[\"10.96.0.0/12\"]", 0},
+	    {"networking.k8s.io/v1beta1", "[\"10.96.0.0/12\",\"fd00:10:96::/108\"]", 0},
+	    {"networking.k8s.io/v2", "[\"10.96.0.0/12\"]", -EINVAL},
+	    {"networking.k8s.io/v1", "[\"10.96.0.1/12\"]", -EINVAL}, /* not canonical */
+	    {"networking.k8s.io/v1", "[\"10.96.0.0/12\",\"10.0.0.0/8\"]", -EINVAL}, /* one family */
+	    {"networking.k8s.io/v1", "[\"10.96.0.10\"]", -EINVAL}, /* not a range */
+	    {"networking.k8s.io/v1", "[]", -EINVAL},
+	    {"networking.k8s.io/v1", "[\"10.0.0.0/8\",\"fd00::/64\",\"fd01::/64\"]", -EINVAL},
+	};
+	char text[400];
+	json_error_t jerr;
+	struct model_object out;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "{\"apiVersion\":\"%s\",\"kind\":\"ServiceCIDR\",\"metadata\":{\"name\":"
+			 "\"r%zu\",\"namespace\":\"ignored\"},\"spec\":{\"cidrs\":%s}}",
+			 cases[i].api, i, cases[i].cidrs);
+		json_t *o = json_loads(text, 0, &jerr);
+		assert_non_null(o);
+		int rc = manifest_decode_object("api", o, &out);
+		json_decref(o);
+		if (rc != cases[i].rc)
+			fail_msg("case %zu (%s): rc %d, want %d", i, cases[i].cidrs, rc,
+				 cases[i].rc);
+		if (rc == 0) {
+			assert_int_equal(out.kind, KIND_SERVICE_CIDR);
+			assert_string_equal(model_object_ns(&out), "");
+			model_object_free(&out);
+		}
+	}
+
+	struct manifest_result r = {0};
+	assert_int_equal(decode("cidrs.yaml",
+				"apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\n"
+				"metadata: {name: b}\nspec: {cidrs: [10.96.0.0/12, fd00::/108]}\n"
+				"---\napiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\n"
+				"metadata: {name: a}\nspec: {cidrs: [10.50.0.0/16]}\n"
+				"---\napiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\n"
+				"metadata: {name: c}\nspec: {cidrs: [10.96.0.0/12]}\n",
+				&r),
+			 0);
+	assert_int_equal(r.n_objs, 3);
+	struct model_store *st = model_store_new();
+	struct model_alloc *al = model_alloc_new(NULL, NULL);
+	assert_int_equal(model_store_replace(st, "cidrs.yaml", r.objs, r.n_objs), 0);
+	r.n_objs = 0;
+	manifest_result_free(&r);
+	struct model_view v;
+	assert_int_equal(model_view_build(st, al, &v), 0);
+	assert_int_equal(v.n_service_cidrs, 3);
+	const char *want[] = {"10.50.0.0/16", "10.96.0.0/12", "fd00::/108"};
+	for (size_t i = 0; i < 3; i++) {
+		char buf[64];
+		net_addr_format(&v.service_cidrs[i].base, buf, sizeof(buf));
+		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "/%u",
+			 v.service_cidrs[i].prefix);
+		assert_string_equal(buf, want[i]);
+	}
+	model_view_free(&v);
+	model_store_remove(st, "cidrs.yaml");
+	assert_int_equal(model_view_build(st, al, &v), 0);
+	assert_int_equal(v.n_service_cidrs, 0);
+	model_view_free(&v);
+	model_alloc_free(al);
+	model_store_free(st);
+}
+
 /* ---- the directory source ---------------------------------------------------- */
 
 struct dir_fixture {
@@ -1333,6 +1410,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_nul_bytes, tmpdir_setup, tmpdir_teardown),
 	    cmocka_unit_test(test_garbage),
 	    cmocka_unit_test(test_decode_object),
+	    cmocka_unit_test(test_service_cidr),
 	    cmocka_unit_test_setup_teardown(test_manifest_dir, tmpdir_setup, tmpdir_teardown),
 	    cmocka_unit_test(test_manifest_dir_missing),
 	};
