@@ -53,6 +53,33 @@ static void counter(struct metrics_out *o, const char *name, const char *help, d
 
 /* ---- snapshot and lifecycle ------------------------------------------------ */
 
+/* The DNS programming latency SLI (daemon/programming.h), under svcdns's
+ * name and, with --metrics-compat coredns, under CoreDNS's. */
+static void programming_metrics(struct metrics_out *o, const struct programming *pg)
+{
+	static const char *const names[] = {"svcdns_dns_programming_duration_seconds",
+					    "coredns_kubernetes_dns_programming_duration_seconds"};
+	if (!pg)
+		return;
+	for (int n = 0; n < (metrics_out_compat(o) ? 2 : 1); n++) {
+		metrics_family(o, names[n], "histogram",
+			       n ? "Histogram of the time (in seconds) it took to program a dns "
+				   "instance."
+				 : "Time from a change in the cluster (an EndpointSlice's "
+				   "last-change-trigger-time) to the snapshot holding it being "
+				   "served, by kind of Service (the Kubernetes DNS programming "
+				   "latency SLI).");
+		for (int k = 0; k < PROG_N_KINDS; k++)
+			metrics_histogram(o, names[n], prog_bounds, PROG_N_BOUNDS, pg->hist[k],
+					  pg->sum[k], "service_kind",
+					  programming_kind_name((enum prog_kind)k), NULL);
+	}
+	counter(o, "svcdns_dns_programming_skipped_total",
+		"Trigger times not observed: their Service was not in the snapshot (or is an "
+		"ExternalName), or too many waited at once.",
+		(double)pg->skipped);
+}
+
 static void src_snapshot(struct metrics_out *o, void *arg)
 {
 	const struct views_state *st = arg;
@@ -98,16 +125,7 @@ static void src_snapshot(struct metrics_out *o, void *arg)
 		       "being served.");
 	metrics_histogram(o, "svcdns_data_change_to_serve_seconds", views_build_bounds,
 			  VIEWS_N_BUILD, st->serve_hist, st->serve_sum, NULL);
-	if (metrics_out_compat(o)) {
-		/* CoreDNS splits by service kind; svcdns measures all changes alike. */
-		metrics_family(o, "coredns_kubernetes_dns_programming_duration_seconds",
-			       "histogram",
-			       "Histogram of the time (in seconds) it took to program a dns "
-			       "instance.");
-		metrics_histogram(o, "coredns_kubernetes_dns_programming_duration_seconds",
-				  views_build_bounds, VIEWS_N_BUILD, st->serve_hist, st->serve_sum,
-				  "service_kind", "all", NULL);
-	}
+	programming_metrics(o, pipeline_programming(st->pipeline));
 	gauge(o, "svcdns_data_source_age_seconds",
 	      "Seconds since the data source was last heard from (0 for a manifest directory, "
 	      "which is always current).",

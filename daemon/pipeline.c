@@ -24,6 +24,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "daemon/lifecycle.h"
@@ -47,7 +48,15 @@ struct pipeline {
 	unsigned retry_ms; /* the backoff of the retry scheduled, 0: none */
 	unsigned streak;   /* failed runs in a row */
 	uint64_t failures[PIPELINE_N_STAGES];
+	struct programming prog;
 };
+
+static int64_t realtime_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static const char *const stage_names[PIPELINE_N_STAGES] = {
     [PIPELINE_VIEW] = "view",
@@ -79,6 +88,8 @@ int pipeline_new(const struct pipeline_config *cfg, struct pipeline **out)
 	p->cfg = *cfg;
 	if (!p->cfg.retry_min_ms)
 		p->cfg.retry_min_ms = RETRY_MIN_MS;
+	if (!p->cfg.wall_ms)
+		p->cfg.wall_ms = realtime_ms;
 	if (p->cfg.retry_max_ms < p->cfg.retry_min_ms)
 		p->cfg.retry_max_ms =
 		    p->cfg.retry_min_ms > RETRY_MAX_MS ? p->cfg.retry_min_ms : RETRY_MAX_MS;
@@ -111,6 +122,11 @@ void pipeline_set_datapath_stage(struct pipeline *p, pipeline_datapath_fn fn, vo
 void pipeline_set_notifier(struct pipeline *p, struct dns_notifier *notifier)
 {
 	p->notifier = notifier;
+}
+
+const struct programming *pipeline_programming(const struct pipeline *p)
+{
+	return p ? &p->prog : NULL;
 }
 
 uint64_t pipeline_failures(const struct pipeline *p, enum pipeline_stage stage)
@@ -196,6 +212,12 @@ int pipeline_run(struct pipeline *p)
 	struct snapshot *s = NULL;
 	size_t n_svcs = 0;
 	uv_timer_stop(&p->timer);
+	/* The trigger times of what this build includes: the store as it is. */
+	if (p->kube) {
+		struct kube_trigger *t;
+		size_t n = kube_source_take_triggers(p->kube, &t);
+		programming_add(&p->prog, t, n);
+	}
 	int ret = build(p, &s, &n_svcs, &t_view);
 	if (ret < 0)
 		return ret;
@@ -215,6 +237,7 @@ int pipeline_run(struct pipeline *p)
 	bool full_build = !s->incremental;
 	snapshot_publish(s);
 	uint64_t t_pub = uv_hrtime();
+	programming_published(&p->prog, s->view, p->cfg.wall_ms());
 	/* A full build (and the first load of many files) frees as much as it
 	 * allocates: hand the freed pages back rather than keep them as heap.
 	 * After publishing: the new answers are served meanwhile. */
@@ -254,5 +277,7 @@ void pipeline_stop(struct pipeline *p)
 
 void pipeline_free(struct pipeline *p)
 {
+	if (p)
+		programming_free(&p->prog);
 	free(p);
 }

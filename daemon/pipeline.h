@@ -20,6 +20,7 @@
 
 #include <uv.h>
 
+#include "daemon/programming.h"
 #include "discovery/model.h"
 #include "zones/snapshot.h"
 
@@ -51,6 +52,9 @@ struct pipeline_config {
 	struct lifecycle *lc; /* or NULL */
 	/* Retry backoff after a failed stage; 0: 250 ms doubling up to 30 s. */
 	unsigned retry_min_ms, retry_max_ms;
+	/* Wall-clock milliseconds since the epoch, for the DNS programming
+	 * latency (programming.h); NULL: CLOCK_REALTIME. */
+	int64_t (*wall_ms)(void);
 };
 
 struct pipeline;
@@ -70,6 +74,10 @@ int pipeline_run(struct pipeline *p);
 /* The data changed: a run on the next loop turn, or at the retry already
  * scheduled after a failure. */
 void pipeline_changed(struct pipeline *p);
+
+/* The DNS programming latency histograms (programming.h): every run takes
+ * the API source's trigger times, every publish observes them. */
+const struct programming *pipeline_programming(const struct pipeline *p);
 
 /* Failed runs, by stage, since the start. */
 uint64_t pipeline_failures(const struct pipeline *p, enum pipeline_stage stage);

@@ -280,6 +280,7 @@ static void source_free(struct kube_source *ks)
 	}
 	for (size_t i = 0; i < ks->n_ns_filter; i++)
 		free(ks->ns_filter[i]);
+	free(ks->trig);
 	free(ks->labels_q);
 	kubeconfig_free(&ks->conn);
 	free(ks);
@@ -396,6 +397,25 @@ void kube_source_stop(struct kube_source *ks)
 bool kube_source_synced(const struct kube_source *ks)
 {
 	return ks->synced;
+}
+
+size_t kube_source_take_triggers(struct kube_source *ks, struct kube_trigger **out)
+{
+	size_t n = ks->n_trig;
+
+	*out = ks->trig;
+	ks->trig = NULL;
+	ks->n_trig = ks->cap_trig = 0;
+	if (!n) {
+		free(*out);
+		*out = NULL;
+	}
+	return n;
+}
+
+uint64_t kube_source_triggers_dropped(const struct kube_source *ks)
+{
+	return ks->trig_dropped;
 }
 
 bool kube_source_served(const struct kube_source *ks, enum kube_resource r)

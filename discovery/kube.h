@@ -95,6 +95,27 @@ uint64_t kube_source_bad_lines(const struct kube_source *ks, enum kube_resource 
 const char *kube_resource_name(enum kube_resource r);	  /* "services", ... */
 const char *kube_event_type_name(enum kube_event_type t); /* "ADDED", ... */
 
+/* ---- DNS programming latency ------------------------------------------------
+ * An EndpointSlice whose last-change-trigger-time annotation changed (a
+ * change in the cluster: the Kubernetes DNS programming latency SLI is
+ * measured from it) is noted when it is stored; the pipeline takes the notes
+ * before a build and observes each once the snapshot holding it is
+ * published. Slices of the first full list are not noted (their changes are
+ * old news), nor those whose annotation a relist or an update repeats. */
+struct kube_trigger {
+	int64_t at_ms; /* the annotation, milliseconds since the epoch */
+	char ns[64];
+	char service[64];
+};
+/* Notes kept at most between two builds; more are dropped (counted). */
+#define KUBE_MAX_TRIGGERS 100000
+
+/* Moves the notes taken since the last call to *out (malloc'd, the caller
+ * frees it) and returns their number; 0 and NULL when none. */
+size_t kube_source_take_triggers(struct kube_source *ks, struct kube_trigger **out);
+/* Notes dropped beyond KUBE_MAX_TRIGGERS. */
+uint64_t kube_source_triggers_dropped(const struct kube_source *ks);
+
 /* ---- exposed for unit tests ------------------------------------------------ */
 
 /* The delay before retry number `failures` (0-based): min doubled per failure,

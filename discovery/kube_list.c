@@ -215,9 +215,10 @@ static void apply_page(struct reflector *r, struct page_work *pw)
 			}
 			continue;
 		}
-		if (p->what == P_DECODED)
+		if (p->what == P_DECODED) {
+			kube_trigger_note(r, p->key, &p->obj);
 			model_store_replace(ks->store, p->key, &p->obj, 1);
-		else /* of no use to us (logged): it replaces the old version (object_upsert) */
+		} else /* of no use to us (logged): it replaces the old version (object_upsert) */
 			model_store_remove(ks->store, p->key);
 		p->what = P_UNCHANGED; /* the store owns the object now */
 		if (store_map_insert(&r->index, p->key, klen, &s, &created) < 0) {

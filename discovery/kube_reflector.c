@@ -129,10 +129,43 @@ bool kube_object_upsert(struct reflector *r, json_t *obj, const struct ident *id
 		index_del(r, id->key);
 		return old != NULL;
 	}
+	kube_trigger_note(r, id->key, &mo);
 	model_store_replace(r->ks->store, id->key, &mo, 1);
 	if (index_set(r, id->key, id->rv, r->gen) < 0)
 		log_error("api %s: out of memory indexing %s", r->d->name, id->key);
 	return true;
+}
+
+void kube_trigger_note(struct reflector *r, const char *key, const struct model_object *o)
+{
+	struct kube_source *ks = r->ks;
+
+	if (o->kind != KIND_SLICE || !r->synced)
+		return;
+	const struct model_slice *sl = o->u.slice;
+	if (!sl->trigger_ms || !sl->service)
+		return;
+	const struct model_object *old =
+	    model_store_find(ks->store, key, KIND_SLICE, sl->ns, sl->name);
+	if (old && old->u.slice->trigger_ms == sl->trigger_ms)
+		return;
+	if (ks->n_trig == ks->cap_trig) {
+		size_t cap = ks->cap_trig ? ks->cap_trig * 2 : 64;
+		if (cap > KUBE_MAX_TRIGGERS)
+			cap = KUBE_MAX_TRIGGERS;
+		struct kube_trigger *n =
+		    cap > ks->cap_trig ? realloc(ks->trig, cap * sizeof(*n)) : NULL;
+		if (!n) {
+			ks->trig_dropped++;
+			return;
+		}
+		ks->trig = n;
+		ks->cap_trig = cap;
+	}
+	struct kube_trigger *t = &ks->trig[ks->n_trig++];
+	t->at_ms = sl->trigger_ms;
+	snprintf(t->ns, sizeof(t->ns), "%s", sl->ns ? sl->ns : "");
+	snprintf(t->service, sizeof(t->service), "%s", sl->service);
 }
 
 bool kube_object_delete(struct reflector *r, const struct ident *id)

@@ -107,6 +107,9 @@ struct kube_source {
 	struct kube_contact contact;
 	uv_timer_t probe_timer;
 	struct kube_http_req *probe;
+	struct kube_trigger *trig; /* kube.h: trigger times noted since the last take */
+	size_t n_trig, cap_trig;
+	uint64_t trig_dropped;
 };
 
 struct ident {
@@ -145,6 +148,9 @@ const char *kube_index_rv(const struct reflector *r, const char *key);
  * store changed. */
 bool kube_object_upsert(struct reflector *r, json_t *obj, const struct ident *id);
 bool kube_object_delete(struct reflector *r, const struct ident *id);
+/* Before `o` is stored under `key`: notes its trigger time when it is an
+ * EndpointSlice whose annotation differs from the stored version's (kube.h). */
+void kube_trigger_note(struct reflector *r, const char *key, const struct model_object *o);
 /* The retry timer's callback: lists or watches again. */
 void kube_on_retry(uv_timer_t *t);
 /* Logs the failure of `what` and starts the retry timer with backoff. res is

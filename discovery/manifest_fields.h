@@ -92,6 +92,9 @@ void mf_labels_free(struct model_labels *l);
 int mf_parse_ip(struct dctx *c, const char *text, const char *path, struct net_addr *out);
 /* A copy of s (NULL for NULL); -ENOMEM. */
 int mf_dup_str(const char *s, char **out);
+/* An RFC 3339 time ("2024-05-01T10:00:00Z", fractions of a second and
+ * offsets included) in milliseconds since the epoch; 0 when s is not one. */
+int64_t mf_rfc3339_ms(const char *s);
 
 /* Field paths for error messages are made for every field, as each one may
  * be needed; by hand, because snprintf for each was a tenth of decoding a

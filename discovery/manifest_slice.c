@@ -1,13 +1,62 @@
 /* Decoding an EndpointSlice: its address type, ports and endpoints (an
- * unusable endpoint is dropped alone), and the Service it belongs to (the
- * kubernetes.io/service-name label). */
+ * unusable endpoint is dropped alone), the Service it belongs to (the
+ * kubernetes.io/service-name label), and the time of the change it reflects. */
 #include "discovery/manifest_fields.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <time.h>
 
 static const char SERVICE_NAME_LABEL[] = "kubernetes.io/service-name";
+static const char TRIGGER_TIME_ANNOTATION[] = "endpoints.kubernetes.io/last-change-trigger-time";
+
+int64_t mf_rfc3339_ms(const char *s)
+{
+	struct tm tm = {0};
+	int n = 0, off_min = 0;
+	int64_t ms = 0;
+
+	if (!s ||
+	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+	    n != 19)
+		return 0;
+	const char *p = s + n;
+	if (*p == '.') {
+		int digits = 0;
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			if (digits < 3)
+				ms = ms * 10 + (*p - '0');
+		if (digits == 0)
+			return 0;
+		for (; digits < 3; digits++)
+			ms *= 10;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if ((*p == '+' || *p == '-') && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
+		   p[2] <= '9' && p[3] == ':' && p[4] >= '0' && p[4] <= '9' && p[5] >= '0' &&
+		   p[5] <= '9') {
+		off_min =
+		    ((p[1] - '0') * 10 + (p[2] - '0')) * 60 + (p[4] - '0') * 10 + (p[5] - '0');
+		if (*p == '-')
+			off_min = -off_min;
+		p += 6;
+	} else {
+		return 0;
+	}
+	if (*p || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	time_t t = timegm(&tm);
+	if (t <= 0)
+		return 0;
+	return ((int64_t)t - (int64_t)off_min * 60) * 1000 + ms;
+}
 
 static int slice_ports(struct dctx *c, const json_t *obj, struct model_slice *sl)
 {
@@ -188,6 +237,10 @@ int mf_decode_slice(struct dctx *c, const json_t *obj, struct model_slice **out)
 	 * Rejecting it would keep serving its previous version. */
 	if (svc && *svc && (rc = mf_dup_str(svc, &sl->service)) < 0)
 		goto fail;
+	/* Not validated by the API server: a value that is not a time is no
+	 * time, and the slice is served all the same. */
+	sl->trigger_ms = mf_rfc3339_ms(json_string_value(
+	    json_object_get(json_object_get(meta, "annotations"), TRIGGER_TIME_ANNOTATION)));
 
 	if ((rc = slice_ports(c, obj, sl)) < 0)
 		goto fail;

@@ -103,6 +103,10 @@ struct model_slice {
 	size_t n_ports;
 	struct model_endpoint *endpoints;
 	size_t n_endpoints;
+	/* The endpoints.kubernetes.io/last-change-trigger-time annotation (the
+	 * change in the cluster this version reflects), in milliseconds since
+	 * the epoch; 0 when absent or not RFC 3339. */
+	int64_t trigger_ms;
 };
 
 struct model_container_port {

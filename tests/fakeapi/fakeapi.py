@@ -24,6 +24,11 @@ enough to fail a wrong client:
     older than 1.31 answers; spec.cidrs validated as the real server does
     (one or two ranges in canonical form, one per family; the list may only
     grow from one range to two) and a Ready condition in status;
+  * with trigger_times=True, the endpoints.kubernetes.io/last-change-trigger-time
+    annotation the EndpointSlice controller writes: every EndpointSlice it
+    manages (label endpointslice.kubernetes.io/managed-by:
+    endpointslice-controller.k8s.io) is stamped with the time of the write
+    (RFC 3339, UTC, fractional seconds) unless the test wrote one itself;
   * bearer tokens (401 otherwise), client certificates over TLS, 403 for
     resources the caller may not read;
   * faults injected per resource and verb: any HTTP status (500, 429 with
@@ -86,6 +91,16 @@ RESOURCES = {
                                  "networking.k8s.io/v1"),
 }
 BY_KIND = {d.kind: d for d in RESOURCES.values()}
+
+
+TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
+
+
+def rfc3339(t):
+    """Seconds since the epoch as the controllers write times: UTC, with
+    fractional seconds (Go's RFC3339Nano drops trailing zeros)."""
+    frac = ("%.6f" % (t % 1))[2:].rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ("." + frac if frac else "") + "Z"
 
 
 def validate_service_cidr(obj, prev):
@@ -165,7 +180,7 @@ class Fault:
 class FakeAPI:
     def __init__(self, host="127.0.0.1", port=0, tls=None, tokens=None, client_cns=None,
                  bookmark_interval=1.0, gone_as_status=False, verbose=False,
-                 always_bookmark=False, service_cidrs=None):
+                 always_bookmark=False, service_cidrs=None, trigger_times=False):
         """tls: (certfile, keyfile, client_ca_or_None). tokens: accepted bearer
         tokens (None: no authentication). client_cns: accepted client
         certificate common names."""
@@ -204,6 +219,7 @@ class FakeAPI:
         self.cut_gen = 0
         self.active_watches = {}  # id -> (resource, cut generation at its start)
         self.service_cidrs = service_cidrs  # None (404), "v1" or "v1beta1"
+        self.trigger_times = trigger_times
 
     # ---- life cycle -------------------------------------------------------
     @property
@@ -271,6 +287,11 @@ class FakeAPI:
         meta = obj.setdefault("metadata", {})
         if d.namespaced:
             meta.setdefault("namespace", "default")
+        if d.kind == "EndpointSlice" and self.trigger_times and (
+                (meta.get("labels") or {}).get("endpointslice.kubernetes.io/managed-by") ==
+                "endpointslice-controller.k8s.io"):
+            ann = meta.setdefault("annotations", {})
+            ann.setdefault(TRIGGER_TIME, rfc3339(time.time()))
         if d.kind == "ServiceCIDR":
             validate_service_cidr(obj, self.objects[d.name].get(self._key(obj)))
             obj["status"] = {"conditions": [{

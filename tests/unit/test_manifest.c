@@ -21,6 +21,7 @@
 
 #include "common/log.h"
 #include "discovery/manifest.h"
+#include "discovery/manifest_fields.h"
 #include "discovery/model.h"
 #include "discovery/yaml2json.h"
 #include "tmpdir.h"
@@ -1216,6 +1217,47 @@ static void test_service_cidr(void **state)
 	model_store_free(st);
 }
 
+/* The last-change-trigger-time annotation: RFC 3339 as the controllers write
+ * it (fractions of any length, Z or an offset); anything else is no time. */
+static void test_trigger_time(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int64_t ms;
+	} cases[] = {
+	    {"2024-01-01T00:00:00Z", 1704067200000},
+	    {"2024-01-01T00:00:00.5Z", 1704067200500},
+	    {"2024-01-01T00:00:00.123456789Z", 1704067200123},
+	    {"2024-01-01T01:30:00+01:30", 1704067200000},
+	    {"2023-12-31T23:00:00-01:00", 1704067200000},
+	    {"2024-01-01 00:00:00Z", 0},
+	    {"2024-01-01T00:00:00", 0},
+	    {"2024-01-01T00:00:00.Z", 0},
+	    {"2024-13-01T00:00:00Z", 0},
+	    {"yesterday", 0},
+	    {"", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (mf_rfc3339_ms(cases[i].text) != cases[i].ms)
+			fail_msg("%s: %lld, want %lld", cases[i].text,
+				 (long long)mf_rfc3339_ms(cases[i].text), (long long)cases[i].ms);
+	assert_int_equal(mf_rfc3339_ms(NULL), 0);
+
+	struct manifest_result r = {0};
+	assert_int_equal(
+	    decode("s.yaml",
+		   "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: a\n"
+		   "  annotations: {endpoints.kubernetes.io/last-change-trigger-time: "
+		   "'2024-01-01T00:00:00Z'}\n  labels: {kubernetes.io/service-name: a}\n"
+		   "addressType: IPv4\nendpoints: []\n",
+		   &r),
+	    0);
+	assert_int_equal(r.n_objs, 1);
+	assert_int_equal(r.objs[0].u.slice->trigger_ms, 1704067200000);
+	manifest_result_free(&r);
+}
+
 /* ---- the directory source ---------------------------------------------------- */
 
 struct dir_fixture {
@@ -1411,6 +1453,7 @@ int main(void)
 	    cmocka_unit_test(test_garbage),
 	    cmocka_unit_test(test_decode_object),
 	    cmocka_unit_test(test_service_cidr),
+	    cmocka_unit_test(test_trigger_time),
 	    cmocka_unit_test_setup_teardown(test_manifest_dir, tmpdir_setup, tmpdir_teardown),
 	    cmocka_unit_test(test_manifest_dir_missing),
 	};

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <uv.h>
@@ -238,12 +239,102 @@ static void test_first_run_fails(void **state)
 	assert_int_equal(served_rcode("a"), DNS_RCODE_NOERROR);
 }
 
+/* The DNS programming latency (daemon/programming.h), with the time given:
+ * each trigger time is observed once, at the publish after it was added, by
+ * the kind of its Service; a time ahead of the clock counts as 0; a Service
+ * the view does not hold is skipped, not guessed. */
+static void test_programming_latency(void **state)
+{
+	(void)state;
+	struct service_def {
+		const char *name;
+		bool headless, selector;
+		enum model_svc_type type;
+	} defs[] = {
+	    {"a-cip", false, true, SVC_CLUSTER_IP},
+	    {"b-ext", false, false, SVC_EXTERNAL_NAME},
+	    {"c-hl", true, true, SVC_CLUSTER_IP},
+	    {"d-raw", true, false, SVC_CLUSTER_IP},
+	};
+	struct model_service svcs[4];
+	struct view_service vs[4];
+	struct model_label lab = {"app", "x"};
+	for (size_t i = 0; i < 4; i++) {
+		svcs[i] = (struct model_service){.ns = "ns",
+						 .name = (char *)defs[i].name,
+						 .headless = defs[i].headless,
+						 .type = defs[i].type,
+						 .has_selector = defs[i].selector};
+		if (defs[i].selector)
+			svcs[i].selector = (struct model_labels){&lab, 1};
+		vs[i] = (struct view_service){.svc = &svcs[i]};
+	}
+	struct model_view v = {.svcs = vs, .n_svcs = 4};
+	static const struct {
+		const char *svc;
+		int64_t at_ms;
+		int kind; /* -1: skipped */
+		double sec;
+	} cases[] = {
+	    {"a-cip", 99000, PROG_CLUSTER_IP, 1.0},
+	    {"c-hl", 99990, PROG_HEADLESS_SELECTOR, 0.01},
+	    {"d-raw", 40000, PROG_HEADLESS_NO_SELECTOR, 60.0},
+	    {"c-hl", 200000, PROG_HEADLESS_SELECTOR, 0}, /* ahead of the clock */
+	    {"b-ext", 99000, -1, 0},
+	    {"gone", 99000, -1, 0},
+	};
+	size_t n = sizeof(cases) / sizeof(cases[0]);
+	struct programming pg = {0};
+	struct kube_trigger *t = calloc(n, sizeof(*t));
+	assert_non_null(t);
+	for (size_t i = 0; i < n; i++) {
+		t[i].at_ms = cases[i].at_ms;
+		snprintf(t[i].ns, sizeof(t[i].ns), "ns");
+		snprintf(t[i].service, sizeof(t[i].service), "%s", cases[i].svc);
+	}
+	/* added in two takes (a failed run in between keeps the first) */
+	struct kube_trigger *t2 = malloc(2 * sizeof(*t2));
+	assert_non_null(t2);
+	memcpy(t2, t + n - 2, 2 * sizeof(*t2));
+	programming_add(&pg, t, n - 2);
+	programming_add(&pg, t2, 2);
+	programming_published(&pg, &v, 100000);
+
+	double sum[PROG_N_KINDS] = {0};
+	uint64_t count[PROG_N_KINDS] = {0}, skipped = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (cases[i].kind < 0) {
+			skipped++;
+			continue;
+		}
+		count[cases[i].kind]++;
+		sum[cases[i].kind] += cases[i].sec;
+	}
+	for (int k = 0; k < PROG_N_KINDS; k++) {
+		uint64_t c = 0;
+		for (int b = 0; b <= PROG_N_BOUNDS; b++)
+			c += pg.hist[k][b];
+		assert_int_equal(c, count[k]);
+		assert_true(pg.sum[k] > sum[k] - 1e-9 && pg.sum[k] < sum[k] + 1e-9);
+	}
+	assert_int_equal(pg.skipped, skipped);
+	assert_int_equal(pg.hist[PROG_HEADLESS_SELECTOR][0], 1); /* the clamped one, le=0.001 */
+	assert_int_equal(pg.hist[PROG_CLUSTER_IP][10], 1);	 /* 1 s: le=1.024 */
+	/* a publish with nothing new observes nothing */
+	programming_published(&pg, &v, 200000);
+	assert_int_equal(pg.hist[PROG_CLUSTER_IP][10], 1);
+	assert_string_equal(programming_kind_name(PROG_HEADLESS_NO_SELECTOR),
+			    "headless_without_selector");
+	programming_free(&pg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_first_run_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_datapath_failure_keeps_previous, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_published_means_forwarded, setup, teardown),
+	    cmocka_unit_test(test_programming_latency),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
