@@ -4,9 +4,9 @@ cluster's (NXDOMAIN with the SOA, authoritative, never forwarded), one outside
 goes upstream; a range added or removed in the cluster moves that line without
 a restart, and a second family added to a range counts at once. The API's
 ranges replace --service-cidr; --pod-cidr stays. A server that serves only
-v1beta1 is followed there; one that serves neither (before 1.31) leaves
---service-cidr in force, with one log line, and svcdns is ready and fresh
-all the same."""
+v1beta1 is followed there; one that serves neither (before 1.31), or RBAC
+that forbids them, leaves --service-cidr in force, with one log line, and
+svcdns is ready and fresh all the same."""
 
 import os
 import sys
@@ -178,6 +178,31 @@ def older_server(tally):
         api.stop()
 
 
+def forbidden(tally):
+    """A ClusterRole from before ServiceCIDRs (403): done without, as for 404,
+    with a line that says which rule grants them."""
+    api = fakeapi.FakeAPI(service_cidrs="v1").start()
+    api.forbidden.add("servicecidrs")
+    up = fu.FakeUpstream()
+    srv = None
+    http = t.free_port()
+    try:
+        api.apply(fakeapi.service_cidr("kubernetes", "10.96.0.0/12"))
+        srv = start(api, up, http)
+        expect(tally, "403: --service-cidr is the cluster's", srv.port, up, "10.150.0.1",
+               "cluster")
+        tally.check(srv.wait_log("api servicecidrs: 403 Forbidden (the ClusterRole in "
+                                 "contrib/kubernetes/rbac.yaml grants it)"),
+                    "403: said in the log", srv.stderr_tail(10))
+        tally.check(t.http_get(http, "/ready")[0] == 200, "403: ready anyway")
+        tally.check(served_metric(http) == 0, "403: servicecidrs not served (metric)")
+    finally:
+        if srv:
+            tally.server_stopped(srv)
+        up.close()
+        api.stop()
+
+
 def invalid(tally):
     """The fake refuses what the API server refuses."""
     api = fakeapi.FakeAPI(service_cidrs="v1")
@@ -196,6 +221,7 @@ def main(tally):
     follows_v1(tally)
     follows_v1beta1(tally)
     older_server(tally)
+    forbidden(tally)
 
 
 if __name__ == "__main__":
