@@ -20,8 +20,10 @@
  * gives up its start when the first run fails (daemon.c). */
 #include "daemon/pipeline.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -198,6 +200,29 @@ static int build(struct pipeline *p, struct snapshot **out, size_t *n_svcs, uint
 	return 0;
 }
 
+/* The reverse names the cluster answers for changed (a ServiceCIDR came or
+ * went, or the first snapshot): one line saying which ranges they are now. */
+static void log_rev_cidrs(const struct snapshot *prev, const struct snapshot *s)
+{
+	char list[512] = "", one[INET6_ADDRSTRLEN];
+	size_t o = 0;
+
+	if (prev && prev->n_rev_cidrs == s->n_rev_cidrs &&
+	    prev->rev_cidrs_from_cluster == s->rev_cidrs_from_cluster &&
+	    memcmp(prev->rev_cidrs, s->rev_cidrs, s->n_rev_cidrs * sizeof(s->rev_cidrs[0])) == 0)
+		return;
+	if (!s->n_rev_cidrs)
+		return;
+	for (size_t i = 0; i < s->n_rev_cidrs && o < sizeof(list); i++) {
+		net_addr_format(&s->rev_cidrs[i].base, one, sizeof(one));
+		int n = snprintf(list + o, sizeof(list) - o, "%s%s/%u", i ? ", " : "", one,
+				 s->rev_cidrs[i].prefix);
+		o += n > 0 ? (size_t)n : 0;
+	}
+	log_info("reverse zones: the cluster's ranges are %s (service ranges from %s)", list,
+		 s->rev_cidrs_from_cluster ? "its ServiceCIDRs" : "--service-cidr");
+}
+
 static void notify(struct pipeline *p, uint32_t serial)
 {
 	/* Secondaries of the cluster's zones transfer them again now. */
@@ -235,6 +260,7 @@ int pipeline_run(struct pipeline *p)
 	p->retry_ms = 0;
 	uint32_t serial = s->serial;
 	bool full_build = !s->incremental;
+	log_rev_cidrs(snapshot_current(), s);
 	snapshot_publish(s);
 	uint64_t t_pub = uv_hrtime();
 	programming_published(&p->prog, s->view, p->cfg.wall_ms());

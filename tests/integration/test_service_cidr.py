@@ -90,6 +90,10 @@ def follows_v1(tally):
         expect(tally, "a ServiceCIDR added: its reverse names become the cluster's", p, up,
                "10.50.0.1", "cluster")
         expect(tally, "the other ranges stay as they were", p, up, "10.96.0.5", "cluster")
+        tally.check(srv.wait_log("reverse zones: the cluster's ranges are 10.50.0.0/16, "
+                                 "10.96.0.0/12, 10.244.0.0/16 (service ranges from its "
+                                 "ServiceCIDRs)"), "the new ranges are said in the log",
+                    srv.stderr_tail(10))
         api.apply(fakeapi.service_cidr("kubernetes", "10.96.0.0/12", "fd00:10:96::/108"))
         expect(tally, "a second family added to a ServiceCIDR: IPv6 is the cluster's", p, up,
                "fd00:10:96::5", "cluster")
@@ -154,6 +158,10 @@ def older_server(tally):
                "cluster")
         expect(tally, "no ServiceCIDR API: other ranges are forwarded", p, up, "10.96.0.5",
                "forwarded")
+        tally.check(srv.wait_log("reverse zones: the cluster's ranges are 10.150.0.0/16, "
+                                 "10.244.0.0/16 (service ranges from --service-cidr)"),
+                    "no ServiceCIDR API: the flag's ranges are said in the log",
+                    srv.stderr_tail(10))
         ok = srv.wait_log("api servicecidrs: not served by this API server")
         tally.check(ok and srv.stderr_text().count("api servicecidrs: not served") == 1,
                     "no ServiceCIDR API: said once in the log", srv.stderr_tail(10))
