@@ -8,8 +8,10 @@
  * the secondaries. A stage that fails leaves the previous snapshot served and
  * the run is retried with backoff (pipeline.c says what each failure means).
  *
- * Owns: the rebuild timer, the retry backoff, the failure counters per stage
- * and the one log line per run.
+ * Owns: the rebuild timer, the retry backoff, the failure counters per stage,
+ * the one log line per run (and one when the reverse zones' ranges change),
+ * and the DNS programming latency observations (programming.h), made at
+ * publish.
  * Must never: parse options or touch sockets itself (the datapath stage is
  * proxy_apply, or what a test puts in its place). Everything runs on the
  * control loop. */

@@ -1,5 +1,5 @@
 /* The model: the cluster as discovery sees it (Services, EndpointSlices, Pods,
- * Namespaces), reduced to the fields DNS and the datapath use.
+ * Namespaces, ServiceCIDRs), reduced to the fields DNS and the datapath use.
  *
  * Owns: the object types, the store of objects by source, and the "view" that
  * resolves every Service to its final set of endpoints (EndpointSlices where
