@@ -418,6 +418,26 @@ const struct opt_def options_table[] = {
      .def = "1000",
      .off = F(fwd.max_concurrent),
      .help = "upstream queries in flight; more get REFUSED"},
+    {.name = "upstream-max-qps",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 0,
+     .hi = 1000000,
+     .def = "0",
+     .off = F(fwd.max_qps),
+     .help = "send no upstream more than N queries in any one-second window, bursts "
+	     "included; over it, expired entries are answered stale (with --serve-stale) and "
+	     "new names wait up to 2 s, then get SERVFAIL (0: no budget; CoreDNS and Unbound "
+	     "have none)"},
+    {.name = "upstream-max-tries",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 1,
+     .hi = 32,
+     .def = "3",
+     .off = F(fwd.max_tries),
+     .help = "upstream packets for one client question, across retries, TCP and failover "
+	     "(CoreDNS's forward max_fails is per upstream, not per question)"},
     {.name = "allow-recursion",
      .arg = "CIDR",
      .kind = OPT_CIDR,
@@ -470,8 +490,8 @@ const struct opt_def options_table[] = {
      .hi = 30 * DAY,
      .def = "0",
      .off = F(fwd.serve_stale_s),
-     .help = "answer from expired entries up to this old when every upstream fails (RFC "
-	     "8767; 0: off)"},
+     .help = "answer from expired entries up to this old when every upstream fails or "
+	     "--upstream-max-qps leaves no room (RFC 8767, EDE 3; 0: off)"},
     {.name = "no-prefetch",
      .kind = OPT_FLAG,
      .off = F(no_prefetch),

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/shash.h"
 #include "resolver/resolvconf.h"
+#include "resolver/upstream_budget.h"
 
 static bool is_loopback(const struct sockaddr_storage *ss)
 {
@@ -169,12 +170,14 @@ static void forward_log_setup(const struct forwarder *f)
 		log_info("forwarding %s to %s", grp->text, list);
 	}
 	static const char *const policies[] = {"sequential", "round_robin", "random"};
-	log_info("forwarder: policy %s, timeout %u ms, at most %u in flight, cache %s%zu %s, "
-		 "serve-stale %us, prefetch %s, autopath %s",
-		 policies[o->policy], o->timeout_ms, o->max_concurrent, f->cache ? "" : "off ",
-		 o->cache_bytes ? o->cache_bytes >> 10 : o->cache_entries,
+	log_info("forwarder: policy %s, timeout %u ms, at most %u tries, at most %u in flight, "
+		 "cache %s%zu %s, serve-stale %us, prefetch %s, autopath %s",
+		 policies[o->policy], o->timeout_ms, o->max_tries, o->max_concurrent,
+		 f->cache ? "" : "off ", o->cache_bytes ? o->cache_bytes >> 10 : o->cache_entries,
 		 o->cache_bytes ? "KiB" : "entries", o->serve_stale_s, o->prefetch ? "on" : "off",
 		 o->autopath ? "on" : "off");
+	if (o->max_qps)
+		log_info("forwarder: at most %u queries per second to each upstream", o->max_qps);
 }
 
 int forward_new(const struct forward_options *o, const struct dns_listen *listen, size_t n_listen,
@@ -213,6 +216,10 @@ int forward_new(const struct forward_options *o, const struct dns_listen *listen
 		log_error("upstreams: cannot be set up (%s)", strerror(-ret));
 		goto fail;
 	}
+	if (o->max_qps && (ret = upstream_budget_new(f->ups->n, o->max_qps, &f->ups->budget)) < 0) {
+		log_error("--upstream-max-qps: cannot be set up (%s)", strerror(-ret));
+		goto fail;
+	}
 	if (o->cache_bytes || o->cache_entries) {
 		struct cache_config cc = {
 		    .max_bytes = o->cache_bytes,
@@ -242,6 +249,8 @@ void forward_free(struct forwarder *f)
 		return;
 	fwd_uv_free(f->control);
 	cache_free(f->cache);
+	if (f->ups)
+		upstream_budget_free(f->ups->budget);
 	upstream_set_free(f->ups);
 	free(f->slots);
 	free(f);
@@ -296,6 +305,12 @@ void forward_stats_get(struct forwarder *f, struct forward_stats *out)
 		out->servfail_down += atomic_load_explicit(&s->servfail_down, memory_order_relaxed);
 		out->recursion_refused +=
 		    atomic_load_explicit(&s->recursion_refused, memory_order_relaxed);
+		out->budget_waits += atomic_load_explicit(&s->budget_waits, memory_order_relaxed);
+		out->budget_refused +=
+		    atomic_load_explicit(&s->budget_refused, memory_order_relaxed);
+		out->budget_stale += atomic_load_explicit(&s->budget_stale, memory_order_relaxed);
+		out->tries_exhausted +=
+		    atomic_load_explicit(&s->tries_exhausted, memory_order_relaxed);
 	}
 	out->in_flight = atomic_load(&f->inflight);
 }

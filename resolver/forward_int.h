@@ -18,7 +18,7 @@
 /* Per-thread counters: one writer each (its worker; the control thread last). */
 struct fwd_slot {
 	_Alignas(64) atomic_uint_fast64_t forwarded, coalesced, rejected, servfail_down,
-	    recursion_refused;
+	    recursion_refused, budget_waits, budget_refused, budget_stale, tries_exhausted;
 };
 
 struct forwarder {

@@ -105,8 +105,8 @@ struct fwd_ttl {
 /* The response to a client whose question is the one `m` answers (same name
  * up to case, so every offset in m carries over): the sections of m behind
  * the client's header and question, RA set, AA clear, TTLs counted down, our
- * OPT when the client sent one. Drops the additional section, then sets TC,
- * when the response would exceed the client's limit. Returns its length (0
+ * OPT when the client sent one (with EDE 3, Stale Answer, when t is stale). Drops the additional
+ * section, then sets TC, when the response would exceed the client's limit. Returns its length (0
  * when `cap` is too small even for the header). */
 size_t fwd_render(const struct fwd_client_q *c, const struct fwd_msg *m, const struct fwd_ttl *t,
 		  uint8_t *out, size_t cap);
