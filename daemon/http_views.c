@@ -402,6 +402,13 @@ static void src_forward(struct metrics_out *o, void *arg)
 	counter(o, "svcdns_forward_tries_exhausted_total",
 		"Questions that used up --upstream-max-tries with servers left to ask.",
 		(double)fs.tries_exhausted);
+	metrics_family(o, "svcdns_forward_filtered_total", "counter",
+		       "Questions for an address family the cluster cannot use, answered empty "
+		       "(EDE 17) by --filter-aaaa or --filter-a instead of asked upstream.");
+	metrics_sample(o, "svcdns_forward_filtered_total", (double)fs.filtered_aaaa, "type", "AAAA",
+		       NULL);
+	metrics_sample(o, "svcdns_forward_filtered_total", (double)fs.filtered_a, "type", "A",
+		       NULL);
 	gauge(o, "svcdns_forward_in_flight", "Upstream queries in flight.", (double)fs.in_flight);
 	if (compat)
 		counter(o, "coredns_forward_max_concurrent_rejects_total",

@@ -140,6 +140,29 @@ static int parse_policy(struct svcdns_options *o, const char *arg, char *why, si
 	return -EINVAL;
 }
 
+static int filter_read(const char *arg, enum fwd_filter *out, char *why, size_t cap)
+{
+	static const char *const names[] = {
+	    [FWD_FILTER_OFF] = "off", [FWD_FILTER_ON] = "on", [FWD_FILTER_AUTO] = "auto"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(arg, names[i]) == 0) {
+			*out = (enum fwd_filter)i;
+			return 0;
+		}
+	snprintf(why, cap, "expected auto, on or off");
+	return -EINVAL;
+}
+
+static int parse_filter_aaaa(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	return filter_read(arg, &o->fwd.filter_aaaa, why, cap);
+}
+
+static int parse_filter_a(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	return filter_read(arg, &o->fwd.filter_a, why, cap);
+}
+
 /* A count of entries ("10000"), or memory with a unit ("64M", "512KiB"). */
 static int parse_cache_size(struct svcdns_options *o, const char *arg, char *why, size_t cap)
 {
@@ -438,6 +461,20 @@ const struct opt_def options_table[] = {
      .off = F(fwd.max_tries),
      .help = "upstream packets for one client question, across retries, TCP and failover "
 	     "(CoreDNS's forward max_fails is per upstream, not per question)"},
+    {.name = "filter-aaaa",
+     .arg = "auto|on|off",
+     .kind = OPT_CUSTOM,
+     .parse = parse_filter_aaaa,
+     .def = "off",
+     .help = "answer AAAA for names outside the zones served NOERROR with no address (EDE "
+	     "17) instead of asking upstream; auto: when --service-cidr and --pod-cidr are both "
+	     "IPv4 (CoreDNS: a template block for AAAA)"},
+    {.name = "filter-a",
+     .arg = "auto|on|off",
+     .kind = OPT_CUSTOM,
+     .parse = parse_filter_a,
+     .def = "off",
+     .help = "the same for A, on IPv6-only clusters; auto: when both CIDRs are IPv6"},
     {.name = "allow-recursion",
      .arg = "CIDR",
      .kind = OPT_CIDR,

@@ -156,6 +156,27 @@ static int forward_rules(struct forwarder *f, const struct forward_options *o)
 	return 0;
 }
 
+/* --filter-aaaa and --filter-a; `auto` filters the family that neither the
+ * Service nor the Pod CIDR is of (a single-stack cluster). */
+static void forward_filters(struct forwarder *f, const struct forward_options *o)
+{
+	bool v4 = false, v6 = false;
+	for (size_t i = 0; i < o->n_cluster_cidrs; i++) {
+		v4 |= o->cluster_cidrs[i].base.family == AF_INET;
+		v6 |= o->cluster_cidrs[i].base.family == AF_INET6;
+	}
+	f->filter_aaaa =
+	    o->filter_aaaa == FWD_FILTER_ON || (o->filter_aaaa == FWD_FILTER_AUTO && v4 && !v6);
+	f->filter_a = o->filter_a == FWD_FILTER_ON || (o->filter_a == FWD_FILTER_AUTO && v6 && !v4);
+	if (f->filter_aaaa || f->filter_a)
+		log_info("forwarder: %s%s%s outside the zones served answered empty (EDE 17), "
+			 "never asked upstream",
+			 f->filter_aaaa ? "AAAA" : "", f->filter_aaaa && f->filter_a ? " and " : "",
+			 f->filter_a ? "A" : "");
+	if (f->filter_aaaa && f->filter_a)
+		log_warn("--filter-aaaa and --filter-a together: no outside name has an address");
+}
+
 static void forward_log_setup(const struct forwarder *f)
 {
 	const struct forward_options *o = &f->opt;
@@ -235,6 +256,7 @@ int forward_new(const struct forward_options *o, const struct dns_listen *listen
 	}
 	if ((ret = forward_rules(f, o)) < 0)
 		goto fail;
+	forward_filters(f, o);
 	forward_log_setup(f);
 	*out = f;
 	return 0;
@@ -311,6 +333,8 @@ void forward_stats_get(struct forwarder *f, struct forward_stats *out)
 		out->budget_stale += atomic_load_explicit(&s->budget_stale, memory_order_relaxed);
 		out->tries_exhausted +=
 		    atomic_load_explicit(&s->tries_exhausted, memory_order_relaxed);
+		out->filtered_aaaa += atomic_load_explicit(&s->filtered_aaaa, memory_order_relaxed);
+		out->filtered_a += atomic_load_explicit(&s->filtered_a, memory_order_relaxed);
 	}
 	out->in_flight = atomic_load(&f->inflight);
 }

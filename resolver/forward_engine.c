@@ -739,6 +739,36 @@ reject:
 	return FORWARD_REPLY;
 }
 
+/* --filter-aaaa, --filter-a: the address family the cluster cannot use is
+ * answered NOERROR with no address and EDE 17 (Filtered), never asked
+ * upstream; a CNAME svcdns made (ExternalName, autopath) stays in front.
+ * No SOA: svcdns knows no zone cut to name, so downstream caches do not keep
+ * the answer (RFC 2308 section 5), and asking svcdns again costs no packet.
+ * False when the question is not filtered. */
+static bool filter_take(struct forward_worker *fw, const struct fwd_dest *d, uint16_t qtype,
+			uint8_t *resp, size_t *rlen, size_t cap)
+{
+	struct forwarder *f = fw->f;
+	struct fwd_slot *slot = &f->slots[fw->thread];
+	if (qtype == DNS_T_AAAA && f->filter_aaaa)
+		fwd_stat_inc(&slot->filtered_aaaa);
+	else if (qtype == DNS_T_A && f->filter_a)
+		fwd_stat_inc(&slot->filtered_a);
+	else
+		return false;
+	size_t n;
+	if (d->kind == FWD_ROUTE_DIRECT) {
+		n = fwd_render_error(&d->cq, DNS_RCODE_NOERROR, false, resp, cap);
+	} else {
+		const struct fwd_msg none = {.rcode = DNS_RCODE_NOERROR};
+		const struct fwd_ttl t = {.cap = UINT32_MAX};
+		n = fwd_render_splice(&d->cq, d->prefix, d->plen, d->pcount, &none, &t, resp, cap);
+	}
+	if (n) /* else nothing was written: the cluster's own answer stands */
+		*rlen = fwd_add_ede(&d->cq, DNS_EDE_FILTERED, resp, n, cap);
+	return true;
+}
+
 enum forward_verdict forward_query(struct forward_worker *fw, const struct snapshot *s,
 				   const struct forward_client *c, const uint8_t *req, size_t len,
 				   uint8_t *resp, size_t *rlen, size_t cap,
@@ -789,6 +819,8 @@ enum forward_verdict forward_query(struct forward_worker *fw, const struct snaps
 	    .orig_len = *rlen,
 	};
 	memcpy(d.cq.hdr, req, WIRE_HDR_LEN);
+	if (filter_take(fw, &d, key.qtype, resp, rlen, cap))
+		return FORWARD_REPLY;
 	fwd_stat_inc(&f->slots[fw->thread].forwarded);
 	return forward_take(fw, c, &key, g, &d, resp, rlen, cap);
 }

@@ -278,6 +278,21 @@ size_t fwd_render_error(const struct fwd_client_q *c, uint8_t rcode, bool tc, ui
 	return finish(c, out, n, 0, 0, 0, -1);
 }
 
+size_t fwd_add_ede(const struct fwd_client_q *c, uint16_t code, uint8_t *out, size_t n, size_t cap)
+{
+	size_t limit = c->limit < cap ? c->limit : cap;
+	if (!c->edns || n < WIRE_HDR_LEN + WIRE_OPT_LEN || n + EDE_LEN > limit)
+		return n;
+	uint8_t *rdlen = out + n - 2; /* our OPT is last, and has no option yet */
+	if (wire_rd16(out + n - WIRE_OPT_LEN + 1) != DNS_T_OPT || wire_rd16(rdlen) != 0)
+		return n;
+	wire_wr16(rdlen, EDE_LEN);
+	wire_wr16(out + n, DNS_EDNS_EDE);
+	wire_wr16(out + n + 2, 2);
+	wire_wr16(out + n + 4, code);
+	return n + EDE_LEN;
+}
+
 size_t fwd_render(const struct fwd_client_q *c, const struct fwd_msg *m, const struct fwd_ttl *t,
 		  uint8_t *out, size_t cap)
 {

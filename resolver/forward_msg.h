@@ -124,6 +124,12 @@ size_t fwd_render_splice(const struct fwd_client_q *c, const uint8_t *prefix, si
 size_t fwd_render_error(const struct fwd_client_q *c, uint8_t rcode, bool tc, uint8_t *out,
 			size_t cap);
 
+/* Adds an Extended DNS Error (RFC 8914, info-code `code`, no text) to the
+ * OPT that ends out[0..n), a response rendered above for c; without EDNS, or
+ * when it would pass the client's limit, the response stays as it is.
+ * Returns its length. */
+size_t fwd_add_ede(const struct fwd_client_q *c, uint16_t code, uint8_t *out, size_t n, size_t cap);
+
 /* Reads a possibly compressed name at msg[off] into `out` (uncompressed,
  * case kept). Pointers must point backwards. Returns the wire length of the
  * name in `out`, or -EBADMSG; *next gets the offset after the name in msg. */
