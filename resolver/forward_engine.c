@@ -376,9 +376,9 @@ void fwd_fq_next(struct fq *q, bool tcp)
 			fwd_budget_wait(q, false, wake);
 			return;
 		}
-		fwd_budget_remove(q);
 		q->cur = m;
 		if (m < 0) {
+			fwd_budget_remove(q);
 			fwd_fq_fail_soon(q);
 			return;
 		}
@@ -523,7 +523,7 @@ static void fq_fail(struct fq *q)
 {
 	struct forward_worker *fw = q->fw;
 	struct forwarder *f = fw->f;
-	if (q->budget_fail)
+	if (q->budget_fail && q->waiters)
 		fwd_stat_inc(&f->slots[fw->thread].budget_refused);
 	if (f->cache && f->opt.serve_stale_s && q->waiters) {
 		struct cache_hit hit;
