@@ -18,6 +18,7 @@
 #include "resolver/cache.h"
 #include "resolver/forward.h"
 #include "resolver/upstream.h"
+#include "resolver/upstream_budget.h"
 #include "dns/limits.h"
 #include "proxy/proxy.h"
 #include "zones/snapshot.h"
@@ -235,6 +236,36 @@ static void src_kube(struct metrics_out *o, void *arg)
 /* ---- the forwarder and its cache ------------------------------------------- */
 
 /* Per upstream: queries, failures, health, rcodes, durations. */
+/* Each upstream's packets by what became of them, and what its
+ * --upstream-max-qps budget held back. */
+static void upstream_packet_metrics(struct metrics_out *o, struct upstream_set *set,
+				    const struct upstream_stats *us)
+{
+	const char *name = "svcdns_forward_upstream_packets_total";
+	metrics_family(o, name, "counter",
+		       "Packets sent to each upstream, by outcome: answered, timeout, "
+		       "network_error (the rest are in flight).");
+	for (size_t i = 0; i < set->n; i++) {
+		uint64_t answered = 0;
+		for (int r = 0; r < 16; r++)
+			answered += us[i].rcodes[r];
+		const char *to = set->ups[i].text;
+		metrics_sample(o, name, (double)answered, "to", to, "outcome", "answered", NULL);
+		metrics_sample(o, name, (double)us[i].timeouts, "to", to, "outcome", "timeout",
+			       NULL);
+		metrics_sample(o, name, (double)us[i].net_errors, "to", to, "outcome",
+			       "network_error", NULL);
+	}
+	if (!set->budget)
+		return;
+	name = "svcdns_forward_budget_held_total";
+	metrics_family(o, name, "counter",
+		       "Sends to each upstream that --upstream-max-qps held back (each try).");
+	for (size_t i = 0; i < set->n; i++)
+		metrics_sample(o, name, (double)upstream_budget_held(set->budget, i), "to",
+			       set->ups[i].text, NULL);
+}
+
 static void upstream_metrics(struct metrics_out *o, struct upstream_set *set, bool compat)
 {
 	size_t n = set->n;
@@ -270,6 +301,7 @@ static void upstream_metrics(struct metrics_out *o, struct upstream_set *set, bo
 			    (double)*(const uint64_t *)((const char *)&us[i] + per[k].off), "to",
 			    set->ups[i].text, NULL);
 	}
+	upstream_packet_metrics(o, set, us);
 	metrics_family(o, "svcdns_forward_upstream_healthy", "gauge",
 		       "1 when the upstream is used, 0 while it is down or looped back.");
 	for (size_t i = 0; i < n; i++)
@@ -383,6 +415,25 @@ static void src_forward(struct metrics_out *o, void *arg)
 	counter(o, "svcdns_forward_recursion_refused_total",
 		"Queries refused because the client is outside --allow-recursion.",
 		(double)fs.recursion_refused);
+	counter(o, "svcdns_forward_budget_waits_total",
+		"Questions that waited because --upstream-max-qps left no room.",
+		(double)fs.budget_waits);
+	counter(o, "svcdns_forward_budget_refused_total",
+		"Questions answered SERVFAIL (or stale) because the budget left no room in time.",
+		(double)fs.budget_refused);
+	counter(o, "svcdns_forward_budget_stale_total",
+		"Expired cache entries answered (EDE 3) because the budget left no room.",
+		(double)fs.budget_stale);
+	counter(o, "svcdns_forward_tries_exhausted_total",
+		"Questions that used up --upstream-max-tries with servers left to ask.",
+		(double)fs.tries_exhausted);
+	metrics_family(o, "svcdns_forward_filtered_total", "counter",
+		       "Questions for an address family the cluster cannot use, answered empty "
+		       "(EDE 17) by --filter-aaaa or --filter-a instead of asked upstream.");
+	metrics_sample(o, "svcdns_forward_filtered_total", (double)fs.filtered_aaaa, "type", "AAAA",
+		       NULL);
+	metrics_sample(o, "svcdns_forward_filtered_total", (double)fs.filtered_a, "type", "A",
+		       NULL);
 	gauge(o, "svcdns_forward_in_flight", "Upstream queries in flight.", (double)fs.in_flight);
 	if (compat)
 		counter(o, "coredns_forward_max_concurrent_rejects_total",

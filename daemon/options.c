@@ -140,6 +140,29 @@ static int parse_policy(struct svcdns_options *o, const char *arg, char *why, si
 	return -EINVAL;
 }
 
+static int filter_read(const char *arg, enum fwd_filter *out, char *why, size_t cap)
+{
+	static const char *const names[] = {
+	    [FWD_FILTER_OFF] = "off", [FWD_FILTER_ON] = "on", [FWD_FILTER_AUTO] = "auto"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(arg, names[i]) == 0) {
+			*out = (enum fwd_filter)i;
+			return 0;
+		}
+	snprintf(why, cap, "expected auto, on or off");
+	return -EINVAL;
+}
+
+static int parse_filter_aaaa(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	return filter_read(arg, &o->fwd.filter_aaaa, why, cap);
+}
+
+static int parse_filter_a(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	return filter_read(arg, &o->fwd.filter_a, why, cap);
+}
+
 /* A count of entries ("10000"), or memory with a unit ("64M", "512KiB"). */
 static int parse_cache_size(struct svcdns_options *o, const char *arg, char *why, size_t cap)
 {
@@ -418,6 +441,40 @@ const struct opt_def options_table[] = {
      .def = "1000",
      .off = F(fwd.max_concurrent),
      .help = "upstream queries in flight; more get REFUSED"},
+    {.name = "upstream-max-qps",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 0,
+     .hi = 1000000,
+     .def = "0",
+     .off = F(fwd.max_qps),
+     .help = "send no upstream more than N queries in any one-second window, bursts "
+	     "included; over it, expired entries are answered stale (with --serve-stale) and "
+	     "new names wait up to 2 s, then get SERVFAIL (0: no budget; CoreDNS and Unbound "
+	     "have none)"},
+    {.name = "upstream-max-tries",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 1,
+     .hi = 32,
+     .def = "3",
+     .off = F(fwd.max_tries),
+     .help = "upstream packets for one client question, across retries, TCP and failover "
+	     "(CoreDNS's forward max_fails is per upstream, not per question)"},
+    {.name = "filter-aaaa",
+     .arg = "auto|on|off",
+     .kind = OPT_CUSTOM,
+     .parse = parse_filter_aaaa,
+     .def = "off",
+     .help = "answer AAAA for names outside the zones served NOERROR with no address (EDE "
+	     "17) instead of asking upstream; auto: when --service-cidr and --pod-cidr are both "
+	     "IPv4 (CoreDNS: a template block for AAAA)"},
+    {.name = "filter-a",
+     .arg = "auto|on|off",
+     .kind = OPT_CUSTOM,
+     .parse = parse_filter_a,
+     .def = "off",
+     .help = "the same for A, on IPv6-only clusters; auto: when both CIDRs are IPv6"},
     {.name = "allow-recursion",
      .arg = "CIDR",
      .kind = OPT_CIDR,
@@ -470,8 +527,8 @@ const struct opt_def options_table[] = {
      .hi = 30 * DAY,
      .def = "0",
      .off = F(fwd.serve_stale_s),
-     .help = "answer from expired entries up to this old when every upstream fails (RFC "
-	     "8767; 0: off)"},
+     .help = "answer from expired entries up to this old when every upstream fails or "
+	     "--upstream-max-qps leaves no room (RFC 8767, EDE 3; 0: off)"},
     {.name = "no-prefetch",
      .kind = OPT_FLAG,
      .off = F(no_prefetch),

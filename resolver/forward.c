@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/shash.h"
 #include "resolver/resolvconf.h"
+#include "resolver/upstream_budget.h"
 
 static bool is_loopback(const struct sockaddr_storage *ss)
 {
@@ -155,6 +156,27 @@ static int forward_rules(struct forwarder *f, const struct forward_options *o)
 	return 0;
 }
 
+/* --filter-aaaa and --filter-a; `auto` filters the family that neither the
+ * Service nor the Pod CIDR is of (a single-stack cluster). */
+static void forward_filters(struct forwarder *f, const struct forward_options *o)
+{
+	bool v4 = false, v6 = false;
+	for (size_t i = 0; i < o->n_cluster_cidrs; i++) {
+		v4 |= o->cluster_cidrs[i].base.family == AF_INET;
+		v6 |= o->cluster_cidrs[i].base.family == AF_INET6;
+	}
+	f->filter_aaaa =
+	    o->filter_aaaa == FWD_FILTER_ON || (o->filter_aaaa == FWD_FILTER_AUTO && v4 && !v6);
+	f->filter_a = o->filter_a == FWD_FILTER_ON || (o->filter_a == FWD_FILTER_AUTO && v6 && !v4);
+	if (f->filter_aaaa || f->filter_a)
+		log_info("forwarder: %s%s%s outside the zones served answered empty (EDE 17), "
+			 "never asked upstream",
+			 f->filter_aaaa ? "AAAA" : "", f->filter_aaaa && f->filter_a ? " and " : "",
+			 f->filter_a ? "A" : "");
+	if (f->filter_aaaa && f->filter_a)
+		log_warn("--filter-aaaa and --filter-a together: no outside name has an address");
+}
+
 static void forward_log_setup(const struct forwarder *f)
 {
 	const struct forward_options *o = &f->opt;
@@ -169,12 +191,14 @@ static void forward_log_setup(const struct forwarder *f)
 		log_info("forwarding %s to %s", grp->text, list);
 	}
 	static const char *const policies[] = {"sequential", "round_robin", "random"};
-	log_info("forwarder: policy %s, timeout %u ms, at most %u in flight, cache %s%zu %s, "
-		 "serve-stale %us, prefetch %s, autopath %s",
-		 policies[o->policy], o->timeout_ms, o->max_concurrent, f->cache ? "" : "off ",
-		 o->cache_bytes ? o->cache_bytes >> 10 : o->cache_entries,
+	log_info("forwarder: policy %s, timeout %u ms, at most %u tries, at most %u in flight, "
+		 "cache %s%zu %s, serve-stale %us, prefetch %s, autopath %s",
+		 policies[o->policy], o->timeout_ms, o->max_tries, o->max_concurrent,
+		 f->cache ? "" : "off ", o->cache_bytes ? o->cache_bytes >> 10 : o->cache_entries,
 		 o->cache_bytes ? "KiB" : "entries", o->serve_stale_s, o->prefetch ? "on" : "off",
 		 o->autopath ? "on" : "off");
+	if (o->max_qps)
+		log_info("forwarder: at most %u queries per second to each upstream", o->max_qps);
 }
 
 int forward_new(const struct forward_options *o, const struct dns_listen *listen, size_t n_listen,
@@ -213,6 +237,10 @@ int forward_new(const struct forward_options *o, const struct dns_listen *listen
 		log_error("upstreams: cannot be set up (%s)", strerror(-ret));
 		goto fail;
 	}
+	if (o->max_qps && (ret = upstream_budget_new(f->ups->n, o->max_qps, &f->ups->budget)) < 0) {
+		log_error("--upstream-max-qps: cannot be set up (%s)", strerror(-ret));
+		goto fail;
+	}
 	if (o->cache_bytes || o->cache_entries) {
 		struct cache_config cc = {
 		    .max_bytes = o->cache_bytes,
@@ -228,6 +256,7 @@ int forward_new(const struct forward_options *o, const struct dns_listen *listen
 	}
 	if ((ret = forward_rules(f, o)) < 0)
 		goto fail;
+	forward_filters(f, o);
 	forward_log_setup(f);
 	*out = f;
 	return 0;
@@ -242,6 +271,8 @@ void forward_free(struct forwarder *f)
 		return;
 	fwd_uv_free(f->control);
 	cache_free(f->cache);
+	if (f->ups)
+		upstream_budget_free(f->ups->budget);
 	upstream_set_free(f->ups);
 	free(f->slots);
 	free(f);
@@ -296,6 +327,14 @@ void forward_stats_get(struct forwarder *f, struct forward_stats *out)
 		out->servfail_down += atomic_load_explicit(&s->servfail_down, memory_order_relaxed);
 		out->recursion_refused +=
 		    atomic_load_explicit(&s->recursion_refused, memory_order_relaxed);
+		out->budget_waits += atomic_load_explicit(&s->budget_waits, memory_order_relaxed);
+		out->budget_refused +=
+		    atomic_load_explicit(&s->budget_refused, memory_order_relaxed);
+		out->budget_stale += atomic_load_explicit(&s->budget_stale, memory_order_relaxed);
+		out->tries_exhausted +=
+		    atomic_load_explicit(&s->tries_exhausted, memory_order_relaxed);
+		out->filtered_aaaa += atomic_load_explicit(&s->filtered_aaaa, memory_order_relaxed);
+		out->filtered_a += atomic_load_explicit(&s->filtered_a, memory_order_relaxed);
 	}
 	out->in_flight = atomic_load(&f->inflight);
 }

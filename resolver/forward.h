@@ -5,7 +5,8 @@
  * (one per attempt, random source port and ID), its own reused upstream TCP
  * connections, its own table of queries in flight (identical queries are
  * sent once per worker). A query never crosses threads. Files: forward.c
- * (shared state), forward_engine.c (the per-worker engine),
+ * (shared state), forward_engine.c (the per-worker engine), forward_budget.c
+ * (its queue of questions the upstream budget holds back),
  * forward_uv.c and forward_tcp.c (its clock and sockets on libuv, behind the
  * seam of forward_io.h that the replay tests drive instead).
  *
@@ -13,7 +14,9 @@
  * daemon/options.c, declares and parses the flags that fill it: --upstream,
  * --resolv-conf, --stub-domain, --policy, the cache, autopath), recursion
  * access (--allow-recursion, RA), timeouts and failover,
- * TC -> TCP, --max-concurrent, coalescing, serve-stale, prefetch.
+ * TC -> TCP, --max-concurrent, coalescing, serve-stale, prefetch, the
+ * upstream budgets (--upstream-max-qps, --upstream-max-tries), the address
+ * families the cluster cannot use (--filter-aaaa, --filter-a).
  * Must never: answer from or change the snapshot (it only reads it to route),
  * block a worker, or deliver an answer from inside forward_query(): answers
  * that were not ready at once leave later, from the worker's loop. */
@@ -46,6 +49,10 @@ struct fwd_stub_option {
 	size_t n;
 };
 
+/* --filter-aaaa, --filter-a: whether an address family outside the cluster
+ * is answered empty instead of asked upstream; AUTO decides from the CIDRs. */
+enum fwd_filter { FWD_FILTER_OFF = 0, FWD_FILTER_ON, FWD_FILTER_AUTO };
+
 struct forward_options {
 	struct dns_listen upstreams[FWD_MAX_UPSTREAMS];
 	size_t n_upstreams;
@@ -61,6 +68,9 @@ struct forward_options {
 	size_t cache_bytes, cache_entries; /* both 0: no cache */
 	uint32_t cache_max_ttl, cache_max_neg_ttl, cache_servfail_ttl;
 	uint32_t serve_stale_s; /* 0: off */
+	unsigned max_qps;	/* --upstream-max-qps per upstream; 0: no budget */
+	unsigned max_tries;	/* --upstream-max-tries: packets per client question */
+	enum fwd_filter filter_aaaa, filter_a;
 	bool prefetch;
 	bool autopath;
 	/* From the program's own flags. */
@@ -134,6 +144,12 @@ struct forward_stats {
 	uint64_t rejected;	    /* REFUSED over --max-concurrent */
 	uint64_t servfail_down;	    /* SERVFAIL at once: every upstream down */
 	uint64_t recursion_refused; /* clients outside --allow-recursion */
+	uint64_t budget_waits;	    /* questions that waited for --upstream-max-qps */
+	uint64_t budget_refused;    /* of which none got a packet out in time: SERVFAIL */
+	uint64_t budget_stale;	    /* expired entries answered because of the budget */
+	uint64_t tries_exhausted;   /* questions that used up --upstream-max-tries */
+	uint64_t filtered_aaaa;	    /* AAAA answered empty by --filter-aaaa */
+	uint64_t filtered_a;	    /* A answered empty by --filter-a */
 	uint64_t in_flight;
 };
 

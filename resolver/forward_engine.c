@@ -1,7 +1,7 @@
 /* The forwarder's per-worker engine: queries in flight (identical ones
  * coalesced), failover, TC -> TCP, and how each client is answered; time and
  * sockets only through forward_io.h. See forward.h. */
-#include "resolver/forward_int.h"
+#include "resolver/forward_engine.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -11,81 +11,12 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
-#include "resolver/forward_msg.h"
+#include "resolver/upstream_budget.h"
 #include "wire/wire.h"
-
-#define FQ_TABLE     1024 /* buckets of a worker's in-flight table (a power of two) */
-#define FWD_ORIG_MAX 1232 /* largest cluster answer kept as a fallback for a splice */
-
-/* One client waiting for an upstream answer. */
-struct fwaiter {
-	struct fwaiter *next;
-	enum dns_proto proto;
-	int udp_fd;
-	struct sockaddr_storage peer;
-	socklen_t peer_len;
-	uint8_t ctl[64];
-	size_t ctl_len;
-	void *conn;
-	uint8_t hdr[WIRE_HDR_LEN];
-	uint8_t q[DNAME_MAX + 4];
-	uint16_t qlen, limit;
-	bool edns, edns_do;
-	enum fwd_route_kind kind;
-	uint8_t prefix[FWD_PREFIX_MAX];
-	uint16_t plen, pcount;
-	/* SPLICE: the cluster's own answer, sent when the target fails. */
-	uint8_t orig[FWD_ORIG_MAX];
-	uint16_t orig_len;
-	uint64_t start_ns; /* when the query was taken, for /metrics */
-};
-
-/* One upstream query in flight (per distinct question, per worker). */
-struct fq {
-	struct fq *hnext;	/* in the worker's table */
-	struct fq *prev, *next; /* active list; `next` also links the free list */
-	struct fq *all_next;	/* everything this worker allocated */
-	struct forward_worker *fw;
-	struct fwd_key key;
-	const struct upstream_group *g;
-	struct fwd_timer *timer; /* made with the fq, freed at worker shutdown */
-	struct fwd_xchg *x;	 /* the attempt on the wire; NULL between attempts */
-	uint32_t tried;
-	unsigned start;
-	int cur; /* group member asked now; -1: none left */
-	uint16_t id;
-	bool tcp, tcp_retried;
-	bool early; /* the attempt failed before it was sent; already reported */
-	bool prefetch;
-	bool active;
-	uint64_t attempt_ns;
-	struct fwaiter *waiters;
-	unsigned n_waiters;
-};
-
-struct forward_worker {
-	struct forwarder *f;
-	unsigned thread;
-	forward_tcp_reply_fn tcp_reply;
-	struct fwd_clock clk;
-	struct fwd_net net;
-	struct fwd_uv *uv; /* libuv's clock and network; NULL when the caller gave its own */
-	struct fq *table[FQ_TABLE];
-	struct fq *active;
-	struct fq *free_fq, *all_fq;
-	struct fwaiter *free_w;
-	size_t n_waiters, max_waiters;
-	unsigned rr;
-	bool closing;
-	uint16_t ttl_off[FWD_MAX_RRS];
-	uint16_t cttl[FWD_MAX_RRS];
-	uint8_t cbuf[65536];
-	uint8_t out[65536];
-};
 
 static uint64_t now_ms(const struct forward_worker *fw)
 {
-	return fw->clk.now_ms(fw->clk.ctx);
+	return fwd_now_ms(fw);
 }
 
 /* ---- pools ------------------------------------------------------------------ */
@@ -103,6 +34,15 @@ int forward_worker_new_io(struct forwarder *f, unsigned thread, forward_tcp_repl
 	fw->clk = *clk;
 	fw->net = *net;
 	fw->max_waiters = (size_t)f->opt.max_concurrent * 4 + 1024;
+	if (f->ups->budget) {
+		fw->budget_timer = fw->clk.timer_new(fw->clk.ctx, fwd_budget_wake, fw);
+		if (!fw->budget_timer) {
+			free(fw);
+			return -ENOMEM;
+		}
+		size_t most = (size_t)f->opt.max_qps * FWD_BUDGET_WAIT_MS / 1000;
+		fw->max_waiting = most ? most : 1;
+	}
 	*out = fw;
 	return 0;
 }
@@ -187,6 +127,9 @@ static struct fq *fq_new(struct forward_worker *fw, const struct fwd_key *k,
 	q->cur = -1;
 	q->tcp = q->tcp_retried = q->early = false;
 	q->prefetch = prefetch;
+	q->waiting = q->wait_tcp = q->budget_fail = false;
+	q->sent = 0;
+	q->wprev = q->wnext = NULL;
 	q->waiters = NULL;
 	q->n_waiters = 0;
 	switch (fw->f->opt.policy) {
@@ -221,7 +164,7 @@ static struct upstream *fq_upstream(const struct fq *q, size_t *idx)
 	return &q->fw->f->ups->ups[i];
 }
 
-static void fq_timer_start(struct fq *q, uint64_t ms)
+void fwd_fq_timer_start(struct fq *q, uint64_t ms)
 {
 	q->fw->clk.timer_start(q->timer, ms, 0);
 }
@@ -237,15 +180,14 @@ static void attempt_end(struct fq *q)
 	}
 }
 
-static void fq_attempt(struct fq *q);
 static void fq_complete(struct fq *q, const struct fwd_msg *m);
 
 /* Reports a failure that happened before anything was sent, from the loop
  * (never from inside forward_query). */
-static void fail_soon(struct fq *q)
+void fwd_fq_fail_soon(struct fq *q)
 {
 	q->early = true;
-	fq_timer_start(q, 0);
+	fwd_fq_timer_start(q, 0);
 }
 
 static void log_attempt(const struct fq *q, const struct upstream *u, const char *what)
@@ -281,15 +223,19 @@ static void attempt_send(struct fq *q, bool tcp)
 	    .arg = q,
 	};
 	q->attempt_ns = fw->clk.now_ns(fw->clk.ctx);
-	if (fw->net.send(fw->net.ctx, &r, &q->x) < 0) {
+	int ret = fw->net.send(fw->net.ctx, &r, &q->x);
+	if (fw->f->ups->budget)
+		upstream_budget_sent(fw->f->ups->budget, idx, q->slot, &fw->clk);
+	if (ret < 0) {
 		q->x = NULL;
 		log_attempt(q, u, tcp ? "cannot connect for" : "cannot send");
 		upstream_report(fw->f->ups, idx, fw->thread, UPSTREAM_NET_ERROR, 0, 0, tcp);
-		fail_soon(q);
+		fwd_fq_fail_soon(q);
 		return;
 	}
+	q->sent++;
 	log_attempt(q, u, "query");
-	fq_timer_start(q, fw->f->opt.timeout_ms);
+	fwd_fq_timer_start(q, fw->f->opt.timeout_ms);
 }
 
 /* This server cannot help with the question; another one might. */
@@ -318,9 +264,9 @@ static void attempt_answered(struct fq *q, const struct fwd_msg *m)
 	attempt_end(q);
 	/* Truncated over TCP too: a broken server, as good as no answer. */
 	if (m->tc && !q->tcp)
-		attempt_send(q, true);
+		fwd_fq_next(q, true);
 	else if (m->tc || rcode_moves_on(m->rcode))
-		fq_attempt(q);
+		fwd_fq_next(q, false);
 	else
 		fq_complete(q, m);
 }
@@ -357,49 +303,96 @@ static void on_attempt_error(void *arg, int err, bool reused)
 	attempt_end(q);
 	if (q->tcp && reused && !q->tcp_retried) {
 		q->tcp_retried = true;
-		attempt_send(q, true);
+		fwd_fq_next(q, true);
 		return;
 	}
 	if (q->tcp)
 		log_attempt(q, u, "tcp connection lost for");
 	upstream_report(fw->f->ups, idx, fw->thread, UPSTREAM_NET_ERROR, 0, 0, q->tcp);
-	fq_attempt(q);
+	fwd_fq_next(q, false);
 }
 
 /* ---- a query's life --------------------------------------------------------- */
 
 /* The next group member to ask, by the policy, skipping servers already
- * asked and servers that are down; -1 when none is left. */
-static int pick_member(const struct fq *q)
+ * asked and servers that are down; with a budget, the first of them that has
+ * room takes a packet of it. -1 when none is left, with *wake_ms > 0 when the
+ * budget holds back every one left (the milliseconds until one has room). */
+static int pick_member(struct fq *q, uint64_t *wake_ms)
 {
-	struct upstream_set *s = q->fw->f->ups;
+	struct forward_worker *fw = q->fw;
+	struct upstream_set *s = fw->f->ups;
+	*wake_ms = 0;
 	for (size_t k = 0; k < q->g->n; k++) {
 		unsigned m = (unsigned)((q->start + k) % q->g->n);
 		if (q->tried & (1u << m))
 			continue;
 		if (!upstream_usable(&s->ups[q->g->first + m]))
 			continue;
-		return (int)m;
+		if (!s->budget)
+			return (int)m;
+		uint64_t w = upstream_budget_take(s->budget, q->g->first + m, &fw->clk, &q->slot);
+		if (!w)
+			return (int)m;
+		if (!*wake_ms || w < *wake_ms)
+			*wake_ms = w;
 	}
 	return -1;
 }
 
-static void fq_attempt(struct fq *q)
+/* True when a server q has not asked yet could still be asked. */
+static bool member_left(const struct fq *q)
 {
-	int m = pick_member(q);
-	q->cur = m;
-	if (m < 0) {
-		fail_soon(q);
+	struct upstream_set *s = q->fw->f->ups;
+	for (size_t m = 0; m < q->g->n; m++)
+		if (!(q->tried & (1u << m)) && upstream_usable(&s->ups[q->g->first + m]))
+			return true;
+	return false;
+}
+
+void fwd_fq_next(struct fq *q, bool tcp)
+{
+	struct forward_worker *fw = q->fw;
+	struct upstream_set *s = fw->f->ups;
+	uint64_t wake = 0;
+	if (q->sent >= fw->f->opt.max_tries) {
+		if (tcp || member_left(q))
+			fwd_stat_inc(&fw->f->slots[fw->thread].tries_exhausted);
+		fwd_budget_remove(q);
+		q->cur = -1;
+		fwd_fq_fail_soon(q);
 		return;
 	}
-	q->tried |= 1u << m;
-	attempt_send(q, false);
+	if (tcp) {
+		if (s->budget &&
+		    (wake = upstream_budget_take(s->budget, q->g->first + (size_t)q->cur, &fw->clk,
+						 &q->slot))) {
+			fwd_budget_wait(q, true, wake);
+			return;
+		}
+	} else {
+		int m = pick_member(q, &wake);
+		if (m < 0 && wake) {
+			fwd_budget_wait(q, false, wake);
+			return;
+		}
+		q->cur = m;
+		if (m < 0) {
+			fwd_budget_remove(q);
+			fwd_fq_fail_soon(q);
+			return;
+		}
+		q->tried |= 1u << m;
+	}
+	fwd_budget_remove(q);
+	attempt_send(q, tcp);
 }
 
 static void fq_release(struct fq *q)
 {
 	struct forward_worker *fw = q->fw;
 	attempt_end(q);
+	fwd_budget_remove(q);
 	struct fq **b = &fw->table[q->key.hash & (FQ_TABLE - 1)];
 	while (*b != q)
 		b = &(*b)->hnext;
@@ -530,6 +523,8 @@ static void fq_fail(struct fq *q)
 {
 	struct forward_worker *fw = q->fw;
 	struct forwarder *f = fw->f;
+	if (q->budget_fail && q->waiters)
+		fwd_stat_inc(&f->slots[fw->thread].budget_refused);
 	if (f->cache && f->opt.serve_stale_s && q->waiters) {
 		struct cache_hit hit;
 		if (cache_get(f->cache, &q->key, now_ms(fw), true, fw->thread, fw->cbuf,
@@ -539,7 +534,8 @@ static void fq_fail(struct fq *q)
 			return;
 		}
 	}
-	if (f->cache && f->opt.cache_servfail_ttl && !q->prefetch)
+	/* Only an upstream's failure is cached: the budget's passes. */
+	if (f->cache && f->opt.cache_servfail_ttl && !q->prefetch && !q->budget_fail)
 		cache_put(f->cache, &q->key, NULL, CACHE_SERVFAIL, f->opt.cache_servfail_ttl,
 			  now_ms(fw));
 	if (log_get_level() >= LOG_DEBUG) {
@@ -556,6 +552,12 @@ static void on_fq_timer(void *arg)
 	struct fq *q = arg;
 	if (!q->active)
 		return;
+	if (q->waiting) { /* waited FWD_BUDGET_WAIT_MS for the budget */
+		fwd_budget_remove(q);
+		q->budget_fail = true;
+		fq_fail(q);
+		return;
+	}
 	if (q->cur < 0) {
 		fq_fail(q);
 		return;
@@ -568,7 +570,7 @@ static void on_fq_timer(void *arg)
 	}
 	q->early = false;
 	attempt_end(q);
-	fq_attempt(q);
+	fwd_fq_next(q, false);
 }
 
 /* ---- the entry point ---------------------------------------------------------- */
@@ -648,8 +650,10 @@ static bool inflight_take(struct forwarder *f)
 	return false;
 }
 
+/* Refreshes k from upstream with no client waiting: a prefetch (counted
+ * as such), or an expired entry the budget made svcdns answer stale. */
 static void prefetch_start(struct forward_worker *fw, const struct fwd_key *k,
-			   const struct upstream_group *g)
+			   const struct upstream_group *g, bool count)
 {
 	struct forwarder *f = fw->f;
 	if (fq_find(fw, k) || upstream_group_all_down(f->ups, g) || !inflight_take(f))
@@ -659,8 +663,9 @@ static void prefetch_start(struct forward_worker *fw, const struct fwd_key *k,
 		atomic_fetch_sub(&f->inflight, 1);
 		return;
 	}
-	cache_count_prefetch(f->cache, fw->thread);
-	fq_attempt(q);
+	if (count)
+		cache_count_prefetch(f->cache, fw->thread);
+	fwd_fq_next(q, false);
 }
 
 /* Answers a forwarded question from the cache, joins it to the same
@@ -677,7 +682,7 @@ static enum forward_verdict forward_take(struct forward_worker *fw, const struct
 				  sizeof(fw->cbuf), fw->cttl, &hit) == CACHE_FRESH) {
 		*rlen = render_hit(d, &hit, resp, cap);
 		if (hit.prefetch)
-			prefetch_start(fw, key, g);
+			prefetch_start(fw, key, g, true);
 		return FORWARD_REPLY;
 	}
 	struct fq *q = fq_find(fw, key);
@@ -697,6 +702,23 @@ static enum forward_verdict forward_take(struct forward_worker *fw, const struct
 			*rlen = render(d, NULL, NULL, resp, cap);
 		return FORWARD_REPLY;
 	}
+	if (fwd_budget_held(fw, g)) {
+		/* RFC 8767 for a budget as for a failure: an expired answer now
+		 * beats a wait, and its refresh waits in the queue instead. */
+		if (f->cache && f->opt.serve_stale_s &&
+		    cache_get(f->cache, key, now_ms(fw), true, fw->thread, fw->cbuf,
+			      sizeof(fw->cbuf), fw->cttl, &hit) == CACHE_STALE) {
+			fwd_stat_inc(&slot->budget_stale);
+			*rlen = render_hit(d, &hit, resp, cap);
+			prefetch_start(fw, key, g, false);
+			return FORWARD_REPLY;
+		}
+		if (fw->n_waiting >= fw->max_waiting) {
+			fwd_stat_inc(&slot->budget_refused);
+			*rlen = render(d, NULL, NULL, resp, cap);
+			return FORWARD_REPLY;
+		}
+	}
 	if (!inflight_take(f))
 		goto reject;
 	q = fq_new(fw, key, g, false);
@@ -708,13 +730,43 @@ static enum forward_verdict forward_take(struct forward_worker *fw, const struct
 		fq_release(q);
 		goto reject;
 	}
-	fq_attempt(q);
+	fwd_fq_next(q, false);
 	return FORWARD_PENDING;
 reject:
 	fwd_stat_inc(&slot->rejected);
 	if (d->kind == FWD_ROUTE_DIRECT)
 		*rlen = fwd_render_error(&d->cq, DNS_RCODE_REFUSED, false, resp, cap);
 	return FORWARD_REPLY;
+}
+
+/* --filter-aaaa, --filter-a: the address family the cluster cannot use is
+ * answered NOERROR with no address and EDE 17 (Filtered), never asked
+ * upstream; a CNAME svcdns made (ExternalName, autopath) stays in front.
+ * No SOA: svcdns knows no zone cut to name, so downstream caches do not keep
+ * the answer (RFC 2308 section 5), and asking svcdns again costs no packet.
+ * False when the question is not filtered. */
+static bool filter_take(struct forward_worker *fw, const struct fwd_dest *d, uint16_t qtype,
+			uint8_t *resp, size_t *rlen, size_t cap)
+{
+	struct forwarder *f = fw->f;
+	struct fwd_slot *slot = &f->slots[fw->thread];
+	if (qtype == DNS_T_AAAA && f->filter_aaaa)
+		fwd_stat_inc(&slot->filtered_aaaa);
+	else if (qtype == DNS_T_A && f->filter_a)
+		fwd_stat_inc(&slot->filtered_a);
+	else
+		return false;
+	size_t n;
+	if (d->kind == FWD_ROUTE_DIRECT) {
+		n = fwd_render_error(&d->cq, DNS_RCODE_NOERROR, false, resp, cap);
+	} else {
+		const struct fwd_msg none = {.rcode = DNS_RCODE_NOERROR};
+		const struct fwd_ttl t = {.cap = UINT32_MAX};
+		n = fwd_render_splice(&d->cq, d->prefix, d->plen, d->pcount, &none, &t, resp, cap);
+	}
+	if (n) /* else nothing was written: the cluster's own answer stands */
+		*rlen = fwd_add_ede(&d->cq, DNS_EDE_FILTERED, resp, n, cap);
+	return true;
 }
 
 enum forward_verdict forward_query(struct forward_worker *fw, const struct snapshot *s,
@@ -767,6 +819,8 @@ enum forward_verdict forward_query(struct forward_worker *fw, const struct snaps
 	    .orig_len = *rlen,
 	};
 	memcpy(d.cq.hdr, req, WIRE_HDR_LEN);
+	if (filter_take(fw, &d, key.qtype, resp, rlen, cap))
+		return FORWARD_REPLY;
 	fwd_stat_inc(&f->slots[fw->thread].forwarded);
 	return forward_take(fw, c, &key, g, &d, resp, rlen, cap);
 }
@@ -787,6 +841,10 @@ void forward_worker_close(struct forward_worker *fw)
 			waiter_put(fw, w);
 		}
 		fq_release(q);
+	}
+	if (fw->budget_timer) {
+		fw->clk.timer_free(fw->budget_timer);
+		fw->budget_timer = NULL;
 	}
 	for (struct fq *q = fw->all_fq; q; q = q->all_next) {
 		fw->clk.timer_free(q->timer);

@@ -18,7 +18,8 @@
 /* Per-thread counters: one writer each (its worker; the control thread last). */
 struct fwd_slot {
 	_Alignas(64) atomic_uint_fast64_t forwarded, coalesced, rejected, servfail_down,
-	    recursion_refused;
+	    recursion_refused, budget_waits, budget_refused, budget_stale, tries_exhausted,
+	    filtered_aaaa, filtered_a;
 };
 
 struct forwarder {
@@ -26,6 +27,7 @@ struct forwarder {
 	struct upstream_set *ups;
 	struct cache *cache; /* NULL: no cache */
 	struct fwd_route_config route;
+	bool filter_aaaa, filter_a; /* --filter-aaaa, --filter-a, `auto` decided */
 	struct net_cidr allow[FWD_MAX_ALLOW];
 	size_t n_allow;
 	atomic_uint inflight; /* upstream queries of every worker, for --max-concurrent */

@@ -222,7 +222,11 @@ static size_t put_header(const struct fwd_client_q *c, uint8_t rcode, bool ad, u
 	return WIRE_HDR_LEN + (size_t)c->qlen;
 }
 
-static size_t put_opt(const struct fwd_client_q *c, uint8_t *p)
+/* An Extended DNS Error option (RFC 8914) with an info-code and no text. */
+#define EDE_LEN 6
+
+/* Our OPT, with an EDE option when ede >= 0. */
+static size_t put_opt(const struct fwd_client_q *c, int ede, uint8_t *p)
 {
 	p[0] = 0;
 	wire_wr16(p + 1, DNS_T_OPT);
@@ -230,15 +234,32 @@ static size_t put_opt(const struct fwd_client_q *c, uint8_t *p)
 	p[5] = 0;
 	p[6] = 0;
 	wire_wr16(p + 7, c->edns_do ? OPT_DO : 0);
-	wire_wr16(p + 9, 0);
-	return WIRE_OPT_LEN;
+	wire_wr16(p + 9, ede >= 0 ? EDE_LEN : 0);
+	if (ede < 0)
+		return WIRE_OPT_LEN;
+	wire_wr16(p + 11, DNS_EDNS_EDE);
+	wire_wr16(p + 13, 2);
+	wire_wr16(p + 15, (uint16_t)ede);
+	return WIRE_OPT_LEN + EDE_LEN;
+}
+
+/* The room our OPT takes in a response to c. */
+static size_t opt_len(const struct fwd_client_q *c, int ede)
+{
+	return c->edns ? WIRE_OPT_LEN + (ede >= 0 ? EDE_LEN : 0) : 0;
+}
+
+/* Stale answers say so (RFC 8767 section 6, EDE 3). */
+static int ttl_ede(const struct fwd_ttl *t)
+{
+	return t->stale ? DNS_EDE_STALE : -1;
 }
 
 static size_t finish(const struct fwd_client_q *c, uint8_t *out, size_t n, uint16_t an, uint16_t ns,
-		     uint16_t ar)
+		     uint16_t ar, int ede)
 {
 	if (c->edns) {
-		n += put_opt(c, out + n);
+		n += put_opt(c, ede, out + n);
 		ar++;
 	}
 	wire_hdr_set_count(out, WIRE_AN, an);
@@ -254,14 +275,29 @@ size_t fwd_render_error(const struct fwd_client_q *c, uint8_t rcode, bool tc, ui
 		return 0;
 	size_t n = put_header(c, rcode, false, out);
 	wire_hdr_set(out, WIRE_TC, tc);
-	return finish(c, out, n, 0, 0, 0);
+	return finish(c, out, n, 0, 0, 0, -1);
+}
+
+size_t fwd_add_ede(const struct fwd_client_q *c, uint16_t code, uint8_t *out, size_t n, size_t cap)
+{
+	size_t limit = c->limit < cap ? c->limit : cap;
+	if (!c->edns || n < WIRE_HDR_LEN + WIRE_OPT_LEN || n + EDE_LEN > limit)
+		return n;
+	uint8_t *rdlen = out + n - 2; /* our OPT is last, and has no option yet */
+	if (wire_rd16(out + n - WIRE_OPT_LEN + 1) != DNS_T_OPT || wire_rd16(rdlen) != 0)
+		return n;
+	wire_wr16(rdlen, EDE_LEN);
+	wire_wr16(out + n, DNS_EDNS_EDE);
+	wire_wr16(out + n + 2, 2);
+	wire_wr16(out + n + 4, code);
+	return n + EDE_LEN;
 }
 
 size_t fwd_render(const struct fwd_client_q *c, const struct fwd_msg *m, const struct fwd_ttl *t,
 		  uint8_t *out, size_t cap)
 {
 	size_t limit = c->limit < cap ? c->limit : cap;
-	size_t opt = c->edns ? WIRE_OPT_LEN : 0;
+	size_t opt = opt_len(c, ttl_ede(t));
 	if ((size_t)c->qlen + WIRE_HDR_LEN != m->qend)
 		return 0; /* not the same question: the caller's mistake */
 	size_t body_end;
@@ -280,7 +316,7 @@ size_t fwd_render(const struct fwd_client_q *c, const struct fwd_msg *m, const s
 	memcpy(out + n, m->wire + n, body_end - n);
 	for (unsigned i = 0; i < n_ttl; i++)
 		wire_wr32(out + m->ttl_off[i], ttl_out(wire_rd32(m->wire + m->ttl_off[i]), t));
-	return finish(c, out, body_end, m->an, m->ns, ar);
+	return finish(c, out, body_end, m->an, m->ns, ar, ttl_ede(t));
 }
 
 int fwd_name_expand(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size_t *next)
@@ -417,7 +453,7 @@ size_t fwd_render_splice(const struct fwd_client_q *c, const uint8_t *prefix, si
 			 uint8_t *out, size_t cap)
 {
 	size_t limit = c->limit < cap ? c->limit : cap;
-	size_t opt = c->edns ? WIRE_OPT_LEN : 0;
+	size_t opt = opt_len(c, ttl_ede(t));
 	if (WIRE_HDR_LEN + (size_t)c->qlen + plen + opt > limit)
 		return 0;
 	size_t n = put_header(c, m->rcode, m->ad, out);
@@ -431,5 +467,5 @@ size_t fwd_render_splice(const struct fwd_client_q *c, const uint8_t *prefix, si
 	for (unsigned i = 0; i < m->ns; i++)
 		if (!copy_rr(m, &off, t, out, &n, room))
 			return 0;
-	return finish(c, out, n, (uint16_t)(pcount + m->an), m->ns, 0);
+	return finish(c, out, n, (uint16_t)(pcount + m->an), m->ns, 0, ttl_ede(t));
 }

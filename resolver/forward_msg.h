@@ -105,8 +105,8 @@ struct fwd_ttl {
 /* The response to a client whose question is the one `m` answers (same name
  * up to case, so every offset in m carries over): the sections of m behind
  * the client's header and question, RA set, AA clear, TTLs counted down, our
- * OPT when the client sent one. Drops the additional section, then sets TC,
- * when the response would exceed the client's limit. Returns its length (0
+ * OPT when the client sent one (with EDE 3, Stale Answer, when t is stale). Drops the additional
+ * section, then sets TC, when the response would exceed the client's limit. Returns its length (0
  * when `cap` is too small even for the header). */
 size_t fwd_render(const struct fwd_client_q *c, const struct fwd_msg *m, const struct fwd_ttl *t,
 		  uint8_t *out, size_t cap);
@@ -123,6 +123,12 @@ size_t fwd_render_splice(const struct fwd_client_q *c, const uint8_t *prefix, si
 /* A response with no records: `rcode`, TC when `tc`. */
 size_t fwd_render_error(const struct fwd_client_q *c, uint8_t rcode, bool tc, uint8_t *out,
 			size_t cap);
+
+/* Adds an Extended DNS Error (RFC 8914, info-code `code`, no text) to the
+ * OPT that ends out[0..n), a response rendered above for c; without EDNS, or
+ * when it would pass the client's limit, the response stays as it is.
+ * Returns its length. */
+size_t fwd_add_ede(const struct fwd_client_q *c, uint16_t code, uint8_t *out, size_t n, size_t cap);
 
 /* Reads a possibly compressed name at msg[off] into `out` (uncompressed,
  * case kept). Pointers must point backwards. Returns the wire length of the

@@ -81,6 +81,9 @@ struct upstream_set {
 	unsigned timeout_ms; /* per attempt, also for probes */
 	atomic_bool loop_check_active;
 	struct upstream_health *health; /* control-thread state */
+	/* --upstream-max-qps (upstream_budget.h); NULL: none. The forwarder's:
+	 * it makes and frees it. */
+	struct upstream_budget *budget;
 };
 
 /* One group of servers for a domain. */

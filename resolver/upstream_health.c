@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "resolver/forward_msg.h"
+#include "resolver/upstream_budget.h"
 #include "wire/wire.h"
 
 #define LOOP_CHECK_ROUNDS 3 /* the loop probe is sent this many times, one probe period apart */
@@ -102,10 +103,18 @@ static void probe_send(struct upstream_health *h, size_t idx, bool loop_check)
 	    .on_error = on_probe_error,
 	    .arg = p,
 	};
-	/* A probe that could not be sent waits for its deadline like one that
-	 * got no answer. */
-	if (h->net.send(h->net.ctx, &r, &p->x) < 0)
+	/* A probe that could not be sent, or that --upstream-max-qps held
+	 * back, waits for its deadline like one that got no answer. */
+	struct upstream_budget *b = h->set->budget;
+	size_t slot;
+	if (b && upstream_budget_take(b, idx, &h->clk, &slot)) {
 		p->x = NULL;
+	} else {
+		if (h->net.send(h->net.ctx, &r, &p->x) < 0)
+			p->x = NULL;
+		if (b)
+			upstream_budget_sent(b, idx, slot, &h->clk);
+	}
 	p->next = h->probes;
 	h->probes = p;
 }

@@ -63,7 +63,7 @@ enum dns_rcode {
 
 /* EDNS option codes and Extended DNS Error info-codes (RFC 8914). */
 enum { DNS_EDNS_COOKIE = 10, DNS_EDNS_EDE = 15 };
-enum { DNS_EDE_OTHER = 0, DNS_EDE_STALE = 3, DNS_EDE_PROHIBITED = 18 };
+enum { DNS_EDE_OTHER = 0, DNS_EDE_STALE = 3, DNS_EDE_FILTERED = 17, DNS_EDE_PROHIBITED = 18 };
 /* The DO bit of the OPT record's flags (RFC 3225), the TTL's low 16 bits. */
 #define DNS_EDNS_FLAG_DO 0x8000
 

@@ -104,7 +104,8 @@ class FakeUpstream:
     query first gets three answers that must be dropped (wrong ID, a wrong
     question, the right one from another port; all 6.6.6.x) and the right
     answer only after the delay. Every query lands in `seen` as a Query
-    (client port, ID, lowercased name with its dot, type, over TCP)."""
+    (client port, ID, lowercased name with its dot, type, over TCP), and its
+    arrival time (time.monotonic()) in `arrivals`."""
 
     POLL = 0.02  # how often the serving thread looks at its clock
 
@@ -116,6 +117,7 @@ class FakeUpstream:
         self.other = socket.socket(family, socket.SOCK_DGRAM)
         self.other.bind((host, 0))
         self.seen = []
+        self.arrivals = []
         self._conns = []
         self._bufs = {}  # a TCP connection's bytes not yet a whole message
         self._pending = []  # (when, query, reply-to): a UDP peer or a TCP socket
@@ -144,6 +146,15 @@ class FakeUpstream:
     def queries(self, name=None):
         """What it was asked, optionally for one name ("a.example.")."""
         return [q for q in self.seen if name is None or q.name == name.lower()]
+
+    def busiest_second(self):
+        """The most queries that arrived in any one-second window."""
+        times, most, j = list(self.arrivals), 0, 0
+        for i, t0 in enumerate(times):
+            while j < len(times) and times[j] < t0 + 1.0:
+                j += 1
+            most = max(most, j - i)
+        return most
 
     def close(self):
         self._stop.set()
@@ -181,6 +192,7 @@ class FakeUpstream:
         if not q.question:
             return
         qq = q.question[0]
+        self.arrivals.append(time.monotonic())
         self.seen.append(Query(peer[1], q.id, qq.name.to_text().lower(),
                                dns.rdatatype.to_text(qq.rdtype), conn is not None))
         if self.bogus and conn is None and qq.rdtype == dns.rdatatype.A:

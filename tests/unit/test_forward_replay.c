@@ -29,95 +29,7 @@
 #include "wire/dname.h"
 #include "wire/wire.h"
 
-/* ---- the scripted clock ---------------------------------------------------------- */
-
-struct fake_clock {
-	uint64_t now; /* milliseconds */
-	uint64_t seq; /* arming order: timers due together fire in it, as in libuv */
-	struct fwd_timer *timers;
-};
-
-struct fwd_timer {
-	struct fake_clock *clk;
-	fwd_timer_fn fn;
-	void *arg;
-	bool armed;
-	uint64_t due, repeat, seq;
-	struct fwd_timer *next;
-};
-
-static uint64_t fc_now_ms(void *ctx)
-{
-	return ((struct fake_clock *)ctx)->now;
-}
-
-static uint64_t fc_now_ns(void *ctx)
-{
-	return ((struct fake_clock *)ctx)->now * 1000000u;
-}
-
-static struct fwd_timer *fc_timer_new(void *ctx, fwd_timer_fn fn, void *arg)
-{
-	struct fake_clock *c = ctx;
-	struct fwd_timer *t = calloc(1, sizeof(*t));
-	if (!t)
-		return NULL;
-	t->clk = c;
-	t->fn = fn;
-	t->arg = arg;
-	t->next = c->timers;
-	c->timers = t;
-	return t;
-}
-
-static void fc_timer_start(struct fwd_timer *t, uint64_t after_ms, uint64_t repeat_ms)
-{
-	t->armed = true;
-	t->due = t->clk->now + after_ms;
-	t->repeat = repeat_ms;
-	t->seq = ++t->clk->seq;
-}
-
-static void fc_timer_stop(struct fwd_timer *t)
-{
-	t->armed = false;
-}
-
-static void fc_timer_free(struct fwd_timer *t)
-{
-	struct fwd_timer **p = &t->clk->timers;
-	while (*p != t)
-		p = &(*p)->next;
-	*p = t->next;
-	free(t);
-}
-
-/* Fires every timer due up to `until`, earliest first, moving the clock to
- * each; then the clock reads `until`. */
-static void fc_run_until(struct fake_clock *c, uint64_t until)
-{
-	for (unsigned guard = 0;; guard++) {
-		assert_true(guard < 100000); /* a timer that keeps rearming itself at once */
-		struct fwd_timer *best = NULL;
-		for (struct fwd_timer *t = c->timers; t; t = t->next)
-			if (t->armed && t->due <= until &&
-			    (!best || t->due < best->due ||
-			     (t->due == best->due && t->seq < best->seq)))
-				best = t;
-		if (!best)
-			break;
-		if (best->due > c->now)
-			c->now = best->due;
-		if (best->repeat) {
-			best->due += best->repeat;
-			best->seq = ++c->seq;
-		} else {
-			best->armed = false;
-		}
-		best->fn(best->arg);
-	}
-	c->now = until;
-}
+#include "fwd_fake_clock.h"
 
 /* ---- the scripted network ---------------------------------------------------- */
 
@@ -330,6 +242,8 @@ struct replay_case {
 
 #define UP0 "--upstream", "192.0.2.1"
 #define UP1 "--upstream", "192.0.2.2"
+#define UP2 "--upstream", "192.0.2.3"
+#define UP3 "--upstream", "192.0.2.4"
 
 static const struct replay_case cases[] = {
     {
@@ -463,7 +377,8 @@ static const struct replay_case cases[] = {
     },
     {
 	.name = "TC -> TCP to the same upstream",
-	.args = {UP0, UP1},
+	/* big2 takes four packets: UDP, TCP, TCP again, then the next server */
+	.args = {UP0, UP1, "--upstream-max-tries", "4"},
 	.steps =
 	    {
 		ASK(0, "big.example.test"),
@@ -623,6 +538,151 @@ static const struct replay_case cases[] = {
 	    },
     },
     {
+	.name = "max-tries: three packets per question by default, failover included",
+	.args = {UP0, UP1, UP2, UP3, "--upstream-timeout", "1000", "--cache-size", "0"},
+	.steps =
+	    {
+		ASK(0, "www.example.test"),
+		SENT(0, "www.example.test"),
+		REPLY_RCODE(0, "www.example.test", SERVFAIL),
+		SENT(1, "www.example.test"),
+		ADVANCE(1000),
+		SENT(2, "www.example.test"),
+		UNREACHABLE(2, "www.example.test"),
+		/* a fourth server is left, but the question has had its three */
+		ADVANCE(0),
+		ANSWER(0, SERVFAIL, NULL, 0),
+		NOTHING_SENT,
+		STAT(tries_exhausted, 1),
+		/* a new question starts a new count */
+		ASK(1, "w2.example.test"),
+		SENT(0, "w2.example.test"),
+		REPLY_A(0, "w2.example.test", "192.0.2.81", 60),
+		ANSWER(1, NOERROR, "192.0.2.81", 60),
+	    },
+    },
+    {
+	.name = "max-tries: TC -> TCP is a packet too",
+	.args = {UP0, UP1, "--upstream-max-tries", "2"},
+	.steps =
+	    {
+		ASK(0, "big.example.test"),
+		SENT(0, "big.example.test"),
+		REPLY_TC(0, "big.example.test"),
+		SENT_TCP(0, "big.example.test"),
+		REPLY_TCP_TC(0, "big.example.test"),
+		ADVANCE(0),
+		ANSWER(0, SERVFAIL, NULL, 0),
+		NOTHING_SENT,
+		STAT(tries_exhausted, 1),
+	    },
+    },
+    {
+	.name = "max-qps: over budget, new names wait, duplicates coalesce, then SERVFAIL",
+	.args = {UP0, "--upstream-max-qps", "2", "--upstream-timeout", "5000"},
+	.steps =
+	    {
+		ASK(0, "a.example.test"),
+		SENT(0, "a.example.test"),
+		ADVANCE(400),
+		ASK(1, "b.example.test"),
+		SENT(0, "b.example.test"),
+		/* the third in the same second waits for the first slot to free */
+		ADVANCE(100),
+		ASK(2, "c.example.test"),
+		ASK(3, "c.example.test"),
+		NOTHING_SENT,
+		STAT(budget_waits, 1),
+		STAT(coalesced, 1),
+		ADVANCE(499),
+		NOTHING_SENT,
+		ADVANCE(1),
+		SENT(0, "c.example.test"),
+		REPLY_A(0, "c.example.test", "192.0.2.3", 60),
+		ANSWER(2, NOERROR, "192.0.2.3", 60),
+		ANSWER(3, NOERROR, "192.0.2.3", 60),
+		/* b's slot frees at 1400, then none until 2000: d waits two
+		 * seconds at most, then SERVFAIL, and never past the budget */
+		ADVANCE(400),
+		ASK(4, "d.example.test"),
+		SENT(0, "d.example.test"),
+		ASK(5, "e.example.test"),
+		NOTHING_SENT,
+		REPLY_A(0, "a.example.test", "192.0.2.1", 60),
+		ANSWER(0, NOERROR, "192.0.2.1", 60),
+		REPLY_A(0, "b.example.test", "192.0.2.2", 60),
+		ANSWER(1, NOERROR, "192.0.2.2", 60),
+		REPLY_A(0, "d.example.test", "192.0.2.4", 60),
+		ANSWER(4, NOERROR, "192.0.2.4", 60),
+		ADVANCE(599),
+		NOTHING_SENT,
+		ADVANCE(1),
+		SENT(0, "e.example.test"),
+		REPLY_A(0, "e.example.test", "192.0.2.5", 60),
+		ANSWER(5, NOERROR, "192.0.2.5", 60),
+		STAT(budget_refused, 0),
+	    },
+    },
+    {
+	.name = "max-qps: a wait is bounded; the budget's SERVFAIL is not cached",
+	.args = {UP0, "--upstream-max-qps", "1", "--upstream-timeout", "5000"},
+	.steps =
+	    {
+		ASK(0, "a.example.test"),
+		SENT(0, "a.example.test"),
+		ASK(1, "b.example.test"),
+		NOTHING_SENT,
+		/* the queue holds what one second of budget sends in two: two */
+		ASK(2, "c.example.test"),
+		ASK(3, "d.example.test"),
+		ANSWER(3, SERVFAIL, NULL, 0),
+		STAT(budget_refused, 1),
+		ADVANCE(1000),
+		SENT(0, "b.example.test"),
+		REPLY_A(0, "b.example.test", "192.0.2.2", 60),
+		ANSWER(1, NOERROR, "192.0.2.2", 60),
+		ADVANCE(999),
+		WAITING(2),
+		ADVANCE(1),
+		ANSWER(2, SERVFAIL, NULL, 0),
+		NOTHING_SENT,
+		STAT(budget_refused, 2),
+		REPLY_A(0, "a.example.test", "192.0.2.1", 60),
+		ANSWER(0, NOERROR, "192.0.2.1", 60),
+		/* asked again with room: upstream, not a cached SERVFAIL */
+		ASK(4, "c.example.test"),
+		SENT(0, "c.example.test"),
+		REPLY_A(0, "c.example.test", "192.0.2.3", 60),
+		ANSWER(4, NOERROR, "192.0.2.3", 60),
+	    },
+    },
+    {
+	.name = "max-qps: over budget, an expired entry is answered stale and refreshed",
+	.args = {UP0, "--upstream-max-qps", "1", "--serve-stale", "60"},
+	.steps =
+	    {
+		ASK(0, "short.example.test"),
+		SENT(0, "short.example.test"),
+		REPLY_A(0, "short.example.test", "192.0.2.3", 1),
+		ANSWER(0, NOERROR, "192.0.2.3", 1),
+		ADVANCE(1500),
+		ASK(1, "other.example.test"),
+		SENT(0, "other.example.test"),
+		REPLY_A(0, "other.example.test", "192.0.2.9", 60),
+		ANSWER(1, NOERROR, "192.0.2.9", 60),
+		/* no room: the expired entry answers at once, the refresh waits */
+		ASK(2, "short.example.test"),
+		ANSWER(2, NOERROR, "192.0.2.3", 30),
+		NOTHING_SENT,
+		STAT(budget_stale, 1),
+		ADVANCE(1000),
+		SENT(0, "short.example.test"),
+		REPLY_A(0, "short.example.test", "192.0.2.4", 60),
+		ASK(3, "short.example.test"),
+		ANSWER(3, NOERROR, "192.0.2.4", 60),
+	    },
+    },
+    {
 	.name = "loop detection: a probe name coming back marks the upstream",
 	.args = {UP0, UP1, "--upstream-timeout", "1000"},
 	.health = true,
@@ -715,8 +775,7 @@ static void player_start(struct player *p, const struct replay_case *rc)
 	p->clk.now = 1000000; /* an arbitrary start: nothing may assume 0 */
 	p->net.tail = &p->net.head;
 	p->ctl.tail = &p->ctl.head;
-	p->fclk = (struct fwd_clock){&p->clk,	     fc_now_ms,	    fc_now_ns,	  fc_timer_new,
-				     fc_timer_start, fc_timer_stop, fc_timer_free};
+	p->fclk = fc_clock(&p->clk);
 	p->fnet = (struct fwd_net){&p->net, fn_send, fn_end};
 	p->fctl = (struct fwd_net){&p->ctl, fn_send, fn_end};
 
