@@ -289,6 +289,11 @@ const struct opt_def options_table[] = {
      .off = F(ignore_empty_service),
      .help = "a ClusterIP Service with no ready endpoint answers NXDOMAIN, so that search-list "
 	     "resolution goes on (its PTR stays; as CoreDNS's ignore empty_service)"},
+    {.name = "no-rotate",
+     .kind = OPT_FLAG,
+     .off = F(no_rotate),
+     .help = "keep A, AAAA and SRV records in a fixed order instead of rotating answers of "
+	     "several records from one query to the next (rotation: CoreDNS's loadbalance)"},
     {.name = "ttl",
      .arg = "DURATION",
      .kind = OPT_DURATION,
