@@ -124,6 +124,39 @@ static int parse_stub_domain(struct svcdns_options *o, const char *arg, char *wh
 	return 0;
 }
 
+/* --fallthrough alone (arg NULL): every zone served; =ZONES: the zones named,
+ * separated by commas. Given again, the zones add up. */
+static int parse_fallthrough(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	struct fwd_fallthrough *ft = &o->fwd.fallthrough;
+	bool all = ft->on && ft->n == 0;
+	ft->on = true;
+	if (!arg || all) {
+		ft->n = 0;
+		return 0;
+	}
+	char name[DNAME_MAX * 4 + 1];
+	for (const char *p = arg;; p++) {
+		size_t len = strcspn(p, ",");
+		int wl = len < sizeof(name) ? (int)len : -1;
+		if (wl > 0) {
+			memcpy(name, p, len);
+			name[len] = '\0';
+			wl = dname_from_text(name, ft->zones[ft->n], DNAME_MAX);
+		}
+		if (wl <= 0 || ft->n == FWD_ROUTE_MAX_FALLTHROUGH) {
+			snprintf(why, cap, "expected zones separated by commas (at most %d)",
+				 FWD_ROUTE_MAX_FALLTHROUGH);
+			return -EINVAL;
+		}
+		dname_lower(ft->zones[ft->n], (size_t)wl);
+		ft->len[ft->n++] = (uint16_t)wl;
+		p += len;
+		if (!*p)
+			return 0;
+	}
+}
+
 static int parse_policy(struct svcdns_options *o, const char *arg, char *why, size_t cap)
 {
 	static const char *const names[] = {
@@ -486,6 +519,14 @@ const struct opt_def options_table[] = {
      .off = F(fwd.autopath),
      .help = "answer <name>.<ns>.svc.<zone> with a CNAME to <name>. and its answer when "
 	     "nothing in the cluster can match"},
+    {.name = "fallthrough",
+     .arg = "[=ZONES]",
+     .kind = OPT_CUSTOM,
+     .parse = parse_fallthrough,
+     .flags = OPT_REPEAT | OPT_OPTARG,
+     .max_n = FWD_ROUTE_MAX_FALLTHROUGH,
+     .help = "resolve an NXDOMAIN for a name under ZONES (comma-separated; none given: every "
+	     "zone served) through the upstreams instead (CoreDNS's fallthrough)"},
 
     {.section = "The ClusterIP datapath",
      .name = "proxy",

@@ -11,7 +11,7 @@
  *
  * Owns: what struct forward_options describes (the program's option table,
  * daemon/options.c, declares and parses the flags that fill it: --upstream,
- * --resolv-conf, --stub-domain, --policy, the cache, autopath), recursion
+ * --resolv-conf, --stub-domain, --policy, the cache, autopath, fallthrough), recursion
  * access (--allow-recursion, RA), timeouts and failover,
  * TC -> TCP, --max-concurrent, coalescing, serve-stale, prefetch.
  * Must never: answer from or change the snapshot (it only reads it to route),
@@ -63,6 +63,7 @@ struct forward_options {
 	uint32_t serve_stale_s; /* 0: off */
 	bool prefetch;
 	bool autopath;
+	struct fwd_fallthrough fallthrough;
 	/* From the program's own flags. */
 	const char *zone;
 	struct net_cidr cluster_cidrs[2];
