@@ -618,6 +618,15 @@ const struct opt_def options_table[] = {
      .off = F(lc.lameduck_ms),
      .help = "after SIGTERM, answer this long while /ready fails, then drain (with --http "
 	     "only)"},
+    {.name = "startup-timeout",
+     .arg = "DURATION",
+     MS(0, 10 * MINUTE),
+     .bare = OPT_S,
+     .def = "5s",
+     .off = F(lc.startup_timeout_ms),
+     .help = "until the first sync with the Kubernetes API, leave cluster names unanswered "
+	     "this long (clients ask again), then answer SERVFAIL until synced (0: SERVFAIL at "
+	     "once; CoreDNS's kubernetes waits up to 5 s before serving)"},
     {.name = "config",
      .arg = "FILE",
      .kind = OPT_STRING,

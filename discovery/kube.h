@@ -66,6 +66,8 @@ void kube_source_stop(struct kube_source *ks);
 
 /* All three resources have completed their first full list. */
 bool kube_source_synced(const struct kube_source *ks);
+/* One resource's first list was applied (/ready names those still waiting). */
+bool kube_resource_synced(const struct kube_source *ks, enum kube_resource r);
 /* Seconds since the resource heard from least recently was last proven in
  * contact (kube_contact.h: a healthy quiet watch stays in contact), or -1
  * while one never was. */

@@ -214,8 +214,13 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		info->apex = r.apex;
 		info->apex_len = r.apex_len;
 	}
-	if (r.dynamic && !s->synced)
+	if (r.dynamic && !s->synced) {
+		/* --startup-timeout: no answer yet, so that the client asks again
+		 * once the data may be there; SERVFAIL after it. */
+		if (freshness_startup_hold())
+			return 0;
 		return reply_empty(resp, req, qend, DNS_RCODE_SERVFAIL, &e, info);
+	}
 	/* Cluster data the source has not confirmed lately (RFC 8914, 3). */
 	uint8_t ede[64];
 	size_t ede_len = r.dynamic && e.present ? freshness_ede(ede, sizeof(ede)) : 0;
