@@ -229,12 +229,18 @@ static void startup_hold_tick(struct lifecycle *lc)
 		return;
 	lc->hold_until_ns = 0;
 	freshness_set_startup_hold(false);
+	unsigned long long held = (unsigned long long)freshness_startup_held();
 	if (!synced) {
 		char which[128];
 		unsynced(lc, which, sizeof(which));
 		log_warn("--startup-timeout %u ms passed before the first full sync with the "
-			 "Kubernetes API (%s): cluster names are answered SERVFAIL until it ends",
-			 lc->o.startup_timeout_ms, which);
+			 "Kubernetes API (%s): cluster names are answered SERVFAIL until it ends "
+			 "(%llu queries went unanswered meanwhile)",
+			 lc->o.startup_timeout_ms, which, held);
+	} else if (held) {
+		log_info("first full sync within --startup-timeout: %llu queries for cluster "
+			 "names went unanswered before it (their clients ask again)",
+			 held);
 	}
 }
 

@@ -21,6 +21,7 @@ static size_t g_keylen;
 static _Atomic uint64_t g_heard_ns;
 static atomic_bool g_stale;
 static atomic_bool g_hold;
+static _Atomic uint64_t g_held;
 
 int freshness_set_zone(const char *zone)
 {
@@ -47,7 +48,15 @@ void freshness_set_startup_hold(bool hold)
 
 bool freshness_startup_hold(void)
 {
-	return atomic_load_explicit(&g_hold, memory_order_relaxed);
+	if (!atomic_load_explicit(&g_hold, memory_order_relaxed))
+		return false;
+	atomic_fetch_add_explicit(&g_held, 1, memory_order_relaxed);
+	return true;
+}
+
+uint64_t freshness_startup_held(void)
+{
+	return atomic_load_explicit(&g_held, memory_order_relaxed);
 }
 
 /* Decimal digits of v at p; returns how many. No printf on the query path. */

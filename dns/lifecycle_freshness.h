@@ -28,9 +28,12 @@ void freshness_set_heard(uint64_t heard_ns, bool stale);
  * before the first full sync gets no answer at all (the client asks again
  * and then finds the data) instead of SERVFAIL. */
 void freshness_set_startup_hold(bool hold);
+/* How many queries the hold left unanswered so far (for the log). */
+uint64_t freshness_startup_held(void);
 
 /* ---- query path ----------------------------------------------------------- */
 
+/* Whether to leave this cluster name unanswered (it is then counted). */
 bool freshness_startup_hold(void);
 
 /* When the data is stale, writes the EDE option (code, length, info-code 3,

@@ -9,6 +9,7 @@ The fake API server holds the first list of EndpointSlices (a hung request,
 as an overloaded API server gives) until the test lets it go."""
 
 import os
+import re
 import socket
 import sys
 import time
@@ -86,6 +87,9 @@ def held(tally, api):
                     "SERVFAIL %.2f s after start" % elapsed)
         tally.check(srv.log_has("--startup-timeout 3000 ms passed before the first full sync"),
                     "the end of the wait is logged")
+        tally.check(re.search(r"\(([1-9]\d*) queries went unanswered meanwhile\)",
+                              srv.stderr_text()) is not None,
+                    "with how many queries went unanswered")
 
         api.clear_faults()  # the hung list times out (--api-timeout) and is retried
         srv.wait_synced(timeout=20)
