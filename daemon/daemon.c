@@ -171,6 +171,7 @@ static int setup(struct app *app)
 	app->scfg.ignore_empty_service = o->ignore_empty_service;
 	app->scfg.service_cidr = &o->service_cidr;
 	app->scfg.pod_cidr = &o->pod_cidr;
+	app->scfg.rotate = !o->no_rotate;
 	app->scfg.hostname = app->hostname;
 	app->scfg.static_zones = (const struct static_zone *const *)app->zones;
 	app->scfg.n_static_zones = app->n_zones;

@@ -56,6 +56,7 @@ struct lifecycle {
 	bool cfg_seen, cfg_missing_told;
 	bool shutting_down, stopping;
 	uint64_t start_ns;
+	uint64_t hold_until_ns; /* --startup-timeout in force until then; 0: over */
 	uint64_t drain_deadline;
 	uint64_t changed_ns; /* first unserved change, 0: none */
 	bool was_ready;
@@ -163,8 +164,24 @@ static double source_age_s(struct lifecycle *lc, uint64_t *heard_ns)
 	return (double)(now - heard) / 1e9;
 }
 
+/* The resources whose first list has not been applied, for /ready and the
+ * log: "services, endpointslices", or why none is named. */
+static void unsynced(const struct lifecycle *lc, char *buf, size_t cap)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	for (int r = 0; lc->h.kube && r < KUBE_RESOURCES && n < cap; r++)
+		if (!kube_resource_synced(lc->h.kube, (enum kube_resource)r))
+			n += (size_t)snprintf(buf + n, cap - n, "%s%s",
+					      n ? ", " : "not yet listed: ",
+					      kube_resource_name((enum kube_resource)r));
+	if (!n)
+		snprintf(buf, cap, "every resource listed, the snapshot is being built");
+}
+
 const char *lifecycle_not_ready(struct lifecycle *lc, char *buf, size_t cap)
 {
+	char which[128];
 	const struct snapshot *s = snapshot_current();
 	uint64_t heard;
 	double age = source_age_s(lc, &heard);
@@ -172,9 +189,11 @@ const char *lifecycle_not_ready(struct lifecycle *lc, char *buf, size_t cap)
 		snprintf(buf, cap, "shutting down");
 	else if (!s)
 		snprintf(buf, cap, "no snapshot built yet");
-	else if (!s->synced)
-		snprintf(buf, cap, "waiting for the first full sync with the Kubernetes API");
-	else if (!lc->h.server)
+	else if (!s->synced) {
+		unsynced(lc, which, sizeof(which));
+		snprintf(buf, cap, "waiting for the first full sync with the Kubernetes API (%s)",
+			 which);
+	} else if (!lc->h.server)
 		snprintf(buf, cap, "the DNS listeners are not open");
 	else if (lc->o.unready_after_s && lc->h.kube && age > lc->o.unready_after_s)
 		snprintf(buf, cap,
@@ -198,10 +217,38 @@ static unsigned probe_ms_for(const struct lifecycle_options *o)
 	return ms > 10000 ? 10000 : ms < 250 ? 250 : ms;
 }
 
+/* --startup-timeout: cluster names go unanswered until the first sync or the
+ * deadline (checked at every tick), then SERVFAIL until synced. */
+static void startup_hold_tick(struct lifecycle *lc)
+{
+	if (!lc->hold_until_ns)
+		return;
+	const struct snapshot *s = snapshot_current();
+	bool synced = s && s->synced;
+	if (!synced && uv_hrtime() < lc->hold_until_ns)
+		return;
+	lc->hold_until_ns = 0;
+	freshness_set_startup_hold(false);
+	unsigned long long held = (unsigned long long)freshness_startup_held();
+	if (!synced) {
+		char which[128];
+		unsynced(lc, which, sizeof(which));
+		log_warn("--startup-timeout %u ms passed before the first full sync with the "
+			 "Kubernetes API (%s): cluster names are answered SERVFAIL until it ends "
+			 "(%llu queries went unanswered meanwhile)",
+			 lc->o.startup_timeout_ms, which, held);
+	} else if (held) {
+		log_info("first full sync within --startup-timeout: %llu queries for cluster "
+			 "names went unanswered before it (their clients ask again)",
+			 held);
+	}
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct lifecycle *lc = t->data;
 	uint64_t heard;
+	startup_hold_tick(lc);
 	if (lc->h.kube)
 		kube_source_set_probe_ms(lc->h.kube, probe_ms_for(&lc->o));
 	double age = source_age_s(lc, &heard);
@@ -691,6 +738,10 @@ int lifecycle_start(struct lifecycle *lc, const struct lifecycle_hooks *h)
 	lc->st.fwd = h->fwd;
 	lc->st.proxy = h->proxy;
 	lc->st.pipeline = h->pipeline;
+	if (h->kube && lc->o.startup_timeout_ms) {
+		lc->hold_until_ns = lc->start_ns + (uint64_t)lc->o.startup_timeout_ms * 1000000u;
+		freshness_set_startup_hold(true);
+	}
 	if (lc->o.http) {
 		struct http_config hc = {.listen = lc->o.http, .handler = on_http, .arg = lc};
 		if ((ret = http_start(h->loop, &hc, &lc->http)) < 0)

@@ -31,6 +31,7 @@ struct lifecycle_options {
 	unsigned unready_after_s; /* 0: off */
 	unsigned lameduck_ms;
 	bool log_queries;
+	unsigned startup_timeout_ms; /* cluster names unanswered before the first sync */
 };
 
 struct kube_source;

@@ -124,6 +124,39 @@ static int parse_stub_domain(struct svcdns_options *o, const char *arg, char *wh
 	return 0;
 }
 
+/* --fallthrough alone (arg NULL): every zone served; =ZONES: the zones named,
+ * separated by commas. Given again, the zones add up. */
+static int parse_fallthrough(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	struct fwd_fallthrough *ft = &o->fwd.fallthrough;
+	bool all = ft->on && ft->n == 0;
+	ft->on = true;
+	if (!arg || all) {
+		ft->n = 0;
+		return 0;
+	}
+	char name[DNAME_MAX * 4 + 1];
+	for (const char *p = arg;; p++) {
+		size_t len = strcspn(p, ",");
+		int wl = len < sizeof(name) ? (int)len : -1;
+		if (wl > 0) {
+			memcpy(name, p, len);
+			name[len] = '\0';
+			wl = dname_from_text(name, ft->zones[ft->n], DNAME_MAX);
+		}
+		if (wl <= 0 || ft->n == FWD_ROUTE_MAX_FALLTHROUGH) {
+			snprintf(why, cap, "expected zones separated by commas (at most %d)",
+				 FWD_ROUTE_MAX_FALLTHROUGH);
+			return -EINVAL;
+		}
+		dname_lower(ft->zones[ft->n], (size_t)wl);
+		ft->len[ft->n++] = (uint16_t)wl;
+		p += len;
+		if (!*p)
+			return 0;
+	}
+}
+
 static int parse_policy(struct svcdns_options *o, const char *arg, char *why, size_t cap)
 {
 	static const char *const names[] = {
@@ -312,6 +345,11 @@ const struct opt_def options_table[] = {
      .off = F(ignore_empty_service),
      .help = "a ClusterIP Service with no ready endpoint answers NXDOMAIN, so that search-list "
 	     "resolution goes on (its PTR stays; as CoreDNS's ignore empty_service)"},
+    {.name = "no-rotate",
+     .kind = OPT_FLAG,
+     .off = F(no_rotate),
+     .help = "keep A, AAAA and SRV records in a fixed order instead of rotating answers of "
+	     "several records from one query to the next (rotation: CoreDNS's loadbalance)"},
     {.name = "ttl",
      .arg = "DURATION",
      .kind = OPT_DURATION,
@@ -538,6 +576,14 @@ const struct opt_def options_table[] = {
      .off = F(fwd.autopath),
      .help = "answer <name>.<ns>.svc.<zone> with a CNAME to <name>. and its answer when "
 	     "nothing in the cluster can match"},
+    {.name = "fallthrough",
+     .arg = "[=ZONES]",
+     .kind = OPT_CUSTOM,
+     .parse = parse_fallthrough,
+     .flags = OPT_REPEAT | OPT_OPTARG,
+     .max_n = FWD_ROUTE_MAX_FALLTHROUGH,
+     .help = "resolve an NXDOMAIN for a name under ZONES (comma-separated; none given: every "
+	     "zone served) through the upstreams instead (CoreDNS's fallthrough)"},
 
     {.section = "The ClusterIP datapath",
      .name = "proxy",
@@ -629,6 +675,15 @@ const struct opt_def options_table[] = {
      .off = F(lc.lameduck_ms),
      .help = "after SIGTERM, answer this long while /ready fails, then drain (with --http "
 	     "only)"},
+    {.name = "startup-timeout",
+     .arg = "DURATION",
+     MS(0, 10 * MINUTE),
+     .bare = OPT_S,
+     .def = "5s",
+     .off = F(lc.startup_timeout_ms),
+     .help = "until the first sync with the Kubernetes API, leave cluster names unanswered "
+	     "this long (clients ask again), then answer SERVFAIL until synced (0: SERVFAIL at "
+	     "once; CoreDNS's kubernetes waits up to 5 s before serving)"},
     {.name = "config",
      .arg = "FILE",
      .kind = OPT_STRING,

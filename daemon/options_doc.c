@@ -73,7 +73,8 @@ void options_print_help(FILE *f)
 		if (d->section)
 			fprintf(f, "\n%s:\n", d->section);
 		int col =
-		    fprintf(f, "  --%s%s%s", d->name, d->arg ? " " : "", d->arg ? d->arg : "");
+		    fprintf(f, "  --%s%s%s", d->name, d->arg && !(d->flags & OPT_OPTARG) ? " " : "",
+			    d->arg ? d->arg : "");
 		if (col + 2 > HELP_INDENT) {
 			fprintf(f, "\n");
 			col = 0;
@@ -179,7 +180,7 @@ void options_print_man(FILE *f)
 		fputs("\\-\\-", f);
 		roff(f, d->name);
 		if (d->arg) {
-			fputs(" \" ", f);
+			fputs(d->flags & OPT_OPTARG ? " \"" : " \" ", f);
 			roff(f, d->arg);
 			fputc('"', f);
 		}
@@ -234,7 +235,8 @@ void options_print_markdown(FILE *f)
 		fputs("| `--", f);
 		md_cell(f, d->name);
 		if (d->arg) {
-			fputc(' ', f);
+			if (!(d->flags & OPT_OPTARG))
+				fputc(' ', f);
 			md_cell(f, d->arg);
 		}
 		fputs("` | ", f);

@@ -26,6 +26,9 @@ enum opt_unit { OPT_MS, OPT_S };
 
 #define OPT_RELOAD 1u /* a reload applies a change at once (lifecycle.c) */
 #define OPT_REPEAT 2u /* may be given several times; the values add up */
+#define OPT_OPTARG                                                                                 \
+	4u /* the value may be left out (--name alone): parse() gets NULL;                         \
+	    * `arg` is then written "[=VALUE]", after the name */
 
 struct opt_def {
 	const char *name;

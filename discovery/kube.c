@@ -423,6 +423,11 @@ bool kube_source_served(const struct kube_source *ks, enum kube_resource r)
 	return r < KUBE_RESOURCES && !ks->r[r].absent;
 }
 
+bool kube_resource_synced(const struct kube_source *ks, enum kube_resource r)
+{
+	return r < KUBE_RESOURCES && ks->r[r].synced;
+}
+
 double kube_source_seconds_since_contact(const struct kube_source *ks)
 {
 	int64_t age = kube_contact_age_ms(&ks->contact, clock_now_ms());

@@ -79,6 +79,8 @@ bool kube_source_synced(const struct kube_source *ks);
 /* Whether the server serves resource r (false only for an optional one it
  * answered 404 or 403 for, and while it is asked again). */
 bool kube_source_served(const struct kube_source *ks, enum kube_resource r);
+/* One resource's first list was applied (/ready names those still waiting). */
+bool kube_resource_synced(const struct kube_source *ks, enum kube_resource r);
 /* Seconds since the resource heard from least recently was last proven in
  * contact (kube_contact.h: a healthy quiet watch stays in contact), or -1
  * while one never was. */

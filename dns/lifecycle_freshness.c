@@ -20,6 +20,8 @@ static uint8_t g_key[DNAME_MAX + 1]; /* generation.<zone>, set before workers st
 static size_t g_keylen;
 static _Atomic uint64_t g_heard_ns;
 static atomic_bool g_stale;
+static atomic_bool g_hold;
+static _Atomic uint64_t g_held;
 
 int freshness_set_zone(const char *zone)
 {
@@ -37,6 +39,24 @@ void freshness_set_heard(uint64_t heard_ns, bool stale)
 {
 	atomic_store_explicit(&g_heard_ns, heard_ns, memory_order_relaxed);
 	atomic_store_explicit(&g_stale, stale, memory_order_relaxed);
+}
+
+void freshness_set_startup_hold(bool hold)
+{
+	atomic_store_explicit(&g_hold, hold, memory_order_relaxed);
+}
+
+bool freshness_startup_hold(void)
+{
+	if (!atomic_load_explicit(&g_hold, memory_order_relaxed))
+		return false;
+	atomic_fetch_add_explicit(&g_held, 1, memory_order_relaxed);
+	return true;
+}
+
+uint64_t freshness_startup_held(void)
+{
+	return atomic_load_explicit(&g_held, memory_order_relaxed);
 }
 
 /* Decimal digits of v at p; returns how many. No printf on the query path. */

@@ -4,7 +4,8 @@
  *
  * Owns: the "stale" state (the data source silent for longer than
  * --stale-after), the Extended DNS Error 3 (Stale Answer, RFC 8914) option,
- * and the CHAOS TXT answer for generation.<zone>.
+ * the CHAOS TXT answer for generation.<zone>, and whether cluster names are
+ * held unanswered while the first sync is under way (--startup-timeout).
  * Must never: lock, allocate or block in what dns_answer() calls; only the
  * freshness_set_* functions write, and only the control thread calls them. */
 #ifndef SVCDNS_LIFECYCLE_FRESHNESS_H
@@ -23,7 +24,17 @@ int freshness_set_zone(const char *zone);
  * and whether that is longer ago than --stale-after. */
 void freshness_set_heard(uint64_t heard_ns, bool stale);
 
+/* From the control thread: while `hold`, a name of the cluster's zones asked
+ * before the first full sync gets no answer at all (the client asks again
+ * and then finds the data) instead of SERVFAIL. */
+void freshness_set_startup_hold(bool hold);
+/* How many queries the hold left unanswered so far (for the log). */
+uint64_t freshness_startup_held(void);
+
 /* ---- query path ----------------------------------------------------------- */
+
+/* Whether to leave this cluster name unanswered (it is then counted). */
+bool freshness_startup_hold(void);
 
 /* When the data is stale, writes the EDE option (code, length, info-code 3,
  * a short text with the age) into out[0..cap) and returns its length; else 0. */

@@ -30,8 +30,9 @@ enum dns_verdict {
 	DNS_FORWARD,   /* the forwarder took it and answers later, from the worker's loop */
 	DNS_TRANSFER,  /* TCP: send xfr[0..xfr_len), already framed; the caller frees xfr */
 	DNS_DROP,      /* RRL: answered, but nothing is sent */
-	DNS_DISCARD,   /* not a query to answer (a response, a runt): nothing is sent,
-			* and TCP may close the connection (RFC 7766) */
+	DNS_DISCARD,   /* not a query to answer (a response, a runt, a cluster name held
+			* before the first sync): nothing is sent, and TCP may close
+			* the connection (RFC 7766) */
 };
 
 /* What a worker processes with: set once, when the worker starts. */

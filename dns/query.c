@@ -57,6 +57,26 @@ static size_t put_opt(uint8_t *p, const struct edns *e, uint8_t ext_rcode)
 	return WIRE_OPT_LEN;
 }
 
+/* Which record a rotating answer starts at: one counter per worker, moved on
+ * by every such answer, so that a name asked N times starts at each of its k
+ * records about N/k times. */
+static _Thread_local uint32_t rot_next;
+
+/* The first `len` bytes of answer `a` (all of it, or answer and authority),
+ * its answer section rotated when it may be (zone_answer.rot). */
+static inline void put_answer(uint8_t *out, const struct zone_answer *a, size_t len)
+{
+	if (__builtin_expect(!a->rot, 1)) {
+		memcpy(out, a->data, len);
+		return;
+	}
+	size_t start = zone_answer_rot_off(a, rot_next++ % a->rot);
+	size_t an_len = a->len_an_ns; /* no authority: the answer section */
+	memcpy(out, a->data + start, an_len - start);
+	memcpy(out + an_len - start, a->data, start);
+	memcpy(out + an_len, a->data + an_len, len - an_len);
+}
+
 /* The response's flags: QR, with the query's opcode, RD and CD; AA, TC, RA,
  * Z and AD cleared, rcode 0. */
 static inline uint16_t reply_flags(const uint8_t *req)
@@ -194,8 +214,13 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		info->apex = r.apex;
 		info->apex_len = r.apex_len;
 	}
-	if (r.dynamic && !s->synced)
+	if (r.dynamic && !s->synced) {
+		/* --startup-timeout: no answer yet, so that the client asks again
+		 * once the data may be there; SERVFAIL after it. */
+		if (freshness_startup_hold())
+			return 0;
 		return reply_empty(resp, req, qend, DNS_RCODE_SERVFAIL, &e, info);
+	}
 	/* Cluster data the source has not confirmed lately (RFC 8914, 3). */
 	uint8_t ede[64];
 	size_t ede_len = r.dynamic && e.present ? freshness_ede(ede, sizeof(ede)) : 0;
@@ -240,7 +265,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		if (!a->aa)
 			flags &= (uint16_t)~WIRE_AA;
 		if (n + a->len + opt <= limit) {
-			memcpy(resp + n, a->data, a->len);
+			put_answer(resp + n, a, a->len);
 			an = a->an;
 			ns = a->ns;
 			ar = a->ar;
@@ -251,7 +276,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			n += a->len;
 		} else if (n + a->len_an_ns + opt <= limit) {
 			/* Additional data is optional: drop it rather than truncate. */
-			memcpy(resp + n, a->data, a->len_an_ns);
+			put_answer(resp + n, a, a->len_an_ns);
 			an = a->an;
 			ns = a->ns;
 			if (a->patch_owner)

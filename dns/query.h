@@ -17,8 +17,9 @@
 
 /* Writes the response to `req` into `resp` (capacity `cap`, at least 512).
  * Returns its length, or 0 when nothing must be sent (a response, a message
- * shorter than a header). `s` may be NULL before the first snapshot: then
- * every query is answered SERVFAIL. */
+ * shorter than a header, a cluster name asked before the first sync while
+ * lifecycle_freshness.h holds such names). `s` may be NULL before the first
+ * snapshot: then every query is answered SERVFAIL. */
 size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint8_t *resp,
 		  size_t cap, enum dns_proto proto, struct dns_query_info *info);
 

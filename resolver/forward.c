@@ -144,6 +144,7 @@ static int forward_rules(struct forwarder *f, const struct forward_options *o)
 		return -EINVAL;
 	f->route.zone_len = (uint16_t)zl;
 	f->route.autopath = o->autopath;
+	f->route.fallthrough = o->fallthrough;
 	for (size_t i = 0; i < o->n_cluster_cidrs && i < FWD_ROUTE_MAX_CIDRS; i++)
 		f->route.cluster_cidrs[f->route.n_cluster_cidrs++] = o->cluster_cidrs[i];
 	if (o->n_allow) {

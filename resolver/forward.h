@@ -12,7 +12,7 @@
  *
  * Owns: what struct forward_options describes (the program's option table,
  * daemon/options.c, declares and parses the flags that fill it: --upstream,
- * --resolv-conf, --stub-domain, --policy, the cache, autopath), recursion
+ * --resolv-conf, --stub-domain, --policy, the cache, autopath, fallthrough), recursion
  * access (--allow-recursion, RA), timeouts and failover,
  * TC -> TCP, --max-concurrent, coalescing, serve-stale, prefetch, the
  * upstream budgets (--upstream-max-qps, --upstream-max-tries), the address
@@ -73,6 +73,7 @@ struct forward_options {
 	enum fwd_filter filter_aaaa, filter_a;
 	bool prefetch;
 	bool autopath;
+	struct fwd_fallthrough fallthrough;
 	/* From the program's own flags. */
 	const char *zone;
 	struct net_cidr cluster_cidrs[2];

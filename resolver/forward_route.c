@@ -223,6 +223,22 @@ static enum fwd_route_kind route_autopath(const struct fwd_route_config *cfg,
 	return r->kind = FWD_ROUTE_SPLICE;
 }
 
+/* --fallthrough: an NXDOMAIN of a zone served (`apex`) for a name under the
+ * zones it names, or under any zone when it names none. */
+static bool falls_through(const struct fwd_fallthrough *ft, const uint8_t *key, size_t klen,
+			  const struct dns_query_info *info)
+{
+	size_t before;
+	if (!ft->on || !info->apex)
+		return false;
+	if (ft->n == 0)
+		return true;
+	for (size_t i = 0; i < ft->n; i++)
+		if (ends_with(key, klen, ft->zones[i], ft->len[i], &before))
+			return true;
+	return false;
+}
+
 enum fwd_route_kind fwd_route(const struct fwd_route_config *cfg, const struct snapshot *s,
 			      const uint8_t *req, const uint8_t *resp, size_t rlen,
 			      const struct dns_query_info *info, struct fwd_route *r)
@@ -246,11 +262,19 @@ enum fwd_route_kind fwd_route(const struct fwd_route_config *cfg, const struct s
 		r->target_len = (uint16_t)klen;
 		return r->kind = FWD_ROUTE_DIRECT;
 	}
-	if (!s || !info->cluster || qclass != DNS_C_IN)
+	if (!s || qclass != DNS_C_IN)
 		return FWD_ROUTE_NONE;
-	if (rcode == DNS_RCODE_NOERROR)
+	if (info->cluster && rcode == DNS_RCODE_NOERROR)
 		return route_chase(s, resp, rlen, info, r);
-	if (rcode == DNS_RCODE_NXDOMAIN && cfg->autopath)
-		return route_autopath(cfg, s, key, klen, resp, rlen, info, r);
+	/* Autopath first: it answers only names that can be nothing but a step
+	 * of the client's search list. */
+	if (info->cluster && rcode == DNS_RCODE_NXDOMAIN && cfg->autopath &&
+	    route_autopath(cfg, s, key, klen, resp, rlen, info, r) != FWD_ROUTE_NONE)
+		return r->kind;
+	if (rcode == DNS_RCODE_NXDOMAIN && falls_through(&cfg->fallthrough, key, klen, info)) {
+		memcpy(r->target, key, klen);
+		r->target_len = (uint16_t)klen;
+		return r->kind = FWD_ROUTE_DIRECT;
+	}
 	return FWD_ROUTE_NONE;
 }

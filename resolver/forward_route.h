@@ -3,7 +3,9 @@
  * the cluster's CIDRs (CoreDNS's `fallthrough in-addr.arpa ip6.arpa`); the
  * target of an ExternalName CNAME (chased, so that CNAME and address come in
  * one answer); and, with --autopath, `<name>.<ns>.svc.<zone>` that can only be
- * the first step of a client's search list (answered as a CNAME to `<name>.`).
+ * the first step of a client's search list (answered as a CNAME to `<name>.`);
+ * with --fallthrough, NXDOMAIN for a name under the zones it names (CoreDNS's
+ * fallthrough: the upstreams may know names the cluster does not).
  *
  * Owns: those decisions, made from the query, dns_answer()'s response and
  * snapshot lookups. Must never: allocate, lock, log, or change the response. */
@@ -19,7 +21,16 @@
 #include "wire/dname.h"
 #include "zones/snapshot.h"
 
-#define FWD_ROUTE_MAX_CIDRS 4
+#define FWD_ROUTE_MAX_CIDRS	  4
+#define FWD_ROUTE_MAX_FALLTHROUGH 16
+
+/* --fallthrough: which NXDOMAIN answers of the zones served go upstream. */
+struct fwd_fallthrough {
+	bool on;
+	size_t n;					     /* 0: under every zone served */
+	uint8_t zones[FWD_ROUTE_MAX_FALLTHROUGH][DNAME_MAX]; /* lowercased wire */
+	uint16_t len[FWD_ROUTE_MAX_FALLTHROUGH];
+};
 
 struct fwd_route_config {
 	uint8_t zone[DNAME_MAX]; /* the cluster domain, lowercased wire */
@@ -29,6 +40,7 @@ struct fwd_route_config {
 	 * (snapshot.rev_cidrs, which follow the cluster's ServiceCIDRs) */
 	struct net_cidr cluster_cidrs[FWD_ROUTE_MAX_CIDRS];
 	size_t n_cluster_cidrs;
+	struct fwd_fallthrough fallthrough;
 };
 
 /* Bytes of svcdns's own records put before a spliced answer: one CNAME. */

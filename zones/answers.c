@@ -166,6 +166,8 @@ static int render_node_answers(struct render *r, struct bnode *bn, struct bnode 
 
 	for (struct rrset *s = bn->sets; s; s = s->next) {
 		render_begin(r, qname);
+		if (s->type == DNS_T_A || s->type == DNS_T_AAAA || s->type == DNS_T_SRV)
+			render_rotating(r);
 		render_set(r, NULL, WIRE_HDR_LEN, s);
 		render_next_section(r);
 		render_next_section(r);

@@ -41,6 +41,11 @@ void zb_free(struct zb *b)
 	free(b);
 }
 
+void zb_set_rotate(struct zb *b, bool rotate)
+{
+	b->rotate = rotate;
+}
+
 int zb_reserve(struct zb *b, size_t n_names)
 {
 	uint32_t cap = htab_cap_for(n_names * 15 / 14); /* a load of 2/3 at most */

@@ -78,6 +78,7 @@ struct zb {
 	struct bnode *ncache[1024];
 	const struct zb_zone *last_zone;
 	struct render *r; /* one rendering context, reused for every answer */
+	bool rotate;	  /* snapshot_config.rotate */
 };
 
 static inline struct bnode *bfind(const struct htab *h, const uint8_t *name, size_t len,

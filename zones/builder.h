@@ -37,6 +37,8 @@ void zb_free(struct zb *b);
 /* Sizes the build's table for about n_names names (a full build of a big
  * cluster grows it a dozen times otherwise). */
 int zb_reserve(struct zb *b, size_t n_names);
+/* Renders answers that may rotate (snapshot_config.rotate); before zb_finish. */
+void zb_set_rotate(struct zb *b, bool rotate);
 /* Frees the tables zb_finish made (their nodes live in the output arena). */
 void zb_tables_free(void *tables);
 /* Bytes the tables' hash slots take (the shared base counted in full). */

@@ -17,7 +17,9 @@ struct render *render_ctx_get(struct zb *b)
 		if (!b->r)
 			return NULL;
 		b->r->b = b;
-		b->r->cand = malloc(sizeof(struct zone_answer) + MSG_LIMIT);
+		/* data, and the rotation table: 2 bytes per record of at
+		 * least 16 */
+		b->r->cand = malloc(sizeof(struct zone_answer) + MSG_LIMIT + MSG_LIMIT / 4);
 		if (!b->r->cand) {
 			free(b->r);
 			b->r = NULL;
@@ -57,6 +59,13 @@ void render_begin(struct render *r, const uint8_t *qname)
 	r->qname = qname;
 	r->trim_logged = false;
 	r->glue_cut = false;
+	r->rot = false;
+	r->w.no_ptr_lo = r->w.no_ptr_hi = 0;
+}
+
+void render_rotating(struct render *r)
+{
+	r->rot = r->b->rotate && r->section == 0 && r->w.len == 0;
 }
 
 /* Trimmed answers already reported, so that a full build (which renders every
@@ -150,6 +159,10 @@ void render_set(struct render *r, const uint8_t *owner, int owner_ptr, const str
 void render_next_section(struct render *r)
 {
 	r->section++;
+	if (r->section == 1 && r->rot) {
+		r->w.no_ptr_lo = r->w.base;
+		r->w.no_ptr_hi = r->w.base + r->w.len;
+	}
 	if (r->section == 2)
 		r->an_ns_len = r->w.len;
 }
@@ -229,9 +242,9 @@ void render_additional_for(struct render *r, const struct rrset *s)
 static bool answer_eq(const struct zone_answer *x, const struct zone_answer *y)
 {
 	return x->an == y->an && x->ns == y->ns && x->ar == y->ar && x->len == y->len &&
-	       x->len_an_ns == y->len_an_ns && x->rcode == y->rcode && x->aa == y->aa &&
-	       x->patch_owner == y->patch_owner && x->apex_len == y->apex_len &&
-	       memcmp(x->data, y->data, x->len) == 0;
+	       x->len_an_ns == y->len_an_ns && x->rot == y->rot && x->rcode == y->rcode &&
+	       x->aa == y->aa && x->patch_owner == y->patch_owner && x->apex_len == y->apex_len &&
+	       memcmp(x->data, y->data, zone_answer_size(x) - sizeof(*x)) == 0;
 }
 
 /* The stored answer with the same bytes as `a` (the candidate being
@@ -251,14 +264,33 @@ static const struct zone_answer *answer_intern(struct zb *b, const struct zone_a
 		return sl->a;
 	/* An answer is read field by field and copied as bytes: it needs the
 	 * alignment of its 16-bit counts only. */
-	struct zone_answer *c =
-	    arena_alloc_aligned(b->out, sizeof(*c) + a->len, _Alignof(struct zone_answer));
+	size_t size = zone_answer_size(a);
+	struct zone_answer *c = arena_alloc_aligned(b->out, size, _Alignof(struct zone_answer));
 	if (!c)
 		return NULL;
-	memcpy(c, a, sizeof(*c) + a->len);
+	memcpy(c, a, size);
 	sl->hash = h;
 	sl->a = c;
 	return c;
+}
+
+/* The offsets of the answer section's records, behind the data (see
+ * zone_answer_rot_off). Returns false when a record is not one that rotates:
+ * its owner must be the question, as render_rotating's callers write it. */
+static bool rot_table(struct zone_answer *c)
+{
+	uint8_t *tbl = c->data + ((c->len + 1u) & ~1u);
+	size_t p = 0;
+	if (c->len & 1u)
+		c->data[c->len] = 0; /* the padding is compared like the rest */
+	for (unsigned k = 0; k < c->an; k++) {
+		if (p + 12 > c->len_an_ns || wire_rd16(c->data + p) != (0xC000 | WIRE_HDR_LEN))
+			return false;
+		uint16_t off = (uint16_t)p;
+		memcpy(tbl + 2u * k, &off, sizeof(off));
+		p += 12u + wire_rd16(c->data + p + 10);
+	}
+	return p == c->len_an_ns;
 }
 
 const struct zone_answer *render_end_patched(struct render *r, uint8_t rcode, bool aa,
@@ -276,6 +308,9 @@ const struct zone_answer *render_end_patched(struct render *r, uint8_t rcode, bo
 	c->aa = aa;
 	c->patch_owner = apex_len != 0;
 	c->apex_len = apex_len;
+	c->rot = 0;
+	if (r->rot && c->an >= 2 && c->ns == 0 && !apex_len && rot_table(c))
+		c->rot = c->an;
 	return answer_intern(r->b, c);
 }
 

@@ -34,6 +34,7 @@ struct render {
 	const uint8_t *qname; /* the answer's owner, for log lines (NULL: synthesized) */
 	bool trim_logged;     /* this answer's trimming was reported */
 	bool glue_cut;	      /* some glue of this answer did not fit */
+	bool rot;	      /* this answer's answer section may rotate (render_rotating) */
 	/* one node's answers while it is laid out */
 	uint16_t *list_types;
 	const struct zone_answer **list_ans;
@@ -51,6 +52,11 @@ void render_begin(struct render *r, const uint8_t *qname);
  * what does not fit is left out and reported. */
 void render_set(struct render *r, const uint8_t *owner, int owner_ptr, const struct rrset *s);
 void render_next_section(struct render *r);
+/* Called before the answer section's one RRset (owned by the question) is
+ * written: when the build rotates, the answer is rendered so that its
+ * records may be served in any rotation (no name points into them) and
+ * render_end records where each starts. */
+void render_rotating(struct render *r);
 /* The addresses of the names an SRV, MX or NS RRset points at, when this
  * build or an older one serves them (the additional section). */
 void render_additional_for(struct render *r, const struct rrset *s);

@@ -280,6 +280,7 @@ static int build_incremental(const struct snapshot_config *cfg, const struct mod
 	}
 	if (!(b = zb_new_incremental(p->arenas[0], pp->tables)))
 		goto out;
+	zb_set_rotate(b, cfg->rotate);
 	struct cluster_zones cz;
 	if ((ret = cluster_zones(b, cfg, s->serial, &cz)) < 0)
 		goto out;
@@ -316,6 +317,7 @@ static int build_full(const struct snapshot_config *cfg, const struct model_view
 	p->n_arenas = 1;
 	if (!(b = zb_new(p->arenas[0])))
 		goto out;
+	zb_set_rotate(b, cfg->rotate);
 	if ((ret = cluster_records(b, cfg, view, s->serial)) < 0) {
 		log_error("snapshot: building the cluster zone failed (%s)", strerror(-ret));
 		goto out;

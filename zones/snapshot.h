@@ -25,6 +25,10 @@ struct zone_answer {
 	uint16_t an, ns, ar; /* record counts */
 	uint16_t len;	     /* bytes of all three sections */
 	uint16_t len_an_ns;  /* bytes of answer + authority (additional dropped first) */
+	/* 0: served as rendered. Else the answer section is one RRset of `rot`
+	 * (= an >= 2) records and no authority, which a response may start at
+	 * any of its records (zone_answer_rot_off): nothing points into it. */
+	uint16_t rot;
 	uint8_t rcode;
 	uint8_t aa;	     /* authoritative answer */
 	uint8_t patch_owner; /* the first authority RR's owner is a pointer to the apex,
@@ -32,6 +36,21 @@ struct zone_answer {
 	uint8_t apex_len;    /* wire length of that apex */
 	uint8_t data[];
 };
+
+/* Where record k (< a->rot) of a rotating answer section starts in data:
+ * a table of native uint16_t behind the data, at an even offset. */
+static inline size_t zone_answer_rot_off(const struct zone_answer *a, unsigned k)
+{
+	uint16_t off;
+	__builtin_memcpy(&off, a->data + ((a->len + 1u) & ~1u) + 2u * k, sizeof(off));
+	return off;
+}
+
+/* Bytes of an answer with its rotation table. */
+static inline size_t zone_answer_size(const struct zone_answer *a)
+{
+	return sizeof(*a) + (a->rot ? ((a->len + 1u) & ~1u) + 2u * a->rot : a->len);
+}
 
 struct zone;
 struct zone_node;
@@ -76,6 +95,10 @@ struct snapshot_config {
 	 * --pod-cidr), or NULL: with them the snapshot says which reverse names
 	 * are the cluster's (rev_cidrs below). */
 	const struct net_cidr *service_cidr, *pod_cidr;
+	/* A, AAAA and SRV answers of more than one record start at another of
+	 * their records from one query to the next (the order of CoreDNS's
+	 * loadbalance plugin, as a rotation); false keeps the rendered order. */
+	bool rotate;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
 	const struct static_zone *const *static_zones;
 	size_t n_static_zones;

@@ -44,7 +44,9 @@ static bool dict_find(struct writer *w, const uint8_t *name, size_t len, uint32_
 			return false;
 		if (e->hash == h && e->len == len && memcmp(e->name, name, len) == 0) {
 			*off = e->off;
-			return true;
+			/* The only entry of this name: a shorter suffix may
+			 * still be found outside the range. */
+			return e->off < w->no_ptr_lo || e->off >= w->no_ptr_hi;
 		}
 	}
 	return false;

@@ -40,6 +40,9 @@ struct writer {
 	/* The question's suffixes, entered into the dictionary on its first
 	 * use: most answers (addresses, TXT) never compress a name. */
 	const uint8_t *qname_pending;
+	/* Names are never compressed against message offsets in
+	 * [no_ptr_lo, no_ptr_hi): a section that moves at query time. */
+	size_t no_ptr_lo, no_ptr_hi;
 };
 
 static inline void writer_put(struct writer *w, const void *p, size_t n)

@@ -106,6 +106,27 @@ def matches(want, got):
     return all(a == "*" or a == b for a, b in zip(w, g))
 
 
+def rrsets_sorted(lines):
+    """The lines with each run of records of one owner and type sorted: svcdns
+    rotates A, AAAA and SRV answers of several records (--no-rotate), so a
+    transcript shows one order of many."""
+    out, run, key = [], [], None
+    for line in lines + [None]:
+        tok = normalise(line).split(" ") if line is not None else []
+        k = (tok[0], tok[3]) if len(tok) >= 5 and tok[2] == "IN" else None
+        if run and (k is None or k != key):
+            out += sorted(run, key=normalise)
+            run = []
+        if line is None:
+            break
+        if k is None:
+            out.append(line)
+        else:
+            run.append(line)
+        key = k
+    return out
+
+
 def with_ports(text, ports):
     for old, new in ports.items():
         text = re.sub(r"(-p |127\.0\.0\.1:)%d\b" % old, r"\g<1>%d" % new, text)
@@ -116,7 +137,8 @@ def check_client(t, page, cmd, want, ports):
     real = with_ports(cmd, ports)
     got = subprocess.run(["bash", "-c", real], capture_output=True, text=True,
                          timeout=20).stdout.splitlines()
-    got = [line for line in got if line.strip()]
+    got = rrsets_sorted([line for line in got if line.strip()])
+    want = rrsets_sorted(list(want))
     ok = len(got) == len(want) and all(matches(a, b) for a, b in zip(want, got))
     t.check(ok, "%s: %s" % (page, cmd), "\n  want: %r\n  got:  %r" % (want, got))
 

@@ -189,6 +189,83 @@ static void test_autopath_prefix(void **state)
 	assert_true(r.autopath);
 }
 
+/* --fallthrough: NXDOMAIN under the zones given (none: every zone served)
+ * goes upstream as it was asked; NODATA, answers and SERVFAIL before the sync
+ * stay; autopath keeps the names it answers. */
+static void test_fallthrough(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *qname;
+		uint16_t qtype;
+		const char *zones; /* NULL: off; "": every zone; else comma-separated */
+		bool autopath;
+		enum fwd_route_kind want;
+	} cases[] = {
+	    {"other.far.svc.cluster.local", DNS_T_A, NULL, false, FWD_ROUTE_NONE},
+	    {"other.far.svc.cluster.local", DNS_T_A, "", false, FWD_ROUTE_DIRECT},
+	    {"Other.Far.svc.cluster.local", DNS_T_SRV, "far.svc.cluster.local", false,
+	     FWD_ROUTE_DIRECT},
+	    {"other.near.svc.cluster.local", DNS_T_A, "far.svc.cluster.local", false,
+	     FWD_ROUTE_NONE},
+	    /* a zone given must end on a label: far.svc is not r.svc */
+	    {"other.far.svc.cluster.local", DNS_T_A, "r.svc.cluster.local", false, FWD_ROUTE_NONE},
+	    /* NODATA and answers stay ours */
+	    {"web.shop.svc.cluster.local", DNS_T_TXT, "", false, FWD_ROUTE_NONE},
+	    {"web.shop.svc.cluster.local", DNS_T_A, "", false, FWD_ROUTE_NONE},
+	    /* reverse names inside the cluster's CIDRs, the short form */
+	    {"99.99.96.10.in-addr.arpa", DNS_T_PTR, "", false, FWD_ROUTE_DIRECT},
+	    {"99.99.96.10.in-addr.arpa", DNS_T_PTR, "cluster.local", false, FWD_ROUTE_NONE},
+	    {"nothere.shop.svc", DNS_T_A, "", false, FWD_ROUTE_DIRECT},
+	    /* autopath answers its names first; the rest falls through */
+	    {"google.com.default.svc.cluster.local", DNS_T_A, "", true, FWD_ROUTE_SPLICE},
+	    {"google.com.nons.svc.cluster.local", DNS_T_A, "", true, FWD_ROUTE_DIRECT},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fwd_route_config cfg;
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.zone_len =
+		    (uint16_t)dname_from_text("cluster.local", cfg.zone, sizeof(cfg.zone));
+		assert_int_equal(net_cidr_parse("10.96.0.0/12", &cfg.cluster_cidrs[0]), 0);
+		cfg.n_cluster_cidrs = 1;
+		cfg.autopath = cases[i].autopath;
+		cfg.fallthrough.on = cases[i].zones != NULL;
+		for (const char *z = cases[i].zones; z && *z;) {
+			char one[64];
+			size_t l = strcspn(z, ",");
+			snprintf(one, sizeof(one), "%.*s", (int)l, z);
+			int wl = dname_from_text(one, cfg.fallthrough.zones[cfg.fallthrough.n],
+						 DNAME_MAX);
+			assert_true(wl > 0);
+			cfg.fallthrough.len[cfg.fallthrough.n++] = (uint16_t)wl;
+			z += l + (z[l] == ',');
+		}
+		uint8_t req[512], resp[4096];
+		struct dns_query_info info;
+		struct fwd_route r;
+		size_t len = make_query(cases[i].qname, cases[i].qtype, DNS_C_IN, req);
+		size_t rlen = dns_answer(snap, req, len, resp, sizeof(resp), DNS_UDP, &info);
+		assert_true(rlen > 0);
+		enum fwd_route_kind k = fwd_route(&cfg, snap, req, resp, rlen, &info, &r);
+		if (k != cases[i].want)
+			fail_msg("%s type %u, fallthrough %s: route %d, want %d", cases[i].qname,
+				 cases[i].qtype, cases[i].zones ? cases[i].zones : "off", k,
+				 cases[i].want);
+	}
+	/* before the first sync: SERVFAIL, never an NXDOMAIN to pass on */
+	snap->synced = false;
+	struct fwd_route_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.fallthrough.on = true;
+	uint8_t req[512], resp[4096];
+	struct dns_query_info info;
+	struct fwd_route r;
+	size_t len = make_query("other.far.svc.cluster.local", DNS_T_A, DNS_C_IN, req);
+	size_t rlen = dns_answer(snap, req, len, resp, sizeof(resp), DNS_UDP, &info);
+	snap->synced = true;
+	assert_int_equal(fwd_route(&cfg, snap, req, resp, rlen, &info, &r), FWD_ROUTE_NONE);
+}
+
 static void test_cidr(void **state)
 {
 	(void)state;
@@ -211,6 +288,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_routes),
 	    cmocka_unit_test(test_autopath_prefix),
+	    cmocka_unit_test(test_fallthrough),
 	    cmocka_unit_test(test_cidr),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

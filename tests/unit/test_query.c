@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <ldns/ldns.h>
 
+#include "dns/lifecycle_freshness.h"
 #include "dns/query.h"
 #include "wire/dname.h"
 #include "wire/wire.h"
@@ -751,7 +752,22 @@ static void test_not_synced(void **state)
 	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_NOERROR);
 	len = make_query(&(struct q){.name = "example.com", .type = DNS_T_A}, m);
 	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_REFUSED);
+	/* --startup-timeout: held cluster names get no answer at all; the rest
+	 * is answered as above */
+	freshness_set_startup_hold(true);
+	len = make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = DNS_T_A}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), -1);
+	len = make_query(&(struct q){.name = "1.2.3.4.in-addr.arpa", .type = DNS_T_PTR}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), -1);
+	len = make_query(&(struct q){.name = "version.bind", .type = DNS_T_TXT, .qclass = DNS_C_CH},
+			 m);
+	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_NOERROR);
+	len = make_query(&(struct q){.name = "example.com", .type = DNS_T_A}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_REFUSED);
 	snap->synced = true;
+	len = make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = DNS_T_A}, m);
+	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_NOERROR);
+	freshness_set_startup_hold(false);
 	len = make_query(&(struct q){.name = "web.shop.svc.cluster.local", .type = DNS_T_A}, m);
 	assert_int_equal(answer_rcode(m, len, &rl), DNS_RCODE_NOERROR);
 }
