@@ -21,6 +21,7 @@ static int known_kind(const char *kind, enum model_kind *k, const char **api)
 	    {"EndpointSlice", "discovery.k8s.io/v1", KIND_SLICE},
 	    {"Pod", "v1", KIND_POD},
 	    {"Namespace", "v1", KIND_NAMESPACE},
+	    {"ServiceImport", "multicluster.x-k8s.io/v1alpha1", KIND_IMPORT},
 	};
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		if (strcmp(kind, kinds[i].kind) == 0) {
@@ -91,6 +92,7 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 			      c->ns);
 	switch (c->kind) {
 	case KIND_SERVICE:
+	case KIND_IMPORT:
 		if (!mf_is_dns1035_label(c->name))
 			return mf_bad(
 			    c, "metadata.name: a Service name is a DNS-1035 label (at most "
@@ -122,6 +124,8 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 		return mf_decode_slice(c, obj, &out->u.slice);
 	case KIND_POD:
 		return mf_decode_pod(c, obj, &out->u.pod);
+	case KIND_IMPORT:
+		return mf_decode_import(c, obj, &out->u.svc);
 	default: {
 		struct model_namespace *n = calloc(1, sizeof(*n));
 		if (!n || !(n->name = strdup(c->name))) {

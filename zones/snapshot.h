@@ -68,6 +68,14 @@ struct snapshot_config {
 	 * that a client's search list goes on; its PTR stays), as CoreDNS's
 	 * ignore empty_service. Headless Services have none then anyway. */
 	bool ignore_empty_service;
+	/* The Multi-Cluster Services zone clusterset.local (KEP-1645):
+	 * SNAPSHOT_CLUSTERSET_AUTO serves it once the view says multicluster (a
+	 * ServiceImport was seen, or the API server has the resource). */
+	enum snapshot_clusterset {
+		SNAPSHOT_CLUSTERSET_AUTO = 0,
+		SNAPSHOT_CLUSTERSET_ON,
+		SNAPSHOT_CLUSTERSET_OFF,
+	} clusterset;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
 	const struct static_zone *const *static_zones;
 	size_t n_static_zones;
