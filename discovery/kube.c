@@ -28,6 +28,9 @@ const struct kube_res_desc kube_res[KUBE_RESOURCES] = {
 			     "EndpointSlice", "discovery.k8s.io/v1", true, "api endpointslices"},
     [KUBE_NAMESPACES] = {"namespaces", "/api/v1/namespaces", "Namespace", "v1", false,
 			 "api namespaces"},
+    [KUBE_SERVICEIMPORTS] = {"serviceimports",
+			     "/apis/multicluster.x-k8s.io/v1alpha1/serviceimports", "ServiceImport",
+			     "multicluster.x-k8s.io/v1alpha1", true, "api serviceimports", true},
 };
 
 /* ---- small helpers -------------------------------------------------------- */

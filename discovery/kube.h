@@ -1,5 +1,5 @@
 /* The Kubernetes API source: lists, then watches, Services, EndpointSlices
- * (discovery.k8s.io/v1) and Namespaces the way client-go's reflector does, and
+ * (discovery.k8s.io/v1), Namespaces and ServiceImports the way client-go's reflector does, and
  * keeps the model store equal to what the API server holds.
  *
  * Owns: one reflector per resource (paginated list, watch from the list's
@@ -20,7 +20,16 @@
 #include "discovery/kubeconfig.h"
 #include "discovery/model.h"
 
-enum kube_resource { KUBE_SERVICES = 0, KUBE_ENDPOINTSLICES, KUBE_NAMESPACES, KUBE_RESOURCES };
+/* KUBE_SERVICEIMPORTS (multicluster.x-k8s.io/v1alpha1) is optional: a server
+ * without the CRD answers 404, which is logged once and counts as synced and
+ * in contact; it is looked for again now and then, silently. */
+enum kube_resource {
+	KUBE_SERVICES = 0,
+	KUBE_ENDPOINTSLICES,
+	KUBE_NAMESPACES,
+	KUBE_SERVICEIMPORTS,
+	KUBE_RESOURCES
+};
 
 enum kube_event_type {
 	KUBE_EV_ADDED = 0,
@@ -64,7 +73,7 @@ void kube_source_stop(struct kube_source *ks);
 
 /* ---- state and metrics (plain getters, loop thread) ------------------------ */
 
-/* All three resources have completed their first full list. */
+/* Every resource has completed its first full list (or is absent). */
 bool kube_source_synced(const struct kube_source *ks);
 /* Seconds since the resource heard from least recently was last proven in
  * contact (kube_contact.h: a healthy quiet watch stays in contact), or -1

@@ -17,6 +17,12 @@ void kube_contact_set_open(struct kube_contact *c, unsigned i, bool open)
 		c->open[i] = open;
 }
 
+void kube_contact_set_absent(struct kube_contact *c, unsigned i, bool absent)
+{
+	if (i < KUBE_CONTACT_STREAMS)
+		c->absent[i] = absent;
+}
+
 void kube_contact_heard(struct kube_contact *c, unsigned i, uint64_t now_ms)
 {
 	if (i < KUBE_CONTACT_STREAMS && now_ms > c->ok_ms[i])
@@ -36,7 +42,8 @@ bool kube_contact_probe_due(const struct kube_contact *c, uint64_t now_ms)
 	if (c->probing)
 		return false;
 	for (unsigned i = 0; i < KUBE_CONTACT_STREAMS; i++)
-		if (c->open[i] && (c->ok_ms[i] == 0 || now_ms - c->ok_ms[i] >= c->probe_ms))
+		if (c->open[i] && !c->absent[i] &&
+		    (c->ok_ms[i] == 0 || now_ms - c->ok_ms[i] >= c->probe_ms))
 			return true;
 	return false;
 }
@@ -46,6 +53,8 @@ int64_t kube_contact_age_ms(const struct kube_contact *c, uint64_t now_ms)
 	uint64_t oldest = UINT64_MAX;
 
 	for (unsigned i = 0; i < KUBE_CONTACT_STREAMS; i++) {
+		if (c->absent[i])
+			continue;
 		if (c->ok_ms[i] == 0)
 			return -1;
 		if (c->ok_ms[i] < oldest)

@@ -18,11 +18,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define KUBE_CONTACT_STREAMS 3
+#define KUBE_CONTACT_STREAMS 4
 
 struct kube_contact {
 	uint64_t ok_ms[KUBE_CONTACT_STREAMS]; /* last proof of each stream; 0: never */
 	bool open[KUBE_CONTACT_STREAMS];      /* a request is out (not waiting to retry) */
+	bool absent[KUBE_CONTACT_STREAMS];    /* the server has no such resource: not counted */
 	unsigned probe_ms;		      /* prove contact at least this often */
 	bool probing;			      /* a probe is out */
 };
@@ -30,6 +31,8 @@ struct kube_contact {
 void kube_contact_init(struct kube_contact *c, unsigned probe_ms);
 /* Stream i has a request out (true) or waits to retry after a failure. */
 void kube_contact_set_open(struct kube_contact *c, unsigned i, bool open);
+/* Stream i is an optional resource the server does not have (or has again). */
+void kube_contact_set_absent(struct kube_contact *c, unsigned i, bool absent);
 /* Bytes of a 2xx response of stream i arrived (its headers, a page, an event). */
 void kube_contact_heard(struct kube_contact *c, unsigned i, uint64_t now_ms);
 /* A probe answered 2xx at now_ms: every open stream is in contact. */

@@ -238,6 +238,25 @@ static void apply_page(struct reflector *r, struct page_work *pw)
 
 /* Every page is stored: what the list did not name goes, and the store now
  * holds exactly what was listed. */
+/* Marks r synced; true when that made the source's first full sync (which
+ * notifies). */
+static bool first_sync(struct reflector *r)
+{
+	struct kube_source *ks = r->ks;
+	bool first = !r->synced;
+	r->synced = true;
+	if (!first || ks->synced)
+		return false;
+	for (int k = 0; k < KUBE_RESOURCES; k++)
+		if (!ks->r[k].synced)
+			return false;
+	ks->synced = true;
+	log_info("api: first full sync of services, endpointslices, namespaces and "
+		 "serviceimports done");
+	kube_notify(ks);
+	return true;
+}
+
 static void apply_end(struct reflector *r)
 {
 	struct kube_source *ks = r->ks;
@@ -266,21 +285,50 @@ static void apply_end(struct reflector *r)
 		 r->page_count == 1 ? "" : "s", r->n_added, r->n_updated, removed, r->n_unchanged,
 		 (double)r->store_ns / 1e6, r->apply_early ? " as the pages came" : "");
 	r->need_list = false;
-	bool first = !r->synced;
-	r->synced = true;
-	if (first && !ks->synced) {
-		bool all = true;
-		for (int k = 0; k < KUBE_RESOURCES; k++)
-			all = all && ks->r[k].synced;
-		if (all) {
-			ks->synced = true;
-			log_info("api: first full sync of services, endpointslices and namespaces "
-				 "done");
-			kube_notify(ks);
-			return;
-		}
+	if (r->d->optional) {
+		/* The resource exists: clusterset.local is served from now on. */
+		if (r->absent)
+			log_info("api %s: the resource exists now", r->d->name);
+		r->absent = false;
+		kube_contact_set_absent(&ks->contact, r->res, false);
+		model_store_set_multicluster(ks->store);
 	}
+	if (first_sync(r))
+		return;
 	if (r->n_added || r->n_updated || removed)
+		kube_notify(ks);
+}
+
+/* An optional resource the server does not have: what was stored of it goes
+ * (the CRD was deleted), and it is looked for again after the longest
+ * backoff, without a log line each time. */
+static void list_absent(struct reflector *r)
+{
+	struct kube_source *ks = r->ks;
+	size_t removed = 0;
+
+	if (!r->absent)
+		log_info("api %s: the API server has no %s (HTTP 404 for %s); skipped", r->d->name,
+			 r->d->api_version, r->d->path);
+	for (size_t i = 0; i < r->index.cap; i++) {
+		struct store_map_slot *s = &r->index.slots[i];
+		if (!s->key)
+			continue;
+		model_store_remove(ks->store, s->key);
+		free((char *)s->val);
+		s->val = 0;
+		removed++;
+	}
+	store_map_clear(&r->index);
+	free(r->rv);
+	r->rv = NULL;
+	r->absent = true;
+	r->need_list = true;
+	r->failures = 0;
+	kube_contact_set_open(&ks->contact, r->res, false);
+	kube_contact_set_absent(&ks->contact, r->res, true);
+	uv_timer_start(&r->retry, kube_on_retry, ks->o.backoff_max_ms, 0);
+	if (!first_sync(r) && removed)
 		kube_notify(ks);
 }
 
@@ -399,6 +447,12 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 	json_error_t jerr = {0};
 
 	r->req = NULL;
+	if (res->curl_code == 0 && res->status == 404 && r->d->optional && !r->cont) {
+		kube_body_reset(r);
+		kube_list_discard(r);
+		list_absent(r);
+		return;
+	}
 	if (res->curl_code != 0 || res->status != 200) {
 		kube_body_reset(r);
 		if (res->status == 410 && r->cont) {

@@ -32,6 +32,7 @@ struct kube_res_desc {
 	const char *api_version;
 	bool labelled;	   /* --labels applies */
 	const char *where; /* for manifest_decode_object's log lines */
+	bool optional;	   /* a CRD: the server may not have it (kube.h) */
 };
 
 extern const struct kube_res_desc kube_res[KUBE_RESOURCES];
@@ -52,6 +53,7 @@ struct reflector {
 	const char *watch_failed; /* this watch must not be resumed at once: why */
 	bool unreachable;	  /* waits to retry after no HTTP response came at all */
 	bool synced;		  /* the first list was applied */
+	bool absent;		  /* an optional resource the server answered 404 for */
 	unsigned failures;	  /* in a row, for the backoff */
 	unsigned page_count;
 	char *body; /* the list page being received */

@@ -4,7 +4,8 @@ It speaks the parts of the real protocol a list-and-watch client uses, closely
 enough to fail a wrong client:
 
   * GET /api/v1/services, /apis/discovery.k8s.io/v1/endpointslices,
-    /api/v1/namespaces (and the namespaced forms /api/v1/namespaces/NS/services):
+    /api/v1/namespaces, and /apis/multicluster.x-k8s.io/v1alpha1/serviceimports
+    once its CRD is installed (404 before, as a real server without it) (and the namespaced forms /api/v1/namespaces/NS/services):
     lists with `limit` + `continue` (every page served at the first page's
     resourceVersion, an expired continue token is 410), `labelSelector`
     (equality-based: k=v, k==v, k!=v, k, !k), items without kind/apiVersion
@@ -60,12 +61,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ResourceDesc:
-    def __init__(self, name, group_path, kind, api_version):
+    def __init__(self, name, group_path, kind, api_version, crd=False):
         self.name = name
         self.group_path = group_path  # "/api/v1" or "/apis/discovery.k8s.io/v1"
         self.kind = kind
         self.api_version = api_version
         self.namespaced = kind != "Namespace"
+        # A custom resource: served only once its CRD is installed
+        # (FakeAPI(crds=...) or install_crd()); until then its paths are 404,
+        # as on a real server without the CRD.
+        self.crd = crd
 
 
 RESOURCES = {
@@ -75,6 +80,8 @@ RESOURCES = {
     "namespaces": ResourceDesc("namespaces", "/api/v1", "Namespace", "v1"),
     # known so that a Pod written into the fake is simply stored, never listed
     "pods": ResourceDesc("pods", "/api/v1", "Pod", "v1"),
+    "serviceimports": ResourceDesc("serviceimports", "/apis/multicluster.x-k8s.io/v1alpha1",
+                                   "ServiceImport", "multicluster.x-k8s.io/v1alpha1", crd=True),
 }
 BY_KIND = {d.kind: d for d in RESOURCES.values()}
 
@@ -135,7 +142,7 @@ class Fault:
 class FakeAPI:
     def __init__(self, host="127.0.0.1", port=0, tls=None, tokens=None, client_cns=None,
                  bookmark_interval=1.0, gone_as_status=False, verbose=False,
-                 always_bookmark=False):
+                 always_bookmark=False, crds=()):
         """tls: (certfile, keyfile, client_ca_or_None). tokens: accepted bearer
         tokens (None: no authentication). client_cns: accepted client
         certificate common names."""
@@ -149,6 +156,7 @@ class FakeAPI:
         self.gone_as_status = gone_as_status
         self.verbose = verbose
         self.forbidden = set()
+        self.crds = set(crds)  # custom resources whose CRD is installed
         self.cond = threading.Condition()
         self.rv = 1000
         self.compacted = 0
@@ -368,6 +376,12 @@ class FakeAPI:
             return copy.deepcopy(o)
 
     # ---- control ----------------------------------------------------------
+    def install_crd(self, resource):
+        """The CRD of a custom resource ("serviceimports") is installed: its
+        paths answer from now on."""
+        with self.cond:
+            self.crds.add(resource)
+
     def fault(self, resource, verb, action, count=1, **kw):
         """Queues a fault for the next matching request(s). Actions:
         status (code=, retry_after=), hang, midline (after=N events),
@@ -472,7 +486,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [p for p in path.split("/") if p]
         for d in RESOURCES.values():
             base = [p for p in d.group_path.split("/") if p]
-            if parts[:len(base)] != base:
+            if parts[:len(base)] != base or (d.crd and d.name not in self.fake.crds):
                 continue
             rest = parts[len(base):]
             if rest == [d.name]:
