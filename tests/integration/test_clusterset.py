@@ -158,13 +158,38 @@ def changes(tally, port, apply_objs, where):
              ["10.42.0.1"])
 
 
+def views(tally, port, hp):
+    """The CHAOS port view and /debug/model show imports with their clusters."""
+    r = t.run_dnspython(port, "db.shop.svc." + Z, "TXT", "CH")
+    text = " ".join(r.answer)
+    for want in ("http 80/TCP imported Headless endpoints=5/6", "ready: cluster-a/10.1.0.5:8080",
+                 "cluster-b/10.2.0.5:8080", "cluster-a/[fd00:1::5]:8080",
+                 "not-ready: cluster-a/10.1.0.7:8080"):
+        tally.check(want in text, "CHAOS port view of an import: " + want, text)
+    r = t.run_dnspython(port, "web.shop.svc." + Z, "TXT", "CH")
+    tally.check(any("imported ClusterSetIP" in a for a in r.answer),
+                "CHAOS port view of a ClusterSetIP import", str(r.answer))
+    code, _, body = t.http_get(hp, "/debug/model")
+    model = json.loads(body) if code == 200 else {}
+    imps = {i["name"]: i for i in model.get("serviceImports", [])}
+    tally.check(sorted(imps) == ["db", "idle", "pay", "web"], "/debug/model lists the imports",
+                str(sorted(imps)))
+    clusters = sorted({e.get("cluster") for e in imps.get("db", {}).get("endpoints", [])})
+    tally.check(clusters == ["cluster-a", "cluster-b"], "/debug/model: an import's clusters",
+                str(clusters))
+    tally.check(imps.get("web", {}).get("clusterIPs") == ["10.42.0.1", "fd00:42::1"],
+                "/debug/model: the clusterset IPs", str(imps.get("web")))
+
+
 def from_manifests(tally):
     d = t.mkdtemp()
     write(d, cluster_objects())
-    srv = t.Server(d).start()
+    hp = t.free_port()
+    srv = t.Server(d, ["--http", "127.0.0.1:%d" % hp]).start()
     off = t.Server(d, ["--clusterset-zone", "off"]).start()
     try:
         t.run_table(tally, srv.port, cases(), VIAS)
+        views(tally, srv.port, hp)
         t.run_table(tally, off.port, [
             t.Case("web.shop.svc." + Z, "A", "REFUSED", aa=None, note="--clusterset-zone off")],
             ("dnspython-udp",))
