@@ -299,15 +299,22 @@ static void apply_end(struct reflector *r)
 		kube_notify(ks);
 }
 
-/* An optional resource the server does not have: what was stored of it goes
+/* An optional resource the server does not have, or will not show us: what
+ * was stored of it goes
  * (the CRD was deleted), and it is looked for again after the longest
  * backoff, without a log line each time. */
-static void list_absent(struct reflector *r)
+static void list_absent(struct reflector *r, long status)
 {
 	struct kube_source *ks = r->ks;
 	size_t removed = 0;
 
-	if (!r->absent)
+	/* Not allowed to read it is absent too: a ClusterRole from before the
+	 * resource was read must not keep the source unsynced. */
+	if (!r->absent && status == 403)
+		log_warn("api %s: forbidden (HTTP 403 for %s); skipped: grant list and watch on %s "
+			 "(%s) to serve them",
+			 r->d->name, r->d->path, r->d->name, r->d->api_version);
+	else if (!r->absent)
 		log_info("api %s: the API server has no %s (HTTP 404 for %s); skipped", r->d->name,
 			 r->d->api_version, r->d->path);
 	for (size_t i = 0; i < r->index.cap; i++) {
@@ -447,10 +454,11 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 	json_error_t jerr = {0};
 
 	r->req = NULL;
-	if (res->curl_code == 0 && res->status == 404 && r->d->optional && !r->cont) {
+	if (res->curl_code == 0 && (res->status == 404 || res->status == 403) && r->d->optional &&
+	    !r->cont) {
 		kube_body_reset(r);
 		kube_list_discard(r);
-		list_absent(r);
+		list_absent(r, res->status);
 		return;
 	}
 	if (res->curl_code != 0 || res->status != 200) {

@@ -234,6 +234,24 @@ def from_api(tally):
                 tally.server_stopped(s)
         api.stop()
 
+    # The CRD installed, but the ClusterRole does not grant it: one warning,
+    # synced all the same, the zone not served in auto mode.
+    api = fakeapi.FakeAPI(crds=("serviceimports",)).start()
+    api.forbidden.add("serviceimports")
+    srv = None
+    try:
+        api.apply(fakeapi.namespace("shop"))
+        srv = k.KubeServer(["--api-server", api.url] + k.FAST).start()
+        tally.check(srv.stderr_text().count("api serviceimports: forbidden") == 1,
+                    "api, serviceimports forbidden: one warning", srv.stderr_tail())
+        t.run_table(tally, srv.port, [t.Case("dns-version." + Z, "TXT", "REFUSED", aa=None,
+                                             note="serviceimports forbidden")],
+                    ("dnspython-udp",))
+    finally:
+        if srv:
+            tally.server_stopped(srv)
+        api.stop()
+
     api = fakeapi.FakeAPI(crds=("serviceimports",)).start()
     srv = None
     try:
