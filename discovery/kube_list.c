@@ -285,17 +285,19 @@ static void apply_end(struct reflector *r)
 		 r->page_count == 1 ? "" : "s", r->n_added, r->n_updated, removed, r->n_unchanged,
 		 (double)r->store_ns / 1e6, r->apply_early ? " as the pages came" : "");
 	r->need_list = false;
+	bool changed = r->n_added || r->n_updated || removed;
 	if (r->d->optional) {
 		/* The resource exists: clusterset.local is served from now on. */
 		if (r->absent)
 			log_info("api %s: the resource exists now", r->d->name);
 		r->absent = false;
 		kube_contact_set_absent(&ks->contact, r->res, false);
-		model_store_set_multicluster(ks->store);
+		/* the zone comes even with no import yet: a change to build */
+		changed = model_store_set_multicluster(ks->store) || changed;
 	}
 	if (first_sync(r))
 		return;
-	if (r->n_added || r->n_updated || removed)
+	if (changed)
 		kube_notify(ks);
 }
 

@@ -307,7 +307,7 @@ int model_view_update(struct model_store *st, struct model_alloc *alloc,
 
 /* The store is told that the ServiceImport resource exists (the API server
  * listed it), so that views say multicluster even before the first import. */
-void model_store_set_multicluster(struct model_store *st);
+bool model_store_set_multicluster(struct model_store *st); /* true: it was not yet */
 
 /* Exposed for unit tests: does every selector pair match the labels? An empty
  * selector matches nothing (a Service with an empty selector gets no derived

@@ -654,11 +654,13 @@ void store_changes_reset(struct model_store *st)
 	st->changes.epoch++;
 }
 
-void model_store_set_multicluster(struct model_store *st)
+bool model_store_set_multicluster(struct model_store *st)
 {
-	if (!st->multicluster)
-		st->changes.epoch++;
+	if (st->multicluster)
+		return false;
+	st->changes.epoch++;
 	st->multicluster = true;
+	return true;
 }
 
 bool store_multicluster(const struct model_store *st)

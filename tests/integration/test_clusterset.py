@@ -228,6 +228,16 @@ def from_api(tally):
                     ("dnspython-udp",))
         t.run_table(tally, on.port, [t.Case("dns-version." + Z, "TXT", answer=[
             'dns-version.clusterset.local. 5 IN TXT "1.0.0"'])], ("dnspython-udp",))
+        # the CRD installed later: found again (silently), the zone served
+        # before any import exists, then the first import
+        api.install_crd("serviceimports")
+        k.expect(tally, "api: the CRD installed later: the zone is served", srv.port,
+                 "dns-version." + Z, "NOERROR", ['"1.0.0"'], qtype="TXT")
+        api.apply(svc_import("web", "ClusterSetIP", ["10.42.0.1"]))
+        k.expect(tally, "api: then the first import", srv.port, "web.shop.svc." + Z, "NOERROR",
+                 ["10.42.0.1"])
+        tally.check(srv.stderr_text().count("has no multicluster") == 1,
+                    "api: the absence was logged once in all", srv.stderr_tail())
     finally:
         for s in (srv, on):
             if s:
