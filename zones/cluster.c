@@ -339,7 +339,7 @@ int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t seri
 	/* Declared last: a build that adds it is a full one (zones are declared
 	 * in the same order by every build of a line). */
 	cz->mcs = NULL;
-	return clusterset ? clusterset_zone(b, cz, serial, &cz->mcs) : 0;
+	return clusterset ? clusterset_zone(b, cz, serial) : 0;
 }
 
 bool cluster_is_ns_service(const struct model_service *s)

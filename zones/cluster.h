@@ -2,7 +2,9 @@
  *
  * Owns: which names and records the Kubernetes DNS specification asks for,
  * the short form `<svc>.<ns>.svc.`, reverse zones and the CHAOS identity
- * names (the CHAOS port view is zones/portview.c, rendered at query time).
+ * names (the CHAOS port view is zones/portview.c, rendered at query time);
+ * and, in clusterset.c, the Multi-Cluster Services zone clusterset.local
+ * from the view's ServiceImports.
  * Called from the control thread only (snapshot builds and zone transfers).
  * Must never: render wire data itself (the builder does) or touch the model. */
 #ifndef SVCDNS_CLUSTER_H
@@ -50,9 +52,8 @@ int cluster_service_roots(const struct cluster_zones *cz, const struct model_ser
 
 /* Whether a build of view v serves clusterset.local. */
 bool clusterset_served(const struct snapshot_config *cfg, const struct model_view *v);
-/* Declares the zone with its SOA and NS (cz->mcs). */
-int clusterset_zone(struct zb *b, const struct cluster_zones *cz, uint32_t serial,
-		    struct zb_zone **out);
+/* Declares the zone with its SOA and NS into cz->mcs (and its names). */
+int clusterset_zone(struct zb *b, struct cluster_zones *cz, uint32_t serial);
 /* The records of the apex that belong to no import (dns-version). */
 int clusterset_base(struct zb *b, const struct cluster_zones *cz);
 /* One import's records; nothing when the zone is not served. Its PTRs only

@@ -21,21 +21,19 @@ bool clusterset_served(const struct snapshot_config *cfg, const struct model_vie
 	return cfg->clusterset == SNAPSHOT_CLUSTERSET_ON || (v && v->multicluster);
 }
 
-int clusterset_zone(struct zb *b, const struct cluster_zones *cz, uint32_t serial,
-		    struct zb_zone **out)
+int clusterset_zone(struct zb *b, struct cluster_zones *cz, uint32_t serial)
 {
 	uint8_t apex[DNAME_MAX], mname[DNAME_MAX], rname[DNAME_MAX], tmp[DNAME_MAX];
-	struct cluster_zones *w = (struct cluster_zones *)cz;
 
 	/* The nameserver is the cluster zone's, whose glue that zone holds. */
 	if (dname_from_text(MCS_ZONE, apex, sizeof(apex)) < 0 ||
 	    cluster_prepend_label(tmp, "dns", cz->zone) < 0 ||
 	    cluster_prepend_label(mname, "ns", tmp) < 0 ||
 	    cluster_prepend_label(rname, "hostmaster", apex) < 0 ||
-	    cluster_prepend_label(w->mcs_svc, "svc", apex) < 0)
+	    cluster_prepend_label(cz->mcs_svc, "svc", apex) < 0)
 		return -EINVAL;
-	memcpy(w->mcs_zone, apex, dname_len(apex));
-	return cluster_zone_with_soa(b, apex, mname, rname, serial, cz->ttl, out);
+	memcpy(cz->mcs_zone, apex, dname_len(apex));
+	return cluster_zone_with_soa(b, apex, mname, rname, serial, cz->ttl, &cz->mcs);
 }
 
 int clusterset_base(struct zb *b, const struct cluster_zones *cz)
