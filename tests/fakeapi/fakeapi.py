@@ -382,6 +382,17 @@ class FakeAPI:
         with self.cond:
             self.crds.add(resource)
 
+    def remove_crd(self, resource):
+        """The CRD is deleted, as kube-apiserver does it: every object of the
+        resource is deleted (watchers see DELETED), then its watches end and
+        its paths answer 404."""
+        d = RESOURCES[resource]
+        for ns, name in list(self.objects[resource]):
+            self.delete(d.kind, ns, name)
+        with self.cond:
+            self.crds.discard(resource)
+        self.cut_watches()
+
     def fault(self, resource, verb, action, count=1, **kw):
         """Queues a fault for the next matching request(s). Actions:
         status (code=, retry_after=), hang, midline (after=N events),

@@ -281,6 +281,17 @@ def from_api(tally):
                     api.delete(o["kind"], o["metadata"].get("namespace", ""),
                                o["metadata"]["name"])
         changes(tally, srv.port, apply_objs, "api")
+        # the CRD deleted: its objects go, its watch ends and finds it absent;
+        # the zone stays served (auto mode does not go back)
+        api.remove_crd("serviceimports")
+        k.expect(tally, "api: the CRD deleted: its imports are NXDOMAIN", srv.port,
+                 "web.shop.svc." + Z, "NXDOMAIN", [])
+        tally.check(srv.wait_log("has no multicluster"), "api: the CRD deleted: logged",
+                    srv.stderr_tail())
+        k.expect(tally, "api: the CRD deleted: the zone is still served", srv.port,
+                 "dns-version." + Z, "NOERROR", ['"1.0.0"'], qtype="TXT")
+        k.expect(tally, "api: the CRD deleted: the rest is served", srv.port,
+                 "pay.shop.svc.cluster.local.", "NOERROR", ["10.96.50.2"])
     finally:
         if srv:
             tally.server_stopped(srv)
