@@ -169,6 +169,20 @@ static void src_model(struct metrics_out *o, void *arg)
 	metrics_sample(o, "svcdns_model_endpoints", (double)not_ready, "ready", "false", NULL);
 	gauge(o, "svcdns_model_namespaces", "Namespaces in the model being served.",
 	      (double)v->n_namespaces);
+	uint64_t imports[2] = {0}, import_eps = 0;
+	for (size_t i = 0; i < v->n_imports; i++) {
+		imports[v->imports[i].svc->headless]++;
+		import_eps += v->imports[i].n_eps;
+	}
+	metrics_family(o, "svcdns_model_service_imports", "gauge",
+		       "ServiceImports in the model being served (clusterset.local), by type.");
+	metrics_sample(o, "svcdns_model_service_imports", (double)imports[0], "type",
+		       "ClusterSetIP", NULL);
+	metrics_sample(o, "svcdns_model_service_imports", (double)imports[1], "type", "Headless",
+		       NULL);
+	gauge(o, "svcdns_model_service_import_endpoints",
+	      "Endpoints of every ServiceImport, of every cluster, in the model being served.",
+	      (double)import_eps);
 }
 
 /* ---- the Kubernetes API source --------------------------------------------- */

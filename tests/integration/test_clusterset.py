@@ -179,6 +179,11 @@ def views(tally, port, hp):
                 str(clusters))
     tally.check(imps.get("web", {}).get("clusterIPs") == ["10.42.0.1", "fd00:42::1"],
                 "/debug/model: the clusterset IPs", str(imps.get("web")))
+    m = t.scrape(hp)
+    got = (t.metric(m, "svcdns_model_service_imports", type="ClusterSetIP"),
+           t.metric(m, "svcdns_model_service_imports", type="Headless"),
+           t.metric(m, "svcdns_model_service_import_endpoints"))
+    tally.check(got == (2, 2, 8), "/metrics counts the imports and their endpoints", str(got))
 
 
 def from_manifests(tally):
