@@ -172,6 +172,7 @@ static int setup(struct app *app)
 	app->scfg.service_cidr = &o->service_cidr;
 	app->scfg.pod_cidr = &o->pod_cidr;
 	app->scfg.rotate = !o->no_rotate;
+	app->scfg.clusterset = (enum snapshot_clusterset)o->clusterset_zone;
 	app->scfg.hostname = app->hostname;
 	app->scfg.static_zones = (const struct static_zone *const *)app->zones;
 	app->scfg.n_static_zones = app->n_zones;

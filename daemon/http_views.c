@@ -188,6 +188,20 @@ static void src_model(struct metrics_out *o, void *arg)
 	metrics_sample(o, "svcdns_model_endpoints", (double)not_ready, "ready", "false", NULL);
 	gauge(o, "svcdns_model_namespaces", "Namespaces in the model being served.",
 	      (double)v->n_namespaces);
+	uint64_t imports[2] = {0}, import_eps = 0;
+	for (size_t i = 0; i < v->n_imports; i++) {
+		imports[v->imports[i].svc->headless]++;
+		import_eps += v->imports[i].n_eps;
+	}
+	metrics_family(o, "svcdns_model_service_imports", "gauge",
+		       "ServiceImports in the model being served (clusterset.local), by type.");
+	metrics_sample(o, "svcdns_model_service_imports", (double)imports[0], "type",
+		       "ClusterSetIP", NULL);
+	metrics_sample(o, "svcdns_model_service_imports", (double)imports[1], "type", "Headless",
+		       NULL);
+	gauge(o, "svcdns_model_service_import_endpoints",
+	      "Endpoints of every ServiceImport, of every cluster, in the model being served.",
+	      (double)import_eps);
 }
 
 /* ---- the Kubernetes API source --------------------------------------------- */
@@ -591,7 +605,9 @@ static json_t *service_json(const struct view_service *vs)
 	json_t *o = json_object(), *ips = json_array(), *ports = json_array(), *eps = json_array();
 	json_object_set_new(o, "namespace", json_string(s->ns));
 	json_object_set_new(o, "name", json_string(s->name));
-	json_object_set_new(o, "type", json_string(svc_type(s)));
+	json_object_set_new(
+	    o, "type",
+	    json_string(s->imported ? (s->headless ? "Headless" : "ClusterSetIP") : svc_type(s)));
 	json_object_set_new(o, "headless", json_boolean(s->headless));
 	for (size_t i = 0; i < s->n_cluster_ips; i++)
 		json_array_append_new(ips, jaddr(&s->cluster_ips[i]));
@@ -625,6 +641,8 @@ static json_t *service_json(const struct view_service *vs)
 		json_object_set_new(je, "hostname", jstr_or_null(ep->hostname));
 		json_object_set_new(je, "nodeName", jstr_or_null(ep->node_name));
 		json_object_set_new(je, "podName", jstr_or_null(ep->pod_name));
+		if (s->imported)
+			json_object_set_new(je, "cluster", jstr_or_null(ep->cluster));
 		/* The port this endpoint really serves each Service port on: a
 		 * named targetPort can differ from Pod to Pod. */
 		for (size_t i = 0; i < s->n_ports; i++) {
@@ -668,6 +686,11 @@ int views_debug_model(char **body, size_t *len)
 	for (size_t i = 0; i < v->n_svcs; i++)
 		json_array_append_new(svcs, service_json(&v->svcs[i]));
 	json_object_set_new(root, "services", svcs);
+	/* ServiceImports with every cluster's endpoints (clusterset.local). */
+	json_t *imps = json_array();
+	for (size_t i = 0; imps && i < v->n_imports; i++)
+		json_array_append_new(imps, service_json(&v->imports[i]));
+	json_object_set_new(root, "serviceImports", imps ? imps : json_null());
 	char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	if (!text)

@@ -29,6 +29,18 @@ static int parse_zone(struct svcdns_options *o, const char *arg, char *why, size
 	return 0;
 }
 
+static int parse_clusterset(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	static const char *const modes[] = {"auto", "on", "off"}; /* enum snapshot_clusterset */
+	for (int i = 0; i < 3; i++)
+		if (strcmp(arg, modes[i]) == 0) {
+			o->clusterset_zone = i;
+			return 0;
+		}
+	snprintf(why, cap, "expected auto, on or off");
+	return -EINVAL;
+}
+
 static int parse_zone_file(struct svcdns_options *o, const char *arg, char *why, size_t cap)
 {
 	const char *eq = strchr(arg, '=');
@@ -350,6 +362,14 @@ const struct opt_def options_table[] = {
      .off = F(no_rotate),
      .help = "keep A, AAAA and SRV records in a fixed order instead of rotating answers of "
 	     "several records from one query to the next (rotation: CoreDNS's loadbalance)"},
+    {.name = "clusterset-zone",
+     .arg = "auto|on|off",
+     .kind = OPT_CUSTOM,
+     .parse = parse_clusterset,
+     .def = "auto",
+     .help = "serve clusterset.local, the Multi-Cluster Services zone, from ServiceImports "
+	     "and multicluster EndpointSlices (as CoreDNS's multicluster plugin); auto: from "
+	     "the first ServiceImport seen or the API server answering for the resource on"},
     {.name = "ttl",
      .arg = "DURATION",
      .kind = OPT_DURATION,

@@ -52,6 +52,14 @@ const struct kube_res_desc kube_res[KUBE_RESOURCES] = {
 			   .fallback = &servicecidrs_beta,
 			   .cluster_scoped = true,
 			   .without = "the reverse zones follow --service-cidr"},
+    [KUBE_SERVICEIMPORTS] = {.name = "serviceimports",
+			     .path = "/apis/multicluster.x-k8s.io/v1alpha1/serviceimports",
+			     .kind = "ServiceImport",
+			     .api_version = "multicluster.x-k8s.io/v1alpha1",
+			     .labelled = true,
+			     .where = "api serviceimports",
+			     .optional = true,
+			     .without = "clusterset.local is served only from manifests' imports"},
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -330,6 +338,9 @@ int kube_source_start(uv_loop_t *loop, struct kube_conn *conn, const struct kube
 	if (ks->o.backoff_max_ms < ks->o.backoff_min_ms)
 		ks->o.backoff_max_ms = ks->o.backoff_min_ms;
 	kube_contact_init(&ks->contact, o->probe_ms ? o->probe_ms : DEFAULT_PROBE_MS);
+	/* the streams beyond the resources have nothing to be in contact with */
+	for (unsigned i = KUBE_RESOURCES; i < KUBE_CONTACT_STREAMS; i++)
+		kube_contact_set_ignored(&ks->contact, i, true);
 	ks->o.namespaces = ks->o.labels = NULL; /* not kept: the caller's strings */
 	if (o->namespaces && (rc = parse_namespaces(ks, o->namespaces)) < 0)
 		goto fail;

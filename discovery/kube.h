@@ -1,6 +1,7 @@
 /* The Kubernetes API source: lists, then watches, Services, EndpointSlices
  * (discovery.k8s.io/v1), Namespaces and, where the server has them,
- * ServiceCIDRs (networking.k8s.io/v1, else v1beta1) the way client-go's
+ * ServiceCIDRs (networking.k8s.io/v1, else v1beta1) and ServiceImports
+ * (multicluster.x-k8s.io/v1alpha1) the way client-go's
  * reflector does, and keeps the model store equal to what the API server holds.
  *
  * Owns: one reflector per resource (paginated list, watch from the list's
@@ -28,6 +29,9 @@ enum kube_resource {
 	/* Optional: a server without them (before Kubernetes 1.31, or RBAC
 	 * that does not grant them) is served without them. */
 	KUBE_SERVICECIDRS,
+	/* Optional: ServiceImports (multicluster.x-k8s.io/v1alpha1) where the
+	 * Multi-Cluster Services CRD is installed. */
+	KUBE_SERVICEIMPORTS,
 	KUBE_RESOURCES
 };
 

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define KUBE_CONTACT_STREAMS 4
+#define KUBE_CONTACT_STREAMS 8
 
 struct kube_contact {
 	uint64_t ok_ms[KUBE_CONTACT_STREAMS]; /* last proof of each stream; 0: never */

@@ -267,16 +267,21 @@ static void apply_end(struct reflector *r)
 		 r->page_count == 1 ? "" : "s", r->n_added, r->n_updated, removed, r->n_unchanged,
 		 (double)r->store_ns / 1e6, r->apply_early ? " as the pages came" : "");
 	r->need_list = false;
+	bool changed = r->n_added || r->n_updated || removed;
 	if (r->absent) {
 		log_info("api %s: now served at %s; following it", r->d->name, r->d->api_version);
 		r->absent = false;
 		kube_contact_set_ignored(&ks->contact, r->res, false);
 	}
+	/* ServiceImports exist: clusterset.local is served from now on, even
+	 * with no import yet (a change to build). */
+	if (r->res == KUBE_SERVICEIMPORTS)
+		changed = model_store_set_multicluster(ks->store) || changed;
 	bool first = !r->synced;
 	r->synced = true;
 	if (first && kube_sync_check(ks))
 		return;
-	if (r->n_added || r->n_updated || removed)
+	if (changed)
 		kube_notify(ks);
 }
 
@@ -288,15 +293,12 @@ bool kube_sync_check(struct kube_source *ks)
 		if (!ks->r[k].synced)
 			return false;
 	ks->synced = true;
-	log_info("api: first full sync of services, endpointslices, namespaces%s done",
-		 ks->r[KUBE_SERVICECIDRS].absent ? "" : " and servicecidrs");
+	log_info("api: first full sync of services, endpointslices, namespaces%s%s done",
+		 ks->r[KUBE_SERVICECIDRS].absent ? "" : ", servicecidrs",
+		 ks->r[KUBE_SERVICEIMPORTS].absent ? "" : ", serviceimports");
 	kube_notify(ks);
 	return true;
 }
-
-/* How long an optional resource the server did not serve is left before it
- * is asked for again (a cluster upgraded under a running svcdns). */
-#define ABSENT_RECHECK_MS (10 * 60 * 1000)
 
 static void on_absent_recheck(uv_timer_t *t)
 {
@@ -325,13 +327,14 @@ static bool list_optional_missing(struct reflector *r, const struct kube_http_re
 		kube_list_start(r);
 		return true;
 	}
-	if (!r->absent)
-		log_info("api %s: %s; %s", r->d->name,
-			 res->status == 404
-			     ? "not served by this API server (Kubernetes before 1.31)"
-			     : "403 Forbidden (the ClusterRole in contrib/kubernetes/rbac.yaml "
-			       "grants it)",
-			 r->d->without);
+	if (!r->absent && res->status == 404)
+		log_info(
+		    "api %s: not served by this API server (it has no %s: HTTP 404 for %s); %s",
+		    r->d->name, r->d->api_version, r->d->path, r->d->without);
+	else if (!r->absent)
+		log_warn("api %s: forbidden (HTTP 403 for %s; the ClusterRole in "
+			 "contrib/kubernetes/rbac.yaml grants list and watch on it); %s",
+			 r->d->name, r->d->path, r->d->without);
 	r->absent = true;
 	r->need_list = true;
 	r->failures = 0;
@@ -347,7 +350,9 @@ static bool list_optional_missing(struct reflector *r, const struct kube_http_re
 		removed++;
 	}
 	store_map_clear(&r->index);
-	uv_timer_start(&r->retry, on_absent_recheck, ABSENT_RECHECK_MS, 0);
+	/* asked again after the longest backoff, silently: a CRD installed or a
+	 * cluster upgraded under a running svcdns is found within it */
+	uv_timer_start(&r->retry, on_absent_recheck, ks->o.backoff_max_ms, 0);
 	bool first = !r->synced;
 	r->synced = true;
 	if (!(first && kube_sync_check(ks)) && removed)

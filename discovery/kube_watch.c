@@ -113,8 +113,11 @@ static void on_watch_done(void *arg, const struct kube_http_result *res)
 			 "event comes again on resume",
 			 r->d->name, r->lines.len);
 	kube_lines_reset(&r->lines);
-	if (r->want_relist || res->status == 410) {
-		if (!r->want_relist)
+	/* An optional resource gone (its CRD deleted): the list says so. */
+	bool gone =
+	    r->d->optional && res->curl_code == 0 && (res->status == 404 || res->status == 403);
+	if (r->want_relist || res->status == 410 || gone) {
+		if (!r->want_relist && !gone)
 			log_info("api %s: watch: resourceVersion %s is gone (410); listing again",
 				 r->d->name, r->rv ? r->rv : "?");
 		r->relists++;

@@ -1,6 +1,6 @@
 /* Decoding manifests, shared by its parts: manifest_fields.c (typed field
  * access and the API server's name rules), manifest_service.c,
- * manifest_slice.c and manifest_pod.c (one kind each), manifest_object.c (one
+ * manifest_slice.c, manifest_pod.c and manifest_import.c (one kind each), manifest_object.c (one
  * object: kind, metadata, Namespace) and manifest.c (files of documents).
  *
  * Owns: the decoding context of one object (struct dctx) and the limits that
@@ -132,6 +132,8 @@ static inline void mf_path_index(char *out, size_t cap, const char *base, size_t
 int mf_decode_service(struct dctx *c, const json_t *obj, struct model_service **out);
 int mf_decode_slice(struct dctx *c, const json_t *obj, struct model_slice **out);
 int mf_decode_pod(struct dctx *c, const json_t *obj, struct model_pod **out);
+/* A ServiceImport, as a model_service with imported set (manifest_import.c). */
+int mf_decode_import(struct dctx *c, const json_t *obj, struct model_service **out);
 
 /* Decodes one object; c->kind_known/ns/name tell the caller who was
  * rejected. Returns 0, 1 for an ignored kind, or a negative code. */

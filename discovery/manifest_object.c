@@ -26,6 +26,7 @@ static int known_kind(const char *kind, const char *api, enum model_kind *k, con
 	    {"Namespace", "v1", KIND_NAMESPACE},
 	    {"ServiceCIDR", "networking.k8s.io/v1", KIND_SERVICE_CIDR},
 	    {"ServiceCIDR", "networking.k8s.io/v1beta1", KIND_SERVICE_CIDR},
+	    {"ServiceImport", "multicluster.x-k8s.io/v1alpha1", KIND_IMPORT},
 	};
 	int found = 0;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
@@ -151,6 +152,7 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 			      c->ns);
 	switch (c->kind) {
 	case KIND_SERVICE:
+	case KIND_IMPORT:
 		if (!mf_is_dns1035_label(c->name))
 			return mf_bad(
 			    c, "metadata.name: a Service name is a DNS-1035 label (at most "
@@ -184,6 +186,8 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 		return mf_decode_pod(c, obj, &out->u.pod);
 	case KIND_SERVICE_CIDR:
 		return decode_service_cidr(c, obj, &out->u.cidr);
+	case KIND_IMPORT:
+		return mf_decode_import(c, obj, &out->u.svc);
 	default: {
 		struct model_namespace *n = calloc(1, sizeof(*n));
 		if (!n || !(n->name = strdup(c->name))) {

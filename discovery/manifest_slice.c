@@ -1,6 +1,8 @@
 /* Decoding an EndpointSlice: its address type, ports and endpoints (an
  * unusable endpoint is dropped alone), the Service it belongs to (the
- * kubernetes.io/service-name label), and the time of the change it reflects. */
+ * kubernetes.io/service-name label, or the ServiceImport that
+ * multicluster.kubernetes.io/service-name names), and the time of the change
+ * it reflects. */
 #include "discovery/manifest_fields.h"
 
 #include <errno.h>
@@ -8,6 +10,8 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#include "common/log.h"
 
 static const char SERVICE_NAME_LABEL[] = "kubernetes.io/service-name";
 static const char TRIGGER_TIME_ANNOTATION[] = "endpoints.kubernetes.io/last-change-trigger-time";
@@ -57,6 +61,8 @@ int64_t mf_rfc3339_ms(const char *s)
 		return 0;
 	return ((int64_t)t - (int64_t)off_min * 60) * 1000 + ms;
 }
+static const char MC_SERVICE_LABEL[] = "multicluster.kubernetes.io/service-name";
+static const char MC_CLUSTER_LABEL[] = "multicluster.kubernetes.io/source-cluster";
 
 static int slice_ports(struct dctx *c, const json_t *obj, struct model_slice *sl)
 {
@@ -199,6 +205,38 @@ static void endpoint_clear(struct model_endpoint *ep)
 	*ep = (struct model_endpoint){0};
 }
 
+/* A slice that an MCS controller imported from another cluster belongs to
+ * the ServiceImport its multicluster label names, and to no local Service
+ * even when it carries kubernetes.io/service-name too (kube-proxy serves the
+ * import's IP, not the local Service's, from it). */
+static int slice_multicluster(struct dctx *c, const json_t *labels, struct model_slice *sl)
+{
+	const char *mc, *cluster;
+	int rc;
+
+	if ((rc = mf_get_str(c, json_object_get(labels, MC_SERVICE_LABEL),
+			     "metadata.labels.multicluster.kubernetes.io/service-name", &mc)) < 0 ||
+	    (rc = mf_get_str(c, json_object_get(labels, MC_CLUSTER_LABEL),
+			     "metadata.labels.multicluster.kubernetes.io/source-cluster",
+			     &cluster)) < 0)
+		return rc;
+	if (!mc || !*mc)
+		return 0;
+	free(sl->service);
+	sl->service = NULL;
+	if ((rc = mf_dup_str(mc, &sl->mc_service)) < 0)
+		return rc;
+	/* A cluster ID is a DNS label; without one the endpoints still count
+	 * for the import's addresses but get no per-cluster names. */
+	if (cluster && mf_is_dns1123_label(cluster))
+		return mf_dup_str(cluster, &sl->cluster);
+	if (cluster && *cluster)
+		log_warn("%s: %s: source-cluster \"%.64s\" is not a DNS label; its endpoints "
+			 "get no per-cluster names",
+			 c->where, mf_ctx_id(c), cluster);
+	return 0;
+}
+
 int mf_decode_slice(struct dctx *c, const json_t *obj, struct model_slice **out)
 {
 	struct model_slice *sl = calloc(1, sizeof(*sl));
@@ -241,6 +279,8 @@ int mf_decode_slice(struct dctx *c, const json_t *obj, struct model_slice **out)
 	 * time, and the slice is served all the same. */
 	sl->trigger_ms = mf_rfc3339_ms(json_string_value(
 	    json_object_get(json_object_get(meta, "annotations"), TRIGGER_TIME_ANNOTATION)));
+	if ((rc = slice_multicluster(c, labels, sl)) < 0)
+		goto fail;
 
 	if ((rc = slice_ports(c, obj, sl)) < 0)
 		goto fail;

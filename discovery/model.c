@@ -64,6 +64,8 @@ void model_slice_free(struct model_slice *s)
 	free(s->ns);
 	free(s->name);
 	free(s->service);
+	free(s->mc_service);
+	free(s->cluster);
 	for (size_t i = 0; i < s->n_ports; i++)
 		free(s->ports[i].name);
 	free(s->ports);
@@ -111,6 +113,7 @@ void model_object_free(struct model_object *o)
 		return;
 	switch (o->kind) {
 	case KIND_SERVICE:
+	case KIND_IMPORT:
 		model_service_free(o->u.svc);
 		break;
 	case KIND_SLICE:
@@ -135,6 +138,7 @@ const char *model_object_ns(const struct model_object *o)
 {
 	switch (o->kind) {
 	case KIND_SERVICE:
+	case KIND_IMPORT:
 		return o->u.svc->ns;
 	case KIND_SLICE:
 		return o->u.slice->ns;
@@ -149,6 +153,7 @@ const char *model_object_name(const struct model_object *o)
 {
 	switch (o->kind) {
 	case KIND_SERVICE:
+	case KIND_IMPORT:
 		return o->u.svc->name;
 	case KIND_SLICE:
 		return o->u.slice->name;
@@ -165,8 +170,8 @@ const char *model_object_name(const struct model_object *o)
 
 const char *model_kind_name(enum model_kind k)
 {
-	static const char *const names[] = {"Service", "EndpointSlice", "Pod", "Namespace",
-					    "ServiceCIDR"};
+	static const char *const names[] = {"Service",	 "EndpointSlice", "Pod",
+					    "Namespace", "ServiceCIDR",	  "ServiceImport"};
 	return (unsigned)k < KIND_COUNT ? names[k] : "?";
 }
 
@@ -267,13 +272,14 @@ static struct model_slice *slice_clone(const struct model_slice *src)
 		return NULL;
 	*s = *src;
 	s->refs = 0;
-	s->ns = s->name = s->service = NULL;
+	s->ns = s->name = s->service = s->mc_service = s->cluster = NULL;
 	s->ports = NULL;
 	s->n_ports = 0;
 	s->endpoints = NULL;
 	s->n_endpoints = 0;
 	if (dup_str(&s->ns, src->ns) || dup_str(&s->name, src->name) ||
-	    dup_str(&s->service, src->service))
+	    dup_str(&s->service, src->service) || dup_str(&s->mc_service, src->mc_service) ||
+	    dup_str(&s->cluster, src->cluster))
 		goto fail;
 	if (src->n_ports) {
 		s->ports = calloc(src->n_ports, sizeof(*s->ports));
@@ -358,6 +364,7 @@ int model_object_clone(const struct model_object *src, struct model_object *dst)
 	dst->u.svc = NULL;
 	switch (src->kind) {
 	case KIND_SERVICE:
+	case KIND_IMPORT:
 		dst->u.svc = service_clone(src->u.svc);
 		break;
 	case KIND_SLICE:
@@ -452,6 +459,8 @@ static void *pack_slice(struct packer *p, const struct model_slice *s)
 	PK_SET(p, d->ns, pk_str(p, s->ns));
 	PK_SET(p, d->name, pk_str(p, s->name));
 	PK_SET(p, d->service, pk_str(p, s->service));
+	PK_SET(p, d->mc_service, pk_str(p, s->mc_service));
+	PK_SET(p, d->cluster, pk_str(p, s->cluster));
 	for (size_t i = 0; i < s->n_ports; i++)
 		PK_SET(p, d->ports[i].name, pk_str(p, s->ports[i].name));
 	/* Endpoints of one slice mostly sit on few nodes: a node name equal to
@@ -512,6 +521,7 @@ static void *pack_pass(struct packer *p, const struct model_object *o)
 {
 	switch (o->kind) {
 	case KIND_SERVICE:
+	case KIND_IMPORT:
 		return pack_service(p, o->u.svc);
 	case KIND_SLICE:
 		return pack_slice(p, o->u.slice);
@@ -530,6 +540,7 @@ static uint32_t *refs_of(const struct model_object *o)
 {
 	switch (o->kind) {
 	case KIND_SERVICE:
+	case KIND_IMPORT:
 		return &o->u.svc->refs;
 	case KIND_SLICE:
 		return &o->u.slice->refs;

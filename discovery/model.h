@@ -73,6 +73,10 @@ struct model_service {
 				    annotation */
 	bool affinity_client_ip; /* spec.sessionAffinity == ClientIP */
 	uint32_t affinity_timeout; /* seconds, default 10800 */
+	/* A ServiceImport (multicluster.x-k8s.io/v1alpha1, kind KIND_IMPORT): a
+	 * ClusterSetIP one has cluster_ips from spec.ips, a Headless one is
+	 * headless; ports from spec.ports; no selector, nothing allocated. */
+	bool imported;
 };
 
 struct model_slice_port {
@@ -96,7 +100,12 @@ struct model_endpoint {
 struct model_slice {
 	char *ns;
 	char *name;
-	char *service;	      /* label kubernetes.io/service-name */
+	char *service; /* label kubernetes.io/service-name */
+	/* A multicluster slice (label multicluster.kubernetes.io/service-name):
+	 * it belongs to the ServiceImport of that name, never to a Service, and
+	 * service is NULL. cluster: multicluster.kubernetes.io/source-cluster. */
+	char *mc_service;
+	char *cluster;
 	uint8_t address_type; /* AF_INET, AF_INET6, or 0 for FQDN (ignored) */
 	uint32_t refs;	      /* as model_service.refs */
 	struct model_slice_port *ports;
@@ -155,6 +164,7 @@ enum model_kind {
 	KIND_POD,
 	KIND_NAMESPACE,
 	KIND_SERVICE_CIDR,
+	KIND_IMPORT, /* a model_service (u.svc) with imported set */
 	KIND_COUNT
 };
 
@@ -242,6 +252,7 @@ struct view_endpoint {
 	const char *hostname;  /* explicit hostname or NULL */
 	const char *node_name; /* or NULL */
 	const char *pod_name;  /* or NULL */
+	const char *cluster;   /* an imported Service's: the source cluster, or NULL */
 	/* target_ports[i] is the port this endpoint serves service port i on, or 0
 	 * when it does not serve that port. Indexed like model_service.ports. */
 	uint16_t *target_ports;
@@ -275,6 +286,15 @@ struct view_change {
 struct model_view {
 	struct view_service *svcs; /* sorted by (ns, name) */
 	size_t n_svcs;
+	/* ServiceImports with the endpoints of their multicluster slices, sorted
+	 * by (ns, name); apart from svcs, so that nothing that serves the local
+	 * cluster (allocation, the datapath) meets them. A change to one builds
+	 * the next view in full. */
+	struct view_service *imports;
+	size_t n_imports;
+	/* A ServiceImport was ever stored, or the API server has the resource:
+	 * the clusterset zone's "auto" mode serves it from then on. */
+	bool multicluster;
 	char **namespaces; /* sorted, unique: Namespace objects and every ns in use */
 	size_t n_namespaces;
 	/* The ranges of every ServiceCIDR object, sorted, unique (owned); none
@@ -310,6 +330,10 @@ void model_view_free(struct model_view *v);
  * prev stays valid and unchanged. Returns 0 or a negative error code. */
 int model_view_update(struct model_store *st, struct model_alloc *alloc,
 		      const struct model_view *prev, struct model_view *out);
+
+/* The store is told that the ServiceImport resource exists (the API server
+ * listed it), so that views say multicluster even before the first import. */
+bool model_store_set_multicluster(struct model_store *st); /* true: it was not yet */
 
 /* Exposed for unit tests: does every selector pair match the labels? An empty
  * selector matches nothing (a Service with an empty selector gets no derived

@@ -187,6 +187,7 @@ struct model_store {
 	size_t pods_unaddressed;
 	struct store_changes changes;
 	bool changes_lost; /* too many to be worth recording: the next view is full */
+	bool multicluster; /* a ServiceImport was stored, or the resource exists */
 };
 
 /* A slice_idx entry is the one slice of a Service (most have exactly one), or
@@ -374,6 +375,8 @@ static void obj_account(struct model_store *st, const struct model_object *o, in
 		ns_ref(st, o->u.svc->ns, delta);
 		break;
 	case KIND_SLICE:
+		if (o->u.slice->mc_service)
+			st->changes.epoch++;
 		if (o->u.slice->service)
 			mark(st, &st->changes.svcs, o->u.slice->ns, o->u.slice->service);
 		if (store_slice_served(o->u.slice)) {
@@ -391,6 +394,11 @@ static void obj_account(struct model_store *st, const struct model_object *o, in
 		break;
 	case KIND_NAMESPACE:
 		ns_ref(st, o->u.ns->name, delta);
+		break;
+	case KIND_IMPORT:
+		/* Imports are few and change rarely: the next view is a full one. */
+		st->multicluster = true;
+		st->changes.epoch++;
 		break;
 	default:
 		break;
@@ -644,6 +652,20 @@ void store_changes_reset(struct model_store *st)
 	store_map_clear(&st->changes.pod_nss);
 	st->changes_lost = false;
 	st->changes.epoch++;
+}
+
+bool model_store_set_multicluster(struct model_store *st)
+{
+	if (st->multicluster)
+		return false;
+	st->changes.epoch++;
+	st->multicluster = true;
+	return true;
+}
+
+bool store_multicluster(const struct model_store *st)
+{
+	return st->multicluster;
 }
 
 bool store_ns_present(const struct model_store *st, const char *ns)

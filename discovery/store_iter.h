@@ -53,6 +53,8 @@ static inline bool store_slice_served(const struct model_slice *sl)
 
 const struct store_changes *store_changes(const struct model_store *st);
 void store_changes_reset(struct model_store *st);
+/* Whether a ServiceImport was ever stored or the resource is known to exist. */
+bool store_multicluster(const struct model_store *st);
 /* Whether any object (or a Namespace object) is in namespace ns. */
 bool store_ns_present(const struct model_store *st, const char *ns);
 /* Pods the view gives an address to (no status): they make every Pod change a

@@ -284,6 +284,8 @@ int model_view_build(const struct model_store *st, struct model_alloc *alloc,
 		ret = build_namespaces(&b, priv);
 	if (!ret)
 		ret = view_service_cidrs(st, out);
+	if (!ret)
+		ret = view_build_imports(st, alloc, out);
 	if (ret)
 		goto fail;
 	out->namespaces = priv->ns->names;
@@ -314,6 +316,7 @@ void model_view_free(struct model_view *v)
 		free(v->svcs);
 		view_nsblock_unref(priv->ns);
 		free(priv->changes);
+		view_free_imports(v);
 		free(priv);
 	}
 	memset(v, 0, sizeof(*v));

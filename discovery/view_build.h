@@ -1,8 +1,9 @@
 /* The view's build, shared by its parts: view.c (a full build: collect the
  * store's objects, namespaces), view_alloc.c (ClusterIPs, NodePorts and Pod
  * IPs for the objects that lack them), view_eps.c (each Service's endpoints),
- * view_pack.c (each Service's data packed into one shared block) and
- * view_incr.c (the next view from the store's recorded changes).
+ * view_pack.c (each Service's data packed into one shared block),
+ * view_import.c (the ServiceImports and their endpoints) and view_incr.c (the next view from the
+ * store's recorded changes).
  *
  * Owns: the working state of one build (struct build) and the layout of the
  * blocks a view holds. Must never: change the store; a view, once built, is
@@ -199,6 +200,15 @@ int view_index_pods(struct build *b);
 int view_build_endpoints(struct build *b, struct view_service *out, size_t *n_done);
 /* Notes a store object whose strings the current Service's endpoints use. */
 void view_held_push(struct build *b, enum model_kind kind, const void *obj);
+
+/* ---- view_import.c ------------------------------------------------------- */
+
+/* out->imports and out->multicluster from the store, in full. */
+int view_build_imports(const struct model_store *st, struct model_alloc *alloc,
+		       struct model_view *out);
+/* out->imports shared with prev (no import changed since). */
+int view_share_imports(const struct model_view *prev, struct model_view *out);
+void view_free_imports(struct model_view *v);
 
 /* ---- view_pack.c --------------------------------------------------------- */
 

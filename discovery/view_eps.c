@@ -203,6 +203,7 @@ static void eps_from_slices(struct build *b, size_t si, uint16_t *slice_tp)
 				ep->hostname = me->hostname;
 				ep->node_name = me->node_name;
 				ep->pod_name = me->pod_name;
+				ep->cluster = sl->cluster;
 				ep->ready = me->ready;
 				ep->serving = me->serving;
 				ep->terminating = me->terminating;
@@ -360,6 +361,8 @@ static int eps_finish(struct build *b, const struct model_service *s, bool from_
 			last->node_name = e->node_name;
 		if (!last->pod_name)
 			last->pod_name = e->pod_name;
+		if (!last->cluster)
+			last->cluster = e->cluster;
 	}
 	return view_pack_service(b, s, from_slices, b->eps, n, vs);
 }

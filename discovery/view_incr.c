@@ -261,7 +261,7 @@ static bool vs_same(const struct view_service *a, const struct view_service *b)
 		if (net_addr_cmp(&p->addr, &q->addr) != 0 || p->ready != q->ready ||
 		    p->serving != q->serving || p->terminating != q->terminating ||
 		    !str_same(p->hostname, q->hostname) || !str_same(p->node_name, q->node_name) ||
-		    !str_same(p->pod_name, q->pod_name) ||
+		    !str_same(p->pod_name, q->pod_name) || !str_same(p->cluster, q->cluster) ||
 		    memcmp(p->target_ports, q->target_ports, ntp * sizeof(uint16_t)) != 0)
 			return false;
 	}
@@ -437,7 +437,8 @@ static int view_incremental(const struct model_store *st, struct model_alloc *al
 	}
 	out->priv = priv;
 	if ((ret = incr_namespaces(st, prev, priv)) ||
-	    (ret = incr_merge(prev, dv, nd, out, priv)) || (ret = view_service_cidrs(st, out)))
+	    (ret = incr_merge(prev, dv, nd, out, priv)) || (ret = view_service_cidrs(st, out)) ||
+	    (ret = view_share_imports(prev, out)))
 		goto out;
 	out->namespaces = priv->ns->names;
 	out->n_namespaces = priv->ns->n;

@@ -226,7 +226,12 @@ size_t proxy_chaos_live(const void *index, const uint8_t *key, size_t keylen, ui
 	 * the Service, the third must be "svc". */
 	const uint8_t *name, *ns;
 	size_t l1, l2;
-	if (!ix || !dname_service_labels(key, keylen, &name, &l1, &ns, &l2))
+	size_t off;
+	if (!ix || !(off = dname_service_labels(key, keylen, &name, &l1, &ns, &l2)))
+		return 0;
+	/* An imported Service (clusterset.local) has no datapath here. */
+	static const uint8_t clusterset[] = "\12clusterset\5local";
+	if (keylen - off == sizeof(clusterset) && memcmp(key + off, clusterset, keylen - off) == 0)
 		return 0;
 	size_t lo = 0, hi = ix->n_svcs;
 	const struct live_svc *sv = NULL;

@@ -245,6 +245,12 @@ void zb_zone_mark_dynamic(struct zb_zone *z)
 	z->dynamic = true;
 }
 
+bool zb_has_type(struct zb *b, const uint8_t *owner, uint16_t type)
+{
+	size_t len = dname_len(owner);
+	return find_set(bfind_name(b, owner, len, dname_hash(owner, len)), type) != NULL;
+}
+
 int zb_name_add(struct zb *b, struct zb_zone *z, const uint8_t *name)
 {
 	size_t len = dname_len(name);

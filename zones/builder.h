@@ -22,6 +22,7 @@
 #ifndef SVCDNS_BUILDER_H
 #define SVCDNS_BUILDER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,6 +72,10 @@ int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t ty
 
 /* Marks a zone as built from the cluster (answered SERVFAIL before the first sync). */
 void zb_zone_mark_dynamic(struct zb_zone *z);
+
+/* Whether this build gave the name records of that type (an older build's
+ * names are not looked at: adding to one makes the build a full one anyway). */
+bool zb_has_type(struct zb *b, const uint8_t *owner, uint16_t type);
 
 /* Makes sure a name exists (an empty non-terminal if nothing else). */
 int zb_name_add(struct zb *b, struct zb_zone *z, const uint8_t *name);

@@ -230,12 +230,7 @@ static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
 		if (!published(s, ep))
 			continue;
 		char host[64];
-		if (ep->hostname && valid_label(ep->hostname))
-			snprintf(host, sizeof(host), "%s", ep->hostname);
-		else if (pod_names && ep->pod_name && valid_label(ep->pod_name))
-			snprintf(host, sizeof(host), "%s", ep->pod_name);
-		else
-			dashed_addr(&ep->addr, host, sizeof(host));
+		cluster_endpoint_label(ep, pod_names, host, sizeof(host));
 		uint8_t hname[DNAME_MAX];
 		if (prepend_str(hname, host, sname) < 0)
 			continue;
@@ -311,7 +306,7 @@ static int zone_with_soa(struct zb *b, const uint8_t *apex, const uint8_t *mname
 	return zb_rr_add(b, *out, apex, DNS_T_NS, ttl, mname, (uint16_t)dname_len(mname));
 }
 
-int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t serial,
+int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t serial, bool clusterset,
 		  struct cluster_zones *cz)
 {
 	uint8_t mname[DNAME_MAX], rname[DNAME_MAX], name[DNAME_MAX], tmp[DNAME_MAX];
@@ -339,7 +334,12 @@ int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t seri
 	if ((ret = zone_with_soa(b, name, mname, rname, serial, ttl, &cz->rev4)) < 0)
 		return ret;
 	dname_from_text("ip6.arpa", name, sizeof(name));
-	return zone_with_soa(b, name, mname, rname, serial, ttl, &cz->rev6);
+	if ((ret = zone_with_soa(b, name, mname, rname, serial, ttl, &cz->rev6)) < 0)
+		return ret;
+	/* Declared last: a build that adds it is a full one (zones are declared
+	 * in the same order by every build of a line). */
+	cz->mcs = NULL;
+	return clusterset ? clusterset_zone(b, cz, serial) : 0;
 }
 
 bool cluster_is_ns_service(const struct model_service *s)
@@ -414,6 +414,12 @@ int cluster_service_roots(const struct cluster_zones *cz, const struct model_ser
 			  uint8_t full[DNAME_MAX], uint8_t shortn[DNAME_MAX])
 {
 	uint8_t nsn[DNAME_MAX];
+	if (s->imported) {
+		int ret = clusterset_service_root(cz, s, full);
+		if (ret == 0)
+			memcpy(shortn, full, dname_len(full));
+		return ret;
+	}
 	if (prepend_str(nsn, s->ns, cz->svc_full) < 0 || prepend_str(full, s->name, nsn) < 0 ||
 	    prepend_str(nsn, s->ns, cz->svc_short) < 0 || prepend_str(shortn, s->name, nsn) < 0)
 		return -EINVAL;
@@ -423,6 +429,8 @@ int cluster_service_roots(const struct cluster_zones *cz, const struct model_ser
 int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct view_service *vs)
 {
 	int ret;
+	if (vs->svc->imported)
+		return clusterset_service(b, cz, vs);
 	if ((ret = service_records(b, cz->z, cz->svc_full, vs, cz->ttl, cz->rev4, cz->rev6, false,
 				   cz->pod_names, cz->ignore_empty)) < 0 ||
 	    (ret = service_records(b, cz->zs, cz->svc_short, vs, cz->ttl, NULL, NULL, true,
@@ -445,13 +453,64 @@ int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struc
 		const struct model_service *s = v->svcs[i].svc;
 		n_names += 3 + 4 * s->n_ports + (s->headless ? 2 * v->svcs[i].n_eps : 0);
 	}
+	for (size_t i = 0; i < v->n_imports; i++)
+		n_names += 3 + 4 * v->imports[i].svc->n_ports + 4 * v->imports[i].n_eps;
 	if ((ret = zb_reserve(b, n_names)) < 0)
 		return ret;
-	if ((ret = cluster_zones(b, cfg, serial, &cz)) < 0 ||
-	    (ret = cluster_base(b, cfg, v, &cz)) < 0)
+	if ((ret = cluster_zones(b, cfg, serial, clusterset_served(cfg, v), &cz)) < 0 ||
+	    (ret = cluster_base(b, cfg, v, &cz)) < 0 || (ret = clusterset_base(b, &cz)) < 0)
 		return ret;
 	for (size_t i = 0; i < v->n_svcs; i++)
 		if ((ret = cluster_service(b, &cz, &v->svcs[i])) < 0)
 			return ret;
+	/* After every local Service: an import's PTR yields to a local one. */
+	for (size_t i = 0; i < v->n_imports; i++)
+		if ((ret = cluster_service(b, &cz, &v->imports[i])) < 0)
+			return ret;
 	return 0;
+}
+
+/* ---- shared with clusterset.c ------------------------------------------ */
+
+int cluster_prepend_label(uint8_t *out, const char *label, const uint8_t *suffix)
+{
+	return prepend_str(out, label, suffix);
+}
+
+int cluster_add_addr(struct zb *b, struct zb_zone *z, const uint8_t *owner,
+		     const struct net_addr *a, uint32_t ttl)
+{
+	return add_addr(b, z, owner, a, ttl);
+}
+
+int cluster_reverse_name(const struct net_addr *a, uint8_t *out)
+{
+	return reverse_name(a, out);
+}
+
+void cluster_endpoint_label(const struct view_endpoint *ep, bool pod_names, char *out, size_t len)
+{
+	if (ep->hostname && valid_label(ep->hostname))
+		snprintf(out, len, "%s", ep->hostname);
+	else if (pod_names && ep->pod_name && valid_label(ep->pod_name))
+		snprintf(out, len, "%s", ep->pod_name);
+	else
+		dashed_addr(&ep->addr, out, len);
+}
+
+int cluster_port_srv_owner(uint8_t *out, const struct model_svc_port *p, const uint8_t *sname)
+{
+	return port_srv_owner(out, p, sname);
+}
+
+int cluster_srv_rdata(uint8_t *rd, uint16_t prio, uint16_t weight, uint16_t port,
+		      const uint8_t *target)
+{
+	return srv_rdata(rd, prio, weight, port, target);
+}
+
+int cluster_zone_with_soa(struct zb *b, const uint8_t *apex, const uint8_t *mname,
+			  const uint8_t *rname, uint32_t serial, uint32_t ttl, struct zb_zone **out)
+{
+	return zone_with_soa(b, apex, mname, rname, serial, ttl, out);
 }

@@ -1,5 +1,6 @@
 /* The CHAOS port view, `dig CH TXT <svc>.<ns>.svc.<zone>`: each port of a Service
- * with its target, NodePort and endpoints, rendered when asked from the view (a
+ * with its target, NodePort and endpoints (of an import under clusterset.local,
+ * with their clusters), rendered when asked from the view (a
  * debugging aid; prerendered it cost a quarter of the snapshot at 100k Services). */
 #include "zones/snapshot.h"
 
@@ -90,10 +91,16 @@ static void txt_end(struct txtw *w)
 	wire_wr16(w->out + w->rr + 10, (uint16_t)rdlen);
 }
 
-/* An endpoint as ` addr:port` (IPv6 in brackets). */
-static void txt_endpoint(struct txtw *w, const struct net_addr *a, uint16_t port)
+/* An endpoint as ` addr:port` (IPv6 in brackets), or ` cluster/addr:port`
+ * for an imported Service's. */
+static void txt_endpoint(struct txtw *w, const struct view_endpoint *ep, uint16_t port)
 {
+	const struct net_addr *a = &ep->addr;
 	txt_put(w, " ", 1);
+	if (ep->cluster) {
+		txt_puts(w, ep->cluster);
+		txt_put(w, "/", 1);
+	}
 	if (a->family == AF_INET) {
 		for (int i = 0; i < 4; i++) {
 			if (i)
@@ -142,16 +149,22 @@ static void port_view_records(struct txtw *w, const struct view_service *vs, uin
 		txt_putu(w, p->port);
 		txt_put(w, "/", 1);
 		txt_puts(w, model_proto_name(p->proto));
-		txt_put(w, " -> ", 4);
-		if (p->target_name)
-			txt_put(w, p->target_name, strnlen(p->target_name, 31));
-		else
-			txt_putu(w, p->target_num ? p->target_num : p->port);
-		txt_puts(w, " nodePort=");
-		if (p->node_port)
-			txt_putu(w, p->node_port);
-		else
-			txt_put(w, "-", 1);
+		if (s->imported) {
+			/* An import has no target of its own: each cluster's
+			 * endpoints say which port they serve it on. */
+			txt_puts(w, s->headless ? " imported Headless" : " imported ClusterSetIP");
+		} else {
+			txt_put(w, " -> ", 4);
+			if (p->target_name)
+				txt_put(w, p->target_name, strnlen(p->target_name, 31));
+			else
+				txt_putu(w, p->target_num ? p->target_num : p->port);
+			txt_puts(w, " nodePort=");
+			if (p->node_port)
+				txt_putu(w, p->node_port);
+			else
+				txt_put(w, "-", 1);
+		}
 		txt_puts(w, " endpoints=");
 		txt_putu(w, ready);
 		txt_put(w, "/", 1);
@@ -166,7 +179,7 @@ static void port_view_records(struct txtw *w, const struct view_service *vs, uin
 				if (first)
 					txt_puts(w, want ? " ready:" : " not-ready:");
 				first = false;
-				txt_endpoint(w, &ep->addr, ep->target_ports[i]);
+				txt_endpoint(w, ep, ep->target_ports[i]);
 			}
 		}
 		txt_end(w);
@@ -197,22 +210,32 @@ size_t zone_port_view(const struct snapshot *s, const uint8_t *key, size_t keyle
 		return 0;
 	const uint8_t *rest = key + off;
 	size_t rest_len = keylen - off;
-	if (rest_len != 1) {
+	/* The clusterset zone's names view the imports (when it is served). */
+	static const uint8_t clusterset[] = "\12clusterset\5local";
+	const struct view_service *set = v->svcs;
+	size_t n_set = v->n_svcs;
+	if (rest_len == sizeof(clusterset) && memcmp(rest, clusterset, rest_len) == 0) {
+		if (s->cfg->clusterset == SNAPSHOT_CLUSTERSET_OFF ||
+		    (s->cfg->clusterset == SNAPSHOT_CLUSTERSET_AUTO && !v->multicluster))
+			return 0;
+		set = v->imports;
+		n_set = v->n_imports;
+	} else if (rest_len != 1) {
 		uint8_t zone[DNAME_MAX];
 		int zl = dname_from_text(s->cfg->zone, zone, sizeof(zone));
 		if (zl <= 0 || (size_t)zl != rest_len || memcmp(rest, zone, rest_len) != 0)
 			return 0;
 	}
-	size_t lo = 0, hi = v->n_svcs;
+	size_t lo = 0, hi = n_set;
 	const struct view_service *vs = NULL;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		const struct model_service *m = v->svcs[mid].svc;
+		const struct model_service *m = set[mid].svc;
 		int c = label_cmp(ns, l2, m->ns);
 		if (!c)
 			c = label_cmp(name, l1, m->name);
 		if (!c) {
-			vs = &v->svcs[mid];
+			vs = &set[mid];
 			break;
 		}
 		if (c < 0)

@@ -83,7 +83,7 @@ static bool addr_eq(const struct net_addr *a, const struct net_addr *b)
 static bool svc_eq(const struct view_service *x, const struct view_service *y)
 {
 	const struct model_service *a = x->svc, *b = y->svc;
-	if (a->type != b->type || a->headless != b->headless ||
+	if (a->type != b->type || a->headless != b->headless || a->imported != b->imported ||
 	    a->n_cluster_ips != b->n_cluster_ips || !str_eq(a->external_name, b->external_name) ||
 	    a->n_ports != b->n_ports || a->publish_not_ready != b->publish_not_ready ||
 	    a->affinity_client_ip != b->affinity_client_ip ||
@@ -104,7 +104,7 @@ static bool svc_eq(const struct view_service *x, const struct view_service *y)
 		if (!addr_eq(&p->addr, &q->addr) || p->ready != q->ready ||
 		    p->serving != q->serving || p->terminating != q->terminating ||
 		    !str_eq(p->hostname, q->hostname) || !str_eq(p->node_name, q->node_name) ||
-		    !str_eq(p->pod_name, q->pod_name))
+		    !str_eq(p->pod_name, q->pod_name) || !str_eq(p->cluster, q->cluster))
 			return false;
 		if ((p->target_ports == NULL) != (q->target_ports == NULL) ||
 		    (p->target_ports &&
@@ -124,7 +124,42 @@ struct view_diff {
 	const struct view_service **gone; /* old versions to take out */
 	const struct view_service **come; /* new versions to put in */
 	size_t n_gone, n_come;
+	/* the other side's Services: an import's PTR yields to a local one */
+	const struct model_view *old, *cur;
 };
+
+static bool vs_has_addr(const struct view_service *vs, const struct net_addr *a)
+{
+	for (size_t i = 0; i < vs->svc->n_cluster_ips; i++)
+		if (addr_eq(&vs->svc->cluster_ips[i], a))
+			return true;
+	for (size_t e = 0; e < vs->n_eps; e++)
+		if (addr_eq(&vs->eps[e].addr, a))
+			return true;
+	return false;
+}
+
+/* Whether a Service shares an address (and so perhaps a PTR) with a Service
+ * of the other kind, local or imported, in either view: which of the two
+ * names the PTR depends on the order of a full build. */
+static bool shares_ptr(const struct view_diff *d, const struct view_service *vs)
+{
+	const struct model_view *vw[2] = {d->old, d->cur};
+	const struct model_service *s = vs->svc;
+	for (int k = 0; k < 2; k++) {
+		const struct view_service *set = s->imported ? vw[k]->svcs : vw[k]->imports;
+		size_t n = s->imported ? vw[k]->n_svcs : vw[k]->n_imports;
+		for (size_t i = 0; i < n; i++) {
+			for (size_t j = 0; j < s->n_cluster_ips; j++)
+				if (vs_has_addr(&set[i], &s->cluster_ips[j]))
+					return true;
+			for (size_t e = 0; e < vs->n_eps; e++)
+				if (vs_has_addr(&set[i], &vs->eps[e].addr))
+					return true;
+		}
+	}
+	return false;
+}
 
 /* Records one Service's old version to take out and/or new one to put in;
  * -EAGAIN when an incremental build cannot express it. */
@@ -136,6 +171,9 @@ static int diff_add(struct view_diff *d, const struct view_service *g, const str
 		return -EAGAIN;
 	if ((g && d->n_gone == max) || (n && d->n_come == max))
 		return -EAGAIN;
+	if ((d->old->n_imports || d->cur->n_imports) &&
+	    ((g && shares_ptr(d, g)) || (n && shares_ptr(d, n))))
+		return -EAGAIN;
 	if (g)
 		d->gone[d->n_gone++] = g;
 	if (n)
@@ -143,35 +181,14 @@ static int diff_add(struct view_diff *d, const struct view_service *g, const str
 	return 0;
 }
 
-/* Walks both views (sorted by namespace and name) once. Returns -EAGAIN when
- * an incremental build cannot express the change. */
-static int view_diff(const struct model_view *old, const struct model_view *cur, size_t max,
-		     struct view_diff *d)
+/* One merge walk over two sorted arrays of Services. */
+static int diff_walk(struct view_diff *d, const struct view_service *os, size_t no,
+		     const struct view_service *cs, size_t nc, size_t max)
 {
-	if (old->n_namespaces != cur->n_namespaces)
-		return -EAGAIN;
-	/* A view derived from old shares its namespace list when unchanged. */
-	for (size_t i = 0; i < cur->n_namespaces && old->namespaces != cur->namespaces; i++)
-		if (strcmp(old->namespaces[i], cur->namespaces[i]) != 0)
-			return -EAGAIN;
-	d->gone = calloc(max, sizeof(*d->gone));
-	d->come = calloc(max, sizeof(*d->come));
-	d->n_gone = d->n_come = 0;
-	if (!d->gone || !d->come)
-		return -ENOMEM;
-	/* The view knows what changed since old: no walk over every Service. */
-	bool listed = cur->base_id && cur->base_id == old->id;
-	for (size_t k = 0; listed && k < cur->n_changes; k++) {
-		const struct view_service *g = cur->changes[k].old, *n = cur->changes[k].cur;
-		if (!(g && n && svc_eq(g, n)) && diff_add(d, g, n, max) < 0)
-			return -EAGAIN;
-	}
-	if (listed)
-		return 0;
 	size_t i = 0, j = 0;
-	while (i < old->n_svcs || j < cur->n_svcs) {
-		const struct view_service *a = i < old->n_svcs ? &old->svcs[i] : NULL;
-		const struct view_service *b = j < cur->n_svcs ? &cur->svcs[j] : NULL;
+	while (i < no || j < nc) {
+		const struct view_service *a = i < no ? &os[i] : NULL;
+		const struct view_service *b = j < nc ? &cs[j] : NULL;
 		int c = !a ? 1 : !b ? -1 : svc_cmp(a, b);
 		const struct view_service *g = NULL, *n = NULL;
 		if (c == 0) {
@@ -194,10 +211,44 @@ static int view_diff(const struct model_view *old, const struct model_view *cur,
 	return 0;
 }
 
+/* Walks both views (sorted by namespace and name) once, Services then
+ * imports. Returns -EAGAIN when an incremental build cannot express the
+ * change. */
+static int view_diff(const struct model_view *old, const struct model_view *cur, size_t max,
+		     struct view_diff *d)
+{
+	if (old->n_namespaces != cur->n_namespaces)
+		return -EAGAIN;
+	/* A view derived from old shares its namespace list when unchanged. */
+	for (size_t i = 0; i < cur->n_namespaces && old->namespaces != cur->namespaces; i++)
+		if (strcmp(old->namespaces[i], cur->namespaces[i]) != 0)
+			return -EAGAIN;
+	d->gone = calloc(max, sizeof(*d->gone));
+	d->come = calloc(max, sizeof(*d->come));
+	d->n_gone = d->n_come = 0;
+	d->old = old;
+	d->cur = cur;
+	if (!d->gone || !d->come)
+		return -ENOMEM;
+	/* The view knows what changed since old: no walk over every Service
+	 * (its imports are old's: a change to one makes a view in full). */
+	bool listed = cur->base_id && cur->base_id == old->id;
+	for (size_t k = 0; listed && k < cur->n_changes; k++) {
+		const struct view_service *g = cur->changes[k].old, *n = cur->changes[k].cur;
+		if (!(g && n && svc_eq(g, n)) && diff_add(d, g, n, max) < 0)
+			return -EAGAIN;
+	}
+	if (listed)
+		return 0;
+	if (diff_walk(d, old->svcs, old->n_svcs, cur->svcs, cur->n_svcs, max) < 0)
+		return -EAGAIN;
+	return diff_walk(d, old->imports, old->n_imports, cur->imports, cur->n_imports, max);
+}
+
 /* Takes out the names one old Service version had, using a scratch build of
  * its records to learn them. */
 static int remove_service(struct zb *b, const struct snapshot_config *cfg, uint32_t serial,
-			  const struct view_service *vs, struct xfr_diff *journal)
+			  bool mcs, const struct view_service *vs, struct xfr_diff *journal)
 {
 	int ret = -ENOMEM;
 	struct arena *a = arena_new();
@@ -206,7 +257,7 @@ static int remove_service(struct zb *b, const struct snapshot_config *cfg, uint3
 	uint8_t full[255], shortn[255];
 	if (!scratch)
 		goto out;
-	if ((ret = cluster_zones(scratch, cfg, serial, &cz)) < 0 ||
+	if ((ret = cluster_zones(scratch, cfg, serial, mcs, &cz)) < 0 ||
 	    (ret = cluster_service(scratch, &cz, vs)) < 0)
 		goto out;
 	if (cluster_service_roots(&cz, vs->svc, full, shortn) < 0) {
@@ -224,14 +275,14 @@ out:
 }
 
 /* The records a new Service version brings, for the IXFR journal. */
-static int journal_added(const struct snapshot_config *cfg, uint32_t serial,
+static int journal_added(const struct snapshot_config *cfg, uint32_t serial, bool mcs,
 			 const struct view_service *vs, struct xfr_diff *journal)
 {
 	int ret = -ENOMEM;
 	struct arena *a = arena_new();
 	struct zb *scratch = a ? zb_new(a) : NULL;
 	struct cluster_zones cz;
-	if (scratch && (ret = cluster_zones(scratch, cfg, serial, &cz)) == 0 &&
+	if (scratch && (ret = cluster_zones(scratch, cfg, serial, mcs, &cz)) == 0 &&
 	    (ret = cluster_service(scratch, &cz, vs)) == 0)
 		ret = xfr_diff_collect(journal, scratch, true);
 	zb_free(scratch);
@@ -252,6 +303,10 @@ static int build_incremental(const struct snapshot_config *cfg, const struct mod
 	if (max < INCR_MAX_CHANGED_MIN)
 		max = INCR_MAX_CHANGED_MIN;
 	if (!prev->view || pp->n_arenas >= INCR_MAX_ARENAS)
+		return -EAGAIN;
+	/* The clusterset zone comes (or goes): the zones are declared anew. */
+	bool mcs = clusterset_served(cfg, view);
+	if (mcs != clusterset_served(cfg, prev->view))
 		return -EAGAIN;
 	size_t incr_bytes = 0; /* the last arena is the full build's */
 	for (size_t i = 0; i + 1 < pp->n_arenas; i++)
@@ -282,17 +337,17 @@ static int build_incremental(const struct snapshot_config *cfg, const struct mod
 		goto out;
 	zb_set_rotate(b, cfg->rotate);
 	struct cluster_zones cz;
-	if ((ret = cluster_zones(b, cfg, s->serial, &cz)) < 0)
+	if ((ret = cluster_zones(b, cfg, s->serial, mcs, &cz)) < 0)
 		goto out;
 	ret = -ENOMEM;
 	if (!(s->journal = xfr_diff_new(prev->serial, s->serial, prev->journal)))
 		goto out;
 	for (size_t i = 0; i < d.n_gone; i++)
-		if ((ret = remove_service(b, cfg, s->serial, d.gone[i], s->journal)) < 0)
+		if ((ret = remove_service(b, cfg, s->serial, mcs, d.gone[i], s->journal)) < 0)
 			goto out;
 	for (size_t i = 0; i < d.n_come; i++)
 		if ((ret = cluster_service(b, &cz, d.come[i])) < 0 ||
-		    (ret = journal_added(cfg, s->serial, d.come[i], s->journal)) < 0)
+		    (ret = journal_added(cfg, s->serial, mcs, d.come[i], s->journal)) < 0)
 			goto out;
 	if ((ret = zb_finish(b, &p->tables, &s->n_names)) < 0)
 		goto out;

@@ -99,6 +99,14 @@ struct snapshot_config {
 	 * their records from one query to the next (the order of CoreDNS's
 	 * loadbalance plugin, as a rotation); false keeps the rendered order. */
 	bool rotate;
+	/* The Multi-Cluster Services zone clusterset.local (KEP-1645):
+	 * SNAPSHOT_CLUSTERSET_AUTO serves it once the view says multicluster (a
+	 * ServiceImport was seen, or the API server has the resource). */
+	enum snapshot_clusterset {
+		SNAPSHOT_CLUSTERSET_AUTO = 0,
+		SNAPSHOT_CLUSTERSET_ON,
+		SNAPSHOT_CLUSTERSET_OFF,
+	} clusterset;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
 	const struct static_zone *const *static_zones;
 	size_t n_static_zones;

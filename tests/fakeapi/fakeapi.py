@@ -4,7 +4,8 @@ It speaks the parts of the real protocol a list-and-watch client uses, closely
 enough to fail a wrong client:
 
   * GET /api/v1/services, /apis/discovery.k8s.io/v1/endpointslices,
-    /api/v1/namespaces (and the namespaced forms /api/v1/namespaces/NS/services):
+    /api/v1/namespaces, and /apis/multicluster.x-k8s.io/v1alpha1/serviceimports
+    once its CRD is installed (404 before, as a real server without it) (and the namespaced forms /api/v1/namespaces/NS/services):
     lists with `limit` + `continue` (every page served at the first page's
     resourceVersion, an expired continue token is 410), `labelSelector`
     (equality-based: k=v, k==v, k!=v, k, !k), items without kind/apiVersion
@@ -71,12 +72,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ResourceDesc:
-    def __init__(self, name, group_path, kind, api_version):
+    def __init__(self, name, group_path, kind, api_version, crd=False):
         self.name = name
         self.group_path = group_path  # "/api/v1" or "/apis/discovery.k8s.io/v1"
         self.kind = kind
         self.api_version = api_version
         self.namespaced = kind not in ("Namespace", "ServiceCIDR")
+        # A custom resource: served only once its CRD is installed
+        # (FakeAPI(crds=...) or install_crd()); until then its paths are 404,
+        # as on a real server without the CRD.
+        self.crd = crd
 
 
 RESOURCES = {
@@ -89,6 +94,8 @@ RESOURCES = {
     # routed only at the version the test enables (FakeAPI.service_cidrs)
     "servicecidrs": ResourceDesc("servicecidrs", "/apis/networking.k8s.io/v1", "ServiceCIDR",
                                  "networking.k8s.io/v1"),
+    "serviceimports": ResourceDesc("serviceimports", "/apis/multicluster.x-k8s.io/v1alpha1",
+                                   "ServiceImport", "multicluster.x-k8s.io/v1alpha1", crd=True),
 }
 BY_KIND = {d.kind: d for d in RESOURCES.values()}
 
@@ -180,7 +187,7 @@ class Fault:
 class FakeAPI:
     def __init__(self, host="127.0.0.1", port=0, tls=None, tokens=None, client_cns=None,
                  bookmark_interval=1.0, gone_as_status=False, verbose=False,
-                 always_bookmark=False, service_cidrs=None, trigger_times=False):
+                 always_bookmark=False, service_cidrs=None, trigger_times=False, crds=()):
         """tls: (certfile, keyfile, client_ca_or_None). tokens: accepted bearer
         tokens (None: no authentication). client_cns: accepted client
         certificate common names."""
@@ -194,6 +201,7 @@ class FakeAPI:
         self.gone_as_status = gone_as_status
         self.verbose = verbose
         self.forbidden = set()
+        self.crds = set(crds)  # custom resources whose CRD is installed
         self.cond = threading.Condition()
         self.rv = 1000
         self.compacted = 0
@@ -433,6 +441,23 @@ class FakeAPI:
             return copy.deepcopy(o)
 
     # ---- control ----------------------------------------------------------
+    def install_crd(self, resource):
+        """The CRD of a custom resource ("serviceimports") is installed: its
+        paths answer from now on."""
+        with self.cond:
+            self.crds.add(resource)
+
+    def remove_crd(self, resource):
+        """The CRD is deleted, as kube-apiserver does it: every object of the
+        resource is deleted (watchers see DELETED), then its watches end and
+        its paths answer 404."""
+        d = RESOURCES[resource]
+        for ns, name in list(self.objects[resource]):
+            self.delete(d.kind, ns, name)
+        with self.cond:
+            self.crds.discard(resource)
+        self.cut_watches()
+
     def fault(self, resource, verb, action, count=1, **kw):
         """Queues a fault for the next matching request(s). Actions:
         status (code=, retry_after=), hang, midline (after=N events),
@@ -543,7 +568,7 @@ class _Handler(BaseHTTPRequestHandler):
                 d = ResourceDesc(d.name, "/apis/networking.k8s.io/" + ver, d.kind,
                                  "networking.k8s.io/" + ver)
             base = [p for p in d.group_path.split("/") if p]
-            if parts[:len(base)] != base:
+            if parts[:len(base)] != base or (d.crd and d.name not in self.fake.crds):
                 continue
             rest = parts[len(base):]
             if rest == [d.name]:

@@ -199,8 +199,7 @@ def forbidden(tally):
         srv = start(api, up, http)
         expect(tally, "403: --service-cidr is the cluster's", srv.port, up, "10.150.0.1",
                "cluster")
-        tally.check(srv.wait_log("api servicecidrs: 403 Forbidden (the ClusterRole in "
-                                 "contrib/kubernetes/rbac.yaml grants it)"),
+        tally.check(srv.wait_log("api servicecidrs: forbidden (HTTP 403 for "),
                     "403: said in the log", srv.stderr_tail(10))
         tally.check(t.http_get(http, "/ready")[0] == 200, "403: ready anyway")
         tally.check(served_metric(http) == 0, "403: servicecidrs not served (metric)")

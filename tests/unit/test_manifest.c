@@ -422,6 +422,8 @@ static void test_selector_list_rejected(void **state)
 /* ---- invalid objects: each one rejected, the rest of the file kept ---------- */
 
 #define SVC_HEAD(name) "apiVersion: v1\nkind: Service\nmetadata:\n  name: " name "\nspec:\n"
+#define MCS_API	       "multicluster.x-k8s.io/v1alpha1"
+#define IMP_HEAD       "apiVersion: " MCS_API "\nkind: ServiceImport\nmetadata: {name: x}\nspec:\n"
 #define SLICE_HEAD                                                                                 \
 	"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s1\n"            \
 	"  labels:\n    kubernetes.io/service-name: web\n"
@@ -432,6 +434,18 @@ static const struct invalid_case {
 	const char *yaml;
 	bool named; /* appears in rejected[] */
 } invalid_cases[] = {
+    {"ServiceImport of an unknown type", IMP_HEAD "  type: ClusterIP\n", true},
+    {"ServiceImport without spec",
+     "apiVersion: " MCS_API "\nkind: ServiceImport\n"
+     "metadata: {name: x}\n",
+     true},
+    {"ServiceImport with two IPv4 IPs",
+     IMP_HEAD "  type: ClusterSetIP\n  ips: [10.0.0.1, "
+	      "10.0.0.2]\n",
+     true},
+    {"Headless ServiceImport with an IP", IMP_HEAD "  type: Headless\n  ips: [10.0.0.1]\n", true},
+    {"ServiceImport IP not an address", IMP_HEAD "  type: ClusterSetIP\n  ips: [ten]\n", true},
+    {"ServiceImport port 0", IMP_HEAD "  type: Headless\n  ports: [{port: 0}]\n", true},
     {"port 0", SVC_HEAD("x") "  ports: [{port: 0}]\n", true},
     {"port 70000", SVC_HEAD("x") "  ports: [{port: 70000}]\n", true},
     {"port as string", SVC_HEAD("x") "  ports: [{port: \"80\"}]\n", true},
@@ -1430,6 +1444,46 @@ static void test_manifest_dir_missing(void **state)
 	model_store_free(st);
 }
 
+/* A ServiceImport of each kind, and a multicluster slice: it belongs to the
+ * import and its cluster, never to the local Service of the same name. */
+static void test_service_import(void **state)
+{
+	(void)state;
+	struct manifest_result r;
+	static const char text[] =
+	    "apiVersion: " MCS_API "\nkind: ServiceImport\nmetadata: {name: web, namespace: a}\n"
+	    "spec:\n  type: ClusterSetIP\n  ips: [10.42.0.1, \"fd00::1\"]\n"
+	    "  ports: [{name: http, port: 80, protocol: TCP}, {port: 53, protocol: UDP}]\n---\n"
+	    "apiVersion: " MCS_API "\nkind: ServiceImport\nmetadata: {name: db, namespace: a}\n"
+	    "spec: {type: Headless}\n---\n"
+	    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: db-x\n"
+	    "  namespace: a\n  labels:\n    kubernetes.io/service-name: db\n"
+	    "    multicluster.kubernetes.io/service-name: db\n"
+	    "    multicluster.kubernetes.io/source-cluster: east\n"
+	    "addressType: IPv4\nendpoints: [{addresses: [10.1.0.1]}]\n";
+	assert_int_equal(decode("mcs.yaml", text, &r), 0);
+	assert_int_equal(r.n_invalid, 0);
+	const struct model_object *o = find_obj(&r, KIND_IMPORT, "web");
+	assert_non_null(o);
+	assert_true(o->u.svc->imported);
+	assert_false(o->u.svc->headless);
+	assert_int_equal(o->u.svc->n_cluster_ips, 2);
+	assert_int_equal(o->u.svc->n_ports, 2);
+	assert_string_equal(o->u.svc->ports[1].name, "");
+	assert_int_equal(o->u.svc->ports[1].proto, PROTO_UDP);
+	o = find_obj(&r, KIND_IMPORT, "db");
+	assert_non_null(o);
+	assert_true(o->u.svc->headless);
+	assert_int_equal(o->u.svc->n_cluster_ips, 0);
+	assert_null(find_obj(&r, KIND_SERVICE, "db"));
+	o = find_obj(&r, KIND_SLICE, "db-x");
+	assert_non_null(o);
+	assert_null(o->u.slice->service);
+	assert_string_equal(o->u.slice->mc_service, "db");
+	assert_string_equal(o->u.slice->cluster, "east");
+	manifest_result_free(&r);
+}
+
 int main(void)
 {
 	if (!getenv("SVCDNS_TEST_VERBOSE"))
@@ -1445,6 +1499,7 @@ int main(void)
 	    cmocka_unit_test(test_invalid_objects),
 	    cmocka_unit_test(test_service_variants),
 	    cmocka_unit_test(test_endpoint_slice),
+	    cmocka_unit_test(test_service_import),
 	    cmocka_unit_test(test_slice_endpoint_dropped),
 	    cmocka_unit_test(test_pods),
 	    cmocka_unit_test(test_list_json),

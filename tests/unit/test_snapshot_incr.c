@@ -419,12 +419,194 @@ static void test_incremental_churn(void **state)
 	model_store_free(store);
 }
 
+/* ---- the clusterset zone ---------------------------------------------------
+ * ServiceImports (ClusterSetIP, dual-stack or not, and Headless with the
+ * slices of two clusters) change, go and come back, and a local Service now
+ * and then takes an import's address (whose PTR is then the local one): after
+ * every build the answers equal a full build's. */
+
+#define MCS_IMPORTS 8
+
+struct mcs_state {
+	bool present[MCS_IMPORTS];
+	bool cluster_b[MCS_IMPORTS]; /* cluster-b's slice exists */
+	unsigned v[MCS_IMPORTS];
+	unsigned local; /* the local Service's address takes m0's when equal */
+	bool seen[MCS_IMPORTS][256];
+};
+
+static char *mcs_yaml(const struct mcs_state *m)
+{
+	size_t cap = 1024 * MCS_IMPORTS + 512, len = 0;
+	char *y = malloc(cap);
+	assert_non_null(y);
+	len +=
+	    (size_t)snprintf(y + len, cap - len,
+			     "apiVersion: v1\nkind: Service\nmetadata: {name: loc, namespace: t}\n"
+			     "spec:\n  clusterIP: 10.100.0.%u\n  ports: [{name: http, port: 80}]\n",
+			     m->local);
+	for (int i = 0; i < MCS_IMPORTS; i++) {
+		unsigned v = m->v[i];
+		if (!m->present[i])
+			continue;
+		if (i % 2 == 0) {
+			len += (size_t)snprintf(
+			    y + len, cap - len,
+			    "---\napiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceImport\n"
+			    "metadata: {name: m%d, namespace: t}\nspec:\n  type: ClusterSetIP\n"
+			    "  ips: [10.100.%d.%u%s]\n  ports: [{name: http, port: 80, protocol: "
+			    "TCP}%s]\n",
+			    i, i, v, v % 2 ? ", \"fd00::1\"" : "",
+			    v % 3 ? "" : ", {name: dns, port: 53, protocol: UDP}");
+			continue;
+		}
+		len += (size_t)snprintf(
+		    y + len, cap - len,
+		    "---\napiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceImport\n"
+		    "metadata: {name: m%d, namespace: t}\nspec:\n  type: Headless\n"
+		    "  ports: [{name: http, port: 80, protocol: TCP}]\n"
+		    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		    "metadata: {name: m%d-a, namespace: t, labels: "
+		    "{multicluster.kubernetes.io/service-name: m%d, "
+		    "multicluster.kubernetes.io/source-cluster: cluster-a}}\n"
+		    "addressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n"
+		    "- {addresses: [10.200.%d.%u], hostname: h0}\n"
+		    "- {addresses: [10.200.%d.%u], hostname: h1, conditions: {ready: %s}}\n",
+		    i, i, i, i, v, i, v + 1, v % 3 ? "true" : "false");
+		if (m->cluster_b[i])
+			len += (size_t)snprintf(
+			    y + len, cap - len,
+			    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+			    "metadata: {name: m%d-b, namespace: t, labels: "
+			    "{multicluster.kubernetes.io/service-name: m%d, "
+			    "multicluster.kubernetes.io/source-cluster: cluster-b}}\n"
+			    "addressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n"
+			    "- {addresses: [10.201.%d.%u], hostname: h0}\n",
+			    i, i, i, v);
+	}
+	return y;
+}
+
+static void mcs_compare(const struct snapshot *a, const struct snapshot *b,
+			const struct mcs_state *m)
+{
+	static const char *const forms[][3] = {
+	    {"", "", "A"},
+	    {"", "", "AAAA"},
+	    {"", "", "SRV"},
+	    {"_http._tcp.", "", "SRV"},
+	    {"_dns._udp.", "", "SRV"},
+	    {"h0.cluster-a.", "", "A"},
+	    {"h1.cluster-a.", "", "A"},
+	    {"h0.cluster-b.", "", "A"},
+	    {"cluster-a.", "", "A"},
+	};
+	char q[128];
+	for (int i = 0; i < MCS_IMPORTS; i++) {
+		for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++) {
+			snprintf(q, sizeof(q), "%sm%d.t.svc.clusterset.local", forms[f][0], i);
+			char *x = answer_text(a, q, forms[f][2]);
+			char *y = answer_text(b, q, forms[f][2]);
+			if (strcmp(x, y) != 0)
+				fail_msg("%s %s differs:\nincremental:\n%s\nfull:\n%s", q,
+					 forms[f][2], x, y);
+			free(x);
+			free(y);
+		}
+		for (unsigned v = 1; v < 256; v++) {
+			if (!m->seen[i][v])
+				continue;
+			static const char *const nets[] = {"100", "200", "201"};
+			for (int n = 0; n < 3; n++) {
+				snprintf(q, sizeof(q), "%u.%d.%s.10.in-addr.arpa", v, i, nets[n]);
+				char *x = answer_text(a, q, "PTR");
+				char *y = answer_text(b, q, "PTR");
+				if (strcmp(x, y) != 0)
+					fail_msg("%s PTR differs:\nincremental:\n%s\nfull:\n%s", q,
+						 x, y);
+				free(x);
+				free(y);
+			}
+		}
+	}
+}
+
+static void test_incremental_clusterset(void **state)
+{
+	(void)state;
+	struct net_cidr sc, pc;
+	net_cidr_parse("10.96.0.0/12", &sc);
+	net_cidr_parse("10.244.0.0/16", &pc);
+	store = model_store_new();
+	alloc = model_alloc_new(&sc, &pc);
+	static struct mcs_state m;
+	memset(&m, 0, sizeof(m));
+	m.local = 200;
+
+	/* no import yet: the zone is not served in auto mode */
+	char *y = mcs_yaml(&m);
+	load("m.yaml", y);
+	free(y);
+	struct snapshot *cur = build(NULL);
+	char *t = answer_text(cur, "dns-version.clusterset.local", "TXT");
+	assert_non_null(strstr(t, "REFUSED"));
+	free(t);
+
+	for (int i = 0; i < MCS_IMPORTS; i++) {
+		m.present[i] = m.cluster_b[i] = true;
+		m.v[i] = 1;
+		m.seen[i][1] = m.seen[i][2] = true;
+	}
+	uint32_t rnd = 4242;
+	size_t n_incremental = 0;
+	for (int k = 0; k < 80; k++) {
+		rnd = rnd * 1103515245u + 12345u;
+		int i = (int)((rnd >> 8) % MCS_IMPORTS);
+		switch (k == 0 ? 9 : (rnd >> 20) % 6) {
+		case 0:
+			m.present[i] = !m.present[i];
+			break;
+		case 1:
+			m.cluster_b[i] = !m.cluster_b[i];
+			break;
+		case 2:
+			/* the local Service takes m0's address, or leaves it */
+			m.local = m.local == m.v[0] ? 200 : m.v[0];
+			break;
+		default:
+			m.v[i] = 1 + (m.v[i] + (rnd >> 24) % 7) % 250;
+			m.seen[i][m.v[i]] = m.seen[i][m.v[i] + 1] = true;
+			break;
+		}
+		y = mcs_yaml(&m);
+		load("m.yaml", y);
+		free(y);
+		struct snapshot *next = build(cur);
+		if (k == 0)
+			assert_false(next->incremental); /* the zone came */
+		n_incremental += next->incremental;
+		struct snapshot *full = build(NULL);
+		mcs_compare(next, full, &m);
+		t = answer_text(next, "dns-version.clusterset.local", "TXT");
+		assert_non_null(strstr(t, "\"1.0.0\""));
+		free(t);
+		snapshot_free(full);
+		snapshot_free(cur);
+		cur = next;
+	}
+	assert_true(n_incremental > 40);
+	snapshot_free(cur);
+	model_alloc_free(alloc);
+	model_store_free(store);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_incremental_matches_full),
 	    cmocka_unit_test(test_incremental_glue),
 	    cmocka_unit_test(test_incremental_churn),
+	    cmocka_unit_test(test_incremental_clusterset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

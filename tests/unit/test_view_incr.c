@@ -33,6 +33,28 @@ static void gen_object(unsigned *seed, char *buf, size_t cap)
 
 	if (len)
 		len += (size_t)snprintf(buf + len, cap - len, "---\n");
+	if (rnd(seed, 30) == 0) {
+		/* Now and then a ServiceImport or a multicluster slice: the next
+		 * view is a full one, and the imports are shared until then. */
+		if (rnd(seed, 2))
+			snprintf(buf + len, cap - len,
+				 "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceImport\n"
+				 "metadata: {name: s%u, namespace: %s}\nspec:\n  type: %s\n"
+				 "  ports: [{name: http, port: 80, protocol: TCP}]\n",
+				 k, ns,
+				 rnd(seed, 2) ? "Headless" : "ClusterSetIP\n  ips: [10.42.0.1]");
+		else
+			snprintf(
+			    buf + len, cap - len,
+			    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+			    "metadata: {name: mc%u-%u, namespace: %s, labels: "
+			    "{multicluster.kubernetes.io/service-name: s%u, "
+			    "multicluster.kubernetes.io/source-cluster: c%u}}\naddressType: IPv4\n"
+			    "ports: [{name: http, port: 8080}]\nendpoints:\n"
+			    "- {addresses: [10.245.1.%u], hostname: h%u}\n",
+			    k, rnd(seed, 2), ns, k, rnd(seed, 2), rnd(seed, 6), rnd(seed, 3));
+		return;
+	}
 	if (kind < 4) {
 		static const char *const types[] = {"ClusterIP", "NodePort", "ClusterIP"};
 		unsigned t = rnd(seed, 3);
@@ -106,15 +128,12 @@ static void str_same(const char *a, const char *b)
 		assert_string_equal(a, b);
 }
 
-static void views_same(const struct model_view *x, const struct model_view *y)
+static void svcs_same(const struct view_service *xs, const struct view_service *ys, size_t n)
 {
-	assert_int_equal(x->n_namespaces, y->n_namespaces);
-	for (size_t i = 0; i < x->n_namespaces; i++)
-		assert_string_equal(x->namespaces[i], y->namespaces[i]);
-	assert_int_equal(x->n_svcs, y->n_svcs);
-	for (size_t i = 0; i < x->n_svcs; i++) {
-		const struct view_service *p = &x->svcs[i], *q = &y->svcs[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct view_service *p = &xs[i], *q = &ys[i];
 		const struct model_service *a = p->svc, *b = q->svc;
+		assert_int_equal(a->imported, b->imported);
 		assert_string_equal(a->ns, b->ns);
 		assert_string_equal(a->name, b->name);
 		assert_int_equal(a->type, b->type);
@@ -142,10 +161,23 @@ static void views_same(const struct model_view *x, const struct model_view *y)
 			str_same(u->hostname, v->hostname);
 			str_same(u->node_name, v->node_name);
 			str_same(u->pod_name, v->pod_name);
+			str_same(u->cluster, v->cluster);
 			for (size_t j = 0; j < a->n_ports; j++)
 				assert_int_equal(u->target_ports[j], v->target_ports[j]);
 		}
 	}
+}
+
+static void views_same(const struct model_view *x, const struct model_view *y)
+{
+	assert_int_equal(x->n_namespaces, y->n_namespaces);
+	for (size_t i = 0; i < x->n_namespaces; i++)
+		assert_string_equal(x->namespaces[i], y->namespaces[i]);
+	assert_int_equal(x->n_svcs, y->n_svcs);
+	svcs_same(x->svcs, y->svcs, x->n_svcs);
+	assert_int_equal(x->multicluster, y->multicluster);
+	assert_int_equal(x->n_imports, y->n_imports);
+	svcs_same(x->imports, y->imports, x->n_imports);
 }
 
 static void test_random_changes(void **state)
@@ -154,7 +186,7 @@ static void test_random_changes(void **state)
 	struct model_store *si = model_store_new(), *sf = model_store_new();
 	struct model_alloc *ai = model_alloc_new(NULL, NULL), *af = model_alloc_new(NULL, NULL);
 	struct model_view vi = {0}, vf;
-	unsigned seed = 1, incremental = 0;
+	unsigned seed = 1, incremental = 0, shared = 0, mc_eps = 0;
 	static char yaml[16384];
 
 	for (int step = 0; step < 1500; step++) {
@@ -176,14 +208,20 @@ static void test_random_changes(void **state)
 		if (next.base_id) {
 			assert_int_equal(next.base_id, vi.id);
 			incremental++;
+			shared += next.n_imports > 0;
 		}
+		for (size_t i = 0; i < next.n_imports; i++)
+			mc_eps += next.imports[i].n_eps > 0;
 		views_same(&next, &vf);
 		model_view_free(&vf);
 		model_view_free(&vi);
 		vi = next;
 	}
-	/* Most steps must have taken the incremental path. */
+	/* Most steps must have taken the incremental path, with imports about. */
 	assert_true(incremental > 500);
+	assert_true(vi.multicluster);
+	assert_true(shared > 100); /* incremental views sharing imports */
+	assert_true(mc_eps > 100); /* imports with endpoints from their slices */
 	model_view_free(&vi);
 	model_alloc_free(ai);
 	model_alloc_free(af);
