@@ -61,6 +61,8 @@ struct upstream {
 	atomic_bool looped;	       /* it sent our loop probe back to us: never used */
 	uint8_t probe_name[DNAME_MAX]; /* the loop check's random name */
 	uint16_t probe_len;
+	bool tls;		      /* reached over TLS only, never in plaintext */
+	char tls_name[DNS_NAME_TEXT]; /* its certificate's name; "": its address */
 	struct upstream_slot *slots;
 };
 
@@ -81,6 +83,7 @@ struct upstream_set {
 	unsigned timeout_ms; /* per attempt, also for probes */
 	atomic_bool loop_check_active;
 	struct upstream_health *health; /* control-thread state */
+	struct fwd_tls_ctx *tls;	/* forward_tls.h; NULL: no TLS upstream */
 };
 
 /* One group of servers for a domain. */
