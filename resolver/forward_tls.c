@@ -72,7 +72,8 @@ struct tls_up {
 	SSL_SESSION *session; /* for resumption; NULL: none yet */
 	uint64_t retry_at;    /* loop time before which no new connection is made */
 	unsigned backoff_ms;
-	bool logged; /* the current run of failures was logged */
+	bool logged;	    /* the current run of failures was logged */
+	bool verify_logged; /* and a verification failure in it */
 };
 
 struct fwd_tls {
@@ -411,13 +412,15 @@ static void log_handshake_failure(struct tlsconn *tc)
 	long v = SSL_get_verify_result(tc->ssl);
 	unsigned long e = ERR_peek_last_error();
 	bool first = tls_up_log_once(tc);
-	if (v != X509_V_OK) {
-		/* Always an error: either an attack or a misconfiguration. */
+	struct tls_up *s = &tc->pool->state[tc->up];
+	if (v != X509_V_OK && !s->verify_logged) {
+		/* An error: either an attack or a misconfiguration. */
+		s->verify_logged = true;
 		log_error("upstream %s: TLS certificate verification failed: %s (expected name "
 			  "%s); not used, and never asked in plaintext",
 			  u->text, X509_verify_cert_error_string(v),
 			  u->tls_name[0] ? u->tls_name : "its address");
-	} else if (first) {
+	} else if (first && v == X509_V_OK) {
 		log_warn("upstream %s: TLS handshake failed: %s", u->text,
 			 e ? ERR_reason_error_string(e) : "connection closed");
 	} else {
@@ -448,7 +451,7 @@ static bool tlsconn_handshake(struct tlsconn *tc)
 		log_info("upstream %s: TLS connection established again", u->text);
 	log_debug("upstream %s: tls connection up (%s%s)", u->text, SSL_get_version(tc->ssl),
 		  SSL_session_reused(tc->ssl) ? ", session resumed" : "");
-	s->logged = false;
+	s->logged = s->verify_logged = false;
 	s->backoff_ms = 0;
 	s->retry_at = 0;
 	tc->state = TLS_READY;

@@ -263,8 +263,9 @@ def many_queries(port, names):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(8)
     want = {}
-    for n in names:
+    for i, n in enumerate(names):
         q = dns.message.make_query(n, "A")
+        q.id = 1000 + i  # random IDs could repeat among 60
         want[q.id] = n
         s.sendto(q.to_wire(), ("127.0.0.1", port))
     got = {}
