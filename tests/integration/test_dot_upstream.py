@@ -12,8 +12,9 @@ queries share one connection per thread (pipelined, answers matched by ID),
 verification by name and by address, a wrong server name fails verification,
 is logged, and fails over to the next upstream; a server whose certificate
 does not verify (a CA file that did not sign it, or the system's CAs) is never
-asked in plaintext; an unreadable --upstream-ca stops the start. Session
-resumption is not covered here: it needs a connection closed while idle.
+asked in plaintext; a connection the server closed when idle is followed by
+one that resumes the TLS session; an unreadable --upstream-ca stops the
+start.
 """
 
 import os
@@ -60,10 +61,10 @@ def make_certs(d):
 class Unbound:
     """unbound serving DNS over TLS only (no UDP, no plain TCP) on 127.0.0.1."""
 
-    def __init__(self, d):
+    def __init__(self, d, extra=""):
         self.dir = d
         self.port = t.free_port()
-        self.conf = os.path.join(d, "unbound.conf")
+        self.conf = os.path.join(d, "unbound-%d.conf" % self.port)
         t.write_file(self.conf, """server:
   verbosity: 1
   interface: 127.0.0.1@{port}
@@ -86,12 +87,13 @@ class Unbound:
   local-data: "www.{name}. 300 IN A 192.0.2.53"
   local-zone: "many.{name}." redirect
   local-data: "many.{name}. 300 IN A 192.0.2.54"
-remote-control:
+{extra}remote-control:
   control-enable: yes
-  control-interface: "{d}/control.sock"
+  control-interface: "{d}/control-{port}.sock"
   control-use-cert: no
-""".format(port=self.port, d=d, name=NAME))
-        self.log = open(os.path.join(d, "unbound.log"), "wb")
+""".format(port=self.port, d=d, name=NAME, extra=extra))
+        self.log_path = os.path.join(d, "unbound-%d.log" % self.port)
+        self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([UNBOUND, "-d", "-c", self.conf], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log)
         ok, _ = t.poll(self._listening, timeout=15, interval=0.05)
@@ -110,7 +112,7 @@ remote-control:
             return False
 
     def log_text(self):
-        with open(os.path.join(self.dir, "unbound.log"), errors="replace") as f:
+        with open(self.log_path, errors="replace") as f:
             return f.read()[-3000:]
 
     def stats(self):
@@ -364,6 +366,35 @@ def verification_fails(tally, d, ub):
         relay.close()
 
 
+def resumption(tally, d):
+    # A server that closes idle connections after a second and issues session
+    # tickets: the next connection resumes the session.
+    with open(os.path.join(d, "ticket.key"), "wb") as f:
+        f.write(os.urandom(80))
+    ub = Unbound(d, '  tcp-idle-timeout: 1000\n  tls-session-ticket-keys: "%s/ticket.key"\n' % d)
+    fwd = fu.forwarder(["tls://127.0.0.1:%d#%s" % (ub.port, NAME)],
+                       args=["--upstream-ca", os.path.join(d, "ca.pem")])
+    try:
+        m = ask(fwd.port, "r1.many." + NAME)
+        tally.check(a_records(m) == ["192.0.2.54"], "an answer before the server closes", str(m))
+        # Both connections (the worker's, and the control thread's for the
+        # loop check) go idle; the worker's is the one that matters.
+        t.poll(lambda: fwd.stderr_text().count("closed by the server") >= 2, timeout=8,
+               interval=0.1)
+        tally.check(fwd.stderr_text().count("closed by the server") >= 1,
+                    "the server closed the idle connection", fwd.stderr_tail())
+        m = ask(fwd.port, "r2.many." + NAME)
+        tally.check(a_records(m) == ["192.0.2.54"], "an answer on a new connection", str(m))
+        tally.check("session resumed" in fwd.stderr_text() and
+                    int(ub.stats().get("num.query.tls.resume", "0")) >= 1,
+                    "the new connection resumed the TLS session",
+                    "num.query.tls.resume=%s\n%s" % (ub.stats().get("num.query.tls.resume"),
+                                                      fwd.stderr_tail()))
+    finally:
+        tally.server_stopped(fwd)
+        ub.stop()
+
+
 def system_cas(tally, ub):
     # Without --upstream-ca the system's CAs decide: they never signed the
     # test's CA.
@@ -406,6 +437,7 @@ def main(tally):
         answers_over_tls(tally, d, ub)
         verification_fails(tally, d, ub)
         system_cas(tally, ub)
+        resumption(tally, d)
         bad_options(tally, d)
     finally:
         ub.stop()
