@@ -16,9 +16,9 @@ cd "$here"
 
 # Build and runtime dependencies, and the real clients the tests use.
 BUILD_PKGS=(build-essential cmake pkg-config libldns-dev libuv1-dev libcurl4-openssl-dev
-	libjansson-dev libyaml-dev libmicrohttpd-dev)
+	libjansson-dev libyaml-dev libmicrohttpd-dev libssl-dev)
 TEST_PKGS=(libcmocka-dev bind9-dnsutils knot-dnsutils python3 python3-dnspython knot iproute2
-	clang-format)
+	clang-format unbound openssl)
 DEFAULT_LISTEN=127.0.0.1:5353
 
 say() { echo "quickstart: $*"; }
@@ -59,21 +59,27 @@ parse_listen() {
 	done
 }
 
-# The knot package enables and starts a system knotd; the tests start their own.
-# Only a knot that this script installed is turned off again.
-disable_knot_service() {
+# The knot and unbound packages enable and start a system server; the tests
+# start their own. Only a service whose package this script installed is
+# turned off again.
+disable_service() {
 	if [ -d /run/systemd/system ]; then
-		"${SUDO[@]}" systemctl disable --now knot.service
+		"${SUDO[@]}" systemctl disable --now "$1.service"
 	else
-		"${SUDO[@]}" deb-systemd-helper disable knot.service &&
-			"${SUDO[@]}" update-rc.d knot disable
+		"${SUDO[@]}" deb-systemd-helper disable "$1.service" &&
+			"${SUDO[@]}" update-rc.d "$1" disable
 	fi
+}
+
+disable_services() {
+	local svc
+	for svc in "$@"; do disable_service "$svc" || return 1; done
 }
 
 # install_missing LOGDIR PACKAGE...: installs the packages that are not
 # installed yet, keeping apt-get's output in LOGDIR/quickstart-packages.log.
 install_missing() {
-	local logdir=$1 missing=() p rc=0 knot=false made_policy=false
+	local logdir=$1 missing=() p rc=0 daemons=false made_policy=false services=() svc
 	local log="$logdir/quickstart-packages.log" policy=/usr/sbin/policy-rc.d
 	shift
 	for p in "$@"; do
@@ -92,13 +98,13 @@ install_missing() {
 		sudo -v || die "sudo failed; run this script as root instead"
 	fi
 	for p in "${missing[@]}"; do
-		[ "$p" = knot ] && knot=true
+		case $p in knot | unbound) daemons=true services+=("$p") ;; esac
 	done
 	mkdir -p "$logdir"
 	printf 'quickstart: installing %s (apt-get output in %s) ... ' "${missing[*]}" "$log"
-	if $knot && [ ! -e "$policy" ]; then
+	if $daemons && [ ! -e "$policy" ]; then
 		# invoke-rc.d asks this script before it starts a service; 101 means
-		# "not now", so installing knot starts no daemon
+		# "not now", so installing knot or unbound starts no daemon
 		printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null &&
 			"${SUDO[@]}" chmod 755 "$policy" && made_policy=true
 	fi
@@ -106,7 +112,7 @@ install_missing() {
 		"${SUDO[@]}" apt-get update &&
 			"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
 				apt-get install -y --no-install-recommends "${missing[@]}" &&
-			if $knot; then disable_knot_service; fi
+			disable_services "${services[@]}"
 	} >"$log" 2>&1 || rc=$?
 	if $made_policy; then
 		"${SUDO[@]}" rm -f "$policy"
@@ -117,9 +123,9 @@ install_missing() {
 		exit 1
 	fi
 	echo "done"
-	if $knot; then
-		say "the knot package's system service is disabled and stopped; the tests start their own knotd"
-	fi
+	for svc in "${services[@]}"; do
+		say "the $svc package's system service is disabled and stopped; the tests start their own"
+	done
 }
 
 jobs() { nproc 2>/dev/null || echo 2; }

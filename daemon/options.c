@@ -89,8 +89,10 @@ static int parse_upstream(struct svcdns_options *o, const char *arg, char *why, 
 		return 0;
 	}
 	if (f->n_upstreams == FWD_MAX_UPSTREAMS ||
-	    dns_listen_parse(arg, &f->upstreams[f->n_upstreams]) < 0) {
-		snprintf(why, cap, "expected ADDR[:PORT], [V6]:PORT or none (at most %d)",
+	    dns_server_parse(arg, &f->upstreams[f->n_upstreams]) < 0) {
+		snprintf(why, cap,
+			 "expected ADDR[:PORT], [V6]:PORT, tls://ADDR[:PORT][#SERVERNAME] or none "
+			 "(at most %d)",
 			 FWD_MAX_UPSTREAMS);
 		return -EINVAL;
 	}
@@ -111,12 +113,12 @@ static int stub_read(const char *arg, struct fwd_stub_option *st)
 		return -EINVAL;
 	for (const char *p = eq + 1; *p;) {
 		size_t len = strcspn(p, ",");
-		char one[80];
+		char one[80 + DNS_NAME_TEXT];
 		if (len == 0 || len >= sizeof(one) || st->n == FWD_MAX_STUB_SERVERS)
 			return -EINVAL;
 		memcpy(one, p, len);
 		one[len] = '\0';
-		if (dns_listen_parse(one, &st->servers[st->n]) < 0)
+		if (dns_server_parse(one, &st->servers[st->n]) < 0)
 			return -EINVAL;
 		st->n++;
 		p += len + (p[len] == ',');
@@ -463,8 +465,16 @@ const struct opt_def options_table[] = {
      .parse = parse_upstream,
      .flags = OPT_REPEAT,
      .max_n = FWD_MAX_UPSTREAMS,
-     .help = "forward other names there; 'none': answer REFUSED (default: the nameservers "
-	     "in --resolv-conf)"},
+     .help = "forward other names there; tls://ADDR[:PORT][#SERVERNAME] over TLS (port 853, "
+	     "certificate checked against SERVERNAME, else the address; CoreDNS's forward "
+	     "tls://, Unbound's forward-tls-upstream); 'none': answer REFUSED (default: the "
+	     "nameservers in --resolv-conf)"},
+    {.name = "upstream-ca",
+     .arg = "FILE",
+     .kind = OPT_STRING,
+     .off = F(fwd.upstream_ca),
+     .help = "PEM certificates that TLS upstreams are checked against, instead of the "
+	     "system's (CoreDNS's tls CA argument, Unbound's tls-cert-bundle)"},
     {.name = "resolv-conf",
      .arg = "FILE",
      .kind = OPT_STRING,

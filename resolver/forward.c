@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/shash.h"
+#include "resolver/forward_tls.h"
 #include "resolver/resolvconf.h"
 #include "resolver/upstream_budget.h"
 
@@ -242,6 +243,9 @@ int forward_new(const struct forward_options *o, const struct dns_listen *listen
 		log_error("--upstream-max-qps: cannot be set up (%s)", strerror(-ret));
 		goto fail;
 	}
+	for (size_t i = 0; i < f->ups->n && !f->ups->tls; i++)
+		if (f->ups->ups[i].tls && (ret = fwd_tls_ctx_new(o->upstream_ca, &f->ups->tls)) < 0)
+			goto fail;
 	if (o->cache_bytes || o->cache_entries) {
 		struct cache_config cc = {
 		    .max_bytes = o->cache_bytes,
@@ -272,8 +276,10 @@ void forward_free(struct forwarder *f)
 		return;
 	fwd_uv_free(f->control);
 	cache_free(f->cache);
-	if (f->ups)
+	if (f->ups) {
 		upstream_budget_free(f->ups->budget);
+		fwd_tls_ctx_free(f->ups->tls);
+	}
 	upstream_set_free(f->ups);
 	free(f->slots);
 	free(f);

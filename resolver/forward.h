@@ -7,8 +7,9 @@
  * sent once per worker). A query never crosses threads. Files: forward.c
  * (shared state), forward_engine.c (the per-worker engine), forward_budget.c
  * (its queue of questions the upstream budget holds back),
- * forward_uv.c and forward_tcp.c (its clock and sockets on libuv, behind the
- * seam of forward_io.h that the replay tests drive instead).
+ * forward_uv.c, forward_tcp.c and forward_tls.c (its clock and sockets on
+ * libuv, DNS over TLS with OpenSSL, behind the seam of forward_io.h that the
+ * replay tests drive instead).
  *
  * Owns: what struct forward_options describes (the program's option table,
  * daemon/options.c, declares and parses the flags that fill it: --upstream,
@@ -58,6 +59,7 @@ struct forward_options {
 	size_t n_upstreams;
 	bool upstream_none; /* --upstream none */
 	const char *resolv_conf;
+	const char *upstream_ca; /* CA file for TLS upstreams; NULL: the system's */
 	struct fwd_stub_option stubs[FWD_MAX_STUBS];
 	size_t n_stubs;
 	enum upstream_policy policy;

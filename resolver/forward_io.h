@@ -50,11 +50,12 @@ struct fwd_clock {
 /* ---- upstream exchanges ---------------------------------------------------- */
 
 /* One query on the wire to one upstream: over UDP a socket of its own (a
- * random source port), over TCP a place on that upstream's connection. Every
- * implementation's exchange starts with this, so that end() can tell them
- * apart. */
+ * random source port), over TCP or TLS a place on that upstream's
+ * connection. Every implementation's exchange starts with this, so that end()
+ * can tell them apart. */
 struct fwd_xchg {
 	bool tcp;
+	bool tls; /* forward_tls.c's; an upstream marked tls is asked this way only */
 };
 
 struct fwd_xchg_req {
@@ -89,7 +90,8 @@ struct fwd_net {
 struct fwd_uv;
 
 /* The clock (libuv timers, common/clock.h) and the network (a UDP socket per
- * exchange with IP_RECVERR; the TCP connections of forward_tcp.c) of `loop`,
+ * exchange with IP_RECVERR; the TCP connections of forward_tcp.c; the TLS
+ * connections of forward_tls.c for every upstream marked tls) of `loop`,
  * for the servers of `ups`, counting into their counter slot `slot`.
  * count_drops: a datagram from another address than the upstream's counts as
  * dropped (the workers' exchanges; the control thread's probes do not). */

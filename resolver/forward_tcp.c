@@ -280,6 +280,7 @@ int fwd_tcp_send(struct fwd_tcp *t, const struct fwd_xchg_req *q, struct fwd_xch
 		return -ENOMEM;
 	}
 	r->x.tcp = true;
+	r->x.tls = false;
 	r->tc = tc;
 	r->id = wire_hdr_id(q->msg);
 	r->written = false;

@@ -1,6 +1,7 @@
 /* The forwarder's clock and network on a libuv loop: timers are uv_timer_t,
  * time is common/clock.h, and each UDP exchange has a socket of its own
- * (random source port, ICMP errors reported); TCP goes to forward_tcp.c. */
+ * (random source port, ICMP errors reported); TCP goes to forward_tcp.c, and
+ * everything for a TLS upstream to forward_tls.c. */
 #include "resolver/forward_io.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "resolver/forward_tls.h"
 #include "resolver/upstream.h"
 
 #define UDP_DRAIN 16 /* datagrams read per wakeup of one exchange's socket */
@@ -42,6 +44,7 @@ struct fwd_uv {
 	struct fwd_clock clock;
 	struct fwd_net net;
 	struct fwd_tcp *tcp;
+	struct fwd_tls *tls; /* NULL: no TLS upstream */
 	struct udp_xchg *free_udp;
 	uint8_t rbuf[65536];
 };
@@ -203,6 +206,7 @@ static int udp_send(struct fwd_uv *uv, const struct fwd_xchg_req *r, struct fwd_
 		return -ENOMEM;
 	}
 	x->x.tcp = false;
+	x->x.tls = false;
 	x->fd = fd;
 	x->uv = uv;
 	x->up = r->up;
@@ -228,12 +232,17 @@ static void udp_end(struct udp_xchg *x)
 static int uv_net_send(void *ctx, const struct fwd_xchg_req *r, struct fwd_xchg **out)
 {
 	struct fwd_uv *uv = ctx;
+	/* Whatever the engine asks for, a TLS upstream gets TLS or nothing. */
+	if (uv->ups->ups[r->up].tls)
+		return uv->tls ? fwd_tls_send(uv->tls, r, out) : -EPROTONOSUPPORT;
 	return r->tcp ? fwd_tcp_send(uv->tcp, r, out) : udp_send(uv, r, out);
 }
 
 static void uv_net_end(struct fwd_xchg *x)
 {
-	if (x->tcp)
+	if (x->tls)
+		fwd_tls_end(x);
+	else if (x->tcp)
 		fwd_tcp_end(x);
 	else
 		udp_end((struct udp_xchg *)x);
@@ -246,7 +255,10 @@ int fwd_uv_new(uv_loop_t *loop, struct upstream_set *ups, unsigned slot, bool co
 	if (!u)
 		return -ENOMEM;
 	int ret = fwd_tcp_new(loop, ups, slot, &u->tcp);
+	if (ret == 0 && ups->tls)
+		ret = fwd_tls_new(loop, ups, slot, &u->tls);
 	if (ret < 0) {
+		fwd_tcp_free(u->tcp);
 		free(u);
 		return ret;
 	}
@@ -280,8 +292,10 @@ const struct fwd_net *fwd_uv_net(struct fwd_uv *u)
 
 void fwd_uv_close(struct fwd_uv *u)
 {
-	if (u)
-		fwd_tcp_close(u->tcp);
+	if (!u)
+		return;
+	fwd_tcp_close(u->tcp);
+	fwd_tls_close(u->tls);
 }
 
 void fwd_uv_free(struct fwd_uv *u)
@@ -293,5 +307,6 @@ void fwd_uv_free(struct fwd_uv *u)
 		free(x);
 	}
 	fwd_tcp_free(u->tcp);
+	fwd_tls_free(u->tls);
 	free(u);
 }

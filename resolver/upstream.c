@@ -90,6 +90,8 @@ int upstream_set_new(const struct upstream_group_cfg *groups, size_t n_groups,
 			memcpy(&u->addr, &l2->addr, sizeof(u->addr));
 			u->addr_len = l2->len;
 			snprintf(u->text, sizeof(u->text), "%s", l2->text);
+			u->tls = l2->tls;
+			memcpy(u->tls_name, l2->tls_name, sizeof(u->tls_name));
 			u->group = g;
 			/* Two random labels under the root, as CoreDNS's loop plugin
 			 * does: a real resolver must forward them to find out. */

@@ -61,6 +61,8 @@ struct upstream {
 	atomic_bool looped;	       /* it sent our loop probe back to us: never used */
 	uint8_t probe_name[DNAME_MAX]; /* the loop check's random name */
 	uint16_t probe_len;
+	bool tls;		      /* reached over TLS only, never in plaintext */
+	char tls_name[DNS_NAME_TEXT]; /* its certificate's name; "": its address */
 	struct upstream_slot *slots;
 };
 
@@ -84,6 +86,7 @@ struct upstream_set {
 	/* --upstream-max-qps (upstream_budget.h); NULL: none. The forwarder's:
 	 * it makes and frees it. */
 	struct upstream_budget *budget;
+	struct fwd_tls_ctx *tls; /* forward_tls.h; NULL: no TLS upstream */
 };
 
 /* One group of servers for a domain. */

@@ -57,3 +57,48 @@ int dns_listen_parse(const char *text, struct dns_listen *out)
 	}
 	return -EINVAL;
 }
+
+/* A host name as certificates carry it: letters, digits, '-', '.', '_'. */
+static bool host_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n >= DNS_NAME_TEXT)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '.' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+int dns_server_parse(const char *text, struct dns_listen *out)
+{
+	static const char scheme[] = "tls://";
+	if (strncmp(text, scheme, sizeof(scheme) - 1) != 0)
+		return dns_listen_parse(text, out);
+	char addr[80];
+	const char *a = text + sizeof(scheme) - 1;
+	const char *hash = strchr(a, '#');
+	size_t alen = hash ? (size_t)(hash - a) : strlen(a);
+	if (alen == 0 || alen >= sizeof(addr))
+		return -EINVAL;
+	memcpy(addr, a, alen);
+	addr[alen] = '\0';
+	if (dns_listen_parse(addr, out) < 0 || (hash && !host_name_ok(hash + 1)))
+		return -EINVAL;
+	bool has_port = addr[0] == '[' ? strstr(addr, "]:") != NULL : strchr(addr, ':') != NULL;
+	if (!has_port) {
+		uint16_t port = htons(DNS_TLS_PORT);
+		if (out->addr.ss_family == AF_INET)
+			((struct sockaddr_in *)&out->addr)->sin_port = port;
+		else
+			((struct sockaddr_in6 *)&out->addr)->sin6_port = port;
+	}
+	out->tls = true;
+	if (hash)
+		snprintf(out->tls_name, sizeof(out->tls_name), "%s", hash + 1);
+	snprintf(out->text, sizeof(out->text), "%s", text);
+	return 0;
+}
