@@ -13,6 +13,7 @@
 
 #include "common/http.h"
 #include "common/log.h"
+#include "discovery/labelsel.h"
 #include "dns/limits.h"
 #include "wire/dname.h"
 
@@ -189,6 +190,17 @@ static int parse_compat(struct svcdns_options *o, const char *arg, char *why, si
 	return 0;
 }
 
+static int parse_namespace_labels(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	struct label_selector *sel;
+	int rc = label_selector_parse(arg, &sel, why, cap);
+	if (rc < 0)
+		return -EINVAL;
+	label_selector_free(sel);
+	o->namespace_labels = arg;
+	return 0;
+}
+
 /* ---- the table ---------------------------------------------------------------- */
 
 #define F(field) offsetof(struct svcdns_options, field)
@@ -243,6 +255,13 @@ const struct opt_def options_table[] = {
      .kind = OPT_STRING,
      .off = F(kube.labels),
      .help = "serve only Services matching a label selector"},
+    {.name = "namespace-labels",
+     .arg = "SELECTOR",
+     .kind = OPT_CUSTOM,
+     .parse = parse_namespace_labels,
+     .help = "serve only the namespaces whose labels match a label selector (k=v, k!=v, "
+	     "k in (a,b), k notin (a,b), k, !k, joined by commas), from the API's or the "
+	     "manifests' Namespace objects (as CoreDNS's namespace_labels)"},
     {.name = "api-page-size",
      .arg = "N",
      .kind = OPT_UINT,

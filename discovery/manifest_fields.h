@@ -65,6 +65,11 @@ bool mf_is_dns1035_label(const char *s);
 bool mf_is_dns1123_subdomain(const char *s);
 /* IANA_SVC_NAME: what a named port may be called. */
 bool mf_is_iana_svc_name(const char *s);
+/* A label key: a qualified name with an optional DNS-subdomain prefix. */
+bool mf_is_label_key(const char *s);
+/* A label value: empty, or at most 63 alphanumerics, '-', '_', '.' that
+ * start and end alphanumeric. */
+bool mf_is_label_value(const char *s);
 
 /* ---- typed field access; each failure is logged once and returns -EINVAL --- */
 

@@ -110,7 +110,8 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	/* labels of every kind are checked, as the API server would */
 	struct model_labels labels = {0};
 	rc = mf_get_labels(c, json_object_get(meta, "labels"), "metadata.labels", NULL, &labels);
-	mf_labels_free(&labels);
+	if (rc < 0 || c->kind != KIND_NAMESPACE)
+		mf_labels_free(&labels);
 	if (rc < 0)
 		return rc;
 
@@ -123,11 +124,14 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	case KIND_POD:
 		return mf_decode_pod(c, obj, &out->u.pod);
 	default: {
+		/* its labels are all it carries: --namespace-labels reads them */
 		struct model_namespace *n = calloc(1, sizeof(*n));
 		if (!n || !(n->name = strdup(c->name))) {
 			free(n);
+			mf_labels_free(&labels);
 			return -ENOMEM;
 		}
+		n->labels = labels;
 		out->u.ns = n;
 		return 0;
 	}

@@ -133,7 +133,8 @@ struct model_pod {
 
 struct model_namespace {
 	char *name;
-	uint32_t refs; /* as model_service.refs */
+	uint32_t refs;		    /* as model_service.refs */
+	struct model_labels labels; /* what --namespace-labels selects by */
 };
 
 enum model_kind { KIND_SERVICE = 0, KIND_SLICE, KIND_POD, KIND_NAMESPACE, KIND_COUNT };
@@ -187,6 +188,13 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 			size_t n);
 /* Drops everything a source contributed. */
 void model_store_remove(struct model_store *st, const char *source);
+
+/* Serves only the namespaces whose labels sel matches (a namespace without a
+ * Namespace object has none); NULL: all. Services, EndpointSlices and Pods of
+ * other namespaces stay in the store but not in the view. The selector must
+ * outlive the store; the next view is built in full. */
+struct label_selector;
+void model_store_set_ns_selector(struct model_store *st, const struct label_selector *sel);
 
 /* The previous objects of a source, to keep an object whose new version is
  * invalid. Returns NULL if the source holds no such object. */

@@ -60,6 +60,8 @@ static int collect_services(struct build *b)
 		return -ENOMEM;
 	model_store_iter_init(&it, b->st, KIND_SERVICE);
 	while ((o = model_store_iter_next(&it)) && b->n_clones < n) {
+		if (!store_ns_selected(b->st, o->u.svc->ns))
+			continue;
 		int ret = view_clone_service(b, o->u.svc);
 		if (ret)
 			return ret;
@@ -183,6 +185,8 @@ static int build_namespaces(struct build *b, struct view_priv *priv)
 
 	for (size_t i = 0; i < n; i++) {
 		if (!names[i] || !names[i][0] || (u && strcmp(names[u - 1], names[i]) == 0))
+			continue;
+		if (!store_ns_selected(b->st, names[i]))
 			continue;
 		names[u++] = names[i];
 	}

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "discovery/labelsel.h"
 #include "discovery/manifest.h"
 #include "discovery/model.h"
 
@@ -81,8 +82,12 @@ static void gen_object(unsigned *seed, char *buf, size_t cap)
 						"status:\n  phase: Running\n  podIP: 10.244.2.%u\n",
 						rnd(seed, 8));
 	} else {
+		/* Labels that move the namespace in and out of --namespace-labels. */
+		static const char *const teams[] = {"x", "y", NULL};
+		const char *team = teams[rnd(seed, 3)];
 		snprintf(buf + len, cap - len,
-			 "apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", ns);
+			 "apiVersion: v1\nkind: Namespace\nmetadata: {name: %s, labels: {%s%s}}\n",
+			 ns, team ? "team: " : "", team ? team : "");
 	}
 }
 
@@ -148,10 +153,17 @@ static void views_same(const struct model_view *x, const struct model_view *y)
 	}
 }
 
-static void test_random_changes(void **state)
+/* Random changes with an optional namespace selector on both stores. */
+static void random_changes(const char *selector)
 {
-	(void)state;
+	struct label_selector *sel = NULL;
+	char why[128];
+	assert_int_equal(label_selector_parse(selector, &sel, why, sizeof(why)), 0);
 	struct model_store *si = model_store_new(), *sf = model_store_new();
+	if (selector) {
+		model_store_set_ns_selector(si, sel);
+		model_store_set_ns_selector(sf, sel);
+	}
 	struct model_alloc *ai = model_alloc_new(NULL, NULL), *af = model_alloc_new(NULL, NULL);
 	struct model_view vi = {0}, vf;
 	unsigned seed = 1, incremental = 0;
@@ -189,12 +201,29 @@ static void test_random_changes(void **state)
 	model_alloc_free(af);
 	model_store_free(si);
 	model_store_free(sf);
+	label_selector_free(sel);
+}
+
+static void test_random_changes(void **state)
+{
+	(void)state;
+	random_changes(NULL);
+}
+
+/* Namespaces whose labels move in and out of the selector take their Services
+ * in and out of the view, incrementally, as a full build would. */
+static void test_random_changes_ns_selector(void **state)
+{
+	(void)state;
+	random_changes("team=x");
+	random_changes("team notin (y)");
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_random_changes),
+	    cmocka_unit_test(test_random_changes_ns_selector),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
