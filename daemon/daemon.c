@@ -171,6 +171,8 @@ static int setup(struct app *app)
 	app->scfg.ttl = o->ttl;
 	app->scfg.endpoint_pod_names = o->endpoint_pod_names;
 	app->scfg.ignore_empty_service = o->ignore_empty_service;
+	app->scfg.pods = (enum snapshot_pods)o->pods;
+	o->kube.pods = o->pods == SNAPSHOT_PODS_VERIFIED;
 	app->scfg.hostname = app->hostname;
 	app->scfg.static_zones = (const struct static_zone *const *)app->zones;
 	app->scfg.n_static_zones = app->n_zones;
@@ -192,6 +194,7 @@ static int setup(struct app *app)
 		model_store_set_ns_selector(app->store, app->ns_sel);
 		log_info("serving only the namespaces whose labels match %s", o->namespace_labels);
 	}
+	model_store_keep_pod_addrs(app->store, o->pods == SNAPSHOT_PODS_VERIFIED);
 	struct pipeline_config pc = {
 	    .loop = app->loop,
 	    .store = app->store,

@@ -181,7 +181,7 @@ static void src_kube(struct metrics_out *o, void *arg)
 		return;
 	metrics_family(o, "svcdns_kubernetes_watch_events_total", "counter",
 		       "Watch events received from the API server, by resource and type.");
-	for (int r = 0; r < KUBE_RESOURCES; r++)
+	for (int r = 0; r < kube_source_resources(ks); r++)
 		for (int t = 0; t < KUBE_EV_TYPES; t++)
 			metrics_sample(o, "svcdns_kubernetes_watch_events_total",
 				       (double)kube_source_events(ks, (enum kube_resource)r,
@@ -190,13 +190,13 @@ static void src_kube(struct metrics_out *o, void *arg)
 				       "type", kube_event_type_name((enum kube_event_type)t), NULL);
 	metrics_family(o, "svcdns_kubernetes_relists_total", "counter",
 		       "Lists started again after 410 Gone, by resource.");
-	for (int r = 0; r < KUBE_RESOURCES; r++)
+	for (int r = 0; r < kube_source_resources(ks); r++)
 		metrics_sample(o, "svcdns_kubernetes_relists_total",
 			       (double)kube_source_relists(ks, (enum kube_resource)r), "resource",
 			       kube_resource_name((enum kube_resource)r), NULL);
 	metrics_family(o, "svcdns_kubernetes_bad_lines_total", "counter",
 		       "Lines of a watch stream that were not events and were skipped.");
-	for (int r = 0; r < KUBE_RESOURCES; r++)
+	for (int r = 0; r < kube_source_resources(ks); r++)
 		metrics_sample(o, "svcdns_kubernetes_bad_lines_total",
 			       (double)kube_source_bad_lines(ks, (enum kube_resource)r), "resource",
 			       kube_resource_name((enum kube_resource)r), NULL);

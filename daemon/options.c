@@ -16,6 +16,7 @@
 #include "discovery/labelsel.h"
 #include "dns/limits.h"
 #include "wire/dname.h"
+#include "zones/snapshot.h"
 
 /* ---- values with a syntax of their own ------------------------------------ */
 
@@ -201,6 +202,21 @@ static int parse_namespace_labels(struct svcdns_options *o, const char *arg, cha
 	return 0;
 }
 
+static int parse_pods(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	if (strcmp(arg, "insecure") == 0)
+		o->pods = SNAPSHOT_PODS_INSECURE;
+	else if (strcmp(arg, "disabled") == 0)
+		o->pods = SNAPSHOT_PODS_DISABLED;
+	else if (strcmp(arg, "verified") == 0)
+		o->pods = SNAPSHOT_PODS_VERIFIED;
+	else {
+		snprintf(why, cap, "expected disabled, insecure or verified");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* ---- the table ---------------------------------------------------------------- */
 
 #define F(field) offsetof(struct svcdns_options, field)
@@ -303,6 +319,14 @@ const struct opt_def options_table[] = {
      .off = F(endpoint_pod_names),
      .help = "name an endpoint without a hostname by its Pod's name (targetRef) instead of "
 	     "its dashed address, when that is a DNS label (as CoreDNS's endpoint_pod_names)"},
+    {.name = "pods",
+     .arg = "MODE",
+     .kind = OPT_CUSTOM,
+     .parse = parse_pods,
+     .def = "insecure",
+     .help = "names <a-b-c-d>.<ns>.pod.<zone>: insecure answers any such name with its "
+	     "address, disabled none (NXDOMAIN), verified only the address of a Pod of that "
+	     "namespace, which watches the Pods (as CoreDNS's pods)"},
     {.name = "ignore-empty-service",
      .kind = OPT_FLAG,
      .off = F(ignore_empty_service),

@@ -5,28 +5,29 @@
 
 #include <string.h>
 
-void kube_contact_init(struct kube_contact *c, unsigned probe_ms)
+void kube_contact_init(struct kube_contact *c, unsigned probe_ms, unsigned n)
 {
 	memset(c, 0, sizeof(*c));
 	c->probe_ms = probe_ms ? probe_ms : 1;
+	c->n = n < KUBE_CONTACT_STREAMS ? n : KUBE_CONTACT_STREAMS;
 }
 
 void kube_contact_set_open(struct kube_contact *c, unsigned i, bool open)
 {
-	if (i < KUBE_CONTACT_STREAMS)
+	if (i < c->n)
 		c->open[i] = open;
 }
 
 void kube_contact_heard(struct kube_contact *c, unsigned i, uint64_t now_ms)
 {
-	if (i < KUBE_CONTACT_STREAMS && now_ms > c->ok_ms[i])
+	if (i < c->n && now_ms > c->ok_ms[i])
 		c->ok_ms[i] = now_ms;
 }
 
 void kube_contact_probe_answered(struct kube_contact *c, uint64_t now_ms)
 {
 	c->probing = false;
-	for (unsigned i = 0; i < KUBE_CONTACT_STREAMS; i++)
+	for (unsigned i = 0; i < c->n; i++)
 		if (c->open[i])
 			kube_contact_heard(c, i, now_ms);
 }
@@ -35,7 +36,7 @@ bool kube_contact_probe_due(const struct kube_contact *c, uint64_t now_ms)
 {
 	if (c->probing)
 		return false;
-	for (unsigned i = 0; i < KUBE_CONTACT_STREAMS; i++)
+	for (unsigned i = 0; i < c->n; i++)
 		if (c->open[i] && (c->ok_ms[i] == 0 || now_ms - c->ok_ms[i] >= c->probe_ms))
 			return true;
 	return false;
@@ -45,7 +46,7 @@ int64_t kube_contact_age_ms(const struct kube_contact *c, uint64_t now_ms)
 {
 	uint64_t oldest = UINT64_MAX;
 
-	for (unsigned i = 0; i < KUBE_CONTACT_STREAMS; i++) {
+	for (unsigned i = 0; i < c->n; i++) {
 		if (c->ok_ms[i] == 0)
 			return -1;
 		if (c->ok_ms[i] < oldest)

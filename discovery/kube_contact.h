@@ -18,16 +18,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define KUBE_CONTACT_STREAMS 3
+#define KUBE_CONTACT_STREAMS 4
 
 struct kube_contact {
 	uint64_t ok_ms[KUBE_CONTACT_STREAMS]; /* last proof of each stream; 0: never */
 	bool open[KUBE_CONTACT_STREAMS];      /* a request is out (not waiting to retry) */
+	unsigned n;			      /* streams in use: [0, n) */
 	unsigned probe_ms;		      /* prove contact at least this often */
 	bool probing;			      /* a probe is out */
 };
 
-void kube_contact_init(struct kube_contact *c, unsigned probe_ms);
+/* n streams (at most KUBE_CONTACT_STREAMS). */
+void kube_contact_init(struct kube_contact *c, unsigned probe_ms, unsigned n);
 /* Stream i has a request out (true) or waits to retry after a failure. */
 void kube_contact_set_open(struct kube_contact *c, unsigned i, bool open);
 /* Bytes of a 2xx response of stream i arrived (its headers, a page, an event). */

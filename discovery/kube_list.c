@@ -163,7 +163,9 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 	if (old && id.rv && strcmp(old, id.rv) == 0) {
 		p.what = P_UNCHANGED;
 	} else {
-		rc = manifest_decode_item(r->d->where, it, r->d->kind, r->d->api_version, &p.obj);
+		rc = r->res == KUBE_PODS ? manifest_decode_pod_addrs(r->d->where, it, &p.obj)
+					 : manifest_decode_item(r->d->where, it, r->d->kind,
+								r->d->api_version, &p.obj);
 		p.what = rc == 0 ? P_DECODED : P_INVALID;
 	}
 	p.key = strdup(id.key);
@@ -270,12 +272,14 @@ static void apply_end(struct reflector *r)
 	r->synced = true;
 	if (first && !ks->synced) {
 		bool all = true;
-		for (int k = 0; k < KUBE_RESOURCES; k++)
+		for (int k = 0; k < ks->n_res; k++)
 			all = all && ks->r[k].synced;
 		if (all) {
 			ks->synced = true;
-			log_info("api: first full sync of services, endpointslices and namespaces "
-				 "done");
+			log_info("api: first full sync of services, endpointslices%s namespaces%s "
+				 "done",
+				 ks->n_res > KUBE_PODS ? "," : " and",
+				 ks->n_res > KUBE_PODS ? " and pods" : "");
 			kube_notify(ks);
 			return;
 		}

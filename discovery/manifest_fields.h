@@ -43,6 +43,7 @@ struct dctx {
 	/* What happens because of the next rejection, when it is not the whole
 	 * object ("only this endpoint is dropped"); NULL otherwise. */
 	const char *consequence;
+	bool pod_addrs_only; /* manifest_decode_pod_addrs */
 };
 
 /* "Service default/web", "object #3", for a log line. */
@@ -134,6 +135,9 @@ static inline void mf_path_index(char *out, size_t cap, const char *base, size_t
 int mf_decode_service(struct dctx *c, const json_t *obj, struct model_service **out);
 int mf_decode_slice(struct dctx *c, const json_t *obj, struct model_slice **out);
 int mf_decode_pod(struct dctx *c, const json_t *obj, struct model_pod **out);
+/* Namespace, name, phase and addresses only; 1 when the Pod does not count
+ * (Succeeded, Failed, or no address). */
+int mf_decode_pod_addrs(struct dctx *c, const json_t *obj, struct model_pod **out);
 
 /* Decodes one object; c->kind_known/ns/name tell the caller who was
  * rejected. Returns 0, 1 for an ignored kind, or a negative code. */

@@ -122,6 +122,8 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	case KIND_SLICE:
 		return mf_decode_slice(c, obj, &out->u.slice);
 	case KIND_POD:
+		if (c->pod_addrs_only)
+			return mf_decode_pod_addrs(c, obj, &out->u.pod);
 		return mf_decode_pod(c, obj, &out->u.pod);
 	default: {
 		/* its labels are all it carries: --namespace-labels reads them */
@@ -143,6 +145,21 @@ int manifest_decode_item(const char *where, struct json_t *obj, const char *kind
 {
 	struct dctx c = {
 	    .where = where ? where : "object", .dflt_kind = kind, .dflt_api = api_version};
+	struct model_object o = {0};
+	int rc = mf_decode_one(&c, obj, &o);
+	if (rc == -ENOMEM)
+		log_error("%s: %s: out of memory", c.where, mf_ctx_id(&c));
+	if (rc == 0)
+		*out = o;
+	return rc;
+}
+
+int manifest_decode_pod_addrs(const char *where, struct json_t *obj, struct model_object *out)
+{
+	struct dctx c = {.where = where ? where : "object",
+			 .dflt_kind = "Pod",
+			 .dflt_api = "v1",
+			 .pod_addrs_only = true};
 	struct model_object o = {0};
 	int rc = mf_decode_one(&c, obj, &o);
 	if (rc == -ENOMEM)

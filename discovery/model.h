@@ -196,6 +196,10 @@ void model_store_remove(struct model_store *st, const char *source);
 struct label_selector;
 void model_store_set_ns_selector(struct model_store *st, const struct label_selector *sel);
 
+/* Views built from the store carry the addresses of its Pods (pod_nss and
+ * pod_addrs), for --pods verified. Set before the first view. */
+void model_store_keep_pod_addrs(struct model_store *st, bool keep);
+
 /* The previous objects of a source, to keep an object whose new version is
  * invalid. Returns NULL if the source holds no such object. */
 const struct model_object *model_store_find(const struct model_store *st, const char *source,
@@ -259,11 +263,24 @@ struct view_change {
 	const struct view_service *cur; /* into this view's svcs */
 };
 
+/* The Pods of one namespace that have an address (--pods verified). */
+struct view_pod_ns {
+	const char *ns;
+	uint32_t lo, hi; /* its addresses are model_view.pod_addrs[lo, hi), sorted */
+};
+
 struct model_view {
 	struct view_service *svcs; /* sorted by (ns, name) */
 	size_t n_svcs;
 	char **namespaces; /* sorted, unique: Namespace objects and every ns in use */
 	size_t n_namespaces;
+	/* With model_store_keep_pod_addrs: the addresses of the Pods that are
+	 * not Succeeded or Failed, per served namespace (sorted by name; only
+	 * namespaces with such a Pod); NULL and 0 otherwise. */
+	const struct view_pod_ns *pod_nss;
+	size_t n_pod_nss;
+	const struct net_addr *pod_addrs;
+	size_t n_pod_addrs;
 	uint64_t id; /* unique per view built in this process, never 0 */
 	/* Set by model_view_update when it derived this view from another: the
 	 * base view's id and every Service that differs from it, sorted. 0 and

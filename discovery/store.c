@@ -189,6 +189,7 @@ struct model_store {
 	struct store_changes changes;
 	bool changes_lost; /* too many to be worth recording: the next view is full */
 	const struct label_selector *ns_sel; /* --namespace-labels, or NULL */
+	bool keep_pod_addrs;		     /* --pods verified */
 };
 
 /* A slice_idx entry is the one slice of a Service (most have exactly one), or
@@ -652,6 +653,17 @@ void model_store_set_ns_selector(struct model_store *st, const struct label_sele
 {
 	st->ns_sel = sel;
 	st->changes.epoch++;
+}
+
+void model_store_keep_pod_addrs(struct model_store *st, bool keep)
+{
+	st->keep_pod_addrs = keep;
+	st->changes.epoch++;
+}
+
+bool store_keeps_pod_addrs(const struct model_store *st)
+{
+	return st->keep_pod_addrs;
 }
 
 bool store_ns_filtered(const struct model_store *st)

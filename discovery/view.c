@@ -252,10 +252,13 @@ int model_view_build(const struct model_store *st, struct model_alloc *alloc,
 		ret = view_build_endpoints(&b, out->svcs, &out->n_svcs);
 	if (!ret)
 		ret = build_namespaces(&b, priv);
+	if (!ret && store_keeps_pod_addrs(st))
+		ret = view_pods_build(st, &b, priv);
 	if (ret)
 		goto fail;
 	out->namespaces = priv->ns->names;
 	out->n_namespaces = priv->ns->n;
+	view_pods_expose(out, priv);
 	out->id = view_next_id();
 
 	/* Only a complete build may forget: what was not used in it is gone
@@ -280,6 +283,7 @@ void model_view_free(struct model_view *v)
 			view_blk_unref(&v->svcs[i]);
 		free(v->svcs);
 		view_nsblock_unref(priv->ns);
+		view_podblock_unref(priv->pods);
 		free(priv->changes);
 		free(priv);
 	}

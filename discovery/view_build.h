@@ -89,7 +89,18 @@ struct nsblock {
 	char *names[];
 };
 
+/* The Pods' addresses of a view (view_pods.c), shared while no Pod changes. */
+struct podblock {
+	size_t refs;
+	struct view_pod_ns *nss;
+	size_t n_nss;
+	struct net_addr *addrs;
+	size_t n_addrs;
+	char *names; /* the namespace names nss point into */
+};
+
 struct view_priv {
+	struct podblock *pods; /* or NULL */
 	struct nsblock *ns;
 	struct view_change *changes;
 	uint64_t store_epoch; /* the store's change epoch this view is current for, or 0 */
@@ -196,6 +207,17 @@ int view_index_pods(struct build *b);
 int view_build_endpoints(struct build *b, struct view_service *out, size_t *n_done);
 /* Notes a store object whose strings the current Service's endpoints use. */
 void view_held_push(struct build *b, enum model_kind kind, const void *obj);
+
+/* ---- view_pods.c --------------------------------------------------------- */
+
+/* The Pods' addresses for --pods verified, into priv->pods: from b->pods (a
+ * full build, with the addresses allocation gave) or, with b NULL, from the
+ * store's Pods (an incremental build). Pods that are Succeeded or Failed, or
+ * in a namespace that is not served, do not count. */
+int view_pods_build(const struct model_store *st, const struct build *b, struct view_priv *priv);
+void view_podblock_unref(struct podblock *pb);
+/* Points the view's fields at priv->pods. */
+void view_pods_expose(struct model_view *v, const struct view_priv *priv);
 
 /* ---- view_pack.c --------------------------------------------------------- */
 

@@ -409,6 +409,27 @@ out:
 	return ret;
 }
 
+/* The Pods' addresses: prev's, shared, unless a Pod changed or (with a
+ * namespace selector) a namespace may have come or gone. */
+static int incr_pods_addrs(const struct model_store *st, const struct model_view *prev,
+			   struct view_priv *priv)
+{
+	const struct store_changes *ch = store_changes(st);
+	const struct view_priv *pp = prev->priv;
+
+	if (!store_keeps_pod_addrs(st))
+		return 0;
+	if (pp->pods && ch->pod_nss.n == 0 && !(store_ns_filtered(st) && ch->nss.n)) {
+		priv->pods = pp->pods;
+		priv->pods->refs++;
+		return 0;
+	}
+	/* Pods without a status have the addresses only a full build gives. */
+	if (store_pods_unaddressed(st))
+		return -EAGAIN;
+	return view_pods_build(st, NULL, priv);
+}
+
 static int view_incremental(const struct model_store *st, struct model_alloc *alloc,
 			    const struct model_view *prev, struct model_view *out)
 {
@@ -489,10 +510,12 @@ static int view_incremental(const struct model_store *st, struct model_alloc *al
 		goto out;
 	}
 	out->priv = priv;
-	if ((ret = incr_namespaces(st, prev, priv)) || (ret = incr_merge(prev, dv, nd, out, priv)))
+	if ((ret = incr_namespaces(st, prev, priv)) ||
+	    (ret = incr_merge(prev, dv, nd, out, priv)) || (ret = incr_pods_addrs(st, prev, priv)))
 		goto out;
 	out->namespaces = priv->ns->names;
 	out->n_namespaces = priv->ns->n;
+	view_pods_expose(out, priv);
 	out->id = view_next_id();
 	out->base_id = prev->id;
 out:

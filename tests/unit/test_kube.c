@@ -282,7 +282,7 @@ static void test_contact_quiet_cluster(void **state)
 	struct kube_contact c;
 	unsigned probes = 0;
 
-	kube_contact_init(&c, probe);
+	kube_contact_init(&c, probe, 3);
 	assert_int_equal(kube_contact_age_ms(&c, 5), -1); /* never in contact yet */
 	for (unsigned i = 0; i < KUBE_CONTACT_STREAMS; i++) {
 		kube_contact_set_open(&c, i, true);
@@ -320,12 +320,12 @@ static void test_contact_quiet_cluster(void **state)
 	assert_true(probes > 100); /* retried on every tick while due */
 
 	/* No probe while one is out, none while every stream waits to retry. */
-	kube_contact_init(&c, probe);
+	kube_contact_init(&c, probe, 3);
 	kube_contact_set_open(&c, 0, true);
 	assert_true(kube_contact_probe_due(&c, 1));
 	c.probing = true;
 	assert_false(kube_contact_probe_due(&c, 100000));
-	kube_contact_init(&c, probe);
+	kube_contact_init(&c, probe, 3);
 	assert_false(kube_contact_probe_due(&c, 100000));
 }
 

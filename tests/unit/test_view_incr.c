@@ -78,9 +78,9 @@ static void gen_object(unsigned *seed, char *buf, size_t cap)
 		    k, ns, rnd(seed, 3), rnd(seed, 2), 9000 + rnd(seed, 2));
 		/* Mostly with a status: Pods without one force full builds. */
 		if (rnd(seed, 6))
-			len += (size_t)snprintf(buf + len, cap - len,
-						"status:\n  phase: Running\n  podIP: 10.244.2.%u\n",
-						rnd(seed, 8));
+			len += (size_t)snprintf(
+			    buf + len, cap - len, "status:\n  phase: %s\n  podIP: 10.244.2.%u\n",
+			    rnd(seed, 5) ? "Running" : "Succeeded", rnd(seed, 8));
 	} else {
 		/* Labels that move the namespace in and out of --namespace-labels. */
 		static const char *const teams[] = {"x", "y", NULL};
@@ -116,6 +116,15 @@ static void views_same(const struct model_view *x, const struct model_view *y)
 	assert_int_equal(x->n_namespaces, y->n_namespaces);
 	for (size_t i = 0; i < x->n_namespaces; i++)
 		assert_string_equal(x->namespaces[i], y->namespaces[i]);
+	assert_int_equal(x->n_pod_nss, y->n_pod_nss);
+	for (size_t i = 0; i < x->n_pod_nss; i++) {
+		assert_string_equal(x->pod_nss[i].ns, y->pod_nss[i].ns);
+		assert_int_equal(x->pod_nss[i].lo, y->pod_nss[i].lo);
+		assert_int_equal(x->pod_nss[i].hi, y->pod_nss[i].hi);
+	}
+	assert_int_equal(x->n_pod_addrs, y->n_pod_addrs);
+	for (size_t i = 0; i < x->n_pod_addrs; i++)
+		assert_int_equal(net_addr_cmp(&x->pod_addrs[i], &y->pod_addrs[i]), 0);
 	assert_int_equal(x->n_svcs, y->n_svcs);
 	for (size_t i = 0; i < x->n_svcs; i++) {
 		const struct view_service *p = &x->svcs[i], *q = &y->svcs[i];
@@ -153,8 +162,9 @@ static void views_same(const struct model_view *x, const struct model_view *y)
 	}
 }
 
-/* Random changes with an optional namespace selector on both stores. */
-static void random_changes(const char *selector)
+/* Random changes with an optional namespace selector on both stores, and
+ * the Pods' addresses kept (--pods verified) or not. */
+static void random_changes(const char *selector, bool pod_addrs)
 {
 	struct label_selector *sel = NULL;
 	char why[128];
@@ -164,6 +174,8 @@ static void random_changes(const char *selector)
 		model_store_set_ns_selector(si, sel);
 		model_store_set_ns_selector(sf, sel);
 	}
+	model_store_keep_pod_addrs(si, pod_addrs);
+	model_store_keep_pod_addrs(sf, pod_addrs);
 	struct model_alloc *ai = model_alloc_new(NULL, NULL), *af = model_alloc_new(NULL, NULL);
 	struct model_view vi = {0}, vf;
 	unsigned seed = 1, incremental = 0;
@@ -207,7 +219,7 @@ static void random_changes(const char *selector)
 static void test_random_changes(void **state)
 {
 	(void)state;
-	random_changes(NULL);
+	random_changes(NULL, false);
 }
 
 /* Namespaces whose labels move in and out of the selector take their Services
@@ -215,8 +227,16 @@ static void test_random_changes(void **state)
 static void test_random_changes_ns_selector(void **state)
 {
 	(void)state;
-	random_changes("team=x");
-	random_changes("team notin (y)");
+	random_changes("team=x", false);
+	random_changes("team notin (y)", true);
+}
+
+/* The Pods' addresses (--pods verified) follow Pods incrementally as a full
+ * build gives them. */
+static void test_random_changes_pod_addrs(void **state)
+{
+	(void)state;
+	random_changes(NULL, true);
 }
 
 int main(void)
@@ -224,6 +244,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_random_changes),
 	    cmocka_unit_test(test_random_changes_ns_selector),
+	    cmocka_unit_test(test_random_changes_pod_addrs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
