@@ -215,6 +215,11 @@ void view_held_push(struct build *b, enum model_kind kind, const void *obj);
  * store's Pods (an incremental build). Pods that are Succeeded or Failed, or
  * in a namespace that is not served, do not count. */
 int view_pods_build(const struct model_store *st, const struct build *b, struct view_priv *priv);
+/* The same from prev, rebuilding only the namespaces in `changed` (keys:
+ * namespace names) from the store's Pods and sharing nothing: the others'
+ * addresses are copied, with no sort. */
+int view_pods_update(const struct model_store *st, const struct podblock *prev,
+		     const struct store_map *changed, struct view_priv *priv);
 void view_podblock_unref(struct podblock *pb);
 /* Points the view's fields at priv->pods. */
 void view_pods_expose(struct model_view *v, const struct view_priv *priv);

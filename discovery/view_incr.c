@@ -427,7 +427,10 @@ static int incr_pods_addrs(const struct model_store *st, const struct model_view
 	/* Pods without a status have the addresses only a full build gives. */
 	if (store_pods_unaddressed(st))
 		return -EAGAIN;
-	return view_pods_build(st, NULL, priv);
+	/* A namespace that may have come or gone under the selector: all again. */
+	if (!pp->pods || (store_ns_filtered(st) && ch->nss.n))
+		return view_pods_build(st, NULL, priv);
+	return view_pods_update(st, pp->pods, &ch->pod_nss, priv);
 }
 
 static int view_incremental(const struct model_store *st, struct model_alloc *alloc,
