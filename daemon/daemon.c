@@ -16,6 +16,7 @@
 #include "daemon/lifecycle.h"
 #include "daemon/pipeline.h"
 #include "discovery/kube.h"
+#include "discovery/labelsel.h"
 #include "discovery/manifest.h"
 #include "discovery/model.h"
 #include "dns/notify.h"
@@ -31,6 +32,7 @@ struct app {
 	uv_signal_t sigterm, sigint;
 	uv_timer_t reclaim;
 	struct model_store *store;
+	struct label_selector *ns_sel; /* --namespace-labels, or NULL */
 	struct model_alloc *alloc;
 	struct pipeline *pipeline;
 	struct manifest_dir *mdir;
@@ -173,6 +175,8 @@ static int setup(struct app *app)
 	app->scfg.pod_cidr = &o->pod_cidr;
 	app->scfg.rotate = !o->no_rotate;
 	app->scfg.clusterset = (enum snapshot_clusterset)o->clusterset_zone;
+	app->scfg.pods = (enum snapshot_pods)o->pods;
+	o->kube.pods = o->pods == SNAPSHOT_PODS_VERIFIED;
 	app->scfg.hostname = app->hostname;
 	app->scfg.static_zones = (const struct static_zone *const *)app->zones;
 	app->scfg.n_static_zones = app->n_zones;
@@ -186,6 +190,15 @@ static int setup(struct app *app)
 	    model_alloc_set_node_ports(app->alloc, (uint16_t)o->node_port_min,
 				       (uint16_t)o->node_port_max) < 0)
 		goto oom;
+	if (o->namespace_labels) {
+		/* checked when the options were read: only memory can fail here */
+		char why[256];
+		if (label_selector_parse(o->namespace_labels, &app->ns_sel, why, sizeof(why)) < 0)
+			goto oom;
+		model_store_set_ns_selector(app->store, app->ns_sel);
+		log_info("serving only the namespaces whose labels match %s", o->namespace_labels);
+	}
+	model_store_keep_pod_addrs(app->store, o->pods == SNAPSHOT_PODS_VERIFIED);
 	struct pipeline_config pc = {
 	    .loop = app->loop,
 	    .store = app->store,
@@ -322,6 +335,7 @@ static void app_free(struct app *app)
 	pipeline_free(app->pipeline);
 	model_alloc_free(app->alloc);
 	model_store_free(app->store);
+	label_selector_free(app->ns_sel);
 	forward_free(app->fwd);
 	for (size_t i = 0; i < app->n_zones; i++)
 		zonefile_free(app->zones[i]);

@@ -214,7 +214,7 @@ static void src_kube(struct metrics_out *o, void *arg)
 		return;
 	metrics_family(o, "svcdns_kubernetes_watch_events_total", "counter",
 		       "Watch events received from the API server, by resource and type.");
-	for (int r = 0; r < KUBE_RESOURCES; r++)
+	for (int r = 0; r < kube_source_resources(ks); r++)
 		for (int t = 0; t < KUBE_EV_TYPES; t++)
 			metrics_sample(o, "svcdns_kubernetes_watch_events_total",
 				       (double)kube_source_events(ks, (enum kube_resource)r,
@@ -223,13 +223,13 @@ static void src_kube(struct metrics_out *o, void *arg)
 				       "type", kube_event_type_name((enum kube_event_type)t), NULL);
 	metrics_family(o, "svcdns_kubernetes_relists_total", "counter",
 		       "Lists started again after 410 Gone, by resource.");
-	for (int r = 0; r < KUBE_RESOURCES; r++)
+	for (int r = 0; r < kube_source_resources(ks); r++)
 		metrics_sample(o, "svcdns_kubernetes_relists_total",
 			       (double)kube_source_relists(ks, (enum kube_resource)r), "resource",
 			       kube_resource_name((enum kube_resource)r), NULL);
 	metrics_family(o, "svcdns_kubernetes_bad_lines_total", "counter",
 		       "Lines of a watch stream that were not events and were skipped.");
-	for (int r = 0; r < KUBE_RESOURCES; r++)
+	for (int r = 0; r < kube_source_resources(ks); r++)
 		metrics_sample(o, "svcdns_kubernetes_bad_lines_total",
 			       (double)kube_source_bad_lines(ks, (enum kube_resource)r), "resource",
 			       kube_resource_name((enum kube_resource)r), NULL);
@@ -240,8 +240,9 @@ static void src_kube(struct metrics_out *o, void *arg)
 	      kube_source_synced(ks) ? 1 : 0);
 	metrics_family(o, "svcdns_kubernetes_resource_served", "gauge",
 		       "1 when the API server serves the resource; 0 for an optional one it does "
-		       "not (ServiceCIDRs before Kubernetes 1.31), which svcdns does without.");
-	for (int r = 0; r < KUBE_RESOURCES; r++)
+		       "not (ServiceCIDRs before Kubernetes 1.31, ServiceImports without the CRD), "
+		       "which svcdns does without.");
+	for (int r = 0; r < kube_source_resources(ks); r++)
 		metrics_sample(o, "svcdns_kubernetes_resource_served",
 			       kube_source_served(ks, (enum kube_resource)r) ? 1 : 0, "resource",
 			       kube_resource_name((enum kube_resource)r), NULL);

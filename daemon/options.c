@@ -13,8 +13,10 @@
 
 #include "common/http.h"
 #include "common/log.h"
+#include "discovery/labelsel.h"
 #include "dns/limits.h"
 #include "wire/dname.h"
+#include "zones/snapshot.h"
 
 /* ---- values with a syntax of their own ------------------------------------ */
 
@@ -259,6 +261,32 @@ static int parse_compat(struct svcdns_options *o, const char *arg, char *why, si
 	return 0;
 }
 
+static int parse_namespace_labels(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	struct label_selector *sel;
+	int rc = label_selector_parse(arg, &sel, why, cap);
+	if (rc < 0)
+		return -EINVAL;
+	label_selector_free(sel);
+	o->namespace_labels = arg;
+	return 0;
+}
+
+static int parse_pods(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	if (strcmp(arg, "insecure") == 0)
+		o->pods = SNAPSHOT_PODS_INSECURE;
+	else if (strcmp(arg, "disabled") == 0)
+		o->pods = SNAPSHOT_PODS_DISABLED;
+	else if (strcmp(arg, "verified") == 0)
+		o->pods = SNAPSHOT_PODS_VERIFIED;
+	else {
+		snprintf(why, cap, "expected disabled, insecure or verified");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* ---- the table ---------------------------------------------------------------- */
 
 #define F(field) offsetof(struct svcdns_options, field)
@@ -313,6 +341,13 @@ const struct opt_def options_table[] = {
      .kind = OPT_STRING,
      .off = F(kube.labels),
      .help = "serve only Services matching a label selector"},
+    {.name = "namespace-labels",
+     .arg = "SELECTOR",
+     .kind = OPT_CUSTOM,
+     .parse = parse_namespace_labels,
+     .help = "serve only the namespaces whose labels match a label selector (k=v, k!=v, "
+	     "k in (a,b), k notin (a,b), k, !k, joined by commas), from the API's or the "
+	     "manifests' Namespace objects (as CoreDNS's namespace_labels)"},
     {.name = "api-page-size",
      .arg = "N",
      .kind = OPT_UINT,
@@ -354,6 +389,14 @@ const struct opt_def options_table[] = {
      .off = F(endpoint_pod_names),
      .help = "name an endpoint without a hostname by its Pod's name (targetRef) instead of "
 	     "its dashed address, when that is a DNS label (as CoreDNS's endpoint_pod_names)"},
+    {.name = "pods",
+     .arg = "MODE",
+     .kind = OPT_CUSTOM,
+     .parse = parse_pods,
+     .def = "insecure",
+     .help = "names <a-b-c-d>.<ns>.pod.<zone>: insecure answers any such name with its "
+	     "address, disabled none (NXDOMAIN), verified only the address of a Pod of that "
+	     "namespace, which watches the Pods (as CoreDNS's pods)"},
     {.name = "ignore-empty-service",
      .kind = OPT_FLAG,
      .off = F(ignore_empty_service),

@@ -80,7 +80,9 @@ struct svcdns_options {
 	bool endpoint_pod_names;
 	bool ignore_empty_service;
 	bool no_rotate;
-	int clusterset_zone; /* enum snapshot_clusterset: 0 auto, 1 on, 2 off */
+	int clusterset_zone;	      /* enum snapshot_clusterset: 0 auto, 1 on, 2 off */
+	const char *namespace_labels; /* --namespace-labels SELECTOR (checked), or NULL */
+	int pods;		      /* --pods: enum snapshot_pods */
 	/* Zone transfer. */
 	struct net_cidr allow_transfer[OPTIONS_MAX_XFR_ALLOW];
 	size_t n_allow_transfer;

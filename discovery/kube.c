@@ -60,6 +60,7 @@ const struct kube_res_desc kube_res[KUBE_RESOURCES] = {
 			     .where = "api serviceimports",
 			     .optional = true,
 			     .without = "clusterset.local is served only from manifests' imports"},
+    [KUBE_PODS] = {"pods", "/api/v1/pods", "Pod", "v1", false, "api pods"},
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -175,7 +176,7 @@ void kube_notify(struct kube_source *ks)
  * that failed with an HTTP error (403, 500) keeps its backoff. */
 void kube_server_back(struct kube_source *ks)
 {
-	for (int k = 0; k < KUBE_RESOURCES; k++) {
+	for (int k = 0; k < ks->n_res; k++) {
 		struct reflector *r = &ks->r[k];
 		if (!r->unreachable || r->req || !uv_is_active((uv_handle_t *)&r->retry))
 			continue;
@@ -272,7 +273,7 @@ static int parse_namespaces(struct kube_source *ks, const char *list)
 
 static void source_free(struct kube_source *ks)
 {
-	for (int k = 0; k < KUBE_RESOURCES; k++) {
+	for (int k = 0; k < ks->n_res; k++) {
 		struct reflector *r = &ks->r[k];
 		kube_list_discard(r);
 		free(r->done);
@@ -337,9 +338,11 @@ int kube_source_start(uv_loop_t *loop, struct kube_conn *conn, const struct kube
 		ks->o.backoff_max_ms = DEFAULT_BACKOFF_MAX;
 	if (ks->o.backoff_max_ms < ks->o.backoff_min_ms)
 		ks->o.backoff_max_ms = ks->o.backoff_min_ms;
+	ks->n_res = o->pods ? KUBE_RESOURCES : KUBE_PODS;
 	kube_contact_init(&ks->contact, o->probe_ms ? o->probe_ms : DEFAULT_PROBE_MS);
-	/* the streams beyond the resources have nothing to be in contact with */
-	for (unsigned i = KUBE_RESOURCES; i < KUBE_CONTACT_STREAMS; i++)
+	/* the streams beyond the resources watched have nothing to be in
+	 * contact with */
+	for (unsigned i = (unsigned)ks->n_res; i < KUBE_CONTACT_STREAMS; i++)
 		kube_contact_set_ignored(&ks->contact, i, true);
 	ks->o.namespaces = ks->o.labels = NULL; /* not kept: the caller's strings */
 	if (o->namespaces && (rc = parse_namespaces(ks, o->namespaces)) < 0)
@@ -351,7 +354,7 @@ int kube_source_start(uv_loop_t *loop, struct kube_conn *conn, const struct kube
 	rc = kube_http_new(loop, &ks->conn, &ks->http);
 	if (rc < 0)
 		goto fail;
-	for (int k = 0; k < KUBE_RESOURCES; k++) {
+	for (int k = 0; k < ks->n_res; k++) {
 		struct reflector *r = &ks->r[k];
 		r->ks = ks;
 		r->res = (enum kube_resource)k;
@@ -371,7 +374,7 @@ int kube_source_start(uv_loop_t *loop, struct kube_conn *conn, const struct kube
 	log_info("api: connecting to %s (%s)%s%s%s%s", ks->conn.server, ks->conn.origin,
 		 o->namespaces ? "; namespaces " : "", o->namespaces ? o->namespaces : "",
 		 ks->labels_q ? "; labels " : "", ks->labels_q ? o->labels : "");
-	for (int k = 0; k < KUBE_RESOURCES; k++)
+	for (int k = 0; k < ks->n_res; k++)
 		kube_list_start(&ks->r[k]);
 	*out = ks;
 	return 0;
@@ -387,7 +390,7 @@ void kube_source_stop(struct kube_source *ks)
 	if (!ks)
 		return;
 	ks->stopping = true;
-	for (int k = 0; k < KUBE_RESOURCES; k++) {
+	for (int k = 0; k < ks->n_res; k++) {
 		struct reflector *r = &ks->r[k];
 		kube_http_cancel(r->req);
 		r->req = NULL;
@@ -396,13 +399,18 @@ void kube_source_stop(struct kube_source *ks)
 	ks->probe = NULL;
 	kube_http_free(ks->http);
 	ks->http = NULL;
-	for (int k = 0; k < KUBE_RESOURCES; k++) {
+	for (int k = 0; k < ks->n_res; k++) {
 		uv_timer_stop(&ks->r[k].retry);
 		ks->r[k].retry.data = ks;
 		uv_close((uv_handle_t *)&ks->r[k].retry, on_handle_closed);
 	}
 	uv_timer_stop(&ks->probe_timer);
 	uv_close((uv_handle_t *)&ks->probe_timer, on_handle_closed);
+}
+
+int kube_source_resources(const struct kube_source *ks)
+{
+	return ks->n_res;
 }
 
 bool kube_source_synced(const struct kube_source *ks)
@@ -436,7 +444,7 @@ bool kube_source_served(const struct kube_source *ks, enum kube_resource r)
 
 bool kube_resource_synced(const struct kube_source *ks, enum kube_resource r)
 {
-	return r < KUBE_RESOURCES && ks->r[r].synced;
+	return r >= (enum kube_resource)ks->n_res || ks->r[r].synced;
 }
 
 double kube_source_seconds_since_contact(const struct kube_source *ks)

@@ -4,6 +4,8 @@
  * (multicluster.x-k8s.io/v1alpha1) the way client-go's
  * reflector does, and keeps the model store equal to what the API server holds.
  *
+ * With --pods verified, the Pods too, keeping only their addresses.
+ *
  * Owns: one reflector per resource (paginated list, watch from the list's
  * resourceVersion with bookmarks, resume from the last resourceVersion after a
  * dropped stream, relist on 410 Gone, backoff with jitter), the namespace and
@@ -22,6 +24,7 @@
 #include "discovery/kubeconfig.h"
 #include "discovery/model.h"
 
+/* KUBE_PODS is watched only with kube_options.pods. */
 enum kube_resource {
 	KUBE_SERVICES = 0,
 	KUBE_ENDPOINTSLICES,
@@ -32,6 +35,9 @@ enum kube_resource {
 	/* Optional: ServiceImports (multicluster.x-k8s.io/v1alpha1) where the
 	 * Multi-Cluster Services CRD is installed. */
 	KUBE_SERVICEIMPORTS,
+	/* Only with kube_options.pods (--pods verified); the last, so that the
+	 * source watches [0, kube_source_resources()). */
+	KUBE_PODS,
 	KUBE_RESOURCES
 };
 
@@ -52,6 +58,7 @@ enum kube_event_type {
 struct kube_options {
 	const char *namespaces;	 /* "a,b,c": only these namespaces are served; NULL: all */
 	const char *labels;	 /* label selector for Services and EndpointSlices, or NULL */
+	bool pods;		 /* watch the Pods too, keeping their addresses (--pods verified) */
 	unsigned page_size;	 /* list limit, default 500 */
 	unsigned timeout_ms;	 /* a list page, or a watch's response headers, default 30000 */
 	unsigned backoff_min_ms; /* first retry delay, default 500 (jittered down to half) */
@@ -65,7 +72,7 @@ typedef void (*kube_changed_cb)(void *arg);
 
 struct kube_source;
 
-/* Starts the three reflectors. Takes ownership of *conn's contents (the
+/* Starts the reflectors (three, or four with the Pods). Takes ownership of *conn's contents (the
  * struct is emptied) whatever the result. Returns 0, or -EINVAL for a bad
  * filter (logged). */
 int kube_source_start(uv_loop_t *loop, struct kube_conn *conn, const struct kube_options *o,
@@ -79,6 +86,10 @@ void kube_source_stop(struct kube_source *ks);
 
 /* Every resource has completed its first full list (an optional one the
  * server does not serve counts as listed). */
+/* How many resources the source watches: KUBE_PODS and above are left out
+ * unless kube_options.pods. */
+int kube_source_resources(const struct kube_source *ks);
+/* All its resources have completed their first full list. */
 bool kube_source_synced(const struct kube_source *ks);
 /* Whether the server serves resource r (false only for an optional one it
  * answered 404 or 403 for, and while it is asked again). */

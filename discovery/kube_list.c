@@ -163,7 +163,9 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 	if (old && id.rv && strcmp(old, id.rv) == 0) {
 		p.what = P_UNCHANGED;
 	} else {
-		rc = manifest_decode_item(r->d->where, it, r->d->kind, r->d->api_version, &p.obj);
+		rc = r->res == KUBE_PODS ? manifest_decode_pod_addrs(r->d->where, it, &p.obj)
+					 : manifest_decode_item(r->d->where, it, r->d->kind,
+								r->d->api_version, &p.obj);
 		p.what = rc == 0 ? P_DECODED : P_INVALID;
 	}
 	p.key = strdup(id.key);
@@ -289,13 +291,14 @@ bool kube_sync_check(struct kube_source *ks)
 {
 	if (ks->synced)
 		return false;
-	for (int k = 0; k < KUBE_RESOURCES; k++)
+	for (int k = 0; k < ks->n_res; k++)
 		if (!ks->r[k].synced)
 			return false;
 	ks->synced = true;
-	log_info("api: first full sync of services, endpointslices, namespaces%s%s done",
+	log_info("api: first full sync of services, endpointslices, namespaces%s%s%s done",
 		 ks->r[KUBE_SERVICECIDRS].absent ? "" : ", servicecidrs",
-		 ks->r[KUBE_SERVICEIMPORTS].absent ? "" : ", serviceimports");
+		 ks->r[KUBE_SERVICEIMPORTS].absent ? "" : ", serviceimports",
+		 ks->n_res > KUBE_PODS ? ", pods" : "");
 	kube_notify(ks);
 	return true;
 }

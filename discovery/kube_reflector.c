@@ -111,7 +111,9 @@ bool kube_object_upsert(struct reflector *r, json_t *obj, const struct ident *id
 
 	if (old && id->rv && strcmp(old, id->rv) == 0)
 		return false; /* seen already (a resumed watch may repeat it) */
-	int rc = manifest_decode_item(r->d->where, obj, r->d->kind, r->d->api_version, &mo);
+	int rc = r->res == KUBE_PODS
+		     ? manifest_decode_pod_addrs(r->d->where, obj, &mo)
+		     : manifest_decode_item(r->d->where, obj, r->d->kind, r->d->api_version, &mo);
 	if (rc < 0) {
 		/* Logged. The API server accepted this version, so it is what the
 		 * cluster holds now: it replaces the previous one and, being of no
@@ -234,8 +236,10 @@ void kube_describe_failure(struct reflector *r, const struct kube_http_result *r
 	} else if (res->status == 403) {
 		snprintf(out, cap,
 			 "403 Forbidden: not allowed to list and watch %s (the ClusterRole in "
-			 "contrib/kubernetes/rbac.yaml grants it): %s",
-			 r->d->name, msg);
+			 "contrib/kubernetes/rbac.yaml grants it%s): %s",
+			 r->d->name,
+			 r->res == KUBE_PODS ? " once \"pods\" is added, for --pods verified" : "",
+			 msg);
 	} else {
 		snprintf(out, cap, "HTTP %ld: %s", res->status, msg);
 	}

@@ -104,6 +104,7 @@ struct kube_source {
 	int open_handles;
 	unsigned inflight; /* pages in the thread pool: the source outlives them */
 	struct reflector r[KUBE_RESOURCES];
+	int n_res; /* the reflectors in use: r[0, n_res) */
 	struct kube_contact contact;
 	uv_timer_t probe_timer;
 	struct kube_http_req *probe;

@@ -60,6 +60,11 @@ int manifest_decode_object(const char *where, struct json_t *obj, struct model_o
  * tenth of its decoding. */
 int manifest_decode_item(const char *where, struct json_t *obj, const char *kind,
 			 const char *api_version, struct model_object *out);
+/* The same for a Pod of the API watched only for its address (--pods
+ * verified): only its namespace, name, phase and addresses are kept, so that
+ * 150,000 Pods cost little; 1 (nothing to store) for a Pod that is Succeeded or
+ * Failed or has no address yet. */
+int manifest_decode_pod_addrs(const char *where, struct json_t *obj, struct model_object *out);
 
 /* ---- the directory source ------------------------------------------------ */
 struct manifest_dir;

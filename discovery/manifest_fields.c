@@ -136,7 +136,7 @@ static bool is_qualified_part(const char *s, size_t len, bool allow_empty)
 	return true;
 }
 
-static bool is_label_key(const char *s)
+bool mf_is_label_key(const char *s)
 {
 	const char *slash = strchr(s, '/');
 	if (!slash)
@@ -151,7 +151,7 @@ static bool is_label_key(const char *s)
 	       is_qualified_part(slash + 1, strlen(slash + 1), false);
 }
 
-static bool is_label_value(const char *s)
+bool mf_is_label_value(const char *s)
 {
 	return is_qualified_part(s, strlen(s), true);
 }
@@ -264,9 +264,9 @@ int mf_get_labels(struct dctx *c, const json_t *v, const char *path, const char 
 			return mf_bad(c, "%s.%.100s: value must be a string, got %s%s%s", path, key,
 				      json_is_string(val) ? "a NUL character" : mf_jtype(val),
 				      why ? ": " : "", why ? why : "");
-		if (!is_label_key(key))
+		if (!mf_is_label_key(key))
 			return mf_bad(c, "%s: \"%.100s\" is not a valid label key", path, key);
-		if (!is_label_value(json_string_value(val)))
+		if (!mf_is_label_value(json_string_value(val)))
 			return mf_bad(
 			    c,
 			    "%s.%.100s: \"%.100s\" is not a valid label value (at most 63 "

@@ -43,6 +43,7 @@ struct dctx {
 	/* What happens because of the next rejection, when it is not the whole
 	 * object ("only this endpoint is dropped"); NULL otherwise. */
 	const char *consequence;
+	bool pod_addrs_only; /* manifest_decode_pod_addrs */
 };
 
 /* "Service default/web", "object #3", for a log line. */
@@ -65,6 +66,11 @@ bool mf_is_dns1035_label(const char *s);
 bool mf_is_dns1123_subdomain(const char *s);
 /* IANA_SVC_NAME: what a named port may be called. */
 bool mf_is_iana_svc_name(const char *s);
+/* A label key: a qualified name with an optional DNS-subdomain prefix. */
+bool mf_is_label_key(const char *s);
+/* A label value: empty, or at most 63 alphanumerics, '-', '_', '.' that
+ * start and end alphanumeric. */
+bool mf_is_label_value(const char *s);
 
 /* ---- typed field access; each failure is logged once and returns -EINVAL --- */
 
@@ -134,6 +140,9 @@ int mf_decode_slice(struct dctx *c, const json_t *obj, struct model_slice **out)
 int mf_decode_pod(struct dctx *c, const json_t *obj, struct model_pod **out);
 /* A ServiceImport, as a model_service with imported set (manifest_import.c). */
 int mf_decode_import(struct dctx *c, const json_t *obj, struct model_service **out);
+/* Namespace, name, phase and addresses only; 1 when the Pod does not count
+ * (Succeeded, Failed, or no address). */
+int mf_decode_pod_addrs(struct dctx *c, const json_t *obj, struct model_pod **out);
 
 /* Decodes one object; c->kind_known/ns/name tell the caller who was
  * rejected. Returns 0, 1 for an ignored kind, or a negative code. */

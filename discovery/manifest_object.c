@@ -172,7 +172,8 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	/* labels of every kind are checked, as the API server would */
 	struct model_labels labels = {0};
 	rc = mf_get_labels(c, json_object_get(meta, "labels"), "metadata.labels", NULL, &labels);
-	mf_labels_free(&labels);
+	if (rc < 0 || c->kind != KIND_NAMESPACE)
+		mf_labels_free(&labels);
 	if (rc < 0)
 		return rc;
 
@@ -183,17 +184,22 @@ int mf_decode_one(struct dctx *c, json_t *obj, struct model_object *out)
 	case KIND_SLICE:
 		return mf_decode_slice(c, obj, &out->u.slice);
 	case KIND_POD:
+		if (c->pod_addrs_only)
+			return mf_decode_pod_addrs(c, obj, &out->u.pod);
 		return mf_decode_pod(c, obj, &out->u.pod);
 	case KIND_SERVICE_CIDR:
 		return decode_service_cidr(c, obj, &out->u.cidr);
 	case KIND_IMPORT:
 		return mf_decode_import(c, obj, &out->u.svc);
 	default: {
+		/* its labels are all it carries: --namespace-labels reads them */
 		struct model_namespace *n = calloc(1, sizeof(*n));
 		if (!n || !(n->name = strdup(c->name))) {
 			free(n);
+			mf_labels_free(&labels);
 			return -ENOMEM;
 		}
+		n->labels = labels;
 		out->u.ns = n;
 		return 0;
 	}
@@ -205,6 +211,21 @@ int manifest_decode_item(const char *where, struct json_t *obj, const char *kind
 {
 	struct dctx c = {
 	    .where = where ? where : "object", .dflt_kind = kind, .dflt_api = api_version};
+	struct model_object o = {0};
+	int rc = mf_decode_one(&c, obj, &o);
+	if (rc == -ENOMEM)
+		log_error("%s: %s: out of memory", c.where, mf_ctx_id(&c));
+	if (rc == 0)
+		*out = o;
+	return rc;
+}
+
+int manifest_decode_pod_addrs(const char *where, struct json_t *obj, struct model_object *out)
+{
+	struct dctx c = {.where = where ? where : "object",
+			 .dflt_kind = "Pod",
+			 .dflt_api = "v1",
+			 .pod_addrs_only = true};
 	struct model_object o = {0};
 	int rc = mf_decode_one(&c, obj, &o);
 	if (rc == -ENOMEM)

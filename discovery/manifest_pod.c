@@ -218,3 +218,28 @@ fail:
 	model_pod_free(p);
 	return rc;
 }
+
+int mf_decode_pod_addrs(struct dctx *c, const json_t *obj, struct model_pod **out)
+{
+	struct model_pod *p = calloc(1, sizeof(*p));
+	json_t *status;
+	int rc;
+
+	if (!p)
+		return -ENOMEM;
+	if ((rc = mf_dup_str(c->ns, &p->ns)) < 0 || (rc = mf_dup_str(c->name, &p->name)) < 0 ||
+	    (rc = mf_get_obj(c, json_object_get(obj, "status"), "status", &status)) < 0)
+		goto fail;
+	if (status && (rc = pod_status(c, status, p)) < 0)
+		goto fail;
+	/* what does not count for --pods verified is not kept at all */
+	if (!status || p->terminal || p->n_ips == 0) {
+		rc = 1;
+		goto fail;
+	}
+	*out = p;
+	return 0;
+fail:
+	model_pod_free(p);
+	return rc;
+}

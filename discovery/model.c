@@ -96,6 +96,7 @@ static void model_namespace_free(struct model_namespace *n)
 	if (!n || packed_unref(n, &n->refs))
 		return;
 	free(n->name);
+	labels_free(&n->labels);
 	free(n);
 }
 
@@ -375,8 +376,9 @@ int model_object_clone(const struct model_object *src, struct model_object *dst)
 		break;
 	case KIND_NAMESPACE: {
 		struct model_namespace *n = calloc(1, sizeof(*n));
-		if (n && dup_str(&n->name, src->u.ns->name)) {
-			free(n);
+		if (n && (dup_str(&n->name, src->u.ns->name) ||
+			  labels_clone(&n->labels, &src->u.ns->labels))) {
+			model_namespace_free(n);
 			n = NULL;
 		}
 		dst->u.ns = n;
@@ -503,6 +505,7 @@ static void *pack_namespace(struct packer *p, const struct model_namespace *s)
 
 	if (d)
 		*d = *s;
+	pk_labels(p, d ? &d->labels : NULL, &s->labels);
 	PK_SET(p, d->name, pk_str(p, s->name));
 	return d;
 }

@@ -146,7 +146,8 @@ struct model_pod {
 
 struct model_namespace {
 	char *name;
-	uint32_t refs; /* as model_service.refs */
+	uint32_t refs;		    /* as model_service.refs */
+	struct model_labels labels; /* what --namespace-labels selects by */
 };
 
 /* A ServiceCIDR (networking.k8s.io): a range the cluster gives Service
@@ -219,6 +220,17 @@ int model_store_replace(struct model_store *st, const char *source, struct model
 /* Drops everything a source contributed. */
 void model_store_remove(struct model_store *st, const char *source);
 
+/* Serves only the namespaces whose labels sel matches (a namespace without a
+ * Namespace object has none); NULL: all. Services, EndpointSlices and Pods of
+ * other namespaces stay in the store but not in the view. The selector must
+ * outlive the store; the next view is built in full. */
+struct label_selector;
+void model_store_set_ns_selector(struct model_store *st, const struct label_selector *sel);
+
+/* Views built from the store carry the addresses of its Pods (pod_nss and
+ * pod_addrs), for --pods verified. Set before the first view. */
+void model_store_keep_pod_addrs(struct model_store *st, bool keep);
+
 /* The previous objects of a source, to keep an object whose new version is
  * invalid. Returns NULL if the source holds no such object. */
 const struct model_object *model_store_find(const struct model_store *st, const char *source,
@@ -283,6 +295,12 @@ struct view_change {
 	const struct view_service *cur; /* into this view's svcs */
 };
 
+/* The Pods of one namespace that have an address (--pods verified). */
+struct view_pod_ns {
+	const char *ns;
+	uint32_t lo, hi; /* its addresses are model_view.pod_addrs[lo, hi), sorted */
+};
+
 struct model_view {
 	struct view_service *svcs; /* sorted by (ns, name) */
 	size_t n_svcs;
@@ -302,6 +320,13 @@ struct model_view {
 	 * without such objects). */
 	struct net_cidr *service_cidrs;
 	size_t n_service_cidrs;
+	/* With model_store_keep_pod_addrs: the addresses of the Pods that are
+	 * not Succeeded or Failed, per served namespace (sorted by name; only
+	 * namespaces with such a Pod); NULL and 0 otherwise. */
+	const struct view_pod_ns *pod_nss;
+	size_t n_pod_nss;
+	const struct net_addr *pod_addrs;
+	size_t n_pod_addrs;
 	uint64_t id; /* unique per view built in this process, never 0 */
 	/* Set by model_view_update when it derived this view from another: the
 	 * base view's id and every Service that differs from it, sorted. 0 and

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "common/log.h"
+#include "discovery/labelsel.h"
 #include "discovery/model.h"
 
 #define PSET_MIN_CAP 16
@@ -188,6 +189,8 @@ struct model_store {
 	struct store_changes changes;
 	bool changes_lost; /* too many to be worth recording: the next view is full */
 	bool multicluster; /* a ServiceImport was stored, or the resource exists */
+	const struct label_selector *ns_sel; /* --namespace-labels, or NULL */
+	bool keep_pod_addrs;		     /* --pods verified */
 };
 
 /* A slice_idx entry is the one slice of a Service (most have exactly one), or
@@ -666,6 +669,38 @@ bool model_store_set_multicluster(struct model_store *st)
 bool store_multicluster(const struct model_store *st)
 {
 	return st->multicluster;
+}
+
+void model_store_set_ns_selector(struct model_store *st, const struct label_selector *sel)
+{
+	st->ns_sel = sel;
+	st->changes.epoch++;
+}
+
+void model_store_keep_pod_addrs(struct model_store *st, bool keep)
+{
+	st->keep_pod_addrs = keep;
+	st->changes.epoch++;
+}
+
+bool store_keeps_pod_addrs(const struct model_store *st)
+{
+	return st->keep_pod_addrs;
+}
+
+bool store_ns_filtered(const struct model_store *st)
+{
+	return st->ns_sel != NULL;
+}
+
+bool store_ns_selected(const struct model_store *st, const char *ns)
+{
+	if (!st->ns_sel)
+		return true;
+	struct pkey k = {KIND_NAMESPACE, "", ns};
+	uintptr_t *s = ns ? pset_find(&st->owners, &k) : NULL;
+	const struct model_namespace *n = s ? ((const struct store_obj *)*s)->obj.u.ns : NULL;
+	return label_selector_matches(st->ns_sel, n ? &n->labels : NULL);
 }
 
 bool store_ns_present(const struct model_store *st, const char *ns)

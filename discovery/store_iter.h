@@ -57,6 +57,13 @@ void store_changes_reset(struct model_store *st);
 bool store_multicluster(const struct model_store *st);
 /* Whether any object (or a Namespace object) is in namespace ns. */
 bool store_ns_present(const struct model_store *st, const char *ns);
+/* Whether --namespace-labels lets namespace ns be served (always without
+ * one): its Namespace object's labels, or none when it has no such object. */
+bool store_ns_selected(const struct model_store *st, const char *ns);
+/* Whether a namespace selector is set at all. */
+bool store_ns_filtered(const struct model_store *st);
+/* Whether views carry the Pods' addresses (model_store_keep_pod_addrs). */
+bool store_keeps_pod_addrs(const struct model_store *st);
 /* Pods the view gives an address to (no status): they make every Pod change a
  * matter for the whole Pod address pool. */
 size_t store_pods_unaddressed(const struct model_store *st);

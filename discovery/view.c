@@ -94,6 +94,8 @@ static int collect_services(struct build *b)
 		return -ENOMEM;
 	model_store_iter_init(&it, b->st, KIND_SERVICE);
 	while ((o = model_store_iter_next(&it)) && b->n_clones < n) {
+		if (!store_ns_selected(b->st, o->u.svc->ns))
+			continue;
 		int ret = view_clone_service(b, o->u.svc);
 		if (ret)
 			return ret;
@@ -218,6 +220,8 @@ static int build_namespaces(struct build *b, struct view_priv *priv)
 	for (size_t i = 0; i < n; i++) {
 		if (!names[i] || !names[i][0] || (u && strcmp(names[u - 1], names[i]) == 0))
 			continue;
+		if (!store_ns_selected(b->st, names[i]))
+			continue;
 		names[u++] = names[i];
 	}
 	priv->ns = view_nsblock_new(names, u);
@@ -286,10 +290,13 @@ int model_view_build(const struct model_store *st, struct model_alloc *alloc,
 		ret = view_service_cidrs(st, out);
 	if (!ret)
 		ret = view_build_imports(st, alloc, out);
+	if (!ret && store_keeps_pod_addrs(st))
+		ret = view_pods_build(st, &b, priv);
 	if (ret)
 		goto fail;
 	out->namespaces = priv->ns->names;
 	out->n_namespaces = priv->ns->n;
+	view_pods_expose(out, priv);
 	out->id = view_next_id();
 
 	/* Only a complete build may forget: what was not used in it is gone
@@ -315,6 +322,7 @@ void model_view_free(struct model_view *v)
 			view_blk_unref(&v->svcs[i]);
 		free(v->svcs);
 		view_nsblock_unref(priv->ns);
+		view_podblock_unref(priv->pods);
 		free(priv->changes);
 		view_free_imports(v);
 		free(priv);

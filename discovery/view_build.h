@@ -90,7 +90,18 @@ struct nsblock {
 	char *names[];
 };
 
+/* The Pods' addresses of a view (view_pods.c), shared while no Pod changes. */
+struct podblock {
+	size_t refs;
+	struct view_pod_ns *nss;
+	size_t n_nss;
+	struct net_addr *addrs;
+	size_t n_addrs;
+	char *names; /* the namespace names nss point into */
+};
+
 struct view_priv {
+	struct podblock *pods; /* or NULL */
 	struct nsblock *ns;
 	struct view_change *changes;
 	uint64_t store_epoch; /* the store's change epoch this view is current for, or 0 */
@@ -209,6 +220,21 @@ int view_build_imports(const struct model_store *st, struct model_alloc *alloc,
 /* out->imports shared with prev (no import changed since). */
 int view_share_imports(const struct model_view *prev, struct model_view *out);
 void view_free_imports(struct model_view *v);
+/* ---- view_pods.c --------------------------------------------------------- */
+
+/* The Pods' addresses for --pods verified, into priv->pods: from b->pods (a
+ * full build, with the addresses allocation gave) or, with b NULL, from the
+ * store's Pods (an incremental build). Pods that are Succeeded or Failed, or
+ * in a namespace that is not served, do not count. */
+int view_pods_build(const struct model_store *st, const struct build *b, struct view_priv *priv);
+/* The same from prev, rebuilding only the namespaces in `changed` (keys:
+ * namespace names) from the store's Pods and sharing nothing: the others'
+ * addresses are copied, with no sort. */
+int view_pods_update(const struct model_store *st, const struct podblock *prev,
+		     const struct store_map *changed, struct view_priv *priv);
+void view_podblock_unref(struct podblock *pb);
+/* Points the view's fields at priv->pods. */
+void view_pods_expose(struct model_view *v, const struct view_priv *priv);
 
 /* ---- view_pack.c --------------------------------------------------------- */
 

@@ -203,6 +203,11 @@ static bool ns_listed(const struct model_view *v, const char *ns)
 	return false;
 }
 
+static bool ns_served(const struct model_store *st, const char *ns)
+{
+	return store_ns_present(st, ns) && store_ns_selected(st, ns);
+}
+
 /* The namespace list: prev's, shared, unless a changed object's namespace
  * came or went. */
 static int incr_namespaces(const struct model_store *st, const struct model_view *prev,
@@ -217,8 +222,8 @@ static int incr_namespaces(const struct model_store *st, const struct model_view
 
 	for (size_t i = 0; i < nss->cap && !changed; i++)
 		if (nss->slots[i].key)
-			changed = store_ns_present(st, nss->slots[i].key) !=
-				  ns_listed(prev, nss->slots[i].key);
+			changed =
+			    ns_served(st, nss->slots[i].key) != ns_listed(prev, nss->slots[i].key);
 	if (!changed) {
 		priv->ns = pp->ns;
 		priv->ns->refs++;
@@ -228,11 +233,11 @@ static int incr_namespaces(const struct model_store *st, const struct model_view
 	if (!names)
 		return -ENOMEM;
 	for (size_t i = 0; i < prev->n_namespaces; i++)
-		if (store_ns_present(st, prev->namespaces[i]))
+		if (ns_served(st, prev->namespaces[i]))
 			names[n++] = prev->namespaces[i];
 	for (size_t i = 0; i < nss->cap; i++) {
 		const char *ns = nss->slots[i].key;
-		if (ns && *ns && store_ns_present(st, ns) && !ns_listed(prev, ns))
+		if (ns && *ns && ns_served(st, ns) && !ns_listed(prev, ns))
 			names[n++] = ns;
 	}
 	qsort(names, n, sizeof(*names), view_cmp_str);
@@ -307,15 +312,63 @@ static int incr_merge(const struct model_view *prev, struct dirty *dv, size_t nd
 	return 0;
 }
 
-/* The Services to recompute, sorted and unique: those the store marked, and
- * those deriving endpoints from Pods in a namespace where a Pod changed.
- * -EAGAIN beyond limit (a full build is cheaper then). */
-static int collect_dirty(const struct store_changes *ch, const struct model_view *prev,
-			 size_t limit, struct dirty **out, size_t *n_out)
+/* Under --namespace-labels, a namespace whose labels moved in or out of the
+ * selector brings or takes all its Services, none of which changed itself:
+ * those of prev (leaving) and those of the store (coming) are recomputed. */
+static int dirty_ns_flips(const struct model_store *st, const struct model_view *prev,
+			  struct dirty **dv, size_t *nd, size_t *cap)
 {
+	const struct store_map *nss = &store_changes(st)->nss;
+	struct store_map flips;
+	struct store_map_slot *slot;
+	struct model_store_iter it;
+	const struct model_object *o;
+	bool created, found;
+	int ret = 0;
+
+	store_map_init(&flips);
+	for (size_t i = 0; i < nss->cap; i++) {
+		const char *ns = nss->slots[i].key;
+		if (!ns || !*ns)
+			continue;
+		bool now = store_ns_present(st, ns) && store_ns_selected(st, ns);
+		if (now == ns_listed(prev, ns))
+			continue;
+		if ((ret = store_map_insert(&flips, ns, strlen(ns), &slot, &created)))
+			goto out;
+		for (size_t k = view_find(prev, ns, NULL, &found);
+		     k < prev->n_svcs && streq0(prev->svcs[k].svc->ns, ns); k++)
+			if ((ret = dirty_push(dv, nd, cap, ns, prev->svcs[k].svc->name)))
+				goto out;
+	}
+	if (flips.n == 0)
+		goto out;
+	model_store_iter_init(&it, st, KIND_SERVICE);
+	while ((o = model_store_iter_next(&it))) {
+		const char *ns = o->u.svc->ns ? o->u.svc->ns : "";
+		if (store_map_find(&flips, ns, strlen(ns)) &&
+		    (ret = dirty_push(dv, nd, cap, o->u.svc->ns, o->u.svc->name)))
+			goto out;
+	}
+out:
+	store_map_clear(&flips);
+	return ret;
+}
+
+/* The Services to recompute, sorted and unique: those the store marked, those
+ * deriving endpoints from Pods in a namespace where a Pod changed, and those
+ * of a namespace the namespace selector took in or out.
+ * -EAGAIN beyond limit (a full build is cheaper then). */
+static int collect_dirty(const struct model_store *st, const struct model_view *prev, size_t limit,
+			 struct dirty **out, size_t *n_out)
+{
+	const struct store_changes *ch = store_changes(st);
 	struct dirty *dv = NULL;
 	size_t nd = 0, cap = 0;
 	int ret = 0;
+
+	if (store_ns_filtered(st) && (ret = dirty_ns_flips(st, prev, &dv, &nd, &cap)))
+		goto out;
 
 	for (size_t i = 0; i < ch->svcs.cap; i++) {
 		const char *key = ch->svcs.slots[i].key;
@@ -356,6 +409,30 @@ out:
 	return ret;
 }
 
+/* The Pods' addresses: prev's, shared, unless a Pod changed or (with a
+ * namespace selector) a namespace may have come or gone. */
+static int incr_pods_addrs(const struct model_store *st, const struct model_view *prev,
+			   struct view_priv *priv)
+{
+	const struct store_changes *ch = store_changes(st);
+	const struct view_priv *pp = prev->priv;
+
+	if (!store_keeps_pod_addrs(st))
+		return 0;
+	if (pp->pods && ch->pod_nss.n == 0 && !(store_ns_filtered(st) && ch->nss.n)) {
+		priv->pods = pp->pods;
+		priv->pods->refs++;
+		return 0;
+	}
+	/* Pods without a status have the addresses only a full build gives. */
+	if (store_pods_unaddressed(st))
+		return -EAGAIN;
+	/* A namespace that may have come or gone under the selector: all again. */
+	if (!pp->pods || (store_ns_filtered(st) && ch->nss.n))
+		return view_pods_build(st, NULL, priv);
+	return view_pods_update(st, pp->pods, &ch->pod_nss, priv);
+}
+
 static int view_incremental(const struct model_store *st, struct model_alloc *alloc,
 			    const struct model_view *prev, struct model_view *out)
 {
@@ -381,7 +458,7 @@ static int view_incremental(const struct model_store *st, struct model_alloc *al
 	if (ch->svcs.n > limit)
 		return -EAGAIN;
 
-	if ((ret = collect_dirty(ch, prev, limit, &dv, &nd)))
+	if ((ret = collect_dirty(st, prev, limit, &dv, &nd)))
 		goto out;
 	b.clones = calloc(nd + 1, sizeof(*b.clones));
 	if (!b.clones) {
@@ -395,7 +472,7 @@ static int view_incremental(const struct model_store *st, struct model_alloc *al
 		d->pos = view_find(prev, d->ns, d->name, &found);
 		d->old = found ? &prev->svcs[d->pos] : NULL;
 		const struct model_service *cur = store_service_find(st, d->ns, d->name);
-		if (!cur)
+		if (!cur || !store_ns_selected(st, d->ns))
 			continue;
 		if ((ret = view_clone_service(&b, cur)))
 			goto out;
@@ -438,10 +515,11 @@ static int view_incremental(const struct model_store *st, struct model_alloc *al
 	out->priv = priv;
 	if ((ret = incr_namespaces(st, prev, priv)) ||
 	    (ret = incr_merge(prev, dv, nd, out, priv)) || (ret = view_service_cidrs(st, out)) ||
-	    (ret = view_share_imports(prev, out)))
+	    (ret = view_share_imports(prev, out)) || (ret = incr_pods_addrs(st, prev, priv)))
 		goto out;
 	out->namespaces = priv->ns->names;
 	out->n_namespaces = priv->ns->n;
+	view_pods_expose(out, priv);
 	out->id = view_next_id();
 	out->base_id = prev->id;
 out:

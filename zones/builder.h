@@ -100,9 +100,11 @@ int zb_data_rrs(struct zb *b, zb_rr_cb cb, void *arg);
  * *tables receives the opaque table struct zone_lookup reads. */
 int zb_finish(struct zb *b, void **tables, size_t *n_names);
 
-/* Lookup over the tables zb_finish made (snapshot.c wraps these). */
+/* Lookup over the tables zb_finish made (snapshot.c wraps these). With
+ * `pods`, a name under a pod root exists only for an address of a Pod of its
+ * namespace in that view (--pods verified); without, for any address. */
 void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t qtype,
-	       struct zone_result *r);
+	       const struct model_view *pods, struct zone_result *r);
 const struct zone_answer *zb_lookup_chaos(const void *tables, const uint8_t *key, size_t keylen,
 					  uint16_t qtype);
 

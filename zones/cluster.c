@@ -380,8 +380,9 @@ int cluster_base(struct zb *b, const struct snapshot_config *cfg, const struct m
 		return ret;
 	if ((ret = zb_name_add(b, cz->z, cz->svc_full)) < 0)
 		return ret;
-	if (prepend_str(name, "pod", cz->zone) < 0 ||
-	    (ret = zb_mark_pod_root(b, cz->z, name, ttl)) < 0)
+	if (cfg->pods != SNAPSHOT_PODS_DISABLED &&
+	    (prepend_str(name, "pod", cz->zone) < 0 ||
+	     (ret = zb_mark_pod_root(b, cz->z, name, ttl)) < 0))
 		return ret;
 
 	for (size_t i = 0; i < v->n_namespaces; i++) {

@@ -55,6 +55,87 @@ static int parse_dashed_ip(const uint8_t *label, struct net_addr *out)
 	return -1;
 }
 
+/* The view's namespace name that equals a wire label: <0, 0, >0 as strcmp. */
+static int label_cmp(const uint8_t *label, const char *name)
+{
+	size_t ll = label[0], nl = strlen(name);
+	int c = memcmp(label + 1, name, ll < nl ? ll : nl);
+	return c ? c : (ll > nl) - (ll < nl);
+}
+
+/* Whether namespace `label` is served (--pods verified: `<ns>.pod` exists). */
+static bool pod_ns_served(const struct model_view *v, const uint8_t *label)
+{
+	size_t lo = 0, hi = v->n_namespaces;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = label_cmp(label, v->namespaces[mid]);
+		if (!c)
+			return true;
+		if (c > 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* Whether a Pod of namespace `label` has address a: two binary searches over
+ * the view's sorted arrays. */
+static bool pod_exists(const struct model_view *v, const uint8_t *label, const struct net_addr *a)
+{
+	size_t lo = 0, hi = v->n_pod_nss;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = label_cmp(label, v->pod_nss[mid].ns);
+		if (!c) {
+			lo = v->pod_nss[mid].lo;
+			hi = v->pod_nss[mid].hi;
+			while (lo < hi) {
+				size_t m = lo + (hi - lo) / 2;
+				int d = net_addr_cmp(a, &v->pod_addrs[m]);
+				if (!d)
+					return true;
+				if (d > 0)
+					lo = m + 1;
+				else
+					hi = m;
+			}
+			return false;
+		}
+		if (c > 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* <ip>.<ns>.pod.<zone> (`dropped` labels below the pod root): kube-dns's and
+ * CoreDNS's pod records, insecure (any address) or verified against `pods`. */
+static void answer_pod(const struct zb_zone *cz, const uint8_t *key, int dropped, uint16_t qtype,
+		       const struct model_view *pods, struct zone_result *r)
+{
+	const uint8_t *ns = dropped == 2 ? key + key[0] + 1 : key;
+
+	if (dropped == 1) {
+		r->ans = !pods || pod_ns_served(pods, key) ? cz->nodata : cz->nxdomain;
+		return;
+	}
+	if (dropped != 2 || parse_dashed_ip(key, &r->addr) < 0 ||
+	    (pods && !pod_exists(pods, ns, &r->addr))) {
+		r->ans = cz->nxdomain;
+		return;
+	}
+	uint16_t want = r->addr.family == AF_INET ? DNS_T_A : DNS_T_AAAA;
+	if (qtype == want || qtype == DNS_T_ANY) {
+		r->kind = ZR_POD_ADDR;
+		r->ttl = cz->pod_ttl;
+	} else {
+		r->ans = cz->nodata;
+	}
+}
+
 static void answer_from_node(const struct tables *t, const struct zone_node *n, uint16_t qtype,
 			     struct zone_result *r)
 {
@@ -75,7 +156,7 @@ static void answer_from_node(const struct tables *t, const struct zone_node *n, 
 }
 
 void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t qtype,
-	       struct zone_result *r)
+	       const struct model_view *pods, struct zone_result *r)
 {
 	const struct tables *t = tables;
 	r->kind = ZR_ANSWER;
@@ -122,21 +203,8 @@ void zb_lookup(const void *tables, const uint8_t *key, size_t keylen, uint16_t q
 			}
 		}
 		if (ce->flags & NF_POD_ROOT) {
-			/* <ip>.<ns>.pod.<zone>: kube-dns's "pods insecure" records. */
-			if (dropped == 1) {
-				r->ans = cz->nodata;
-				return;
-			}
-			if (dropped == 2 && parse_dashed_ip(key, &r->addr) == 0) {
-				uint16_t want = r->addr.family == AF_INET ? DNS_T_A : DNS_T_AAAA;
-				if (qtype == want || qtype == DNS_T_ANY) {
-					r->kind = ZR_POD_ADDR;
-					r->ttl = cz->pod_ttl;
-				} else {
-					r->ans = cz->nodata;
-				}
-				return;
-			}
+			answer_pod(cz, key, dropped, qtype, pods, r);
+			return;
 		}
 		r->ans = cz->nxdomain;
 		return;

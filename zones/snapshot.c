@@ -498,7 +498,9 @@ void zone_lookup(const struct snapshot *s, const uint8_t *key, size_t keylen, ui
 		 struct zone_result *r)
 {
 	const struct snap_priv *p = s->priv;
-	zb_lookup(p->tables, key, keylen, qtype, r);
+	const struct model_view *pods =
+	    s->cfg && s->cfg->pods == SNAPSHOT_PODS_VERIFIED ? s->view : NULL;
+	zb_lookup(p->tables, key, keylen, qtype, pods, r);
 }
 
 const struct zone_answer *zone_lookup_chaos(const struct snapshot *s, const uint8_t *key,

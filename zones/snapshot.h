@@ -107,6 +107,15 @@ struct snapshot_config {
 		SNAPSHOT_CLUSTERSET_ON,
 		SNAPSHOT_CLUSTERSET_OFF,
 	} clusterset;
+	/* Names under pod.<zone> (CoreDNS's pods): insecure answers any
+	 * well-formed `<a-b-c-d>.<ns>.pod.<zone>` with its address; disabled has
+	 * no such names; verified answers only the address of a Pod of that
+	 * namespace in the view (its pod_addrs, which the view must carry). */
+	enum snapshot_pods {
+		SNAPSHOT_PODS_INSECURE = 0,
+		SNAPSHOT_PODS_DISABLED,
+		SNAPSHOT_PODS_VERIFIED
+	} pods;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
 	const struct static_zone *const *static_zones;
 	size_t n_static_zones;

@@ -4,8 +4,10 @@ It speaks the parts of the real protocol a list-and-watch client uses, closely
 enough to fail a wrong client:
 
   * GET /api/v1/services, /apis/discovery.k8s.io/v1/endpointslices,
-    /api/v1/namespaces, and /apis/multicluster.x-k8s.io/v1alpha1/serviceimports
-    once its CRD is installed (404 before, as a real server without it) (and the namespaced forms /api/v1/namespaces/NS/services):
+    /api/v1/namespaces, /api/v1/pods (and the namespaced forms
+    /api/v1/namespaces/NS/services, .../NS/pods), ServiceCIDRs at the version a
+    test enables, and /apis/multicluster.x-k8s.io/v1alpha1/serviceimports once
+    its CRD is installed (404 before, as a real server without them):
     lists with `limit` + `continue` (every page served at the first page's
     resourceVersion, an expired continue token is 410), `labelSelector`
     (equality-based: k=v, k==v, k!=v, k, !k), items without kind/apiVersion
@@ -89,7 +91,7 @@ RESOURCES = {
     "endpointslices": ResourceDesc("endpointslices", "/apis/discovery.k8s.io/v1",
                                    "EndpointSlice", "discovery.k8s.io/v1"),
     "namespaces": ResourceDesc("namespaces", "/api/v1", "Namespace", "v1"),
-    # known so that a Pod written into the fake is simply stored, never listed
+    # listed and watched like the others (svcdns asks with --pods verified)
     "pods": ResourceDesc("pods", "/api/v1", "Pod", "v1"),
     # routed only at the version the test enables (FakeAPI.service_cidrs)
     "servicecidrs": ResourceDesc("servicecidrs", "/apis/networking.k8s.io/v1", "ServiceCIDR",

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "discovery/labelsel.h"
 #include "discovery/manifest.h"
 #include "discovery/model.h"
 
@@ -99,12 +100,16 @@ static void gen_object(unsigned *seed, char *buf, size_t cap)
 		    k, ns, rnd(seed, 3), rnd(seed, 2), 9000 + rnd(seed, 2));
 		/* Mostly with a status: Pods without one force full builds. */
 		if (rnd(seed, 6))
-			len += (size_t)snprintf(buf + len, cap - len,
-						"status:\n  phase: Running\n  podIP: 10.244.2.%u\n",
-						rnd(seed, 8));
+			len += (size_t)snprintf(
+			    buf + len, cap - len, "status:\n  phase: %s\n  podIP: 10.244.2.%u\n",
+			    rnd(seed, 5) ? "Running" : "Succeeded", rnd(seed, 8));
 	} else {
+		/* Labels that move the namespace in and out of --namespace-labels. */
+		static const char *const teams[] = {"x", "y", NULL};
+		const char *team = teams[rnd(seed, 3)];
 		snprintf(buf + len, cap - len,
-			 "apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", ns);
+			 "apiVersion: v1\nkind: Namespace\nmetadata: {name: %s, labels: {%s%s}}\n",
+			 ns, team ? "team: " : "", team ? team : "");
 	}
 }
 
@@ -173,6 +178,15 @@ static void views_same(const struct model_view *x, const struct model_view *y)
 	assert_int_equal(x->n_namespaces, y->n_namespaces);
 	for (size_t i = 0; i < x->n_namespaces; i++)
 		assert_string_equal(x->namespaces[i], y->namespaces[i]);
+	assert_int_equal(x->n_pod_nss, y->n_pod_nss);
+	for (size_t i = 0; i < x->n_pod_nss; i++) {
+		assert_string_equal(x->pod_nss[i].ns, y->pod_nss[i].ns);
+		assert_int_equal(x->pod_nss[i].lo, y->pod_nss[i].lo);
+		assert_int_equal(x->pod_nss[i].hi, y->pod_nss[i].hi);
+	}
+	assert_int_equal(x->n_pod_addrs, y->n_pod_addrs);
+	for (size_t i = 0; i < x->n_pod_addrs; i++)
+		assert_int_equal(net_addr_cmp(&x->pod_addrs[i], &y->pod_addrs[i]), 0);
 	assert_int_equal(x->n_svcs, y->n_svcs);
 	svcs_same(x->svcs, y->svcs, x->n_svcs);
 	assert_int_equal(x->multicluster, y->multicluster);
@@ -180,10 +194,20 @@ static void views_same(const struct model_view *x, const struct model_view *y)
 	svcs_same(x->imports, y->imports, x->n_imports);
 }
 
-static void test_random_changes(void **state)
+/* Random changes with an optional namespace selector on both stores, and
+ * the Pods' addresses kept (--pods verified) or not. */
+static void random_changes(const char *selector, bool pod_addrs)
 {
-	(void)state;
+	struct label_selector *sel = NULL;
+	char why[128];
+	assert_int_equal(label_selector_parse(selector, &sel, why, sizeof(why)), 0);
 	struct model_store *si = model_store_new(), *sf = model_store_new();
+	if (selector) {
+		model_store_set_ns_selector(si, sel);
+		model_store_set_ns_selector(sf, sel);
+	}
+	model_store_keep_pod_addrs(si, pod_addrs);
+	model_store_keep_pod_addrs(sf, pod_addrs);
 	struct model_alloc *ai = model_alloc_new(NULL, NULL), *af = model_alloc_new(NULL, NULL);
 	struct model_view vi = {0}, vf;
 	unsigned seed = 1, incremental = 0, shared = 0, mc_eps = 0;
@@ -221,18 +245,44 @@ static void test_random_changes(void **state)
 	assert_true(incremental > 500);
 	assert_true(vi.multicluster);
 	assert_true(shared > 100); /* incremental views sharing imports */
-	assert_true(mc_eps > 100); /* imports with endpoints from their slices */
+	assert_true(mc_eps > 20); /* views with imports that have endpoints from their slices */
 	model_view_free(&vi);
 	model_alloc_free(ai);
 	model_alloc_free(af);
 	model_store_free(si);
 	model_store_free(sf);
+	label_selector_free(sel);
+}
+
+static void test_random_changes(void **state)
+{
+	(void)state;
+	random_changes(NULL, false);
+}
+
+/* Namespaces whose labels move in and out of the selector take their Services
+ * in and out of the view, incrementally, as a full build would. */
+static void test_random_changes_ns_selector(void **state)
+{
+	(void)state;
+	random_changes("team=x", false);
+	random_changes("team notin (y)", true);
+}
+
+/* The Pods' addresses (--pods verified) follow Pods incrementally as a full
+ * build gives them. */
+static void test_random_changes_pod_addrs(void **state)
+{
+	(void)state;
+	random_changes(NULL, true);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_random_changes),
+	    cmocka_unit_test(test_random_changes_ns_selector),
+	    cmocka_unit_test(test_random_changes_pod_addrs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
