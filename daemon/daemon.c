@@ -169,6 +169,7 @@ static int setup(struct app *app)
 	app->scfg.ttl = o->ttl;
 	app->scfg.endpoint_pod_names = o->endpoint_pod_names;
 	app->scfg.ignore_empty_service = o->ignore_empty_service;
+	app->scfg.not_ready_ttl = o->not_ready_ttl;
 	app->scfg.hostname = app->hostname;
 	app->scfg.static_zones = (const struct static_zone *const *)app->zones;
 	app->scfg.n_static_zones = app->n_zones;

@@ -289,6 +289,18 @@ const struct opt_def options_table[] = {
      .off = F(ignore_empty_service),
      .help = "a ClusterIP Service with no ready endpoint answers NXDOMAIN, so that search-list "
 	     "resolution goes on (its PTR stays; as CoreDNS's ignore empty_service)"},
+    {.name = "not-ready-ttl",
+     .arg = "DURATION",
+     .kind = OPT_DURATION,
+     .unit = OPT_S,
+     .bare = OPT_S,
+     .lo = 0,
+     .hi = 3600ull * SEC,
+     .def = "0s",
+     .off = F(not_ready_ttl),
+     .help = "negative TTL of the name of a headless Service's endpoint that is not ready yet "
+	     "(NXDOMAIN with Extended DNS Error \"endpoint not ready yet\"), so that caches ask "
+	     "again soon; other NXDOMAINs keep --ttl (no CoreDNS equivalent)"},
     {.name = "ttl",
      .arg = "DURATION",
      .kind = OPT_DURATION,

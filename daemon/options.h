@@ -79,6 +79,7 @@ struct svcdns_options {
 	bool check_config;
 	bool endpoint_pod_names;
 	bool ignore_empty_service;
+	unsigned not_ready_ttl; /* seconds */
 	/* Zone transfer. */
 	struct net_cidr allow_transfer[OPTIONS_MAX_XFR_ALLOW];
 	size_t n_allow_transfer;

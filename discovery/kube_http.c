@@ -23,6 +23,10 @@
 #define KEEPALIVE_IDLE_S   10
 #define KEEPALIVE_INTVL_S  5
 #define KEEPALIVE_CNT	   3
+/* Bytes curl reads per wake-up of a socket. Its default (16 KiB) is about one
+ * EndpointSlice event of 100 endpoints, and the loop builds a snapshot between
+ * two wake-ups: at one event per build, a busy watch fell ever further behind. */
+#define RECV_BUFFER (256L << 10)
 
 struct http_sock {
 	uv_poll_t poll;
@@ -408,6 +412,7 @@ int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct ku
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "svcdns/" SVCDNS_VERSION);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECV_BUFFER);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(o->first_ms && o->first_ms < CONNECT_TIMEOUT_MS
 				    ? o->first_ms

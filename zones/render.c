@@ -57,6 +57,7 @@ void render_begin(struct render *r, const uint8_t *qname)
 	r->qname = qname;
 	r->trim_logged = false;
 	r->glue_cut = false;
+	r->cand->not_ready = 0;
 }
 
 /* Trimmed answers already reported, so that a full build (which renders every
@@ -231,7 +232,7 @@ static bool answer_eq(const struct zone_answer *x, const struct zone_answer *y)
 	return x->an == y->an && x->ns == y->ns && x->ar == y->ar && x->len == y->len &&
 	       x->len_an_ns == y->len_an_ns && x->rcode == y->rcode && x->aa == y->aa &&
 	       x->patch_owner == y->patch_owner && x->apex_len == y->apex_len &&
-	       memcmp(x->data, y->data, x->len) == 0;
+	       x->not_ready == y->not_ready && memcmp(x->data, y->data, x->len) == 0;
 }
 
 /* The stored answer with the same bytes as `a` (the candidate being

@@ -440,6 +440,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # As Go's net package does for kube-apiserver: a response's headers
+        # and body are two writes, which Nagle would hold for a delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.fake.conns.add(self.connection)
 
     def finish(self):
