@@ -205,6 +205,7 @@ static void src_kube(struct metrics_out *o, void *arg)
 	      "Seconds since a byte last came from the API server (-1: never).", since);
 	gauge(o, "svcdns_kubernetes_synced", "1 once every resource was listed in full once.",
 	      kube_source_synced(ks) ? 1 : 0);
+	views_kube_requests(o, ks);
 }
 
 /* ---- the forwarder and its cache ------------------------------------------- */

@@ -265,6 +265,35 @@ const struct opt_def options_table[] = {
      .def = "30s",
      .off = F(kube.backoff_max_ms),
      .help = "longest wait between retries"},
+    {.name = "api-qps",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 0,
+     .hi = 100000,
+     .def = "5",
+     .off = F(kube.qps),
+     .help = "requests per second to the API server at most, after --api-burst: every list "
+	     "(its later pages free), watch and contact probe takes one; 0: no limit "
+	     "(client-go's QPS, CoreDNS's apiserver_qps)"},
+    {.name = "api-burst",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 1,
+     .hi = 100000,
+     .def = "10",
+     .off = F(kube.burst),
+     .help = "requests to the API server at once above --api-qps (client-go's burst, "
+	     "CoreDNS's apiserver_burst)"},
+    {.name = "api-max-inflight",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 0,
+     .hi = 100000,
+     .def = "2",
+     .off = F(kube.max_inflight),
+     .help = "requests in flight at once that are not watches (lists and probes); 0: no "
+	     "limit (as kube-apiserver's max-inflight, watches are not counted; CoreDNS's "
+	     "apiserver_max_inflight)"},
 
     {.section = "DNS",
      .name = "listen",
