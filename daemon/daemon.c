@@ -177,6 +177,7 @@ static int setup(struct app *app)
 	app->scfg.clusterset = (enum snapshot_clusterset)o->clusterset_zone;
 	app->scfg.pods = (enum snapshot_pods)o->pods;
 	o->kube.pods = o->pods == SNAPSHOT_PODS_VERIFIED;
+	app->scfg.not_ready_ttl = o->not_ready_ttl;
 	app->scfg.hostname = app->hostname;
 	app->scfg.static_zones = (const struct static_zone *const *)app->zones;
 	app->scfg.n_static_zones = app->n_zones;

@@ -246,6 +246,7 @@ static void src_kube(struct metrics_out *o, void *arg)
 		metrics_sample(o, "svcdns_kubernetes_resource_served",
 			       kube_source_served(ks, (enum kube_resource)r) ? 1 : 0, "resource",
 			       kube_resource_name((enum kube_resource)r), NULL);
+	views_kube_requests(o, ks);
 }
 
 /* ---- the forwarder and its cache ------------------------------------------- */

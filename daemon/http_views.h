@@ -66,4 +66,8 @@ void views_unregister_limits(struct metrics *m);
  * malloc'd. Returns 0, -ENOENT before the first snapshot, or -ENOMEM. */
 int views_debug_model(char **body, size_t *len);
 
+/* The API client's request families (http_views_api.c), part of the
+ * Kubernetes source's metrics. */
+void views_kube_requests(struct metrics_out *o, const struct kube_source *ks);
+
 #endif

@@ -370,6 +370,35 @@ const struct opt_def options_table[] = {
      .def = "30s",
      .off = F(kube.backoff_max_ms),
      .help = "longest wait between retries"},
+    {.name = "api-qps",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 0,
+     .hi = 100000,
+     .def = "5",
+     .off = F(kube.qps),
+     .help = "requests per second to the API server at most, after --api-burst: every list "
+	     "(its later pages free), watch and contact probe takes one; 0: no limit "
+	     "(client-go's QPS, CoreDNS's apiserver_qps)"},
+    {.name = "api-burst",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 1,
+     .hi = 100000,
+     .def = "10",
+     .off = F(kube.burst),
+     .help = "requests to the API server at once above --api-qps (client-go's burst, "
+	     "CoreDNS's apiserver_burst)"},
+    {.name = "api-max-inflight",
+     .arg = "N",
+     .kind = OPT_UINT,
+     .lo = 0,
+     .hi = 100000,
+     .def = "2",
+     .off = F(kube.max_inflight),
+     .help = "requests in flight at once that are not watches (lists and probes); 0: no "
+	     "limit (as kube-apiserver's max-inflight, watches are not counted; CoreDNS's "
+	     "apiserver_max_inflight)"},
 
     {.section = "DNS",
      .name = "listen",
@@ -415,6 +444,18 @@ const struct opt_def options_table[] = {
      .help = "serve clusterset.local, the Multi-Cluster Services zone, from ServiceImports "
 	     "and multicluster EndpointSlices (as CoreDNS's multicluster plugin); auto: from "
 	     "the first ServiceImport seen or the API server answering for the resource on"},
+    {.name = "not-ready-ttl",
+     .arg = "DURATION",
+     .kind = OPT_DURATION,
+     .unit = OPT_S,
+     .bare = OPT_S,
+     .lo = 0,
+     .hi = 3600ull * SEC,
+     .def = "0s",
+     .off = F(not_ready_ttl),
+     .help = "negative TTL of the name of a headless Service's endpoint that is not ready yet "
+	     "(NXDOMAIN with Extended DNS Error \"endpoint not ready yet\"), so that caches ask "
+	     "again soon; other NXDOMAINs keep --ttl (no CoreDNS equivalent)"},
     {.name = "ttl",
      .arg = "DURATION",
      .kind = OPT_DURATION,

@@ -83,6 +83,7 @@ struct svcdns_options {
 	int clusterset_zone;	      /* enum snapshot_clusterset: 0 auto, 1 on, 2 off */
 	const char *namespace_labels; /* --namespace-labels SELECTOR (checked), or NULL */
 	int pods;		      /* --pods: enum snapshot_pods */
+	unsigned not_ready_ttl;	      /* seconds */
 	/* Zone transfer. */
 	struct net_cidr allow_transfer[OPTIONS_MAX_XFR_ALLOW];
 	size_t n_allow_transfer;

@@ -223,6 +223,7 @@ static void on_probe_tick(uv_timer_t *t)
 	    .idle_ms = tmo,
 	    .on_done = on_probe_done,
 	    .arg = ks,
+	    .slot = kube_http_slot(KUBE_VERB_LIST, KUBE_NAMESPACES),
 	};
 	if (kube_http_get(ks->http, &o, &ks->probe) == 0)
 		ks->contact.probing = true;
@@ -354,6 +355,7 @@ int kube_source_start(uv_loop_t *loop, struct kube_conn *conn, const struct kube
 	rc = kube_http_new(loop, &ks->conn, &ks->http);
 	if (rc < 0)
 		goto fail;
+	kube_source_set_limits(ks, o->qps, o->burst, o->max_inflight);
 	for (int k = 0; k < ks->n_res; k++) {
 		struct reflector *r = &ks->r[k];
 		r->ks = ks;

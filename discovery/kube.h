@@ -24,6 +24,8 @@
 #include "discovery/kubeconfig.h"
 #include "discovery/model.h"
 
+struct kube_http_stats;
+
 /* KUBE_PODS is watched only with kube_options.pods. */
 enum kube_resource {
 	KUBE_SERVICES = 0,
@@ -64,6 +66,9 @@ struct kube_options {
 	unsigned backoff_min_ms; /* first retry delay, default 500 (jittered down to half) */
 	unsigned backoff_max_ms; /* default 30000 */
 	unsigned probe_ms;	 /* prove contact at least this often (kube_contact.h), 10000 */
+	unsigned qps;		 /* kube_source_set_limits; 0: none */
+	unsigned burst;
+	unsigned max_inflight;
 };
 
 /* Called on the loop thread after the store changed (never before the first
@@ -107,6 +112,30 @@ uint64_t kube_source_events(const struct kube_source *ks, enum kube_resource r,
 			    enum kube_event_type t);
 /* Lists started again after 410 Gone (the first list is not counted). */
 uint64_t kube_source_relists(const struct kube_source *ks, enum kube_resource r);
+/* ---- the API client's manners and its requests ------------------------------
+ * Client-side limits: a token bucket of `qps` with `burst` for every list
+ * (its later pages take none), watch and probe, and at most `max_inflight`
+ * requests at once that are not watches; 0 turns a limit off. After a
+ * failure the three resources share one backoff (kube_backoff_ms, jittered
+ * per process), so replicas that lost the API server together do not come
+ * back together. */
+void kube_source_set_limits(struct kube_source *ks, double qps, unsigned burst,
+			    unsigned max_inflight);
+
+enum kube_verb { KUBE_VERB_LIST = 0, KUBE_VERB_WATCH, KUBE_VERBS };
+const char *kube_verb_name(enum kube_verb v);
+/* The statistics slot (discovery/kube_http.h) of a verb on a resource. */
+static inline unsigned kube_http_slot(enum kube_verb v, enum kube_resource r)
+{
+	return (unsigned)v * KUBE_RESOURCES + (unsigned)r;
+}
+/* Every request's statistics for a verb on a resource (the contact probe is a
+ * list of namespaces); NULL before the source has a client. */
+const struct kube_http_stats *kube_source_http_stats(const struct kube_source *ks, enum kube_verb v,
+						     enum kube_resource r);
+uint64_t kube_source_list_pages(const struct kube_source *ks, enum kube_resource r);
+uint64_t kube_source_watch_restarts(const struct kube_source *ks, enum kube_resource r);
+
 /* Lines of a watch stream that were not events and were skipped. */
 uint64_t kube_source_bad_lines(const struct kube_source *ks, enum kube_resource r);
 const char *kube_resource_name(enum kube_resource r);	  /* "services", ... */

@@ -1,7 +1,8 @@
 /* libcurl's multi interface on the libuv loop: curl tells which sockets to
  * watch (uv_poll) and when to call it back (uv_timer); each request carries
  * its own silence timer so that a server that accepts and then says nothing
- * cannot hold a request open for ever. */
+ * cannot hold a request open for ever. Requests wait in a queue for the
+ * client-side limits, and every one is counted for the metrics. */
 #include "discovery/kube_http.h"
 
 #include <errno.h>
@@ -23,6 +24,10 @@
 #define KEEPALIVE_IDLE_S   10
 #define KEEPALIVE_INTVL_S  5
 #define KEEPALIVE_CNT	   3
+/* Bytes curl reads per wake-up of a socket. Its default (16 KiB) is about one
+ * EndpointSlice event of 100 endpoints, and the loop builds a snapshot between
+ * two wake-ups: at one event per build, a busy watch fell ever further behind. */
+#define RECV_BUFFER (256L << 10)
 
 struct http_sock {
 	uv_poll_t poll;
@@ -39,6 +44,12 @@ struct kube_http {
 	struct kube_http_req *reqs;
 	struct http_sock *socks;
 	bool freeing;
+	/* requests waiting for the limits, oldest first */
+	struct kube_http_req *wait_head, *wait_tail;
+	struct kube_limit lim;
+	uv_timer_t lim_timer;
+	int closing; /* handles still to close before h is freed */
+	struct kube_http_stats stats[KUBE_HTTP_SLOTS];
 };
 
 struct kube_http_req {
@@ -57,9 +68,54 @@ struct kube_http_req {
 	char errbuf[CURL_ERROR_SIZE];
 	char msg[CURL_ERROR_SIZE + 64];
 	struct kube_http_req *prev, *next;
+	struct kube_http_req *wnext; /* in the wait queue */
+	bool waiting, started;
+	uint64_t asked_ns, start_ns, headers_ns;
 };
 
+const double kube_http_dur_bounds[KUBE_HTTP_DUR_BOUNDS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+
+static const long code_values[KUBE_HTTP_CODES - 2] = {200, 401, 403, 404, 410, 429, 500, 503};
+
+const char *kube_http_code_name(unsigned i)
+{
+	static const char *const names[KUBE_HTTP_CODES] = {"200", "401", "403", "404",	 "410",
+							   "429", "500", "503", "other", "none"};
+	return i < KUBE_HTTP_CODES ? names[i] : "none";
+}
+
+static unsigned code_index(long status)
+{
+	if (status <= 0)
+		return KUBE_HTTP_CODES - 1;
+	for (unsigned i = 0; i < KUBE_HTTP_CODES - 2; i++)
+		if (code_values[i] == status)
+			return i;
+	return KUBE_HTTP_CODES - 2;
+}
+
+static unsigned dur_bucket(double s)
+{
+	unsigned b = 0;
+	while (b < KUBE_HTTP_DUR_BOUNDS && s > kube_http_dur_bounds[b])
+		b++;
+	return b;
+}
+
+static struct kube_http_stats *slot_stats(struct kube_http *h, const struct kube_http_req *r)
+{
+	return &h->stats[r->o.slot < KUBE_HTTP_SLOTS ? r->o.slot : 0];
+}
+
+const struct kube_http_stats *kube_http_stats(const struct kube_http *h, unsigned slot)
+{
+	return slot < KUBE_HTTP_SLOTS ? &h->stats[slot] : NULL;
+}
+
 static void check_done(struct kube_http *h);
+static void on_lim_timer(uv_timer_t *t);
+static void wait_remove(struct kube_http *h, struct kube_http_req *r);
 
 /* ---- sockets and timers ---------------------------------------------------- */
 
@@ -169,6 +225,16 @@ static void req_destroy(struct kube_http_req *r)
 {
 	struct kube_http *h = r->h;
 
+	if (r->waiting)
+		wait_remove(h, r);
+	if (r->started) {
+		r->started = false;
+		kube_limit_done(&h->lim, r->o.long_running);
+		/* The next one may start: from the loop, not from inside the
+		 * caller that ended this one. */
+		if (h->wait_head && !h->freeing)
+			uv_timer_start(&h->lim_timer, on_lim_timer, 0, 0);
+	}
 	if (r->easy) {
 		curl_multi_remove_handle(h->multi, r->easy);
 		curl_easy_cleanup(r->easy);
@@ -212,6 +278,15 @@ static void req_finish(struct kube_http_req *r, CURLcode code)
 	if (r->err_body) {
 		res.body = r->err_body;
 		res.body_len = r->err_len;
+	}
+	if (r->started) {
+		struct kube_http_stats *st = slot_stats(r->h, r);
+		unsigned ci = code_index(status);
+		uint64_t end = r->o.long_running && r->headers_ns ? r->headers_ns : uv_hrtime();
+		double d = (double)(end - r->start_ns) / 1e9;
+		st->requests[ci]++;
+		st->dur[ci][dur_bucket(d)]++;
+		st->dur_sum[ci] += d;
 	}
 	kube_http_done_cb done = r->o.on_done;
 	void *arg = r->o.arg;
@@ -268,6 +343,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 		/* 1xx responses are followed by the real one */
 		r->got_headers = status >= 200;
+		if (r->got_headers && !r->headers_ns)
+			r->headers_ns = uv_hrtime();
 		if (r->got_headers && r->o.on_headers)
 			r->o.on_headers(r->o.arg, status);
 	} else if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
@@ -285,6 +362,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
 	long status = 0;
 
 	touch(r);
+	slot_stats(r->h, r)->bytes += len;
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status >= 200 && status < 300) {
 		int rc = r->o.on_data ? r->o.on_data(r->o.arg, p, len) : 0;
@@ -373,6 +451,84 @@ static int set_tls_and_auth(struct kube_http_req *r, const char *token)
 	return 0;
 }
 
+/* ---- the limits ---------------------------------------------------------------- */
+
+static uint64_t limit_try(struct kube_http *h, const struct kube_http_req *r)
+{
+	return kube_limit_try(&h->lim, !r->o.untokened, r->o.long_running, clock_now_ms());
+}
+
+/* Hands a request the limits let go to curl. */
+static int req_start(struct kube_http_req *r)
+{
+	struct kube_http *h = r->h;
+
+	r->started = true;
+	if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK)
+		return -ENOMEM; /* req_destroy gives its place back */
+	r->start_ns = uv_hrtime();
+	struct kube_http_stats *st = slot_stats(h, r);
+	double waited = (double)(r->start_ns - r->asked_ns) / 1e9;
+	st->wait[dur_bucket(waited)]++;
+	st->wait_sum += waited;
+	touch(r);
+	return 0;
+}
+
+static void wait_push(struct kube_http *h, struct kube_http_req *r)
+{
+	r->waiting = true;
+	r->wnext = NULL;
+	if (h->wait_tail)
+		h->wait_tail->wnext = r;
+	else
+		h->wait_head = r;
+	h->wait_tail = r;
+	slot_stats(h, r)->waited++;
+}
+
+static void wait_remove(struct kube_http *h, struct kube_http_req *r)
+{
+	struct kube_http_req **pp = &h->wait_head, *prev = NULL;
+	while (*pp && *pp != r) {
+		prev = *pp;
+		pp = &(*pp)->wnext;
+	}
+	if (*pp)
+		*pp = r->wnext;
+	if (h->wait_tail == r)
+		h->wait_tail = prev;
+	r->waiting = false;
+}
+
+/* Starts the waiting requests the limits let go, in order; arms the timer
+ * for the next token, or waits for a request in flight to end. */
+static void on_lim_timer(uv_timer_t *t)
+{
+	struct kube_http *h = t->data;
+
+	while (h->wait_head) {
+		struct kube_http_req *r = h->wait_head;
+		uint64_t wait = limit_try(h, r);
+		if (wait == UINT64_MAX)
+			return;
+		if (wait) {
+			uv_timer_start(&h->lim_timer, on_lim_timer, wait, 0);
+			return;
+		}
+		wait_remove(h, r);
+		if (req_start(r) < 0)
+			req_finish(r, CURLE_OUT_OF_MEMORY);
+	}
+}
+
+void kube_http_set_limits(struct kube_http *h, double qps, unsigned burst, unsigned max_inflight)
+{
+	unsigned inflight = h->lim.inflight;
+	kube_limit_init(&h->lim, qps, burst, max_inflight, clock_now_ms());
+	h->lim.inflight = inflight;
+}
+
 int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct kube_http_req **out)
 {
 	struct kube_http_req *r = calloc(1, sizeof(*r));
@@ -408,6 +564,7 @@ int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct ku
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "svcdns/" SVCDNS_VERSION);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECV_BUFFER);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(o->first_ms && o->first_ms < CONNECT_TIMEOUT_MS
 				    ? o->first_ms
@@ -423,11 +580,15 @@ int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct ku
 	rc = set_tls_and_auth(r, kubeconfig_token(h->conn, clock_now_ms()));
 	if (rc < 0)
 		goto fail;
-	if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
-		rc = -ENOMEM;
+	r->asked_ns = uv_hrtime();
+	uint64_t wait = h->wait_head ? 1 : limit_try(h, r);
+	if (wait == 0 && (rc = req_start(r)) < 0)
 		goto fail;
+	if (wait) {
+		wait_push(h, r);
+		if (wait != UINT64_MAX && !h->wait_head->wnext)
+			uv_timer_start(&h->lim_timer, on_lim_timer, wait, 0);
 	}
-	touch(r);
 	free(url);
 	*out = r;
 	return 0;
@@ -466,6 +627,9 @@ int kube_http_new(uv_loop_t *loop, struct kube_conn *conn, struct kube_http **ou
 	h->conn = conn;
 	uv_timer_init(loop, &h->timer);
 	h->timer.data = h;
+	uv_timer_init(loop, &h->lim_timer);
+	h->lim_timer.data = h;
+	kube_limit_init(&h->lim, 0, 0, 0, clock_now_ms());
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
@@ -476,13 +640,16 @@ int kube_http_new(uv_loop_t *loop, struct kube_conn *conn, struct kube_http **ou
 
 static void http_closed(uv_handle_t *hd)
 {
-	free(hd->data);
+	struct kube_http *h = hd->data;
+	if (--h->closing == 0)
+		free(h);
 }
 
 void kube_http_free(struct kube_http *h)
 {
 	if (!h)
 		return;
+	h->freeing = true;
 	while (h->reqs)
 		req_destroy(h->reqs);
 	/* Cleanup closes the cached connections; their sockets are dropped
@@ -491,5 +658,8 @@ void kube_http_free(struct kube_http *h)
 	while (h->socks)
 		sock_drop(h->socks);
 	uv_timer_stop(&h->timer);
+	uv_timer_stop(&h->lim_timer);
+	h->closing = 2;
 	uv_close((uv_handle_t *)&h->timer, http_closed);
+	uv_close((uv_handle_t *)&h->lim_timer, http_closed);
 }

@@ -4,10 +4,11 @@
  * a list page into its items) in kube_body.c.
  *
  * Owns: curl handles and their sockets, TLS and credentials of each request
- * (from a struct kube_conn), the per-request silence timeout, and the line
- * buffer. Must never: interpret the Kubernetes protocol (the reflectors do,
- * in kube_list.c and kube_watch.c) or log a token. The transport runs on the
- * loop's thread; a list page is split in the thread pool. */
+ * (from a struct kube_conn), the per-request silence timeout, the client-side
+ * limits every request waits for (kube_limit.h: requests start in the order
+ * asked), the statistics of every request, and the line buffer. Must never: interpret the
+ * Kubernetes protocol (the reflectors do, in kube_list.c and kube_watch.c) or log a token. The
+ * transport runs on the loop's thread; a list page is split in the thread pool. */
 #ifndef SVCDNS_KUBE_HTTP_H
 #define SVCDNS_KUBE_HTTP_H
 
@@ -17,6 +18,7 @@
 
 #include <uv.h>
 
+#include "discovery/kube_limit.h"
 #include "discovery/kubeconfig.h"
 
 struct kube_http;
@@ -53,15 +55,50 @@ struct kube_http_opts {
 	kube_http_headers_cb on_headers; /* or NULL */
 	kube_http_done_cb on_done;
 	void *arg;
+	/* A watch: not counted in flight; its duration is until its headers. */
+	bool long_running;
+	/* Takes no token of the rate (a later page of a list already begun). */
+	bool untokened;
+	unsigned slot; /* statistics slot, < KUBE_HTTP_SLOTS */
 };
+
+/* ---- statistics ---------------------------------------------------------------
+ * Per slot (the caller's labels: kube.c uses verb x resource): requests and
+ * their duration by status code (KUBE_HTTP_CODES kept apart: see
+ * kube_http_code_name), the time waited for the limits, the body bytes
+ * received. Durations: until the body is in, for a watch until its headers;
+ * a failure, until it failed. */
+#define KUBE_HTTP_SLOTS	     8
+#define KUBE_HTTP_CODES	     10
+#define KUBE_HTTP_DUR_BOUNDS 14
+
+struct kube_http_stats {
+	uint64_t requests[KUBE_HTTP_CODES];
+	uint64_t dur[KUBE_HTTP_CODES][KUBE_HTTP_DUR_BOUNDS + 1]; /* per bucket, last +Inf */
+	double dur_sum[KUBE_HTTP_CODES];
+	uint64_t wait[KUBE_HTTP_DUR_BOUNDS + 1];
+	double wait_sum;
+	uint64_t waited; /* requests that could not start at once */
+	uint64_t bytes;
+};
+
+/* Upper bounds of the duration buckets, seconds. */
+extern const double kube_http_dur_bounds[KUBE_HTTP_DUR_BOUNDS];
+/* "200", "401", ..., "other" (any other status), "none" (no response). */
+const char *kube_http_code_name(unsigned i);
+const struct kube_http_stats *kube_http_stats(const struct kube_http *h, unsigned slot);
+/* The client-side limits (kube_limit_init's meaning), from now on. */
+void kube_http_set_limits(struct kube_http *h, double qps, unsigned burst, unsigned max_inflight);
 
 int kube_http_new(uv_loop_t *loop, struct kube_conn *conn, struct kube_http **out);
 /* Cancels every request (no callbacks) and closes every handle; the loop
  * finishes closing them. */
 void kube_http_free(struct kube_http *h);
 
+/* A request: it starts now, or once the limits let it (in the order asked);
+ * on_done is called either way, never from inside this call. */
 int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct kube_http_req **out);
-/* Stops a request; its callbacks are not called afterwards. */
+/* Stops a request, started or waiting; its callbacks are not called afterwards. */
 void kube_http_cancel(struct kube_http_req *req);
 
 /* ---- lines -----------------------------------------------------------------

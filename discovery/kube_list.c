@@ -578,7 +578,12 @@ void kube_list_start(struct reflector *r)
 	    .on_headers = kube_on_headers,
 	    .on_done = on_list_done,
 	    .arg = r,
+	    /* A paged list is one list: its later pages take no token (client-go
+	     * reads a whole list in one response from the watch cache). */
+	    .untokened = r->cont != NULL,
+	    .slot = kube_http_slot(KUBE_VERB_LIST, r->res),
 	};
+	r->pages++;
 	log_debug("api %s: GET %s", r->d->name, pq);
 	rc = kube_http_get(ks->http, &o, &r->req);
 	free(pq);

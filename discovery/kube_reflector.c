@@ -196,12 +196,18 @@ void kube_on_retry(uv_timer_t *t)
 void kube_retry_later(struct reflector *r, const struct kube_http_result *res, const char *what,
 		      const char *why)
 {
-	const struct kube_source *ks = r->ks;
+	struct kube_source *ks = r->ks;
+	/* The server's own failures grow one backoff for all three resources;
+	 * each draws its own jitter from it. */
+	bool server = !res || res->status == 0 || res->status == 429 || res->status >= 500;
+	unsigned failures = r->failures > ks->server_failures ? r->failures : ks->server_failures;
 	unsigned ms =
-	    kube_backoff_ms(ks->o.backoff_min_ms, ks->o.backoff_max_ms, r->failures, kube_rand32());
+	    kube_backoff_ms(ks->o.backoff_min_ms, ks->o.backoff_max_ms, failures, kube_rand32());
 
 	if (r->failures < 31)
 		r->failures++;
+	if (server && ks->server_failures < 31)
+		ks->server_failures++;
 	kube_contact_set_open(&r->ks->contact, r->res, false);
 	/* No HTTP response at all (refused, reset, timed out): the server is
 	 * away, and whichever resource reaches it first calls the others back. */
@@ -253,6 +259,7 @@ void kube_on_headers(void *arg, long status)
 
 	if (status / 100 != 2)
 		return;
+	r->ks->server_failures = 0;
 	kube_contact_heard(&r->ks->contact, r->res, clock_now_ms());
 	kube_server_back(r->ks);
 }

@@ -84,6 +84,9 @@ struct reflector {
 	struct page_work **done; /* by page number, decoded pages of the current list */
 	size_t done_cap;
 	uint64_t events[KUBE_EV_TYPES];
+	uint64_t pages;		 /* list pages asked for */
+	uint64_t watch_restarts; /* watches started after the first */
+	bool watched;		 /* a watch was started once */
 	uint64_t relists;
 	uint64_t bad_lines;
 };
@@ -111,6 +114,9 @@ struct kube_source {
 	struct kube_trigger *trig; /* kube.h: trigger times noted since the last take */
 	size_t n_trig, cap_trig;
 	uint64_t trig_dropped;
+	/* failures in a row of the server itself (no response, 5xx, 429), by
+	 * any resource: the backoff they share (kube_retry_later) */
+	unsigned server_failures;
 };
 
 struct ident {

@@ -182,7 +182,12 @@ void kube_watch_start(struct reflector *r)
 	    .on_headers = kube_on_headers,
 	    .on_done = on_watch_done,
 	    .arg = r,
+	    .long_running = true,
+	    .slot = kube_http_slot(KUBE_VERB_WATCH, r->res),
 	};
+	if (r->watched)
+		r->watch_restarts++;
+	r->watched = true;
 	r->watch_progress = false;
 	r->watch_failed = NULL;
 	kube_lines_reset(&r->lines);

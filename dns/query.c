@@ -77,6 +77,17 @@ static inline void put_answer(uint8_t *out, const struct zone_answer *a, size_t 
 	memcpy(out + an_len, a->data + an_len, len - an_len);
 }
 
+/* The EDE option of a coming name (info-code 0 and its text), 6 + 22 bytes. */
+static size_t put_ede_not_ready(uint8_t *p)
+{
+	static const char text[] = ZONE_EDE_NOT_READY_TEXT;
+	wire_wr16(p, DNS_EDNS_EDE);
+	wire_wr16(p + 2, (uint16_t)(2 + sizeof(text) - 1));
+	wire_wr16(p + 4, DNS_EDE_OTHER);
+	memcpy(p + 6, text, sizeof(text) - 1);
+	return 6 + sizeof(text) - 1;
+}
+
 /* The response's flags: QR, with the query's opcode, RD and CD; AA, TC, RA,
  * Z and AD cleared, rcode 0. */
 static inline uint16_t reply_flags(const uint8_t *req)
@@ -221,9 +232,13 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			return 0;
 		return reply_empty(resp, req, qend, DNS_RCODE_SERVFAIL, &e, info);
 	}
-	/* Cluster data the source has not confirmed lately (RFC 8914, 3). */
-	uint8_t ede[64];
+	/* Cluster data the source has not confirmed lately (RFC 8914, 3), and
+	 * a name whose endpoint is not ready yet (zones/snapshot.h). */
+	uint8_t ede[128];
 	size_t ede_len = r.dynamic && e.present ? freshness_ede(ede, sizeof(ede)) : 0;
+	bool stale = ede_len != 0;
+	if (e.present && qclass == DNS_C_IN && r.kind == ZR_ANSWER && r.ans && r.ans->not_ready)
+		ede_len += put_ede_not_ready(ede + ede_len);
 	opt += ede_len;
 
 	/* Header and question as the client sent them. */
@@ -303,7 +318,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			memcpy(resp + n, ede, ede_len);
 			wire_wr16(resp + n - 2, (uint16_t)ede_len); /* the OPT's RDLENGTH */
 			n += ede_len;
-			info->stale = 1;
+			info->stale = stale;
 		}
 	}
 	wire_hdr_set_flags(resp, (uint16_t)(flags | (rcode & WIRE_RCODE_BITS)));

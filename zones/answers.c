@@ -51,6 +51,38 @@ static const struct zone_answer *render_negative(struct render *r, struct zb_zon
 	return render_end_patched(r, rcode, true, z->apex_len);
 }
 
+/* The NXDOMAIN of a coming name: the zone's SOA with its TTL and MINIMUM
+ * lowered to the zone's not_ready_ttl, so that no cache keeps it longer (RFC 2308,
+ * 5), and the mark that makes the response carry the Extended DNS Error. */
+static const struct zone_answer *render_not_ready(struct render *r, struct zb_zone *z)
+{
+	struct rrset *soa = find_set(zone_apex(r->b, z), DNS_T_SOA);
+	if (!soa)
+		return NULL;
+	const struct rdata *rd = soa->head;
+	union {
+		struct rdata rd;
+		uint8_t bytes[sizeof(struct rdata) + 2 * DNAME_MAX + 20];
+	} low;
+	if (rd->len > sizeof(low.bytes) - sizeof(struct rdata) || rd->len < 20)
+		return NULL;
+	memcpy(&low.rd, rd, sizeof(struct rdata) + rd->len);
+	low.rd.next = NULL;
+	uint8_t *minimum = low.rd.d + low.rd.len - 4;
+	struct rrset one = *soa;
+	one.n = 1;
+	one.head = one.tail = &low.rd;
+	uint32_t cap = z->not_ready_ttl;
+	if (wire_rd32(minimum) > cap)
+		wire_wr32(minimum, cap);
+	one.ttl = soa_negative_ttl(soa) < cap ? soa_negative_ttl(soa) : cap;
+	render_begin(r, NULL);
+	r->cand->not_ready = 1;
+	render_next_section(r);
+	render_set(r, NULL, WIRE_HDR_LEN, &one);
+	return render_end_patched(r, DNS_RCODE_NXDOMAIN, true, z->apex_len);
+}
+
 /* The zone a name falls in (the deepest apex above it), or NULL. */
 static struct zb_zone *zone_of(struct zb *b, const uint8_t *name, size_t len)
 {
@@ -249,12 +281,17 @@ static int render_node(struct zb *b, struct render *r, struct bnode *bn)
 	struct bnode *final = (h->flags & NF_CNAME) ? cname_final(b, bn) : NULL;
 	for (struct rrset *s = final ? final->sets : NULL; s; s = s->next)
 		cap++;
-	if (node_lists_reserve(r, cap) < 0)
+	if (node_lists_reserve(r, cap + 1) < 0)
 		return -ENOMEM;
 	const struct zone_answer *cname_default;
 	int cnt = render_node_answers(r, bn, final, &cname_default);
 	if (cnt < 0)
 		return cnt;
+	if (bn->coming && !bn->real && cnt == 0 && ZONE(b->t, h)->not_ready) {
+		r->list_types[0] = ZONE_T_COMING;
+		r->list_ans[0] = ZONE(b->t, h)->not_ready;
+		cnt = 1;
+	}
 	return node_layout(b, r, bn, up, (size_t)cnt, cname_default);
 }
 
@@ -394,7 +431,8 @@ static int render_negatives(struct zb *b, struct render *r)
 			continue;
 		z->nxdomain = render_negative(r, z, DNS_RCODE_NXDOMAIN);
 		z->nodata = render_negative(r, z, DNS_RCODE_NOERROR);
-		if (!z->nxdomain || !z->nodata) {
+		z->not_ready = z->coming_names ? render_not_ready(r, z) : NULL;
+		if (!z->nxdomain || !z->nodata || (z->coming_names && !z->not_ready)) {
 			log_error("zone without an SOA at its apex; cannot answer negatively");
 			return -EINVAL;
 		}

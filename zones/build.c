@@ -126,9 +126,10 @@ int zb_zone_add(struct zb *b, const uint8_t *apex, struct zb_zone **out)
  * already claimed by a deeper zone keeps that zone. In an incremental build
  * the node that receives data must be new: data on a name an older build
  * made (a PTR two Services share) needs a full build (-EAGAIN). *out is NULL
- * when the name is an older build's. */
+ * when the name is an older build's. `real`: the name is not a coming one
+ * (zb_name_coming), nor are its ancestors then. */
 static int node_in_zone(struct zb *b, struct zb_zone *z, const uint8_t *owner, size_t len,
-			bool for_data, struct bnode **out)
+			bool for_data, bool real, struct bnode **out)
 {
 	struct tables *t = b->t;
 	struct bnode *leaf = NULL, *child = NULL;
@@ -169,6 +170,7 @@ static int node_in_zone(struct zb *b, struct zb_zone *z, const uint8_t *owner, s
 		if (child && !child->up && !child->up_old)
 			child->up = n;
 		child = n;
+		n->real = n->real || real;
 		struct zone_node *h = BHDR(n);
 		if (!leaf) {
 			leaf = n;
@@ -197,7 +199,7 @@ int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t ty
 	/* A name's records mostly come one after the other. */
 	if (!n || b->last_zone != z || BHDR(n)->len != len ||
 	    memcmp(BHDR(n)->name, owner, len) != 0) {
-		if ((ret = node_in_zone(b, z, owner, len, true, &n)) < 0)
+		if ((ret = node_in_zone(b, z, owner, len, true, true, &n)) < 0)
 			return ret;
 		b->last = n;
 		b->last_zone = z;
@@ -257,13 +259,35 @@ int zb_name_add(struct zb *b, struct zb_zone *z, const uint8_t *name)
 	if (!name_under(name, len, z->apex, z->apex_len))
 		return -EINVAL;
 	struct bnode *n;
-	return node_in_zone(b, z, name, len, false, &n);
+	return node_in_zone(b, z, name, len, false, true, &n);
+}
+
+void zb_zone_coming_names(struct zb_zone *z, uint32_t negative_ttl)
+{
+	z->coming_names = true;
+	z->not_ready_ttl = negative_ttl;
+}
+
+int zb_name_coming(struct zb *b, struct zb_zone *z, const uint8_t *name)
+{
+	size_t len = dname_len(name);
+	if (!z->coming_names || !name_under(name, len, z->apex, z->apex_len))
+		return -EINVAL;
+	if (old_find(b, false, name, len, dname_hash(name, len)))
+		return 0; /* an older build's name: what it holds is served */
+	struct bnode *n;
+	int ret = node_in_zone(b, z, name, len, false, false, &n);
+	if (ret < 0)
+		return ret;
+	if (n)
+		n->coming = true;
+	return 0;
 }
 
 int zb_mark_pod_root(struct zb *b, struct zb_zone *z, const uint8_t *name, uint32_t ttl)
 {
 	struct bnode *n;
-	int ret = node_in_zone(b, z, name, dname_len(name), true, &n);
+	int ret = node_in_zone(b, z, name, dname_len(name), true, true, &n);
 	if (ret < 0)
 		return ret;
 	BHDR(n)->flags |= NF_POD_ROOT;

@@ -45,6 +45,9 @@ struct bnode {
 	struct bnode *up;
 	const struct zone_node *up_old;
 	uint32_t hash;
+	/* named by zb_name_coming; `real`: it has data, or a name below it
+	 * that is not coming. A coming name is one that is not real. */
+	bool coming, real;
 };
 
 #define BHDR(bn)   ((struct zone_node *)((bn) + 1))

@@ -80,6 +80,16 @@ bool zb_has_type(struct zb *b, const uint8_t *owner, uint16_t type);
 /* Makes sure a name exists (an empty non-terminal if nothing else). */
 int zb_name_add(struct zb *b, struct zb_zone *z, const uint8_t *name);
 
+/* Lets a zone hold coming names (below), answered with this negative TTL at
+ * most. Declared again by each build, like the zone. */
+void zb_zone_coming_names(struct zb_zone *z, uint32_t negative_ttl);
+
+/* A name that is coming (an endpoint not ready yet): answered NXDOMAIN with
+ * a short negative TTL and an Extended DNS Error (zb_zone_coming_names), unless
+ * an older build made it or it has data or a name below it that is not
+ * coming too. Its ancestors are not made real by it. */
+int zb_name_coming(struct zb *b, struct zb_zone *z, const uint8_t *name);
+
 /* Marks a node for synthesized pod records: `<ip>.<ns>.pod.<zone>`. One per
  * zone: the TTL is the zone's. */
 int zb_mark_pod_root(struct zb *b, struct zb_zone *z, const uint8_t *name, uint32_t ttl);

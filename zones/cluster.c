@@ -212,9 +212,8 @@ static int endpoint_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
 	return 0;
 }
 
-/* A headless Service: the endpoints themselves, each under its hostname or,
- * without one, its Pod's name (with pod_names, when it is a label: a Pod name
- * may hold dots, and may run to 253 characters) or its address with dashes. */
+/* A headless Service: the endpoints themselves, each under its own label
+ * (cluster_endpoint_label); the names of those not ready yet are coming names. */
 static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *sname,
 			    const struct view_service *vs, uint32_t ttl, struct zb_zone *rev4,
 			    struct zb_zone *rev6, bool short_form, bool pod_names)
@@ -230,8 +229,8 @@ static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
 		if (!published(s, ep))
 			continue;
 		char host[64];
-		cluster_endpoint_label(ep, pod_names, host, sizeof(host));
 		uint8_t hname[DNAME_MAX];
+		cluster_endpoint_label(ep, pod_names, host, sizeof(host));
 		if (prepend_str(hname, host, sname) < 0)
 			continue;
 		int ret = endpoint_records(b, z, sname, hname, s, ep, ttl, weight, rev4, rev6,
@@ -239,7 +238,24 @@ static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
 		if (ret < 0)
 			return ret;
 	}
-	return 0;
+	/* The names of endpoints not ready yet, once the published ones are in
+	 * (a name a ready endpoint also has is served): peers that look one up
+	 * early get an NXDOMAIN that caches keep for --not-ready-ttl. */
+	bool coming = false;
+	for (size_t e = 0; e < vs->n_eps && !short_form; e++) {
+		const struct view_endpoint *ep = &vs->eps[e];
+		char host[64];
+		uint8_t hname[DNAME_MAX];
+		if (published(s, ep))
+			continue;
+		cluster_endpoint_label(ep, pod_names, host, sizeof(host));
+		int ret = prepend_str(hname, host, sname) < 0 ? 0 : zb_name_coming(b, z, hname);
+		if (ret < 0)
+			return ret;
+		coming = true;
+	}
+	/* With no endpoint ready, the Service's own name is coming as well. */
+	return coming && n_pub == 0 ? zb_name_coming(b, z, sname) : 0;
 }
 
 /* Records of one Service under `svc_suffix` (the wire name `svc.<zone>` or
@@ -326,6 +342,7 @@ int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t seri
 
 	if ((ret = zone_with_soa(b, cz->zone, mname, rname, serial, ttl, &cz->z)) < 0)
 		return ret;
+	zb_zone_coming_names(cz->z, cfg->not_ready_ttl);
 	/* The short form is its own small zone so that its negative answers carry
 	 * an SOA that is an ancestor of the question. */
 	if ((ret = zone_with_soa(b, cz->svc_short, mname, rname, serial, ttl, &cz->zs)) < 0)

@@ -144,6 +144,10 @@ static void answer_from_node(const struct tables *t, const struct zone_node *n, 
 		r->ans = node_referral(n);
 		return;
 	}
+	if (node_is_coming(n)) {
+		r->ans = ZONE(t, n)->not_ready; /* this snapshot's SOA serial */
+		return;
+	}
 	if ((a = node_answer(n, qtype))) {
 		r->ans = a;
 		return;

@@ -61,6 +61,7 @@ void render_begin(struct render *r, const uint8_t *qname)
 	r->glue_cut = false;
 	r->rot = false;
 	r->w.no_ptr_lo = r->w.no_ptr_hi = 0;
+	r->cand->not_ready = 0;
 }
 
 void render_rotating(struct render *r)
@@ -244,6 +245,7 @@ static bool answer_eq(const struct zone_answer *x, const struct zone_answer *y)
 	return x->an == y->an && x->ns == y->ns && x->ar == y->ar && x->len == y->len &&
 	       x->len_an_ns == y->len_an_ns && x->rot == y->rot && x->rcode == y->rcode &&
 	       x->aa == y->aa && x->patch_owner == y->patch_owner && x->apex_len == y->apex_len &&
+	       x->not_ready == y->not_ready &&
 	       memcmp(x->data, y->data, zone_answer_size(x) - sizeof(*x)) == 0;
 }
 

@@ -34,6 +34,9 @@ struct zone_answer {
 	uint8_t patch_owner; /* the first authority RR's owner is a pointer to the apex,
 			      * whose offset depends on the question: patch it */
 	uint8_t apex_len;    /* wire length of that apex */
+	uint8_t not_ready;   /* NXDOMAIN for a name whose endpoint is not ready yet:
+			      * the response carries the Extended DNS Error that
+			      * says so (ZONE_EDE_NOT_READY_TEXT) */
 	uint8_t data[];
 };
 
@@ -51,6 +54,13 @@ static inline size_t zone_answer_size(const struct zone_answer *a)
 {
 	return sizeof(*a) + (a->rot ? ((a->len + 1u) & ~1u) + 2u * a->rot : a->len);
 }
+/* A name svcdns knows is coming: an endpoint of a headless Service that is
+ * not ready yet. It is answered NXDOMAIN with the zone's SOA whose TTL and
+ * MINIMUM are lowered to snapshot_config.not_ready_ttl (RFC 2308: caches keep
+ * the answer no longer), and an Extended DNS Error (RFC 8914) info-code 0,
+ * Other, with this text: 14, Not Ready, would say the server itself cannot
+ * answer yet. */
+#define ZONE_EDE_NOT_READY_TEXT "endpoint not ready yet"
 
 struct zone;
 struct zone_node;
@@ -116,6 +126,9 @@ struct snapshot_config {
 		SNAPSHOT_PODS_DISABLED,
 		SNAPSHOT_PODS_VERIFIED
 	} pods;
+	/* The negative TTL of a name whose endpoint is not ready yet (seconds;
+	 * the zone's own when that is lower). */
+	uint32_t not_ready_ttl;
 	/* Static zones parsed by zonefile_load (opaque here; see zonefile.h). */
 	const struct static_zone *const *static_zones;
 	size_t n_static_zones;

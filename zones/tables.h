@@ -60,6 +60,11 @@ struct zone_node {
 	uint8_t name[];
 };
 
+/* The one type a coming name's node holds (RR type 0 is reserved, never
+ * data): lookups answer it with its zone's current `not_ready` answer, for
+ * every type, so the SOA's serial is the snapshot's. */
+#define ZONE_T_COMING 0
+
 /* The whole name of a node whose name is all its own (build nodes). */
 #define NODE_NAME(n) ((const uint8_t *)(n)->name)
 
@@ -152,6 +157,11 @@ static inline const uint16_t *node_types(const struct zone_node *n)
 	return (const uint16_t *)(node_ans(n) + n->n_ans + node_extras(n->flags));
 }
 
+static inline bool node_is_coming(const struct zone_node *n)
+{
+	return n->n_ans == 1 && node_types(n)[0] == ZONE_T_COMING;
+}
+
 static inline const struct zone_answer *node_referral(const struct zone_node *n)
 {
 	return node_ans(n)[n->n_ans];
@@ -182,6 +192,9 @@ struct zb_zone {
 	struct bnode *apex_node; /* the build that declared the zone only */
 	const struct zone_answer *nxdomain;
 	const struct zone_answer *nodata;
+	const struct zone_answer *not_ready; /* NXDOMAIN of a coming name, when... */
+	bool coming_names;		     /* ...the zone has them (zb_zone_coming_names) */
+	uint32_t not_ready_ttl;
 };
 
 /* A slot: the node's address in the low 48 bits (what user space gets on

@@ -54,6 +54,8 @@ Services) and accepts control requests, for trying svcdns by hand:
     curl -X POST --data @svc.json localhost:8001/fake/apply
     curl -X POST 'localhost:8001/fake/delete?kind=Service&namespace=default&name=web'
     curl -X POST localhost:8001/fake/compact
+    curl -X POST 'localhost:8001/fake/restart?down=3&compact=1'   # goes away, comes back
+    curl 'localhost:8001/fake/rate?since=0'    # requests per second it has served
 """
 
 import argparse
@@ -345,6 +347,19 @@ class FakeAPI:
             self.cond.notify_all()
             return self.rv
 
+    def request_rate(self, since=0.0):
+        """Requests per second as this server saw them (lists, watches and
+        the rest), from monotonic time `since` on: what a fleet of clients
+        costs it."""
+        with self.cond:
+            reqs = [(e["t"], e["verb"]) for e in self.requests if e["t"] >= since]
+        per = {}
+        for t, verb in reqs:
+            b = per.setdefault(int(t), {"list": 0, "watch": 0})
+            b[verb] = b.get(verb, 0) + 1
+        return {"now": time.monotonic(), "total": len(reqs),
+                "seconds": [[s, b["list"], b["watch"]] for s, b in sorted(per.items())]}
+
     def compact(self):
         """etcd compaction: every resourceVersion up to now is gone."""
         with self.cond:
@@ -532,6 +547,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # As Go's net package does for kube-apiserver: a response's headers
+        # and body are two writes, which Nagle would hold for a delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.fake.conns.add(self.connection)
 
     def finish(self):
@@ -620,6 +638,25 @@ class _Handler(BaseHTTPRequestHandler):
             if u.path == "/fake/compact":
                 f.compact()
                 return self.send_json(200, {"compacted": f.compacted})
+            if u.path == "/fake/restart":
+                # The API server restarts: it goes away for `down` seconds
+                # (connections cut and refused), its watch history compacted
+                # when asked (every client must relist), then serves again.
+                down = float(q.get("down", "2"))
+                compact = q.get("compact") in ("1", "true")
+
+                def restart():
+                    f.stop()
+                    if compact:
+                        # a resourceVersion past every client's: their
+                        # watches are too old (410) and must relist
+                        with f.cond:
+                            f.rv += 1
+                        f.compact()
+                    time.sleep(down)
+                    f.start()
+                threading.Thread(target=restart, daemon=True).start()
+                return self.send_json(200, {"down": down, "compact": compact})
             if u.path == "/fake/fault":
                 doc = json.loads(body)
                 f.fault(doc.pop("resource", None), doc.pop("verb", None), doc.pop("action"),
@@ -639,6 +676,8 @@ class _Handler(BaseHTTPRequestHandler):
         entry = {"t": time.monotonic(), "path": u.path, "query": q, "verb": verb,
                  "resource": r[0].name if r else None,
                  "auth": self.headers.get("Authorization"), "status": None}
+        if u.path == "/fake/rate":
+            return self.send_json(200, f.request_rate(float(q.get("since") or 0)))
         if u.path == "/fake/sent":
             when = f.sent_at(q.get("resource", ""), int(q.get("rv") or 0))
             return self.send_json(200, {"t": when})

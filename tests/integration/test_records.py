@@ -15,6 +15,11 @@ from svcdns_testlib import Case, SOA, rev  # noqa: E402
 D = "default.svc.cluster.local."
 NODATA = dict(answer=[], ns=[SOA], extra=[])
 NX = dict(rcode="NXDOMAIN", answer=[], ns=[SOA], extra=[])
+# A name whose endpoint is not ready yet: the zone's SOA with TTL and MINIMUM
+# --not-ready-ttl, 0 (test_peer_ready.py checks the rest).
+NX_SOON = dict(rcode="NXDOMAIN", answer=[], extra=[],
+               ns=["cluster.local. 0 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. * "
+                   "7200 1800 86400 0"])
 # The SOA of a reverse zone: owner and contents are not fixed by the spec.
 REV_SOA = "* * IN SOA * * * * * * *"
 SVC_SOA = "svc. 5 IN SOA * * * * * * *"
@@ -114,7 +119,7 @@ CASES = [
     Case("db-1.db." + D, "A", answer=a("db-1.db." + D, "10.244.2.2"), ns=[], extra=[]),
     Case("10-244-2-3.db." + D, "A", answer=a("10-244-2-3.db." + D, "10.244.2.3"),
          ns=[], extra=[], note="endpoint without hostname: dashed IP"),
-    Case("db-3.db." + D, "A", note="hostname of a not-ready endpoint", **NX),
+    Case("db-3.db." + D, "A", note="hostname of a not-ready endpoint", **NX_SOON),
     Case("_mysql._tcp.db." + D, "SRV",
          answer=srv("_mysql._tcp.db." + D, 3306, "db-0.db." + D, "db-1.db." + D,
                     "10-244-2-3.db." + D, weight="*"),
@@ -134,8 +139,8 @@ CASES = [
                     "sts-1.stateful." + D, "10-244-3-3.stateful." + D, weight="*"),
          ns=[], extra=a("sts-0.stateful." + D, "10.244.3.1")
          + a("sts-1.stateful." + D, "10.244.3.2") + a("10-244-3-3.stateful." + D, "10.244.3.3")),
-    Case("notready." + D, "A", note="headless, no ready endpoint", **NX),
-    Case("nr-0.notready." + D, "A", **NX),
+    Case("notready." + D, "A", note="headless, no ready endpoint", **NX_SOON),
+    Case("nr-0.notready." + D, "A", **NX_SOON),
     Case("publish." + D, "A", answer=a("publish." + D, "10.244.6.1", "10.244.6.2"),
          ns=[], extra=[], note="publishNotReadyAddresses"),
     Case("pub-1.publish." + D, "A", answer=a("pub-1.publish." + D, "10.244.6.2"),

@@ -32,14 +32,16 @@ static const char *const base_yaml =
     "metadata: {name: db-1, namespace: shop, labels: {kubernetes.io/service-name: db}}\n"
     "addressType: IPv4\nports: [{name: pg, port: 5432}]\nendpoints:\n"
     "- {addresses: [10.244.0.1], hostname: db-0}\n- {addresses: [10.244.0.2], hostname: db-1}\n"
+    "- {addresses: [10.244.0.3], hostname: db-2, conditions: {ready: false}}\n"
     "---\n"
     "apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: default}\n"
     "spec: {type: ExternalName, externalName: example.com}\n---\n"
     "apiVersion: v1\nkind: Service\nmetadata: {name: gone, namespace: default}\n"
     "spec:\n  clusterIP: 10.96.0.20\n  ports: [{name: http, port: 80}]\n";
 
-/* The same cluster, changed: web moved address and lost a port, db gained an
- * endpoint and lost another, gone was deleted, new was added. */
+/* The same cluster, changed: web moved address and lost a port, db's endpoint
+ * that was not ready is ready, one is gone and a new one is not ready yet
+ * (coming names), gone was deleted, new was added. */
 static const char *const changed_yaml =
     "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n"
     "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
@@ -53,6 +55,7 @@ static const char *const changed_yaml =
     "metadata: {name: db-1, namespace: shop, labels: {kubernetes.io/service-name: db}}\n"
     "addressType: IPv4\nports: [{name: pg, port: 5432}]\nendpoints:\n"
     "- {addresses: [10.244.0.1], hostname: db-0}\n- {addresses: [10.244.0.3], hostname: db-2}\n"
+    "- {addresses: [10.244.0.4], hostname: db-3, conditions: {ready: false}}\n"
     "---\n"
     "apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: default}\n"
     "spec: {type: ExternalName, externalName: example.com}\n---\n"
@@ -76,6 +79,9 @@ static const char *const questions[][2] = {
     {"db-0.db.shop.svc.cluster.local", "A"},
     {"db-1.db.shop.svc.cluster.local", "A"},
     {"db-2.db.shop.svc.cluster.local", "A"},
+    {"db-2.db.shop.svc.cluster.local", "TXT"},
+    {"db-3.db.shop.svc.cluster.local", "A"},
+    {"x.db-3.db.shop.svc.cluster.local", "A"},
     {"_pg._tcp.db.shop.svc.cluster.local", "SRV"},
     {"ext.default.svc.cluster.local", "A"},
     {"gone.default.svc.cluster.local", "A"},
@@ -200,6 +206,13 @@ static void test_incremental_matches_full(void **state)
 	free(t);
 	t = answer_text(s2, "new.default.svc.cluster.local", "A");
 	assert_non_null(strstr(t, "10.96.0.30"));
+	free(t);
+	t = answer_text(s1, "db-2.db.shop.svc.cluster.local", "A");
+	assert_non_null(strstr(t, "NXDOMAIN"));
+	assert_non_null(strstr(t, "86400 0")); /* the coming name's SOA MINIMUM */
+	free(t);
+	t = answer_text(s2, "db-2.db.shop.svc.cluster.local", "A");
+	assert_non_null(strstr(t, "10.244.0.3"));
 	free(t);
 	assert_true(s2->serial > s1->serial);
 

@@ -245,7 +245,7 @@ static void random_changes(const char *selector, bool pod_addrs)
 	assert_true(incremental > 500);
 	assert_true(vi.multicluster);
 	assert_true(shared > 100); /* incremental views sharing imports */
-	assert_true(mc_eps > 20); /* views with imports that have endpoints from their slices */
+	assert_true(mc_eps > 20);  /* views with imports that have endpoints from their slices */
 	model_view_free(&vi);
 	model_alloc_free(ai);
 	model_alloc_free(af);
