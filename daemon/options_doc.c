@@ -73,7 +73,11 @@ void options_print_help(FILE *f)
 		if (d->section)
 			fprintf(f, "\n%s:\n", d->section);
 		int col =
-		    fprintf(f, "  --%s%s%s", d->name, d->arg ? " " : "", d->arg ? d->arg : "");
+		    fprintf(f, "  --%s%s%s%s", d->name,
+			    !d->arg		      ? ""
+			    : (d->flags & OPT_OPTVAL) ? "[="
+						      : " ",
+			    d->arg ? d->arg : "", d->arg && (d->flags & OPT_OPTVAL) ? "]" : "");
 		if (col + 2 > HELP_INDENT) {
 			fprintf(f, "\n");
 			col = 0;
@@ -179,9 +183,9 @@ void options_print_man(FILE *f)
 		fputs("\\-\\-", f);
 		roff(f, d->name);
 		if (d->arg) {
-			fputs(" \" ", f);
+			fputs((d->flags & OPT_OPTVAL) ? " \"[=" : " \" ", f);
 			roff(f, d->arg);
-			fputc('"', f);
+			fputs((d->flags & OPT_OPTVAL) ? "]\"" : "\"", f);
 		}
 		fputc('\n', f);
 		describe(d, false, text, sizeof(text));
@@ -234,8 +238,10 @@ void options_print_markdown(FILE *f)
 		fputs("| `--", f);
 		md_cell(f, d->name);
 		if (d->arg) {
-			fputc(' ', f);
+			fputs((d->flags & OPT_OPTVAL) ? "[=" : " ", f);
 			md_cell(f, d->arg);
+			if (d->flags & OPT_OPTVAL)
+				fputc(']', f);
 		}
 		fputs("` | ", f);
 		if (d->def) {

@@ -174,10 +174,12 @@ static const struct option *getopt_table(void)
 {
 	if (!longopts[0].name)
 		for (size_t i = 0; i < options_table_len; i++)
-			longopts[i] =
-			    (struct option){options_table[i].name,
-					    options_table[i].arg ? required_argument : no_argument,
-					    NULL, 0x100 + (int)i};
+			longopts[i] = (struct option){options_table[i].name,
+						      !options_table[i].arg ? no_argument
+						      : (options_table[i].flags & OPT_OPTVAL)
+							  ? optional_argument
+							  : required_argument,
+						      NULL, 0x100 + (int)i};
 	return longopts;
 }
 
@@ -280,7 +282,7 @@ static int read_file(const char *path, struct options_value **vals, size_t *n, c
 			why = "belongs on the command line";
 		else if (!d->arg && l->value)
 			why = "takes no value";
-		else if (d->arg && !l->value)
+		else if (d->arg && !l->value && !(d->flags & OPT_OPTVAL))
 			why = "requires a value";
 		if (why && !d) {
 			snprintf(err, errlen, "%s:%u: %s --%s", path, l->line, why, l->name);

@@ -26,6 +26,7 @@ enum opt_unit { OPT_MS, OPT_S };
 
 #define OPT_RELOAD 1u /* a reload applies a change at once (lifecycle.c) */
 #define OPT_REPEAT 2u /* may be given several times; the values add up */
+#define OPT_OPTVAL 4u /* the value may be left out: --NAME alone, or --NAME=VALUE */
 
 struct opt_def {
 	const char *name;
