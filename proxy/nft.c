@@ -41,8 +41,9 @@ enum op_kind {
 
 struct op {
 	uint8_t kind, map;
-	const char *name; /* object name or element key (borrowed) */
-	const char *body; /* chain rules, set definition or verdict (borrowed) */
+	const char *name;		   /* object name or element key (borrowed) */
+	const char *body;		   /* chain rules, set definition or verdict (borrowed) */
+	const struct conntrack_target *ct; /* a UDP endpoint's chain deleted */
 };
 
 struct plan {
@@ -51,21 +52,22 @@ struct plan {
 	bool oom;
 };
 
-static void plan_add(struct plan *p, enum op_kind kind, unsigned map, const char *name,
-		     const char *body)
+static struct op *plan_add(struct plan *p, enum op_kind kind, unsigned map, const char *name,
+			   const char *body)
 {
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 64;
 		struct op *n = realloc(p->ops, cap * sizeof(*n));
 		if (!n) {
 			p->oom = true;
-			return;
+			return NULL;
 		}
 		p->ops = n;
 		p->cap = cap;
 	}
-	p->ops[p->n++] =
+	p->ops[p->n] =
 	    (struct op){.kind = (uint8_t)kind, .map = (uint8_t)map, .name = name, .body = body};
+	return &p->ops[p->n++];
 }
 
 /* ---- the static part: maps, hooked chains, their rules ------------------- */
@@ -254,7 +256,8 @@ static bool rec_has_obj(const struct nft_rec *r, const char *name)
 	return false;
 }
 
-static void plan_del_obj(struct run *run, const char *name, bool is_set)
+/* o: the record's object, or NULL for one found in the table only. */
+static void plan_del_obj(struct run *run, const char *name, bool is_set, const struct nft_obj *o)
 {
 	if (run_marks(run, 'O', name) & (RUN_DELETED | RUN_CLAIMED))
 		return;
@@ -263,7 +266,9 @@ static void plan_del_obj(struct run *run, const char *name, bool is_set)
 		plan_add(&run->plan, OP_DEL_SET, 0, name, NULL);
 	} else {
 		plan_add(&run->plan, OP_FLUSH, 0, name, NULL);
-		plan_add(&run->plan, OP_DEL_CHAIN, 0, name, NULL);
+		struct op *op = plan_add(&run->plan, OP_DEL_CHAIN, 0, name, NULL);
+		if (op && o && o->udp)
+			op->ct = &o->ep;
 	}
 }
 
@@ -316,7 +321,7 @@ static void plan_service(struct nftdp *nd, struct run *run, const struct nft_rec
 	for (size_t i = 0; old && i < old->n_objs; i++) {
 		const struct nft_obj *o = &old->objs[i];
 		if (!rec_has_obj(nw, o->name) && stab_get(&nd->objs, o->name))
-			plan_del_obj(run, o->name, o->is_set);
+			plan_del_obj(run, o->name, o->is_set, o);
 	}
 }
 
@@ -449,6 +454,32 @@ static int commit_plan(struct nftdp *nd, const struct plan *p)
 	return ret;
 }
 
+/* The UDP endpoints whose chains went: their conntrack entries go too, or
+ * their clients would keep sending to them until the entries time out. */
+static void drop_stale_udp(struct nftdp *nd, const struct plan *p)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < p->n; i++)
+		n += p->ops[i].ct != NULL;
+	if (!n)
+		return;
+	struct conntrack_target *t = calloc(n, sizeof(*t));
+	if (!t)
+		return;
+	n = 0;
+	for (size_t i = 0; i < p->n; i++)
+		if (p->ops[i].ct)
+			t[n++] = *p->ops[i].ct;
+	int ret = conntrack_drop_udp(t, n);
+	if (ret < 0)
+		log_warn("nftables: cannot delete the UDP conntrack entries of %zu removed "
+			 "endpoint%s (%s)",
+			 n, n == 1 ? "" : "s", strerror(-ret));
+	else
+		nd->st.conntrack_deleted += (uint64_t)ret;
+	free(t);
+}
+
 /* Sends the run's plan; on success the record follows. */
 static int run_send(struct nftdp *nd, struct run *run)
 {
@@ -456,8 +487,10 @@ static int run_send(struct nftdp *nd, struct run *run)
 		return -ENOMEM;
 	write_plan(&nd->b, &run->plan);
 	int ret = nft_batch_run(&nd->b);
-	if (ret == 0)
+	if (ret == 0) {
 		commit_plan(nd, &run->plan);
+		drop_stale_udp(nd, &run->plan);
+	}
 	return ret;
 }
 
@@ -596,7 +629,7 @@ static void orphan_visit(void *arg, const char *key, void *val)
 		unsigned map = (unsigned)strtoul(key, NULL, 10);
 		plan_add(&o->run->plan, OP_DEL_ELEM, map, strchr(key, '|') + 1, NULL);
 	} else {
-		plan_del_obj(o->run, key, (uintptr_t)val == 2);
+		plan_del_obj(o->run, key, (uintptr_t)val == 2, NULL);
 	}
 }
 

@@ -61,7 +61,8 @@ int nftdp_apply(struct nftdp *nd, const struct model_view *v);
 struct nftdp_stats {
 	uint64_t chains, elements; /* Service chains and map elements now */
 	uint64_t syncs, full_syncs, failures;
-	uint64_t last_sync_ns; /* the duration of the last apply */
+	uint64_t last_sync_ns;	    /* the duration of the last apply */
+	uint64_t conntrack_deleted; /* stale UDP entries of removed endpoints */
 };
 void nftdp_stats_get(const struct nftdp *nd, struct nftdp_stats *out);
 

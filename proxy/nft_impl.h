@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/conntrack.h"
 #include "proxy/nft.h"
 #include "proxy/nft_batch.h"
 
@@ -40,6 +41,10 @@ struct nft_obj {
 	char *name;
 	char *body;  /* chain: its rules, one per line; set: its definition */
 	bool is_set; /* session affinity's address sets */
+	/* A UDP endpoint's chain: the endpoint, whose conntrack entries go
+	 * with the chain. */
+	bool udp;
+	struct conntrack_target ep;
 };
 
 struct nft_elem {

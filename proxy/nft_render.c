@@ -178,7 +178,13 @@ static int render_endpoint(struct nft_rec *r, const struct port_fam *pf,
 	char *body = fmt("%s%s saddr %s jump mark-for-masquerade\nmeta l4proto %s dnat %s to %s",
 			 upd ? upd : "", ipkw, a, proto_kw(proto), ipkw, dst);
 	free(upd);
-	return add_obj(r, *sep ? strdup(*sep) : NULL, body, false);
+	int ret = add_obj(r, *sep ? strdup(*sep) : NULL, body, false);
+	if (ret == 0 && proto == PROTO_UDP) {
+		struct nft_obj *o = &r->objs[r->n_objs - 1];
+		o->udp = true;
+		o->ep = (struct conntrack_target){.addr = ep->addr, .port = port};
+	}
+	return ret;
 }
 
 /* The Service chain: affinity first, then one endpoint at random. */

@@ -29,6 +29,7 @@ import svcdns_testlib as t  # noqa: E402
 TAG = "%d" % os.getpid()
 NS = {"client": "svcdns-nc-" + TAG, "node": "svcdns-nn-" + TAG, "backend": "svcdns-nb-" + TAG}
 CIP_WEB, CIP_EMPTY, CIP_SOLO, CIP_UNUSED = "10.96.77.10", "10.96.77.11", "10.96.77.12", "10.96.77.99"
+CIP_STICKY, CIP_DRAINING = "10.96.77.13", "10.96.77.14"
 EP1, EP2 = "10.0.2.2", "10.0.2.3"
 NODE_IN, NODE_OUT, CLIENT = "10.0.1.1", "10.0.2.1", "10.0.1.2"
 DNS_LOCAL = "169.254.20.10"
@@ -58,18 +59,21 @@ print("ready", flush=True)
 threading.Event().wait()
 """
 
-# One exchange per argument: "tcp:IP:PORT" or "udp:IP:PORT"; prints one line
-# each, the server's greeting or "error: <exception class>".
+# One exchange per argument: "tcp:IP:PORT" or "udp:IP:PORT[:SOURCEPORT]";
+# prints one line each, the server's greeting or "error: <exception class>".
 CLIENT_PROG = r"""
 import socket, sys
 for spec in sys.argv[1:]:
-    proto, ip, port = spec.split(":"); port = int(port)
+    proto, ip, port = spec.split(":")[:3]; port = int(port)
     try:
         if proto == "tcp":
             s = socket.create_connection((ip, port), timeout=2)
             print(s.makefile().readline().strip()); s.close()
         else:
             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)
+            u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if spec.count(":") == 3:
+                u.bind(("0.0.0.0", int(spec.split(":")[3])))
             u.sendto(b"hi", (ip, port)); d, a = u.recvfrom(2000); u.close()
             print("%s via %s:%d" % (d.decode(), a[0], a[1]))
     except OSError as e:
@@ -142,7 +146,14 @@ def write_manifests(d, web_eps, solo_eps=((EP1, True, True, False),), solo_affin
              eslice("web", web_eps, WEB_SLICE_PORTS),
              service("empty", CIP_EMPTY, [{"port": 80, "targetPort": 8080}]),
              service("solo", CIP_SOLO, SOLO_PORTS, affinity=solo_affinity),
-             eslice("solo", solo_eps, SOLO_SLICE_PORTS)]
+             eslice("solo", solo_eps, SOLO_SLICE_PORTS),
+             service("sticky", CIP_STICKY, SOLO_PORTS, affinity=60),
+             eslice("sticky", [(EP1, True, True, False), (EP2, True, True, False)],
+                    SOLO_SLICE_PORTS),
+             # Both endpoints on their way out; one still serves.
+             service("draining", CIP_DRAINING, SOLO_PORTS),
+             eslice("draining", [(EP1, False, True, True), (EP2, False, False, True)],
+                    SOLO_SLICE_PORTS)]
     tmp = os.path.join(d, ".web.json.tmp")
     with open(tmp, "w") as f:
         json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f)
@@ -242,6 +253,18 @@ def body(tally):
             return ""
         tally.run("hairpin: a Pod reaching itself through its Service is masqueraded", hairpin)
 
+        def affinity_and_draining():
+            out = exchanges("client", *["tcp:%s:80" % CIP_STICKY] * 20)
+            if len(ends(out)) != 1 or len(out) != 20:
+                return "sessionAffinity ClientIP: 20 connections reached %s" % ends(out)
+            out = exchanges("client", *["tcp:%s:80" % CIP_DRAINING] * 5)
+            if ends(out) != {EP1} or len(out) != 5:
+                return ("no ready endpoint: want the serving, terminating one (%s), got %s"
+                        % (EP1, out))
+            return ""
+        tally.run("sessionAffinity ClientIP keeps a client on one endpoint; with none ready, "
+                  "the serving terminating one takes the traffic", affinity_and_draining)
+
         def notrack():
             rc, out = nft("list", "chain", "inet", "svcdns", "raw-prerouting")
             want = "ip daddr %s udp dport 53 notrack" % DNS_LOCAL
@@ -269,12 +292,22 @@ def body(tally):
             hold.stdin.flush()
             return hold.stdout.readline().strip()
 
+        udp_specs = ["udp:%s:53:%d" % (CIP_WEB, 40000 + i) for i in range(16)]
+
         def incremental():
             before = chain_handles()
+            pinned = [s for s, l in zip(udp_specs, exchanges("client", *udp_specs))
+                      if l.startswith(EP2)]
+            if not pinned:
+                return "no UDP flow of 16 went to %s" % EP2
             write_manifests(d, [(EP1, True, True, False), (EP2, False, False, False)])
             if not wait_for(lambda: ends(exchanges("client", *["tcp:%s:80" % CIP_WEB] * 12))
                             == {EP1}):
                 return "after %s became unready, connections still reach it" % EP2
+            out = exchanges("client", *pinned)
+            if ends(out) != {EP1}:
+                return ("UDP flows that went to %s still go there (stale conntrack "
+                        "entries): %s" % (EP2, out))
             after = chain_handles()
             solo = {k: v for k, v in before.items() if "/solo/" in k}
             if not solo or any(after.get(k) != v for k, v in solo.items()):
@@ -283,7 +316,8 @@ def body(tally):
             if gone:
                 return "web's old Service chains were not deleted: %s" % gone
             return ""
-        tally.run("one endpoint unready: one transaction re-points web; solo untouched",
+        tally.run("one endpoint unready: one transaction re-points web, its UDP flows' "
+                  "conntrack entries go; solo untouched",
                   incremental)
 
         def restart():
