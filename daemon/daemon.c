@@ -78,6 +78,7 @@ static void app_stop(void *arg)
 	pipeline_stop(app->pipeline);
 	proxy_stop(app->proxy); /* after the workers: they read its CHAOS index */
 	app->proxy = NULL;
+	nft_wiring_stop(lifecycle_metrics(app->lc), app->nft);
 	nftdp_stop(app->nft); /* its rules stay in the kernel */
 	app->nft = NULL;
 	if (app->mdir)
@@ -216,7 +217,7 @@ static int start_sources(struct app *app)
 	}
 	pipeline_set_source(app->pipeline, app->kube);
 	if (o->proxy_nftables)
-		nft_wiring_start(o, app->pipeline, &app->nft);
+		nft_wiring_start(o, app->pipeline, lifecycle_metrics(app->lc), &app->nft);
 	if (o->proxy && !o->proxy_nftables) {
 		struct proxy_config pcfg = o->pcfg;
 		for (size_t i = 0; i < o->n_listen; i++)
@@ -311,6 +312,7 @@ static void stop_sources(struct app *app)
 	app->kube = NULL;
 	proxy_stop(app->proxy);
 	app->proxy = NULL;
+	nft_wiring_stop(lifecycle_metrics(app->lc), app->nft);
 	nftdp_stop(app->nft);
 	app->nft = NULL;
 	pipeline_stop(app->pipeline);

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 /* The --listen addresses DNS is served on, loopback and wildcards left out:
  * those are the node-local listener and the kube-dns ClusterIP. */
@@ -44,7 +45,49 @@ int nft_wiring_stage(void *arg, struct snapshot *s)
 	return nftdp_apply(arg, s->view);
 }
 
-void nft_wiring_start(const struct svcdns_options *o, struct pipeline *p, struct nftdp **out)
+/* /metrics: what the table holds and how its syncs went. */
+static void src_nftables(struct metrics_out *o, void *arg)
+{
+	struct nftdp_stats st;
+	static const double bounds[] = NFTDP_SYNC_BOUNDS;
+	nftdp_stats_get(arg, &st);
+	metrics_family(o, "svcdns_nftables_chains", "gauge",
+		       "Service, endpoint and NodePort chains and affinity sets in the table.");
+	metrics_sample(o, "svcdns_nftables_chains", (double)st.chains, NULL);
+	metrics_family(o, "svcdns_nftables_map_elements", "gauge",
+		       "Elements of the table's maps and sets (ClusterIP, NodePort, no endpoint).");
+	metrics_sample(o, "svcdns_nftables_map_elements", (double)st.elements, NULL);
+	metrics_family(o, "svcdns_nftables_syncs_total", "counter",
+		       "Snapshots programmed into the table, full (compared with the whole table) "
+		       "or incremental (the changed Services only).");
+	metrics_sample(o, "svcdns_nftables_syncs_total", (double)(st.syncs - st.full_syncs), "kind",
+		       "incremental", NULL);
+	metrics_sample(o, "svcdns_nftables_syncs_total", (double)st.full_syncs, "kind", "full",
+		       NULL);
+	metrics_family(o, "svcdns_nftables_sync_failures_total", "counter",
+		       "Services whose rules the kernel refused (each is logged with its name).");
+	metrics_sample(o, "svcdns_nftables_sync_failures_total", (double)st.failures, NULL);
+	metrics_family(o, "svcdns_nftables_last_sync_seconds", "gauge",
+		       "How long the last sync took, until the kernel acknowledged it.");
+	metrics_sample(o, "svcdns_nftables_last_sync_seconds", (double)st.last_sync_ns / 1e9, NULL);
+	metrics_family(o, "svcdns_nftables_sync_duration_seconds", "histogram",
+		       "Sync durations, until the kernel acknowledged the transaction.");
+	metrics_histogram(o, "svcdns_nftables_sync_duration_seconds", bounds, NFTDP_SYNC_N_BOUNDS,
+			  st.sync_buckets, st.sync_sum_s, NULL);
+	metrics_family(o, "svcdns_nftables_conntrack_deleted_total", "counter",
+		       "UDP conntrack entries deleted because their endpoint was removed.");
+	metrics_sample(o, "svcdns_nftables_conntrack_deleted_total", (double)st.conntrack_deleted,
+		       NULL);
+}
+
+void nft_wiring_stop(struct metrics *m, struct nftdp *nd)
+{
+	if (nd && m)
+		metrics_unregister_source(m, "nftables");
+}
+
+void nft_wiring_start(const struct svcdns_options *o, struct pipeline *p, struct metrics *m,
+		      struct nftdp **out)
 {
 	static struct net_addr addrs[OPTIONS_MAX_LISTEN];
 	static uint16_t ports[OPTIONS_MAX_LISTEN];
@@ -63,4 +106,6 @@ void nft_wiring_start(const struct svcdns_options *o, struct pipeline *p, struct
 		return;
 	}
 	pipeline_set_datapath_stage(p, nft_wiring_stage, *out);
+	if (m && metrics_register_source(m, "nftables", src_nftables, *out) < 0)
+		log_warn("nftables: its metrics cannot be registered");
 }

@@ -13,7 +13,11 @@
 
 /* Starts the kernel datapath and makes it the pipeline's datapath stage.
  * NULL in *out when it cannot start (logged: DNS is served without it). */
-void nft_wiring_start(const struct svcdns_options *o, struct pipeline *p, struct nftdp **out);
+struct metrics;
+void nft_wiring_start(const struct svcdns_options *o, struct pipeline *p, struct metrics *m,
+		      struct nftdp **out);
+/* Takes its metrics off the registry (before nftdp_stop). */
+void nft_wiring_stop(struct metrics *m, struct nftdp *nd);
 
 /* The stage itself (exposed for tests): programs s->view. */
 int nft_wiring_stage(void *arg, struct snapshot *s);

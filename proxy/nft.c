@@ -712,6 +712,13 @@ int nftdp_apply(struct nftdp *nd, const struct model_view *v)
 	nd->st.syncs++;
 	nd->st.full_syncs += full;
 	nd->st.last_sync_ns = now_ns() - t0;
+	static const double bounds[] = NFTDP_SYNC_BOUNDS;
+	double s = (double)nd->st.last_sync_ns / 1e9;
+	size_t b = 0;
+	while (b < NFTDP_SYNC_N_BOUNDS && s > bounds[b])
+		b++;
+	nd->st.sync_buckets[b]++;
+	nd->st.sync_sum_s += s;
 	nd->st.chains = nd->objs.n;
 	nd->st.elements = nd->elems.n;
 	log_debug("nftables: %s sync of %zu Service%s in %.2f ms", full ? "full" : "incremental", n,

@@ -58,11 +58,21 @@ int nftdp_start(const struct nftdp_config *cfg, struct nftdp **out);
 int nftdp_apply(struct nftdp *nd, const struct model_view *v);
 
 /* What the table holds, for /metrics and tests. */
+#define NFTDP_SYNC_N_BOUNDS 9
+#define NFTDP_SYNC_BOUNDS                                                                          \
+	{                                                                                          \
+		0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10                                       \
+	}
+
 struct nftdp_stats {
 	uint64_t chains, elements; /* Service chains and map elements now */
 	uint64_t syncs, full_syncs, failures;
 	uint64_t last_sync_ns;	    /* the duration of the last apply */
 	uint64_t conntrack_deleted; /* stale UDP entries of removed endpoints */
+	/* Sync durations: counts per bucket (upper bounds NFTDP_SYNC_BOUNDS
+	 * seconds, the last one +Inf) and their sum in seconds. */
+	uint64_t sync_buckets[NFTDP_SYNC_N_BOUNDS + 1];
+	double sync_sum_s;
 };
 void nftdp_stats_get(const struct nftdp *nd, struct nftdp_stats *out);
 

@@ -207,7 +207,8 @@ def body(tally):
         if backend.stdout.readline().strip() != b"ready":
             tally.fail("backend", "the backend servers did not start")
             return
-        args = ["--proxy=nftables", "--listen", DNS_LOCAL + ":53"]
+        http = "127.0.0.1:%d" % t.free_port()
+        args = ["--proxy=nftables", "--listen", DNS_LOCAL + ":53", "--http", http]
         srv = NodeServer(d, args=args).start()
         first = chain_handles()
         tally.check(len(first) >= 6, "the table holds Service, endpoint and NodePort chains",
@@ -319,6 +320,24 @@ def body(tally):
         tally.run("one endpoint unready: one transaction re-points web, its UDP flows' "
                   "conntrack entries go; solo untouched",
                   incremental)
+
+        def metrics():
+            rc, text = nsrun("node", "/usr/bin/python3", "-c",
+                             "import urllib.request,sys; sys.stdout.write(urllib.request."
+                             "urlopen('http://%s/metrics', timeout=5).read().decode())" % http)
+            want = [r'svcdns_nftables_syncs_total\{kind="incremental"\} [1-9]',
+                    r'svcdns_nftables_syncs_total\{kind="full"\} 1\b',
+                    r'svcdns_nftables_chains [1-9]',
+                    r'svcdns_nftables_sync_failures_total 0\b',
+                    r'svcdns_nftables_conntrack_deleted_total [1-9]',
+                    r'svcdns_nftables_sync_duration_seconds_count [2-9]']
+            missing = [w for w in want if not re.search(w, text)]
+            if missing:
+                return "/metrics lacks %s:\n%s" % (missing, "\n".join(
+                    l for l in text.splitlines() if "nftables" in l))
+            return ""
+        tally.run("/metrics: chains, syncs by kind, failures, conntrack deletions, durations",
+                  metrics)
 
         def restart():
             before = chain_handles()
