@@ -20,11 +20,11 @@
 #include "common/log.h"
 #include "proxy/nft.h"
 
-#define EPS 5
+#define EPS	5
 #define CHANGES 100
 
-static struct model_svc_port port80 = {.name = "http", .port = 80, .proto = PROTO_TCP,
-				       .target_num = 8080};
+static struct model_svc_port port80 = {
+    .name = "http", .port = 80, .proto = PROTO_TCP, .target_num = 8080};
 static uint16_t tports[1] = {8080};
 
 static double clock_ms(clockid_t c)
@@ -55,8 +55,8 @@ static void v4(struct net_addr *a, uint32_t host)
 }
 
 /* Service i: ClusterIP 10.96.0.0 + i + 1, endpoints in 10.244.0.0/16 + ... */
-static void make_service(struct view_service *vs, struct model_service *s, struct view_endpoint *eps,
-			 size_t i, size_t n_eps)
+static void make_service(struct view_service *vs, struct model_service *s,
+			 struct view_endpoint *eps, size_t i, size_t n_eps)
 {
 	char name[32];
 	snprintf(name, sizeof(name), "svc-%zu", i);
@@ -90,7 +90,8 @@ static void one_change(struct nftdp *nd, struct view_service *old, struct view_s
 		       double *wall, double *cpu)
 {
 	struct view_change ch = {.old = old, .cur = cur};
-	struct model_view v = {.id = view_id + 1, .base_id = view_id, .changes = &ch, .n_changes = 1};
+	struct model_view v = {
+	    .id = view_id + 1, .base_id = view_id, .changes = &ch, .n_changes = 1};
 	double t0 = now_ms(), c0 = cpu_ms();
 	nftdp_apply(nd, &v);
 	view_id++;
