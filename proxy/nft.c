@@ -26,16 +26,18 @@ struct nftdp {
 };
 
 /* One step of a transaction, in the order the kernel needs them: elements
- * leave before the chains they lead to, sets exist before the rules that
- * use them, a chain is emptied before it is deleted. */
+ * leave before the chains they lead to; new chains are declared first, then
+ * the sets and maps (whose elements lead to them), then the rules that use
+ * those; old chains are emptied, then the sets and maps their rules used go,
+ * then the chains those maps led to. */
 enum op_kind {
 	OP_DEL_ELEM = 0,
 	OP_ADD_SET,
 	OP_ADD_CHAIN,
 	OP_ADD_ELEM,
 	OP_FLUSH,
-	OP_DEL_CHAIN,
 	OP_DEL_SET,
+	OP_DEL_CHAIN,
 	OP_N
 };
 
@@ -256,14 +258,20 @@ static bool rec_has_obj(const struct nft_rec *r, const char *name)
 	return false;
 }
 
+static unsigned obj_kind(const struct nft_obj *o)
+{
+	return o->is_map ? 3 : o->is_set ? 2 : 1;
+}
+
 /* o: the record's object, or NULL for one found in the table only. */
-static void plan_del_obj(struct run *run, const char *name, bool is_set, const struct nft_obj *o)
+/* kind: 1 chain, 2 set, 3 map (as the record of names holds them). */
+static void plan_del_obj(struct run *run, const char *name, unsigned kind, const struct nft_obj *o)
 {
 	if (run_marks(run, 'O', name) & (RUN_DELETED | RUN_CLAIMED))
 		return;
 	run_mark(run, 'O', name, RUN_DELETED);
-	if (is_set) {
-		plan_add(&run->plan, OP_DEL_SET, 0, name, NULL);
+	if (kind >= 2) {
+		plan_add(&run->plan, OP_DEL_SET, kind, name, NULL);
 	} else {
 		plan_add(&run->plan, OP_FLUSH, 0, name, NULL);
 		struct op *op = plan_add(&run->plan, OP_DEL_CHAIN, 0, name, NULL);
@@ -315,13 +323,13 @@ static void plan_service(struct nftdp *nd, struct run *run, const struct nft_rec
 		const struct nft_obj *o = &nw->objs[i];
 		run_mark(run, 'O', o->name, RUN_CLAIMED);
 		if (!stab_get(&nd->objs, o->name))
-			plan_add(&run->plan, o->is_set ? OP_ADD_SET : OP_ADD_CHAIN, 0, o->name,
-				 o->body);
+			plan_add(&run->plan, o->is_set ? OP_ADD_SET : OP_ADD_CHAIN, obj_kind(o),
+				 o->name, o->body);
 	}
 	for (size_t i = 0; old && i < old->n_objs; i++) {
 		const struct nft_obj *o = &old->objs[i];
 		if (!rec_has_obj(nw, o->name) && stab_get(&nd->objs, o->name))
-			plan_del_obj(run, o->name, o->is_set, o);
+			plan_del_obj(run, o->name, obj_kind(o), o);
 	}
 }
 
@@ -364,9 +372,8 @@ static size_t write_elems(struct nft_batch *b, const struct op *ops, size_t n, s
 	return j;
 }
 
-static void write_chain(struct nft_batch *b, const char *name, const char *body)
+static void write_rules(struct nft_batch *b, const char *name, const char *body)
 {
-	nft_batch_add(b, "add chain " T " %s", name);
 	for (const char *l = body; l && *l;) {
 		size_t n = strcspn(l, "\n");
 		nft_batch_add(b, "add rule " T " %s %.*s", name, (int)n, l);
@@ -387,6 +394,11 @@ static void write_plan(struct nft_batch *b, struct plan *p)
 	/* Within a kind only the map order matters. */
 	if (p->n)
 		qsort(p->ops, p->n, sizeof(p->ops[0]), op_order);
+	/* New chains exist, empty, before the maps that lead to them and
+	 * before any rule: the rules come after the sets they use. */
+	for (size_t i = 0; i < p->n; i++)
+		if (p->ops[i].kind == OP_ADD_CHAIN)
+			nft_batch_add(b, "add chain " T " %s", p->ops[i].name);
 	for (size_t i = 0; i < p->n;) {
 		const struct op *o = &p->ops[i];
 		switch (o->kind) {
@@ -395,10 +407,11 @@ static void write_plan(struct nft_batch *b, struct plan *p)
 			i = write_elems(b, p->ops, p->n, i, o->kind);
 			continue;
 		case OP_ADD_SET:
-			nft_batch_add(b, "add set " T " %s %s", o->name, o->body);
+			nft_batch_add(b, "add %s " T " %s %s", o->map == 3 ? "map" : "set", o->name,
+				      o->body);
 			break;
 		case OP_ADD_CHAIN:
-			write_chain(b, o->name, o->body);
+			write_rules(b, o->name, o->body);
 			break;
 		case OP_FLUSH:
 			nft_batch_add(b, "flush chain " T " %s", o->name);
@@ -407,7 +420,8 @@ static void write_plan(struct nft_batch *b, struct plan *p)
 			nft_batch_add(b, "delete chain " T " %s", o->name);
 			break;
 		case OP_DEL_SET:
-			nft_batch_add(b, "delete set " T " %s", o->name);
+			nft_batch_add(b, "delete %s " T " %s", o->map == 3 ? "map" : "set",
+				      o->name);
 			break;
 		}
 		i++;
@@ -439,7 +453,7 @@ static int commit_plan(struct nftdp *nd, const struct plan *p)
 		case OP_ADD_SET:
 		case OP_ADD_CHAIN:
 			if (stab_put(&nd->objs, o->name,
-				     (void *)(uintptr_t)(o->kind == OP_ADD_SET ? 2 : 1)) < 0)
+				     (void *)(uintptr_t)(o->kind == OP_ADD_SET ? o->map : 1)) < 0)
 				ret = -ENOMEM;
 			break;
 		case OP_DEL_CHAIN:
@@ -629,7 +643,7 @@ static void orphan_visit(void *arg, const char *key, void *val)
 		unsigned map = (unsigned)strtoul(key, NULL, 10);
 		plan_add(&o->run->plan, OP_DEL_ELEM, map, strchr(key, '|') + 1, NULL);
 	} else {
-		plan_del_obj(o->run, key, (uintptr_t)val == 2, NULL);
+		plan_del_obj(o->run, key, (unsigned)(uintptr_t)val, NULL);
 	}
 }
 

@@ -40,7 +40,8 @@ static inline bool nft_map_is_set(unsigned m)
 struct nft_obj {
 	char *name;
 	char *body;  /* chain: its rules, one per line; set: its definition */
-	bool is_set; /* session affinity's address sets */
+	bool is_set; /* session affinity's address sets, endpoint maps */
+	bool is_map; /* a Service port's endpoint map (a set with verdicts) */
 	/* A UDP endpoint's chain: the endpoint, whose conntrack entries go
 	 * with the chain. */
 	bool udp;
@@ -88,7 +89,7 @@ void stab_each(const struct stab *t, void (*fn)(void *arg, const char *key, void
 void nft_elem_id(unsigned map, const char *key, char *buf, size_t len);
 
 /* Reads which Service chains, sets and map elements the table holds into
- * `objs` (name -> (void *)1, or 2 for a set) and `elems` (id -> verdict,
+ * `objs` (name -> (void *)1, 2 for a set, 3 for a map) and `elems` (id -> verdict,
  * owned, "" in a set). 0 or a negative errno. */
 int nft_state_read(struct nft_batch *b, struct stab *objs, struct stab *elems);
 

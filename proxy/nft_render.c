@@ -187,11 +187,15 @@ static int render_endpoint(struct nft_rec *r, const struct port_fam *pf,
 	return ret;
 }
 
-/* The Service chain: affinity first, then one endpoint at random. */
-static char *service_chain(const struct port_fam *pf, char **seps, char **affs, size_t n)
+/* The Service chain: affinity first, then one endpoint at random through
+ * the named map `svm` (a named map, not an anonymous one: the kernel binds
+ * each anonymous set by walking the whole transaction, which makes a full
+ * sync quadratic). */
+static char *service_chain(const struct port_fam *pf, char **affs, char **seps, size_t n,
+			   const char *svm)
 {
 	const char *ipkw = pf->cip->family == AF_INET6 ? "ip6" : "ip";
-	size_t cap = 64 + n * (2 * 256 + 64);
+	size_t cap = 64 + 256 + n * (2 * 256 + 64);
 	char *b = malloc(cap);
 	if (!b)
 		return NULL;
@@ -199,11 +203,23 @@ static char *service_chain(const struct port_fam *pf, char **seps, char **affs, 
 	for (size_t i = 0; affs && i < n; i++)
 		len += (size_t)snprintf(b + len, cap - len, "%s saddr @%s goto %s\n", ipkw, affs[i],
 					seps[i]);
-	len += (size_t)snprintf(b + len, cap - len, "numgen random mod %zu vmap { ", n);
+	snprintf(b + len, cap - len, "numgen random mod %zu vmap @%s", n, svm);
+	return b;
+}
+
+/* The endpoint map: "{ typeof ... ; elements = { 0 : goto sep-a, ... } ; }". */
+static char *endpoint_map(char **seps, size_t n)
+{
+	size_t cap = 128 + n * (256 + 32);
+	char *b = malloc(cap);
+	if (!b)
+		return NULL;
+	size_t len =
+	    (size_t)snprintf(b, cap, "{ typeof numgen random mod %zu : verdict ; elements = { ", n);
 	for (size_t i = 0; i < n; i++)
 		len += (size_t)snprintf(b + len, cap - len, "%s%zu : goto %s", i ? ", " : "", i,
 					seps[i]);
-	snprintf(b + len, cap - len, " }");
+	snprintf(b + len, cap - len, " } ; }");
 	return b;
 }
 
@@ -251,7 +267,14 @@ static int render_port_fam(struct nft_rec *r, struct port_fam *pf)
 		h = fnv(h, seps[i]);
 	}
 	svc = fmt("svc-%016llx-%s", (unsigned long long)h, pf->id);
-	body = service_chain(pf, seps, pf->affinity_s ? affs : NULL, n);
+	char *svm = fmt("svm-%016llx", (unsigned long long)h);
+	if (!svm || add_obj(r, strdup(svm), endpoint_map(seps, n), true) < 0) {
+		free(svm);
+		goto out;
+	}
+	r->objs[r->n_objs - 1].is_map = true;
+	body = service_chain(pf, pf->affinity_s ? affs : NULL, seps, n, svm);
+	free(svm);
 	if (!svc || !body || add_obj(r, strdup(svc), body, false) < 0)
 		goto out;
 	body = NULL;

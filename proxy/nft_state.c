@@ -149,7 +149,8 @@ static int read_names(const char *text, const char *kw, void *mark, struct stab 
 			char buf[256];
 			bool service_obj =
 			    strncmp(name, "svc-", 4) == 0 || strncmp(name, "sep-", 4) == 0 ||
-			    strncmp(name, "ext-", 4) == 0 || strncmp(name, "aff-", 4) == 0;
+			    strncmp(name, "ext-", 4) == 0 || strncmp(name, "aff-", 4) == 0 ||
+			    strncmp(name, "svm-", 4) == 0;
 			if (service_obj && nl < sizeof(buf)) {
 				memcpy(buf, name, nl);
 				buf[nl] = '\0';
@@ -214,6 +215,10 @@ int nft_state_read(struct nft_batch *b, struct stab *objs, struct stab *elems)
 	text = NULL;
 	if (ret == 0 && (ret = nft_batch_list(b, "list sets inet", &text)) == 0)
 		ret = read_names(text, "set", (void *)2, objs);
+	free(text);
+	text = NULL;
+	if (ret == 0 && (ret = nft_batch_list(b, "list maps inet", &text)) == 0)
+		ret = read_names(text, "map", (void *)3, objs);
 	free(text);
 	for (unsigned m = 0; m < NM_COUNT && ret == 0; m++) {
 		snprintf(cmd, sizeof(cmd), "list %s inet " NFTDP_TABLE " %s",

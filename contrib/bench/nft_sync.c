@@ -167,6 +167,7 @@ static int bench(size_t n)
 int main(int argc, char **argv)
 {
 	log_set_level(LOG_WARN);
+	setvbuf(stdout, NULL, _IOLBF, 0); /* each figure as soon as it is known */
 	if (argc < 2) {
 		fprintf(stderr, "usage: nft_sync N (Services, 5 endpoints each)\n");
 		return 2;

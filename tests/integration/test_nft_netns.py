@@ -355,7 +355,7 @@ def body(tally):
                 return "a restart rewrote chains: %s -> %s" % (before, after)
             if ping() != "ping":
                 return "the held connection broke when svcdns started again"
-            if "0 Service chains" in srv2.stderr_text():
+            if not re.search(r"ready \([1-9]\d* Service chains", srv2.stderr_text()):
                 return "the second start did not find the table's chains"
             return ""
         srv_box = []
