@@ -827,24 +827,3 @@ void nftdp_stats_get(const struct nftdp *nd, struct nftdp_stats *out)
 {
 	*out = nd->st;
 }
-
-bool nftdp_port_programmed(const struct nftdp *nd, const char *ns, const char *name, uint8_t proto,
-			   uint16_t port)
-{
-	char svc[512], suffix[600];
-	snprintf(svc, sizeof(svc), "%s/%s", ns, name);
-	const struct nft_rec *r = stab_get(&nd->recs, svc);
-	snprintf(suffix, sizeof(suffix), "-%s/%s/%u", svc,
-		 proto == PROTO_UDP    ? "udp"
-		 : proto == PROTO_SCTP ? "sctp"
-				       : "tcp",
-		 port);
-	size_t sl = strlen(suffix);
-	for (size_t i = 0; r && i < r->n_objs; i++) {
-		const char *n = r->objs[i].name;
-		size_t l = strlen(n);
-		if (strncmp(n, "svc-", 4) == 0 && l >= sl && strcmp(n + l - sl, suffix) == 0)
-			return true;
-	}
-	return false;
-}

@@ -76,10 +76,6 @@ struct nftdp_stats {
 };
 void nftdp_stats_get(const struct nftdp *nd, struct nftdp_stats *out);
 
-/* Whether the Service port's rules are in the table (for the CHAOS view). */
-bool nftdp_port_programmed(const struct nftdp *nd, const char *ns, const char *name, uint8_t proto,
-			   uint16_t port);
-
 /* Forgets the record; the table and its rules stay in the kernel. */
 void nftdp_stop(struct nftdp *nd);
 
