@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "daemon/http_views.h"
 #include "daemon/lifecycle.h"
+#include "daemon/nft_wiring.h"
 #include "daemon/pipeline.h"
 #include "discovery/kube.h"
 #include "discovery/labelsel.h"
@@ -40,6 +41,7 @@ struct app {
 	struct dns_server *server;
 	struct forwarder *fwd;	       /* names outside the zones served, or NULL */
 	struct proxy *proxy;	       /* the ClusterIP datapath (--proxy), or NULL */
+	struct nftdp *nft;	       /* the kernel datapath (--proxy=nftables), or NULL */
 	struct dns_notifier *notifier; /* --notify targets, or NULL */
 	struct sockaddr_storage dns_addrs[OPTIONS_MAX_LISTEN];
 	struct snapshot_config scfg;
@@ -78,6 +80,9 @@ static void app_stop(void *arg)
 	pipeline_stop(app->pipeline);
 	proxy_stop(app->proxy); /* after the workers: they read its CHAOS index */
 	app->proxy = NULL;
+	nft_wiring_stop(lifecycle_metrics(app->lc), app->nft);
+	nftdp_stop(app->nft); /* its rules stay in the kernel */
+	app->nft = NULL;
 	if (app->mdir)
 		manifest_dir_stop(app->mdir);
 	app->mdir = NULL;
@@ -229,7 +234,9 @@ static int start_sources(struct app *app)
 		return -1;
 	}
 	pipeline_set_source(app->pipeline, app->kube);
-	if (o->proxy) {
+	if (o->proxy_nftables)
+		nft_wiring_start(o, app->pipeline, lifecycle_metrics(app->lc), &app->nft);
+	if (o->proxy && !o->proxy_nftables) {
 		struct proxy_config pcfg = o->pcfg;
 		for (size_t i = 0; i < o->n_listen; i++)
 			app->dns_addrs[i] = o->listen[i].addr;
@@ -323,6 +330,9 @@ static void stop_sources(struct app *app)
 	app->kube = NULL;
 	proxy_stop(app->proxy);
 	app->proxy = NULL;
+	nft_wiring_stop(lifecycle_metrics(app->lc), app->nft);
+	nftdp_stop(app->nft);
+	app->nft = NULL;
 	pipeline_stop(app->pipeline);
 	uv_run(app->loop, UV_RUN_DEFAULT);
 }

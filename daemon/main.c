@@ -8,6 +8,7 @@
 #include "common/shash.h"
 #include "daemon/daemon.h"
 #include "daemon/options.h"
+#include "proxy/nft.h"
 
 int main(int argc, char **argv)
 {
@@ -36,6 +37,9 @@ int main(int argc, char **argv)
 		break;
 	case OPTIONS_FLAGS_MARKDOWN:
 		options_print_markdown(stdout);
+		break;
+	case OPTIONS_PROXY_CLEANUP:
+		ret = nftdp_cleanup() < 0 ? 1 : 0;
 		break;
 	case OPTIONS_RUN:
 		ret = daemon_run(o);

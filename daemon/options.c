@@ -287,6 +287,19 @@ static int parse_pods(struct svcdns_options *o, const char *arg, char *why, size
 	return 0;
 }
 
+/* --proxy alone keeps meaning the user-space datapath, which needs no
+ * privilege beyond binding ports; nftables needs CAP_NET_ADMIN. */
+static int parse_proxy(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	if (arg && strcmp(arg, "userspace") != 0 && strcmp(arg, "nftables") != 0) {
+		snprintf(why, cap, "expected userspace or nftables");
+		return -EINVAL;
+	}
+	o->proxy = true;
+	o->proxy_nftables = arg && strcmp(arg, "nftables") == 0;
+	return 0;
+}
+
 /* ---- the table ---------------------------------------------------------------- */
 
 #define F(field) offsetof(struct svcdns_options, field)
@@ -701,9 +714,14 @@ const struct opt_def options_table[] = {
 
     {.section = "The ClusterIP datapath",
      .name = "proxy",
-     .kind = OPT_FLAG,
-     .off = F(proxy),
-     .help = "forward ClusterIP:port and NodePort traffic to the endpoints"},
+     .arg = "[=MODE]",
+     .kind = OPT_CUSTOM,
+     .flags = OPT_OPTARG,
+     .parse = parse_proxy,
+     .help = "forward ClusterIP:port and NodePort traffic to the endpoints: userspace (the "
+	     "default, what --proxy alone means: sockets in svcdns, no privilege needed) or "
+	     "nftables (rules in the kernel, as kube-proxy --proxy-mode=nftables; needs "
+	     "CAP_NET_ADMIN)"},
     {.name = "node-address",
      .arg = "ADDR",
      .kind = OPT_ADDR,
@@ -849,6 +867,11 @@ const struct opt_def options_table[] = {
      .kind = OPT_ACTION,
      .lo = OPTIONS_FLAGS_MARKDOWN,
      .help = "print the README's table of flags, in Markdown, and exit"},
+    {.name = "proxy-cleanup",
+     .kind = OPT_ACTION,
+     .lo = OPTIONS_PROXY_CLEANUP,
+     .help = "delete the nftables table of --proxy=nftables (its rules stay while svcdns "
+	     "restarts) and exit"},
 };
 
 const size_t options_table_len = sizeof(options_table) / sizeof(options_table[0]);

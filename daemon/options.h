@@ -44,6 +44,7 @@ enum options_action {
 	OPTIONS_VERSION,
 	OPTIONS_MAN,
 	OPTIONS_FLAGS_MARKDOWN,
+	OPTIONS_PROXY_CLEANUP,
 };
 
 struct options_value; /* one value as given, for reloads (options.c) */
@@ -71,6 +72,7 @@ struct svcdns_options {
 	bool no_prefetch;
 	/* The datapath (dns_addrs is filled by daemon.c). */
 	bool proxy;
+	bool proxy_nftables; /* --proxy=nftables: the kernel datapath */
 	struct proxy_config pcfg;
 	/* Operations. */
 	struct lifecycle_options lc;

@@ -5,7 +5,7 @@
  *
  *   cc -O2 -I. -o /tmp/discovery_mem contrib/bench/discovery_mem.c \
  *      BUILD/libsvcdns_core.a $(pkg-config --libs ldns libuv libcurl jansson yaml-0.1 \
- *      libmicrohttpd) -lpthread -lm
+ *      libmicrohttpd libnftables libnetfilter_conntrack) -lpthread -lm
  *   /tmp/discovery_mem [--per-object] DIR/manifests
  *
  * --per-object stores every object as a source of its own, as the API source

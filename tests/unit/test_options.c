@@ -232,6 +232,7 @@ static void test_values(void **state)
 	assert_int_equal(o->fwd.policy, UPSTREAM_RANDOM);
 	assert_true(o->no_prefetch);
 	assert_true(o->proxy);
+	assert_false(o->proxy_nftables); /* --proxy alone: the user-space datapath */
 	assert_int_equal(o->node_port_min, 31000);
 	assert_int_equal(o->node_port_max, 31010);
 	assert_int_equal(o->log_level, 3);
@@ -280,7 +281,8 @@ static void test_command_line_errors(void **state)
 	    {{"--nope"}, "unrecognized option '--nope'"},
 	    {{"-x"}, "unrecognized option '-x'"},
 	    {{"--listen"}, "option '--listen' requires a value"},
-	    {{"--proxy=1"}, "--proxy takes no value"},
+	    {{"--no-prefetch=1"}, "--no-prefetch takes no value"},
+	    {{"--proxy=1"}, "--proxy 1: expected userspace or nftables"},
 	    {{"stray"}, "unexpected argument 'stray'"},
 	    {{"--context", "x"}, "apply to the Kubernetes API source"},
 	};
@@ -303,6 +305,22 @@ static void test_command_line_errors(void **state)
 	char *man[] = {"svcdns", "--ttl", "abc", "--man"};
 	assert_int_equal(options_load(4, man, &o, err, sizeof(err)), 0);
 	assert_int_equal(o->action, OPTIONS_MAN);
+	options_free(o);
+	char *cleanup[] = {"svcdns", "--proxy-cleanup"};
+	assert_int_equal(options_load(2, cleanup, &o, err, sizeof(err)), 0);
+	assert_int_equal(o->action, OPTIONS_PROXY_CLEANUP);
+	options_free(o);
+
+	/* --proxy takes its mode after '=' (alone it stays the user-space one) */
+	char *nft[] = {"svcdns", "--manifests", "d", "--proxy=nftables"};
+	assert_int_equal(options_load(4, nft, &o, err, sizeof(err)), 0);
+	assert_true(o->proxy);
+	assert_true(o->proxy_nftables);
+	options_free(o);
+	char *us[] = {"svcdns", "--manifests", "d", "--proxy=userspace"};
+	assert_int_equal(options_load(4, us, &o, err, sizeof(err)), 0);
+	assert_true(o->proxy);
+	assert_false(o->proxy_nftables);
 	options_free(o);
 }
 

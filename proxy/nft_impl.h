@@ -1,0 +1,96 @@
+/* The kernel datapath's inner structures, shared by nft.c (the record, the
+ * diff and the transactions), nft_render.c (a Service rendered to chains,
+ * sets and map elements) and nft_state.c (the string tables, and what the
+ * table already holds when svcdns starts). Internal to proxy/.
+ *
+ * Owns: the names of the table's maps and the layout of one Service's record.
+ * Must never: be included outside proxy/ (proxy/nft.h is the interface). */
+#ifndef SVCDNS_NFT_IMPL_H
+#define SVCDNS_NFT_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxy/conntrack.h"
+#include "proxy/nft.h"
+#include "proxy/nft_batch.h"
+
+/* The table's maps and sets that Services put elements in. */
+enum nft_map {
+	NM_SVC4 = 0, /* ClusterIP . proto . port : goto svc chain */
+	NM_SVC6,
+	NM_NOEP4, /* same key: goto reject-chain (no endpoint) */
+	NM_NOEP6,
+	NM_NP4, /* proto . NodePort : goto ext chain */
+	NM_NP6,
+	NM_NPNOEP, /* proto . NodePort : goto reject-chain */
+	NM_CIP4,   /* every ClusterIP (a set): the rest of the CIDR is dropped */
+	NM_CIP6,
+	NM_COUNT
+};
+extern const char *const nft_map_names[NM_COUNT];
+static inline bool nft_map_is_set(unsigned m)
+{
+	return m == NM_CIP4 || m == NM_CIP6;
+}
+
+/* A chain or a set a Service owns. Its name carries a hash of its contents:
+ * a name present in the table means these very rules are there. */
+struct nft_obj {
+	char *name;
+	char *body;  /* chain: its rules, one per line; set: its definition */
+	bool is_set; /* session affinity's address sets, endpoint maps */
+	bool is_map; /* a Service port's endpoint map (a set with verdicts) */
+	/* A UDP endpoint's chain: the endpoint, whose conntrack entries go
+	 * with the chain. */
+	bool udp;
+	struct conntrack_target ep;
+};
+
+struct nft_elem {
+	uint8_t map;   /* enum nft_map */
+	char *key;     /* as nft lists it, numeric: "10.96.0.10 . 6 . 80" */
+	char *verdict; /* "goto svc-..." ; NULL in a set */
+};
+
+/* Everything one Service puts in the table. */
+struct nft_rec {
+	char *svc; /* "ns/name" */
+	struct nft_obj *objs;
+	size_t n_objs, cap_objs;
+	struct nft_elem *elems;
+	size_t n_elems, cap_elems;
+};
+
+/* ---- nft_render.c ---- */
+/* The record of `vs` (empty for a Service the datapath does not forward).
+ * 0 or -ENOMEM (then *out is cleared). */
+int nft_render(const struct view_service *vs, const struct nftdp_config *cfg, struct nft_rec *out);
+void nft_rec_clear(struct nft_rec *r);
+
+/* ---- nft_state.c ---- */
+/* A table from strings to pointers (open addressing): names of chains and
+ * sets in the table, map elements ("<map>|<key>" to the verdict), records. */
+struct stab {
+	char **keys;
+	void **vals;
+	size_t n, cap;
+};
+void *stab_get(const struct stab *t, const char *key);
+/* Copies key; replaces the value of a key present. 0 or -ENOMEM. */
+int stab_put(struct stab *t, const char *key, void *val);
+/* Removes key and returns its value (NULL: absent). */
+void *stab_del(struct stab *t, const char *key);
+void stab_free(struct stab *t, void (*free_val)(void *));
+/* Calls fn for every entry (the table must not change meanwhile). */
+void stab_each(const struct stab *t, void (*fn)(void *arg, const char *key, void *val), void *arg);
+/* "<map>|<key>" into buf. */
+void nft_elem_id(unsigned map, const char *key, char *buf, size_t len);
+
+/* Reads which Service chains, sets and map elements the table holds into
+ * `objs` (name -> (void *)1, 2 for a set, 3 for a map) and `elems` (id -> verdict,
+ * owned, "" in a set). 0 or a negative errno. */
+int nft_state_read(struct nft_batch *b, struct stab *objs, struct stab *elems);
+
+#endif

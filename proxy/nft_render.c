@@ -1,0 +1,346 @@
+/* One Service rendered to what the nftables table holds for it: per port and
+ * address family a chain that picks an endpoint, a chain per endpoint that
+ * DNATs to it, a chain for the NodePort, affinity sets, and the map elements
+ * that lead there. Names carry a hash of the contents (FNV-1a: stable across
+ * runs, which a restart relies on to find its rules unchanged). */
+#include "proxy/nft_impl.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Room for a readable suffix ("ns/name/tcp/80"): chain names stop at 255. */
+#define ID_MAX 200
+
+static uint64_t fnv(uint64_t h, const char *s)
+{
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	return (h ^ 0xff) * 0x100000001b3ull; /* a separator: "a","bc" != "ab","c" */
+}
+
+#define FNV_INIT 0xcbf29ce484222325ull
+
+static const char *proto_kw(uint8_t proto)
+{
+	return proto == PROTO_UDP ? "udp" : proto == PROTO_SCTP ? "sctp" : "tcp";
+}
+
+void nft_rec_clear(struct nft_rec *r)
+{
+	for (size_t i = 0; i < r->n_objs; i++) {
+		free(r->objs[i].name);
+		free(r->objs[i].body);
+	}
+	for (size_t i = 0; i < r->n_elems; i++) {
+		free(r->elems[i].key);
+		free(r->elems[i].verdict);
+	}
+	free(r->objs);
+	free(r->elems);
+	free(r->svc);
+	memset(r, 0, sizeof(*r));
+}
+
+static char *vfmt(const char *fmt, va_list ap)
+{
+	char *s = NULL;
+	return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
+}
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+	va_list ap;
+	va_start(ap, f);
+	char *s = vfmt(f, ap);
+	va_end(ap);
+	return s;
+}
+
+/* Takes name and body (even on failure). */
+static int add_obj(struct nft_rec *r, char *name, char *body, bool is_set)
+{
+	if (!name || !body)
+		goto oom;
+	for (size_t i = 0; i < r->n_objs; i++)
+		if (strcmp(r->objs[i].name, name) == 0) {
+			free(name);
+			free(body);
+			return 0;
+		}
+	if (r->n_objs == r->cap_objs) {
+		size_t cap = r->cap_objs ? r->cap_objs * 2 : 8;
+		struct nft_obj *n = realloc(r->objs, cap * sizeof(*n));
+		if (!n)
+			goto oom;
+		r->objs = n;
+		r->cap_objs = cap;
+	}
+	r->objs[r->n_objs++] = (struct nft_obj){.name = name, .body = body, .is_set = is_set};
+	return 0;
+oom:
+	free(name);
+	free(body);
+	return -ENOMEM;
+}
+
+/* Takes key and verdict (even on failure); verdict NULL for a set. */
+static int add_elem(struct nft_rec *r, unsigned map, char *key, char *verdict, bool want_verdict)
+{
+	if (!key || (want_verdict && !verdict))
+		goto oom;
+	for (size_t i = 0; i < r->n_elems; i++)
+		if (r->elems[i].map == map && strcmp(r->elems[i].key, key) == 0) {
+			free(key);
+			free(verdict);
+			return 0; /* two ports or families asking for one element */
+		}
+	if (r->n_elems == r->cap_elems) {
+		size_t cap = r->cap_elems ? r->cap_elems * 2 : 8;
+		struct nft_elem *n = realloc(r->elems, cap * sizeof(*n));
+		if (!n)
+			goto oom;
+		r->elems = n;
+		r->cap_elems = cap;
+	}
+	r->elems[r->n_elems++] =
+	    (struct nft_elem){.map = (uint8_t)map, .key = key, .verdict = verdict};
+	return 0;
+oom:
+	free(key);
+	free(verdict);
+	return -ENOMEM;
+}
+
+/* One Service port in one address family. */
+struct port_fam {
+	const struct view_service *vs;
+	size_t idx;
+	const struct net_addr *cip;
+	char id[ID_MAX + 1]; /* ns/name/proto/port, "/v6" for IPv6 */
+	uint32_t affinity_s; /* 0: none */
+	bool node_port;
+};
+
+/* The endpoints the port forwards to: the ready ones of the family; when none
+ * is ready, those still serving while terminating (as kube-proxy does). */
+static size_t pick_endpoints(const struct port_fam *pf, const struct view_endpoint **out)
+{
+	const struct view_service *vs = pf->vs;
+	size_t n = 0;
+	for (int pass = 0; pass < 2 && n == 0; pass++)
+		for (size_t e = 0; e < vs->n_eps; e++) {
+			const struct view_endpoint *ep = &vs->eps[e];
+			if (!ep->target_ports || !ep->target_ports[pf->idx] ||
+			    ep->addr.family != pf->cip->family)
+				continue;
+			bool take =
+			    pass == 0 ? ep->ready : (!ep->ready && ep->serving && ep->terminating);
+			if (take)
+				out[n++] = ep;
+		}
+	return n;
+}
+
+/* The chain (and affinity set) of one endpoint; *name gets the chain's name. */
+static int render_endpoint(struct nft_rec *r, const struct port_fam *pf,
+			   const struct view_endpoint *ep, char **sep, char **aff)
+{
+	const char *ipkw = pf->cip->family == AF_INET6 ? "ip6" : "ip";
+	uint8_t proto = pf->vs->svc->ports[pf->idx].proto;
+	uint16_t port = ep->target_ports[pf->idx];
+	char a[64], dst[80], tag[96];
+	net_addr_format(&ep->addr, a, sizeof(a));
+	snprintf(dst, sizeof(dst), pf->cip->family == AF_INET6 ? "[%s]:%u" : "%s:%u", a, port);
+	snprintf(tag, sizeof(tag), "%s/%u", dst, pf->affinity_s);
+	uint64_t h = fnv(fnv(FNV_INIT, pf->id), tag);
+	*sep = fmt("sep-%016llx-%s", (unsigned long long)h, pf->id);
+	*aff = NULL;
+	char *upd = NULL;
+	if (pf->affinity_s) {
+		*aff = fmt("aff-%016llx", (unsigned long long)h);
+		if (!*aff || add_obj(r, strdup(*aff),
+				     fmt("{ type %s ; flags dynamic,timeout ; timeout %us ; }",
+					 pf->cip->family == AF_INET6 ? "ipv6_addr" : "ipv4_addr",
+					 pf->affinity_s),
+				     true) < 0)
+			return -ENOMEM;
+		upd = fmt("update @%s { %s saddr }\n", *aff, ipkw);
+		if (!upd)
+			return -ENOMEM;
+	}
+	/* A Pod reaching its own Service is masqueraded: else the reply would go
+	 * straight back from its own address and never be un-DNATed. */
+	char *body = fmt("%s%s saddr %s jump mark-for-masquerade\nmeta l4proto %s dnat %s to %s",
+			 upd ? upd : "", ipkw, a, proto_kw(proto), ipkw, dst);
+	free(upd);
+	int ret = add_obj(r, *sep ? strdup(*sep) : NULL, body, false);
+	if (ret == 0 && proto == PROTO_UDP) {
+		struct nft_obj *o = &r->objs[r->n_objs - 1];
+		o->udp = true;
+		o->ep = (struct conntrack_target){.addr = ep->addr, .port = port};
+	}
+	return ret;
+}
+
+/* The Service chain: affinity first, then one endpoint at random through
+ * the named map `svm` (a named map, not an anonymous one: the kernel binds
+ * each anonymous set by walking the whole transaction, which makes a full
+ * sync quadratic). */
+static char *service_chain(const struct port_fam *pf, char **affs, char **seps, size_t n,
+			   const char *svm)
+{
+	const char *ipkw = pf->cip->family == AF_INET6 ? "ip6" : "ip";
+	size_t cap = 64 + 256 + n * (2 * 256 + 64);
+	char *b = malloc(cap);
+	if (!b)
+		return NULL;
+	size_t len = 0;
+	for (size_t i = 0; affs && i < n; i++)
+		len += (size_t)snprintf(b + len, cap - len, "%s saddr @%s goto %s\n", ipkw, affs[i],
+					seps[i]);
+	snprintf(b + len, cap - len, "numgen random mod %zu vmap @%s", n, svm);
+	return b;
+}
+
+/* The endpoint map: "{ typeof ... ; elements = { 0 : goto sep-a, ... } ; }". */
+static char *endpoint_map(char **seps, size_t n)
+{
+	size_t cap = 128 + n * (256 + 32);
+	char *b = malloc(cap);
+	if (!b)
+		return NULL;
+	size_t len =
+	    (size_t)snprintf(b, cap, "{ typeof numgen random mod %zu : verdict ; elements = { ", n);
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(b + len, cap - len, "%s%zu : goto %s", i ? ", " : "", i,
+					seps[i]);
+	snprintf(b + len, cap - len, " } ; }");
+	return b;
+}
+
+static char *cip_key(const struct port_fam *pf)
+{
+	const struct model_svc_port *sp = &pf->vs->svc->ports[pf->idx];
+	char a[64];
+	net_addr_format(pf->cip, a, sizeof(a));
+	return fmt("%s . %u . %u", a, sp->proto, sp->port);
+}
+
+static int render_no_endpoints(struct nft_rec *r, const struct port_fam *pf)
+{
+	const struct model_svc_port *sp = &pf->vs->svc->ports[pf->idx];
+	bool v6 = pf->cip->family == AF_INET6;
+	int ret =
+	    add_elem(r, v6 ? NM_NOEP6 : NM_NOEP4, cip_key(pf), strdup("goto reject-chain"), true);
+	if (ret == 0 && pf->node_port)
+		ret = add_elem(r, NM_NPNOEP, fmt("%u . %u", sp->proto, sp->node_port),
+			       strdup("goto reject-chain"), true);
+	return ret;
+}
+
+static int render_port_fam(struct nft_rec *r, struct port_fam *pf)
+{
+	const struct model_svc_port *sp = &pf->vs->svc->ports[pf->idx];
+	bool v6 = pf->cip->family == AF_INET6;
+	const struct view_endpoint **eps = calloc(pf->vs->n_eps + 1, sizeof(*eps));
+	char **seps = calloc(pf->vs->n_eps + 1, sizeof(*seps));
+	char **affs = calloc(pf->vs->n_eps + 1, sizeof(*affs));
+	char *svc = NULL, *body = NULL;
+	size_t n = 0;
+	int ret = -ENOMEM;
+	if (!eps || !seps || !affs)
+		goto out;
+	n = pick_endpoints(pf, eps);
+	if (n == 0) {
+		ret = render_no_endpoints(r, pf);
+		goto out;
+	}
+	uint64_t h = fnv(FNV_INIT, pf->id);
+	for (size_t i = 0; i < n; i++) {
+		if (render_endpoint(r, pf, eps[i], &seps[i], &affs[i]) < 0)
+			goto out;
+		h = fnv(h, seps[i]);
+	}
+	svc = fmt("svc-%016llx-%s", (unsigned long long)h, pf->id);
+	char *svm = fmt("svm-%016llx", (unsigned long long)h);
+	if (!svm || add_obj(r, strdup(svm), endpoint_map(seps, n), true) < 0) {
+		free(svm);
+		goto out;
+	}
+	r->objs[r->n_objs - 1].is_map = true;
+	body = service_chain(pf, pf->affinity_s ? affs : NULL, seps, n, svm);
+	free(svm);
+	if (!svc || !body || add_obj(r, strdup(svc), body, false) < 0)
+		goto out;
+	body = NULL;
+	if ((ret = add_elem(r, v6 ? NM_SVC6 : NM_SVC4, cip_key(pf), fmt("goto %s", svc), true)) < 0)
+		goto out;
+	if (pf->node_port) {
+		uint64_t he = fnv(fnv(FNV_INIT, "ext"), svc);
+		char *ext = fmt("ext-%016llx-%s", (unsigned long long)he, pf->id);
+		/* NodePort traffic is masqueraded, as kube-proxy does by default:
+		 * the endpoint may be on another node, and its reply must come back
+		 * through this one. */
+		ret = add_obj(r, ext ? strdup(ext) : NULL,
+			      fmt("jump mark-for-masquerade\ngoto %s", svc), false);
+		if (ret == 0)
+			ret = add_elem(r, v6 ? NM_NP6 : NM_NP4,
+				       fmt("%u . %u", sp->proto, sp->node_port),
+				       ext ? fmt("goto %s", ext) : NULL, true);
+		free(ext);
+	}
+out:
+	for (size_t i = 0; seps && i < n; i++) {
+		free(seps[i]);
+		free(affs[i]);
+	}
+	free(eps);
+	free(seps);
+	free(affs);
+	free(svc);
+	free(body);
+	return ret;
+}
+
+static bool forwarded(const struct model_service *s)
+{
+	return s->type != SVC_EXTERNAL_NAME && !s->headless && s->n_cluster_ips > 0;
+}
+
+int nft_render(const struct view_service *vs, const struct nftdp_config *cfg, struct nft_rec *out)
+{
+	const struct model_service *s = vs->svc;
+	(void)cfg;
+	memset(out, 0, sizeof(*out));
+	out->svc = fmt("%s/%s", s->ns, s->name);
+	if (!out->svc)
+		return -ENOMEM;
+	if (!forwarded(s))
+		return 0;
+	int ret = 0;
+	for (size_t c = 0; c < s->n_cluster_ips && ret == 0; c++) {
+		char a[64];
+		net_addr_format(&s->cluster_ips[c], a, sizeof(a));
+		bool v6 = s->cluster_ips[c].family == AF_INET6;
+		ret = add_elem(out, v6 ? NM_CIP6 : NM_CIP4, strdup(a), NULL, false);
+		for (size_t k = 0; k < s->n_ports && ret == 0; k++) {
+			const struct model_svc_port *sp = &s->ports[k];
+			struct port_fam pf = {.vs = vs, .idx = k, .cip = &s->cluster_ips[c]};
+			snprintf(pf.id, sizeof(pf.id), "%.80s/%.100s/%s/%u%s", s->ns, s->name,
+				 proto_kw(sp->proto), sp->port, v6 ? "/v6" : "");
+			if (s->affinity_client_ip)
+				pf.affinity_s = s->affinity_timeout ? s->affinity_timeout : 1;
+			pf.node_port = (s->type == SVC_NODE_PORT || s->type == SVC_LOAD_BALANCER) &&
+				       sp->node_port;
+			ret = render_port_fam(out, &pf);
+		}
+	}
+	if (ret < 0)
+		nft_rec_clear(out);
+	return ret;
+}
