@@ -282,6 +282,26 @@ static void upstream_packet_metrics(struct metrics_out *o, struct upstream_set *
 			       set->ups[i].text, NULL);
 }
 
+/* Each TLS upstream's handshakes by outcome; nothing without TLS upstreams. */
+static void upstream_tls_metrics(struct metrics_out *o, struct upstream_set *set,
+				 const struct upstream_stats *us)
+{
+	if (!set->tls)
+		return;
+	const char *name = "svcdns_forward_tls_handshakes_total";
+	metrics_family(o, name, "counter",
+		       "TLS handshakes with each TLS upstream, by outcome: ok, resumed (an earlier "
+		       "session taken up), verify_failed, error.");
+	for (size_t i = 0; i < set->n; i++) {
+		if (!set->ups[i].tls)
+			continue;
+		for (int k = 0; k < UPSTREAM_TLS_OUTCOMES; k++)
+			metrics_sample(o, name, (double)us[i].tls_handshakes[k], "to",
+				       set->ups[i].text, "outcome", upstream_tls_outcome_names[k],
+				       NULL);
+	}
+}
+
 static void upstream_metrics(struct metrics_out *o, struct upstream_set *set, bool compat)
 {
 	size_t n = set->n;
@@ -294,10 +314,12 @@ static void upstream_metrics(struct metrics_out *o, struct upstream_set *set, bo
 		const char *name, *help;
 		size_t off;
 	} per[] = {
-	    {"svcdns_forward_requests_total", "Queries sent to each upstream (UDP and TCP).",
+	    {"svcdns_forward_requests_total", "Queries sent to each upstream (UDP, TCP and TLS).",
 	     offsetof(struct upstream_stats, requests)},
 	    {"svcdns_forward_tcp_requests_total", "Queries sent to each upstream over TCP.",
 	     offsetof(struct upstream_stats, tcp_requests)},
+	    {"svcdns_forward_tls_requests_total", "Queries sent to each upstream over TLS.",
+	     offsetof(struct upstream_stats, tls_requests)},
 	    {"svcdns_forward_timeouts_total", "Upstream queries that got no answer in time.",
 	     offsetof(struct upstream_stats, timeouts)},
 	    {"svcdns_forward_network_errors_total", "Upstream queries refused, unreachable or cut.",
@@ -318,6 +340,7 @@ static void upstream_metrics(struct metrics_out *o, struct upstream_set *set, bo
 			    set->ups[i].text, NULL);
 	}
 	upstream_packet_metrics(o, set, us);
+	upstream_tls_metrics(o, set, us);
 	metrics_family(o, "svcdns_forward_upstream_healthy", "gauge",
 		       "1 when the upstream is used, 0 while it is down or looped back.");
 	for (size_t i = 0; i < n; i++)

@@ -72,8 +72,7 @@ struct tls_up {
 	SSL_SESSION *session; /* for resumption; NULL: none yet */
 	uint64_t retry_at;    /* loop time before which no new connection is made */
 	unsigned backoff_ms;
-	bool logged;	    /* the current run of failures was logged */
-	bool verify_logged; /* and a verification failure in it */
+	bool logged; /* the current run of failures was logged */
 };
 
 struct fwd_tls {
@@ -298,6 +297,9 @@ static void on_tlsconn_timer(uv_timer_t *h)
 	struct tlsconn *tc = h->data;
 	if (tc->state != TLS_READY) {
 		const struct upstream *u = &tc->pool->ups->ups[tc->up];
+		if (tc->state == TLS_HANDSHAKE)
+			upstream_count_tls(tc->pool->ups, tc->up, tc->pool->slot,
+					   UPSTREAM_TLS_ERROR);
 		if (tls_up_log_once(tc))
 			log_warn("upstream %s: no TLS connection within %u ms", u->text,
 				 tc->pool->ups->timeout_ms);
@@ -406,16 +408,19 @@ static bool tlsconn_read_plain(struct tlsconn *tc)
 	}
 }
 
+/* Counts a failed handshake and logs it: a verification failure once per run
+ * of them across every loop (the upstream's shared flag), anything else once
+ * per run on this loop. */
 static void log_handshake_failure(struct tlsconn *tc)
 {
-	const struct upstream *u = &tc->pool->ups->ups[tc->up];
+	struct upstream *u = &tc->pool->ups->ups[tc->up];
 	long v = SSL_get_verify_result(tc->ssl);
 	unsigned long e = ERR_peek_last_error();
 	bool first = tls_up_log_once(tc);
-	struct tls_up *s = &tc->pool->state[tc->up];
-	if (v != X509_V_OK && !s->verify_logged) {
+	upstream_count_tls(tc->pool->ups, tc->up, tc->pool->slot,
+			   v != X509_V_OK ? UPSTREAM_TLS_VERIFY_FAILED : UPSTREAM_TLS_ERROR);
+	if (v != X509_V_OK && !atomic_exchange(&u->tls_verify_logged, true)) {
 		/* An error: either an attack or a misconfiguration. */
-		s->verify_logged = true;
 		log_error("upstream %s: TLS certificate verification failed: %s (expected name "
 			  "%s); not used, and never asked in plaintext",
 			  u->text, X509_verify_cert_error_string(v),
@@ -446,12 +451,18 @@ static bool tlsconn_handshake(struct tlsconn *tc)
 		return false;
 	}
 	struct tls_up *s = &tc->pool->state[tc->up];
-	const struct upstream *u = &tc->pool->ups->ups[tc->up];
+	struct upstream *u = &tc->pool->ups->ups[tc->up];
+	bool resumed = SSL_session_reused(tc->ssl);
+	upstream_count_tls(tc->pool->ups, tc->up, tc->pool->slot,
+			   resumed ? UPSTREAM_TLS_RESUMED : UPSTREAM_TLS_OK);
 	if (s->logged)
 		log_info("upstream %s: TLS connection established again", u->text);
 	log_debug("upstream %s: tls connection up (%s%s)", u->text, SSL_get_version(tc->ssl),
-		  SSL_session_reused(tc->ssl) ? ", session resumed" : "");
-	s->logged = s->verify_logged = false;
+		  resumed ? ", session resumed" : "");
+	s->logged = false;
+	/* Only a write when it changes: the flag's line stays shared. */
+	if (atomic_load_explicit(&u->tls_verify_logged, memory_order_relaxed))
+		atomic_store(&u->tls_verify_logged, false);
 	s->backoff_ms = 0;
 	s->retry_at = 0;
 	tc->state = TLS_READY;

@@ -17,9 +17,13 @@
 const unsigned upstream_dur_bounds_ms[UPSTREAM_DUR_BUCKETS] = {1,   2,	 5,   10,   25,	  50,
 							       100, 250, 500, 1000, 2500, 5000};
 
+const char *const upstream_tls_outcome_names[UPSTREAM_TLS_OUTCOMES] = {"ok", "resumed",
+								       "verify_failed", "error"};
+
 struct upstream_slot {
-	_Alignas(64) atomic_uint_fast64_t requests, tcp_requests, timeouts, net_errors, dropped,
-	    health_failures, dur_us_sum;
+	_Alignas(64) atomic_uint_fast64_t requests, tcp_requests, tls_requests, timeouts,
+	    net_errors, dropped, health_failures, dur_us_sum;
+	atomic_uint_fast64_t tls_handshakes[UPSTREAM_TLS_OUTCOMES];
 	atomic_uint_fast64_t rcodes[16];
 	atomic_uint_fast64_t dur_buckets[UPSTREAM_DUR_BUCKETS + 1];
 };
@@ -178,7 +182,9 @@ void upstream_report(struct upstream_set *s, size_t idx, unsigned thread, enum u
 	struct upstream *u = &s->ups[idx];
 	struct upstream_slot *sl = slot_of(s, idx, thread);
 	stat_inc(&sl->requests, 1);
-	if (tcp)
+	if (u->tls)
+		stat_inc(&sl->tls_requests, 1);
+	else if (tcp)
 		stat_inc(&sl->tcp_requests, 1);
 	if (o == UPSTREAM_ANSWER) {
 		stat_inc(&sl->rcodes[rcode & 15], 1);
@@ -208,6 +214,12 @@ void upstream_report(struct upstream_set *s, size_t idx, unsigned thread, enum u
 void upstream_count_dropped(struct upstream_set *s, size_t idx, unsigned thread)
 {
 	stat_inc(&slot_of(s, idx, thread)->dropped, 1);
+}
+
+void upstream_count_tls(struct upstream_set *s, size_t idx, unsigned thread,
+			enum upstream_tls_outcome o)
+{
+	stat_inc(&slot_of(s, idx, thread)->tls_handshakes[o], 1);
 }
 
 void upstream_probe_result(struct upstream_set *s, size_t idx, bool answered)
@@ -255,6 +267,9 @@ void upstream_stats_get(const struct upstream_set *s, size_t idx, struct upstrea
 #define SUM(f) out->f += atomic_load_explicit(&sl->f, memory_order_relaxed)
 		SUM(requests);
 		SUM(tcp_requests);
+		SUM(tls_requests);
+		for (int o = 0; o < UPSTREAM_TLS_OUTCOMES; o++)
+			SUM(tls_handshakes[o]);
 		SUM(timeouts);
 		SUM(net_errors);
 		SUM(dropped);

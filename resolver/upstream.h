@@ -36,10 +36,23 @@ enum upstream_policy { UPSTREAM_SEQUENTIAL = 0, UPSTREAM_ROUND_ROBIN, UPSTREAM_R
 #define UPSTREAM_DUR_BUCKETS 12
 extern const unsigned upstream_dur_bounds_ms[UPSTREAM_DUR_BUCKETS];
 
+/* How a TLS connection's handshake ended; ok and resumed are both successes,
+ * resumed the ones that took up an earlier session. */
+enum upstream_tls_outcome {
+	UPSTREAM_TLS_OK = 0,
+	UPSTREAM_TLS_RESUMED,
+	UPSTREAM_TLS_VERIFY_FAILED,
+	UPSTREAM_TLS_ERROR,
+	UPSTREAM_TLS_OUTCOMES
+};
+extern const char *const upstream_tls_outcome_names[UPSTREAM_TLS_OUTCOMES];
+
 struct upstream_stats {
-	uint64_t requests;     /* attempts sent (UDP and TCP) */
-	uint64_t tcp_requests; /* of which over TCP */
-	uint64_t rcodes[16];   /* answers by rcode */
+	uint64_t requests;				/* attempts sent (UDP, TCP and TLS) */
+	uint64_t tcp_requests;				/* of which over TCP */
+	uint64_t tls_requests;				/* of which over TLS */
+	uint64_t tls_handshakes[UPSTREAM_TLS_OUTCOMES]; /* by enum upstream_tls_outcome */
+	uint64_t rcodes[16];				/* answers by rcode */
 	uint64_t timeouts;
 	uint64_t net_errors;	  /* refused, unreachable, connection lost */
 	uint64_t dropped;	  /* answers dropped: wrong ID, question or source */
@@ -63,6 +76,9 @@ struct upstream {
 	uint16_t probe_len;
 	bool tls;		      /* reached over TLS only, never in plaintext */
 	char tls_name[DNS_NAME_TEXT]; /* its certificate's name; "": its address */
+	/* The current run of verification failures was logged, by whichever
+	 * worker saw it first; the next successful handshake clears it. */
+	atomic_bool tls_verify_logged;
 	struct upstream_slot *slots;
 };
 
@@ -120,12 +136,17 @@ enum upstream_outcome {
 	UPSTREAM_NET_ERROR,
 };
 
-/* A worker's report of one attempt (thread = its counter slot). Marks the
+/* A worker's report of one attempt (thread = its counter slot), counted under
+ * the transport it really went over: TLS for an upstream marked tls, else TCP
+ * when `tcp`, else UDP. Marks the
  * server down after UPSTREAM_MAX_FAILS failures in a row, and logs when a
  * whole group is down. */
 void upstream_report(struct upstream_set *s, size_t idx, unsigned thread, enum upstream_outcome o,
 		     uint8_t rcode, uint64_t dur_us, bool tcp);
 void upstream_count_dropped(struct upstream_set *s, size_t idx, unsigned thread);
+/* A worker's count of one TLS handshake's end, in its own slot. */
+void upstream_count_tls(struct upstream_set *s, size_t idx, unsigned thread,
+			enum upstream_tls_outcome o);
 
 /* The control thread's probe of a down server: an answer puts it back in use
  * (and logs so), none counts as a failed health check. */

@@ -284,10 +284,28 @@ def many_queries(port, names):
     return got
 
 
+def http_args():
+    return ["--http", "127.0.0.1:%d" % t.free_port()]
+
+
+def upstream_counts(fwd, to):
+    """The forward counters of upstream `to`: requests by transport (udp is
+    what neither tcp nor tls counted) and TLS handshakes by outcome."""
+    m = t.scrape(fwd.http_port())
+    out = {}
+    for k in ("requests", "tcp_requests", "tls_requests"):
+        out[k] = int(t.metric(m, "svcdns_forward_%s_total" % k, to=to) or 0)
+    out["udp_requests"] = out["requests"] - out["tcp_requests"] - out["tls_requests"]
+    for o in ("ok", "resumed", "verify_failed", "error"):
+        v = t.metric(m, "svcdns_forward_tls_handshakes_total", to=to, outcome=o)
+        out[o] = None if v is None else int(v)
+    return out
+
+
 def answers_over_tls(tally, d, ub):
     relay = Relay(ub.port)
     up = "tls://127.0.0.1:%d#%s" % (relay.port, NAME)
-    fwd = fu.forwarder([up], args=["--upstream-ca", os.path.join(d, "ca.pem")])
+    fwd = fu.forwarder([up], args=["--upstream-ca", os.path.join(d, "ca.pem")] + http_args())
     try:
         m = ask(fwd.port, "www." + NAME)
         tally.check(a_records(m) == ["192.0.2.53"], "an answer over TLS", str(m))
@@ -308,6 +326,12 @@ def answers_over_tls(tally, d, ub):
                     plaintext_problems(relay, ["www." + NAME] + names))
         tally.check(re.search(r"upstream tls://\S+: query n5\.many\.dot\.test\.? type 1",
                               fwd.stderr_text()) is not None, "the log names the TLS upstream")
+        c = upstream_counts(fwd, up)
+        tally.check(c["tls_requests"] >= 61 and c["udp_requests"] == 0 and
+                    c["tcp_requests"] == 0,
+                    "the queries are counted under tls, none under udp or tcp", str(c))
+        tally.check((c["ok"] or 0) >= 1 and c["verify_failed"] == 0 and c["error"] == 0,
+                    "the handshakes are counted as ok", str(c))
     finally:
         tally.server_stopped(fwd)
         relay.close()
@@ -330,7 +354,8 @@ def verification_fails(tally, d, ub):
     relay = Relay(ub.port)
     wrong = "tls://127.0.0.1:%d#wrong.example" % relay.port
     right = "tls://127.0.0.1:%d#%s" % (relay.port, NAME)
-    fwd = fu.forwarder([wrong, right], args=["--upstream-ca", os.path.join(d, "ca.pem")])
+    fwd = fu.forwarder([wrong, right],
+                       args=["--upstream-ca", os.path.join(d, "ca.pem")] + http_args())
     try:
         m = ask(fwd.port, "www." + NAME)
         tally.check(a_records(m) == ["192.0.2.53"],
@@ -339,6 +364,21 @@ def verification_fails(tally, d, ub):
         tally.check(re.search(r"upstream tls://127\.0\.0\.1:\d+#wrong\.example: TLS certificate "
                               r"verification failed: .*expected name wrong\.example", log)
                     is not None, "the verification failure is logged", fwd.stderr_tail())
+        # Two loops fail to verify it: the control thread's loop check and
+        # the worker's query. One log line for the run, not one per loop.
+        c, _ = t.poll(lambda: (lambda c: c if (c["verify_failed"] or 0) >= 2 else None)(
+            upstream_counts(fwd, wrong)), timeout=10, interval=0.1)
+        ok = c is not None
+        c = c or upstream_counts(fwd, wrong)
+        tally.check(ok and c["ok"] == 0 and c["udp_requests"] == 0,
+                    "verify_failed counted on both loops for the wrong name, no ok", str(c))
+        n = fwd.stderr_text().count("#wrong.example: TLS certificate verification failed")
+        tally.check(n == 1, "the run of verification failures is logged once across threads",
+                    "%d log lines\n%s" % (n, fwd.stderr_tail()))
+        c = upstream_counts(fwd, right)
+        tally.check((c["ok"] or 0) >= 1 and c["verify_failed"] == 0 and c["tls_requests"] >= 1
+                    and c["udp_requests"] == 0, "the right name: handshakes ok, requests tls",
+                    str(c))
         tally.diffs("nothing sent in plaintext after the failure",
                     plaintext_problems(relay, ["www." + NAME]))
     finally:
@@ -372,8 +412,8 @@ def resumption(tally, d):
     with open(os.path.join(d, "ticket.key"), "wb") as f:
         f.write(os.urandom(80))
     ub = Unbound(d, '  tcp-idle-timeout: 1000\n  tls-session-ticket-keys: "%s/ticket.key"\n' % d)
-    fwd = fu.forwarder(["tls://127.0.0.1:%d#%s" % (ub.port, NAME)],
-                       args=["--upstream-ca", os.path.join(d, "ca.pem")])
+    up = "tls://127.0.0.1:%d#%s" % (ub.port, NAME)
+    fwd = fu.forwarder([up], args=["--upstream-ca", os.path.join(d, "ca.pem")] + http_args())
     try:
         m = ask(fwd.port, "r1.many." + NAME)
         tally.check(a_records(m) == ["192.0.2.54"], "an answer before the server closes", str(m))
@@ -390,6 +430,9 @@ def resumption(tally, d):
                     "the new connection resumed the TLS session",
                     "num.query.tls.resume=%s\n%s" % (ub.stats().get("num.query.tls.resume"),
                                                       fwd.stderr_tail()))
+        c = upstream_counts(fwd, up)
+        tally.check((c["resumed"] or 0) >= 1 and (c["ok"] or 0) >= 1,
+                    "the handshakes are counted as ok, then resumed", str(c))
     finally:
         tally.server_stopped(fwd)
         ub.stop()
