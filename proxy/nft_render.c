@@ -223,12 +223,48 @@ static char *endpoint_map(char **seps, size_t n)
 	return b;
 }
 
+static char *addr_key(const struct net_addr *addr, const struct model_svc_port *sp)
+{
+	char a[64];
+	net_addr_format(addr, a, sizeof(a));
+	return fmt("%s . %u . %u", a, sp->proto, sp->port);
+}
+
 static char *cip_key(const struct port_fam *pf)
 {
-	const struct model_svc_port *sp = &pf->vs->svc->ports[pf->idx];
-	char a[64];
-	net_addr_format(pf->cip, a, sizeof(a));
-	return fmt("%s . %u . %u", a, sp->proto, sp->port);
+	return addr_key(pf->cip, &pf->vs->svc->ports[pf->idx]);
+}
+
+static bool has_ext_ips(const struct port_fam *pf)
+{
+	for (size_t i = 0; i < pf->vs->svc->n_ext_ips; i++)
+		if (pf->vs->svc->ext_ips[i].family == pf->cip->family)
+			return true;
+	return false;
+}
+
+/* The chain traffic from outside takes (NodePort, externalIPs, LoadBalancer
+ * ingress) and the map elements that lead there. It is masqueraded, as
+ * kube-proxy does by default: the endpoint may be on another node, and its
+ * reply must come back through this one. */
+static int render_external(struct nft_rec *r, const struct port_fam *pf, const char *svc)
+{
+	const struct model_service *s = pf->vs->svc;
+	const struct model_svc_port *sp = &s->ports[pf->idx];
+	bool v6 = pf->cip->family == AF_INET6;
+	uint64_t he = fnv(fnv(FNV_INIT, "ext"), svc);
+	char *ext = fmt("ext-%016llx-%s", (unsigned long long)he, pf->id);
+	int ret = add_obj(r, ext ? strdup(ext) : NULL,
+			  fmt("jump mark-for-masquerade\ngoto %s", svc), false);
+	if (ret == 0 && pf->node_port)
+		ret = add_elem(r, v6 ? NM_NP6 : NM_NP4, fmt("%u . %u", sp->proto, sp->node_port),
+			       ext ? fmt("goto %s", ext) : NULL, true);
+	for (size_t i = 0; i < s->n_ext_ips && ret == 0; i++)
+		if (s->ext_ips[i].family == pf->cip->family)
+			ret = add_elem(r, v6 ? NM_SVC6 : NM_SVC4, addr_key(&s->ext_ips[i], sp),
+				       ext ? fmt("goto %s", ext) : NULL, true);
+	free(ext);
+	return ret;
 }
 
 static int render_no_endpoints(struct nft_rec *r, const struct port_fam *pf)
@@ -237,6 +273,11 @@ static int render_no_endpoints(struct nft_rec *r, const struct port_fam *pf)
 	bool v6 = pf->cip->family == AF_INET6;
 	int ret =
 	    add_elem(r, v6 ? NM_NOEP6 : NM_NOEP4, cip_key(pf), strdup("goto reject-chain"), true);
+	for (size_t i = 0; i < pf->vs->svc->n_ext_ips && ret == 0; i++)
+		if (pf->vs->svc->ext_ips[i].family == pf->cip->family)
+			ret = add_elem(r, v6 ? NM_NOEP6 : NM_NOEP4,
+				       addr_key(&pf->vs->svc->ext_ips[i], sp),
+				       strdup("goto reject-chain"), true);
 	if (ret == 0 && pf->node_port)
 		ret = add_elem(r, NM_NPNOEP, fmt("%u . %u", sp->proto, sp->node_port),
 			       strdup("goto reject-chain"), true);
@@ -245,7 +286,6 @@ static int render_no_endpoints(struct nft_rec *r, const struct port_fam *pf)
 
 static int render_port_fam(struct nft_rec *r, struct port_fam *pf)
 {
-	const struct model_svc_port *sp = &pf->vs->svc->ports[pf->idx];
 	bool v6 = pf->cip->family == AF_INET6;
 	const struct view_endpoint **eps = calloc(pf->vs->n_eps + 1, sizeof(*eps));
 	char **seps = calloc(pf->vs->n_eps + 1, sizeof(*seps));
@@ -280,20 +320,8 @@ static int render_port_fam(struct nft_rec *r, struct port_fam *pf)
 	body = NULL;
 	if ((ret = add_elem(r, v6 ? NM_SVC6 : NM_SVC4, cip_key(pf), fmt("goto %s", svc), true)) < 0)
 		goto out;
-	if (pf->node_port) {
-		uint64_t he = fnv(fnv(FNV_INIT, "ext"), svc);
-		char *ext = fmt("ext-%016llx-%s", (unsigned long long)he, pf->id);
-		/* NodePort traffic is masqueraded, as kube-proxy does by default:
-		 * the endpoint may be on another node, and its reply must come back
-		 * through this one. */
-		ret = add_obj(r, ext ? strdup(ext) : NULL,
-			      fmt("jump mark-for-masquerade\ngoto %s", svc), false);
-		if (ret == 0)
-			ret = add_elem(r, v6 ? NM_NP6 : NM_NP4,
-				       fmt("%u . %u", sp->proto, sp->node_port),
-				       ext ? fmt("goto %s", ext) : NULL, true);
-		free(ext);
-	}
+	if (pf->node_port || has_ext_ips(pf))
+		ret = render_external(r, pf, svc);
 out:
 	for (size_t i = 0; seps && i < n; i++) {
 		free(seps[i]);
