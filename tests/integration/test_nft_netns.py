@@ -32,6 +32,9 @@ CIP_WEB, CIP_EMPTY, CIP_SOLO, CIP_UNUSED = "10.96.77.10", "10.96.77.11", "10.96.
 CIP_STICKY, CIP_DRAINING, CIP_LB = "10.96.77.13", "10.96.77.14", "10.96.77.15"
 # Outside every subnet here: the client routes them to the node.
 EXT_IP, LB_IP, NOT_LB_IP = "10.0.9.10", "10.0.9.11", "10.0.9.12"
+# Traffic policies Local: EP1 is on this node (NODE_NAME), EP2 on another.
+CIP_LOCAL, CIP_REMOTE, EXT_LOCAL, EXT_REMOTE = "10.96.77.16", "10.96.77.17", "10.0.9.13", "10.0.9.14"
+NODE_NAME = "node-a"
 EP1, EP2 = "10.0.2.2", "10.0.2.3"
 NODE_IN, NODE_OUT, CLIENT = "10.0.1.1", "10.0.2.1", "10.0.1.2"
 DNS_LOCAL = "169.254.20.10"
@@ -115,8 +118,11 @@ def nft(*args):
     return nsrun("node", "nft", *args)
 
 
-def service(name, cip, ports, typ="ClusterIP", affinity=None, ext=None, ingress=None):
+def service(name, cip, ports, typ="ClusterIP", affinity=None, ext=None, ingress=None,
+            local=False):
     spec = {"type": typ, "clusterIP": cip, "ports": ports}
+    if local:
+        spec["externalTrafficPolicy"] = spec["internalTrafficPolicy"] = "Local"
     if affinity:
         spec["sessionAffinity"] = "ClientIP"
         spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": affinity}}
@@ -130,14 +136,16 @@ def service(name, cip, ports, typ="ClusterIP", affinity=None, ext=None, ingress=
 
 
 def eslice(svc, eps, ports):
-    """eps: (address, ready, serving, terminating) tuples."""
+    """eps: (address, ready, serving, terminating[, nodeName]) tuples."""
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": svc + "-1", "namespace": "default",
                          "labels": {"kubernetes.io/service-name": svc}},
             "addressType": "IPv4", "ports": ports,
-            "endpoints": [{"addresses": [a],
-                           "conditions": {"ready": r, "serving": s, "terminating": term}}
-                          for a, r, s, term in eps]}
+            "endpoints": [dict({"addresses": [e[0]],
+                                "conditions": {"ready": e[1], "serving": e[2],
+                                               "terminating": e[3]}},
+                               **({"nodeName": e[4]} if len(e) > 4 else {}))
+                          for e in eps]}
 
 
 WEB_PORTS = [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080},
@@ -159,6 +167,14 @@ def write_manifests(d, web_eps, solo_eps=((EP1, True, True, False),), solo_affin
                      "LoadBalancer", ext=[EXT_IP], ingress=[LB_IP]),
              eslice("lb", [(EP1, True, True, False), (EP2, True, True, False)],
                     SOLO_SLICE_PORTS),
+             service("local", CIP_LOCAL, [{"name": "http", "port": 80, "targetPort": 8080,
+                                           "nodePort": 30082}],
+                     "NodePort", ext=[EXT_LOCAL], local=True),
+             eslice("local", [(EP1, True, True, False, NODE_NAME),
+                              (EP2, True, True, False, "node-b")], SOLO_SLICE_PORTS),
+             service("remote", CIP_REMOTE, SOLO_PORTS, ext=[EXT_REMOTE], local=True),
+             eslice("remote", [(EP1, True, True, False, "node-b"),
+                               (EP2, True, True, False, "node-b")], SOLO_SLICE_PORTS),
              eslice("solo", solo_eps, SOLO_SLICE_PORTS),
              service("sticky", CIP_STICKY, SOLO_PORTS, affinity=60),
              eslice("sticky", [(EP1, True, True, False), (EP2, True, True, False)],
@@ -221,7 +237,8 @@ def body(tally):
             tally.fail("backend", "the backend servers did not start")
             return
         http = "127.0.0.1:%d" % t.free_port()
-        args = ["--proxy=nftables", "--listen", DNS_LOCAL + ":53", "--http", http]
+        args = ["--proxy=nftables", "--listen", DNS_LOCAL + ":53", "--http", http,
+                "--node-name", NODE_NAME]
         srv = NodeServer(d, args=args).start()
         first = chain_handles()
         tally.check(len(first) >= 6, "the table holds Service, endpoint and NodePort chains",
@@ -265,6 +282,21 @@ def body(tally):
             return ""
         tally.run("externalIPs and a LoadBalancer's ingress IP forwarded, masqueraded; an "
                   "ingress IP on a ClusterIP Service is not", external)
+
+        def local_policies():
+            specs = (["tcp:%s:80" % EXT_LOCAL] * 10 + ["tcp:%s:30082" % NODE_IN] * 10
+                     + ["tcp:%s:80" % CIP_LOCAL] * 10)
+            out = exchanges("client", *specs)
+            if out != ["%s %s" % (EP1, CLIENT)] * 30:
+                return ("Local policies: externalIP, NodePort and ClusterIP should reach only "
+                        "%s (this node's) with the client's address, got %s"
+                        % (EP1, sorted(set(out))))
+            out = exchanges("client", "tcp:%s:80" % CIP_REMOTE, "tcp:%s:80" % EXT_REMOTE)
+            if out != ["error: TimeoutError"] * 2:
+                return "a Service with no endpoint on this node: want drops, got %s" % out
+            return ""
+        tally.run("externalTrafficPolicy and internalTrafficPolicy Local: only this node's "
+                  "endpoint, no masquerade; none on this node: dropped", local_policies)
 
         def reject_and_drop():
             out = exchanges("client", "tcp:%s:80" % CIP_EMPTY, "tcp:%s:80" % CIP_UNUSED)
