@@ -4,6 +4,7 @@
 #include "daemon/nft_wiring.h"
 
 #include <string.h>
+#include <unistd.h>
 #include <netinet/in.h>
 
 #include "common/log.h"
@@ -99,6 +100,10 @@ void nft_wiring_start(const struct svcdns_options *o, struct pipeline *p, struct
 	cfg.n_dns_addrs = dns_listeners(o, addrs, ports);
 	cfg.dns_addrs = addrs;
 	cfg.dns_ports = ports;
+	static char host[256];
+	cfg.node_name = o->node_name;
+	if (!cfg.node_name && gethostname(host, sizeof(host) - 1) == 0)
+		cfg.node_name = host;
 	*out = NULL;
 	if (nftdp_start(&cfg, out) < 0) {
 		log_error("proxy: cannot start the nftables datapath; serving DNS only");

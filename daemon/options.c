@@ -728,6 +728,13 @@ const struct opt_def options_table[] = {
      .def = "0.0.0.0",
      .off = F(pcfg.node_addr),
      .help = "where NodePorts listen"},
+    {.name = "node-name",
+     .arg = "NAME",
+     .kind = OPT_STRING,
+     .off = F(node_name),
+     .help = "this node's name, compared with endpoints' nodeName for the nftables "
+	     "datapath's externalTrafficPolicy and internalTrafficPolicy Local (default: the "
+	     "host name; kube-proxy --hostname-override)"},
     {.name = "udp-timeout",
      .arg = "DURATION",
      MS(SEC, 1000000 * SEC),

@@ -64,7 +64,8 @@ struct svcdns_options {
 	size_t n_zone_files;
 	struct net_cidr service_cidr, pod_cidr;
 	unsigned node_port_min, node_port_max;
-	unsigned threads; /* 0: one per core */
+	const char *node_name; /* --node-name, or NULL: the host name */
+	unsigned threads;      /* 0: one per core */
 	unsigned tcp_max_conns, tcp_idle_timeout_ms;
 	struct limits_options limits;
 	/* Forwarding (zone and cluster_cidrs are filled by daemon.c). */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char SELECTOR_WHY[] = "a Service selects one group of Pods (plain key=value pairs)";
 
@@ -200,6 +201,80 @@ static int svc_ports(struct dctx *c, const json_t *spec, struct model_service *s
  * Service as ready, in every record (addresses, hostnames, SRV, PTR). Its value
  * is read as Go's strconv.ParseBool reads it, as kube-dns did; anything else
  * (or none) means no. */
+static int add_ext_ip(struct dctx *c, const json_t *v, const char *path, struct model_service *s)
+{
+	const char *text;
+	struct net_addr a;
+	int rc;
+	if ((rc = mf_get_str(c, v, path, &text)) < 0)
+		return rc;
+	if (!text || !*text)
+		return mf_bad(c, "%s: must be an IP address", path);
+	if ((rc = mf_parse_ip(c, text, path, &a)) < 0)
+		return rc;
+	for (size_t i = 0; i < s->n_ext_ips; i++)
+		if (net_addr_cmp(&s->ext_ips[i], &a) == 0)
+			return 0;
+	if (s->n_ext_ips < MODEL_EXT_IPS_MAX)
+		s->ext_ips[s->n_ext_ips++] = a;
+	return 0;
+}
+
+/* spec.externalIPs, and the ingress IPs of a LoadBalancer (an ingress entry
+ * with only a hostname has none; a status on another type is not used). */
+static int svc_ext_ips(struct dctx *c, const json_t *obj, const json_t *spec,
+		       struct model_service *s)
+{
+	json_t *arr, *status, *lb, *ing;
+	char path[80];
+	int rc;
+	if ((rc = mf_get_arr(c, json_object_get(spec, "externalIPs"), "spec.externalIPs", 1024,
+			     &arr)) < 0)
+		return rc;
+	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
+		mf_path_index(path, sizeof(path), "spec.externalIPs", i);
+		if ((rc = add_ext_ip(c, json_array_get(arr, i), path, s)) < 0)
+			return rc;
+	}
+	if (s->type != SVC_LOAD_BALANCER)
+		return 0;
+	if ((rc = mf_get_obj(c, json_object_get(obj, "status"), "status", &status)) < 0 || !status)
+		return rc;
+	if ((rc = mf_get_obj(c, json_object_get(status, "loadBalancer"), "status.loadBalancer",
+			     &lb)) < 0 ||
+	    !lb)
+		return rc;
+	if ((rc = mf_get_arr(c, json_object_get(lb, "ingress"), "status.loadBalancer.ingress", 1024,
+			     &ing)) < 0)
+		return rc;
+	for (size_t i = 0; ing && i < json_array_size(ing); i++) {
+		json_t *e = json_array_get(ing, i);
+		mf_path_index(path, sizeof(path), "status.loadBalancer.ingress", i);
+		if (!json_is_object(e))
+			return mf_bad(c, "%s: must be an object", path);
+		if (mf_absent(json_object_get(e, "ip")))
+			continue;
+		strncat(path, ".ip", sizeof(path) - strlen(path) - 1);
+		if ((rc = add_ext_ip(c, json_object_get(e, "ip"), path, s)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int svc_policy(struct dctx *c, const json_t *spec, const char *field, bool *local)
+{
+	const char *v;
+	char path[48];
+	int rc;
+	snprintf(path, sizeof(path), "spec.%s", field);
+	if ((rc = mf_get_str(c, json_object_get(spec, field), path, &v)) < 0)
+		return rc;
+	*local = v && strcmp(v, "Local") == 0;
+	if (v && *v && !*local && strcmp(v, "Cluster") != 0)
+		return mf_bad(c, "%s: must be Cluster or Local, got \"%.64s\"", path, v);
+	return 0;
+}
+
 static bool tolerates_unready(const json_t *obj)
 {
 	static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
@@ -275,7 +350,9 @@ int mf_decode_service(struct dctx *c, const json_t *obj, struct model_service **
 		}
 	}
 
-	if ((rc = svc_ports(c, spec, s)) < 0)
+	if ((rc = svc_ports(c, spec, s)) < 0 || (rc = svc_ext_ips(c, obj, spec, s)) < 0 ||
+	    (rc = svc_policy(c, spec, "externalTrafficPolicy", &s->ext_policy_local)) < 0 ||
+	    (rc = svc_policy(c, spec, "internalTrafficPolicy", &s->int_policy_local)) < 0)
 		goto fail;
 
 	json_t *sel = json_object_get(spec, "selector");

@@ -55,6 +55,8 @@ struct model_svc_port {
 	bool node_port_allocated; /* node_port came from the allocator, not the manifest */
 };
 
+#define MODEL_EXT_IPS_MAX 4
+
 struct model_service {
 	char *ns;
 	char *name;
@@ -77,6 +79,13 @@ struct model_service {
 	 * ClusterSetIP one has cluster_ips from spec.ips, a Headless one is
 	 * headless; ports from spec.ports; no selector, nothing allocated. */
 	bool imported;
+	/* spec.externalIPs, then status.loadBalancer.ingress[].ip of a
+	 * LoadBalancer: forwarded like the ClusterIP. Inline (copied with the
+	 * struct); addresses past MODEL_EXT_IPS_MAX are not kept. */
+	struct net_addr ext_ips[MODEL_EXT_IPS_MAX];
+	uint8_t n_ext_ips;
+	bool ext_policy_local; /* spec.externalTrafficPolicy == Local */
+	bool int_policy_local; /* spec.internalTrafficPolicy == Local */
 };
 
 struct model_slice_port {

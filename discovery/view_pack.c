@@ -170,8 +170,13 @@ bool view_svc_same(const struct model_service *a, const struct model_service *b)
 	    a->has_selector != b->has_selector || a->selector.n != b->selector.n ||
 	    a->publish_not_ready != b->publish_not_ready ||
 	    a->affinity_client_ip != b->affinity_client_ip ||
-	    a->affinity_timeout != b->affinity_timeout || a->imported != b->imported)
+	    a->affinity_timeout != b->affinity_timeout || a->imported != b->imported ||
+	    a->n_ext_ips != b->n_ext_ips || a->ext_policy_local != b->ext_policy_local ||
+	    a->int_policy_local != b->int_policy_local)
 		return false;
+	for (size_t i = 0; i < a->n_ext_ips; i++)
+		if (net_addr_cmp(&a->ext_ips[i], &b->ext_ips[i]) != 0)
+			return false;
 	for (size_t i = 0; i < a->n_cluster_ips && i < 2; i++)
 		if (net_addr_cmp(&a->cluster_ips[i], &b->cluster_ips[i]) != 0)
 			return false;

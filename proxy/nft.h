@@ -37,6 +37,9 @@ struct nftdp_config {
 	const struct net_addr *dns_addrs;
 	const uint16_t *dns_ports;
 	size_t n_dns_addrs;
+	/* This node's name: endpoints whose nodeName it is are local, for the
+	 * traffic policies Local. NULL: none is. Must outlive the datapath. */
+	const char *node_name;
 };
 
 struct nftdp;

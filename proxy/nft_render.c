@@ -124,11 +124,19 @@ struct port_fam {
 	char id[ID_MAX + 1]; /* ns/name/proto/port, "/v6" for IPv6 */
 	uint32_t affinity_s; /* 0: none */
 	bool node_port;
+	const char *node; /* this node's name, or NULL */
 };
 
-/* The endpoints the port forwards to: the ready ones of the family; when none
- * is ready, those still serving while terminating (as kube-proxy does). */
-static size_t pick_endpoints(const struct port_fam *pf, const struct view_endpoint **out)
+static bool on_this_node(const struct port_fam *pf, const struct view_endpoint *ep)
+{
+	return pf->node && ep->node_name && strcmp(ep->node_name, pf->node) == 0;
+}
+
+/* The endpoints the port forwards to (local: only those on this node): the
+ * ready ones of the family; when none is ready, those still serving while
+ * terminating (as kube-proxy does). */
+static size_t pick_endpoints(const struct port_fam *pf, bool local,
+			     const struct view_endpoint **out)
 {
 	const struct view_service *vs = pf->vs;
 	size_t n = 0;
@@ -136,7 +144,7 @@ static size_t pick_endpoints(const struct port_fam *pf, const struct view_endpoi
 		for (size_t e = 0; e < vs->n_eps; e++) {
 			const struct view_endpoint *ep = &vs->eps[e];
 			if (!ep->target_ports || !ep->target_ports[pf->idx] ||
-			    ep->addr.family != pf->cip->family)
+			    ep->addr.family != pf->cip->family || (local && !on_this_node(pf, ep)))
 				continue;
 			bool take =
 			    pass == 0 ? ep->ready : (!ep->ready && ep->serving && ep->terminating);
@@ -223,12 +231,61 @@ static char *endpoint_map(char **seps, size_t n)
 	return b;
 }
 
+static char *addr_key(const struct net_addr *addr, const struct model_svc_port *sp)
+{
+	char a[64];
+	net_addr_format(addr, a, sizeof(a));
+	return fmt("%s . %u . %u", a, sp->proto, sp->port);
+}
+
 static char *cip_key(const struct port_fam *pf)
 {
-	const struct model_svc_port *sp = &pf->vs->svc->ports[pf->idx];
-	char a[64];
-	net_addr_format(pf->cip, a, sizeof(a));
-	return fmt("%s . %u . %u", a, sp->proto, sp->port);
+	return addr_key(pf->cip, &pf->vs->svc->ports[pf->idx]);
+}
+
+static bool has_ext_ips(const struct port_fam *pf)
+{
+	for (size_t i = 0; i < pf->vs->svc->n_ext_ips; i++)
+		if (pf->vs->svc->ext_ips[i].family == pf->cip->family)
+			return true;
+	return false;
+}
+
+/* The chain traffic from outside takes (NodePort, externalIPs, LoadBalancer
+ * ingress) and the map elements that lead there. With the Cluster policy it
+ * is masqueraded, as kube-proxy does by default: the endpoint may be on
+ * another node, and its reply must come back through this one. With Local
+ * (lsvc: the chain over this node's endpoints, NULL when it has none) it
+ * keeps its source and stays on the node, or is dropped; the node's own
+ * traffic still goes to every endpoint, masqueraded. */
+static int render_external(struct nft_rec *r, const struct port_fam *pf, const char *svc,
+			   const char *lsvc)
+{
+	const struct model_service *s = pf->vs->svc;
+	const struct model_svc_port *sp = &s->ports[pf->idx];
+	bool v6 = pf->cip->family == AF_INET6;
+	char *body;
+	if (s->ext_policy_local) {
+		char last[256];
+		snprintf(last, sizeof(last), lsvc ? "goto %s" : "drop", lsvc);
+		body = fmt("fib saddr type local jump mark-for-masquerade\n"
+			   "fib saddr type local goto %s\n%s",
+			   svc, last);
+	} else {
+		body = fmt("jump mark-for-masquerade\ngoto %s", svc);
+	}
+	uint64_t he = fnv(fnv(FNV_INIT, "ext"), body ? body : "");
+	char *ext = fmt("ext-%016llx-%s", (unsigned long long)he, pf->id);
+	int ret = add_obj(r, ext ? strdup(ext) : NULL, body, false);
+	if (ret == 0 && pf->node_port)
+		ret = add_elem(r, v6 ? NM_NP6 : NM_NP4, fmt("%u . %u", sp->proto, sp->node_port),
+			       ext ? fmt("goto %s", ext) : NULL, true);
+	for (size_t i = 0; i < s->n_ext_ips && ret == 0; i++)
+		if (s->ext_ips[i].family == pf->cip->family)
+			ret = add_elem(r, v6 ? NM_SVC6 : NM_SVC4, addr_key(&s->ext_ips[i], sp),
+				       ext ? fmt("goto %s", ext) : NULL, true);
+	free(ext);
+	return ret;
 }
 
 static int render_no_endpoints(struct nft_rec *r, const struct port_fam *pf)
@@ -237,73 +294,93 @@ static int render_no_endpoints(struct nft_rec *r, const struct port_fam *pf)
 	bool v6 = pf->cip->family == AF_INET6;
 	int ret =
 	    add_elem(r, v6 ? NM_NOEP6 : NM_NOEP4, cip_key(pf), strdup("goto reject-chain"), true);
+	for (size_t i = 0; i < pf->vs->svc->n_ext_ips && ret == 0; i++)
+		if (pf->vs->svc->ext_ips[i].family == pf->cip->family)
+			ret = add_elem(r, v6 ? NM_NOEP6 : NM_NOEP4,
+				       addr_key(&pf->vs->svc->ext_ips[i], sp),
+				       strdup("goto reject-chain"), true);
 	if (ret == 0 && pf->node_port)
 		ret = add_elem(r, NM_NPNOEP, fmt("%u . %u", sp->proto, sp->node_port),
 			       strdup("goto reject-chain"), true);
 	return ret;
 }
 
-static int render_port_fam(struct nft_rec *r, struct port_fam *pf)
+/* The Service chain over eps[0..n) (n > 0) and its endpoint map; *svc gets
+ * the chain's name. */
+static int render_svc_chain(struct nft_rec *r, const struct port_fam *pf,
+			    const struct view_endpoint **eps, size_t n, char **svc)
 {
-	const struct model_svc_port *sp = &pf->vs->svc->ports[pf->idx];
-	bool v6 = pf->cip->family == AF_INET6;
-	const struct view_endpoint **eps = calloc(pf->vs->n_eps + 1, sizeof(*eps));
-	char **seps = calloc(pf->vs->n_eps + 1, sizeof(*seps));
-	char **affs = calloc(pf->vs->n_eps + 1, sizeof(*affs));
-	char *svc = NULL, *body = NULL;
-	size_t n = 0;
+	char **seps = calloc(n, sizeof(*seps));
+	char **affs = calloc(n, sizeof(*affs));
+	char *body = NULL, *svm = NULL;
 	int ret = -ENOMEM;
-	if (!eps || !seps || !affs)
+	*svc = NULL;
+	if (!seps || !affs)
 		goto out;
-	n = pick_endpoints(pf, eps);
-	if (n == 0) {
-		ret = render_no_endpoints(r, pf);
-		goto out;
-	}
 	uint64_t h = fnv(FNV_INIT, pf->id);
 	for (size_t i = 0; i < n; i++) {
 		if (render_endpoint(r, pf, eps[i], &seps[i], &affs[i]) < 0)
 			goto out;
 		h = fnv(h, seps[i]);
 	}
-	svc = fmt("svc-%016llx-%s", (unsigned long long)h, pf->id);
-	char *svm = fmt("svm-%016llx", (unsigned long long)h);
-	if (!svm || add_obj(r, strdup(svm), endpoint_map(seps, n), true) < 0) {
-		free(svm);
+	*svc = fmt("svc-%016llx-%s", (unsigned long long)h, pf->id);
+	svm = fmt("svm-%016llx", (unsigned long long)h);
+	if (!*svc || !svm || add_obj(r, strdup(svm), endpoint_map(seps, n), true) < 0)
 		goto out;
-	}
 	r->objs[r->n_objs - 1].is_map = true;
 	body = service_chain(pf, pf->affinity_s ? affs : NULL, seps, n, svm);
-	free(svm);
-	if (!svc || !body || add_obj(r, strdup(svc), body, false) < 0)
-		goto out;
+	ret = body ? add_obj(r, strdup(*svc), body, false) : -ENOMEM;
 	body = NULL;
-	if ((ret = add_elem(r, v6 ? NM_SVC6 : NM_SVC4, cip_key(pf), fmt("goto %s", svc), true)) < 0)
-		goto out;
-	if (pf->node_port) {
-		uint64_t he = fnv(fnv(FNV_INIT, "ext"), svc);
-		char *ext = fmt("ext-%016llx-%s", (unsigned long long)he, pf->id);
-		/* NodePort traffic is masqueraded, as kube-proxy does by default:
-		 * the endpoint may be on another node, and its reply must come back
-		 * through this one. */
-		ret = add_obj(r, ext ? strdup(ext) : NULL,
-			      fmt("jump mark-for-masquerade\ngoto %s", svc), false);
-		if (ret == 0)
-			ret = add_elem(r, v6 ? NM_NP6 : NM_NP4,
-				       fmt("%u . %u", sp->proto, sp->node_port),
-				       ext ? fmt("goto %s", ext) : NULL, true);
-		free(ext);
-	}
 out:
-	for (size_t i = 0; seps && i < n; i++) {
+	for (size_t i = 0; seps && affs && i < n; i++) {
 		free(seps[i]);
 		free(affs[i]);
 	}
-	free(eps);
 	free(seps);
 	free(affs);
-	free(svc);
+	free(svm);
 	free(body);
+	if (ret < 0) {
+		free(*svc);
+		*svc = NULL;
+	}
+	return ret;
+}
+
+/* internalTrafficPolicy Local sends the ClusterIP to this node's endpoints
+ * (dropped when it has none), externalTrafficPolicy Local the traffic from
+ * outside; both need the chain over the local endpoints. */
+static int render_port_fam(struct nft_rec *r, struct port_fam *pf)
+{
+	const struct model_service *s = pf->vs->svc;
+	bool v6 = pf->cip->family == AF_INET6;
+	bool external = pf->node_port || has_ext_ips(pf);
+	const struct view_endpoint **eps = calloc(pf->vs->n_eps + 1, sizeof(*eps));
+	char *svc = NULL, *lsvc = NULL;
+	int ret = -ENOMEM;
+	if (!eps)
+		goto out;
+	size_t n = pick_endpoints(pf, false, eps);
+	if (n == 0) {
+		ret = render_no_endpoints(r, pf);
+		goto out;
+	}
+	if ((ret = render_svc_chain(r, pf, eps, n, &svc)) < 0)
+		goto out;
+	if (s->int_policy_local || (external && s->ext_policy_local)) {
+		n = pick_endpoints(pf, true, eps);
+		if (n > 0 && (ret = render_svc_chain(r, pf, eps, n, &lsvc)) < 0)
+			goto out;
+	}
+	const char *internal = s->int_policy_local ? lsvc : svc;
+	ret = add_elem(r, v6 ? NM_SVC6 : NM_SVC4, cip_key(pf),
+		       internal ? fmt("goto %s", internal) : strdup("drop"), true);
+	if (ret == 0 && external)
+		ret = render_external(r, pf, svc, lsvc);
+out:
+	free(eps);
+	free(svc);
+	free(lsvc);
 	return ret;
 }
 
@@ -315,7 +392,6 @@ static bool forwarded(const struct model_service *s)
 int nft_render(const struct view_service *vs, const struct nftdp_config *cfg, struct nft_rec *out)
 {
 	const struct model_service *s = vs->svc;
-	(void)cfg;
 	memset(out, 0, sizeof(*out));
 	out->svc = fmt("%s/%s", s->ns, s->name);
 	if (!out->svc)
@@ -335,6 +411,7 @@ int nft_render(const struct view_service *vs, const struct nftdp_config *cfg, st
 				 proto_kw(sp->proto), sp->port, v6 ? "/v6" : "");
 			if (s->affinity_client_ip)
 				pf.affinity_s = s->affinity_timeout ? s->affinity_timeout : 1;
+			pf.node = cfg->node_name;
 			pf.node_port = (s->type == SVC_NODE_PORT || s->type == SVC_LOAD_BALANCER) &&
 				       sp->node_port;
 			ret = render_port_fam(out, &pf);

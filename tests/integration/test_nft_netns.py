@@ -29,7 +29,12 @@ import svcdns_testlib as t  # noqa: E402
 TAG = "%d" % os.getpid()
 NS = {"client": "svcdns-nc-" + TAG, "node": "svcdns-nn-" + TAG, "backend": "svcdns-nb-" + TAG}
 CIP_WEB, CIP_EMPTY, CIP_SOLO, CIP_UNUSED = "10.96.77.10", "10.96.77.11", "10.96.77.12", "10.96.77.99"
-CIP_STICKY, CIP_DRAINING = "10.96.77.13", "10.96.77.14"
+CIP_STICKY, CIP_DRAINING, CIP_LB = "10.96.77.13", "10.96.77.14", "10.96.77.15"
+# Outside every subnet here: the client routes them to the node.
+EXT_IP, LB_IP, NOT_LB_IP = "10.0.9.10", "10.0.9.11", "10.0.9.12"
+# Traffic policies Local: EP1 is on this node (NODE_NAME), EP2 on another.
+CIP_LOCAL, CIP_REMOTE, EXT_LOCAL, EXT_REMOTE = "10.96.77.16", "10.96.77.17", "10.0.9.13", "10.0.9.14"
+NODE_NAME = "node-a"
 EP1, EP2 = "10.0.2.2", "10.0.2.3"
 NODE_IN, NODE_OUT, CLIENT = "10.0.1.1", "10.0.2.1", "10.0.1.2"
 DNS_LOCAL = "169.254.20.10"
@@ -113,24 +118,34 @@ def nft(*args):
     return nsrun("node", "nft", *args)
 
 
-def service(name, cip, ports, typ="ClusterIP", affinity=None):
+def service(name, cip, ports, typ="ClusterIP", affinity=None, ext=None, ingress=None,
+            local=False):
     spec = {"type": typ, "clusterIP": cip, "ports": ports}
+    if local:
+        spec["externalTrafficPolicy"] = spec["internalTrafficPolicy"] = "Local"
     if affinity:
         spec["sessionAffinity"] = "ClientIP"
         spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": affinity}}
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+    if ext:
+        spec["externalIPs"] = ext
+    obj = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+    if ingress:
+        obj["status"] = {"loadBalancer": {"ingress": [{"ip": a} for a in ingress]}}
+    return obj
 
 
 def eslice(svc, eps, ports):
-    """eps: (address, ready, serving, terminating) tuples."""
+    """eps: (address, ready, serving, terminating[, nodeName]) tuples."""
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": svc + "-1", "namespace": "default",
                          "labels": {"kubernetes.io/service-name": svc}},
             "addressType": "IPv4", "ports": ports,
-            "endpoints": [{"addresses": [a],
-                           "conditions": {"ready": r, "serving": s, "terminating": term}}
-                          for a, r, s, term in eps]}
+            "endpoints": [dict({"addresses": [e[0]],
+                                "conditions": {"ready": e[1], "serving": e[2],
+                                               "terminating": e[3]}},
+                               **({"nodeName": e[4]} if len(e) > 4 else {}))
+                          for e in eps]}
 
 
 WEB_PORTS = [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080},
@@ -145,7 +160,21 @@ def write_manifests(d, web_eps, solo_eps=((EP1, True, True, False),), solo_affin
     items = [service("web", CIP_WEB, WEB_PORTS, "NodePort"),
              eslice("web", web_eps, WEB_SLICE_PORTS),
              service("empty", CIP_EMPTY, [{"port": 80, "targetPort": 8080}]),
-             service("solo", CIP_SOLO, SOLO_PORTS, affinity=solo_affinity),
+             # An ingress IP on a ClusterIP Service is not forwarded.
+             service("solo", CIP_SOLO, SOLO_PORTS, affinity=solo_affinity,
+                     ingress=[NOT_LB_IP]),
+             service("lb", CIP_LB, [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30081}],
+                     "LoadBalancer", ext=[EXT_IP], ingress=[LB_IP]),
+             eslice("lb", [(EP1, True, True, False), (EP2, True, True, False)],
+                    SOLO_SLICE_PORTS),
+             service("local", CIP_LOCAL, [{"name": "http", "port": 80, "targetPort": 8080,
+                                           "nodePort": 30082}],
+                     "NodePort", ext=[EXT_LOCAL], local=True),
+             eslice("local", [(EP1, True, True, False, NODE_NAME),
+                              (EP2, True, True, False, "node-b")], SOLO_SLICE_PORTS),
+             service("remote", CIP_REMOTE, SOLO_PORTS, ext=[EXT_REMOTE], local=True),
+             eslice("remote", [(EP1, True, True, False, "node-b"),
+                               (EP2, True, True, False, "node-b")], SOLO_SLICE_PORTS),
              eslice("solo", solo_eps, SOLO_SLICE_PORTS),
              service("sticky", CIP_STICKY, SOLO_PORTS, affinity=60),
              eslice("sticky", [(EP1, True, True, False), (EP2, True, True, False)],
@@ -208,7 +237,8 @@ def body(tally):
             tally.fail("backend", "the backend servers did not start")
             return
         http = "127.0.0.1:%d" % t.free_port()
-        args = ["--proxy=nftables", "--listen", DNS_LOCAL + ":53", "--http", http]
+        args = ["--proxy=nftables", "--listen", DNS_LOCAL + ":53", "--http", http,
+                "--node-name", NODE_NAME]
         srv = NodeServer(d, args=args).start()
         first = chain_handles()
         tally.check(len(first) >= 6, "the table holds Service, endpoint and NodePort chains",
@@ -237,6 +267,36 @@ def body(tally):
                 return "NodePort traffic from outside was not masqueraded: %s" % out
             return ""
         tally.run("NodePort on the node's address, masqueraded", nodeport)
+
+        def external():
+            out = exchanges("client", *["tcp:%s:80" % a for a in (EXT_IP, LB_IP)] * 10)
+            if ends(out) != {EP1, EP2} or len(out) != 20:
+                return "externalIP %s and ingress IP %s gave %s" % (EXT_IP, LB_IP, out)
+            if any(l.split()[1] != NODE_OUT for l in out):
+                return "traffic from outside to an external address was not masqueraded: %s" % out
+            out = exchanges("client", "tcp:%s:80" % CIP_LB, "tcp:%s:80" % NOT_LB_IP)
+            if not out[0].endswith(" " + CLIENT):
+                return "the LoadBalancer's ClusterIP gave %r, want the client's address" % out[0]
+            if out[1] != "error: TimeoutError":
+                return "the ingress IP of a ClusterIP Service was forwarded: %r" % out[1]
+            return ""
+        tally.run("externalIPs and a LoadBalancer's ingress IP forwarded, masqueraded; an "
+                  "ingress IP on a ClusterIP Service is not", external)
+
+        def local_policies():
+            specs = (["tcp:%s:80" % EXT_LOCAL] * 10 + ["tcp:%s:30082" % NODE_IN] * 10
+                     + ["tcp:%s:80" % CIP_LOCAL] * 10)
+            out = exchanges("client", *specs)
+            if out != ["%s %s" % (EP1, CLIENT)] * 30:
+                return ("Local policies: externalIP, NodePort and ClusterIP should reach only "
+                        "%s (this node's) with the client's address, got %s"
+                        % (EP1, sorted(set(out))))
+            out = exchanges("client", "tcp:%s:80" % CIP_REMOTE, "tcp:%s:80" % EXT_REMOTE)
+            if out != ["error: TimeoutError"] * 2:
+                return "a Service with no endpoint on this node: want drops, got %s" % out
+            return ""
+        tally.run("externalTrafficPolicy and internalTrafficPolicy Local: only this node's "
+                  "endpoint, no masquerade; none on this node: dropped", local_policies)
 
         def reject_and_drop():
             out = exchanges("client", "tcp:%s:80" % CIP_EMPTY, "tcp:%s:80" % CIP_UNUSED)

@@ -529,6 +529,14 @@ static const struct invalid_case {
 		   "{timeoutSeconds: 0}}\n  ports: [{port: 80}]\n",
      true},
     {"ports not a list", SVC_HEAD("x") "  ports: {port: 80}\n", true},
+    {"externalIP not an address", SVC_HEAD("x") "  externalIPs: [1.2.3]\n  ports: [{port: 80}]\n",
+     true},
+    {"ingress ip not an address",
+     SVC_HEAD("x") "  type: LoadBalancer\n  ports: [{port: 80}]\nstatus: {loadBalancer: "
+		   "{ingress: [{ip: lb.example.com}]}}\n",
+     true},
+    {"externalTrafficPolicy unknown",
+     SVC_HEAD("x") "  externalTrafficPolicy: Node\n  ports: [{port: 80}]\n", true},
     {"slice bad addressType", SLICE_HEAD "addressType: IPv5\n", true},
     {"slice no addressType", SLICE_HEAD "endpoints: []\n", true},
     {"slice wrong apiVersion",
@@ -1484,6 +1492,35 @@ static void test_service_import(void **state)
 	manifest_result_free(&r);
 }
 
+/* The external addresses the kernel datapath forwards, and the policies. */
+static void test_service_external(void **state)
+{
+	(void)state;
+	struct manifest_result r;
+	static const char text[] = SVC_HEAD(
+	    "lb") "  type: LoadBalancer\n  externalIPs: [192.0.2.1, \"2001:db8::1\"]\n"
+		  "  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n"
+		  "  ports: [{port: 80}]\nstatus: {loadBalancer: {ingress: "
+		  "[{ip: 192.0.2.9}, {hostname: lb.example.com}, {ip: 192.0.2.1}]}}\n"
+		  "---\n" SVC_HEAD("plain") "  externalTrafficPolicy: Cluster\n"
+					    "  ports: [{port: 80}]\nstatus: {loadBalancer: "
+					    "{ingress: [{ip: 192.0.2.7}]}}\n";
+	assert_int_equal(decode("ext.yaml", text, &r), 0);
+	assert_int_equal(r.n_invalid, 0);
+	const struct model_service *s = find_svc(&r, "lb");
+	assert_int_equal(s->n_ext_ips, 3);
+	assert_addr(&s->ext_ips[0], "192.0.2.1");
+	assert_addr(&s->ext_ips[1], "2001:db8::1");
+	assert_addr(&s->ext_ips[2], "192.0.2.9");
+	assert_true(s->ext_policy_local);
+	assert_true(s->int_policy_local);
+	s = find_svc(&r, "plain");
+	assert_int_equal(s->n_ext_ips, 0);
+	assert_false(s->ext_policy_local);
+	assert_false(s->int_policy_local);
+	manifest_result_free(&r);
+}
+
 int main(void)
 {
 	if (!getenv("SVCDNS_TEST_VERBOSE"))
@@ -1500,6 +1537,7 @@ int main(void)
 	    cmocka_unit_test(test_service_variants),
 	    cmocka_unit_test(test_endpoint_slice),
 	    cmocka_unit_test(test_service_import),
+	    cmocka_unit_test(test_service_external),
 	    cmocka_unit_test(test_slice_endpoint_dropped),
 	    cmocka_unit_test(test_pods),
 	    cmocka_unit_test(test_list_json),
