@@ -136,19 +136,34 @@ static int collect_pods(struct build *b)
 	return 0;
 }
 
-int view_cmp_slice(const void *x, const void *y)
+/* The Service a slice belongs to: its local one, or (mc) the ServiceImport
+ * that multicluster.kubernetes.io/service-name names. */
+static const char *slice_owner(const struct model_slice *sl, bool mc)
+{
+	return mc ? sl->mc_service : sl->service;
+}
+
+static int cmp_slice_by(const void *x, const void *y, bool mc)
 {
 	const struct model_slice *a = *(const struct model_slice *const *)x;
 	const struct model_slice *b = *(const struct model_slice *const *)y;
 	int c = strcmp0(a->ns, b->ns);
 	if (!c)
-		c = strcmp0(a->service, b->service);
+		c = strcmp0(slice_owner(a, mc), slice_owner(b, mc));
 	return c ? c : strcmp0(a->name, b->name);
 }
 
-/* Slices sorted by (ns, service, name) are matched to Services sorted by
- * (ns, name) in one merge walk. */
-static int collect_slices(struct build *b)
+int view_cmp_slice(const void *x, const void *y)
+{
+	return cmp_slice_by(x, y, false);
+}
+
+static int cmp_mc_slice(const void *x, const void *y)
+{
+	return cmp_slice_by(x, y, true);
+}
+
+int view_collect_slices(struct build *b, bool mc)
 {
 	size_t n = model_store_count(b->st, KIND_SLICE);
 	struct model_store_iter it;
@@ -163,26 +178,26 @@ static int collect_slices(struct build *b)
 	while ((o = model_store_iter_next(&it)) && b->n_slices < n) {
 		const struct model_slice *sl = o->u.slice;
 		/* FQDN slices are deprecated and carry no address we could serve. */
-		if (sl->service && (sl->address_type == AF_INET || sl->address_type == AF_INET6))
+		if (slice_owner(sl, mc) &&
+		    (sl->address_type == AF_INET || sl->address_type == AF_INET6))
 			b->slices[b->n_slices++] = sl;
 	}
-	qsort(b->slices, b->n_slices, sizeof(*b->slices), view_cmp_slice);
+	qsort(b->slices, b->n_slices, sizeof(*b->slices), mc ? cmp_mc_slice : view_cmp_slice);
 
 	size_t j = 0;
 	for (size_t i = 0; i < b->n_svcs; i++) {
 		const struct model_service *s = b->svcs[i];
-		int c = 1;
 		while (j < b->n_slices) {
-			c = strcmp0(b->slices[j]->ns, s->ns);
+			int c = strcmp0(b->slices[j]->ns, s->ns);
 			if (!c)
-				c = strcmp0(b->slices[j]->service, s->name);
+				c = strcmp0(slice_owner(b->slices[j], mc), s->name);
 			if (c >= 0)
 				break;
 			j++;
 		}
 		b->slice_lo[i] = j;
 		while (j < b->n_slices && streq0(b->slices[j]->ns, s->ns) &&
-		       streq0(b->slices[j]->service, s->name))
+		       streq0(slice_owner(b->slices[j], mc), s->name))
 			j++;
 		b->slice_hi[i] = j;
 	}
@@ -277,7 +292,7 @@ int model_view_build(const struct model_store *st, struct model_alloc *alloc,
 	if (!ret)
 		ret = view_alloc_pod_ips(&b);
 	if (!ret)
-		ret = collect_slices(&b);
+		ret = view_collect_slices(&b, false);
 	if (!ret)
 		ret = view_index_pods(&b);
 	if (!ret && !(out->svcs = calloc(b.n_svcs ? b.n_svcs : 1, sizeof(*out->svcs))))

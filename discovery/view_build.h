@@ -174,7 +174,12 @@ bool view_note_once(struct build *b);
 int view_service_cidrs(const struct model_store *st, struct model_view *out);
 int view_cmp_pod(const void *x, const void *y);	  /* struct pod_ref, by ns/name */
 int view_cmp_slice(const void *x, const void *y); /* by ns, Service, name */
-int view_cmp_str(const void *x, const void *y);	  /* const char *, NULL as "" */
+/* b->slices: the slices of b->svcs (mc: the multicluster slices of the
+ * imports in b->svcs), sorted by (ns, owner, name), and each one's range
+ * [slice_lo, slice_hi) found in one merge walk with b->svcs sorted by
+ * (ns, name). */
+int view_collect_slices(struct build *b, bool mc);
+int view_cmp_str(const void *x, const void *y); /* const char *, NULL as "" */
 void view_build_fini(struct build *b);
 
 /* ---- view_alloc.c ------------------------------------------------------------

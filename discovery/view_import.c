@@ -19,16 +19,6 @@ static int cmp_import(const void *x, const void *y)
 	return c ? c : strcmp0(a->name, b->name);
 }
 
-static int cmp_mc_slice(const void *x, const void *y)
-{
-	const struct model_slice *a = *(const struct model_slice *const *)x;
-	const struct model_slice *b = *(const struct model_slice *const *)y;
-	int c = strcmp0(a->ns, b->ns);
-	if (!c)
-		c = strcmp0(a->mc_service, b->mc_service);
-	return c ? c : strcmp0(a->name, b->name);
-}
-
 static int collect_imports(struct build *b)
 {
 	size_t n = model_store_count(b->st, KIND_IMPORT);
@@ -51,46 +41,6 @@ static int collect_imports(struct build *b)
 	return 0;
 }
 
-/* Multicluster slices sorted by (ns, import, name), matched to the imports in
- * one merge walk, as view.c matches local slices to Services. */
-static int collect_mc_slices(struct build *b)
-{
-	size_t n = model_store_count(b->st, KIND_SLICE);
-	struct model_store_iter it;
-	const struct model_object *o;
-
-	b->slices = calloc(n ? n : 1, sizeof(*b->slices));
-	b->slice_lo = calloc(b->n_svcs ? b->n_svcs : 1, sizeof(*b->slice_lo));
-	b->slice_hi = calloc(b->n_svcs ? b->n_svcs : 1, sizeof(*b->slice_hi));
-	if (!b->slices || !b->slice_lo || !b->slice_hi)
-		return -ENOMEM;
-	model_store_iter_init(&it, b->st, KIND_SLICE);
-	while ((o = model_store_iter_next(&it)) && b->n_slices < n) {
-		const struct model_slice *sl = o->u.slice;
-		if (sl->mc_service && (sl->address_type == AF_INET || sl->address_type == AF_INET6))
-			b->slices[b->n_slices++] = sl;
-	}
-	qsort(b->slices, b->n_slices, sizeof(*b->slices), cmp_mc_slice);
-	size_t j = 0;
-	for (size_t i = 0; i < b->n_svcs; i++) {
-		const struct model_service *s = b->svcs[i];
-		while (j < b->n_slices) {
-			int c = strcmp0(b->slices[j]->ns, s->ns);
-			if (!c)
-				c = strcmp0(b->slices[j]->mc_service, s->name);
-			if (c >= 0)
-				break;
-			j++;
-		}
-		b->slice_lo[i] = j;
-		while (j < b->n_slices && streq0(b->slices[j]->ns, s->ns) &&
-		       streq0(b->slices[j]->mc_service, s->name))
-			j++;
-		b->slice_hi[i] = j;
-	}
-	return 0;
-}
-
 int view_build_imports(const struct model_store *st, struct model_alloc *alloc,
 		       struct model_view *out)
 {
@@ -99,7 +49,7 @@ int view_build_imports(const struct model_store *st, struct model_alloc *alloc,
 
 	store_map_init(&b.label_idx);
 	out->multicluster = store_multicluster(st);
-	if ((ret = collect_imports(&b)) || (ret = collect_mc_slices(&b)))
+	if ((ret = collect_imports(&b)) || (ret = view_collect_slices(&b, true)))
 		goto out;
 	if (!(out->imports = calloc(b.n_svcs ? b.n_svcs : 1, sizeof(*out->imports)))) {
 		ret = -ENOMEM;
