@@ -191,6 +191,18 @@ static void writing_set(struct manifest_dir *md, const char *name, bool on)
 	}
 }
 
+static bool drain_inotify(struct manifest_dir *md);
+static void on_debounce(uv_timer_t *t);
+
+/* Whether a writer of `name` showed up since the last look at the events.
+ * Events drained here still wake a rescan, so none is lost. */
+static bool writers_started(struct manifest_dir *md, const char *name)
+{
+	if (drain_inotify(md) && md->started && !uv_is_active((uv_handle_t *)&md->debounce))
+		uv_timer_start(&md->debounce, on_debounce, DEBOUNCE_MS, 0);
+	return is_writing(md, name);
+}
+
 static bool refresh_file(struct manifest_dir *md, struct md_file *f, bool known,
 			 const struct stat *st)
 {
@@ -215,6 +227,16 @@ static bool refresh_file(struct manifest_dir *md, struct md_file *f, bool known,
 	int rc = read_all(f->path, &data, &len);
 	if (rc == -ENOENT)
 		return false; /* removed while we looked; the next scan drops it */
+	/* A writer may have truncated the file between the stat and the read:
+	 * its first event is queued by now, so learn of it and leave the file to
+	 * the writer's close. An empty read of a file that held objects waits in
+	 * the same way, whatever the stat said. */
+	if (rc == 0 &&
+	    (writers_started(md, f->name) || (known && f->in_store && len == 0 &&
+					      ts_ns(&now) - ts_ns(&st->st_mtim) < 1000000000LL))) {
+		free(data);
+		return false;
+	}
 	uint64_t h = rc == 0 ? fnv1a(data, len) : 0;
 	bool same_bytes = known && rc == 0 && h == f->hash;
 	bool same_meta = known && same_stat(f, st);
@@ -431,8 +453,6 @@ out:
 		closedir(d);
 	return rc;
 }
-
-static bool drain_inotify(struct manifest_dir *md);
 
 static void rescan(struct manifest_dir *md)
 {
