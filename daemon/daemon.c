@@ -184,6 +184,10 @@ static int setup(struct app *app)
 	o->kube.pods = o->pods == SNAPSHOT_PODS_VERIFIED;
 	app->scfg.not_ready_ttl = o->not_ready_ttl;
 	app->scfg.hostname = app->hostname;
+	/* Topology order (zones/topology.c): the node as --node-name says, else
+	 * the host name, as the nftables datapath takes it. */
+	app->scfg.node_name = o->node_name ? o->node_name : app->hostname;
+	app->scfg.node_zone = o->node_zone;
 	app->scfg.static_zones = (const struct static_zone *const *)app->zones;
 	app->scfg.n_static_zones = app->n_zones;
 	ns_glue(&app->scfg, o);

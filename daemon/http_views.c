@@ -666,6 +666,7 @@ static json_t *service_json(const struct view_service *vs)
 		json_object_set_new(je, "hostname", jstr_or_null(ep->hostname));
 		json_object_set_new(je, "nodeName", jstr_or_null(ep->node_name));
 		json_object_set_new(je, "podName", jstr_or_null(ep->pod_name));
+		json_object_set_new(je, "zone", jstr_or_null(ep->zone));
 		if (s->imported)
 			json_object_set_new(je, "cluster", jstr_or_null(ep->cluster));
 		/* The port this endpoint really serves each Service port on: a

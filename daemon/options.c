@@ -734,7 +734,15 @@ const struct opt_def options_table[] = {
      .off = F(node_name),
      .help = "this node's name, compared with endpoints' nodeName for the nftables "
 	     "datapath's externalTrafficPolicy and internalTrafficPolicy Local (default: the "
-	     "host name; kube-proxy --hostname-override)"},
+	     "host name; kube-proxy --hostname-override); headless answers list this node's "
+	     "endpoints first"},
+    {.name = "node-zone",
+     .arg = "ZONE",
+     .kind = OPT_STRING,
+     .off = F(node_zone),
+     .help = "this node's zone (its topology.kubernetes.io/zone label): headless A, AAAA and "
+	     "SRV answers list this node's endpoints, then this zone's (or those hinted to it), "
+	     "then the rest, each group rotating within itself (no CoreDNS equivalent)"},
     {.name = "udp-timeout",
      .arg = "DURATION",
      MS(SEC, 1000000 * SEC),

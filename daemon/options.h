@@ -65,6 +65,7 @@ struct svcdns_options {
 	struct net_cidr service_cidr, pod_cidr;
 	unsigned node_port_min, node_port_max;
 	const char *node_name; /* --node-name, or NULL: the host name */
+	const char *node_zone; /* --node-zone, or NULL: unknown */
 	unsigned threads;      /* 0: one per core */
 	unsigned tcp_max_conns, tcp_idle_timeout_ms;
 	struct limits_options limits;

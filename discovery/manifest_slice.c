@@ -109,6 +109,57 @@ static int slice_ports(struct dctx *c, const json_t *obj, struct model_slice *sl
 	return 0;
 }
 
+/* The API server's bound on hints.forZones (maxZoneHints). */
+#define MAX_ZONE_HINTS 8
+
+/* zone and hints.forZones: where the endpoint runs and the zones the
+ * EndpointSlice controller gives it to (topology-aware routing). The hints
+ * are kept as one comma-separated string: a zone name holds no comma. */
+static int slice_endpoint_topology(struct dctx *c, const json_t *je, const char *path,
+				   struct model_endpoint *ep)
+{
+	json_t *hints, *zones;
+	const char *s;
+	char sub[128];
+	char list[MAX_ZONE_HINTS * 64];
+	size_t used = 0;
+	int rc;
+
+	mf_path_join(sub, sizeof(sub), path, ".zone");
+	if ((rc = mf_get_str(c, json_object_get(je, "zone"), sub, &s)) < 0)
+		return rc;
+	if (s && *s && !mf_is_label_value(s))
+		return mf_bad(c, "%s: \"%.64s\" is not a valid label value", sub, s);
+	if ((rc = mf_dup_str(s && *s ? s : NULL, &ep->zone)) < 0)
+		return rc;
+	mf_path_join(sub, sizeof(sub), path, ".hints");
+	if ((rc = mf_get_obj(c, json_object_get(je, "hints"), sub, &hints)) < 0 || !hints)
+		return rc;
+	mf_path_join(sub, sizeof(sub), path, ".hints.forZones");
+	if ((rc = mf_get_arr(c, json_object_get(hints, "forZones"), sub, MAX_ZONE_HINTS, &zones)) <
+		0 ||
+	    !zones)
+		return rc;
+	for (size_t i = 0; i < json_array_size(zones); i++) {
+		json_t *z = json_array_get(zones, i);
+		char at[sizeof(sub)];
+		mf_path_index(at, sizeof(at), sub, i);
+		if (!json_is_object(z))
+			return mf_bad(c, "%s: must be an object, got %s", at, mf_jtype(z));
+		if ((rc = mf_get_str(c, json_object_get(z, "name"), at, &s)) < 0)
+			return rc;
+		if (!s || !*s || strlen(s) > 63 || !mf_is_label_value(s))
+			return mf_bad(c, "%s.name: required, a valid label value", at);
+		size_t l = strlen(s);
+		if (used)
+			list[used++] = ',';
+		memcpy(list + used, s, l);
+		used += l;
+	}
+	list[used] = '\0';
+	return used ? mf_dup_str(list, &ep->for_zones) : 0;
+}
+
 static int slice_endpoint(struct dctx *c, const json_t *je, const char *path,
 			  struct model_slice *sl, struct model_endpoint *ep)
 {
@@ -178,6 +229,8 @@ static int slice_endpoint(struct dctx *c, const json_t *je, const char *path,
 	if ((rc = mf_get_str(c, json_object_get(je, "nodeName"), sub, &s)) < 0 ||
 	    (rc = mf_dup_str(s && *s ? s : NULL, &ep->node_name)) < 0)
 		return rc;
+	if ((rc = slice_endpoint_topology(c, je, path, ep)) < 0)
+		return rc;
 	mf_path_join(sub, sizeof(sub), path, ".targetRef");
 	if ((rc = mf_get_obj(c, json_object_get(je, "targetRef"), sub, &ref)) < 0)
 		return rc;
@@ -202,6 +255,8 @@ static void endpoint_clear(struct model_endpoint *ep)
 	free(ep->hostname);
 	free(ep->node_name);
 	free(ep->pod_name);
+	free(ep->zone);
+	free(ep->for_zones);
 	*ep = (struct model_endpoint){0};
 }
 

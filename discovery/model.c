@@ -55,6 +55,8 @@ static void endpoint_clear(struct model_endpoint *e)
 	free(e->hostname);
 	free(e->node_name);
 	free(e->pod_name);
+	free(e->zone);
+	free(e->for_zones);
 }
 
 void model_slice_free(struct model_slice *s)
@@ -305,6 +307,7 @@ static struct model_slice *slice_clone(const struct model_slice *src)
 			*de = *se;
 			de->addrs = NULL;
 			de->hostname = de->node_name = de->pod_name = NULL;
+			de->zone = de->for_zones = NULL;
 			if (se->n_addrs) {
 				de->addrs = malloc(se->n_addrs * sizeof(*de->addrs));
 				if (!de->addrs) {
@@ -315,7 +318,8 @@ static struct model_slice *slice_clone(const struct model_slice *src)
 			}
 			if (dup_str(&de->hostname, se->hostname) ||
 			    dup_str(&de->node_name, se->node_name) ||
-			    dup_str(&de->pod_name, se->pod_name))
+			    dup_str(&de->pod_name, se->pod_name) || dup_str(&de->zone, se->zone) ||
+			    dup_str(&de->for_zones, se->for_zones))
 				goto fail;
 		}
 	}
@@ -477,6 +481,19 @@ static void *pack_slice(struct packer *p, const struct model_slice *s)
 				d->endpoints[i].node_name = d->endpoints[i - 1].node_name;
 		} else
 			PK_SET(p, d->endpoints[i].node_name, pk_str(p, e->node_name));
+		/* Zones likewise: a slice's endpoints share a few. */
+		if (i > 0 && e->zone && s->endpoints[i - 1].zone &&
+		    strcmp(e->zone, s->endpoints[i - 1].zone) == 0) {
+			if (d)
+				d->endpoints[i].zone = d->endpoints[i - 1].zone;
+		} else
+			PK_SET(p, d->endpoints[i].zone, pk_str(p, e->zone));
+		if (i > 0 && e->for_zones && s->endpoints[i - 1].for_zones &&
+		    strcmp(e->for_zones, s->endpoints[i - 1].for_zones) == 0) {
+			if (d)
+				d->endpoints[i].for_zones = d->endpoints[i - 1].for_zones;
+		} else
+			PK_SET(p, d->endpoints[i].for_zones, pk_str(p, e->for_zones));
 	}
 	return d;
 }

@@ -100,6 +100,10 @@ struct model_endpoint {
 	char *hostname;		/* or NULL */
 	char *node_name;	/* or NULL */
 	char *pod_name;		/* targetRef name when kind Pod, or NULL */
+	char *zone;		/* the endpoint's zone, or NULL */
+	/* hints.forZones: the zones the EndpointSlice controller gives this
+	 * endpoint to, comma-separated (a zone name holds no comma), or NULL */
+	char *for_zones;
 	uint32_t n_addrs;
 	bool ready;   /* absent counts as ready */
 	bool serving; /* absent: same as ready */
@@ -274,6 +278,8 @@ struct view_endpoint {
 	const char *node_name; /* or NULL */
 	const char *pod_name;  /* or NULL */
 	const char *cluster;   /* an imported Service's: the source cluster, or NULL */
+	const char *zone;      /* or NULL */
+	const char *for_zones; /* hints.forZones, comma-separated, or NULL */
 	/* target_ports[i] is the port this endpoint serves service port i on, or 0
 	 * when it does not serve that port. Indexed like model_service.ports. */
 	uint16_t *target_ports;

@@ -203,6 +203,8 @@ static void eps_from_slices(struct build *b, size_t si, uint16_t *slice_tp)
 				ep->hostname = me->hostname;
 				ep->node_name = me->node_name;
 				ep->pod_name = me->pod_name;
+				ep->zone = me->zone;
+				ep->for_zones = me->for_zones;
 				ep->cluster = sl->cluster;
 				ep->ready = me->ready;
 				ep->serving = me->serving;
@@ -363,6 +365,10 @@ static int eps_finish(struct build *b, const struct model_service *s, bool from_
 			last->pod_name = e->pod_name;
 		if (!last->cluster)
 			last->cluster = e->cluster;
+		if (!last->zone)
+			last->zone = e->zone;
+		if (!last->for_zones)
+			last->for_zones = e->for_zones;
 	}
 	return view_pack_service(b, s, from_slices, b->eps, n, vs);
 }

@@ -267,6 +267,7 @@ static bool vs_same(const struct view_service *a, const struct view_service *b)
 		    p->serving != q->serving || p->terminating != q->terminating ||
 		    !str_same(p->hostname, q->hostname) || !str_same(p->node_name, q->node_name) ||
 		    !str_same(p->pod_name, q->pod_name) || !str_same(p->cluster, q->cluster) ||
+		    !str_same(p->zone, q->zone) || !str_same(p->for_zones, q->for_zones) ||
 		    memcmp(p->target_ports, q->target_ports, ntp * sizeof(uint16_t)) != 0)
 			return false;
 	}

@@ -62,18 +62,41 @@ static size_t put_opt(uint8_t *p, const struct edns *e, uint8_t ext_rcode)
  * records about N/k times. */
 static _Thread_local uint32_t rot_next;
 
+/* Records [lo, hi) of a rotating answer section, started at lo + k % (hi - lo),
+ * at out; returns their bytes. */
+static inline size_t put_tier(uint8_t *out, const struct zone_answer *a, unsigned lo, unsigned hi,
+			      uint32_t k)
+{
+	if (lo == hi)
+		return 0;
+	size_t first = zone_answer_rot_off(a, lo);
+	size_t start = zone_answer_rot_off(a, lo + k % (hi - lo));
+	size_t end = zone_answer_rec_off(a, hi);
+	memcpy(out, a->data + start, end - start);
+	memcpy(out + end - start, a->data + first, start - first);
+	return end - first;
+}
+
 /* The first `len` bytes of answer `a` (all of it, or answer and authority),
- * its answer section rotated when it may be (zone_answer.rot). */
+ * its answer section rotated when it may be (zone_answer.rot): as one, or
+ * each locality tier within itself, so that the nearest stay first. */
 static inline void put_answer(uint8_t *out, const struct zone_answer *a, size_t len)
 {
 	if (__builtin_expect(!a->rot, 1)) {
 		memcpy(out, a->data, len);
 		return;
 	}
-	size_t start = zone_answer_rot_off(a, rot_next++ % a->rot);
+	uint32_t k = rot_next++;
 	size_t an_len = a->len_an_ns; /* no authority: the answer section */
-	memcpy(out, a->data + start, an_len - start);
-	memcpy(out + an_len - start, a->data, start);
+	if (__builtin_expect(a->rot_t1 == a->rot, 1)) {
+		size_t start = zone_answer_rot_off(a, k % a->rot);
+		memcpy(out, a->data + start, an_len - start);
+		memcpy(out + an_len - start, a->data, start);
+	} else {
+		size_t n = put_tier(out, a, 0, a->rot_t1, k);
+		n += put_tier(out + n, a, a->rot_t1, a->rot_t2, k);
+		put_tier(out + n, a, a->rot_t2, a->rot, k);
+	}
 	memcpy(out + an_len, a->data + an_len, len - an_len);
 }
 

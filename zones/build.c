@@ -46,6 +46,11 @@ void zb_set_rotate(struct zb *b, bool rotate)
 	b->rotate = rotate;
 }
 
+void zb_set_tier(struct zb *b, unsigned tier)
+{
+	b->tier = (uint8_t)(tier < ZB_TIERS ? tier : ZB_TIERS - 1);
+}
+
 int zb_reserve(struct zb *b, size_t n_names)
 {
 	uint32_t cap = htab_cap_for(n_names * 15 / 14); /* a load of 2/3 at most */
@@ -230,6 +235,7 @@ int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t ty
 	if (!r)
 		return -ENOMEM;
 	r->len = rdlen;
+	r->tier = b->tier;
 	memcpy(r->d, rdata, rdlen);
 	if (s->tail)
 		s->tail->next = r;

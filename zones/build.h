@@ -21,6 +21,7 @@
 struct rdata {
 	struct rdata *next;
 	uint16_t len;
+	uint8_t tier; /* its locality tier (zb_set_tier), in the padding */
 	uint8_t d[];
 };
 
@@ -82,6 +83,7 @@ struct zb {
 	const struct zb_zone *last_zone;
 	struct render *r; /* one rendering context, reused for every answer */
 	bool rotate;	  /* snapshot_config.rotate */
+	uint8_t tier;	  /* given to the records added now (zb_set_tier) */
 };
 
 static inline struct bnode *bfind(const struct htab *h, const uint8_t *name, size_t len,

@@ -40,6 +40,12 @@ void zb_free(struct zb *b);
 int zb_reserve(struct zb *b, size_t n_names);
 /* Renders answers that may rotate (snapshot_config.rotate); before zb_finish. */
 void zb_set_rotate(struct zb *b, bool rotate);
+/* The locality tier (0 nearest, ZB_TIERS - 1 farthest) of the records added
+ * from now on. An RRset whose records were added in tier order renders with
+ * each tier rotating on its own (zone_answer.rot_t1, rot_t2); the default 0
+ * makes one tier. */
+#define ZB_TIERS 3
+void zb_set_tier(struct zb *b, unsigned tier);
 /* Frees the tables zb_finish made (their nodes live in the output arena). */
 void zb_tables_free(void *tables);
 /* Bytes the tables' hash slots take (the shared base counted in full). */

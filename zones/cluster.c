@@ -214,9 +214,9 @@ static int endpoint_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
 
 /* A headless Service: the endpoints themselves, each under its own label
  * (cluster_endpoint_label); the names of those not ready yet are coming names. */
-static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *sname,
-			    const struct view_service *vs, uint32_t ttl, struct zb_zone *rev4,
-			    struct zb_zone *rev6, bool short_form, bool pod_names)
+static int headless_records(struct zb *b, const struct cluster_zones *cz, struct zb_zone *z,
+			    const uint8_t *sname, const struct view_service *vs,
+			    struct zb_zone *rev4, struct zb_zone *rev6, bool short_form)
 {
 	const struct model_service *s = vs->svc;
 	size_t n_pub = 0;
@@ -224,20 +224,31 @@ static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
 		n_pub += published(s, &vs->eps[e]);
 	/* Equal shares of weight, as CoreDNS gives them. */
 	uint16_t weight = (uint16_t)(n_pub ? (100 / n_pub ? 100 / n_pub : 1) : 100);
-	for (size_t e = 0; e < vs->n_eps; e++) {
-		const struct view_endpoint *ep = &vs->eps[e];
-		if (!published(s, ep))
-			continue;
-		char host[64];
-		uint8_t hname[DNAME_MAX];
-		cluster_endpoint_label(ep, pod_names, host, sizeof(host));
-		if (prepend_str(hname, host, sname) < 0)
-			continue;
-		int ret = endpoint_records(b, z, sname, hname, s, ep, ttl, weight, rev4, rev6,
-					   short_form);
-		if (ret < 0)
-			return ret;
+	/* Nearest tier first (zones/topology.c): the Service's RRsets list the
+	 * endpoints on this node, then this zone's, then the rest. */
+	for (unsigned tier = 0; tier < ZB_TIERS; tier++) {
+		zb_set_tier(b, tier);
+		for (size_t e = 0; e < vs->n_eps; e++) {
+			const struct view_endpoint *ep = &vs->eps[e];
+			if (!published(s, ep) || cluster_endpoint_tier(cz, ep) != tier)
+				continue;
+			char host[64];
+			uint8_t hname[DNAME_MAX];
+			cluster_endpoint_label(ep, cz->pod_names, host, sizeof(host));
+			if (prepend_str(hname, host, sname) < 0)
+				continue;
+			int ret = endpoint_records(b, z, sname, hname, s, ep, cz->ttl, weight, rev4,
+						   rev6, short_form);
+			if (ret < 0) {
+				zb_set_tier(b, 0);
+				return ret;
+			}
+		}
 	}
+	zb_set_tier(b, 0);
+	int zret = short_form ? 0 : cluster_zonal_names(b, cz, sname, vs);
+	if (zret < 0)
+		return zret;
 	/* The names of endpoints not ready yet, once the published ones are in
 	 * (a name a ready endpoint also has is served): peers that look one up
 	 * early get an NXDOMAIN that caches keep for --not-ready-ttl. */
@@ -248,7 +259,7 @@ static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
 		uint8_t hname[DNAME_MAX];
 		if (published(s, ep))
 			continue;
-		cluster_endpoint_label(ep, pod_names, host, sizeof(host));
+		cluster_endpoint_label(ep, cz->pod_names, host, sizeof(host));
 		int ret = prepend_str(hname, host, sname) < 0 ? 0 : zb_name_coming(b, z, hname);
 		if (ret < 0)
 			return ret;
@@ -263,10 +274,11 @@ static int headless_records(struct zb *b, struct zb_zone *z, const uint8_t *snam
  * (`short_form`) carries the Service-level records only — addresses, CNAME and
  * the SRV records of ClusterIP Services, what `dig svc.ns.svc` asks for; the
  * per-endpoint names of headless Services live under the full zone alone. */
-static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_suffix,
-			   const struct view_service *vs, uint32_t ttl, struct zb_zone *rev4,
-			   struct zb_zone *rev6, bool short_form, bool pod_names, bool ignore_empty)
+static int service_records(struct zb *b, const struct cluster_zones *cz, struct zb_zone *z,
+			   const uint8_t *svc_suffix, const struct view_service *vs,
+			   struct zb_zone *rev4, struct zb_zone *rev6, bool short_form)
 {
+	uint32_t ttl = cz->ttl;
 	const struct model_service *s = vs->svc;
 	uint8_t nsname[DNAME_MAX], sname[DNAME_MAX], rd[DNAME_MAX + 8];
 
@@ -286,12 +298,12 @@ static int service_records(struct zb *b, struct zb_zone *z, const uint8_t *svc_s
 		return zb_rr_add(b, z, sname, DNS_T_CNAME, ttl, rd, (uint16_t)l);
 	}
 	if (!s->headless) {
-		bool names = !ignore_empty;
+		bool names = !cz->ignore_empty;
 		for (size_t e = 0; e < vs->n_eps && !names; e++)
 			names = published(s, &vs->eps[e]);
 		return clusterip_records(b, z, sname, s, ttl, rev4, rev6, names);
 	}
-	return headless_records(b, z, sname, vs, ttl, rev4, rev6, short_form, pod_names);
+	return headless_records(b, cz, z, sname, vs, rev4, rev6, short_form);
 }
 
 static int soa_rdata(uint8_t *rd, const uint8_t *mname, const uint8_t *rname, uint32_t serial,
@@ -339,6 +351,8 @@ int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t seri
 	cz->ttl = ttl;
 	cz->pod_names = cfg->endpoint_pod_names;
 	cz->ignore_empty = cfg->ignore_empty_service;
+	cz->node = cfg->node_name && cfg->node_name[0] ? cfg->node_name : NULL;
+	cz->node_zone = cfg->node_zone && cfg->node_zone[0] ? cfg->node_zone : NULL;
 
 	if ((ret = zone_with_soa(b, cz->zone, mname, rname, serial, ttl, &cz->z)) < 0)
 		return ret;
@@ -449,10 +463,9 @@ int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct v
 	int ret;
 	if (vs->svc->imported)
 		return clusterset_service(b, cz, vs);
-	if ((ret = service_records(b, cz->z, cz->svc_full, vs, cz->ttl, cz->rev4, cz->rev6, false,
-				   cz->pod_names, cz->ignore_empty)) < 0 ||
-	    (ret = service_records(b, cz->zs, cz->svc_short, vs, cz->ttl, NULL, NULL, true,
-				   cz->pod_names, cz->ignore_empty)) < 0)
+	if ((ret = service_records(b, cz, cz->z, cz->svc_full, vs, cz->rev4, cz->rev6, false)) <
+		0 ||
+	    (ret = service_records(b, cz, cz->zs, cz->svc_short, vs, NULL, NULL, true)) < 0)
 		return ret;
 	return 0;
 }

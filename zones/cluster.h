@@ -25,8 +25,9 @@ struct cluster_zones {
 	uint8_t zone[255], svc_full[255], svc_short[255];
 	uint8_t mcs_zone[255], mcs_svc[255]; /* clusterset.local, svc.clusterset.local */
 	uint32_t ttl;
-	bool pod_names;	   /* snapshot_config.endpoint_pod_names */
-	bool ignore_empty; /* snapshot_config.ignore_empty_service */
+	bool pod_names;		      /* snapshot_config.endpoint_pod_names */
+	bool ignore_empty;	      /* snapshot_config.ignore_empty_service */
+	const char *node, *node_zone; /* snapshot_config.node_name, node_zone */
 };
 
 /* Everything: zones, base records, every Service. */
@@ -41,6 +42,18 @@ int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t seri
 int cluster_base(struct zb *b, const struct snapshot_config *cfg, const struct model_view *v,
 		 const struct cluster_zones *cz);
 int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct view_service *vs);
+
+/* ---- topology (topology.c) ----------------------------------------------
+ * The locality tier of an endpoint as this server sees it: 0 on this node,
+ * 1 in this zone (by its hints.forZones when it has them, else its zone),
+ * 2 the rest; 0 for every endpoint when neither node nor zone is known. */
+unsigned cluster_endpoint_tier(const struct cluster_zones *cz, const struct view_endpoint *ep);
+/* A headless Service's zonal names (`<zone>.pin._zone.<sname>`: the
+ * published endpoints of that zone; `<zone>.prefer._zone.<sname>`: the same,
+ * and all of them for a zone without one, by a wildcard; `*.pin` has no data),
+ * when one of its published endpoints has a zone. */
+int cluster_zonal_names(struct zb *b, const struct cluster_zones *cz, const uint8_t *sname,
+			const struct view_service *vs);
 
 /* The Service's own names, full and short form: everything at or below them
  * belongs to it. */

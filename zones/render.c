@@ -60,6 +60,9 @@ void render_begin(struct render *r, const uint8_t *qname)
 	r->trim_logged = false;
 	r->glue_cut = false;
 	r->rot = false;
+	memset(r->tier_n, 0, sizeof(r->tier_n));
+	r->tier_sorted = true;
+	r->tier_last = 0;
 	r->w.no_ptr_lo = r->w.no_ptr_hi = 0;
 	r->cand->not_ready = 0;
 }
@@ -154,6 +157,11 @@ void render_set(struct render *r, const uint8_t *owner, int owner_ptr, const str
 		}
 		r->counts[r->section]++;
 		fitted++;
+		if (r->section == 0) {
+			r->tier_sorted = r->tier_sorted && rd->tier >= r->tier_last;
+			r->tier_last = rd->tier;
+			r->tier_n[rd->tier]++;
+		}
 	}
 }
 
@@ -245,7 +253,7 @@ static bool answer_eq(const struct zone_answer *x, const struct zone_answer *y)
 	return x->an == y->an && x->ns == y->ns && x->ar == y->ar && x->len == y->len &&
 	       x->len_an_ns == y->len_an_ns && x->rot == y->rot && x->rcode == y->rcode &&
 	       x->aa == y->aa && x->patch_owner == y->patch_owner && x->apex_len == y->apex_len &&
-	       x->not_ready == y->not_ready &&
+	       x->not_ready == y->not_ready && x->rot_t1 == y->rot_t1 && x->rot_t2 == y->rot_t2 &&
 	       memcmp(x->data, y->data, zone_answer_size(x) - sizeof(*x)) == 0;
 }
 
@@ -310,9 +318,16 @@ const struct zone_answer *render_end_patched(struct render *r, uint8_t rcode, bo
 	c->aa = aa;
 	c->patch_owner = apex_len != 0;
 	c->apex_len = apex_len;
-	c->rot = 0;
-	if (r->rot && c->an >= 2 && c->ns == 0 && !apex_len && rot_table(c))
-		c->rot = c->an;
+	c->rot = c->rot_t1 = c->rot_t2 = 0;
+	if (r->rot && c->an >= 2 && c->ns == 0 && !apex_len && rot_table(c)) {
+		c->rot = c->rot_t1 = c->rot_t2 = c->an;
+		/* Tiers in order and all of the answer: each rotates alone. */
+		if (r->tier_sorted && r->tier_n[0] + r->tier_n[1] + r->tier_n[2] == c->an &&
+		    r->tier_n[0] != c->an && r->tier_n[1] != c->an && r->tier_n[2] != c->an) {
+			c->rot_t1 = r->tier_n[0];
+			c->rot_t2 = (uint16_t)(r->tier_n[0] + r->tier_n[1]);
+		}
+	}
 	return answer_intern(r->b, c);
 }
 

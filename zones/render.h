@@ -35,6 +35,11 @@ struct render {
 	bool trim_logged;     /* this answer's trimming was reported */
 	bool glue_cut;	      /* some glue of this answer did not fit */
 	bool rot;	      /* this answer's answer section may rotate (render_rotating) */
+	/* the answer section's records per locality tier, and whether the
+	 * tiers came in order (rdata.tier) */
+	uint16_t tier_n[ZB_TIERS];
+	bool tier_sorted;
+	uint8_t tier_last;
 	/* one node's answers while it is laid out */
 	uint16_t *list_types;
 	const struct zone_answer **list_ans;

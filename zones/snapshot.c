@@ -104,7 +104,8 @@ static bool svc_eq(const struct view_service *x, const struct view_service *y)
 		if (!addr_eq(&p->addr, &q->addr) || p->ready != q->ready ||
 		    p->serving != q->serving || p->terminating != q->terminating ||
 		    !str_eq(p->hostname, q->hostname) || !str_eq(p->node_name, q->node_name) ||
-		    !str_eq(p->pod_name, q->pod_name) || !str_eq(p->cluster, q->cluster))
+		    !str_eq(p->pod_name, q->pod_name) || !str_eq(p->cluster, q->cluster) ||
+		    !str_eq(p->zone, q->zone) || !str_eq(p->for_zones, q->for_zones))
 			return false;
 		if ((p->target_ports == NULL) != (q->target_ports == NULL) ||
 		    (p->target_ports &&

@@ -29,6 +29,10 @@ struct zone_answer {
 	 * (= an >= 2) records and no authority, which a response may start at
 	 * any of its records (zone_answer_rot_off): nothing points into it. */
 	uint16_t rot;
+	/* Records [0, rot_t1) are the nearest tier, [rot_t1, rot_t2) the next,
+	 * [rot_t2, rot) the farthest (this node, this zone, the rest): each
+	 * rotates within itself. rot_t1 == rot_t2 == rot: one tier. */
+	uint16_t rot_t1, rot_t2;
 	uint8_t rcode;
 	uint8_t aa;	     /* authoritative answer */
 	uint8_t patch_owner; /* the first authority RR's owner is a pointer to the apex,
@@ -47,6 +51,12 @@ static inline size_t zone_answer_rot_off(const struct zone_answer *a, unsigned k
 	uint16_t off;
 	__builtin_memcpy(&off, a->data + ((a->len + 1u) & ~1u) + 2u * k, sizeof(off));
 	return off;
+}
+
+/* Where the answer section's record k (<= a->rot; a->rot: its end) starts. */
+static inline size_t zone_answer_rec_off(const struct zone_answer *a, unsigned k)
+{
+	return k < a->rot ? zone_answer_rot_off(a, k) : a->len_an_ns;
 }
 
 /* Bytes of an answer with its rotation table. */
@@ -126,6 +136,11 @@ struct snapshot_config {
 		SNAPSHOT_PODS_DISABLED,
 		SNAPSHOT_PODS_VERIFIED
 	} pods;
+	/* This node and its zone (node mode), or NULL: the A, AAAA and SRV
+	 * answers of a headless Service list the endpoints on this node first,
+	 * then those of this zone (or hinted to it), then the rest, each tier
+	 * rotating within itself (zones/topology.c). */
+	const char *node_name, *node_zone;
 	/* The negative TTL of a name whose endpoint is not ready yet (seconds;
 	 * the zone's own when that is lower). */
 	uint32_t not_ready_ttl;
