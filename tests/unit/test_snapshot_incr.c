@@ -613,6 +613,168 @@ static void test_incremental_clusterset(void **state)
 	model_store_free(store);
 }
 
+/* ---- topology ---------------------------------------------------------------
+ * A server on node n0 in zone z0: the endpoints of two headless Services move
+ * between nodes and zones, gain and lose hints and readiness, with nothing
+ * else about them changing; after every build the rendered answers (their
+ * order, and where each locality tier starts) equal a full build's, for the
+ * Services' names, SRV and zonal names. */
+
+#define TOPO_EPS    12
+#define TOPO_BUILDS 60
+
+struct topo_ep {
+	unsigned node, zone, hint; /* zone 3: none; hint 0: none, else zone hint-1 */
+	bool ready;
+};
+
+static char *topo_yaml(const struct topo_ep eps[2][TOPO_EPS])
+{
+	size_t cap = 512 + 2 * TOPO_EPS * 200, len = 0;
+	char *y = malloc(cap);
+	assert_non_null(y);
+	for (int s = 0; s < 2; s++) {
+		len += (size_t)snprintf(
+		    y + len, cap - len,
+		    "%sapiVersion: v1\nkind: Service\nmetadata: {name: h%d, namespace: t}\n"
+		    "spec:\n  clusterIP: None\n  ports: [{name: pg, port: 5432}]\n---\n"
+		    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		    "metadata: {name: h%d-1, namespace: t, labels: {kubernetes.io/service-name: "
+		    "h%d}}\n"
+		    "addressType: IPv4\nports: [{name: pg, port: 5432}]\nendpoints:\n",
+		    s ? "---\n" : "", s, s, s);
+		for (int e = 0; e < TOPO_EPS; e++) {
+			const struct topo_ep *p = &eps[s][e];
+			char zone[32] = "", hint[64] = "";
+			if (p->zone < 3)
+				snprintf(zone, sizeof(zone), ", zone: z%u", p->zone);
+			if (p->hint)
+				snprintf(hint, sizeof(hint), ", hints: {forZones: [{name: z%u}]}",
+					 p->hint - 1);
+			len += (size_t)snprintf(
+			    y + len, cap - len,
+			    "- {addresses: [10.200.%d.%d], hostname: e%d, nodeName: n%u%s%s, "
+			    "conditions: {ready: %s}}\n",
+			    s, e + 1, e, p->node, zone, hint, p->ready ? "true" : "false");
+		}
+	}
+	return y;
+}
+
+/* The raw answers of `name` for `type` are the same bytes in both. */
+static void topo_same(const struct snapshot *a, const struct snapshot *b, const char *name,
+		      uint16_t type)
+{
+	uint8_t key[256];
+	int kl = dname_from_text(name, key, sizeof(key));
+	assert_true(kl > 0);
+	struct zone_result ra, rb;
+	zone_lookup(a, key, (size_t)kl, type, &ra);
+	zone_lookup(b, key, (size_t)kl, type, &rb);
+	assert_int_equal(ra.kind, rb.kind);
+	assert_true((ra.ans == NULL) == (rb.ans == NULL));
+	if (!ra.ans)
+		return;
+	assert_int_equal(ra.ans->rcode, rb.ans->rcode);
+	assert_int_equal(ra.ans->an, rb.ans->an);
+	if (!ra.ans->an)
+		return; /* a negative answer: its SOA serial differs */
+	/* the header's fields, then the data with its rotation table */
+	const struct zone_answer *x = ra.ans, *y = rb.ans;
+	if (x->len != y->len || x->len_an_ns != y->len_an_ns || x->ar != y->ar ||
+	    x->rot != y->rot || x->rot_t1 != y->rot_t1 || x->rot_t2 != y->rot_t2 ||
+	    zone_answer_size(x) != zone_answer_size(y) ||
+	    memcmp(x->data, y->data, zone_answer_size(x) - sizeof(*x)) != 0)
+		fail_msg("%s type %u: the incremental build's answer differs (tiers %u/%u/%u, "
+			 "full %u/%u/%u)",
+			 name, type, x->rot_t1, x->rot_t2, x->rot, y->rot_t1, y->rot_t2, y->rot);
+}
+
+static void test_incremental_topology(void **state)
+{
+	(void)state;
+	struct net_cidr sc, pc;
+	net_cidr_parse("10.96.0.0/12", &sc);
+	net_cidr_parse("10.244.0.0/16", &pc);
+	store = model_store_new();
+	alloc = model_alloc_new(&sc, &pc);
+	struct snapshot_config saved = cfg;
+	cfg.node_name = "n0";
+	cfg.node_zone = "z0";
+	cfg.rotate = true;
+
+	static struct topo_ep eps[2][TOPO_EPS];
+	uint32_t rnd = 777;
+	for (int s = 0; s < 2; s++)
+		for (int e = 0; e < TOPO_EPS; e++)
+			eps[s][e] = (struct topo_ep){
+			    .node = (unsigned)e % 3, .zone = (unsigned)e % 4, .ready = true};
+	char *y = topo_yaml((const struct topo_ep(*)[TOPO_EPS])eps);
+	load("t.yaml", y);
+	free(y);
+	struct snapshot *cur = build(NULL);
+	size_t n_incremental = 0, n_tiered = 0;
+	for (int k = 0; k < TOPO_BUILDS; k++) {
+		for (int c = 0; c < 3; c++) {
+			rnd = rnd * 1103515245u + 12345u;
+			struct topo_ep *p = &eps[(rnd >> 8) & 1][(rnd >> 9) % TOPO_EPS];
+			switch ((rnd >> 16) % 4) {
+			case 0:
+				p->node = (rnd >> 20) % 3;
+				break;
+			case 1:
+				p->zone = (rnd >> 20) % 4;
+				break;
+			case 2:
+				p->hint = (rnd >> 20) % 4;
+				break;
+			default:
+				p->ready = !p->ready || (rnd >> 20) % 3 == 0;
+			}
+		}
+		y = topo_yaml((const struct topo_ep(*)[TOPO_EPS])eps);
+		load("t.yaml", y);
+		free(y);
+		struct snapshot *next = build(cur);
+		n_incremental += next->incremental;
+		struct snapshot *full = build(NULL);
+		for (int s = 0; s < 2; s++) {
+			char name[128];
+			snprintf(name, sizeof(name), "h%d.t.svc.cluster.local", s);
+			topo_same(next, full, name, DNS_T_A);
+			snprintf(name, sizeof(name), "h%d.t.svc", s);
+			topo_same(next, full, name, DNS_T_A);
+			snprintf(name, sizeof(name), "_pg._tcp.h%d.t.svc.cluster.local", s);
+			topo_same(next, full, name, DNS_T_SRV);
+			static const char *const zones[] = {"z0", "z1", "z2", "zx"};
+			for (int z = 0; z < 4; z++) {
+				snprintf(name, sizeof(name), "%s.pin._zone.h%d.t.svc.cluster.local",
+					 zones[z], s);
+				topo_same(next, full, name, DNS_T_A);
+				snprintf(name, sizeof(name),
+					 "%s.prefer._zone.h%d.t.svc.cluster.local", zones[z], s);
+				topo_same(next, full, name, DNS_T_A);
+			}
+			struct zone_result r;
+			uint8_t key[256];
+			snprintf(name, sizeof(name), "h%d.t.svc.cluster.local", s);
+			int kl = dname_from_text(name, key, sizeof(key));
+			zone_lookup(full, key, (size_t)kl, DNS_T_A, &r);
+			n_tiered += r.ans && r.ans->rot && r.ans->rot_t1 != r.ans->rot;
+		}
+		snapshot_free(full);
+		snapshot_free(cur);
+		cur = next;
+	}
+	/* the overlay was used, and most answers had tiers */
+	assert_true(n_incremental > TOPO_BUILDS / 2);
+	assert_true(n_tiered > TOPO_BUILDS);
+	snapshot_free(cur);
+	cfg = saved;
+	model_alloc_free(alloc);
+	model_store_free(store);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -620,6 +782,7 @@ int main(void)
 	    cmocka_unit_test(test_incremental_glue),
 	    cmocka_unit_test(test_incremental_churn),
 	    cmocka_unit_test(test_incremental_clusterset),
+	    cmocka_unit_test(test_incremental_topology),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

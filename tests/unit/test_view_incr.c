@@ -85,11 +85,14 @@ static void gen_object(unsigned *seed, char *buf, size_t cap)
 					"{kubernetes.io/service-name: s%u}}\naddressType: IPv4\n"
 					"ports: [{name: http, port: %u}]\nendpoints:\n",
 					k, rnd(seed, 2), ns, k, 8000 + rnd(seed, 2));
+		/* The endpoint's zone and hints change alone too (topology). */
+		static const char *const topo[] = {"", ", zone: z0", ", zone: z1",
+						   ", zone: z0, hints: {forZones: [{name: z1}]}"};
 		for (unsigned e = 0, n = 1 + rnd(seed, 3); e < n; e++)
 			len += (size_t)snprintf(buf + len, cap - len,
-						"- {addresses: [10.244.1.%u], nodeName: n%u, "
+						"- {addresses: [10.244.1.%u], nodeName: n%u%s, "
 						"conditions: {ready: %s}}\n",
-						rnd(seed, 6), rnd(seed, 2),
+						rnd(seed, 6), rnd(seed, 2), topo[rnd(seed, 4)],
 						rnd(seed, 4) ? "true" : "false");
 	} else if (kind < 9) {
 		len += (size_t)snprintf(
@@ -167,6 +170,8 @@ static void svcs_same(const struct view_service *xs, const struct view_service *
 			str_same(u->node_name, v->node_name);
 			str_same(u->pod_name, v->pod_name);
 			str_same(u->cluster, v->cluster);
+			str_same(u->zone, v->zone);
+			str_same(u->for_zones, v->for_zones);
 			for (size_t j = 0; j < a->n_ports; j++)
 				assert_int_equal(u->target_ports[j], v->target_ports[j]);
 		}
