@@ -186,7 +186,9 @@ def from_manifests(tally):
     d = t.mkdtemp()
     with open(os.path.join(d, "topo.json"), "w") as f:
         json.dump({"apiVersion": "v1", "kind": "List", "items": objects()}, f)
-    srv = t.Server(d, ["--threads", "2", "--node-name", "node-a", "--node-zone", "zone-a"]).start()
+    hp = t.free_port()
+    srv = t.Server(d, ["--threads", "2", "--node-name", "node-a", "--node-zone", "zone-a",
+                       "--http", "127.0.0.1:%d" % hp]).start()
     # no --node-zone and a node no endpoint is on: one tier, as before
     flat = t.Server(d, ["--threads", "2", "--node-name", "elsewhere"]).start()
     # --node-name alone: this node's endpoints, then every other
@@ -200,6 +202,14 @@ def from_manifests(tally):
         tiered(tally, node_only.port, "manifests, --node-name alone: A", fqdn("db"), "A",
                [TIERS[0], TIERS[1] + TIERS[2]], lambda x: x)
         check_zonal(tally, srv.port, "manifests")
+        code, _, body = t.http_get(hp, "/debug/model")
+        model = json.loads(body) if code == 200 else {}
+        zones = {e.get("address"): e.get("zone")
+                 for svc in model.get("services", []) if svc.get("name") == "db"
+                 for e in svc.get("endpoints", [])}
+        tally.check(zones.get("10.252.0.5") == "zone-b" and "10.252.0.8" in zones
+                    and zones["10.252.0.8"] is None,
+                    "/debug/model shows each endpoint's zone", repr(zones))
         check_zonal(tally, flat.port, "manifests without a zone of its own", node=False)
     finally:
         tally.server_stopped(srv)
