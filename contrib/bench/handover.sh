@@ -4,7 +4,10 @@
 # replaced by a new process, once with the socket hand-over (--handover-socket:
 # the new process takes the listening sockets over, then the old one is
 # stopped) and once by a plain stop and start. Prints, per run, the queries
-# dnsperf sent, those answered, lost (no answer within 2 s) and SERVFAIL.
+# dnsperf sent, those answered, lost (no answer within 2 s) and SERVFAIL, and
+# the datagrams the kernel dropped for a full receive buffer: on svcdns's
+# sockets (it was not given the CPU to keep up), and on the whole machine
+# (dnsperf's sockets, and every other program's).
 #
 #   contrib/bench/handover.sh                      # both modes, 20k qps, 12 s each
 #   contrib/bench/handover.sh --rate 50000 --rounds 3
@@ -42,7 +45,8 @@ usage: contrib/bench/handover.sh [options]
   --services N     Services in the generated cluster (default $services)
   --threads N      DNS worker threads of both processes (default $threads)
   --clients N      dnsperf clients, each a socket of its own (default $clients)
-  --modes LIST     "handover", "plain" or both, in that order (default "$modes")
+  --modes LIST     any of "handover", "plain" and "none" (no replacement: what the
+                   machine loses anyway), in that order (default "$modes")
   --rounds N       runs of each mode (default $rounds)
   --port P         the DNS port (default $port)
   --logs DIR       keep svcdns's logs and dnsperf's reports there
@@ -132,14 +136,22 @@ rcvbuf_errors() {
 		else print $c }' /proc/net/snmp
 }
 
+# Datagrams dropped for a full receive buffer on svcdns's own sockets (read
+# before they close; after a hand-over they are the new process's).
+server_drops() {
+	local hex
+	hex=$(printf '%04X' "$port")
+	awk -v p=":$hex" '$2 ~ p"$" { d += $NF } END { print d + 0 }' /proc/net/udp
+}
+
 field() { # field FILE LABEL: the number after "LABEL" in dnsperf's report
 	sed -n "s/^ *$2 *\([0-9]*\).*/\1/p" "$1" | head -1
 }
 
 echo "# $(basename "$bin"), $threads threads, $services Services, $rate qps for $duration s," \
 	"replaced at $switch_at s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-9s %5s %9s %9s %6s %8s %9s %9s\n' mode round sent answered lost servfail qps \
-	drops-machine
+printf '%-9s %5s %9s %9s %6s %8s %6s %12s %13s\n' mode round sent answered lost servfail qps \
+	server-drops machine-drops
 for r in $(seq 1 "$rounds"); do
 	for mode in $modes; do
 		sock="$tmp/handover.sock"
@@ -158,18 +170,24 @@ for r in $(seq 1 "$rounds"); do
 		perf=$!
 		pids+=("$perf")
 		sleep "$switch_at"
-		if [ "$mode" = handover ]; then
+		if [ "$mode" = none ]; then
+			new=$old
+			sdrops=0
+		elif [ "$mode" = handover ]; then
 			start_svcdns "$tmp/$mode-$r-new.log" "${extra[@]}"
 			new=$started
-			wait_for 30 grep -q "handover: serving;" "$tmp/$mode-$r-new.log" ||
+			wait_for 30 grep -qs "handover: serving;" "$tmp/$mode-$r-new.log" ||
 				{ echo "the new process did not take over" >&2; exit 1; }
 			stop_pid "$old"
+			sdrops=0
 		else
+			sdrops=$(server_drops)
 			stop_pid "$old"
 			start_svcdns "$tmp/$mode-$r-new.log"
 			new=$started
 		fi
 		wait "$perf" || true
+		sdrops=$((sdrops + $(server_drops)))
 		stop_pid "$new"
 		drops=$(($(rcvbuf_errors) - drops0))
 		sent=$(field "$out" "Queries sent:")
@@ -177,7 +195,7 @@ for r in $(seq 1 "$rounds"); do
 		lost=$(field "$out" "Queries lost:")
 		servfail=$(sed -n 's/.*SERVFAIL \([0-9]*\).*/\1/p' "$out" | head -1)
 		qps=$(sed -n 's/^ *Queries per second: *\([0-9]*\).*/\1/p' "$out" | head -1)
-		printf '%-9s %5s %9s %9s %6s %8s %9s %9s\n' "$mode" "$r" "$sent" "$done_" "$lost" \
-			"${servfail:-0}" "$qps" "$drops"
+		printf '%-9s %5s %9s %9s %6s %8s %6s %12s %13s\n' "$mode" "$r" "$sent" "$done_" "$lost" \
+			"${servfail:-0}" "$qps" "$sdrops" "$drops"
 	done
 done
