@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@ struct http_server {
 	uv_poll_t poll;
 	uv_timer_t timer;
 	struct MHD_Daemon *d;
+	int fd; /* the listening socket */
 	int handles_open;
 	http_handler_fn handler;
 	void *arg;
@@ -202,7 +204,9 @@ int http_start(uv_loop_t *loop, const struct http_config *cfg, struct http_serve
 	h->handler = cfg->handler;
 	h->arg = cfg->arg;
 	snprintf(h->listen, sizeof(h->listen), "%s", cfg->listen);
-	int fd = open_listener(cfg->listen);
+	int fd = cfg->fd > 0 ? fcntl(cfg->fd, F_DUPFD_CLOEXEC, 3) : open_listener(cfg->listen);
+	if (cfg->fd > 0 && fd < 0)
+		fd = -errno;
 	if (fd < 0) {
 		ret = fd;
 		log_error("http %s: %s", cfg->listen,
@@ -233,6 +237,7 @@ int http_start(uv_loop_t *loop, const struct http_config *cfg, struct http_serve
 		ret = -EIO;
 		goto fail;
 	}
+	h->fd = fd;
 	uv_timer_init(loop, &h->timer);
 	h->poll.data = h->timer.data = h;
 	h->handles_open = 2;
@@ -244,6 +249,11 @@ int http_start(uv_loop_t *loop, const struct http_config *cfg, struct http_serve
 fail:
 	free(h);
 	return ret;
+}
+
+int http_listener_fd(const struct http_server *h)
+{
+	return h ? h->fd : -1;
 }
 
 void http_stop(struct http_server *h)

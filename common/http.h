@@ -28,6 +28,7 @@ typedef void (*http_handler_fn)(void *arg, const char *path, struct http_reply *
 
 struct http_config {
 	const char *listen; /* "ADDR:PORT" or "[V6]:PORT" */
+	int fd;		    /* > 0: serve this listening socket (taken over) instead of binding */
 	unsigned max_conns; /* open connections, default 64 */
 	unsigned timeout_s; /* an idle or slow connection is closed after this, default 10 */
 	size_t max_request; /* bytes of a request's line and headers, default 16 KiB */
@@ -40,6 +41,8 @@ struct http_server;
 /* Binds the address (logged with the reason when it cannot) and serves on
  * `loop`. Returns 0 or a negative errno. */
 int http_start(uv_loop_t *loop, const struct http_config *cfg, struct http_server **out);
+/* The listening socket, to hand over to another process (until http_stop). */
+int http_listener_fd(const struct http_server *h);
 /* Closes the socket and every connection; memory goes with the loop's close
  * callbacks (run the loop once more before closing it). */
 void http_stop(struct http_server *h);

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "common/log.h"
+#include "daemon/handover.h"
 #include "daemon/http_views.h"
 #include "daemon/lifecycle.h"
 #include "daemon/nft_wiring.h"
@@ -50,6 +51,15 @@ struct app {
 	char hostname[256];
 	int exit_code;
 	struct lifecycle *lc; /* HTTP endpoint, readiness, shutdown order, reloads */
+	/* --handover-socket: the sockets taken over until this process serves
+	 * them (or NULL), the wait for the first sync before it does, and the
+	 * socket the next process takes them over through. */
+	struct handover_taken *taken;
+	uv_timer_t sync_wait;
+	bool sync_waiting;
+	struct dns_server_config dcfg;
+	struct handover_server *handover;
+	int held_signal; /* a signal held while a hand-over is in progress */
 };
 
 static void on_changed(void *arg)
@@ -70,6 +80,13 @@ static void on_reclaim(uv_timer_t *t)
 static void app_stop(void *arg)
 {
 	struct app *app = arg;
+	handover_stop(app->handover);
+	app->handover = NULL;
+	handover_done(app->taken, false); /* not serving yet: the old process serves on */
+	app->taken = NULL;
+	if (app->sync_waiting)
+		uv_close((uv_handle_t *)&app->sync_wait, NULL);
+	app->sync_waiting = false;
 	views_unregister_limits(lifecycle_metrics(app->lc)); /* the counters go with the server */
 	dns_server_stop(app->server);
 	app->server = NULL;
@@ -96,7 +113,29 @@ static void app_stop(void *arg)
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct app *app = h->data;
+	/* A new process holds copies of our sockets and is getting ready: going
+	 * away now would leave them unread until it serves. A second signal
+	 * does not wait. */
+	if (handover_pending(app->handover) && !app->held_signal) {
+		log_info("signal %d: a new process is taking over; stopping once it serves",
+			 signum);
+		app->held_signal = signum;
+		return;
+	}
+	handover_stop(app->handover); /* no hand-over to a process that is going */
+	app->handover = NULL;
 	lifecycle_shutdown(app->lc, signum);
+}
+
+/* The process that took over serves (the old one is this one), or went away. */
+static void on_handover_done(void *arg, bool taken)
+{
+	struct app *app = arg;
+	if (taken)
+		lifecycle_handed_over(app->lc);
+	if (app->held_signal)
+		lifecycle_shutdown(app->lc, app->held_signal);
+	app->held_signal = 0;
 }
 
 /* --zone-file ORIGIN=FILE, each parsed now (a bad one stops the start). */
@@ -258,11 +297,60 @@ static int start_sources(struct app *app)
 	return 0;
 }
 
-/* DNS, NOTIFY, signals and the operator's side, once a snapshot exists. */
-static int start_serving(struct app *app)
+/* The hand-over listener for the next process, once this one serves. */
+static void handover_open(struct app *app)
+{
+	if (!app->o->handover_socket)
+		return;
+	struct handover_hooks hh = {
+	    .server = app->server,
+	    .n_listen = app->o->n_listen,
+	    .http_fd = lifecycle_http_fd(app->lc),
+	    .done = on_handover_done,
+	    .arg = app,
+	};
+	if (handover_listen(app->loop, app->o->handover_socket, &hh, &app->handover) < 0)
+		log_warn("handover: the next process will bind its own sockets");
+}
+
+/* The DNS workers, on sockets taken over or bound now. */
+static int start_dns(struct app *app)
+{
+	app->dcfg.inherited = handover_inherited(app->taken);
+	int ret = dns_server_start(&app->dcfg, &app->server);
+	/* The workers serve duplicates: the old process may stop reading (or,
+	 * when they could not start, serve on). */
+	handover_done(app->taken, ret == 0);
+	app->taken = NULL;
+	if (ret < 0)
+		return ret;
+	lifecycle_set_server(app->lc, app->server);
+	if (views_register_limits(lifecycle_metrics(app->lc), dns_server_limits(app->server)) < 0)
+		log_warn("metrics: the limits' counters cannot be shown in /metrics");
+	handover_open(app);
+	return 0;
+}
+
+/* Taking over: the old process serves until this one's first snapshot is
+ * synced (no query meets an unsynced one here), then this one starts. */
+static void on_sync_wait(uv_timer_t *t)
+{
+	struct app *app = t->data;
+	const struct snapshot *s = snapshot_current();
+	if (!s || !s->synced)
+		return;
+	uv_close((uv_handle_t *)&app->sync_wait, NULL);
+	app->sync_waiting = false;
+	if (start_dns(app) < 0) {
+		app->exit_code = 1;
+		lifecycle_shutdown(app->lc, SIGINT);
+	}
+}
+
+static void fill_dns_config(struct app *app)
 {
 	const struct svcdns_options *o = app->o;
-	struct dns_server_config dcfg = {
+	app->dcfg = (struct dns_server_config){
 	    .listen = o->listen,
 	    .n_listen = o->n_listen,
 	    .threads = o->threads,
@@ -276,6 +364,13 @@ static int start_serving(struct app *app)
 	    .n_allow_transfer = o->n_allow_transfer,
 	    .metrics = lifecycle_metrics(app->lc),
 	};
+}
+
+/* DNS, NOTIFY, signals and the operator's side, once a snapshot exists. */
+static int start_serving(struct app *app)
+{
+	const struct svcdns_options *o = app->o;
+	fill_dns_config(app);
 	struct lifecycle_hooks lh = {
 	    .loop = app->loop,
 	    .opts = o,
@@ -286,6 +381,7 @@ static int start_serving(struct app *app)
 	    .rebuild = on_changed,
 	    .stop = app_stop,
 	    .arg = app,
+	    .http_fd = handover_http_fd(app->taken),
 	};
 	/* The HTTP endpoint first: whoever sees DNS answer can reach /ready and
 	 * /metrics (which says not ready until the listeners are open). */
@@ -300,16 +396,19 @@ static int start_serving(struct app *app)
 	app->sigterm.data = app->sigint.data = app;
 	uv_signal_start(&app->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&app->sigint, on_signal, SIGINT);
-	if (dns_server_start(&dcfg, &app->server) < 0) {
+	const struct snapshot *s = snapshot_current();
+	if (app->taken && !s->synced) {
+		uv_timer_init(app->loop, &app->sync_wait);
+		app->sync_wait.data = app;
+		app->sync_waiting = true;
+		uv_timer_start(&app->sync_wait, on_sync_wait, 10, 10);
+	} else if (start_dns(app) < 0) {
 		/* the loop ends once every handle is closed (stop_sources) */
 		uv_close((uv_handle_t *)&app->sigterm, NULL);
 		uv_close((uv_handle_t *)&app->sigint, NULL);
 		lifecycle_stop(app->lc);
 		return -1;
 	}
-	lifecycle_set_server(app->lc, app->server);
-	if (views_register_limits(lifecycle_metrics(app->lc), dns_server_limits(app->server)) < 0)
-		log_warn("metrics: the limits' counters cannot be shown in /metrics");
 	if (o->n_notify &&
 	    dns_notifier_start(app->loop, o->notify, o->n_notify, &app->notifier) < 0)
 		log_error("notify: cannot start; secondaries refresh on their own timer");
@@ -343,6 +442,7 @@ static void stop_sources(struct app *app)
 
 static void app_free(struct app *app)
 {
+	handover_done(app->taken, false);
 	snapshot_shutdown();
 	lifecycle_free(app->lc); /* after the snapshots: they may use its settings */
 	if (app->loop)
@@ -376,6 +476,9 @@ int daemon_run(struct svcdns_options *o)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (setup(&app) < 0)
+		goto out;
+	if (o->handover_socket &&
+	    handover_take(o->handover_socket, o->listen, o->n_listen, o->lc.http, &app.taken) < 0)
 		goto out;
 	if (start_sources(&app) < 0 || start_serving(&app) < 0) {
 		stop_sources(&app);

@@ -19,6 +19,7 @@
 #include "daemon/http_views.h"
 #include "daemon/options.h"
 #include "dns/lifecycle_freshness.h"
+#include "resolver/forward.h"
 #include "zones/zonefile.h"
 
 #define TICK_MS	       250 /* freshness and readiness */
@@ -55,6 +56,7 @@ struct lifecycle {
 	struct stat cfg_st; /* the config file as last seen; cfg_seen: it existed */
 	bool cfg_seen, cfg_missing_told;
 	bool shutting_down, stopping;
+	bool handed_over, drain_done;
 	uint64_t start_ns;
 	uint64_t hold_until_ns; /* --startup-timeout in force until then; 0: over */
 	uint64_t drain_deadline;
@@ -185,7 +187,9 @@ const char *lifecycle_not_ready(struct lifecycle *lc, char *buf, size_t cap)
 	const struct snapshot *s = snapshot_current();
 	uint64_t heard;
 	double age = source_age_s(lc, &heard);
-	if (lc->shutting_down)
+	if (lc->handed_over)
+		snprintf(buf, cap, "handed over to a new process");
+	else if (lc->shutting_down)
 		snprintf(buf, cap, "shutting down");
 	else if (!s)
 		snprintf(buf, cap, "no snapshot built yet");
@@ -743,7 +747,8 @@ int lifecycle_start(struct lifecycle *lc, const struct lifecycle_hooks *h)
 		freshness_set_startup_hold(true);
 	}
 	if (lc->o.http) {
-		struct http_config hc = {.listen = lc->o.http, .handler = on_http, .arg = lc};
+		struct http_config hc = {
+		    .listen = lc->o.http, .fd = h->http_fd, .handler = on_http, .arg = lc};
 		if ((ret = http_start(h->loop, &hc, &lc->http)) < 0)
 			return ret;
 	}
@@ -782,17 +787,33 @@ static void finish(struct lifecycle *lc)
 	lc->h.stop(lc->h.arg);
 }
 
+/* Forwarded queries still waiting for their upstream: their answers go out
+ * through the listening sockets, which stay open until the stop. */
+static uint64_t forward_in_flight(const struct lifecycle *lc)
+{
+	struct forward_stats fs = {0};
+	if (lc->h.fwd)
+		forward_stats_get(lc->h.fwd, &fs);
+	return fs.in_flight;
+}
+
 static void on_drain_poll(uv_timer_t *t)
 {
 	struct lifecycle *lc = t->data;
-	if (!lc->h.server || dns_server_drained(lc->h.server)) {
-		log_info("drained: every TCP answer in flight was sent; exiting");
+	bool drained = !lc->h.server || dns_server_drained(lc->h.server);
+	bool late = uv_hrtime() > lc->drain_deadline;
+	if (drained && forward_in_flight(lc) == 0)
+		log_info("drained: every answer in flight was sent%s",
+			 lc->shutting_down ? "; exiting" : "; waiting for SIGTERM to exit");
+	else if (late)
+		log_warn("drain: answers still in flight after %u ms; %s", DRAIN_MAX_MS,
+			 lc->shutting_down ? "exiting anyway" : "waiting for SIGTERM to exit");
+	else
+		return;
+	uv_timer_stop(&lc->shutdown);
+	lc->drain_done = true;
+	if (lc->shutting_down)
 		finish(lc);
-	} else if (uv_hrtime() > lc->drain_deadline) {
-		log_warn("drain: TCP answers still in flight after %u ms; exiting anyway",
-			 DRAIN_MAX_MS);
-		finish(lc);
-	}
 }
 
 static void on_lameduck_over(uv_timer_t *t)
@@ -809,9 +830,17 @@ void lifecycle_shutdown(struct lifecycle *lc, int signum)
 {
 	if (lc->stopping)
 		return;
-	if (lc->shutting_down) {
-		log_info("signal %d again: stopping now", signum);
+	if (lc->shutting_down || (lc->handed_over && lc->drain_done)) {
+		log_info(lc->handed_over ? "signal %d: exiting (handed over)"
+					 : "signal %d again: stopping now",
+			 signum);
 		finish(lc);
+		return;
+	}
+	if (lc->handed_over) {
+		/* The drain in progress ends the process once it is over. */
+		lc->shutting_down = lc->st.shutting_down = true;
+		log_info("signal %d: exiting once drained (handed over)", signum);
 		return;
 	}
 	lc->shutting_down = lc->st.shutting_down = true;
@@ -830,6 +859,25 @@ void lifecycle_shutdown(struct lifecycle *lc, int signum)
 		return;
 	}
 	uv_timer_start(&lc->shutdown, on_lameduck_over, ms, 0);
+}
+
+void lifecycle_handed_over(struct lifecycle *lc)
+{
+	if (lc->handed_over || lc->stopping || !lc->started)
+		return;
+	lc->handed_over = true;
+	lc->st.ready = false;
+	/* The new process has the same HTTP socket: probes and scrapes go to it. */
+	http_stop(lc->http);
+	lc->http = NULL;
+	log_info("handover: draining; the new process answers from now on");
+	uv_timer_stop(&lc->shutdown);
+	on_lameduck_over(&lc->shutdown);
+}
+
+int lifecycle_http_fd(const struct lifecycle *lc)
+{
+	return lc->http ? http_listener_fd(lc->http) : -1;
 }
 
 void lifecycle_stop(struct lifecycle *lc)

@@ -54,6 +54,7 @@ struct lifecycle_hooks {
 	void (*rebuild)(void *arg); /* build and publish a snapshot soon */
 	void (*stop)(void *arg);    /* stop everything; calls lifecycle_stop */
 	void *arg;
+	int http_fd; /* --http's socket taken over (daemon/handover.h), or 0: bind it */
 };
 
 struct lifecycle;
@@ -75,6 +76,13 @@ void lifecycle_set_server(struct lifecycle *lc, struct dns_server *server);
 /* SIGTERM/SIGINT: /ready fails at once; after lameduck (SIGTERM with --http)
  * the DNS server drains, then hooks.stop runs. A second signal stops at once. */
 void lifecycle_shutdown(struct lifecycle *lc, int signum);
+/* Another process serves our sockets now (daemon/handover.h): the HTTP
+ * endpoint closes, the DNS server drains at once, and the process then waits,
+ * serving nothing, for SIGTERM or SIGINT to exit (at once). Under a
+ * DaemonSet, exiting on its own would only get the old container restarted. */
+void lifecycle_handed_over(struct lifecycle *lc);
+/* The --http listening socket, to hand over, or -1. */
+int lifecycle_http_fd(const struct lifecycle *lc);
 /* Closes every handle the lifecycle holds (from hooks.stop). */
 void lifecycle_stop(struct lifecycle *lc);
 /* After the loop ended and snapshot_shutdown(). */

@@ -822,6 +822,14 @@ const struct opt_def options_table[] = {
      .off = F(lc.lameduck_ms),
      .help = "after SIGTERM, answer this long while /ready fails, then drain (with --http "
 	     "only)"},
+    {.name = "handover-socket",
+     .arg = "PATH",
+     .kind = OPT_STRING,
+     .off = F(handover_socket),
+     .help = "take the DNS and --http listening sockets over from the svcdns listening on this "
+	     "Unix socket (if one answers; else bind them), serve them once synced, then listen "
+	     "here for the next one: restarts and upgrades lose no query (no CoreDNS "
+	     "equivalent; like HAProxy's -x)"},
     {.name = "startup-timeout",
      .arg = "DURATION",
      MS(0, 10 * MINUTE),

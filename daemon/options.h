@@ -79,7 +79,8 @@ struct svcdns_options {
 	/* Operations. */
 	struct lifecycle_options lc;
 	int log_level;
-	const char *config; /* --config FILE, or NULL */
+	const char *config;	     /* --config FILE, or NULL */
+	const char *handover_socket; /* --handover-socket PATH (daemon/handover.h), or NULL */
 	bool check_config;
 	bool endpoint_pod_names;
 	bool ignore_empty_service;

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -78,12 +79,12 @@ static void worker_close_all(struct worker *w)
 {
 	forward_worker_close(w->ctx.fwd);
 	dns_tcp_close_all(w);
-	for (size_t i = 0; i < w->n_socks; i++) {
+	for (size_t i = 0; i < w->n_udp; i++)
 		if (w->udp[i].w && !uv_is_closing((uv_handle_t *)&w->udp[i].poll))
 			uv_close((uv_handle_t *)&w->udp[i].poll, NULL);
+	for (size_t i = 0; i < w->n_tcp; i++)
 		if (w->tcp[i].w && !uv_is_closing((uv_handle_t *)&w->tcp[i].handle))
 			uv_close((uv_handle_t *)&w->tcp[i].handle, NULL);
-	}
 	if (w->limits_tick_on && !uv_is_closing((uv_handle_t *)&w->limits_tick))
 		uv_close((uv_handle_t *)&w->limits_tick, NULL);
 	if (!uv_is_closing((uv_handle_t *)&w->stop))
@@ -106,12 +107,12 @@ static void worker_drain(struct worker *w)
 	if (w->draining)
 		return;
 	w->draining = true;
-	for (size_t i = 0; i < w->n_socks; i++) {
+	for (size_t i = 0; i < w->n_udp; i++)
 		if (w->udp[i].w && !uv_is_closing((uv_handle_t *)&w->udp[i].poll))
 			uv_poll_stop(&w->udp[i].poll);
+	for (size_t i = 0; i < w->n_tcp; i++)
 		if (w->tcp[i].w && !uv_is_closing((uv_handle_t *)&w->tcp[i].handle))
 			uv_close((uv_handle_t *)&w->tcp[i].handle, NULL);
-	}
 	dns_tcp_drain_all(w);
 	dns_worker_drained_check(w);
 }
@@ -141,7 +142,7 @@ static void *worker_main(void *arg)
 
 static void worker_cleanup(struct worker *w)
 {
-	for (size_t i = 0; i < w->n_socks; i++)
+	for (size_t i = 0; i < w->n_udp; i++)
 		if (w->udp[i].fd >= 0)
 			close(w->udp[i].fd);
 	free(w->udp);
@@ -151,37 +152,108 @@ static void worker_cleanup(struct worker *w)
 	uv_loop_close(&w->loop);
 }
 
-/* Opens the worker's UDP and TCP sockets on listen address i and starts
- * polling them; a bad address is logged here, naming it. */
-static int worker_listen(struct worker *w, size_t i)
+/* Socket j of listen address i: the j-th one taken over, else a new one. A
+ * socket taken over is served through a duplicate, so that the caller's
+ * copy and the server's close apart. */
+static int socket_for(const struct dns_server_config *cfg, size_t i, int type, size_t j)
+{
+	const struct dns_inherited *inh = cfg->inherited ? &cfg->inherited[i] : NULL;
+	size_t n = !inh ? 0 : type == SOCK_DGRAM ? inh->n_udp : inh->n_tcp;
+	if (j >= n)
+		return open_socket(&cfg->listen[i], type);
+	int fd = fcntl(type == SOCK_DGRAM ? inh->udp[j] : inh->tcp[j], F_DUPFD_CLOEXEC, 3);
+	return fd < 0 ? -errno : fd;
+}
+
+/* How many sockets listen address i has of `type`: one per worker, or every
+ * one taken over when there were more (none may go unread: the kernel keeps
+ * sending them their share). */
+static size_t sockets_of(const struct dns_server *srv, size_t i, int type)
+{
+	const struct dns_inherited *inh = srv->cfg.inherited ? &srv->cfg.inherited[i] : NULL;
+	size_t n = !inh ? 0 : type == SOCK_DGRAM ? inh->n_udp : inh->n_tcp;
+	return n > srv->n_workers ? n : srv->n_workers;
+}
+
+static int listen_udp(struct worker *w, size_t i, size_t j)
 {
 	const struct dns_listen *l = &w->cfg->listen[i];
-	int fd = open_socket(l, SOCK_DGRAM);
+	int fd = socket_for(w->cfg, i, SOCK_DGRAM, j);
 	if (fd < 0) {
 		log_error("listen %s (udp): %s", l->text, strerror(-fd));
 		return fd;
 	}
-	w->udp[i].fd = fd;
-	w->udp[i].w = w;
-	w->udp[i].pktinfo = is_wildcard(l);
-	uv_poll_init(&w->loop, &w->udp[i].poll, fd);
-	w->udp[i].poll.data = &w->udp[i];
-	uv_poll_start(&w->udp[i].poll, UV_READABLE, dns_udp_read);
+	struct udp_sock *us = &w->udp[w->n_udp++];
+	us->fd = fd;
+	us->w = w;
+	us->listen = (unsigned)i;
+	us->pktinfo = is_wildcard(l);
+	uv_poll_init(&w->loop, &us->poll, fd);
+	us->poll.data = us;
+	uv_poll_start(&us->poll, UV_READABLE, dns_udp_read);
+	return 0;
+}
 
-	int tfd = open_socket(l, SOCK_STREAM);
+static int listen_tcp(struct worker *w, size_t i, size_t j)
+{
+	const struct dns_listen *l = &w->cfg->listen[i];
+	int tfd = socket_for(w->cfg, i, SOCK_STREAM, j);
 	if (tfd < 0) {
 		log_error("listen %s (tcp): %s", l->text, strerror(-tfd));
 		return tfd;
 	}
-	uv_tcp_init(&w->loop, &w->tcp[i].handle);
-	w->tcp[i].w = w;
-	w->tcp[i].handle.data = &w->tcp[i];
-	if (uv_tcp_open(&w->tcp[i].handle, tfd) < 0 ||
-	    uv_listen((uv_stream_t *)&w->tcp[i].handle, 1024, dns_tcp_accept) < 0) {
+	struct tcp_listener *tl = &w->tcp[w->n_tcp++];
+	uv_tcp_init(&w->loop, &tl->handle);
+	tl->w = w;
+	tl->fd = tfd;
+	tl->listen = (unsigned)i;
+	tl->handle.data = tl;
+	if (uv_tcp_open(&tl->handle, tfd) < 0 ||
+	    uv_listen((uv_stream_t *)&tl->handle, 1024, dns_tcp_accept) < 0) {
 		close(tfd);
+		tl->fd = -1;
 		log_error("listen %s (tcp): cannot listen", l->text);
 		return -EIO;
 	}
+	return 0;
+}
+
+/* Opens the worker's share of the sockets of listen address i (sockets j
+ * with j % workers == its index) and starts polling them; a bad address is
+ * logged here, naming it. */
+static int worker_listen(struct worker *w, size_t i)
+{
+	struct dns_server *srv = w->srv;
+	for (size_t j = w->index; j < sockets_of(srv, i, SOCK_DGRAM); j += srv->n_workers) {
+		int ret = listen_udp(w, i, j);
+		if (ret < 0)
+			return ret;
+	}
+	for (size_t j = w->index; j < sockets_of(srv, i, SOCK_STREAM); j += srv->n_workers) {
+		int ret = listen_tcp(w, i, j);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* The worker's share of the sockets over every address: room for them. */
+static int worker_alloc_socks(struct worker *w)
+{
+	struct dns_server *srv = w->srv;
+	size_t nu = 0, nt = 0;
+	for (size_t i = 0; i < w->cfg->n_listen; i++) {
+		nu += (sockets_of(srv, i, SOCK_DGRAM) - 1 - w->index) / srv->n_workers + 1;
+		nt += (sockets_of(srv, i, SOCK_STREAM) - 1 - w->index) / srv->n_workers + 1;
+	}
+	w->udp = calloc(nu, sizeof(*w->udp));
+	w->tcp = calloc(nt, sizeof(*w->tcp));
+	if (!w->udp || !w->tcp)
+		return -ENOMEM;
+	for (size_t k = 0; k < nu; k++)
+		w->udp[k].fd = -1;
+	for (size_t k = 0; k < nt; k++)
+		w->tcp[k].fd = -1;
 	return 0;
 }
 
@@ -221,13 +293,8 @@ static int worker_init(struct dns_server *srv, unsigned t, unsigned *inited)
 	if (cfg->forwarder &&
 	    forward_worker_new(cfg->forwarder, &w->loop, t, dns_tcp_forward_reply, &w->ctx.fwd) < 0)
 		return -ENOMEM;
-	w->n_socks = cfg->n_listen;
-	w->udp = calloc(cfg->n_listen, sizeof(*w->udp));
-	w->tcp = calloc(cfg->n_listen, sizeof(*w->tcp));
-	if (!w->udp || !w->tcp)
+	if (worker_alloc_socks(w) < 0)
 		return -ENOMEM;
-	for (size_t i = 0; i < cfg->n_listen; i++)
-		w->udp[i].fd = -1;
 	for (size_t i = 0; i < cfg->n_listen; i++) {
 		int ret = worker_listen(w, i);
 		if (ret < 0)
@@ -341,6 +408,24 @@ void dns_server_stop(struct dns_server *srv)
 	dns_limits_free(srv->limits);
 	free(srv->workers);
 	free(srv);
+}
+
+size_t dns_server_sockets(const struct dns_server *srv, size_t i, int type, int *fds, size_t cap)
+{
+	size_t n = 0;
+	for (unsigned t = 0; t < srv->n_workers; t++) {
+		const struct worker *w = &srv->workers[t];
+		if (type == SOCK_DGRAM) {
+			for (size_t k = 0; k < w->n_udp; k++)
+				if (w->udp[k].listen == i && w->udp[k].fd >= 0 && n++ < cap)
+					fds[n - 1] = w->udp[k].fd;
+		} else {
+			for (size_t k = 0; k < w->n_tcp; k++)
+				if (w->tcp[k].listen == i && w->tcp[k].fd >= 0 && n++ < cap)
+					fds[n - 1] = w->tcp[k].fd;
+		}
+	}
+	return n;
 }
 
 const struct dns_limits *dns_server_limits(const struct dns_server *srv)

@@ -18,6 +18,17 @@
 struct forwarder; /* resolver/forward.h */
 struct metrics;	  /* common/metrics.h */
 
+/* Listening sockets of one address taken over from the process this one
+ * replaces (a hand-over): they are served as they are, with their queues,
+ * and the address gets only as many new ones as it needs to give each
+ * worker one. The server serves duplicates; the caller closes these. */
+struct dns_inherited {
+	const int *udp;
+	size_t n_udp;
+	const int *tcp;
+	size_t n_tcp;
+};
+
 struct dns_server_config {
 	const struct dns_listen *listen;
 	size_t n_listen;
@@ -31,6 +42,7 @@ struct dns_server_config {
 	/* Clients that may transfer zones (AXFR, IXFR over TCP); none by default. */
 	const struct net_cidr *allow_transfer;
 	size_t n_allow_transfer;
+	const struct dns_inherited *inherited; /* n_listen of them, or NULL: bind all */
 };
 
 struct net_cidr;
@@ -40,11 +52,17 @@ struct dns_server;
  * naming it) and starts the workers. */
 int dns_server_start(const struct dns_server_config *cfg, struct dns_server **out);
 /* Ends lameduck: workers stop taking queries (UDP reads stop, TCP listeners
- * close) and close each TCP connection once its answers are written and the
- * forwarder owes it nothing. Returns at once; dns_server_drained() says when
- * every connection is gone. Then call dns_server_stop. */
+ * close); each open TCP connection is still read and answered, and closed
+ * once it owes nothing and has been quiet for a moment (dns/tcp.c). Returns
+ * at once; dns_server_drained() says when every connection is gone. Then
+ * call dns_server_stop. */
 void dns_server_drain(struct dns_server *srv);
 bool dns_server_drained(const struct dns_server *srv);
+/* The listening sockets of listen address `i` of `type` (SOCK_DGRAM or
+ * SOCK_STREAM), every worker's, for a hand-over: up to `cap` into `fds`;
+ * returns how many there are. Until dns_server_drain (it closes the TCP
+ * ones). Control thread. */
+size_t dns_server_sockets(const struct dns_server *srv, size_t i, int type, int *fds, size_t cap);
 /* Stops every worker, closes every socket, frees everything. */
 void dns_server_stop(struct dns_server *srv);
 

@@ -12,6 +12,10 @@
 #define TCP_WRITE_QUEUE_MAX (256u << 10)
 /* Queries of one connection the forwarder may hold at once; more wait unread. */
 #define TCP_PENDING_MAX 64
+/* While draining, a connection is closed once it owes nothing and has sent
+ * nothing for this long: a query already on its way (the one a client
+ * connected to send) is still read and answered, rather than met by a reset. */
+#define TCP_DRAIN_QUIET_MS 100
 
 struct tcp_conn {
 	uv_tcp_t handle;
@@ -89,6 +93,8 @@ static void conn_arm_timer(struct tcp_conn *c)
 		if (left < delay)
 			delay = left;
 	}
+	if (c->w->draining && delay > TCP_DRAIN_QUIET_MS)
+		delay = TCP_DRAIN_QUIET_MS;
 	uv_timer_start(&c->idle, on_conn_timer, delay, 0);
 }
 
@@ -98,6 +104,13 @@ static void on_conn_timer(uv_timer_t *t)
 	struct worker *w = c->w;
 	const struct dns_server_config *cfg = w->cfg;
 	uint64_t now = uv_now(&w->loop);
+	if (w->draining && !c->expired) {
+		if (c->pending == 0 && c->handle.write_queue_size == 0)
+			conn_close(c);
+		else
+			conn_arm_timer(c);
+		return;
+	}
 	if (c->expired) {
 		conn_close(c); /* it had an idle period to take what it was owed */
 		return;
@@ -266,7 +279,7 @@ static void conn_process(struct tcp_conn *c, uint64_t t0)
  * inside the forwarder's. */
 static void conn_resume(struct tcp_conn *c)
 {
-	if (!c->paused || c->closing || c->w->draining || c->expired ||
+	if (!c->paused || c->closing || c->expired ||
 	    c->handle.write_queue_size >= TCP_WRITE_QUEUE_MAX / 2 ||
 	    c->pending >= TCP_PENDING_MAX / 2)
 		return;
@@ -350,11 +363,12 @@ void dns_tcp_close_all(struct worker *w)
 		conn_close(c);
 }
 
-/* While draining: a connection that owes its client nothing is closed. A
- * write handed to the kernel still reaches the client after the close. */
+/* Past its lifetime: a connection that owes its client nothing is closed. A
+ * write handed to the kernel still reaches the client after the close. While
+ * draining, the quiet timer closes it instead (TCP_DRAIN_QUIET_MS). */
 static void conn_drain(struct tcp_conn *c)
 {
-	if (!(c->w->draining || c->expired) || c->closing)
+	if (!c->expired || c->closing)
 		return;
 	uv_read_stop((uv_stream_t *)&c->handle);
 	if (c->pending == 0 && c->handle.write_queue_size == 0)
@@ -363,8 +377,7 @@ static void conn_drain(struct tcp_conn *c)
 
 void dns_tcp_drain_all(struct worker *w)
 {
-	for (struct tcp_conn *c = w->conns, *next; c; c = next) {
-		next = c->next;
-		conn_drain(c);
-	}
+	for (struct tcp_conn *c = w->conns; c; c = c->next)
+		if (!c->closing)
+			conn_arm_timer(c);
 }

@@ -35,6 +35,7 @@ struct worker;
 struct udp_sock {
 	uv_poll_t poll;
 	int fd;
+	unsigned listen; /* its address: cfg->listen[listen] */
 	bool pktinfo;
 	unsigned full_streak; /* full batches read in a row, across wakeups */
 	uint64_t others_ms;   /* when a full batch last held more than one source */
@@ -43,6 +44,8 @@ struct udp_sock {
 
 struct tcp_listener {
 	uv_tcp_t handle;
+	int fd;		 /* -1: not open (yet) */
+	unsigned listen; /* its address: cfg->listen[listen] */
 	struct worker *w;
 };
 
@@ -54,9 +57,11 @@ struct worker {
 	/* The forwarder's part (NULL without forwarding), the RRL table (NULL:
 	 * --rrl is off) and the counters (NULL: not counted) live in `ctx`. */
 	struct dns_process_ctx ctx;
+	/* Its share of every address's sockets: usually one UDP and one TCP
+	 * each, more when a hand-over brought more than there are workers. */
 	struct udp_sock *udp;
 	struct tcp_listener *tcp;
-	size_t n_socks;
+	size_t n_udp, n_tcp;
 	unsigned tcp_conns;
 	struct tcp_conn *conns; /* every open connection, for shutdown */
 	const struct dns_server_config *cfg;
@@ -64,7 +69,7 @@ struct worker {
 	unsigned index;		/* its own counters in srv->limits */
 	uv_timer_t limits_tick; /* worker 0 only: tells the last hits of each limit */
 	bool limits_tick_on;
-	bool draining; /* lameduck is over: answer what is in flight, take nothing new */
+	bool draining; /* lameduck is over: no new connection or datagram; open ones finish */
 	bool drained;  /* counted in srv->drained */
 	/* UDP batch buffers, per worker: the query path allocates nothing. */
 	struct mmsghdr in[UDP_BATCH], out[UDP_BATCH];
