@@ -339,6 +339,8 @@ int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t seri
 	cz->ttl = ttl;
 	cz->pod_names = cfg->endpoint_pod_names;
 	cz->ignore_empty = cfg->ignore_empty_service;
+	cz->withheld = NULL;
+	cz->n_withheld = 0;
 
 	if ((ret = zone_with_soa(b, cz->zone, mname, rname, serial, ttl, &cz->z)) < 0)
 		return ret;
@@ -444,11 +446,36 @@ int cluster_service_roots(const struct cluster_zones *cz, const struct model_ser
 	return 0;
 }
 
+/* Binary search of "ns/name" keys sorted by (ns, name). */
+static bool withheld(const struct cluster_zones *cz, const struct model_service *s)
+{
+	size_t lo = 0, hi = cz->n_withheld, nsl = strlen(s->ns);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *k = cz->withheld[mid], *slash = strchr(k, '/');
+		size_t kl = slash ? (size_t)(slash - k) : strlen(k);
+		int c = strncmp(k, s->ns, kl < nsl ? kl : nsl);
+		if (!c)
+			c = (kl > nsl) - (kl < nsl);
+		if (!c)
+			c = strcmp(slash ? slash + 1 : "", s->name);
+		if (!c)
+			return true;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
 int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct view_service *vs)
 {
 	int ret;
 	if (vs->svc->imported)
 		return clusterset_service(b, cz, vs);
+	if (cz->n_withheld && withheld(cz, vs->svc))
+		return 0;
 	if ((ret = service_records(b, cz->z, cz->svc_full, vs, cz->ttl, cz->rev4, cz->rev6, false,
 				   cz->pod_names, cz->ignore_empty)) < 0 ||
 	    (ret = service_records(b, cz->zs, cz->svc_short, vs, cz->ttl, NULL, NULL, true,
@@ -458,7 +485,7 @@ int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct v
 }
 
 int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struct model_view *v,
-		    uint32_t serial)
+		    uint32_t serial, char *const *withheld, size_t n_withheld)
 {
 	struct cluster_zones cz;
 	int ret;
@@ -478,6 +505,8 @@ int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struc
 	if ((ret = cluster_zones(b, cfg, serial, clusterset_served(cfg, v), &cz)) < 0 ||
 	    (ret = cluster_base(b, cfg, v, &cz)) < 0 || (ret = clusterset_base(b, &cz)) < 0)
 		return ret;
+	cz.withheld = withheld;
+	cz.n_withheld = n_withheld;
 	for (size_t i = 0; i < v->n_svcs; i++)
 		if ((ret = cluster_service(b, &cz, &v->svcs[i])) < 0)
 			return ret;
