@@ -100,6 +100,8 @@ int pipeline_new(const struct pipeline_config *cfg, struct pipeline **out)
 	p->cfg = *cfg;
 	if (!p->cfg.retry_min_ms)
 		p->cfg.retry_min_ms = RETRY_MIN_MS;
+	if (!p->cfg.withheld_min_ms)
+		p->cfg.withheld_min_ms = WITHHELD_MIN_MS;
 	if (!p->cfg.wall_ms)
 		p->cfg.wall_ms = realtime_ms;
 	if (p->cfg.retry_max_ms < p->cfg.retry_min_ms)
@@ -269,9 +271,9 @@ static int withhold(struct pipeline *p, struct snapshot **s)
 			    "refused %s rules (logged above); retried with backoff",
 			    n, n == 1 ? "" : "s", keys[0], n == 1 ? "its" : "their");
 		p->withheld_all += n;
-		p->withheld_ms = p->withheld_ms ? p->withheld_ms * 2 : WITHHELD_MIN_MS;
-		if (p->withheld_ms > RETRY_MAX_MS)
-			p->withheld_ms = RETRY_MAX_MS;
+		p->withheld_ms = p->withheld_ms ? p->withheld_ms * 2 : p->cfg.withheld_min_ms;
+		if (p->withheld_ms > p->cfg.retry_max_ms)
+			p->withheld_ms = p->cfg.retry_max_ms;
 	} else {
 		if (p->n_withheld)
 			log_info("pipeline: no Service withheld from DNS any more");

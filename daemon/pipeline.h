@@ -43,8 +43,9 @@ typedef int (*pipeline_datapath_fn)(void *arg, struct snapshot *s);
 /* The Services the datapath could not forward after the stage just run
  * ("ns/name", sorted as the view sorts Services; valid until the stage runs
  * again). The pipeline publishes the snapshot without their names
- * (snapshot_withhold) and runs again with backoff (1 s doubling to 30 s)
- * while any is left, so that each appears in DNS once its rules are in. */
+ * (snapshot_withhold) and runs again with backoff (withheld_min_ms doubling
+ * to retry_max_ms) while any is left, so that each appears in DNS once its
+ * rules are in. */
 typedef size_t (*pipeline_refused_fn)(void *arg, const char *const **keys);
 
 struct lifecycle;
@@ -62,6 +63,9 @@ struct pipeline_config {
 	struct lifecycle *lc; /* or NULL */
 	/* Retry backoff after a failed stage; 0: 250 ms doubling up to 30 s. */
 	unsigned retry_min_ms, retry_max_ms;
+	/* The first retry of Services the datapath refused, doubling up to
+	 * retry_max_ms; 0: 1 s. */
+	unsigned withheld_min_ms;
 	/* Wall-clock milliseconds since the epoch, for the DNS programming
 	 * latency (programming.h); NULL: CLOCK_REALTIME. */
 	int64_t (*wall_ms)(void);
