@@ -100,7 +100,9 @@ def body(tally):
                 return "web's traffic does not flow"
             text = metrics(http)
             for want in (r"svcdns_nftables_services_refused 1\b",
-                         r"svcdns_nftables_sync_failures_total [1-9]"):
+                         r"svcdns_nftables_sync_failures_total [1-9]",
+                         r"svcdns_pipeline_withheld_services 1\b",
+                         r"svcdns_pipeline_withheld_total [1-9]"):
                 if not re.search(want, text):
                     return "/metrics lacks %s:\n%s" % (want, "\n".join(
                         l for l in text.splitlines() if "nftables" in l))
@@ -125,8 +127,10 @@ def body(tally):
             chaos = [l for l in dig("blocked", "TXT", "CH")[1] if "nftables=" in l]
             if not chaos or "nftables=programmed" not in chaos[0]:
                 return "the CHAOS view of blocked after the cure: %s" % chaos
-            if not re.search(r"svcdns_nftables_services_refused 0\b", metrics(http)):
-                return "/metrics still counts a refused Service"
+            text = metrics(http)
+            if not re.search(r"svcdns_nftables_services_refused 0\b", text) or \
+                    not re.search(r"svcdns_pipeline_withheld_services 0\b", text):
+                return "/metrics still counts a refused or withheld Service"
             if "Service default/blocked: its rules are in now" not in srv.stderr_text():
                 return "the recovery was not logged"
             return ""
