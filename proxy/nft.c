@@ -744,9 +744,11 @@ int nftdp_apply(struct nftdp *nd, const struct model_view *v)
 	nft_refusals_reset(&before);
 	apply_changes(nd, c, n, full);
 	changes_free(c, n);
-	if (nft_refusals_index(&nd->refused, v) < 0)
-		log_error("nftables: out of memory indexing the CHAOS view; it shows the previous "
-			  "state");
+	/* Without the list of refused Services DNS could hand one out: the
+	 * snapshot is not published (the pipeline retries). */
+	if ((ret = nft_refusals_index(&nd->refused, v)) < 0)
+		log_error("nftables: out of memory listing the refused Services; the snapshot "
+			  "waits for the next run");
 	nd->st.refused = nd->refused.why.n;
 	nd->last_view = v->id;
 	nd->st.syncs++;
@@ -763,7 +765,7 @@ int nftdp_apply(struct nftdp *nd, const struct model_view *v)
 	nd->st.elements = nd->elems.n;
 	log_debug("nftables: %s sync of %zu Service%s in %.2f ms", full ? "full" : "incremental", n,
 		  n == 1 ? "" : "s", (double)nd->st.last_sync_ns / 1e6);
-	return 0;
+	return ret;
 }
 
 /* ---- start, stop, cleanup -------------------------------------------------- */

@@ -58,7 +58,9 @@ int nftdp_start(const struct nftdp_config *cfg, struct nftdp **out);
  * what the table holds and only the differences are written. Each run is one
  * transaction; when the kernel refuses it, the Services are retried one by
  * one so that each failure is logged with its Service, and the others go in.
- * Returns 0, or -ENOMEM when nothing could be computed (nothing changed). */
+ * Returns 0, or -ENOMEM when nothing could be computed (nothing changed) or
+ * the refused Services could not be listed (nftdp_refused is then empty and
+ * the caller must not publish). */
 int nftdp_apply(struct nftdp *nd, const struct model_view *v);
 
 /* The Services whose rules the kernel refused at their last attempt (each

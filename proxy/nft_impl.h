@@ -109,7 +109,7 @@ void nft_refusal_set(struct nft_refusals *r, const char *svc, const char *why);
 /* A full run: every Service is tried again. */
 void nft_refusals_reset(struct nft_refusals *r);
 /* After an apply of v: the sorted keys and a new index (the old one retired).
- * 0 or -ENOMEM (then the previous index stays). */
+ * 0 or -ENOMEM (then there is no index and no key). */
 int nft_refusals_index(struct nft_refusals *r, const struct model_view *v);
 size_t nft_refusals_keys(const struct nft_refusals *r, const char *const **keys);
 /* Frees the retired indexes but `keep`. */

@@ -74,8 +74,21 @@ static void collect_key(void *arg, const char *key, void *val)
 	r->keys[r->n_keys++] = (char *)key;
 }
 
+/* The current index leaves for the retired list (readers may still hold it). */
+static void retire(struct nft_refusals *r)
+{
+	if (r->cur) {
+		r->cur->next = r->old;
+		r->old = r->cur;
+		r->cur = NULL;
+	}
+}
+
 int nft_refusals_index(struct nft_refusals *r, const struct model_view *v)
 {
+	/* Retired even on failure: it points into an older view's Services. */
+	retire(r);
+	r->n_keys = 0;
 	char **keys = realloc(r->keys, (r->why.n + 1) * sizeof(*keys));
 	if (!keys)
 		return -ENOMEM;
@@ -107,10 +120,6 @@ int nft_refusals_index(struct nft_refusals *r, const struct model_view *v)
 	lv->n = r->n_keys;
 	lv->svcs = v->svcs;
 	lv->n_svcs = v->n_svcs;
-	if (r->cur) {
-		r->cur->next = r->old;
-		r->old = r->cur;
-	}
 	r->cur = lv;
 	return 0;
 }
