@@ -52,6 +52,13 @@ def dig(name, qtype="A", qclass="IN"):
     return (m.group(1) if m else "no answer: " + out), answers
 
 
+def axfr_names():
+    """The owner names of an AXFR of the cluster zone, from the client."""
+    rc, out = nsrun("client", "dig", "@" + base.NODE_IN, "+time=3", "+tries=1", "+noall",
+                    "+answer", "cluster.local", "AXFR")
+    return {l.split()[0] for l in out.splitlines() if l and not l.startswith(";")}
+
+
 def metrics(http):
     return nsrun("node", "/usr/bin/python3", "-c",
                  "import urllib.request,sys; sys.stdout.write(urllib.request."
@@ -70,7 +77,8 @@ def body(tally):
             return
         http = "127.0.0.1:%d" % t.free_port()
         srv = base.NodeServer(d, args=["--proxy=nftables", "--listen", base.NODE_IN + ":53",
-                                       "--http", http]).start()
+                                       "--http", http, "--allow-transfer",
+                                       base.CLIENT + "/32"]).start()
         rc, out = base.nft("add", "element", "inet", "svcdns", "service-ips4", BLOCKING)
         if not tally.check(rc == 0, "a conflicting element put in the table", out):
             return
@@ -106,11 +114,15 @@ def body(tally):
                 if not re.search(want, text):
                     return "/metrics lacks %s:\n%s" % (want, "\n".join(
                         l for l in text.splitlines() if "nftables" in l))
+            names = axfr_names()
+            if "web.default.svc.cluster.local." not in names or \
+                    "blocked.default.svc.cluster.local." in names:
+                return "AXFR: want web and not blocked, got %s" % sorted(names)
             if "withheld from DNS" not in srv.stderr_text():
                 return "the pipeline did not log the withheld Service"
             return ""
-        tally.run("rules refused by the kernel: the Service is NXDOMAIN, logged, refused in "
-                  "CHAOS and /metrics; the others are served", refused)
+        tally.run("rules refused by the kernel: the Service is NXDOMAIN and not in AXFR, "
+                  "logged, refused in CHAOS and /metrics; the others are served", refused)
 
         def cured():
             rc, out = base.nft("delete", "element", "inet", "svcdns", "service-ips4",
@@ -131,6 +143,8 @@ def body(tally):
             if not re.search(r"svcdns_nftables_services_refused 0\b", text) or \
                     not re.search(r"svcdns_pipeline_withheld_services 0\b", text):
                 return "/metrics still counts a refused or withheld Service"
+            if "blocked.default.svc.cluster.local." not in axfr_names():
+                return "AXFR lacks blocked after the cure"
             if "Service default/blocked: its rules are in now" not in srv.stderr_text():
                 return "the recovery was not logged"
             return ""
