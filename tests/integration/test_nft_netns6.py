@@ -39,6 +39,8 @@ CIP6_WEB, CIP6_EMPTY, CIP6_SOLO, CIP6_UNUSED = "fd00:96::10", "fd00:96::11", "fd
 CIP6_STICKY = "fd00:96::13"
 CIP_DUAL4, CIP_DUAL6 = "10.96.77.20", "fd00:96::20"
 CIP_SCTP4, CIP_SCTP6 = "10.96.77.21", "fd00:96::21"
+# externalIPs of the dual-stack Service, outside every subnet: routed via the node.
+EXT4, EXT6 = "10.0.9.20", "fd00:9::20"
 
 BACKEND = r"""
 import socket, struct, sys, threading
@@ -190,6 +192,8 @@ SCTP_SLICE_PORTS = [{"name": "assoc", "port": 9132, "protocol": "SCTP"}]
 
 
 def manifests(web_eps=(EP61, EP62)):
+    dual = service("dual", [CIP_DUAL4, CIP_DUAL6], HTTP_PORTS, "NodePort")
+    dual["spec"]["externalIPs"] = [EXT4, EXT6]
     sticky = service("sticky6", [CIP6_STICKY], [{"name": "http", "port": 80, "targetPort": 8080}])
     sticky["spec"]["sessionAffinity"] = "ClientIP"
     return [service("web6", [CIP6_WEB], WEB_PORTS),
@@ -198,7 +202,7 @@ def manifests(web_eps=(EP61, EP62)):
             service("empty6", [CIP6_EMPTY], [{"port": 80, "targetPort": 8080}]),
             service("solo6", [CIP6_SOLO], [{"name": "http", "port": 80, "targetPort": 8080}]),
             eslice("solo6", [EP61], HTTP_SLICE_PORTS, "IPv6"),
-            service("dual", [CIP_DUAL4, CIP_DUAL6], HTTP_PORTS, "NodePort"),
+            dual,
             eslice("dual", [EP41], HTTP_SLICE_PORTS, "IPv4", "v4"),
             eslice("dual", [EP61], HTTP_SLICE_PORTS, "IPv6", "v6"),
             service("assoc", [CIP_SCTP4, CIP_SCTP6], SCTP_PORTS),
@@ -301,6 +305,15 @@ def body(tally):
             return ""
         tally.run("NodePort over IPv6 (and IPv4) on the node's addresses, masqueraded",
                   nodeport6)
+
+        def external6():
+            out = exchanges("client", "tcp,%s,80" % EXT6, "tcp,%s,80" % EXT4)
+            want = ["%s %s" % (EP61, NODE_OUT6), "%s %s" % (EP41, NODE_OUT4)]
+            if out != want:
+                return "externalIPs [%s] and %s: got %s, want %s (masqueraded)" % (
+                    EXT6, EXT4, out, want)
+            return ""
+        tally.run("externalIPs of a dual-stack Service, IPv6 and IPv4, masqueraded", external6)
 
         def reject_drop_hairpin6():
             out = exchanges("client", "tcp,%s,80" % CIP6_EMPTY, "tcp,%s,80" % CIP6_UNUSED)
