@@ -72,8 +72,12 @@ static void on_reclaim(uv_timer_t *t)
 {
 	struct app *app = t->data;
 	/* With no old snapshot left, no reader can hold an old datapath index. */
-	if (snapshot_reclaim() == 0 && app->proxy && snapshot_current())
+	if (snapshot_reclaim() != 0 || !snapshot_current())
+		return;
+	if (app->proxy)
 		proxy_live_reclaim(app->proxy, snapshot_current()->chaos_live_arg);
+	if (app->nft)
+		nftdp_live_reclaim(app->nft, snapshot_current()->chaos_live_arg);
 }
 
 /* The end, once lameduck and draining are over (daemon/lifecycle.h). */

@@ -121,6 +121,15 @@ static void src_snapshot(struct metrics_out *o, void *arg)
 		metrics_sample(o, "svcdns_pipeline_failures_total",
 			       (double)pipeline_failures(st->pipeline, (enum pipeline_stage)k),
 			       "stage", pipeline_stage_name((enum pipeline_stage)k), NULL);
+	uint64_t withheld_total = 0;
+	size_t withheld = pipeline_withheld(st->pipeline, &withheld_total);
+	metrics_family(o, "svcdns_pipeline_withheld_services", "gauge",
+		       "Services whose names the snapshot being served withholds from DNS: the "
+		       "datapath refused to forward them.");
+	metrics_sample(o, "svcdns_pipeline_withheld_services", (double)withheld, NULL);
+	metrics_family(o, "svcdns_pipeline_withheld_total", "counter",
+		       "Services withheld from a published snapshot, counted at every snapshot.");
+	metrics_sample(o, "svcdns_pipeline_withheld_total", (double)withheld_total, NULL);
 	metrics_family(o, "svcdns_data_change_to_serve_seconds", "histogram",
 		       "Time from the data source reporting a change to the snapshot holding it "
 		       "being served.");

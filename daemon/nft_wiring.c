@@ -43,7 +43,17 @@ static size_t dns_listeners(const struct svcdns_options *o, struct net_addr *add
 
 int nft_wiring_stage(void *arg, struct snapshot *s)
 {
-	return nftdp_apply(arg, s->view);
+	int ret = nftdp_apply(arg, s->view);
+	if (ret < 0)
+		return ret;
+	s->chaos_live = nftdp_chaos_live;
+	s->chaos_live_arg = nftdp_live_index(arg);
+	return 0;
+}
+
+static size_t refused(void *arg, const char *const **keys)
+{
+	return nftdp_refused(arg, keys);
 }
 
 /* /metrics: what the table holds and how its syncs went. */
@@ -68,6 +78,10 @@ static void src_nftables(struct metrics_out *o, void *arg)
 	metrics_family(o, "svcdns_nftables_sync_failures_total", "counter",
 		       "Services whose rules the kernel refused (each is logged with its name).");
 	metrics_sample(o, "svcdns_nftables_sync_failures_total", (double)st.failures, NULL);
+	metrics_family(o, "svcdns_nftables_services_refused", "gauge",
+		       "Services whose rules the kernel refused at their last attempt: not "
+		       "forwarded, their names withheld from DNS, retried with backoff.");
+	metrics_sample(o, "svcdns_nftables_services_refused", (double)st.refused, NULL);
 	metrics_family(o, "svcdns_nftables_last_sync_seconds", "gauge",
 		       "How long the last sync took, until the kernel acknowledged it.");
 	metrics_sample(o, "svcdns_nftables_last_sync_seconds", (double)st.last_sync_ns / 1e9, NULL);
@@ -111,6 +125,7 @@ void nft_wiring_start(const struct svcdns_options *o, struct pipeline *p, struct
 		return;
 	}
 	pipeline_set_datapath_stage(p, nft_wiring_stage, *out);
+	pipeline_set_datapath_refused(p, refused);
 	if (m && metrics_register_source(m, "nftables", src_nftables, *out) < 0)
 		log_warn("nftables: its metrics cannot be registered");
 }

@@ -19,7 +19,9 @@ void nft_wiring_start(const struct svcdns_options *o, struct pipeline *p, struct
 /* Takes its metrics off the registry (before nftdp_stop). */
 void nft_wiring_stop(struct metrics *m, struct nftdp *nd);
 
-/* The stage itself (exposed for tests): programs s->view. */
+/* The stage itself (exposed for tests): programs s->view and sets the
+ * snapshot's CHAOS view of the datapath. The Services it refuses reach the
+ * pipeline through pipeline_set_datapath_refused. */
 int nft_wiring_stage(void *arg, struct snapshot *s);
 
 #endif

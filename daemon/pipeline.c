@@ -16,6 +16,11 @@
  *    stale for every Service because one port is busy. The datapath logs each
  *    such port with its Service, retries it every 5 s and shows it in the
  *    CHAOS TXT view of the Service.
+ *  - A Service whose rules the kernel refuses (--proxy=nftables) is not a
+ *    failure of the run either: the snapshot is built again without its
+ *    names (snapshot_withhold) and published, so DNS answers every other
+ *    Service and never hands out that one's ClusterIP; the run is repeated
+ *    with backoff until the rules go in, and the names come back then.
  * Before the first snapshot there is nothing to fall back on: the program
  * gives up its start when the first run fails (daemon.c). */
 #include "daemon/pipeline.h"
@@ -35,8 +40,9 @@
 #include "proxy/proxy.h"
 #include "zones/xfr.h"
 
-#define RETRY_MIN_MS 250
-#define RETRY_MAX_MS 30000
+#define RETRY_MIN_MS	250
+#define RETRY_MAX_MS	30000
+#define WITHHELD_MIN_MS 1000
 
 struct pipeline {
 	struct pipeline_config cfg;
@@ -45,6 +51,10 @@ struct pipeline {
 	struct dns_notifier *notifier;
 	pipeline_datapath_fn datapath;
 	void *datapath_arg;
+	pipeline_refused_fn refused;
+	size_t n_withheld;     /* in the last published snapshot */
+	uint64_t withheld_all; /* each Service each time it was withheld */
+	unsigned withheld_ms;  /* the backoff of the run that retries them, 0: none */
 	uv_timer_t timer;
 	bool stopped;
 	unsigned retry_ms; /* the backoff of the retry scheduled, 0: none */
@@ -90,6 +100,8 @@ int pipeline_new(const struct pipeline_config *cfg, struct pipeline **out)
 	p->cfg = *cfg;
 	if (!p->cfg.retry_min_ms)
 		p->cfg.retry_min_ms = RETRY_MIN_MS;
+	if (!p->cfg.withheld_min_ms)
+		p->cfg.withheld_min_ms = WITHHELD_MIN_MS;
 	if (!p->cfg.wall_ms)
 		p->cfg.wall_ms = realtime_ms;
 	if (p->cfg.retry_max_ms < p->cfg.retry_min_ms)
@@ -119,6 +131,18 @@ void pipeline_set_datapath_stage(struct pipeline *p, pipeline_datapath_fn fn, vo
 {
 	p->datapath = fn;
 	p->datapath_arg = arg;
+}
+
+void pipeline_set_datapath_refused(struct pipeline *p, pipeline_refused_fn fn)
+{
+	p->refused = fn;
+}
+
+size_t pipeline_withheld(const struct pipeline *p, uint64_t *total)
+{
+	if (total)
+		*total = p ? p->withheld_all : 0;
+	return p ? p->n_withheld : 0;
 }
 
 void pipeline_set_notifier(struct pipeline *p, struct dns_notifier *notifier)
@@ -231,6 +255,34 @@ static void notify(struct pipeline *p, uint32_t serial)
 	dns_notifier_send(p->notifier, (const uint8_t(*)[255])zones, nz, serial);
 }
 
+/* The Services the datapath refused leave the snapshot's names; a run to
+ * retry them is due after the backoff. */
+static int withhold(struct pipeline *p, struct snapshot **s)
+{
+	const char *const *keys = NULL;
+	size_t n = p->refused ? p->refused(p->datapath_arg, &keys) : 0;
+	if (n) {
+		int ret = snapshot_withhold(s, keys, n);
+		if (ret < 0)
+			return ret;
+		if (n != p->n_withheld)
+			log_warn(
+			    "pipeline: %zu Service%s withheld from DNS, the first %s: the datapath "
+			    "refused %s rules (logged above); retried with backoff",
+			    n, n == 1 ? "" : "s", keys[0], n == 1 ? "its" : "their");
+		p->withheld_all += n;
+		p->withheld_ms = p->withheld_ms ? p->withheld_ms * 2 : p->cfg.withheld_min_ms;
+		if (p->withheld_ms > p->cfg.retry_max_ms)
+			p->withheld_ms = p->cfg.retry_max_ms;
+	} else {
+		if (p->n_withheld)
+			log_info("pipeline: no Service withheld from DNS any more");
+		p->withheld_ms = 0;
+	}
+	p->n_withheld = n;
+	return 0;
+}
+
 int pipeline_run(struct pipeline *p)
 {
 	uint64_t t0 = uv_hrtime(), t_view = t0;
@@ -253,6 +305,10 @@ int pipeline_run(struct pipeline *p)
 		snapshot_free(s);
 		return failed(p, PIPELINE_DATAPATH, ret);
 	}
+	if ((ret = withhold(p, &s)) < 0) {
+		snapshot_free(s);
+		return failed(p, PIPELINE_DATAPATH, ret);
+	}
 	if (p->streak)
 		log_info("pipeline: publishing again after %u failed run%s", p->streak,
 			 p->streak == 1 ? "" : "s");
@@ -271,6 +327,8 @@ int pipeline_run(struct pipeline *p)
 		malloc_trim(0);
 	if (p->notifier)
 		notify(p, serial);
+	if (p->withheld_ms && !p->stopped)
+		uv_timer_start(&p->timer, on_timer, p->withheld_ms, 0);
 	uint64_t t_end = uv_hrtime();
 	lifecycle_published(p->cfg.lc, s, t_pub - t0);
 	log_info("snapshot %llu published: serial %u, %zu services, %zu names, %zu KiB, "

@@ -9,6 +9,7 @@
  * the run is retried with backoff (pipeline.c says what each failure means).
  *
  * Owns: the rebuild timer, the retry backoff, the failure counters per stage,
+ * the Services withheld from DNS because the datapath refused them,
  * the one log line per run (and one when the reverse zones' ranges change),
  * and the DNS programming latency observations (programming.h), made at
  * publish.
@@ -39,6 +40,14 @@ enum pipeline_stage {
  * not take the new view at all; then `s` is not published. */
 typedef int (*pipeline_datapath_fn)(void *arg, struct snapshot *s);
 
+/* The Services the datapath could not forward after the stage just run
+ * ("ns/name", sorted as the view sorts Services; valid until the stage runs
+ * again). The pipeline publishes the snapshot without their names
+ * (snapshot_withhold) and runs again with backoff (withheld_min_ms doubling
+ * to retry_max_ms) while any is left, so that each appears in DNS once its
+ * rules are in. */
+typedef size_t (*pipeline_refused_fn)(void *arg, const char *const **keys);
+
 struct lifecycle;
 struct kube_source;
 struct proxy;
@@ -54,6 +63,9 @@ struct pipeline_config {
 	struct lifecycle *lc; /* or NULL */
 	/* Retry backoff after a failed stage; 0: 250 ms doubling up to 30 s. */
 	unsigned retry_min_ms, retry_max_ms;
+	/* The first retry of Services the datapath refused, doubling up to
+	 * retry_max_ms; 0: 1 s. */
+	unsigned withheld_min_ms;
 	/* Wall-clock milliseconds since the epoch, for the DNS programming
 	 * latency (programming.h); NULL: CLOCK_REALTIME. */
 	int64_t (*wall_ms)(void);
@@ -69,6 +81,9 @@ void pipeline_set_datapath(struct pipeline *p, struct proxy *proxy);
 void pipeline_set_notifier(struct pipeline *p, struct dns_notifier *notifier);
 /* Puts `fn` in place of proxy_apply (tests: a datapath without sockets). */
 void pipeline_set_datapath_stage(struct pipeline *p, pipeline_datapath_fn fn, void *arg);
+/* How the stage's datapath (the same arg) reports what it refused; NULL: it
+ * never refuses a Service. */
+void pipeline_set_datapath_refused(struct pipeline *p, pipeline_refused_fn fn);
 
 /* Builds and publishes now. Returns 0, or the negative errno of the stage
  * that failed (counted, logged, retried after the backoff). */
@@ -80,6 +95,10 @@ void pipeline_changed(struct pipeline *p);
 /* The DNS programming latency histograms (programming.h): every run takes
  * the API source's trigger times, every publish observes them. */
 const struct programming *pipeline_programming(const struct pipeline *p);
+
+/* Services withheld from the last published snapshot (their datapath rules
+ * were refused), and in total since the start, counting each time one was. */
+size_t pipeline_withheld(const struct pipeline *p, uint64_t *total);
 
 /* Failed runs, by stage, since the start. */
 uint64_t pipeline_failures(const struct pipeline *p, enum pipeline_stage stage);

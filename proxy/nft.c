@@ -22,6 +22,7 @@ struct nftdp {
 	struct stab recs;   /* "ns/name" -> struct nft_rec * as programmed */
 	uint64_t last_view; /* the id of the view applied last, 0: none */
 	bool need_full;	    /* a Service was refused: compare everything next time */
+	struct nft_refusals refused;
 	struct nftdp_stats st;
 };
 
@@ -557,14 +558,20 @@ static int apply_one(struct nftdp *nd, const char *svc, struct nft_rec *nw)
 	int ret = run_send(nd, &run);
 	run_reset(&run);
 	if (ret < 0) {
+		const char *why = ret == -ENOMEM ? "out of memory" : nd->b.err;
 		log_error("nftables: Service %s: the kernel refused its rules (%s); it is not "
-			  "forwarded, retried at the next change",
-			  svc, ret == -ENOMEM ? "out of memory" : nd->b.err);
+			  "forwarded and its names are withheld from DNS until they go in "
+			  "(retried with backoff)",
+			  svc, why);
+		nft_refusal_set(&nd->refused, svc, why);
 		nd->st.failures++;
 		nd->need_full = true;
 		rec_free(nw);
 		return ret;
 	}
+	if (stab_get(&nd->refused.why, svc))
+		log_info("nftables: Service %s: its rules are in now", svc);
+	nft_refusal_set(&nd->refused, svc, NULL);
 	if (nw)
 		rec_keep(nd, nw);
 	else
@@ -668,6 +675,9 @@ static int apply_changes(struct nftdp *nd, struct change *c, size_t n, bool full
 	run_reset(&run);
 	if (ret == 0) {
 		for (size_t i = 0; i < n; i++) {
+			if (stab_get(&nd->refused.why, c[i].svc))
+				log_info("nftables: Service %s: its rules are in now", c[i].svc);
+			nft_refusal_set(&nd->refused, c[i].svc, NULL);
 			if (c[i].nw)
 				rec_keep(nd, c[i].nw);
 			else
@@ -720,8 +730,26 @@ int nftdp_apply(struct nftdp *nd, const struct model_view *v)
 	}
 	if (full)
 		nd->need_full = false;
+	/* A full run tries every Service: those refused before and gone from
+	 * the view are forgotten, the others set again by their outcome. */
+	struct nft_refusals before = {0};
+	if (full) {
+		before.why = nd->refused.why;
+		memset(&nd->refused.why, 0, sizeof(nd->refused.why));
+		for (size_t i = 0; i < n; i++)
+			if (stab_get(&before.why, c[i].svc))
+				nft_refusal_set(&nd->refused, c[i].svc,
+						stab_get(&before.why, c[i].svc));
+	}
+	nft_refusals_reset(&before);
 	apply_changes(nd, c, n, full);
 	changes_free(c, n);
+	/* Without the list of refused Services DNS could hand one out: the
+	 * snapshot is not published (the pipeline retries). */
+	if ((ret = nft_refusals_index(&nd->refused, v)) < 0)
+		log_error("nftables: out of memory listing the refused Services; the snapshot "
+			  "waits for the next run");
+	nd->st.refused = nd->refused.why.n;
 	nd->last_view = v->id;
 	nd->st.syncs++;
 	nd->st.full_syncs += full;
@@ -737,7 +765,7 @@ int nftdp_apply(struct nftdp *nd, const struct model_view *v)
 	nd->st.elements = nd->elems.n;
 	log_debug("nftables: %s sync of %zu Service%s in %.2f ms", full ? "full" : "incremental", n,
 		  n == 1 ? "" : "s", (double)nd->st.last_sync_ns / 1e6);
-	return 0;
+	return ret;
 }
 
 /* ---- start, stop, cleanup -------------------------------------------------- */
@@ -796,7 +824,30 @@ void nftdp_stop(struct nftdp *nd)
 	stab_free(&nd->objs, NULL);
 	stab_free(&nd->elems, free);
 	stab_free(&nd->recs, rec_free);
+	nft_refusals_free(&nd->refused);
 	free(nd);
+}
+
+size_t nftdp_refused(const struct nftdp *nd, const char *const **keys)
+{
+	return nft_refusals_keys(&nd->refused, keys);
+}
+
+const void *nftdp_live_index(const struct nftdp *nd)
+{
+	return nd ? nd->refused.cur : NULL;
+}
+
+size_t nftdp_chaos_live(const void *index, const uint8_t *key, size_t keylen, uint8_t *out,
+			size_t cap, uint16_t *n_rr)
+{
+	return nft_live_chaos(index, key, keylen, out, cap, n_rr);
+}
+
+void nftdp_live_reclaim(struct nftdp *nd, const void *keep)
+{
+	if (nd)
+		nft_refusals_reclaim(&nd->refused, keep);
 }
 
 int nftdp_cleanup(void)

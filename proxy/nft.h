@@ -13,7 +13,8 @@
  * Must never: flush or delete the table except in nftdp_cleanup (rules stay
  * while svcdns restarts), reach into discovery/ (the view's types come through
  * proxy/view_types.h), or keep a pointer into a view.
- * Every function runs on the control thread. */
+ * Every function runs on the control thread, but nftdp_chaos_live, which DNS
+ * workers call. */
 #ifndef SVCDNS_NFT_H
 #define SVCDNS_NFT_H
 
@@ -57,8 +58,27 @@ int nftdp_start(const struct nftdp_config *cfg, struct nftdp **out);
  * what the table holds and only the differences are written. Each run is one
  * transaction; when the kernel refuses it, the Services are retried one by
  * one so that each failure is logged with its Service, and the others go in.
- * Returns 0, or -ENOMEM when nothing could be computed (nothing changed). */
+ * Returns 0, or -ENOMEM when nothing could be computed (nothing changed) or
+ * the refused Services could not be listed (nftdp_refused is then empty and
+ * the caller must not publish). */
 int nftdp_apply(struct nftdp *nd, const struct model_view *v);
+
+/* The Services whose rules the kernel refused at their last attempt (each
+ * was logged with its name, and is tried again at every apply until it goes
+ * in): "ns/name" keys sorted as the view sorts Services, valid until the
+ * next nftdp_apply. The daemon withholds their names from DNS. */
+size_t nftdp_refused(const struct nftdp *nd, const char *const **keys);
+
+/* The CHAOS view of the last apply: an immutable index to set as the
+ * snapshot's chaos_live_arg with nftdp_chaos_live, which DNS workers call
+ * (no allocation, no lock): per port of a forwarded Service, whether its
+ * rules are in. The index refers to the applied view's Service array, so it
+ * must go with the snapshot that holds that view: nftdp_live_reclaim frees
+ * the retired indexes but `keep`, once no reader holds an older snapshot. */
+const void *nftdp_live_index(const struct nftdp *nd);
+size_t nftdp_chaos_live(const void *index, const uint8_t *key, size_t keylen, uint8_t *out,
+			size_t cap, uint16_t *n_rr);
+void nftdp_live_reclaim(struct nftdp *nd, const void *keep);
 
 /* What the table holds, for /metrics and tests. */
 #define NFTDP_SYNC_N_BOUNDS 9
@@ -70,6 +90,7 @@ int nftdp_apply(struct nftdp *nd, const struct model_view *v);
 struct nftdp_stats {
 	uint64_t chains, elements; /* Service chains and map elements now */
 	uint64_t syncs, full_syncs, failures;
+	uint64_t refused;	    /* Services whose rules are not in now (nftdp_refused) */
 	uint64_t last_sync_ns;	    /* the duration of the last apply */
 	uint64_t conntrack_deleted; /* stale UDP entries of removed endpoints */
 	/* Sync durations: counts per bucket (upper bounds NFTDP_SYNC_BOUNDS

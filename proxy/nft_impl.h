@@ -1,7 +1,8 @@
 /* The kernel datapath's inner structures, shared by nft.c (the record, the
  * diff and the transactions), nft_render.c (a Service rendered to chains,
  * sets and map elements) and nft_state.c (the string tables, and what the
- * table already holds when svcdns starts). Internal to proxy/.
+ * table already holds when svcdns starts), and nft_live.c (the Services the
+ * kernel refused, and the CHAOS view). Internal to proxy/.
  *
  * Owns: the names of the table's maps and the layout of one Service's record.
  * Must never: be included outside proxy/ (proxy/nft.h is the interface). */
@@ -92,5 +93,30 @@ void nft_elem_id(unsigned map, const char *key, char *buf, size_t len);
  * `objs` (name -> (void *)1, 2 for a set, 3 for a map) and `elems` (id -> verdict,
  * owned, "" in a set). 0 or a negative errno. */
 int nft_state_read(struct nft_batch *b, struct stab *objs, struct stab *elems);
+
+/* ---- nft_live.c ---- */
+/* The Services whose rules the kernel refused at their last attempt, with
+ * the reason, and the immutable CHAOS indexes built from them per apply. */
+struct nft_live;
+struct nft_refusals {
+	struct stab why; /* "ns/name" -> the kernel's reason (owned) */
+	char **keys;	 /* why's keys in the view's order, as of the last index */
+	size_t n_keys;
+	struct nft_live *cur, *old; /* the index of the last apply; retired ones */
+};
+/* why NULL: the Service's rules went in (or it is gone). */
+void nft_refusal_set(struct nft_refusals *r, const char *svc, const char *why);
+/* A full run: every Service is tried again. */
+void nft_refusals_reset(struct nft_refusals *r);
+/* After an apply of v: the sorted keys and a new index (the old one retired).
+ * 0 or -ENOMEM (then there is no index and no key). */
+int nft_refusals_index(struct nft_refusals *r, const struct model_view *v);
+size_t nft_refusals_keys(const struct nft_refusals *r, const char *const **keys);
+/* Frees the retired indexes but `keep`. */
+void nft_refusals_reclaim(struct nft_refusals *r, const void *keep);
+void nft_refusals_free(struct nft_refusals *r);
+/* nftdp_chaos_live's body (the query path). */
+size_t nft_live_chaos(const void *index, const uint8_t *key, size_t keylen, uint8_t *out,
+		      size_t cap, uint16_t *n_rr);
 
 #endif

@@ -353,6 +353,8 @@ int cluster_zones(struct zb *b, const struct snapshot_config *cfg, uint32_t seri
 	cz->ignore_empty = cfg->ignore_empty_service;
 	cz->node = cfg->node_name && cfg->node_name[0] ? cfg->node_name : NULL;
 	cz->node_zone = cfg->node_zone && cfg->node_zone[0] ? cfg->node_zone : NULL;
+	cz->withheld = NULL;
+	cz->n_withheld = 0;
 
 	if ((ret = zone_with_soa(b, cz->zone, mname, rname, serial, ttl, &cz->z)) < 0)
 		return ret;
@@ -458,11 +460,36 @@ int cluster_service_roots(const struct cluster_zones *cz, const struct model_ser
 	return 0;
 }
 
+/* Binary search of "ns/name" keys sorted by (ns, name). */
+static bool withheld(const struct cluster_zones *cz, const struct model_service *s)
+{
+	size_t lo = 0, hi = cz->n_withheld, nsl = strlen(s->ns);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *k = cz->withheld[mid], *slash = strchr(k, '/');
+		size_t kl = slash ? (size_t)(slash - k) : strlen(k);
+		int c = strncmp(k, s->ns, kl < nsl ? kl : nsl);
+		if (!c)
+			c = (kl > nsl) - (kl < nsl);
+		if (!c)
+			c = strcmp(slash ? slash + 1 : "", s->name);
+		if (!c)
+			return true;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
 int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct view_service *vs)
 {
 	int ret;
 	if (vs->svc->imported)
 		return clusterset_service(b, cz, vs);
+	if (cz->n_withheld && withheld(cz, vs->svc))
+		return 0;
 	if ((ret = service_records(b, cz, cz->z, cz->svc_full, vs, cz->rev4, cz->rev6, false)) <
 		0 ||
 	    (ret = service_records(b, cz, cz->zs, cz->svc_short, vs, NULL, NULL, true)) < 0)
@@ -471,7 +498,7 @@ int cluster_service(struct zb *b, const struct cluster_zones *cz, const struct v
 }
 
 int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struct model_view *v,
-		    uint32_t serial)
+		    uint32_t serial, char *const *withheld, size_t n_withheld)
 {
 	struct cluster_zones cz;
 	int ret;
@@ -491,6 +518,8 @@ int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struc
 	if ((ret = cluster_zones(b, cfg, serial, clusterset_served(cfg, v), &cz)) < 0 ||
 	    (ret = cluster_base(b, cfg, v, &cz)) < 0 || (ret = clusterset_base(b, &cz)) < 0)
 		return ret;
+	cz.withheld = withheld;
+	cz.n_withheld = n_withheld;
 	for (size_t i = 0; i < v->n_svcs; i++)
 		if ((ret = cluster_service(b, &cz, &v->svcs[i])) < 0)
 			return ret;

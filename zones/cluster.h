@@ -28,11 +28,15 @@ struct cluster_zones {
 	bool pod_names;		      /* snapshot_config.endpoint_pod_names */
 	bool ignore_empty;	      /* snapshot_config.ignore_empty_service */
 	const char *node, *node_zone; /* snapshot_config.node_name, node_zone */
+	/* Services that get no records (snapshot.withheld), or none. */
+	char *const *withheld;
+	size_t n_withheld;
 };
 
-/* Everything: zones, base records, every Service. */
+/* Everything: zones, base records, every Service but those withheld
+ * ("ns/name", sorted as the view sorts Services; n_withheld may be 0). */
 int cluster_records(struct zb *b, const struct snapshot_config *cfg, const struct model_view *v,
-		    uint32_t serial);
+		    uint32_t serial, char *const *withheld, size_t n_withheld);
 
 /* The parts, for incremental builds: the zones with their SOA and NS (every
  * build), the records that do not belong to one Service (full builds), and

@@ -45,6 +45,9 @@ void snapshot_free(struct snapshot *s)
 		free(s->view);
 	}
 	xfr_diff_release(s->journal);
+	for (size_t i = 0; i < s->n_withheld; i++)
+		free(s->withheld[i]);
+	free(s->withheld);
 	struct snap_priv *p = s->priv;
 	if (p) {
 		zb_tables_free(p->tables);
@@ -374,7 +377,7 @@ static int build_full(const struct snapshot_config *cfg, const struct model_view
 	if (!(b = zb_new(p->arenas[0])))
 		goto out;
 	zb_set_rotate(b, cfg->rotate);
-	if ((ret = cluster_records(b, cfg, view, s->serial)) < 0) {
+	if ((ret = cluster_records(b, cfg, view, s->serial, s->withheld, s->n_withheld)) < 0) {
 		log_error("snapshot: building the cluster zone failed (%s)", strerror(-ret));
 		goto out;
 	}
@@ -456,7 +459,11 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	size_t n_changed = 0;
 	double diff_ms = 0;
-	ret = prev ? build_incremental(cfg, view, prev, s, p, &n_changed, &diff_ms) : -EAGAIN;
+	/* Names withheld from prev are not in its tables: they come back with
+	 * a full build. */
+	ret = prev && !prev->n_withheld
+		  ? build_incremental(cfg, view, prev, s, p, &n_changed, &diff_ms)
+		  : -EAGAIN;
 	if (ret == 0) {
 		s->incremental = true;
 		log_debug(
@@ -493,6 +500,48 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 fail:
 	snapshot_free(s);
 	return ret < 0 ? ret : -ENOMEM;
+}
+
+int snapshot_withhold(struct snapshot **sp, const char *const *keys, size_t n)
+{
+	struct snapshot *old = *sp;
+	struct snapshot *s = calloc(1, sizeof(*s));
+	struct snap_priv *p = calloc(1, sizeof(*p));
+	int ret = -ENOMEM;
+	if (!s || !p) {
+		free(s);
+		free(p);
+		return -ENOMEM;
+	}
+	s->priv = p;
+	if (!(s->withheld = calloc(n, sizeof(*s->withheld))))
+		goto fail;
+	for (; s->n_withheld < n; s->n_withheld++)
+		if (!(s->withheld[s->n_withheld] = strdup(keys[s->n_withheld])))
+			goto fail;
+	s->generation = old->generation;
+	s->serial = old->serial;
+	if ((ret = build_full(old->cfg, old->view, s, p)) < 0)
+		goto fail;
+	s->bytes = zb_tables_bytes(p->tables);
+	for (size_t i = 0; i < p->n_arenas; i++)
+		s->bytes += arena_bytes(p->arenas[i]);
+	s->view = old->view;
+	old->view = NULL;
+	s->cfg = old->cfg;
+	s->synced = old->synced;
+	s->chaos_live = old->chaos_live;
+	s->chaos_live_arg = old->chaos_live_arg;
+	memcpy(s->rev_cidrs, old->rev_cidrs, sizeof(s->rev_cidrs));
+	s->n_rev_cidrs = old->n_rev_cidrs;
+	s->rev_cidrs_from_cluster = old->rev_cidrs_from_cluster;
+	s->built_ns = clock_now_ns();
+	snapshot_free(old);
+	*sp = s;
+	return 0;
+fail:
+	snapshot_free(s);
+	return ret;
 }
 
 void zone_lookup(const struct snapshot *s, const uint8_t *key, size_t keylen, uint16_t qtype,

@@ -184,6 +184,10 @@ struct snapshot {
 	struct net_cidr rev_cidrs[SNAPSHOT_MAX_REV_CIDRS];
 	size_t n_rev_cidrs;
 	bool rev_cidrs_from_cluster; /* the service ranges came from ServiceCIDRs */
+	/* Services of the view that have no names here (snapshot_withhold):
+	 * "ns/name", sorted as the view sorts Services (owned). */
+	char **withheld;
+	size_t n_withheld;
 	size_t n_names;
 	size_t bytes; /* memory held, for logs and metrics */
 	void *priv;   /* arena and tables */
@@ -196,6 +200,15 @@ struct snapshot {
 int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 		   const struct snapshot *prev, struct snapshot **out);
 void snapshot_free(struct snapshot *s);
+
+/* Builds *s again, in full and without the names of the Services `keys`
+ * ("ns/name", sorted as the view sorts Services; n > 0): the daemon's
+ * pipeline withholds the Services the datapath could not forward, so that
+ * DNS never hands out a ClusterIP whose rules are not in. The view, the
+ * generation, the serial and what was set on *s (synced, chaos_live) carry
+ * over; the old *s is freed. A build after a snapshot with withheld names is
+ * a full one. 0, or a negative errno (*s untouched). Control thread. */
+int snapshot_withhold(struct snapshot **s, const char *const *keys, size_t n);
 
 /* IN-class lookup. `key` is the lowercased wire qname. Never allocates. */
 void zone_lookup(const struct snapshot *s, const uint8_t *key, size_t keylen, uint16_t qtype,

@@ -350,7 +350,7 @@ int xfr_answer(const struct snapshot *s, const uint8_t *req, size_t len, size_t 
 	ret = -ENOMEM;
 	if (!(a = arena_new()) || !(b = zb_new(a)))
 		goto out;
-	if ((ret = cluster_records(b, s->cfg, s->view, s->serial)) < 0)
+	if ((ret = cluster_records(b, s->cfg, s->view, s->serial, s->withheld, s->n_withheld)) < 0)
 		goto out;
 	for (size_t i = 0; i < s->cfg->n_static_zones; i++)
 		if ((ret = zonefile_records(b, s->cfg->static_zones[i])) < 0)

@@ -1,7 +1,8 @@
 /* Unit tests for the pipeline (daemon/pipeline.h) with a datapath stage that
  * a test controls instead of proxy_apply: a datapath that cannot take a new
  * view keeps the previous snapshot served, the failure is counted and
- * retried with backoff, and the retry publishes once the datapath recovers. */
+ * retried with backoff, and the retry publishes once the datapath recovers;
+ * a Service the datapath refuses is withheld from DNS until it goes in. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,7 +35,16 @@ struct fake_datapath {
 	unsigned calls;
 	char forwarded[8][32];
 	size_t n_forwarded;
+	const char *refuse[4]; /* "default/<name>", sorted: refused Services */
+	size_t n_refuse;
 };
+
+static size_t fake_refused(void *arg, const char *const **keys)
+{
+	struct fake_datapath *d = arg;
+	*keys = d->refuse;
+	return d->n_refuse;
+}
 
 static int fake_apply(void *arg, struct snapshot *s)
 {
@@ -117,9 +127,11 @@ static int setup(void **state)
 	    .scfg = &e.scfg,
 	    .retry_min_ms = 1,
 	    .retry_max_ms = 8,
+	    .withheld_min_ms = 2,
 	};
 	assert_int_equal(pipeline_new(&pc, &e.p), 0);
 	pipeline_set_datapath_stage(e.p, fake_apply, &e.dp);
+	pipeline_set_datapath_refused(e.p, fake_refused);
 	*state = &e;
 	return 0;
 }
@@ -221,6 +233,58 @@ static void test_published_means_forwarded(void **state)
 	assert_int_equal(served_rcode("d"), DNS_RCODE_NOERROR);
 	assert_int_equal(served_rcode("e"), DNS_RCODE_NOERROR);
 	assert_int_equal(pipeline_failures(e->p, PIPELINE_DATAPATH), 1);
+	snapshot_reclaim();
+}
+
+static bool none_withheld(struct env *e)
+{
+	return pipeline_withheld(e->p, NULL) == 0;
+}
+
+/* A Service the datapath refuses has no names (the others keep theirs), its
+ * view stays (CHAOS), a retry is scheduled without any change, and the names
+ * come back once the datapath takes it; an answered Service whose update is
+ * refused is withheld too. */
+static void test_refused_withheld(void **state)
+{
+	struct env *e = *state;
+	put_service(e, "a", "10.96.0.10");
+	put_service(e, "b", "10.96.0.11");
+	e->dp.refuse[0] = "default/b";
+	e->dp.n_refuse = 1;
+	assert_int_equal(pipeline_run(e->p), 0);
+	const struct snapshot *s = snapshot_current();
+	assert_int_equal(s->view->n_svcs, 2);
+	assert_int_equal(s->n_withheld, 1);
+	assert_string_equal(s->withheld[0], "default/b");
+	assert_int_equal(served_rcode("a"), DNS_RCODE_NOERROR);
+	assert_int_equal(served_rcode("b"), DNS_RCODE_NXDOMAIN);
+	uint64_t total = 0;
+	assert_int_equal(pipeline_withheld(e->p, &total), 1);
+	assert_int_equal(total, 1);
+	assert_int_equal(pipeline_failures(e->p, PIPELINE_DATAPATH), 0);
+	unsigned calls = e->dp.calls;
+
+	/* Still refused at the retry: it backs off; then it goes in. */
+	assert_int_equal(uv_run(&e->loop, UV_RUN_ONCE), 1);
+	assert_true(e->dp.calls > calls);
+	assert_int_equal(served_rcode("b"), DNS_RCODE_NXDOMAIN);
+	e->dp.n_refuse = 0;
+	run_until(e, none_withheld);
+	assert_int_equal(snapshot_current()->n_withheld, 0);
+	assert_int_equal(served_rcode("b"), DNS_RCODE_NOERROR);
+	assert_int_equal(served_rcode("a"), DNS_RCODE_NOERROR);
+
+	/* An update of an answered Service refused: withheld as well. */
+	e->dp.refuse[0] = "default/a";
+	e->dp.n_refuse = 1;
+	put_service(e, "a", "10.96.0.12");
+	assert_int_equal(pipeline_run(e->p), 0);
+	assert_int_equal(served_rcode("a"), DNS_RCODE_NXDOMAIN);
+	assert_int_equal(served_rcode("b"), DNS_RCODE_NOERROR);
+	e->dp.n_refuse = 0;
+	run_until(e, none_withheld);
+	assert_int_equal(served_rcode("a"), DNS_RCODE_NOERROR);
 	snapshot_reclaim();
 }
 
@@ -334,6 +398,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_first_run_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_datapath_failure_keeps_previous, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_published_means_forwarded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_withheld, setup, teardown),
 	    cmocka_unit_test(test_programming_latency),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
