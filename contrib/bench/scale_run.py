@@ -132,8 +132,9 @@ def serve_fake(args):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     api.start()
     print("ready %d" % api.port, flush=True)
+    parent = os.getppid()
     while not stop.wait(1):
-        if os.getppid() == 1:  # the driver died without stopping us
+        if os.getppid() != parent:  # the driver died without stopping us
             break
     api.stop()
 
@@ -214,8 +215,11 @@ def load_client(args):
     tick = 0.01
     next_send = t0
     stop_at = None
+    parent = os.getppid()
     while True:
         now = time.monotonic()
+        if int(now * 10) % 10 == 0 and os.getppid() != parent:
+            stop.set()  # the driver died without stopping us
         if stop.is_set():
             # what is in flight may still come back
             if stop_at is None:
@@ -383,17 +387,23 @@ class Churn:
         self.conn = None
         self.applied = self.failed = 0
 
-    def change(self, i):
+    def change(self, idx):
+        """Changes the slices of the Services idx in one request (each its own
+        write and watch event): [(resourceVersion, new address)], or None when
+        the API server is away (the restart) and no change was made."""
         a = self.args
-        addrs = self.addrs.get(i) or [pod_ip((i * ENDPOINTS + j) % a.pods)
-                                      for j in range(ENDPOINTS)]
-        new = str(ipaddress.ip_address(NEW_BASE + self.fresh % (1 << 22)))
-        self.fresh += 1
-        addrs = addrs[1:] + [new]
-        s = make_slice(i, a.services, a.pods, a.nodes, addrs)
-        s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] = MANAGED
-        s["metadata"]["annotations"] = {fakeapi.TRIGGER_TIME: fakeapi.rfc3339(time.time())}
-        body = json.dumps(s).encode()
+        objs, news = [], []
+        for i in idx:
+            addrs = self.addrs.get(i) or [pod_ip((i * ENDPOINTS + j) % a.pods)
+                                          for j in range(ENDPOINTS)]
+            new = str(ipaddress.ip_address(NEW_BASE + self.fresh % (1 << 22)))
+            self.fresh += 1
+            s = make_slice(i, a.services, a.pods, a.nodes, addrs[1:] + [new])
+            s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] = MANAGED
+            s["metadata"]["annotations"] = {fakeapi.TRIGGER_TIME: fakeapi.rfc3339(time.time())}
+            objs.append(s)
+            news.append((i, addrs[1:] + [new], new))
+        body = json.dumps({"kind": "List", "items": objs}).encode()
         try:
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
@@ -404,15 +414,15 @@ class Churn:
             if r.status != 200:
                 raise OSError("status %d" % r.status)
         except (OSError, http.client.HTTPException):
-            # the API server is away (the restart): no change is made
             if self.conn is not None:
                 self.conn.close()
             self.conn = None
-            self.failed += 1
-            return None, None
-        self.addrs[i] = addrs
-        self.applied += 1
-        return json.loads(data)["resourceVersions"][0], new
+            self.failed += len(idx)
+            return None
+        for i, addrs, _ in news:
+            self.addrs[i] = addrs
+        self.applied += len(idx)
+        return list(zip(json.loads(data)["resourceVersions"], (n for _, _, n in news)))
 
     def pick(self, probe):
         n = self.args.services
@@ -534,106 +544,12 @@ class Prober(threading.Thread):
 
 
 def run(args, tmp):
+    """The run; true when every goal of correctness held (no failed query, no
+    change left unserved) and svcdns exited cleanly."""
     procs = []
+    ok = False
     try:
-        fake, api_port = start_fake(args, tmp)
-        procs.append(fake)
-        t_gen = time.monotonic()
-        if not wait_line(fake, "ready", args.sync_timeout):
-            raise RuntimeError("the fake API server did not start (see its log)")
-        print("fake API server: %d Pods, %d Services, %d EndpointSlices on %d nodes, "
-              "ready in %.0f s" % (args.pods, args.services, args.services, args.nodes,
-                                   time.monotonic() - t_gen), flush=True)
-        dns_port, http_port = free_port(), free_port()
-        log = open(os.path.join(tmp, "svcdns.log"), "wb")
-        cmd = [args.bin, "--api-server", "http://127.0.0.1:%d" % api_port,
-               "--listen", "127.0.0.1:%d" % dns_port, "--http", "127.0.0.1:%d" % http_port,
-               "--upstream", "none", "--pods", "verified", "--log-level", "warn"] + args.extra
-        t0 = time.monotonic()
-        svcdns = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        procs.insert(0, svcdns)
-        sampler = Sampler(svcdns.pid, args.sample)
-        sampler.start()
-        t_sync = wait_synced(args, dns_port, http_port, svcdns, t0)
-        hwm_sync = status_kib(svcdns.pid)[1]
-        print("svcdns: first sync served after %.1f s, peak RSS %.1f MiB so far"
-              % (t_sync - t0, hwm_sync / 1024.0), flush=True)
-        time.sleep(args.settle)
-        m0 = metrics(http_port)
-        client = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--load-client", "--dns-port",
-             str(dns_port), "--qps", str(args.qps), "--services", str(args.services),
-             "--pods", str(args.pods)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        procs.insert(0, client)
-        churn = Churn(args, api_port)
-        prober = Prober(dns_port, args.probe_interval, args.probe_timeout)
-        prober.start()
-        t_start = time.monotonic()
-        t_restart = t_start + args.restart_at
-        restarted = None
-        n = 0
-        while True:
-            now = time.monotonic()
-            if now - t_start >= args.duration:
-                break
-            if restarted is None and now >= t_restart:
-                http_get_post(api_port, "/fake/restart?down=%g&compact=1" % args.down)
-                restarted = time.monotonic()
-                print("API server restarted at %.0f s (away %g s, history compacted)"
-                      % (restarted - t_start, args.down), flush=True)
-            due = t_start + n / float(args.churn)
-            if now < due:
-                time.sleep(min(due - now, 0.05))
-                continue
-            n += 1
-            is_probe = n % args.probe_every == 0
-            i = churn.pick(is_probe)
-            rv, new = churn.change(i)
-            if is_probe and rv is not None:
-                name, ns = svc_name(i, args.services)
-                prober.add("%s.%s.svc.cluster.local" % (name, ns), new, rv, time.monotonic(),
-                           restarted is not None)
-        t_end = time.monotonic()
-        prober.halt.set()
-        prober.join()
-        probes = prober.done
-        client.send_signal(signal.SIGTERM)
-        out, _ = client.communicate(timeout=30)
-        load = json.loads(out.decode().strip().splitlines()[-1])
-        m1 = metrics(http_port)
-        rate = json.loads(http_get(api_port, "/fake/rate?since=%f" % t_start)[1])
-        rate_all = json.loads(http_get(api_port, "/fake/rate?since=%f" % t0)[1])
-        rss_now, hwm = status_kib(svcdns.pid)
-        sampler.halt.set()
-        lat, lost, listed = [], 0, []
-        lat_after = []
-        for rv, applied, seen, after in probes:
-            if seen is None:
-                lost += 1
-                continue
-            sent = json.loads(http_get(api_port, "/fake/sent?resource=endpointslices&rv=%d"
-                                       % rv)[1])["t"]
-            if sent is None:
-                # made while svcdns was listing again: it came with a list page,
-                # not a watch event; timed from the change being made
-                listed.append((seen - applied) * 1000)
-                continue
-            ms = max(0.0, (seen - sent) * 1000)
-            lat.append(ms)
-            if after:
-                lat_after.append(ms)
-        report(args, sampler, t0, t_sync, t_start, restarted, t_end, hwm_sync, hwm, rss_now,
-               lat, lat_after, lost, listed, load, rate, rate_all, m0, m1, churn)
-        if args.out:
-            os.makedirs(args.out, exist_ok=True)
-            with open(os.path.join(args.out, "rss.tsv"), "w") as f:
-                f.write("seconds\trss_kib\n")
-                for t, r in sampler.samples:
-                    f.write("%.2f\t%d\n" % (t - t0, r))
-            with open(os.path.join(args.out, "probes.tsv"), "w") as f:
-                f.write("ms\n" + "".join("%.3f\n" % x for x in lat))
-        return load["timeouts"] == 0 and load["rcodes"].get("2", 0) == 0 and lost == 0
+        ok = measure(args, tmp, procs)
     finally:
         stop_all(procs)
         if args.out:
@@ -642,6 +558,122 @@ def run(args, tmp):
                     shutil.copy(os.path.join(tmp, name), os.path.join(args.out, name))
                 except OSError:
                     pass
+    for p in procs:
+        if p.args[0] == args.bin and p.returncode != 0:
+            print("svcdns exited with status %d (see its log)" % p.returncode, flush=True)
+            ok = False
+    return ok
+
+
+def measure(args, tmp, procs):
+    fake, api_port = start_fake(args, tmp)
+    procs.append(fake)
+    t_gen = time.monotonic()
+    if not wait_line(fake, "ready", args.sync_timeout):
+        raise RuntimeError("the fake API server did not start (see its log)")
+    print("fake API server: %d Pods, %d Services, %d EndpointSlices on %d nodes, "
+          "ready in %.0f s" % (args.pods, args.services, args.services, args.nodes,
+                               time.monotonic() - t_gen), flush=True)
+    dns_port, http_port = free_port(), free_port()
+    log = open(os.path.join(tmp, "svcdns.log"), "wb")
+    cmd = [args.bin, "--api-server", "http://127.0.0.1:%d" % api_port,
+           "--listen", "127.0.0.1:%d" % dns_port, "--http", "127.0.0.1:%d" % http_port,
+           "--upstream", "none", "--pods", "verified", "--log-level", "warn",
+           "--lameduck", "0"] + args.extra
+    t0 = time.monotonic()
+    svcdns = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    procs.insert(0, svcdns)
+    sampler = Sampler(svcdns.pid, args.sample)
+    sampler.start()
+    t_sync = wait_synced(args, dns_port, http_port, svcdns, t0)
+    hwm_sync = status_kib(svcdns.pid)[1]
+    print("svcdns: first sync served after %.1f s, peak RSS %.1f MiB so far"
+          % (t_sync - t0, hwm_sync / 1024.0), flush=True)
+    time.sleep(args.settle)
+    m0 = metrics(http_port)
+    client = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--load-client", "--dns-port",
+         str(dns_port), "--qps", str(args.qps), "--services", str(args.services),
+         "--pods", str(args.pods)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    procs.insert(0, client)
+    churn = Churn(args, api_port)
+    prober = Prober(dns_port, args.probe_interval, args.probe_timeout)
+    prober.start()
+    t_start = time.monotonic()
+    t_restart = t_start + args.restart_at
+    restarted = None
+    hwm_restart = 0
+    n = 0
+    while True:
+        now = time.monotonic()
+        if now - t_start >= args.duration:
+            break
+        if restarted is None and now >= t_restart:
+            http_get_post(api_port, "/fake/restart?down=%g&compact=1" % args.down)
+            restarted = time.monotonic()
+            hwm_restart = status_kib(svcdns.pid)[1]
+            print("API server restarted at %.0f s (away %g s, history compacted)"
+                  % (restarted - t_start, args.down), flush=True)
+        due = int((now - t_start) * args.churn) + 1 - n
+        if due <= 0:
+            time.sleep(min((n / float(args.churn)) - (now - t_start), 0.05))
+            continue
+        # what fell due since the last request, in one request (at most 50)
+        batch = []
+        for _ in range(min(due, 50)):
+            n += 1
+            is_probe = n % args.probe_every == 0
+            batch.append((churn.pick(is_probe), is_probe))
+        done = churn.change([i for i, _ in batch])
+        t_applied = time.monotonic()
+        for (i, is_probe), (rv, new) in zip(batch, done or []):
+            if is_probe:
+                name, ns = svc_name(i, args.services)
+                prober.add("%s.%s.svc.cluster.local" % (name, ns), new, rv, t_applied,
+                           restarted is not None)
+    t_end = time.monotonic()
+    prober.halt.set()
+    prober.join()
+    probes = prober.done
+    client.send_signal(signal.SIGTERM)
+    out, _ = client.communicate(timeout=30)
+    load = json.loads(out.decode().strip().splitlines()[-1])
+    m1 = metrics(http_port)
+    rate = json.loads(http_get(api_port, "/fake/rate?since=%f" % t_start)[1])
+    rate_all = json.loads(http_get(api_port, "/fake/rate?since=%f" % t0)[1])
+    rss_now, hwm = status_kib(svcdns.pid)
+    sampler.halt.set()
+    lat, lost, listed = [], 0, []
+    lat_after, lat_before = [], []
+    for rv, applied, seen, after in probes:
+        if seen is None:
+            lost += 1
+            continue
+        sent = json.loads(http_get(api_port, "/fake/sent?resource=endpointslices&rv=%d"
+                                   % rv)[1])["t"]
+        if sent is None:
+            # made while svcdns was listing again: it came with a list page,
+            # not a watch event; timed from the change being made
+            listed.append((seen - applied) * 1000)
+            continue
+        ms = max(0.0, (seen - sent) * 1000)
+        lat.append(ms)
+        (lat_after if after else lat_before).append(ms)
+    # the high-water mark grew after the restart: the relist's peak, which
+    # sampling may have missed
+    relist_hwm = hwm if restarted and hwm > hwm_restart else 0
+    report(args, sampler, t0, t_sync, t_start, restarted, t_end, hwm_sync, hwm, relist_hwm,
+           rss_now, lat, lat_before, lat_after, lost, listed, load, rate, rate_all, m0, m1, churn)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "rss.tsv"), "w") as f:
+            f.write("seconds\trss_kib\n")
+            for t, r in sampler.samples:
+                f.write("%.2f\t%d\n" % (t - t0, r))
+        with open(os.path.join(args.out, "probes.tsv"), "w") as f:
+            f.write("ms\n" + "".join("%.3f\n" % x for x in lat))
+    return load["timeouts"] == 0 and load["rcodes"].get("2", 0) == 0 and lost == 0
 
 
 def http_get_post(port, path):
@@ -653,12 +685,13 @@ def http_get_post(port, path):
         c.close()
 
 
-def report(args, sampler, t0, t_sync, t_start, restarted, t_end, hwm_sync, hwm, rss_now,
-           lat, lat_after, lost, listed, load, rate, rate_all, m0, m1, churn):
+def report(args, sampler, t0, t_sync, t_start, restarted, t_end, hwm_sync, hwm, relist_hwm,
+           rss_now, lat, lat_before, lat_after, lost, listed, load, rate, rate_all, m0, m1, churn):
     mib = 1024.0
     steady = sampler.between(t_start, restarted or t_end)
     steady_mid = pct(steady, 0.5) if steady else 0
     after = sampler.between(restarted, t_end) if restarted else []
+    relist_peak = max(after + [relist_hwm]) if restarted else 0
     print("RSS over time (MiB, every %g s; one line per tenth of the run):" % args.sample)
     step = max(1, len(sampler.samples) // 10)
     for t, r in sampler.samples[::step]:
@@ -677,17 +710,22 @@ def report(args, sampler, t0, t_sync, t_start, restarted, t_end, hwm_sync, hwm, 
     print("first sync: %.1f s to serving, peak RSS %.1f MiB (%.2fx steady)"
           % (t_sync - t0, hwm_sync / mib, hwm_sync / float(steady_mid or 1)))
     print("steady RSS (median before the restart): %.1f MiB" % (steady_mid / mib))
-    if after:
+    if restarted:
         print("after the restart: peak RSS %.1f MiB (%.2fx steady)"
-              % (max(after) / mib, max(after) / float(steady_mid or 1)))
+              % (relist_peak / mib, relist_peak / float(steady_mid or 1)))
     print("high-water mark of the whole run: %.1f MiB; at the end %.1f MiB"
           % (hwm / mib, rss_now / mib))
-    print("churn: %d EndpointSlice changes in %.0f s (%.1f/s), %d not made while the API "
-          "server was away" % (churn.applied, run_s, churn.applied / run_s, churn.failed))
+    print("churn: %d EndpointSlice changes in %.0f s (%.1f/s, %.1f/s asked), %d not made while "
+          "the API server was away" % (churn.applied, run_s, churn.applied / run_s,
+                                       (churn.applied + churn.failed) / run_s, churn.failed))
     print("event -> served answer (the fake writing the event on svcdns's watch to the first "
           "answer carrying it): %d probes, p50 %.2f ms, p99 %.2f ms, max %.2f ms; not served "
           "within %g s: %d" % (len(lat), pct(lat, 0.5), pct(lat, 0.99),
                                max(lat) if lat else float("nan"), args.probe_timeout, lost))
+    if lat_before:
+        print("  of them before the restart: %d, p50 %.2f ms, p99 %.2f ms, max %.2f ms"
+              % (len(lat_before), pct(lat_before, 0.5), pct(lat_before, 0.99),
+                 max(lat_before)))
     if lat_after:
         print("  of them after the restart: %d, p50 %.2f ms, p99 %.2f ms, max %.2f ms"
               % (len(lat_after), pct(lat_after, 0.5), pct(lat_after, 0.99), max(lat_after)))
@@ -712,7 +750,7 @@ def report(args, sampler, t0, t_sync, t_start, restarted, t_end, hwm_sync, hwm, 
           "queries=%d answered=%d servfail=%d timeouts=%d api_lists=%d api_watches=%d"
           % (args.services, args.pods, args.nodes, run_s, churn.applied / run_s,
              t_sync - t0, hwm_sync / mib, steady_mid / mib,
-             (max(after) if after else 0) / mib, hwm / mib, pct(lat, 0.5), pct(lat, 0.99),
+             relist_peak / mib, hwm / mib, pct(lat, 0.5), pct(lat, 0.99),
              max(lat) if lat else float("nan"), lost, load["sent"], load["answered"], bad,
              load["timeouts"], lists, watches), flush=True)
 
@@ -754,6 +792,8 @@ def main():
                  % args.bin)
     if args.restart_at is None:
         args.restart_at = args.duration / 2
+    # SIGTERM ends the run as Ctrl-C does: every process started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = tempfile.mkdtemp(prefix="svcdns-scale-")
     ok = False
     try:
