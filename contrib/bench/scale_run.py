@@ -646,12 +646,13 @@ def measure(args, tmp, procs):
     sampler.halt.set()
     lat, lost, listed = [], 0, []
     lat_after, lat_before = [], []
+    conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
     for rv, applied, seen, after in probes:
         if seen is None:
             lost += 1
             continue
-        sent = json.loads(http_get(api_port, "/fake/sent?resource=endpointslices&rv=%d"
-                                   % rv)[1])["t"]
+        conn.request("GET", "/fake/sent?resource=endpointslices&rv=%d" % rv)
+        sent = json.loads(conn.getresponse().read())["t"]
         if sent is None:
             # made while svcdns was listing again: it came with a list page,
             # not a watch event; timed from the change being made
@@ -735,6 +736,12 @@ def report(args, sampler, t0, t_sync, t_start, restarted, t_end, hwm_sync, hwm, 
               % (len(listed), pct(listed, 0.5), max(listed)))
     print("svcdns's histograms, p99 bucket: data change to serve <= %s s, programming "
           "latency <= %s s" % (serve_p99, prog_p99))
+    builds = {k: int(m1.get('svcdns_snapshot_builds_total{kind="%s"}' % k, 0) -
+                     m0.get('svcdns_snapshot_builds_total{kind="%s"}' % k, 0))
+              for k in ("full", "incremental")}
+    print("snapshots built during the run: %d in full, %d incrementally; build time p99 bucket "
+          "<= %s s" % (builds["full"], builds["incremental"],
+                       hist_quantile(m1, "svcdns_snapshot_build_duration_seconds", 0.99)))
     print("client: %d queries sent, %d answered (rcodes %s), SERVFAIL %d, timeouts %d"
           % (load["sent"], load["answered"], load["rcodes"], bad, load["timeouts"]))
     if load["bad_seconds"]:
