@@ -674,7 +674,8 @@ def measure(args, tmp, procs):
                 f.write("%.2f\t%d\n" % (t - t0, r))
         with open(os.path.join(args.out, "probes.tsv"), "w") as f:
             f.write("ms\n" + "".join("%.3f\n" % x for x in lat))
-    return load["timeouts"] == 0 and load["rcodes"].get("2", 0) == 0 and lost == 0
+    return (load["timeouts"] == 0 and load["rcodes"].get("2", 0) == 0 and lost == 0 and
+            not load["send_errors"])
 
 
 def http_get_post(port, path):
@@ -742,8 +743,9 @@ def report(args, sampler, t0, t_sync, t_start, restarted, t_end, hwm_sync, hwm, 
     print("snapshots built during the run: %d in full, %d incrementally; build time p99 bucket "
           "<= %s s" % (builds["full"], builds["incremental"],
                        hist_quantile(m1, "svcdns_snapshot_build_duration_seconds", 0.99)))
-    print("client: %d queries sent, %d answered (rcodes %s), SERVFAIL %d, timeouts %d"
-          % (load["sent"], load["answered"], load["rcodes"], bad, load["timeouts"]))
+    print("client: %d queries sent, %d answered (rcodes %s), SERVFAIL %d, timeouts %d, "
+          "send errors %d" % (load["sent"], load["answered"], load["rcodes"], bad,
+                              load["timeouts"], load["send_errors"]))
     if load["bad_seconds"]:
         print("  seconds of the client's run with a failure: %s" % load["bad_seconds"][:20])
     print("API requests the fake served: %d lists (pages) and %d watches from svcdns's start "
