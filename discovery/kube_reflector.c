@@ -197,8 +197,11 @@ void kube_retry_later(struct reflector *r, const struct kube_http_result *res, c
 		      const char *why)
 {
 	struct kube_source *ks = r->ks;
-	/* The server's own failures grow one backoff for all three resources;
-	 * each draws its own jitter from it. */
+	/* The server's own failures grow one backoff for all the resources;
+	 * each draws its own jitter from it. The shared count is the longest run
+	 * of failures any one resource has had, not the sum of every resource's
+	 * requests: an outage of a few seconds that five resources each ran into
+	 * twice is two rounds of backoff, not ten. */
 	bool server = !res || res->status == 0 || res->status == 429 || res->status >= 500;
 	unsigned failures = r->failures > ks->server_failures ? r->failures : ks->server_failures;
 	unsigned ms =
@@ -206,8 +209,8 @@ void kube_retry_later(struct reflector *r, const struct kube_http_result *res, c
 
 	if (r->failures < 31)
 		r->failures++;
-	if (server && ks->server_failures < 31)
-		ks->server_failures++;
+	if (server && ks->server_failures < r->failures)
+		ks->server_failures = r->failures;
 	kube_contact_set_open(&r->ks->contact, r->res, false);
 	/* No HTTP response at all (refused, reset, timed out): the server is
 	 * away, and whichever resource reaches it first calls the others back. */
