@@ -70,8 +70,12 @@ static inline size_t put_tier(uint8_t *out, const struct zone_answer *a, unsigne
 	if (lo == hi)
 		return 0;
 	size_t first = zone_answer_rot_off(a, lo);
-	size_t start = zone_answer_rot_off(a, lo + k % (hi - lo));
 	size_t end = zone_answer_rec_off(a, hi);
+	if (hi - lo == 1) { /* one record (the node's often): no division, one copy */
+		memcpy(out, a->data + first, end - first);
+		return end - first;
+	}
+	size_t start = zone_answer_rot_off(a, lo + k % (hi - lo));
 	memcpy(out, a->data + start, end - start);
 	memcpy(out + end - start, a->data + first, start - first);
 	return end - first;
