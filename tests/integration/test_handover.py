@@ -269,6 +269,7 @@ def test_no_old(tally, sock_dir):
                     "%s: says there was no process to take over from" % label,
                     srv.stderr_tail())
         tally.check(t.soa_serial(srv.port) is not None, "%s: serves" % label)
+        wait_log(srv, LISTENING)
         c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             c.connect(path)
