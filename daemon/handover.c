@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -412,6 +413,15 @@ static void on_listener(uv_poll_t *p, int status, int events)
 		close(cfd);
 		return;
 	}
+	/* Whoever connects gets our sockets and can stop us serving: only a
+	 * process of our own user (the file's mode says the same). */
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != geteuid()) {
+		log_warn("handover: refused a process of another user");
+		close(cfd);
+		return;
+	}
 	int ret = send_sockets(hs, cfd);
 	if (ret < 0) {
 		log_warn("handover: cannot send the sockets to the new process: %s",
@@ -443,10 +453,18 @@ int handover_listen(uv_loop_t *loop, const char *path, const struct handover_hoo
 		ret = -errno;
 		goto fail;
 	}
-	/* A file left there is stale: whoever served it handed over to us, or
-	 * died (handover_take found nobody answering). */
+	/* A socket left there is stale: whoever served it handed over to us,
+	 * or died (handover_take found nobody answering). Anything else there
+	 * is not ours to remove. */
+	struct stat st;
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		close(fd);
+		ret = -EEXIST;
+		goto fail;
+	}
 	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 4) < 0) {
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, 0600) < 0 ||
+	    listen(fd, 4) < 0) {
 		ret = -errno;
 		close(fd);
 		goto fail;

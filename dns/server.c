@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -136,6 +137,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	metrics_worker_enter(w->ctx.mw);
+	atomic_fetch_add(&w->srv->running, 1);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	return NULL;
 }
@@ -353,6 +355,10 @@ int dns_server_start(const struct dns_server_config *cfg, struct dns_server **ou
 		}
 		started++;
 	}
+	/* Every worker reads before the start returns: after a hand-over, the
+	 * old process stops reading as soon as it does. */
+	for (int waited = 0; atomic_load(&srv->running) < srv->n_workers && waited < 2000; waited++)
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 	for (size_t i = 0; i < cfg->n_listen; i++)
 		log_info("listening on %s (udp, tcp), %u threads", cfg->listen[i].text,
 			 srv->n_workers);

@@ -49,7 +49,8 @@ struct net_cidr;
 struct dns_server;
 
 /* Binds every socket now (so that a bad address fails here, with a log line
- * naming it) and starts the workers. */
+ * naming it) and starts the workers; returns once each runs its loop (or
+ * after 2 s). */
 int dns_server_start(const struct dns_server_config *cfg, struct dns_server **out);
 /* Ends lameduck: workers stop taking queries (UDP reads stop, TCP listeners
  * close); each open TCP connection is still read and answered, and closed

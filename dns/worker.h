@@ -97,6 +97,7 @@ struct dns_server {
 	struct dns_server_config cfg;
 	atomic_int phase;    /* what a worker's stop signal means */
 	atomic_uint drained; /* workers with no connection left while draining */
+	atomic_uint running; /* workers whose thread has reached its loop */
 	struct dns_limits *limits;
 };
 

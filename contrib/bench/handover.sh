@@ -32,6 +32,7 @@ modes="handover plain"
 rounds=1
 port=23690
 logs=""
+transport=udp
 
 usage() {
 	cat <<EOF
@@ -49,6 +50,9 @@ usage: contrib/bench/handover.sh [options]
                    machine loses anyway), in that order (default "$modes")
   --rounds N       runs of each mode (default $rounds)
   --port P         the DNS port (default $port)
+  --transport T    udp, or tcp: dnsperf keeps one connection per client open, which the
+                   old process closes at the end of its drain (queries in flight then are
+                   lost unless the client asks again, as RFC 7766 expects it to)
   --logs DIR       keep svcdns's logs and dnsperf's reports there
 EOF
 }
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
 	--rounds) rounds=$2; shift 2 ;;
 	--port) port=$2; shift 2 ;;
 	--logs) logs=$2; shift 2 ;;
+	--transport) transport=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "handover.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -148,7 +153,7 @@ field() { # field FILE LABEL: the number after "LABEL" in dnsperf's report
 	sed -n "s/^ *$2 *\([0-9]*\).*/\1/p" "$1" | head -1
 }
 
-echo "# $(basename "$bin"), $threads threads, $services Services, $rate qps for $duration s," \
+echo "# $(basename "$bin") over $transport, $threads threads, $services Services, $rate qps for $duration s," \
 	"replaced at $switch_at s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-9s %5s %9s %9s %6s %8s %6s %12s %13s\n' mode round sent answered lost servfail qps \
 	server-drops machine-drops
@@ -166,7 +171,8 @@ for r in $(seq 1 "$rounds"); do
 		# sending at its limit of outstanding queries, which would hide a gap.
 		outstanding=$((rate * 2 > 65000 ? 65000 : rate * 2))
 		dnsperf -s 127.0.0.1 -p "$port" -d "$tmp/cluster/queries.txt" -l "$duration" \
-			-Q "$rate" -c "$clients" -q "$outstanding" -b 4096 -t 2 >"$out" 2>&1 &
+			-Q "$rate" -c "$clients" -q "$outstanding" -b 4096 -t 2 \
+			-m "$transport" >"$out" 2>&1 &
 		perf=$!
 		pids+=("$perf")
 		sleep "$switch_at"

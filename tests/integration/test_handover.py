@@ -146,6 +146,9 @@ class Load:
                                self.tcp_answered, self.tcp_lost, self.tcp_failed))
 
 
+LISTENING = "the next process can take over through"
+
+
 def wait_log(srv, text, timeout=20.0):
     found, _ = t.poll(lambda: text in srv.stderr_text(), timeout=timeout, interval=0.02)
     return bool(found)
@@ -163,6 +166,7 @@ def replace_under_load(tally, label, old, make_new, prepare=None):
     as Kubernetes would (SIGTERM), and counts. Returns the new process."""
     if not old.alive():
         old.start()
+    tally.check(wait_log(old, LISTENING), "%s: the old process listens for a hand-over" % label)
     load = Load(old.port).start()
     try:
         t.poll(lambda: load.answered > 200 and load.tcp_answered > 20, timeout=10)
@@ -265,6 +269,7 @@ def test_no_old(tally, sock_dir):
                     "%s: says there was no process to take over from" % label,
                     srv.stderr_tail())
         tally.check(t.soa_serial(srv.port) is not None, "%s: serves" % label)
+        wait_log(srv, LISTENING)
         c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             c.connect(path)
@@ -287,6 +292,7 @@ def test_old_gone(tally, sock_dir):
     while the new one waits for its sockets: the new one binds its own."""
     path = os.path.join(sock_dir, "gone.sock")
     old = t.Server(CLUSTER, ["--handover-socket", path]).start()
+    tally.check(wait_log(old, LISTENING), "the old process listens for a hand-over")
     old.proc.send_signal(signal.SIGSTOP)
     new = same_place(t.Server(CLUSTER, ["--handover-socket", path]), old)
     new.start(wait=False)
@@ -309,6 +315,7 @@ def test_new_gone(tally, sock_dir):
     hand-over was in progress, and honours it once the new one is gone."""
     path = os.path.join(sock_dir, "new-gone.sock")
     old = t.Server(CLUSTER, ["--handover-socket", path]).start()
+    tally.check(wait_log(old, LISTENING), "the old process listens for a hand-over")
     dead_api = "http://127.0.0.1:%d" % t.free_port()
     new = same_place(k.KubeServer(["--api-server", dead_api] + k.FAST,
                                   ["--handover-socket", path]), old)
