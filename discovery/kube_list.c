@@ -185,8 +185,7 @@ out:
 	return rc;
 }
 
-/* A fresh list starts: its objects are marked with a new generation. */
-static void list_begin(struct reflector *r)
+void kube_list_begin(struct reflector *r)
 {
 	r->apply_gen = ++r->gen;
 	if (r->apply_gen == 0) /* after wrapping: 0 is what a fresh index slot holds */
@@ -195,6 +194,7 @@ static void list_begin(struct reflector *r)
 	r->next_apply = 0;
 	r->n_added = r->n_updated = r->n_unchanged = 0;
 	r->store_ns = 0;
+	r->streamed = false;
 }
 
 /* Stores one decoded page, and marks what it listed in the index. */
@@ -239,9 +239,9 @@ static void apply_page(struct reflector *r, struct page_work *pw)
 	r->store_ns += uv_hrtime() - t0;
 }
 
-/* Every page is stored: what the list did not name goes, and the store now
- * holds exactly what was listed. */
-static void apply_end(struct reflector *r)
+/* Every page (or streamed object) is stored: what the list did not name goes,
+ * and the store now holds exactly what was listed. */
+void kube_list_end(struct reflector *r)
 {
 	struct kube_source *ks = r->ks;
 	size_t removed = 0;
@@ -262,12 +262,23 @@ static void apply_end(struct reflector *r)
 	free(r->rv);
 	r->rv = r->list_rv;
 	r->list_rv = NULL;
-	log_info("api %s: %s at resourceVersion %s: %zu objects in %u page%s (%zu new, %zu "
-		 "changed, %zu removed, %zu unchanged), stored in %.1f ms%s",
-		 r->d->name, r->synced ? "listed again" : "listed", r->rv ? r->rv : "?",
-		 r->n_added + r->n_updated + r->n_unchanged, r->page_count,
-		 r->page_count == 1 ? "" : "s", r->n_added, r->n_updated, removed, r->n_unchanged,
-		 (double)r->store_ns / 1e6, r->apply_early ? " as the pages came" : "");
+	size_t listed = r->n_added + r->n_updated + r->n_unchanged;
+	if (r->streamed)
+		log_info("api %s: %s at resourceVersion %s: %zu objects streamed (%zu new, %zu "
+			 "changed, %zu removed, %zu unchanged), stored in %.1f ms as they came",
+			 r->d->name, r->synced ? "listed again" : "listed", r->rv ? r->rv : "?",
+			 listed, r->n_added, r->n_updated, removed, r->n_unchanged,
+			 (double)r->store_ns / 1e6);
+	else
+		log_info("api %s: %s at resourceVersion %s: %zu objects in %u page%s (%zu new, "
+			 "%zu changed, %zu removed, %zu unchanged), stored in %.1f ms%s",
+			 r->d->name, r->synced ? "listed again" : "listed", r->rv ? r->rv : "?",
+			 listed, r->page_count, r->page_count == 1 ? "" : "s", r->n_added,
+			 r->n_updated, removed, r->n_unchanged, (double)r->store_ns / 1e6,
+			 r->apply_early ? " as the pages came" : "");
+	/* a refusal holds for this list only: the next one asks again */
+	r->wl_refused = false;
+	r->rv_gone = false;
 	r->need_list = false;
 	bool changed = r->n_added || r->n_updated || removed;
 	if (r->absent) {
@@ -380,7 +391,7 @@ static void list_advance(struct reflector *r)
 		return;
 	r->list_received = false;
 	r->failures = 0;
-	apply_end(r);
+	kube_list_end(r);
 	kube_watch_start(r);
 }
 
@@ -547,10 +558,14 @@ void kube_list_start(struct reflector *r)
 	char *pq = NULL, *cont = NULL;
 	int rc;
 
+	if (!r->cont && kube_watchlist_wanted(r)) {
+		kube_watchlist_start(r);
+		return;
+	}
 	if (!r->cont) {
 		/* a fresh list: whatever was collected before is stale */
 		kube_list_discard(r);
-		list_begin(r);
+		kube_list_begin(r);
 		free(r->list_rv);
 		r->list_rv = NULL;
 		r->page_count = 0;

@@ -109,8 +109,14 @@ bool kube_object_upsert(struct reflector *r, json_t *obj, const struct ident *id
 	const char *old = kube_index_rv(r, id->key);
 	struct model_object mo;
 
-	if (old && id->rv && strcmp(old, id->rv) == 0)
-		return false; /* seen already (a resumed watch may repeat it) */
+	if (old && id->rv && strcmp(old, id->rv) == 0) {
+		/* seen already (a resumed watch may repeat it, a streamed list
+		 * names it again): still listed */
+		struct store_map_slot *s = store_map_find(&r->index, id->key, strlen(id->key));
+		if (s)
+			s->gen = r->gen;
+		return false;
+	}
 	int rc = r->res == KUBE_PODS
 		     ? manifest_decode_pod_addrs(r->d->where, obj, &mo)
 		     : manifest_decode_item(r->d->where, obj, r->d->kind, r->d->api_version, &mo);

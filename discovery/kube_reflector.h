@@ -1,7 +1,8 @@
 /* The API source's parts, shared by the files that make it up: kube.c (the
  * source, its filters and the contact probe), kube_reflector.c (object
  * identity, the index of what is stored, retrying), kube_list.c (paginated
- * lists decoded in the thread pool) and kube_watch.c (watch streams).
+ * lists decoded in the thread pool) and kube_watch.c (watch streams, and the
+ * streaming list that begins one: KEP-3157 WatchList).
  *
  * Owns: struct kube_source (opaque in kube.h) and its reflectors, one per
  * resource. Must never: be included outside discovery/; kube.h is the
@@ -66,6 +67,15 @@ struct reflector {
 	size_t body_hint; /* the last page's size: the next one is sized for it */
 	struct kube_lines lines;
 	bool watch_progress; /* this watch delivered at least one event */
+	/* The current watch streams a list (sendInitialEvents): its events are
+	 * the list until the bookmark that ends the initial events. */
+	bool streaming;
+	bool streamed;	    /* the list being collected (or last applied) was streamed */
+	bool wl_refused;    /* the server refused to stream this list: pages until it is in */
+	bool wl_ignored;    /* the server ignores sendInitialEvents: pages from now on */
+	bool wl_not_wanted; /* the stream showed it is not a streamed list (kube_watch.c) */
+	bool rv_gone;	    /* r->rv is compacted away: a streamed list starts from "" */
+	unsigned watch_tmo; /* timeoutSeconds of the current watch */
 	/* key (= store source) -> malloc'd resourceVersion of the stored object */
 	struct store_map index;
 	uint32_t gen;
@@ -180,10 +190,23 @@ void kube_list_start(struct reflector *r);
  * dropped when they come back. */
 void kube_list_discard(struct reflector *r);
 void kube_body_reset(struct reflector *r);
+/* A fresh list starts (paged or streamed): its objects are marked with a new
+ * generation. */
+void kube_list_begin(struct reflector *r);
+/* The list is complete (its resourceVersion in r->list_rv): what it did not
+ * name goes, the store holds exactly what was listed, and the first sync is
+ * noted. */
+void kube_list_end(struct reflector *r);
 
 /* ---- kube_watch.c -------------------------------------------------------- */
 
 /* Watches from r->rv. */
 void kube_watch_start(struct reflector *r);
+/* Whether the next list is asked for as a streamed list (--api-list-mode). */
+bool kube_watchlist_wanted(const struct reflector *r);
+/* Lists by a watch with sendInitialEvents=true: the ADDED events up to the
+ * bookmark annotated k8s.io/initial-events-end are the list, stored as they
+ * come; the watch then goes on. */
+void kube_watchlist_start(struct reflector *r);
 
 #endif
