@@ -6,12 +6,13 @@
  *
  * With --pods verified, the Pods too, keeping only their addresses.
  *
- * Owns: one reflector per resource (a streamed list where the server does it,
- * else a paginated one; watch from the list's resourceVersion with bookmarks, resume from the last
- * resourceVersion after a dropped stream, relist on 410 Gone, backoff with jitter), the namespace
- * and label filters, the first-sync state and the counters kept for metrics. Must never: build
- * snapshots or touch DNS; it only feeds the store and says when the store changed. A failure never
- * empties the store: what was last seen is kept until the API server says otherwise. */
+ * Owns: one reflector per resource (a streamed list where the server does it, else a paged
+ * one; watch from the list's resourceVersion with bookmarks, resume from the last
+ * resourceVersion after a dropped stream, relist on 410 Gone, backoff with jitter), the
+ * namespace and label filters, the first-sync state and the counters kept for metrics.
+ * Must never: build snapshots or touch DNS; it only feeds the store and says when the store
+ * changed. A failure never empties the store: what was last seen is kept until the API server
+ * says otherwise. */
 #ifndef SVCDNS_KUBE_H
 #define SVCDNS_KUBE_H
 

@@ -7,6 +7,7 @@
 #include "discovery/kube_reflector.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,13 @@
 #include "common/log.h"
 #include "discovery/manifest.h"
 #include "discovery/store_iter.h"
+
+/* List pages handed to the thread pool before the next is asked for: as many
+ * as libuv has workers by default. */
+#define PAGES_AHEAD 4
+
+/* A list this long returns its freed memory when it ends (kube_list_end). */
+#define TRIM_AFTER_OBJECTS 1000
 
 /* One object of a list being collected. */
 struct pending {
@@ -86,6 +94,7 @@ static void page_work_free(struct page_work *pw)
 void kube_list_discard(struct reflector *r)
 {
 	r->list_seq++;
+	r->cont_waits = false;
 	for (size_t i = 0; i < r->done_cap; i++) {
 		if (r->done[i])
 			page_work_free(r->done[i]);
@@ -276,6 +285,12 @@ void kube_list_end(struct reflector *r)
 			 listed, r->page_count, r->page_count == 1 ? "" : "s", r->n_added,
 			 r->n_updated, removed, r->n_unchanged, (double)r->store_ns / 1e6,
 			 r->apply_early ? " as the pages came" : "");
+	/* The list's page bodies and decoding scratch are freed by now, much of
+	 * it in the thread pool's own malloc arenas, which the snapshot build
+	 * that follows (on this thread) cannot reuse: hand it back first, so
+	 * that the build's peak does not stack on it. */
+	if (listed >= TRIM_AFTER_OBJECTS)
+		malloc_trim(0);
 	/* a refusal holds for this list only: the next one asks again */
 	r->wl_refused = false;
 	r->rv_gone = false;
@@ -327,7 +342,7 @@ static void on_absent_recheck(uv_timer_t *t)
  * Kubernetes) or 403 (RBAC does not grant it): its older version is tried,
  * else the source does without it, forgets what it held of it, and asks
  * again much later. Returns false when this is not such a case. */
-static bool list_optional_missing(struct reflector *r, const struct kube_http_result *res)
+bool kube_list_optional_missing(struct reflector *r, const struct kube_http_result *res)
 {
 	struct kube_source *ks = r->ks;
 	size_t removed = 0;
@@ -444,6 +459,10 @@ static void page_decoded(uv_work_t *w, int status)
 		return;
 	}
 	r->done[pw->page] = pw;
+	if (r->cont_waits && r->req == NULL && r->inflight < PAGES_AHEAD) {
+		r->cont_waits = false;
+		kube_list_start(r);
+	}
 	list_advance(r);
 }
 
@@ -482,6 +501,19 @@ static int page_queue(struct reflector *r)
 	return 0;
 }
 
+/* Asks for the next page, unless PAGES_AHEAD pages wait for the thread pool:
+ * then the first one back asks for it (page_decoded). The server holds the
+ * rest of the list, not this process: at most that many page bodies and
+ * their objects are in memory at once besides the store. */
+static void list_next_page(struct reflector *r)
+{
+	if (r->inflight >= PAGES_AHEAD) {
+		r->cont_waits = true;
+		return;
+	}
+	kube_list_start(r);
+}
+
 static void on_list_done(void *arg, const struct kube_http_result *res)
 {
 	struct reflector *r = arg;
@@ -491,7 +523,7 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 	r->req = NULL;
 	if (res->curl_code != 0 || res->status != 200) {
 		kube_body_reset(r);
-		if (list_optional_missing(r, res))
+		if (kube_list_optional_missing(r, res))
 			return;
 		if (res->status == 410 && r->cont) {
 			/* the continue token outlived etcd's compaction: start over */
@@ -545,7 +577,7 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 	kube_set_str(&r->cont, cont && *cont ? cont : NULL);
 	json_decref(meta);
 	if (r->cont) {
-		kube_list_start(r);
+		list_next_page(r);
 		return;
 	}
 	r->list_received = true;

@@ -62,7 +62,8 @@ struct reflector {
 	bool absent;		  /* optional, and the server does not serve it */
 	unsigned failures;	  /* in a row, for the backoff */
 	unsigned page_count;
-	char *body; /* the list page being received */
+	bool cont_waits; /* the next page is asked for once a decoded one is back */
+	char *body;	 /* the list page being received */
 	size_t body_len, body_cap;
 	size_t body_hint; /* the last page's size: the next one is sized for it */
 	struct kube_lines lines;
@@ -190,6 +191,12 @@ void kube_list_start(struct reflector *r);
  * dropped when they come back. */
 void kube_list_discard(struct reflector *r);
 void kube_body_reset(struct reflector *r);
+/* An optional resource answered 404 (the server does not have it: an older
+ * Kubernetes) or 403 (RBAC does not grant it), to a list or a streamed list:
+ * its older version is tried, else the source does without it, forgets what
+ * it held of it, and asks again much later. Returns false when this is not
+ * such a case. */
+bool kube_list_optional_missing(struct reflector *r, const struct kube_http_result *res);
 /* A fresh list starts (paged or streamed): its objects are marked with a new
  * generation. */
 void kube_list_begin(struct reflector *r);

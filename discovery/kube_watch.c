@@ -189,6 +189,8 @@ static void watchlist_failed(struct reflector *r, const struct kube_http_result 
 	bool ignored = answered && res->status == 200 && (r->wl_not_wanted || res->timed_out);
 
 	r->streaming = false;
+	if (res->curl_code == 0 && kube_list_optional_missing(r, res))
+		return;
 	if (r->want_relist || res->status == 410) {
 		/* the resourceVersion asked for is compacted away: the current state */
 		r->want_relist = false;

@@ -6,7 +6,8 @@ API server comes back with its history compacted (410 Gone), the relist is
 streamed from resourceVersion "" and what was deleted meanwhile goes; servers
 that refuse it (422: the feature gate off, or a 1.19-1.26 server) or ignore it
 (a plain watch, no closing bookmark) are listed in pages; --api-list-mode
-watchlist never falls back; the metrics count list pages and watch restarts."""
+watchlist never falls back, and optional resources the server lacks are done
+without; the metrics count list pages and watch restarts."""
 
 import os
 import sys
@@ -200,11 +201,37 @@ def forced(tally):
         api.stop()
 
 
+def forced_syncs(tally):
+    """--api-list-mode watchlist against a server that streams: synced, with
+    the resources it does not have (ServiceCIDRs, ServiceImports: 404 to the
+    stream) done without, and no list asked for but the contact probe's."""
+    api = fakeapi.FakeAPI().start()
+    srv = None
+    try:
+        cluster(api)
+        t0 = time.monotonic()
+        srv = start(api, "watchlist", t.free_port())
+        k.expect(tally, "watchlist: synced and serving", srv.port, "web.wl.svc.cluster.local.",
+                 "NOERROR", ["10.96.8.1"])
+        lists = [(r["resource"], r["status"]) for r in api.requests_since(t0)
+                 if r["verb"] == "list" and r["resource"] != "namespaces"]
+        tally.check(not lists, "watchlist: the missing optional resources need no list",
+                    "lists %s" % lists)
+        tally.check(srv.log_has("api servicecidrs: not served by this API server"),
+                    "watchlist: a 404 to a stream makes an optional resource absent",
+                    srv.stderr_tail())
+    finally:
+        if srv:
+            tally.server_stopped(srv)
+        api.stop()
+
+
 def main(tally):
     streamed_sync(tally)
     for mode in ("off", "legacy", "ignore"):
         fallback(tally, mode)
     forced(tally)
+    forced_syncs(tally)
 
 
 if __name__ == "__main__":
