@@ -28,7 +28,7 @@
 /* One object of a list being collected. */
 struct pending {
 	char *key;
-	char *rv;
+	uintptr_t rv; /* kube_rv_pack */
 	enum { P_UNCHANGED, P_DECODED, P_INVALID } what;
 	struct model_object obj;
 };
@@ -74,7 +74,7 @@ static void pend_free(struct pend_list *l)
 {
 	for (size_t i = 0; i < l->n; i++) {
 		free(l->v[i].key);
-		free(l->v[i].rv);
+		kube_rv_free(l->v[i].rv);
 		if (l->v[i].what == P_DECODED)
 			model_object_free(&l->v[i].obj);
 	}
@@ -168,8 +168,8 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 		rc = 0;
 		goto out;
 	}
-	const char *old = pc->use_index ? kube_index_rv(r, id.key) : NULL;
-	if (old && id.rv && strcmp(old, id.rv) == 0) {
+	const struct store_map_slot *old = pc->use_index ? kube_index_find(r, id.key) : NULL;
+	if (old && kube_rv_same(old->val, id.rv)) {
 		p.what = P_UNCHANGED;
 	} else {
 		rc = r->res == KUBE_PODS ? manifest_decode_pod_addrs(r->d->where, it, &p.obj)
@@ -178,10 +178,10 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 		p.what = rc == 0 ? P_DECODED : P_INVALID;
 	}
 	p.key = strdup(id.key);
-	p.rv = strdup(id.rv ? id.rv : "");
-	if (!p.key || !p.rv || pend_push(pc->out, &p) < 0) {
+	p.rv = kube_rv_pack(id.rv);
+	if (!p.key || pend_push(pc->out, &p) < 0) {
 		free(p.key);
-		free(p.rv);
+		kube_rv_free(p.rv);
 		if (p.what == P_DECODED)
 			model_object_free(&p.obj);
 		rc = -ENOMEM;
@@ -236,9 +236,9 @@ static void apply_page(struct reflector *r, struct page_work *pw)
 			log_error("api %s: out of memory indexing %s", r->d->name, p->key);
 			continue;
 		}
-		free((char *)s->val);
-		s->val = (uintptr_t)p->rv; /* the index takes the resourceVersion */
-		p->rv = NULL;
+		kube_rv_free(s->val);
+		s->val = p->rv; /* the index takes the resourceVersion */
+		p->rv = 0;
 		s->gen = r->apply_gen;
 		if (created)
 			r->n_added++;
@@ -262,7 +262,7 @@ void kube_list_end(struct reflector *r)
 		if (!s->key || s->gen == gen)
 			continue;
 		model_store_remove(ks->store, s->key);
-		free((char *)s->val);
+		kube_rv_free(s->val);
 		s->val = 0;
 		removed++;
 	}
@@ -374,7 +374,7 @@ bool kube_list_optional_missing(struct reflector *r, const struct kube_http_resu
 		if (!s->key)
 			continue;
 		model_store_remove(ks->store, s->key);
-		free((char *)s->val);
+		kube_rv_free(s->val);
 		s->val = 0;
 		removed++;
 	}

@@ -77,7 +77,7 @@ struct reflector {
 	bool wl_not_wanted; /* the stream showed it is not a streamed list (kube_watch.c) */
 	bool rv_gone;	    /* r->rv is compacted away: a streamed list starts from "" */
 	unsigned watch_tmo; /* timeoutSeconds of the current watch */
-	/* key (= store source) -> malloc'd resourceVersion of the stored object */
+	/* key (= store source) -> resourceVersion of the stored object (kube_rv_pack) */
 	struct store_map index;
 	uint32_t gen;
 	uint32_t list_seq;	   /* changes when a list is started afresh or given up */
@@ -160,8 +160,14 @@ bool kube_sync_check(struct kube_source *ks);
 /* Reads metadata. Returns 0, 1 when filtered out, or -EINVAL when the object
  * has no usable identity. */
 int kube_object_ident(struct reflector *r, json_t *obj, struct ident *id);
-/* The resourceVersion stored for key, or NULL when nothing is. */
-const char *kube_index_rv(const struct reflector *r, const char *key);
+/* The index's slot for key (its val a kube_rv_pack'ed resourceVersion), or
+ * NULL when nothing is stored under it. */
+const struct store_map_slot *kube_index_find(const struct reflector *r, const char *key);
+/* A resourceVersion as one word (NULL and "" as 0); kube_rv_free releases it. */
+uintptr_t kube_rv_pack(const char *rv);
+void kube_rv_free(uintptr_t v);
+/* Whether a packed resourceVersion is rv. */
+bool kube_rv_same(uintptr_t v, const char *rv);
 /* ADDED or MODIFIED: decode and swap the one object. Returns true when the
  * store changed. */
 bool kube_object_upsert(struct reflector *r, json_t *obj, const struct ident *id);

@@ -42,8 +42,7 @@ static void stream_object(struct reflector *r, enum kube_event_type t, json_t *o
 			  const struct ident *id)
 {
 	uint64_t t0 = uv_hrtime();
-	const char *old = kube_index_rv(r, id->key);
-	bool had = old != NULL;
+	bool had = kube_index_find(r, id->key) != NULL;
 
 	if (t == KUBE_EV_DELETED)
 		kube_object_delete(r, id);
