@@ -287,6 +287,21 @@ static int parse_pods(struct svcdns_options *o, const char *arg, char *why, size
 	return 0;
 }
 
+static int parse_api_list_mode(struct svcdns_options *o, const char *arg, char *why, size_t cap)
+{
+	if (strcmp(arg, "auto") == 0)
+		o->kube.list_mode = KUBE_LIST_AUTO;
+	else if (strcmp(arg, "watchlist") == 0)
+		o->kube.list_mode = KUBE_LIST_WATCHLIST;
+	else if (strcmp(arg, "paged") == 0)
+		o->kube.list_mode = KUBE_LIST_PAGED;
+	else {
+		snprintf(why, cap, "expected auto, watchlist or paged");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* --proxy alone keeps meaning the user-space datapath, which needs no
  * privilege beyond binding ports; nftables needs CAP_NET_ADMIN. */
 static int parse_proxy(struct svcdns_options *o, const char *arg, char *why, size_t cap)
@@ -369,6 +384,16 @@ const struct opt_def options_table[] = {
      .def = "500",
      .off = F(kube.page_size),
      .help = "objects per list page"},
+    {.name = "api-list-mode",
+     .arg = "MODE",
+     .kind = OPT_CUSTOM,
+     .parse = parse_api_list_mode,
+     .def = "auto",
+     .help = "how Services, EndpointSlices and the rest are listed, at start and after a "
+	     "watch expired: watchlist streams the list as a watch's first events (KEP-3157 "
+	     "streaming lists: no list held whole, on either side), paged asks for pages of "
+	     "--api-page-size, auto streams where the API server does and falls back to pages "
+	     "where it refuses or ignores it (as client-go's WatchListClient)"},
     {.name = "api-timeout",
      .arg = "DURATION",
      MS(1, HOUR),

@@ -280,7 +280,7 @@ static void source_free(struct kube_source *ks)
 		free(r->done);
 		for (size_t i = 0; i < r->index.cap; i++)
 			if (r->index.slots[i].key)
-				free((char *)r->index.slots[i].val);
+				kube_rv_free(r->index.slots[i].val);
 		store_map_clear(&r->index);
 		kube_lines_free(&r->lines);
 		kube_body_reset(r);

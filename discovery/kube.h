@@ -6,13 +6,13 @@
  *
  * With --pods verified, the Pods too, keeping only their addresses.
  *
- * Owns: one reflector per resource (paginated list, watch from the list's
- * resourceVersion with bookmarks, resume from the last resourceVersion after a
- * dropped stream, relist on 410 Gone, backoff with jitter), the namespace and
- * label filters, the first-sync state and the counters kept for metrics.
- * Must never: build snapshots or touch DNS; it only feeds the store and says
- * when the store changed. A failure never empties the store: what was last
- * seen is kept until the API server says otherwise. */
+ * Owns: one reflector per resource (a streamed list where the server does it, else a paged
+ * one; watch from the list's resourceVersion with bookmarks, resume from the last
+ * resourceVersion after a dropped stream, relist on 410 Gone, backoff with jitter), the
+ * namespace and label filters, the first-sync state and the counters kept for metrics.
+ * Must never: build snapshots or touch DNS; it only feeds the store and says when the store
+ * changed. A failure never empties the store: what was last seen is kept until the API server
+ * says otherwise. */
 #ifndef SVCDNS_KUBE_H
 #define SVCDNS_KUBE_H
 
@@ -57,11 +57,17 @@ enum kube_event_type {
 /* A list page's body is refused beyond this. */
 #define KUBE_MAX_PAGE (256u << 20)
 
+/* How a resource is listed: a streamed list (KEP-3157 WatchList: a watch that
+ * begins with the current objects) when the server does it, else pages; or
+ * only one of the two. */
+enum kube_list_mode { KUBE_LIST_AUTO = 0, KUBE_LIST_WATCHLIST, KUBE_LIST_PAGED };
+
 struct kube_options {
-	const char *namespaces;	 /* "a,b,c": only these namespaces are served; NULL: all */
-	const char *labels;	 /* label selector for Services and EndpointSlices, or NULL */
-	bool pods;		 /* watch the Pods too, keeping their addresses (--pods verified) */
-	unsigned page_size;	 /* list limit, default 500 */
+	const char *namespaces; /* "a,b,c": only these namespaces are served; NULL: all */
+	const char *labels;	/* label selector for Services and EndpointSlices, or NULL */
+	bool pods;		/* watch the Pods too, keeping their addresses (--pods verified) */
+	unsigned page_size;	/* list limit, default 500 */
+	enum kube_list_mode list_mode;
 	unsigned timeout_ms;	 /* a list page, or a watch's response headers, default 30000 */
 	unsigned backoff_min_ms; /* first retry delay, default 500 (jittered down to half) */
 	unsigned backoff_max_ms; /* default 30000 */

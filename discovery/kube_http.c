@@ -330,6 +330,15 @@ static void touch(struct kube_http_req *r)
 		uv_timer_stop(&r->silence);
 }
 
+void kube_http_set_idle(struct kube_http_req *req, unsigned idle_ms)
+{
+	if (!req)
+		return;
+	req->o.idle_ms = idle_ms;
+	if (req->got_headers)
+		touch(req);
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
 	struct kube_http_req *r = arg;

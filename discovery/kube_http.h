@@ -98,6 +98,9 @@ void kube_http_free(struct kube_http *h);
 /* A request: it starts now, or once the limits let it (in the order asked);
  * on_done is called either way, never from inside this call. */
 int kube_http_get(struct kube_http *h, const struct kube_http_opts *o, struct kube_http_req **out);
+/* Changes a request's silence limit once its headers are in (idle_ms), from
+ * now on: a streamed list allows less silence before its end than after. */
+void kube_http_set_idle(struct kube_http_req *req, unsigned idle_ms);
 /* Stops a request, started or waiting; its callbacks are not called afterwards. */
 void kube_http_cancel(struct kube_http_req *req);
 

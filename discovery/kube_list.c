@@ -7,6 +7,7 @@
 #include "discovery/kube_reflector.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,17 @@
 #include "discovery/manifest.h"
 #include "discovery/store_iter.h"
 
+/* List pages handed to the thread pool before the next is asked for: as many
+ * as libuv has workers by default. */
+#define PAGES_AHEAD 4
+
+/* A list this long returns its freed memory when it ends (kube_list_end). */
+#define TRIM_AFTER_OBJECTS 1000
+
 /* One object of a list being collected. */
 struct pending {
 	char *key;
-	char *rv;
+	uintptr_t rv; /* kube_rv_pack */
 	enum { P_UNCHANGED, P_DECODED, P_INVALID } what;
 	struct model_object obj;
 };
@@ -66,7 +74,7 @@ static void pend_free(struct pend_list *l)
 {
 	for (size_t i = 0; i < l->n; i++) {
 		free(l->v[i].key);
-		free(l->v[i].rv);
+		kube_rv_free(l->v[i].rv);
 		if (l->v[i].what == P_DECODED)
 			model_object_free(&l->v[i].obj);
 	}
@@ -86,6 +94,7 @@ static void page_work_free(struct page_work *pw)
 void kube_list_discard(struct reflector *r)
 {
 	r->list_seq++;
+	r->cont_waits = false;
 	for (size_t i = 0; i < r->done_cap; i++) {
 		if (r->done[i])
 			page_work_free(r->done[i]);
@@ -159,8 +168,8 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 		rc = 0;
 		goto out;
 	}
-	const char *old = pc->use_index ? kube_index_rv(r, id.key) : NULL;
-	if (old && id.rv && strcmp(old, id.rv) == 0) {
+	const struct store_map_slot *old = pc->use_index ? kube_index_find(r, id.key) : NULL;
+	if (old && kube_rv_same(old->val, id.rv)) {
 		p.what = P_UNCHANGED;
 	} else {
 		rc = r->res == KUBE_PODS ? manifest_decode_pod_addrs(r->d->where, it, &p.obj)
@@ -169,10 +178,10 @@ static int collect_item(void *arg, size_t i, const char *text, size_t len)
 		p.what = rc == 0 ? P_DECODED : P_INVALID;
 	}
 	p.key = strdup(id.key);
-	p.rv = strdup(id.rv ? id.rv : "");
-	if (!p.key || !p.rv || pend_push(pc->out, &p) < 0) {
+	p.rv = kube_rv_pack(id.rv);
+	if (!p.key || pend_push(pc->out, &p) < 0) {
 		free(p.key);
-		free(p.rv);
+		kube_rv_free(p.rv);
 		if (p.what == P_DECODED)
 			model_object_free(&p.obj);
 		rc = -ENOMEM;
@@ -185,8 +194,7 @@ out:
 	return rc;
 }
 
-/* A fresh list starts: its objects are marked with a new generation. */
-static void list_begin(struct reflector *r)
+void kube_list_begin(struct reflector *r)
 {
 	r->apply_gen = ++r->gen;
 	if (r->apply_gen == 0) /* after wrapping: 0 is what a fresh index slot holds */
@@ -195,6 +203,7 @@ static void list_begin(struct reflector *r)
 	r->next_apply = 0;
 	r->n_added = r->n_updated = r->n_unchanged = 0;
 	r->store_ns = 0;
+	r->streamed = false;
 }
 
 /* Stores one decoded page, and marks what it listed in the index. */
@@ -227,9 +236,9 @@ static void apply_page(struct reflector *r, struct page_work *pw)
 			log_error("api %s: out of memory indexing %s", r->d->name, p->key);
 			continue;
 		}
-		free((char *)s->val);
-		s->val = (uintptr_t)p->rv; /* the index takes the resourceVersion */
-		p->rv = NULL;
+		kube_rv_free(s->val);
+		s->val = p->rv; /* the index takes the resourceVersion */
+		p->rv = 0;
 		s->gen = r->apply_gen;
 		if (created)
 			r->n_added++;
@@ -239,9 +248,9 @@ static void apply_page(struct reflector *r, struct page_work *pw)
 	r->store_ns += uv_hrtime() - t0;
 }
 
-/* Every page is stored: what the list did not name goes, and the store now
- * holds exactly what was listed. */
-static void apply_end(struct reflector *r)
+/* Every page (or streamed object) is stored: what the list did not name goes,
+ * and the store now holds exactly what was listed. */
+void kube_list_end(struct reflector *r)
 {
 	struct kube_source *ks = r->ks;
 	size_t removed = 0;
@@ -253,7 +262,7 @@ static void apply_end(struct reflector *r)
 		if (!s->key || s->gen == gen)
 			continue;
 		model_store_remove(ks->store, s->key);
-		free((char *)s->val);
+		kube_rv_free(s->val);
 		s->val = 0;
 		removed++;
 	}
@@ -262,12 +271,29 @@ static void apply_end(struct reflector *r)
 	free(r->rv);
 	r->rv = r->list_rv;
 	r->list_rv = NULL;
-	log_info("api %s: %s at resourceVersion %s: %zu objects in %u page%s (%zu new, %zu "
-		 "changed, %zu removed, %zu unchanged), stored in %.1f ms%s",
-		 r->d->name, r->synced ? "listed again" : "listed", r->rv ? r->rv : "?",
-		 r->n_added + r->n_updated + r->n_unchanged, r->page_count,
-		 r->page_count == 1 ? "" : "s", r->n_added, r->n_updated, removed, r->n_unchanged,
-		 (double)r->store_ns / 1e6, r->apply_early ? " as the pages came" : "");
+	size_t listed = r->n_added + r->n_updated + r->n_unchanged;
+	if (r->streamed)
+		log_info("api %s: %s at resourceVersion %s: %zu objects streamed (%zu new, %zu "
+			 "changed, %zu removed, %zu unchanged), stored in %.1f ms as they came",
+			 r->d->name, r->synced ? "listed again" : "listed", r->rv ? r->rv : "?",
+			 listed, r->n_added, r->n_updated, removed, r->n_unchanged,
+			 (double)r->store_ns / 1e6);
+	else
+		log_info("api %s: %s at resourceVersion %s: %zu objects in %u page%s (%zu new, "
+			 "%zu changed, %zu removed, %zu unchanged), stored in %.1f ms%s",
+			 r->d->name, r->synced ? "listed again" : "listed", r->rv ? r->rv : "?",
+			 listed, r->page_count, r->page_count == 1 ? "" : "s", r->n_added,
+			 r->n_updated, removed, r->n_unchanged, (double)r->store_ns / 1e6,
+			 r->apply_early ? " as the pages came" : "");
+	/* The list's page bodies and decoding scratch are freed by now, much of
+	 * it in the thread pool's own malloc arenas, which the snapshot build
+	 * that follows (on this thread) cannot reuse: hand it back first, so
+	 * that the build's peak does not stack on it. */
+	if (listed >= TRIM_AFTER_OBJECTS)
+		malloc_trim(0);
+	/* a refusal holds for this list only: the next one asks again */
+	r->wl_refused = false;
+	r->rv_gone = false;
 	r->need_list = false;
 	bool changed = r->n_added || r->n_updated || removed;
 	if (r->absent) {
@@ -316,7 +342,7 @@ static void on_absent_recheck(uv_timer_t *t)
  * Kubernetes) or 403 (RBAC does not grant it): its older version is tried,
  * else the source does without it, forgets what it held of it, and asks
  * again much later. Returns false when this is not such a case. */
-static bool list_optional_missing(struct reflector *r, const struct kube_http_result *res)
+bool kube_list_optional_missing(struct reflector *r, const struct kube_http_result *res)
 {
 	struct kube_source *ks = r->ks;
 	size_t removed = 0;
@@ -348,7 +374,7 @@ static bool list_optional_missing(struct reflector *r, const struct kube_http_re
 		if (!s->key)
 			continue;
 		model_store_remove(ks->store, s->key);
-		free((char *)s->val);
+		kube_rv_free(s->val);
 		s->val = 0;
 		removed++;
 	}
@@ -380,7 +406,7 @@ static void list_advance(struct reflector *r)
 		return;
 	r->list_received = false;
 	r->failures = 0;
-	apply_end(r);
+	kube_list_end(r);
 	kube_watch_start(r);
 }
 
@@ -433,6 +459,10 @@ static void page_decoded(uv_work_t *w, int status)
 		return;
 	}
 	r->done[pw->page] = pw;
+	if (r->cont_waits && r->req == NULL && r->inflight < PAGES_AHEAD) {
+		r->cont_waits = false;
+		kube_list_start(r);
+	}
 	list_advance(r);
 }
 
@@ -471,6 +501,19 @@ static int page_queue(struct reflector *r)
 	return 0;
 }
 
+/* Asks for the next page, unless PAGES_AHEAD pages wait for the thread pool:
+ * then the first one back asks for it (page_decoded). The server holds the
+ * rest of the list, not this process: at most that many page bodies and
+ * their objects are in memory at once besides the store. */
+static void list_next_page(struct reflector *r)
+{
+	if (r->inflight >= PAGES_AHEAD) {
+		r->cont_waits = true;
+		return;
+	}
+	kube_list_start(r);
+}
+
 static void on_list_done(void *arg, const struct kube_http_result *res)
 {
 	struct reflector *r = arg;
@@ -480,7 +523,7 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 	r->req = NULL;
 	if (res->curl_code != 0 || res->status != 200) {
 		kube_body_reset(r);
-		if (list_optional_missing(r, res))
+		if (kube_list_optional_missing(r, res))
 			return;
 		if (res->status == 410 && r->cont) {
 			/* the continue token outlived etcd's compaction: start over */
@@ -534,7 +577,7 @@ static void on_list_done(void *arg, const struct kube_http_result *res)
 	kube_set_str(&r->cont, cont && *cont ? cont : NULL);
 	json_decref(meta);
 	if (r->cont) {
-		kube_list_start(r);
+		list_next_page(r);
 		return;
 	}
 	r->list_received = true;
@@ -547,10 +590,14 @@ void kube_list_start(struct reflector *r)
 	char *pq = NULL, *cont = NULL;
 	int rc;
 
+	if (!r->cont && kube_watchlist_wanted(r)) {
+		kube_watchlist_start(r);
+		return;
+	}
 	if (!r->cont) {
 		/* a fresh list: whatever was collected before is stale */
 		kube_list_discard(r);
-		list_begin(r);
+		kube_list_begin(r);
 		free(r->list_rv);
 		r->list_rv = NULL;
 		r->page_count = 0;

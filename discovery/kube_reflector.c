@@ -64,10 +64,53 @@ int kube_object_ident(struct reflector *r, json_t *obj, struct ident *id)
 	return 0;
 }
 
-const char *kube_index_rv(const struct reflector *r, const char *key)
+/* ---- the index -------------------------------------------------------------
+ * One word per object for its resourceVersion: etcd's are decimal revisions,
+ * kept in the word itself (low bit set); any other is a copy; 0 is none. At
+ * 100,000 Services and their slices that is one allocation fewer per object. */
+
+#define RV_MAX_DIGITS 18 /* below 2^63 */
+
+uintptr_t kube_rv_pack(const char *rv)
 {
-	struct store_map_slot *s = store_map_find(&r->index, key, strlen(key));
-	return s ? (const char *)s->val : NULL;
+	size_t len = rv ? strlen(rv) : 0;
+	uint64_t n = 0;
+
+	if (!len)
+		return 0;
+	if (len <= RV_MAX_DIGITS && sizeof(uintptr_t) >= 8 && (rv[0] != '0' || len == 1) &&
+	    strspn(rv, "0123456789") == len) {
+		for (size_t i = 0; i < len; i++)
+			n = n * 10 + (uint64_t)(rv[i] - '0');
+		return (uintptr_t)(n << 1 | 1);
+	}
+	/* out of memory: none, which the next version simply replaces */
+	return (uintptr_t)strdup(rv);
+}
+
+void kube_rv_free(uintptr_t v)
+{
+	if (v && !(v & 1))
+		free((char *)v);
+}
+
+bool kube_rv_same(uintptr_t v, const char *rv)
+{
+	if (!rv)
+		return false;
+	if (!v)
+		return !*rv;
+	if (!(v & 1))
+		return strcmp((const char *)v, rv) == 0;
+	uintptr_t w = kube_rv_pack(rv);
+	bool same = w == v;
+	kube_rv_free(w);
+	return same;
+}
+
+const struct store_map_slot *kube_index_find(const struct reflector *r, const char *key)
+{
+	return store_map_find(&r->index, key, strlen(key));
 }
 
 /* Records key -> rv and marks it with gen. Returns 0 or -ENOMEM. */
@@ -80,15 +123,8 @@ static int index_set(struct reflector *r, const char *key, const char *rv, uint3
 	if (rc < 0)
 		return rc;
 	s->gen = gen;
-	if (rv) {
-		char *d = strdup(rv ? rv : "");
-		if (!d)
-			return -ENOMEM;
-		free((char *)s->val);
-		s->val = (uintptr_t)d;
-	} else if (created) {
-		s->val = (uintptr_t)calloc(1, 1);
-	}
+	kube_rv_free(s->val);
+	s->val = kube_rv_pack(rv);
 	return 0;
 }
 
@@ -98,7 +134,7 @@ static void index_del(struct reflector *r, const char *key)
 
 	if (!s)
 		return;
-	free((char *)s->val);
+	kube_rv_free(s->val);
 	store_map_remove(&r->index, key, strlen(key));
 }
 
@@ -106,11 +142,16 @@ static void index_del(struct reflector *r, const char *key)
  * store changed. */
 bool kube_object_upsert(struct reflector *r, json_t *obj, const struct ident *id)
 {
-	const char *old = kube_index_rv(r, id->key);
+	struct store_map_slot *s = store_map_find(&r->index, id->key, strlen(id->key));
+	bool old = s != NULL;
 	struct model_object mo;
 
-	if (old && id->rv && strcmp(old, id->rv) == 0)
-		return false; /* seen already (a resumed watch may repeat it) */
+	if (s && kube_rv_same(s->val, id->rv)) {
+		/* seen already (a resumed watch may repeat it, a streamed list
+		 * names it again): still listed */
+		s->gen = r->gen;
+		return false;
+	}
 	int rc = r->res == KUBE_PODS
 		     ? manifest_decode_pod_addrs(r->d->where, obj, &mo)
 		     : manifest_decode_item(r->d->where, obj, r->d->kind, r->d->api_version, &mo);
@@ -123,13 +164,13 @@ bool kube_object_upsert(struct reflector *r, json_t *obj, const struct ident *id
 		model_store_remove(r->ks->store, id->key);
 		if (index_set(r, id->key, id->rv, r->gen) < 0)
 			log_error("api %s: out of memory indexing %s", r->d->name, id->key);
-		return old != NULL;
+		return old;
 	}
 	if (rc == 1) {
 		/* not a kind we use: nothing of it is served */
 		model_store_remove(r->ks->store, id->key);
 		index_del(r, id->key);
-		return old != NULL;
+		return old;
 	}
 	kube_trigger_note(r, id->key, &mo);
 	model_store_replace(r->ks->store, id->key, &mo, 1);
@@ -172,7 +213,7 @@ void kube_trigger_note(struct reflector *r, const char *key, const struct model_
 
 bool kube_object_delete(struct reflector *r, const struct ident *id)
 {
-	if (!kube_index_rv(r, id->key))
+	if (!kube_index_find(r, id->key))
 		return false;
 	model_store_remove(r->ks->store, id->key);
 	index_del(r, id->key);

@@ -1,7 +1,8 @@
 /* The API source's parts, shared by the files that make it up: kube.c (the
  * source, its filters and the contact probe), kube_reflector.c (object
  * identity, the index of what is stored, retrying), kube_list.c (paginated
- * lists decoded in the thread pool) and kube_watch.c (watch streams).
+ * lists decoded in the thread pool) and kube_watch.c (watch streams, and the
+ * streaming list that begins one: KEP-3157 WatchList).
  *
  * Owns: struct kube_source (opaque in kube.h) and its reflectors, one per
  * resource. Must never: be included outside discovery/; kube.h is the
@@ -61,12 +62,22 @@ struct reflector {
 	bool absent;		  /* optional, and the server does not serve it */
 	unsigned failures;	  /* in a row, for the backoff */
 	unsigned page_count;
-	char *body; /* the list page being received */
+	bool cont_waits; /* the next page is asked for once a decoded one is back */
+	char *body;	 /* the list page being received */
 	size_t body_len, body_cap;
 	size_t body_hint; /* the last page's size: the next one is sized for it */
 	struct kube_lines lines;
 	bool watch_progress; /* this watch delivered at least one event */
-	/* key (= store source) -> malloc'd resourceVersion of the stored object */
+	/* The current watch streams a list (sendInitialEvents): its events are
+	 * the list until the bookmark that ends the initial events. */
+	bool streaming;
+	bool streamed;	    /* the list being collected (or last applied) was streamed */
+	bool wl_refused;    /* the server refused to stream this list: pages until it is in */
+	bool wl_ignored;    /* the server ignores sendInitialEvents: pages from now on */
+	bool wl_not_wanted; /* the stream showed it is not a streamed list (kube_watch.c) */
+	bool rv_gone;	    /* r->rv is compacted away: a streamed list starts from "" */
+	unsigned watch_tmo; /* timeoutSeconds of the current watch */
+	/* key (= store source) -> resourceVersion of the stored object (kube_rv_pack) */
 	struct store_map index;
 	uint32_t gen;
 	uint32_t list_seq;	   /* changes when a list is started afresh or given up */
@@ -149,8 +160,14 @@ bool kube_sync_check(struct kube_source *ks);
 /* Reads metadata. Returns 0, 1 when filtered out, or -EINVAL when the object
  * has no usable identity. */
 int kube_object_ident(struct reflector *r, json_t *obj, struct ident *id);
-/* The resourceVersion stored for key, or NULL when nothing is. */
-const char *kube_index_rv(const struct reflector *r, const char *key);
+/* The index's slot for key (its val a kube_rv_pack'ed resourceVersion), or
+ * NULL when nothing is stored under it. */
+const struct store_map_slot *kube_index_find(const struct reflector *r, const char *key);
+/* A resourceVersion as one word (NULL and "" as 0); kube_rv_free releases it. */
+uintptr_t kube_rv_pack(const char *rv);
+void kube_rv_free(uintptr_t v);
+/* Whether a packed resourceVersion is rv. */
+bool kube_rv_same(uintptr_t v, const char *rv);
 /* ADDED or MODIFIED: decode and swap the one object. Returns true when the
  * store changed. */
 bool kube_object_upsert(struct reflector *r, json_t *obj, const struct ident *id);
@@ -180,10 +197,29 @@ void kube_list_start(struct reflector *r);
  * dropped when they come back. */
 void kube_list_discard(struct reflector *r);
 void kube_body_reset(struct reflector *r);
+/* An optional resource answered 404 (the server does not have it: an older
+ * Kubernetes) or 403 (RBAC does not grant it), to a list or a streamed list:
+ * its older version is tried, else the source does without it, forgets what
+ * it held of it, and asks again much later. Returns false when this is not
+ * such a case. */
+bool kube_list_optional_missing(struct reflector *r, const struct kube_http_result *res);
+/* A fresh list starts (paged or streamed): its objects are marked with a new
+ * generation. */
+void kube_list_begin(struct reflector *r);
+/* The list is complete (its resourceVersion in r->list_rv): what it did not
+ * name goes, the store holds exactly what was listed, and the first sync is
+ * noted. */
+void kube_list_end(struct reflector *r);
 
 /* ---- kube_watch.c -------------------------------------------------------- */
 
 /* Watches from r->rv. */
 void kube_watch_start(struct reflector *r);
+/* Whether the next list is asked for as a streamed list (--api-list-mode). */
+bool kube_watchlist_wanted(const struct reflector *r);
+/* Lists by a watch with sendInitialEvents=true: the ADDED events up to the
+ * bookmark annotated k8s.io/initial-events-end are the list, stored as they
+ * come; the watch then goes on. */
+void kube_watchlist_start(struct reflector *r);
 
 #endif

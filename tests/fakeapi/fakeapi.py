@@ -21,6 +21,15 @@ enough to fail a wrong client:
     kinder behaviour of some test clusters: a bookmark every interval); a
     resourceVersion older than the compacted history gets 410 Gone, as an ERROR
     event (as the real server does) or, with gone_as_status, as the HTTP status;
+  * streaming lists (KEP-3157 WatchList), as a 1.34 server with the WatchList
+    feature on: `sendInitialEvents=true` (with resourceVersionMatch=NotOlderThan,
+    else 422 Invalid with the real validation's text) begins the watch with an
+    ADDED event per current object, then, with allowWatchBookmarks, a BOOKMARK
+    annotated k8s.io/initial-events-end at their resourceVersion. FakeAPI(
+    watch_list=...) serves older servers instead: "off" (the feature gate off:
+    422), "legacy" (1.19-1.26: resourceVersionMatch forbidden for watch, 422),
+    "ignore" (a server that does not know the parameters: a plain watch, which
+    from resourceVersion "" begins with the current objects and no bookmark);
   * ServiceCIDRs (networking.k8s.io, cluster-scoped), served only when the
     test says so (FakeAPI(service_cidrs="v1") or "v1beta1", or
     serve_service_cidrs()): otherwise 404 for both versions, as a server
@@ -135,6 +144,56 @@ def validate_service_cidr(obj, prev):
         raise ValueError("spec.cidrs: field is immutable (a second family may be added)")
 
 
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+WATCH_LIST_MODES = ("on", "off", "legacy", "ignore")
+
+
+def watch_list_errors(q, mode):
+    """The API server's validation of a watch's list options, as (field,
+    detail) pairs: apimachinery's validateWatchOptions ("on", "off": the
+    WatchList feature gate), or a 1.19-1.26 server's ValidateListOptions
+    ("legacy"). A server that does not know the parameters ("ignore") has none."""
+    send = q.get("sendInitialEvents")
+    match = q.get("resourceVersionMatch", "")
+    errs = []
+    if mode == "ignore":
+        return errs
+    if mode == "legacy":
+        if match:
+            errs.append(("resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden "
+                         "for watch"))
+            if not q.get("resourceVersion"):
+                errs.append(("resourceVersionMatch", "Forbidden: resourceVersionMatch is "
+                             "forbidden unless resourceVersion is provided"))
+        return errs
+    if send is not None:
+        if match != "NotOlderThan":
+            errs.append(("resourceVersionMatch", "Forbidden: sendInitialEvents requires setting "
+                         "resourceVersionMatch to NotOlderThan"))
+        if mode == "off":
+            errs.append(("sendInitialEvents", "Forbidden: sendInitialEvents is forbidden for "
+                         "watch unless the WatchList feature gate is enabled"))
+    if match:
+        if send is None:
+            errs.append(("resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden "
+                         "for watch unless sendInitialEvents is provided"))
+        if match != "NotOlderThan":
+            errs.append(("resourceVersionMatch", 'Unsupported value: "%s": supported values: '
+                         '"NotOlderThan"' % match))
+    return errs
+
+
+def invalid_list_options(errs):
+    """The 422 Status of ListOptions that fail validation."""
+    texts = ["%s: %s" % e for e in errs]
+    body = status_body(422, "Invalid", 'ListOptions.meta.k8s.io "" is invalid: %s'
+                       % (texts[0] if len(texts) == 1 else "[%s]" % ", ".join(texts)))
+    body["details"] = {"group": "meta.k8s.io", "kind": "ListOptions", "causes": [
+        {"reason": "FieldValue" + detail.split(":")[0].replace("Unsupported value", "NotSupported"),
+         "message": detail, "field": field} for field, detail in errs]}
+    return body
+
+
 def status_body(code, reason, message):
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason, "code": code}
@@ -191,7 +250,8 @@ class Fault:
 class FakeAPI:
     def __init__(self, host="127.0.0.1", port=0, tls=None, tokens=None, client_cns=None,
                  bookmark_interval=1.0, gone_as_status=False, verbose=False,
-                 always_bookmark=False, service_cidrs=None, trigger_times=False, crds=()):
+                 always_bookmark=False, service_cidrs=None, trigger_times=False, crds=(),
+                 watch_list="on"):
         """tls: (certfile, keyfile, client_ca_or_None). tokens: accepted bearer
         tokens (None: no authentication). client_cns: accepted client
         certificate common names."""
@@ -232,6 +292,7 @@ class FakeAPI:
         self.active_watches = {}  # id -> (resource, cut generation at its start)
         self.service_cidrs = service_cidrs  # None (404), "v1" or "v1beta1"
         self.trigger_times = trigger_times
+        self.watch_list = watch_list  # WATCH_LIST_MODES: how streaming lists are met
 
     # ---- life cycle -------------------------------------------------------
     @property
@@ -699,6 +760,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self.send_status(
                 403, '%s is forbidden: User "system:serviceaccount:kube-system:svcdns" cannot '
                 '%s resource "%s" at the cluster scope' % (d.name, verb, d.name))
+        errs = watch_list_errors(q, f.watch_list) if watch else None
+        if errs:
+            entry["status"] = 422
+            return self.send_json(422, invalid_list_options(errs))
         fault = f._take_fault(d.name, verb)
         if fault is not None:
             entry["fault"] = fault.action
@@ -773,7 +838,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self.send_status(400, "invalid resourceVersion")
         bookmarks = q.get("allowWatchBookmarks") in ("1", "true")
         timeout = float(q.get("timeoutSeconds") or 1800)
-        too_old = rv and rv < f.compacted
+        # A streamed list begins with the current objects (not older than rv:
+        # an old rv is no error); a server that ignores its parameters does
+        # the same for a plain watch from "", without the closing bookmark.
+        streamed = q.get("sendInitialEvents") in ("1", "true") and f.watch_list == "on"
+        initial = streamed or (f.watch_list == "ignore" and not q.get("resourceVersion"))
+        too_old = rv and rv < f.compacted and not initial
         if too_old and f.gone_as_status:
             entry["status"] = 410
             return self.send_status(410, "too old resource version: %d (%d)" % (rv, f.compacted))
@@ -806,6 +876,21 @@ class _Handler(BaseHTTPRequestHandler):
             cut0 = f.cut_gen
             f.active_watches[wid] = (d.name, cut0)
         try:
+            if initial:
+                with f.cond:
+                    rv = f.rv
+                    lines = [self.added_line(d, k, o)
+                             for k, o in sorted(f.objects[d.name].items())
+                             if self.visible(d, ns, selector, "ADDED", o, None)]
+                if bookmarks and streamed:
+                    lines.append(line({"type": "BOOKMARK", "object": {
+                        "kind": d.kind, "apiVersion": d.api_version, "metadata": {
+                            "resourceVersion": str(rv),
+                            "annotations": {INITIAL_EVENTS_END: "true"}}}}))
+                if not self.stream_lines(lines, action, kw):
+                    return None
+                sent = len(lines)
+                start_rv = rv
             while not f.stopping.is_set():
                 with f.cond:
                     evs = f.events_after(d.name, rv)
@@ -857,6 +942,27 @@ class _Handler(BaseHTTPRequestHandler):
                 f.active_watches.pop(wid, None)
                 f.cond.notify_all()
         return None
+
+    def added_line(self, d, key, obj):
+        """An initial event's line, from the serialised list item (caller
+        holds cond)."""
+        item = self.fake._item(d.name, key, obj)
+        return b'{"type":"ADDED","object":{"kind":"%s","apiVersion":"%s",%s}\n' % (
+            d.kind.encode(), d.api_version.encode(), item[1:])
+
+    def stream_lines(self, lines, action, kw):
+        """Writes lines in chunks of many; the midline and close faults cut
+        the stream after kw["after"] of them. False when it was cut."""
+        after = kw.get("after", 0) if action in ("midline", "close") else len(lines)
+        for i in range(0, min(after, len(lines)), 512):
+            self.chunk(b"".join(lines[i:min(i + 512, after)]))
+        if after >= len(lines):
+            return True
+        if action == "midline":
+            self.chunk(lines[after][:max(1, len(lines[after]) // 2)])
+        else:
+            self.chunk(b"")
+        return False
 
     def visible(self, d, ns, selector, typ, obj, prev):
         """What a watcher with a namespace and label filter sees of an event."""
@@ -960,11 +1066,15 @@ def main():
                     help="serialise every list page of this size before serving")
     ap.add_argument("--token", action="append", help="accepted bearer token (repeatable)")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--watch-list", choices=WATCH_LIST_MODES, default="on",
+                    help="streaming lists: on (as 1.34), off (the feature gate off), legacy "
+                    "(1.19-1.26), ignore (a server that does not know the parameters)")
     ap.add_argument("--always-bookmark", action="store_true",
                     help="a bookmark every interval even on a quiet cluster (kinder than "
                     "kube-apiserver)")
     args = ap.parse_args()
-    api = FakeAPI(args.host, args.port, tokens=args.token, verbose=args.verbose)
+    api = FakeAPI(args.host, args.port, tokens=args.token, verbose=args.verbose,
+                  watch_list=args.watch_list)
     for d in args.load:
         api.apply_many(load_dir(d), copy_obj=False)
     if args.services:

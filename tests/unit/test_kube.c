@@ -18,6 +18,7 @@
 #include "discovery/kube.h"
 #include "discovery/kube_contact.h"
 #include "discovery/kube_http.h"
+#include "discovery/kube_reflector.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -275,6 +276,31 @@ static int64_t run_clock(struct kube_contact *c, uint64_t from, uint64_t to, uin
  * changes), yet contact never ages past the probe interval, over an hour. A
  * stream that fails ages from its last proof however well the others do; a
  * server that stops answering probes ages every stream. */
+/* The index keeps a decimal resourceVersion in its word and anything else as a
+ * copy; either compares equal to its text only. */
+static void test_rv_pack(void **state)
+{
+	(void)state;
+	static const char *same[] = {"1",   "0",   "40204",	  "999999999999999999",
+				     "12a", "007", "opaque-etag", "1234567890123456789"};
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		uintptr_t v = kube_rv_pack(same[i]);
+		assert_true(v != 0);
+		assert_true(kube_rv_same(v, same[i]));
+		assert_false(kube_rv_same(v, "2"));
+		assert_false(kube_rv_same(v, NULL));
+		kube_rv_free(v);
+	}
+	uintptr_t n = kube_rv_pack("40204");
+	assert_true(n & 1); /* in the word: nothing to free */
+	assert_false(kube_rv_same(n, "040204"));
+	assert_false(kube_rv_same(n, "40205"));
+	assert_int_equal(kube_rv_pack(""), 0);
+	assert_int_equal(kube_rv_pack(NULL), 0);
+	assert_true(kube_rv_same(0, ""));
+	assert_false(kube_rv_same(0, "1"));
+}
+
 static void test_contact_quiet_cluster(void **state)
 {
 	(void)state;
@@ -368,6 +394,7 @@ int main(void)
 	    cmocka_unit_test(test_contact_ignored_stream),
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_rv_pack),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
