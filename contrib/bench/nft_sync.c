@@ -5,11 +5,13 @@
  * network namespace of its own (unshare), so the table goes when it exits.
  *
  *   contrib/bench/nft_sync.sh [N...]      # builds this and runs it, as root
+ *   nft_sync N full                       # the full sync alone
  *
  * Prints one line per measure: milliseconds, median and p99 for changes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +111,7 @@ static void report(const char *what, size_t n, double *ms, double *cpu)
 	       cpu[CHANGES * 99 / 100]);
 }
 
-static int bench(size_t n)
+static int bench(size_t n, bool full_only)
 {
 	size_t total = n + CHANGES;
 	struct view_service *vs = calloc(total, sizeof(*vs));
@@ -139,18 +141,21 @@ static int bench(size_t n)
 	printf("%-22s %7zu Services: %10.1f ms (CPU %.1f ms; %llu chains, %llu map elements)\n",
 	       "full sync", n, t_full, c_full, (unsigned long long)st.chains,
 	       (unsigned long long)st.elements);
-	for (size_t k = 0; k < CHANGES; k++)
+	for (size_t k = 0; k < CHANGES && !full_only; k++)
 		one_change(nd, NULL, &vs[n + k], &ms[k], &cpu[k]);
-	report("one Service added", n, ms, cpu);
-	for (size_t k = 0; k < CHANGES; k++) {
+	if (!full_only)
+		report("one Service added", n, ms, cpu);
+	for (size_t k = 0; k < CHANGES && !full_only; k++) {
 		fewer[k] = vs[k];
 		fewer[k].n_eps = EPS - 1;
 		one_change(nd, &vs[k], &fewer[k], &ms[k], &cpu[k]);
 	}
-	report("one endpoint removed", n, ms, cpu);
-	for (size_t k = 0; k < CHANGES; k++)
+	if (!full_only)
+		report("one endpoint removed", n, ms, cpu);
+	for (size_t k = 0; k < CHANGES && !full_only; k++)
 		one_change(nd, &fewer[k], NULL, &ms[k], &cpu[k]);
-	report("one Service deleted", n, ms, cpu);
+	if (!full_only)
+		report("one Service deleted", n, ms, cpu);
 	nftdp_stats_get(nd, &st);
 	if (st.failures)
 		printf("FAILURES: %llu transactions refused\n", (unsigned long long)st.failures);
@@ -169,8 +174,9 @@ int main(int argc, char **argv)
 	log_set_level(LOG_WARN);
 	setvbuf(stdout, NULL, _IOLBF, 0); /* each figure as soon as it is known */
 	if (argc < 2) {
-		fprintf(stderr, "usage: nft_sync N (Services, 5 endpoints each)\n");
+		fprintf(stderr, "usage: nft_sync N [full] (Services, 5 endpoints each; full: the "
+				"full sync only)\n");
 		return 2;
 	}
-	return bench((size_t)strtoul(argv[1], NULL, 10));
+	return bench((size_t)strtoul(argv[1], NULL, 10), argc > 2 && !strcmp(argv[2], "full"));
 }

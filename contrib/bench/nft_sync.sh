@@ -28,7 +28,7 @@ tmp="$(mktemp -d /tmp/svcdns-bench-nft.XXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
 # shellcheck disable=SC2046 # the libraries are separate words
 cc -O2 -I. -o "$tmp/nft_sync" contrib/bench/nft_sync.c build-bench-nft/libsvcdns_core.a \
-	$(pkg-config --libs ldns libuv libcurl jansson yaml-0.1 libmicrohttpd libnftables \
+	$(pkg-config --libs ldns libuv libcurl jansson yaml-0.1 libmicrohttpd libnftables libnftnl libmnl \
 		libnetfilter_conntrack) -lpthread -lm
 for n in "${sizes[@]}"; do
 	"$tmp/nft_sync" "$n"
