@@ -634,45 +634,65 @@ static void plan_orphans(struct nftdp *nd, struct run *run)
 	stab_each(&nd->objs, orphan_visit, &o);
 }
 
-/* One transaction for every change; when refused, one per Service. */
-static int apply_changes(struct nftdp *nd, struct change *c, size_t n, bool full)
+/* Services per transaction: a full sync of 100,000 Services is more
+ * messages than one netlink datagram carries (the socket's buffer is an
+ * int), and a transaction's cost beyond the table's validation grows with it. */
+#define SERVICES_PER_TXN 16384
+
+/* The Services c[from, to) in one transaction, planned with the marks of
+ * the whole run (a later group must not take back what an earlier one
+ * moved); when the kernel refuses it, one transaction per Service. False
+ * when a Service was refused. */
+static bool apply_group(struct nftdp *nd, struct run *run, struct change *c, size_t from, size_t to)
 {
-	struct run run = {0};
-	for (size_t i = 0; i < n; i++)
-		plan_service(nd, &run, c[i].nw, stab_get(&nd->recs, c[i].svc));
-	if (full)
-		plan_orphans(nd, &run);
-	int ret = run_send(nd, &run);
-	run_reset(&run);
+	for (size_t i = from; i < to; i++)
+		plan_service(nd, run, c[i].nw, stab_get(&nd->recs, c[i].svc));
+	int ret = run_send(nd, run);
+	free(run->plan.ops);
+	memset(&run->plan, 0, sizeof(run->plan));
 	if (ret == 0) {
-		for (size_t i = 0; i < n; i++) {
+		for (size_t i = from; i < to; i++) {
 			if (c[i].nw)
 				rec_keep(nd, c[i].nw);
 			else
 				rec_free(stab_del(&nd->recs, c[i].svc));
 			c[i].nw = NULL;
 		}
-		return 0;
+		return true;
 	}
 	log_warn("nftables: a transaction of %zu Service%s was refused (%s); applying them one "
 		 "by one",
-		 n, n == 1 ? "" : "s", nft_nl_error(nd->nl));
-	bool failed = false;
-	for (size_t i = 0; i < n; i++) {
-		failed |= apply_one(nd, c[i].svc, c[i].nw) < 0;
+		 to - from, to - from == 1 ? "" : "s", nft_nl_error(nd->nl));
+	bool ok = true;
+	for (size_t i = from; i < to; i++) {
+		ok &= apply_one(nd, c[i].svc, c[i].nw) == 0;
 		c[i].nw = NULL;
 	}
+	return ok;
+}
+
+/* One transaction per SERVICES_PER_TXN changes, then, in a full run, one
+ * deleting what no Service wants any more. */
+static int apply_changes(struct nftdp *nd, struct change *c, size_t n, bool full)
+{
+	struct run run = {0};
+	bool ok = true;
+	for (size_t from = 0; from < n; from += SERVICES_PER_TXN)
+		ok &= apply_group(nd, &run, c, from,
+				  n - from > SERVICES_PER_TXN ? from + SERVICES_PER_TXN : n);
 	/* Orphans go only when every Service went in: a refused one may still
-	 * hold what looks unused. */
-	if (full && !failed) {
-		struct run o = {0};
-		for (size_t i = 0; i < nd->recs.cap; i++)
-			if (nd->recs.keys[i])
-				plan_service(nd, &o, nd->recs.vals[i], NULL);
-		plan_orphans(nd, &o);
-		run_send(nd, &o);
-		run_reset(&o);
+	 * hold what looks unused. Every Service of the view marked what it
+	 * holds in this run's marks. */
+	if (full && ok) {
+		plan_orphans(nd, &run);
+		if (run_send(nd, &run) < 0) {
+			nd->need_full = true;
+			log_warn("nftables: cannot delete what no Service uses any more (%s); "
+				 "retried at the next full sync",
+				 nft_nl_error(nd->nl));
+		}
 	}
+	run_reset(&run);
 	return 0;
 }
 
@@ -755,9 +775,8 @@ int nftdp_start(const struct nftdp_config *cfg, struct nftdp **out)
 		log_error("nftables: cannot open a netlink socket (%s)", strerror(-ret));
 		goto fail;
 	}
-	if ((ret = nft_state_read(&nd->b, &nd->objs, &nd->elems)) < 0) {
-		log_error("nftables: cannot read back the table " T " (%s)",
-			  ret == -ENOMEM ? "out of memory" : nd->b.err);
+	if ((ret = nft_state_read(nd->nl, &nd->objs, &nd->elems)) < 0) {
+		log_error("nftables: cannot read back the table " T " (%s)", strerror(-ret));
 		goto fail;
 	}
 	log_info("nftables: table " T " ready (%zu Service chains and sets, %zu map elements "

@@ -124,6 +124,7 @@ void nft_elem_id(unsigned map, const char *key, char *buf, size_t len);
 /* Reads which Service chains, sets and map elements the table holds into
  * `objs` (name -> (void *)1, 2 for a set, 3 for a map of an older version)
  * and `elems` (id -> verdict, owned, "" in a set). 0 or a negative errno. */
-int nft_state_read(struct nft_batch *b, struct stab *objs, struct stab *elems);
+struct nft_nl;
+int nft_state_read(struct nft_nl *nl, struct stab *objs, struct stab *elems);
 
 #endif

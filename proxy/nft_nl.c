@@ -599,3 +599,174 @@ int nft_nl_commit(struct nft_nl *n)
 	reset(n);
 	return ret;
 }
+
+/* ---- reading the table (at start) ------------------------------------------- */
+
+struct dump {
+	struct nft_nl *n;
+	uint16_t type;
+	unsigned map;
+	nft_nl_name_fn name_fn;
+	nft_nl_elem_fn elem_fn;
+	void *arg;
+	int ret;
+};
+
+static int dump_names(const struct nlmsghdr *h, struct dump *d)
+{
+	const char *name = NULL;
+	unsigned kind = 1;
+	if (d->type == NFT_MSG_GETCHAIN) {
+		struct nftnl_chain *c = nftnl_chain_alloc();
+		if (!c)
+			return -ENOMEM;
+		/* The kernel dumps every inet table's chains. */
+		if (nftnl_chain_nlmsg_parse(h, c) >= 0 && nftnl_chain_is_set(c, NFTNL_CHAIN_NAME) &&
+		    nftnl_chain_is_set(c, NFTNL_CHAIN_TABLE) &&
+		    strcmp(nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE), NFTDP_TABLE) == 0)
+			name = nftnl_chain_get_str(c, NFTNL_CHAIN_NAME);
+		int ret = name ? d->name_fn(d->arg, name, 1) : 0;
+		nftnl_chain_free(c);
+		return ret;
+	}
+	struct nftnl_set *s = nftnl_set_alloc();
+	if (!s)
+		return -ENOMEM;
+	if (nftnl_set_nlmsg_parse(h, s) >= 0 && nftnl_set_is_set(s, NFTNL_SET_NAME) &&
+	    nftnl_set_is_set(s, NFTNL_SET_TABLE) &&
+	    strcmp(nftnl_set_get_str(s, NFTNL_SET_TABLE), NFTDP_TABLE) == 0) {
+		name = nftnl_set_get_str(s, NFTNL_SET_NAME);
+		kind = nftnl_set_get_u32(s, NFTNL_SET_FLAGS) & NFT_SET_MAP ? 3 : 2;
+	}
+	int ret = name ? d->name_fn(d->arg, name, kind) : 0;
+	nftnl_set_free(s);
+	return ret;
+}
+
+/* The key of map m as nft lists it (the inverse of key_bytes). */
+static bool key_text(unsigned m, const uint8_t *k, uint32_t len, char *out, size_t size)
+{
+	bool has_addr = m != NM_NP4 && m != NM_NP6 && m != NM_NPNOEP;
+	bool v6 = m == NM_SVC6 || m == NM_NOEP6 || m == NM_CIP6;
+	uint32_t al = has_addr ? addr_len(v6 ? AF_INET6 : AF_INET) : 0;
+	uint32_t want = al + (nft_map_is_set(m) ? 0 : 8);
+	char a[64] = "";
+	if (len != want || (has_addr && !inet_ntop(v6 ? AF_INET6 : AF_INET, k, a, sizeof(a))))
+		return false;
+	if (nft_map_is_set(m)) {
+		snprintf(out, size, "%s", a);
+		return true;
+	}
+	uint16_t port;
+	memcpy(&port, k + al + 4, 2);
+	snprintf(out, size, "%s%s%u . %u", a, has_addr ? " . " : "", k[al], ntohs(port));
+	return true;
+}
+
+static int dump_elems(const struct nlmsghdr *h, struct dump *d)
+{
+	struct nftnl_set *s = nftnl_set_alloc();
+	if (!s)
+		return -ENOMEM;
+	int ret = 0;
+	if (nftnl_set_elems_nlmsg_parse(h, s) < 0)
+		goto out;
+	struct nftnl_set_elems_iter *it = nftnl_set_elems_iter_create(s);
+	if (!it) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (struct nftnl_set_elem *e = nftnl_set_elems_iter_next(it); e && ret == 0;
+	     e = nftnl_set_elems_iter_next(it)) {
+		uint32_t len = 0;
+		const uint8_t *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len);
+		char key[128], verdict[300] = "";
+		if (!k || !key_text(d->map, k, len, key, sizeof(key)))
+			continue;
+		if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_VERDICT)) {
+			int code = (int)nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT);
+			const char *chain = nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)
+						? nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN)
+						: "";
+			if (code == NFT_GOTO || code == NFT_JUMP)
+				snprintf(verdict, sizeof(verdict), "%s %s",
+					 code == NFT_GOTO ? "goto" : "jump", chain);
+			else
+				snprintf(verdict, sizeof(verdict), "%s",
+					 code == NF_ACCEPT ? "accept" : "drop");
+		}
+		ret = d->elem_fn(d->arg, key, verdict);
+	}
+	nftnl_set_elems_iter_destroy(it);
+out:
+	nftnl_set_free(s);
+	return ret;
+}
+
+static int dump_cb(const struct nlmsghdr *h, void *arg)
+{
+	struct dump *d = arg;
+	int ret = d->type == NFT_MSG_GETSETELEM ? dump_elems(h, d) : dump_names(h, d);
+	if (ret < 0) {
+		d->ret = ret;
+		return MNL_CB_ERROR;
+	}
+	return MNL_CB_OK;
+}
+
+/* One dump request of the table's chains, sets, or one set's elements. */
+static int dump_run(struct nft_nl *n, struct dump *d)
+{
+	char req[512];
+	uint32_t seq = n->seq++;
+	struct nlmsghdr *h = nftnl_nlmsg_build_hdr(req, d->type, NFPROTO_INET, NLM_F_DUMP, seq);
+	if (d->type == NFT_MSG_GETCHAIN) {
+		struct nftnl_chain *c = nftnl_chain_alloc();
+		if (!c)
+			return -ENOMEM;
+		nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, NFTDP_TABLE);
+		nftnl_chain_nlmsg_build_payload(h, c);
+		nftnl_chain_free(c);
+	} else {
+		struct nftnl_set *s =
+		    set_named(d->type == NFT_MSG_GETSETELEM ? nft_map_names[d->map] : "");
+		if (!s)
+			return -ENOMEM;
+		if (d->type == NFT_MSG_GETSET)
+			nftnl_set_unset(s, NFTNL_SET_NAME);
+		if (d->type == NFT_MSG_GETSETELEM)
+			nftnl_set_elems_nlmsg_build_payload(h, s);
+		else
+			nftnl_set_nlmsg_build_payload(h, s);
+		nftnl_set_free(s);
+	}
+	if (mnl_socket_sendto(n->nl, h, h->nlmsg_len) < 0)
+		return -errno;
+	for (;;) {
+		ssize_t len = mnl_socket_recvfrom(n->nl, n->answer, sizeof(n->answer));
+		if (len < 0)
+			return -errno;
+		int ret = mnl_cb_run(n->answer, (size_t)len, seq, n->portid, dump_cb, d);
+		if (ret == MNL_CB_STOP)
+			return 0;
+		if (ret < 0)
+			return d->ret ? d->ret : -errno;
+	}
+}
+
+int nft_nl_read_names(struct nft_nl *n, nft_nl_name_fn fn, void *arg)
+{
+	struct dump d = {.n = n, .type = NFT_MSG_GETCHAIN, .name_fn = fn, .arg = arg};
+	int ret = dump_run(n, &d);
+	if (ret == 0) {
+		d.type = NFT_MSG_GETSET;
+		ret = dump_run(n, &d);
+	}
+	return ret;
+}
+
+int nft_nl_read_elems(struct nft_nl *n, unsigned map, nft_nl_elem_fn fn, void *arg)
+{
+	struct dump d = {.n = n, .type = NFT_MSG_GETSETELEM, .map = map, .elem_fn = fn, .arg = arg};
+	return dump_run(n, &d);
+}

@@ -4,7 +4,7 @@
  * and set, and knows what the table holds.
  *
  * Owns: its netlink socket and the messages of the transaction being built.
- * Must never: read the table back (that is nft_state.c, at start only), or
+ * Must never: read the table back except when nft_state.c asks, at start, or
  * keep anything of a transaction once it was sent (nft_nl_commit empties it).
  * Control thread only. */
 #ifndef SVCDNS_NFT_NL_H
@@ -49,5 +49,15 @@ size_t nft_nl_pending(const struct nft_nl *n);
  * message it refused and why. */
 int nft_nl_commit(struct nft_nl *n);
 const char *nft_nl_error(const struct nft_nl *n);
+
+/* Reading what the table holds, once, at start: every chain and set name
+ * (kind 1 chain, 2 set, 3 map), and the elements of one of the table's maps
+ * or sets, keys and verdicts as nft_nl_elems takes them ("" in a set). The
+ * callbacks return 0 or a negative errno that ends the read. 0, or a
+ * negative errno (-ENOENT: no such table or set). */
+typedef int (*nft_nl_name_fn)(void *arg, const char *name, unsigned kind);
+typedef int (*nft_nl_elem_fn)(void *arg, const char *key, const char *verdict);
+int nft_nl_read_names(struct nft_nl *n, nft_nl_name_fn fn, void *arg);
+int nft_nl_read_elems(struct nft_nl *n, unsigned map, nft_nl_elem_fn fn, void *arg);
 
 #endif

@@ -1,8 +1,10 @@
 /* How fast the kernel datapath (--proxy=nftables) programs a cluster: a full
- * sync of N Services with 5 endpoints each into an empty table, then 100 each
- * of one Service added, one endpoint removed and one Service deleted, every
- * one its own transaction, timed until the kernel acknowledged it. Runs in a
- * network namespace of its own (unshare), so the table goes when it exits.
+ * sync of N Services with 5 endpoints each into an empty table; a restart
+ * (the table read back, the same view applied again: nothing to write); then
+ * 100 each of one Service added, one endpoint removed and one Service
+ * deleted, every one its own transaction, timed until the kernel
+ * acknowledged it. Runs in a network namespace of its own (unshare), so the
+ * table goes when it exits.
  *
  *   contrib/bench/nft_sync.sh [N...]      # builds this and runs it, as root
  *   nft_sync N full                       # the full sync alone
@@ -141,6 +143,20 @@ static int bench(size_t n, bool full_only)
 	printf("%-22s %7zu Services: %10.1f ms (CPU %.1f ms; %llu chains, %llu map elements)\n",
 	       "full sync", n, t_full, c_full, (unsigned long long)st.chains,
 	       (unsigned long long)st.elements);
+	/* A restart: the table stays, a new datapath reads it back and
+	 * converges on the same view, writing nothing. */
+	nftdp_stop(nd);
+	nd = NULL;
+	t0 = now_ms();
+	c0 = cpu_ms();
+	if (nftdp_start(&cfg, &nd) < 0)
+		return 1;
+	double t_read = now_ms() - t0, c_read = cpu_ms() - c0;
+	full.id = ++view_id;
+	nftdp_apply(nd, &full);
+	printf("%-22s %7zu Services: %10.1f ms (CPU %.1f ms; reading the table back: %.1f ms, "
+	       "CPU %.1f ms)\n",
+	       "restart, same view", n, now_ms() - t0, cpu_ms() - c0, t_read, c_read);
 	for (size_t k = 0; k < CHANGES && !full_only; k++)
 		one_change(nd, NULL, &vs[n + k], &ms[k], &cpu[k]);
 	if (!full_only)
