@@ -108,6 +108,7 @@ void nft_obj_drop_contents(struct nft_obj *o);
 struct stab {
 	char **keys;
 	void **vals;
+	uint32_t *tags; /* the high bits of each key's hash: most probes skip strcmp */
 	size_t n, cap;
 };
 void *stab_get(const struct stab *t, const char *key);
