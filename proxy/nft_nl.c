@@ -1,8 +1,6 @@
-/* nftables transactions as netlink messages: chains, rules, sets and map
- * elements built with libnftnl into one batch, sent with one sendmsg over a
- * libmnl socket. The kernel handles the batch in the sender's context, so its
- * answer (errors, and the acknowledgement of the last message) is queued
- * before sendmsg returns. */
+/* nftables transactions as netlink messages: libnftnl builds them into one
+ * batch, libmnl's socket sends it in one sendmsg, handled by the kernel in
+ * the sender's context (its answer is queued when sendmsg returns). */
 #include "proxy/nft_nl.h"
 
 #include <arpa/inet.h>

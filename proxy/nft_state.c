@@ -1,7 +1,6 @@
 /* The kernel datapath's bookkeeping: string tables for the names and map
- * elements the nftables table holds, and, when svcdns starts, reading them
- * back from the kernel (netlink dumps) so that a restart rewrites nothing
- * that is in place. */
+ * elements the nftables table holds, read back from the kernel with netlink
+ * dumps when svcdns starts so that a restart rewrites nothing in place. */
 #include "proxy/nft_impl.h"
 #include "proxy/nft_nl.h"
 
