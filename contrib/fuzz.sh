@@ -31,7 +31,7 @@ targets=("$@")
 
 # The normal build's dependencies, plus clang and its libFuzzer runtime.
 PKGS=(build-essential cmake pkg-config libldns-dev libuv1-dev libcurl4-openssl-dev
-	libjansson-dev libyaml-dev libmicrohttpd-dev libssl-dev libnftables-dev
+	libjansson-dev libyaml-dev libmicrohttpd-dev libssl-dev libnftables-dev libnftnl-dev libmnl-dev
 	libnetfilter-conntrack-dev clang libclang-rt-14-dev)
 
 install_missing() {

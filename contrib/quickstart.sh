@@ -16,7 +16,7 @@ cd "$here"
 
 # Build and runtime dependencies, and the real clients the tests use.
 BUILD_PKGS=(build-essential cmake pkg-config libldns-dev libuv1-dev libcurl4-openssl-dev
-	libjansson-dev libyaml-dev libmicrohttpd-dev libssl-dev libnftables-dev
+	libjansson-dev libyaml-dev libmicrohttpd-dev libssl-dev libnftables-dev libnftnl-dev libmnl-dev
 	libnetfilter-conntrack-dev)
 TEST_PKGS=(libcmocka-dev bind9-dnsutils knot-dnsutils python3 python3-dnspython knot iproute2
 	clang-format unbound openssl nftables conntrack)

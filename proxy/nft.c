@@ -2,6 +2,7 @@
  * snapshot's view by transactions that touch only what changed (map elements
  * re-pointed, chains added and deleted; a chain is never rewritten). */
 #include "proxy/nft_impl.h"
+#include "proxy/nft_nl.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,7 +17,8 @@
 
 struct nftdp {
 	struct nftdp_config cfg;
-	struct nft_batch b;
+	struct nft_batch b; /* libnftables: the static part, at start */
+	struct nft_nl *nl;  /* libnftnl: every Service's chains and elements */
 	struct stab objs;   /* chain and set names in the table -> 1 (chain) or 2 (set) */
 	struct stab elems;  /* "<map>|<key>" -> verdict (owned; "" in a set) */
 	struct stab recs;   /* "ns/name" -> struct nft_rec * as programmed */
@@ -45,7 +47,8 @@ enum op_kind {
 struct op {
 	uint8_t kind, map;
 	const char *name;		   /* object name or element key (borrowed) */
-	const char *body;		   /* chain rules, set definition or verdict (borrowed) */
+	const char *body;		   /* an element's verdict (borrowed) */
+	const struct nft_obj *obj;	   /* the chain or set to add (borrowed) */
 	const struct conntrack_target *ct; /* a UDP endpoint's chain deleted */
 };
 
@@ -78,19 +81,19 @@ static struct op *plan_add(struct plan *p, enum op_kind kind, unsigned map, cons
 static void static_maps(struct nft_batch *b)
 {
 	static const char *const types[NM_COUNT] = {
-	    [NM_SVC4] = "ipv4_addr . inet_proto . inet_service : verdict",
-	    [NM_SVC6] = "ipv6_addr . inet_proto . inet_service : verdict",
-	    [NM_NOEP4] = "ipv4_addr . inet_proto . inet_service : verdict",
-	    [NM_NOEP6] = "ipv6_addr . inet_proto . inet_service : verdict",
-	    [NM_NP4] = "inet_proto . inet_service : verdict",
-	    [NM_NP6] = "inet_proto . inet_service : verdict",
-	    [NM_NPNOEP] = "inet_proto . inet_service : verdict",
-	    [NM_CIP4] = "ipv4_addr",
-	    [NM_CIP6] = "ipv6_addr",
+	    [NM_SVC4] = "type ipv4_addr . inet_proto . inet_service : verdict",
+	    [NM_SVC6] = "type ipv6_addr . inet_proto . inet_service : verdict",
+	    [NM_NOEP4] = "type ipv4_addr . inet_proto . inet_service : verdict",
+	    [NM_NOEP6] = "type ipv6_addr . inet_proto . inet_service : verdict",
+	    [NM_NP4] = "type inet_proto . inet_service : verdict",
+	    [NM_NP6] = "type inet_proto . inet_service : verdict",
+	    [NM_NPNOEP] = "type inet_proto . inet_service : verdict",
+	    [NM_CIP4] = "type ipv4_addr",
+	    [NM_CIP6] = "type ipv6_addr",
 	};
 	nft_batch_add(b, "add table " T);
 	for (unsigned m = 0; m < NM_COUNT; m++)
-		nft_batch_add(b, "add %s " T " %s { type %s ; }", nft_map_is_set(m) ? "set" : "map",
+		nft_batch_add(b, "add %s " T " %s { %s ; }", nft_map_is_set(m) ? "set" : "map",
 			      nft_map_names[m], types[m]);
 }
 
@@ -259,26 +262,23 @@ static bool rec_has_obj(const struct nft_rec *r, const char *name)
 	return false;
 }
 
-static unsigned obj_kind(const struct nft_obj *o)
-{
-	return o->is_map ? 3 : o->is_set ? 2 : 1;
-}
-
-/* o: the record's object, or NULL for one found in the table only. */
-/* kind: 1 chain, 2 set, 3 map (as the record of names holds them). */
-static void plan_del_obj(struct run *run, const char *name, unsigned kind, const struct nft_obj *o)
+/* val: what the record of names holds for it (1 chain, 2 set, 3 map); o: the record's object, or
+ * NULL for one found in the table only. */
+static void plan_del_obj(struct run *run, const char *name, const void *val,
+			 const struct nft_obj *o)
 {
 	if (run_marks(run, 'O', name) & (RUN_DELETED | RUN_CLAIMED))
 		return;
 	run_mark(run, 'O', name, RUN_DELETED);
+	unsigned kind = (unsigned)(uintptr_t)val;
 	if (kind >= 2) {
 		plan_add(&run->plan, OP_DEL_SET, kind, name, NULL);
-	} else {
-		plan_add(&run->plan, OP_FLUSH, 0, name, NULL);
-		struct op *op = plan_add(&run->plan, OP_DEL_CHAIN, 0, name, NULL);
-		if (op && o && o->udp)
-			op->ct = &o->ep;
+		return;
 	}
+	plan_add(&run->plan, OP_FLUSH, 0, name, NULL);
+	struct op *op = plan_add(&run->plan, OP_DEL_CHAIN, 0, name, NULL);
+	if (op && o && o->udp)
+		op->ct = &o->ep;
 }
 
 static void plan_elems(struct nftdp *nd, struct run *run, const struct nft_rec *nw,
@@ -323,63 +323,45 @@ static void plan_service(struct nftdp *nd, struct run *run, const struct nft_rec
 	for (size_t i = 0; nw && i < nw->n_objs; i++) {
 		const struct nft_obj *o = &nw->objs[i];
 		run_mark(run, 'O', o->name, RUN_CLAIMED);
-		if (!stab_get(&nd->objs, o->name))
-			plan_add(&run->plan, o->is_set ? OP_ADD_SET : OP_ADD_CHAIN, obj_kind(o),
-				 o->name, o->body);
+		if (stab_get(&nd->objs, o->name))
+			continue;
+		struct op *op = plan_add(&run->plan, o->is_set ? OP_ADD_SET : OP_ADD_CHAIN,
+					 o->is_set ? 2 : 1, o->name, NULL);
+		if (op)
+			op->obj = o;
 	}
 	for (size_t i = 0; old && i < old->n_objs; i++) {
 		const struct nft_obj *o = &old->objs[i];
-		if (!rec_has_obj(nw, o->name) && stab_get(&nd->objs, o->name))
-			plan_del_obj(run, o->name, obj_kind(o), o);
+		void *val = stab_get(&nd->objs, o->name);
+		if (!rec_has_obj(nw, o->name) && val)
+			plan_del_obj(run, o->name, val, o);
 	}
 }
 
 /* ---- writing and committing a transaction -------------------------------- */
 
-#define ELEMS_PER_CMD 512
-
-/* Consecutive element steps on one map, as one command. */
-static size_t write_elems(struct nft_batch *b, const struct op *ops, size_t n, size_t i, int kind)
+/* Consecutive element steps on one map, as messages of many elements. */
+static size_t write_elems(struct nft_nl *nl, const struct op *ops, size_t n, size_t i)
 {
-	unsigned map = ops[i].map;
-	size_t cap = 256, len = 0, j = i, k = 0;
-	char *s = malloc(cap);
-	for (; j < n && k < ELEMS_PER_CMD; j++) {
-		if (ops[j].kind != kind || ops[j].map != map)
-			break;
-		const char *v = kind == OP_ADD_ELEM ? ops[j].body : NULL;
-		size_t need = len + strlen(ops[j].name) + (v ? strlen(v) : 0) + 8;
-		if (need > cap) {
-			while (need > cap)
-				cap *= 2;
-			char *ns = s ? realloc(s, cap) : NULL;
-			if (!ns)
-				free(s);
-			s = ns;
+	unsigned map = ops[i].map, kind = ops[i].kind;
+	size_t j = i;
+	while (j < n && ops[j].kind == kind && ops[j].map == map)
+		j++;
+	const char **keys = calloc(j - i, sizeof(*keys));
+	const char **verdicts = calloc(j - i, sizeof(*verdicts));
+	if (keys && verdicts) {
+		for (size_t k = i; k < j; k++) {
+			keys[k - i] = ops[k].name;
+			verdicts[k - i] = ops[k].body;
 		}
-		if (!s)
-			break;
-		len += (size_t)sprintf(s + len, "%s%s%s%s", k ? ", " : "", ops[j].name,
-				       v ? " : " : "", v ? v : "");
-		k++;
+		nft_nl_elems(nl, kind == OP_ADD_ELEM, map, keys,
+			     kind == OP_ADD_ELEM && !nft_map_is_set(map) ? verdicts : NULL, j - i);
+	} else {
+		nft_nl_abandon(nl);
 	}
-	if (!s) {
-		b->oom = true;
-		return j > i ? j : i + 1;
-	}
-	nft_batch_add(b, "%s element " T " %s { %s }", kind == OP_ADD_ELEM ? "add" : "delete",
-		      nft_map_names[map], s);
-	free(s);
+	free(keys);
+	free(verdicts);
 	return j;
-}
-
-static void write_rules(struct nft_batch *b, const char *name, const char *body)
-{
-	for (const char *l = body; l && *l;) {
-		size_t n = strcspn(l, "\n");
-		nft_batch_add(b, "add rule " T " %s %.*s", name, (int)n, l);
-		l += n + (l[n] == '\n');
-	}
 }
 
 static int op_order(const void *a, const void *b)
@@ -390,7 +372,7 @@ static int op_order(const void *a, const void *b)
 	return (int)x->map - (int)y->map;
 }
 
-static void write_plan(struct nft_batch *b, struct plan *p)
+static void write_plan(struct nft_nl *nl, struct plan *p)
 {
 	/* Within a kind only the map order matters. */
 	if (p->n)
@@ -399,30 +381,29 @@ static void write_plan(struct nft_batch *b, struct plan *p)
 	 * before any rule: the rules come after the sets they use. */
 	for (size_t i = 0; i < p->n; i++)
 		if (p->ops[i].kind == OP_ADD_CHAIN)
-			nft_batch_add(b, "add chain " T " %s", p->ops[i].name);
+			nft_nl_chain(nl, true, p->ops[i].name);
 	for (size_t i = 0; i < p->n;) {
 		const struct op *o = &p->ops[i];
 		switch (o->kind) {
 		case OP_DEL_ELEM:
 		case OP_ADD_ELEM:
-			i = write_elems(b, p->ops, p->n, i, o->kind);
+			i = write_elems(nl, p->ops, p->n, i);
 			continue;
 		case OP_ADD_SET:
-			nft_batch_add(b, "add %s " T " %s %s", o->map == 3 ? "map" : "set", o->name,
-				      o->body);
+			nft_nl_set(nl, o->obj);
 			break;
 		case OP_ADD_CHAIN:
-			write_rules(b, o->name, o->body);
+			for (size_t k = 0; k < o->obj->n_rules; k++)
+				nft_nl_rule(nl, o->name, o->obj->family, &o->obj->rules[k]);
 			break;
 		case OP_FLUSH:
-			nft_batch_add(b, "flush chain " T " %s", o->name);
+			nft_nl_flush_chain(nl, o->name);
 			break;
 		case OP_DEL_CHAIN:
-			nft_batch_add(b, "delete chain " T " %s", o->name);
+			nft_nl_chain(nl, false, o->name);
 			break;
 		case OP_DEL_SET:
-			nft_batch_add(b, "delete %s " T " %s", o->map == 3 ? "map" : "set",
-				      o->name);
+			nft_nl_del_set(nl, o->name);
 			break;
 		}
 		i++;
@@ -453,8 +434,7 @@ static int commit_plan(struct nftdp *nd, const struct plan *p)
 		}
 		case OP_ADD_SET:
 		case OP_ADD_CHAIN:
-			if (stab_put(&nd->objs, o->name,
-				     (void *)(uintptr_t)(o->kind == OP_ADD_SET ? o->map : 1)) < 0)
+			if (stab_put(&nd->objs, o->name, (void *)(uintptr_t)o->map) < 0)
 				ret = -ENOMEM;
 			break;
 		case OP_DEL_CHAIN:
@@ -500,8 +480,8 @@ static int run_send(struct nftdp *nd, struct run *run)
 {
 	if (run->plan.oom)
 		return -ENOMEM;
-	write_plan(&nd->b, &run->plan);
-	int ret = nft_batch_run(&nd->b);
+	write_plan(nd->nl, &run->plan);
+	int ret = nft_nl_commit(nd->nl);
 	if (ret == 0) {
 		commit_plan(nd, &run->plan);
 		drop_stale_udp(nd, &run->plan);
@@ -529,10 +509,8 @@ static void rec_free(void *p)
 /* The record kept once programmed: names and elements, not the rules. */
 static void rec_keep(struct nftdp *nd, struct nft_rec *r)
 {
-	for (size_t i = 0; i < r->n_objs; i++) {
-		free(r->objs[i].body);
-		r->objs[i].body = NULL;
-	}
+	for (size_t i = 0; i < r->n_objs; i++)
+		nft_obj_drop_contents(&r->objs[i]);
 	struct nft_rec *old = stab_get(&nd->recs, r->svc);
 	if (r->n_objs == 0 && r->n_elems == 0) {
 		rec_free(stab_del(&nd->recs, r->svc));
@@ -558,7 +536,7 @@ static int apply_one(struct nftdp *nd, const char *svc, struct nft_rec *nw)
 	int ret = run_send(nd, &run);
 	run_reset(&run);
 	if (ret < 0) {
-		const char *why = ret == -ENOMEM ? "out of memory" : nd->b.err;
+		const char *why = ret == -ENOMEM ? "out of memory" : nft_nl_error(nd->nl);
 		log_error("nftables: Service %s: the kernel refused its rules (%s); it is not "
 			  "forwarded and its names are withheld from DNS until they go in "
 			  "(retried with backoff)",
@@ -650,7 +628,7 @@ static void orphan_visit(void *arg, const char *key, void *val)
 		unsigned map = (unsigned)strtoul(key, NULL, 10);
 		plan_add(&o->run->plan, OP_DEL_ELEM, map, strchr(key, '|') + 1, NULL);
 	} else {
-		plan_del_obj(o->run, key, (unsigned)(uintptr_t)val, NULL);
+		plan_del_obj(o->run, key, val, NULL);
 	}
 }
 
@@ -663,18 +641,24 @@ static void plan_orphans(struct nftdp *nd, struct run *run)
 	stab_each(&nd->objs, orphan_visit, &o);
 }
 
-/* One transaction for every change; when refused, one per Service. */
-static int apply_changes(struct nftdp *nd, struct change *c, size_t n, bool full)
+/* Services per transaction: a full sync of 100,000 Services is more
+ * messages than one netlink datagram carries (the socket's buffer is an
+ * int), and a transaction's cost beyond the table's validation grows with it. */
+#define SERVICES_PER_TXN 16384
+
+/* The Services c[from, to) in one transaction, planned with the marks of
+ * the whole run (a later group must not take back what an earlier one
+ * moved); when the kernel refuses it, one transaction per Service. False
+ * when a Service was refused. */
+static bool apply_group(struct nftdp *nd, struct run *run, struct change *c, size_t from, size_t to)
 {
-	struct run run = {0};
-	for (size_t i = 0; i < n; i++)
-		plan_service(nd, &run, c[i].nw, stab_get(&nd->recs, c[i].svc));
-	if (full)
-		plan_orphans(nd, &run);
-	int ret = run_send(nd, &run);
-	run_reset(&run);
+	for (size_t i = from; i < to; i++)
+		plan_service(nd, run, c[i].nw, stab_get(&nd->recs, c[i].svc));
+	int ret = run_send(nd, run);
+	free(run->plan.ops);
+	memset(&run->plan, 0, sizeof(run->plan));
 	if (ret == 0) {
-		for (size_t i = 0; i < n; i++) {
+		for (size_t i = from; i < to; i++) {
 			if (stab_get(&nd->refused.why, c[i].svc))
 				log_info("nftables: Service %s: its rules are in now", c[i].svc);
 			nft_refusal_set(&nd->refused, c[i].svc, NULL);
@@ -684,27 +668,41 @@ static int apply_changes(struct nftdp *nd, struct change *c, size_t n, bool full
 				rec_free(stab_del(&nd->recs, c[i].svc));
 			c[i].nw = NULL;
 		}
-		return 0;
+		return true;
 	}
 	log_warn("nftables: a transaction of %zu Service%s was refused (%s); applying them one "
 		 "by one",
-		 n, n == 1 ? "" : "s", ret == -ENOMEM ? "out of memory" : nd->b.err);
-	bool failed = false;
-	for (size_t i = 0; i < n; i++) {
-		failed |= apply_one(nd, c[i].svc, c[i].nw) < 0;
+		 to - from, to - from == 1 ? "" : "s", nft_nl_error(nd->nl));
+	bool ok = true;
+	for (size_t i = from; i < to; i++) {
+		ok &= apply_one(nd, c[i].svc, c[i].nw) == 0;
 		c[i].nw = NULL;
 	}
+	return ok;
+}
+
+/* One transaction per SERVICES_PER_TXN changes, then, in a full run, one
+ * deleting what no Service wants any more. */
+static int apply_changes(struct nftdp *nd, struct change *c, size_t n, bool full)
+{
+	struct run run = {0};
+	bool ok = true;
+	for (size_t from = 0; from < n; from += SERVICES_PER_TXN)
+		ok &= apply_group(nd, &run, c, from,
+				  n - from > SERVICES_PER_TXN ? from + SERVICES_PER_TXN : n);
 	/* Orphans go only when every Service went in: a refused one may still
-	 * hold what looks unused. */
-	if (full && !failed) {
-		struct run o = {0};
-		for (size_t i = 0; i < nd->recs.cap; i++)
-			if (nd->recs.keys[i])
-				plan_service(nd, &o, nd->recs.vals[i], NULL);
-		plan_orphans(nd, &o);
-		run_send(nd, &o);
-		run_reset(&o);
+	 * hold what looks unused. Every Service of the view marked what it
+	 * holds in this run's marks. */
+	if (full && ok) {
+		plan_orphans(nd, &run);
+		if (run_send(nd, &run) < 0) {
+			nd->need_full = true;
+			log_warn("nftables: cannot delete what no Service uses any more (%s); "
+				 "retried at the next full sync",
+				 nft_nl_error(nd->nl));
+		}
 	}
+	run_reset(&run);
 	return 0;
 }
 
@@ -801,9 +799,12 @@ int nftdp_start(const struct nftdp_config *cfg, struct nftdp **out)
 		ret = ret == -ENOMEM ? ret : start_error(nd->b.err);
 		goto fail;
 	}
-	if ((ret = nft_state_read(&nd->b, &nd->objs, &nd->elems)) < 0) {
-		log_error("nftables: cannot read back the table " T " (%s)",
-			  ret == -ENOMEM ? "out of memory" : nd->b.err);
+	if ((ret = nft_nl_open(&nd->nl)) < 0) {
+		log_error("nftables: cannot open a netlink socket (%s)", strerror(-ret));
+		goto fail;
+	}
+	if ((ret = nft_state_read(nd->nl, &nd->objs, &nd->elems)) < 0) {
+		log_error("nftables: cannot read back the table " T " (%s)", strerror(-ret));
 		goto fail;
 	}
 	log_info("nftables: table " T " ready (%zu Service chains and sets, %zu map elements "
@@ -821,6 +822,7 @@ void nftdp_stop(struct nftdp *nd)
 	if (!nd)
 		return;
 	nft_batch_fini(&nd->b);
+	nft_nl_close(nd->nl);
 	stab_free(&nd->objs, NULL);
 	stab_free(&nd->elems, free);
 	stab_free(&nd->recs, rec_free);

@@ -1,9 +1,13 @@
-/* One nftables transaction: commands gathered as text in a buffer and handed
- * to libnftables, which compiles them to netlink messages and sends them to
- * the kernel as one batch (all of it applies, or none of it does).
+/* One nftables transaction written in nft's own language: commands gathered
+ * as text in a buffer and handed to libnftables, which compiles them to
+ * netlink messages and sends them to the kernel as one batch (all of it
+ * applies, or none of it does). Used for the table's static part, at start,
+ * and for --proxy-cleanup; the Services go through nft_nl.h, because
+ * libnftables reads the table's chains back before every batch.
  *
  * Owns: the libnftables context and the text of the batch being built.
- * Must never: run the nft program, or keep anything of a batch once it was
+ * Must never: run the nft program, write a Service's chains (a change would
+ * pay the read of the whole table), or keep anything of a batch once it was
  * run (nft_batch_run empties it). Control thread only. */
 #ifndef SVCDNS_NFT_BATCH_H
 #define SVCDNS_NFT_BATCH_H

@@ -36,13 +36,44 @@ static inline bool nft_map_is_set(unsigned m)
 	return m == NM_CIP4 || m == NM_CIP6;
 }
 
+/* One step of a rule, as svcdns writes them (the family is the chain's). */
+enum nft_step_kind {
+	NS_SADDR_EQ = 1,    /* ip(6) saddr == addr */
+	NS_SADDR_IN,	    /* ip(6) saddr @ref */
+	NS_SADDR_UPDATE,    /* update @ref { ip(6) saddr } */
+	NS_L4PROTO_EQ,	    /* meta l4proto == proto */
+	NS_FIB_SADDR_LOCAL, /* fib saddr type local */
+	NS_JUMP,	    /* jump ref */
+	NS_GOTO,	    /* goto ref */
+	NS_DROP,
+	NS_DNAT,	/* dnat ip(6) to addr:port */
+	NS_NUMGEN_ZERO, /* numgen random mod n == 0 */
+};
+
+struct nft_step {
+	uint8_t kind, proto;
+	uint16_t port;
+	uint32_t n;
+	struct net_addr addr;
+	char *ref; /* a chain or set name (owned) */
+};
+
+#define NFT_RULE_STEPS 3
+struct nft_rule {
+	struct nft_step s[NFT_RULE_STEPS];
+	uint8_t n;
+};
+
 /* A chain or a set a Service owns. Its name carries a hash of its contents:
- * a name present in the table means these very rules are there. */
+ * a name present in the table means these very rules are there. The
+ * rules are kept only until the object is written. */
 struct nft_obj {
 	char *name;
-	char *body;  /* chain: its rules, one per line; set: its definition */
 	bool is_set; /* session affinity's address sets, endpoint maps */
-	bool is_map; /* a Service port's endpoint map (a set with verdicts) */
+	uint8_t family;
+	struct nft_rule *rules; /* chain */
+	size_t n_rules;
+	uint32_t timeout_s; /* affinity set: how long an address stays */
 	/* A UDP endpoint's chain: the endpoint, whose conntrack entries go
 	 * with the chain. */
 	bool udp;
@@ -69,6 +100,8 @@ struct nft_rec {
  * 0 or -ENOMEM (then *out is cleared). */
 int nft_render(const struct view_service *vs, const struct nftdp_config *cfg, struct nft_rec *out);
 void nft_rec_clear(struct nft_rec *r);
+/* Frees the rules an object holds to be written, keeping its name. */
+void nft_obj_drop_contents(struct nft_obj *o);
 
 /* ---- nft_state.c ---- */
 /* A table from strings to pointers (open addressing): names of chains and
@@ -76,6 +109,7 @@ void nft_rec_clear(struct nft_rec *r);
 struct stab {
 	char **keys;
 	void **vals;
+	uint32_t *tags; /* the high bits of each key's hash: most probes skip strcmp */
 	size_t n, cap;
 };
 void *stab_get(const struct stab *t, const char *key);
@@ -90,9 +124,10 @@ void stab_each(const struct stab *t, void (*fn)(void *arg, const char *key, void
 void nft_elem_id(unsigned map, const char *key, char *buf, size_t len);
 
 /* Reads which Service chains, sets and map elements the table holds into
- * `objs` (name -> (void *)1, 2 for a set, 3 for a map) and `elems` (id -> verdict,
- * owned, "" in a set). 0 or a negative errno. */
-int nft_state_read(struct nft_batch *b, struct stab *objs, struct stab *elems);
+ * `objs` (name -> (void *)1, 2 for a set, 3 for a map of an older version)
+ * and `elems` (id -> verdict, owned, "" in a set). 0 or a negative errno. */
+struct nft_nl;
+int nft_state_read(struct nft_nl *nl, struct stab *objs, struct stab *elems);
 
 /* ---- nft_live.c ---- */
 /* The Services whose rules the kernel refused at their last attempt, with

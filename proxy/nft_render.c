@@ -29,11 +29,21 @@ static const char *proto_kw(uint8_t proto)
 	return proto == PROTO_UDP ? "udp" : proto == PROTO_SCTP ? "sctp" : "tcp";
 }
 
+void nft_obj_drop_contents(struct nft_obj *o)
+{
+	for (size_t i = 0; i < o->n_rules; i++)
+		for (size_t k = 0; k < o->rules[i].n; k++)
+			free(o->rules[i].s[k].ref);
+	free(o->rules);
+	o->rules = NULL;
+	o->n_rules = 0;
+}
+
 void nft_rec_clear(struct nft_rec *r)
 {
 	for (size_t i = 0; i < r->n_objs; i++) {
 		free(r->objs[i].name);
-		free(r->objs[i].body);
+		nft_obj_drop_contents(&r->objs[i]);
 	}
 	for (size_t i = 0; i < r->n_elems; i++) {
 		free(r->elems[i].key);
@@ -61,31 +71,59 @@ static char *fmt(const char *f, ...)
 	return s;
 }
 
-/* Takes name and body (even on failure). */
-static int add_obj(struct nft_rec *r, char *name, char *body, bool is_set)
+/* A new object named `name` (taken, even on failure) in *out; *out is NULL
+ * when the record has it already (two ports sharing it). 0 or -ENOMEM. */
+static int add_obj(struct nft_rec *r, char *name, uint8_t family, struct nft_obj **out)
 {
-	if (!name || !body)
-		goto oom;
+	*out = NULL;
+	if (!name)
+		return -ENOMEM;
 	for (size_t i = 0; i < r->n_objs; i++)
 		if (strcmp(r->objs[i].name, name) == 0) {
 			free(name);
-			free(body);
 			return 0;
 		}
 	if (r->n_objs == r->cap_objs) {
 		size_t cap = r->cap_objs ? r->cap_objs * 2 : 8;
 		struct nft_obj *n = realloc(r->objs, cap * sizeof(*n));
-		if (!n)
-			goto oom;
+		if (!n) {
+			free(name);
+			return -ENOMEM;
+		}
 		r->objs = n;
 		r->cap_objs = cap;
 	}
-	r->objs[r->n_objs++] = (struct nft_obj){.name = name, .body = body, .is_set = is_set};
+	*out = &r->objs[r->n_objs++];
+	**out = (struct nft_obj){.name = name, .family = family};
 	return 0;
-oom:
-	free(name);
-	free(body);
-	return -ENOMEM;
+}
+
+/* A new empty rule at the end of chain o; NULL when out of memory. */
+static struct nft_rule *add_rule(struct nft_obj *o)
+{
+	struct nft_rule *n = realloc(o->rules, (o->n_rules + 1) * sizeof(*n));
+	if (!n)
+		return NULL;
+	o->rules = n;
+	n = &o->rules[o->n_rules++];
+	memset(n, 0, sizeof(*n));
+	return n;
+}
+
+/* Appends a step; ref is copied. False when out of memory. */
+static bool step(struct nft_rule *r, uint8_t kind, const char *ref, const struct net_addr *addr,
+		 uint8_t proto, uint16_t port, uint32_t n)
+{
+	if (!r || r->n == NFT_RULE_STEPS)
+		return false;
+	struct nft_step *s = &r->s[r->n];
+	*s = (struct nft_step){.kind = kind, .proto = proto, .port = port, .n = n};
+	if (addr)
+		s->addr = *addr;
+	if (ref && !(s->ref = strdup(ref)))
+		return false;
+	r->n++;
+	return true;
 }
 
 /* Takes key and verdict (even on failure); verdict NULL for a set. */
@@ -154,81 +192,78 @@ static size_t pick_endpoints(const struct port_fam *pf, bool local,
 	return n;
 }
 
-/* The chain (and affinity set) of one endpoint; *name gets the chain's name. */
+/* The chain (and affinity set) of one endpoint: *sep gets the chain's name,
+ * *aff the set's (NULL without affinity). */
 static int render_endpoint(struct nft_rec *r, const struct port_fam *pf,
 			   const struct view_endpoint *ep, char **sep, char **aff)
 {
-	const char *ipkw = pf->cip->family == AF_INET6 ? "ip6" : "ip";
+	uint8_t fam = (uint8_t)pf->cip->family;
 	uint8_t proto = pf->vs->svc->ports[pf->idx].proto;
 	uint16_t port = ep->target_ports[pf->idx];
 	char a[64], dst[80], tag[96];
 	net_addr_format(&ep->addr, a, sizeof(a));
-	snprintf(dst, sizeof(dst), pf->cip->family == AF_INET6 ? "[%s]:%u" : "%s:%u", a, port);
+	snprintf(dst, sizeof(dst), fam == AF_INET6 ? "[%s]:%u" : "%s:%u", a, port);
 	snprintf(tag, sizeof(tag), "%s/%u", dst, pf->affinity_s);
 	uint64_t h = fnv(fnv(FNV_INIT, pf->id), tag);
 	*sep = fmt("sep-%016llx-%s", (unsigned long long)h, pf->id);
 	*aff = NULL;
-	char *upd = NULL;
+	struct nft_obj *o = NULL;
 	if (pf->affinity_s) {
 		*aff = fmt("aff-%016llx", (unsigned long long)h);
-		if (!*aff || add_obj(r, strdup(*aff),
-				     fmt("{ type %s ; flags dynamic,timeout ; timeout %us ; }",
-					 pf->cip->family == AF_INET6 ? "ipv6_addr" : "ipv4_addr",
-					 pf->affinity_s),
-				     true) < 0)
+		if (!*aff || add_obj(r, strdup(*aff), fam, &o) < 0)
 			return -ENOMEM;
-		upd = fmt("update @%s { %s saddr }\n", *aff, ipkw);
-		if (!upd)
-			return -ENOMEM;
+		if (o) {
+			o->is_set = true;
+			o->timeout_s = pf->affinity_s;
+		}
 	}
+	if (!*sep || add_obj(r, strdup(*sep), fam, &o) < 0)
+		return -ENOMEM;
+	if (!o)
+		return 0;
+	if (*aff && !step(add_rule(o), NS_SADDR_UPDATE, *aff, NULL, 0, 0, 0))
+		return -ENOMEM;
 	/* A Pod reaching its own Service is masqueraded: else the reply would go
 	 * straight back from its own address and never be un-DNATed. */
-	char *body = fmt("%s%s saddr %s jump mark-for-masquerade\nmeta l4proto %s dnat %s to %s",
-			 upd ? upd : "", ipkw, a, proto_kw(proto), ipkw, dst);
-	free(upd);
-	int ret = add_obj(r, *sep ? strdup(*sep) : NULL, body, false);
-	if (ret == 0 && proto == PROTO_UDP) {
-		struct nft_obj *o = &r->objs[r->n_objs - 1];
+	struct nft_rule *rl = add_rule(o);
+	if (!step(rl, NS_SADDR_EQ, NULL, &ep->addr, 0, 0, 0) ||
+	    !step(rl, NS_JUMP, "mark-for-masquerade", NULL, 0, 0, 0))
+		return -ENOMEM;
+	rl = add_rule(o);
+	if (!step(rl, NS_L4PROTO_EQ, NULL, NULL, proto, 0, 0) ||
+	    !step(rl, NS_DNAT, NULL, &ep->addr, 0, port, 0))
+		return -ENOMEM;
+	if (proto == PROTO_UDP) {
 		o->udp = true;
 		o->ep = (struct conntrack_target){.addr = ep->addr, .port = port};
 	}
-	return ret;
+	return 0;
 }
 
-/* The Service chain: affinity first, then one endpoint at random through
- * the named map `svm` (a named map, not an anonymous one: the kernel binds
- * each anonymous set by walking the whole transaction, which makes a full
- * sync quadratic). */
-static char *service_chain(const struct port_fam *pf, char **affs, char **seps, size_t n,
-			   const char *svm)
+/* The Service chain: affinity first, then one endpoint at random per
+ * connection: endpoint k of n is taken with probability 1/(n-k) when none
+ * before it was, which is 1/n for each. kube-proxy draws once into a verdict
+ * map instead; a map per Service chain costs the kernel a walk over every
+ * set of the table each time one is created or named (its sets are a list),
+ * which makes a full sync quadratic, and a map shared by every chain is
+ * walked whole for each chain that uses it when the table is validated.
+ * The cascade costs a rule per endpoint skipped, for the first packet of a
+ * connection only (NAT chains see no other). */
+static int service_chain(struct nft_obj *o, char **affs, char **seps, size_t n)
 {
-	const char *ipkw = pf->cip->family == AF_INET6 ? "ip6" : "ip";
-	size_t cap = 64 + 256 + n * (2 * 256 + 64);
-	char *b = malloc(cap);
-	if (!b)
-		return NULL;
-	size_t len = 0;
-	for (size_t i = 0; affs && i < n; i++)
-		len += (size_t)snprintf(b + len, cap - len, "%s saddr @%s goto %s\n", ipkw, affs[i],
-					seps[i]);
-	snprintf(b + len, cap - len, "numgen random mod %zu vmap @%s", n, svm);
-	return b;
-}
-
-/* The endpoint map: "{ typeof ... ; elements = { 0 : goto sep-a, ... } ; }". */
-static char *endpoint_map(char **seps, size_t n)
-{
-	size_t cap = 128 + n * (256 + 32);
-	char *b = malloc(cap);
-	if (!b)
-		return NULL;
-	size_t len =
-	    (size_t)snprintf(b, cap, "{ typeof numgen random mod %zu : verdict ; elements = { ", n);
-	for (size_t i = 0; i < n; i++)
-		len += (size_t)snprintf(b + len, cap - len, "%s%zu : goto %s", i ? ", " : "", i,
-					seps[i]);
-	snprintf(b + len, cap - len, " } ; }");
-	return b;
+	for (size_t i = 0; affs && i < n; i++) {
+		struct nft_rule *rl = add_rule(o);
+		if (!step(rl, NS_SADDR_IN, affs[i], NULL, 0, 0, 0) ||
+		    !step(rl, NS_GOTO, seps[i], NULL, 0, 0, 0))
+			return -ENOMEM;
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct nft_rule *rl = add_rule(o);
+		if ((k + 1 < n && !step(rl, NS_NUMGEN_ZERO, NULL, NULL, 0, 0, (uint32_t)(n - k))) ||
+		    !step(rl, NS_GOTO, seps[k], NULL, 0, 0, 0))
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 static char *addr_key(const struct net_addr *addr, const struct model_svc_port *sp)
@@ -264,19 +299,39 @@ static int render_external(struct nft_rec *r, const struct port_fam *pf, const c
 	const struct model_service *s = pf->vs->svc;
 	const struct model_svc_port *sp = &s->ports[pf->idx];
 	bool v6 = pf->cip->family == AF_INET6;
-	char *body;
+	/* The name hashes the rules as nft lists them: stable across versions. */
+	char *text;
 	if (s->ext_policy_local) {
 		char last[256];
 		snprintf(last, sizeof(last), lsvc ? "goto %s" : "drop", lsvc);
-		body = fmt("fib saddr type local jump mark-for-masquerade\n"
+		text = fmt("fib saddr type local jump mark-for-masquerade\n"
 			   "fib saddr type local goto %s\n%s",
 			   svc, last);
 	} else {
-		body = fmt("jump mark-for-masquerade\ngoto %s", svc);
+		text = fmt("jump mark-for-masquerade\ngoto %s", svc);
 	}
-	uint64_t he = fnv(fnv(FNV_INIT, "ext"), body ? body : "");
+	if (!text)
+		return -ENOMEM;
+	uint64_t he = fnv(fnv(FNV_INIT, "ext"), text);
+	free(text);
 	char *ext = fmt("ext-%016llx-%s", (unsigned long long)he, pf->id);
-	int ret = add_obj(r, ext ? strdup(ext) : NULL, body, false);
+	struct nft_obj *o = NULL;
+	int ret = ext ? add_obj(r, strdup(ext), (uint8_t)pf->cip->family, &o) : -ENOMEM;
+	if (ret == 0 && o) {
+		uint8_t local = s->ext_policy_local ? NS_FIB_SADDR_LOCAL : 0;
+		struct nft_rule *rl = add_rule(o);
+		if (local && !step(rl, local, NULL, NULL, 0, 0, 0))
+			ret = -ENOMEM;
+		if (!step(rl, NS_JUMP, "mark-for-masquerade", NULL, 0, 0, 0))
+			ret = -ENOMEM;
+		rl = add_rule(o);
+		if (local && !step(rl, local, NULL, NULL, 0, 0, 0))
+			ret = -ENOMEM;
+		if (!step(rl, NS_GOTO, svc, NULL, 0, 0, 0))
+			ret = -ENOMEM;
+		if (local && !step(add_rule(o), lsvc ? NS_GOTO : NS_DROP, lsvc, NULL, 0, 0, 0))
+			ret = -ENOMEM;
+	}
 	if (ret == 0 && pf->node_port)
 		ret = add_elem(r, v6 ? NM_NP6 : NM_NP4, fmt("%u . %u", sp->proto, sp->node_port),
 			       ext ? fmt("goto %s", ext) : NULL, true);
@@ -312,25 +367,23 @@ static int render_svc_chain(struct nft_rec *r, const struct port_fam *pf,
 {
 	char **seps = calloc(n, sizeof(*seps));
 	char **affs = calloc(n, sizeof(*affs));
-	char *body = NULL, *svm = NULL;
+	struct nft_obj *o = NULL;
+	uint8_t fam = (uint8_t)pf->cip->family;
 	int ret = -ENOMEM;
 	*svc = NULL;
 	if (!seps || !affs)
 		goto out;
-	uint64_t h = fnv(FNV_INIT, pf->id);
+	/* "cascade": the chains of older versions, which led to a map, differ. */
+	uint64_t h = fnv(fnv(FNV_INIT, "cascade"), pf->id);
 	for (size_t i = 0; i < n; i++) {
 		if (render_endpoint(r, pf, eps[i], &seps[i], &affs[i]) < 0)
 			goto out;
 		h = fnv(h, seps[i]);
 	}
 	*svc = fmt("svc-%016llx-%s", (unsigned long long)h, pf->id);
-	svm = fmt("svm-%016llx", (unsigned long long)h);
-	if (!*svc || !svm || add_obj(r, strdup(svm), endpoint_map(seps, n), true) < 0)
+	if (!*svc || add_obj(r, strdup(*svc), fam, &o) < 0)
 		goto out;
-	r->objs[r->n_objs - 1].is_map = true;
-	body = service_chain(pf, pf->affinity_s ? affs : NULL, seps, n, svm);
-	ret = body ? add_obj(r, strdup(*svc), body, false) : -ENOMEM;
-	body = NULL;
+	ret = o ? service_chain(o, pf->affinity_s ? affs : NULL, seps, n) : 0;
 out:
 	for (size_t i = 0; seps && affs && i < n; i++) {
 		free(seps[i]);
@@ -338,8 +391,6 @@ out:
 	}
 	free(seps);
 	free(affs);
-	free(svm);
-	free(body);
 	if (ret < 0) {
 		free(*svc);
 		*svc = NULL;

@@ -1,15 +1,19 @@
 /* How fast the kernel datapath (--proxy=nftables) programs a cluster: a full
- * sync of N Services with 5 endpoints each into an empty table, then 100 each
- * of one Service added, one endpoint removed and one Service deleted, every
- * one its own transaction, timed until the kernel acknowledged it. Runs in a
- * network namespace of its own (unshare), so the table goes when it exits.
+ * sync of N Services with 5 endpoints each into an empty table; a restart
+ * (the table read back, the same view applied again: nothing to write); then
+ * 100 each of one Service added, one endpoint removed and one Service
+ * deleted, every one its own transaction, timed until the kernel
+ * acknowledged it. Runs in a network namespace of its own (unshare), so the
+ * table goes when it exits.
  *
  *   contrib/bench/nft_sync.sh [N...]      # builds this and runs it, as root
+ *   nft_sync N full                       # the full sync alone
  *
  * Prints one line per measure: milliseconds, median and p99 for changes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +113,7 @@ static void report(const char *what, size_t n, double *ms, double *cpu)
 	       cpu[CHANGES * 99 / 100]);
 }
 
-static int bench(size_t n)
+static int bench(size_t n, bool full_only)
 {
 	size_t total = n + CHANGES;
 	struct view_service *vs = calloc(total, sizeof(*vs));
@@ -139,18 +143,35 @@ static int bench(size_t n)
 	printf("%-22s %7zu Services: %10.1f ms (CPU %.1f ms; %llu chains, %llu map elements)\n",
 	       "full sync", n, t_full, c_full, (unsigned long long)st.chains,
 	       (unsigned long long)st.elements);
-	for (size_t k = 0; k < CHANGES; k++)
+	/* A restart: the table stays, a new datapath reads it back and
+	 * converges on the same view, writing nothing. */
+	nftdp_stop(nd);
+	nd = NULL;
+	t0 = now_ms();
+	c0 = cpu_ms();
+	if (nftdp_start(&cfg, &nd) < 0)
+		return 1;
+	double t_read = now_ms() - t0, c_read = cpu_ms() - c0;
+	full.id = ++view_id;
+	nftdp_apply(nd, &full);
+	printf("%-22s %7zu Services: %10.1f ms (CPU %.1f ms; reading the table back: %.1f ms, "
+	       "CPU %.1f ms)\n",
+	       "restart, same view", n, now_ms() - t0, cpu_ms() - c0, t_read, c_read);
+	for (size_t k = 0; k < CHANGES && !full_only; k++)
 		one_change(nd, NULL, &vs[n + k], &ms[k], &cpu[k]);
-	report("one Service added", n, ms, cpu);
-	for (size_t k = 0; k < CHANGES; k++) {
+	if (!full_only)
+		report("one Service added", n, ms, cpu);
+	for (size_t k = 0; k < CHANGES && !full_only; k++) {
 		fewer[k] = vs[k];
 		fewer[k].n_eps = EPS - 1;
 		one_change(nd, &vs[k], &fewer[k], &ms[k], &cpu[k]);
 	}
-	report("one endpoint removed", n, ms, cpu);
-	for (size_t k = 0; k < CHANGES; k++)
+	if (!full_only)
+		report("one endpoint removed", n, ms, cpu);
+	for (size_t k = 0; k < CHANGES && !full_only; k++)
 		one_change(nd, &fewer[k], NULL, &ms[k], &cpu[k]);
-	report("one Service deleted", n, ms, cpu);
+	if (!full_only)
+		report("one Service deleted", n, ms, cpu);
 	nftdp_stats_get(nd, &st);
 	if (st.failures)
 		printf("FAILURES: %llu transactions refused\n", (unsigned long long)st.failures);
@@ -169,8 +190,9 @@ int main(int argc, char **argv)
 	log_set_level(LOG_WARN);
 	setvbuf(stdout, NULL, _IOLBF, 0); /* each figure as soon as it is known */
 	if (argc < 2) {
-		fprintf(stderr, "usage: nft_sync N (Services, 5 endpoints each)\n");
+		fprintf(stderr, "usage: nft_sync N [full] (Services, 5 endpoints each; full: the "
+				"full sync only)\n");
 		return 2;
 	}
-	return bench((size_t)strtoul(argv[1], NULL, 10));
+	return bench((size_t)strtoul(argv[1], NULL, 10), argc > 2 && !strcmp(argv[2], "full"));
 }
