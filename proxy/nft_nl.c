@@ -41,7 +41,8 @@ struct nft_nl {
 	int sndbuf;
 	bool oom, bad_key;
 	char err[512];
-	char answer[64 * 1024]; /* one read of the kernel's answer */
+	/* one read of the kernel's answer, walked as netlink headers */
+	_Alignas(struct nlmsghdr) char answer[64 * 1024];
 };
 
 int nft_nl_open(struct nft_nl **out)
@@ -715,7 +716,7 @@ static int dump_cb(const struct nlmsghdr *h, void *arg)
 /* One dump request of the table's chains, sets, or one set's elements. */
 static int dump_run(struct nft_nl *n, struct dump *d)
 {
-	char req[512];
+	_Alignas(struct nlmsghdr) char req[512];
 	uint32_t seq = n->seq++;
 	struct nlmsghdr *h = nftnl_nlmsg_build_hdr(req, d->type, NFPROTO_INET, NLM_F_DUMP, seq);
 	if (d->type == NFT_MSG_GETCHAIN) {

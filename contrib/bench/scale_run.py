@@ -704,6 +704,10 @@ def report(args, sampler, t0, t_sync, t_start, restarted, t_end, hwm_sync, hwm, 
             verb = k.split('verb="')[1].split('"')[0] if 'verb="' in k else "?"
             api_req[verb] = api_req.get(verb, 0) + v - m0.get(k, 0)
     lists = sum(s[1] for s in rate["seconds"])
+    # streamed lists (WatchList) are watches to the server: svcdns counts its
+    # relists itself, however they were made
+    relists = sum(v - m0.get(k, 0) for k, v in m1.items()
+                  if k.startswith("svcdns_kubernetes_relists_total"))
     watches = sum(s[2] for s in rate["seconds"])
     run_s = t_end - t_start
     serve_p99 = hist_quantile(m1, "svcdns_data_change_to_serve_seconds", 0.99)
@@ -756,12 +760,13 @@ def report(args, sampler, t0, t_sync, t_start, restarted, t_end, hwm_sync, hwm, 
     print("SUMMARY scale_run services=%d pods=%d nodes=%d duration=%.0f churn=%.1f/s "
           "sync_s=%.1f sync_peak_mib=%.1f steady_mib=%.1f relist_peak_mib=%.1f "
           "hwm_mib=%.1f event_p50_ms=%.2f event_p99_ms=%.2f event_max_ms=%.2f unserved=%d "
-          "queries=%d answered=%d servfail=%d timeouts=%d api_lists=%d api_watches=%d"
+          "queries=%d answered=%d servfail=%d timeouts=%d api_lists=%d api_watches=%d "
+          "relists=%d"
           % (args.services, args.pods, args.nodes, run_s, churn.applied / run_s,
              t_sync - t0, hwm_sync / mib, steady_mid / mib,
              relist_peak / mib, hwm / mib, pct(lat, 0.5), pct(lat, 0.99),
              max(lat) if lat else float("nan"), lost, load["sent"], load["answered"], bad,
-             load["timeouts"], lists, watches), flush=True)
+             load["timeouts"], lists, watches, relists), flush=True)
 
 
 def main():

@@ -134,13 +134,13 @@ for spec in sys.argv[1:]:
     fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
     try:
         if proto == "tcp":
-            s = socket.socket(fam); s.settimeout(2)
+            s = socket.socket(fam); s.settimeout(5)
             if spec.count(",") == 3:
                 s.bind((spec.split(",")[3], 0))
             s.connect((ip, port))
             print(s.makefile().readline().strip()); s.close()
         elif proto == "udp":
-            u = socket.socket(fam, socket.SOCK_DGRAM); u.settimeout(2)
+            u = socket.socket(fam, socket.SOCK_DGRAM); u.settimeout(5)
             u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if spec.count(",") == 3:
                 u.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", int(spec.split(",")[3])))
@@ -151,7 +151,7 @@ for spec in sys.argv[1:]:
                 s = socket.socket(fam, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
             except OSError:
                 print(sctp_init(fam, ip, port)); continue
-            s.settimeout(2); s.connect((ip, port))
+            s.settimeout(5); s.connect((ip, port))
             print(s.makefile().readline().strip()); s.close()
     except OSError as e:
         print("error:", e.__class__.__name__)

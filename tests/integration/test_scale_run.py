@@ -48,7 +48,7 @@ def main(tally):
                 "no SERVFAIL and no timeout, across the API server restart", str(s))
     tally.check(s["unserved"] == "0" and s["event_p50_ms"] != "nan",
                 "every probed change was served and timed", str(s))
-    tally.check(int(s["api_lists"]) > 0, "svcdns listed again after the restart", str(s))
+    tally.check(int(s["relists"]) > 0, "svcdns listed again after the restart", str(s))
     tally.check(float(s["steady_mib"]) > 0 and float(s["relist_peak_mib"]) > 0,
                 "RSS was sampled before and after the restart", str(s))
     for line in ("RSS over time", "event -> served answer", "API requests the fake served"):
