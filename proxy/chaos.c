@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "wire/dname.h"
+#include "wire/wire.h"
 
 /* ---- the control thread: publishing ------------------------------------------ */
 
@@ -256,16 +257,9 @@ size_t proxy_chaos_live(const void *index, const uint8_t *key, size_t keylen, ui
 	for (size_t i = 0; i < sv->n; i++) {
 		char line[255];
 		size_t ll = live_line(&ix->ports[sv->first + i], line, sizeof(line));
-		size_t rr = 12 + 1 + ll;
-		if (n + rr > cap)
+		size_t rr = wire_put_ch_txt(out + n, cap - n, line, ll);
+		if (!rr)
 			break; /* what fits: the mapping lines above are complete */
-		uint8_t *w = out + n;
-		static const uint8_t head[10] = {0xC0, 0x0C, 0, 16, 0, 3, 0, 0, 0, 0};
-		memcpy(w, head, sizeof(head));
-		w[10] = (uint8_t)((ll + 1) >> 8);
-		w[11] = (uint8_t)(ll + 1);
-		w[12] = (uint8_t)ll;
-		memcpy(w + 13, line, ll);
 		n += rr;
 		(*n_rr)++;
 	}

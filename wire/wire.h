@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ---- numbers ----------------------------------------------------------------- */
 
@@ -98,6 +99,25 @@ static inline void wire_wr32(uint8_t *p, uint32_t v)
 	p[1] = (uint8_t)(v >> 16);
 	p[2] = (uint8_t)(v >> 8);
 	p[3] = (uint8_t)v;
+}
+
+/* One CH TXT record of a single string (len <= 255) owned by the question's
+ * name (a pointer to offset 12), TTL 0, at out; its size, or 0 when it does
+ * not fit in cap. */
+static inline size_t wire_put_ch_txt(uint8_t *out, size_t cap, const char *text, size_t len)
+{
+	size_t rr = 12 + 1 + len;
+	if (len > 255 || rr > cap)
+		return 0;
+	out[0] = 0xC0;
+	out[1] = 0x0C;
+	wire_wr16(out + 2, DNS_T_TXT);
+	wire_wr16(out + 4, DNS_C_CH);
+	wire_wr32(out + 6, 0);
+	wire_wr16(out + 10, (uint16_t)(len + 1));
+	out[12] = (uint8_t)len;
+	memcpy(out + 13, text, len);
+	return rr;
 }
 
 /* ---- the header ---------------------------------------------------------------
