@@ -45,6 +45,7 @@ void snapshot_free(struct snapshot *s)
 		free(s->view);
 	}
 	xfr_diff_release(s->journal);
+	snapshot_addr_zones_free(s);
 	for (size_t i = 0; i < s->n_withheld; i++)
 		free(s->withheld[i]);
 	free(s->withheld);
@@ -485,6 +486,8 @@ int snapshot_build(const struct snapshot_config *cfg, struct model_view *view,
 	s->bytes = zb_tables_bytes(p->tables);
 	for (size_t i = 0; i < p->n_arenas; i++)
 		s->bytes += arena_bytes(p->arenas[i]);
+	if ((ret = snapshot_addr_zones_build(cfg, view, s)) < 0)
+		goto fail;
 	s->view = malloc(sizeof(*s->view));
 	if (!s->view) {
 		snapshot_free(s);
@@ -535,6 +538,16 @@ int snapshot_withhold(struct snapshot **sp, const char *const *keys, size_t n)
 	memcpy(s->rev_cidrs, old->rev_cidrs, sizeof(s->rev_cidrs));
 	s->n_rev_cidrs = old->n_rev_cidrs;
 	s->rev_cidrs_from_cluster = old->rev_cidrs_from_cluster;
+	/* The same view: the same client zones. */
+	s->addr_zones = old->addr_zones;
+	s->n_addr_zones = old->n_addr_zones;
+	s->zone_names = old->zone_names;
+	s->n_zone_names = old->n_zone_names;
+	s->bytes +=
+	    s->n_addr_zones * sizeof(*s->addr_zones) + s->n_zone_names * sizeof(*s->zone_names);
+	old->addr_zones = NULL;
+	old->zone_names = NULL;
+	old->n_addr_zones = old->n_zone_names = 0;
 	s->built_ns = clock_now_ns();
 	snapshot_free(old);
 	*sp = s;

@@ -149,6 +149,17 @@ struct snapshot_config {
 	size_t n_static_zones;
 };
 
+/* Zones a snapshot numbers for its clients at most (one byte each). */
+#define SNAPSHOT_MAX_ZONES 255
+
+/* One endpoint address and the zone of its EndpointSlice endpoint: family,
+ * then the address (an IPv4 one in bytes[0..4), the rest zero). */
+struct snapshot_addr_zone {
+	uint8_t family;
+	uint8_t zone; /* index into snapshot.zone_names */
+	uint8_t bytes[16];
+};
+
 struct snapshot {
 	uint64_t generation;
 	uint32_t serial;
@@ -188,6 +199,17 @@ struct snapshot {
 	 * "ns/name", sorted as the view sorts Services (owned). */
 	char **withheld;
 	size_t n_withheld;
+	/* Central mode (cfg->node_zone unset): the zone of every endpoint
+	 * address of the view whose EndpointSlice names one, sorted
+	 * (snapshot_addr_zone), and the zones by name, numbered from 0. Made
+	 * from the whole view by every build, full or incremental, so both give
+	 * the same table. Empty in node mode. Pods are not in it: the view
+	 * carries their addresses, not their nodes. The names point into the
+	 * view's strings. */
+	struct snapshot_addr_zone *addr_zones;
+	size_t n_addr_zones;
+	const char **zone_names;
+	size_t n_zone_names;
 	size_t n_names;
 	size_t bytes; /* memory held, for logs and metrics */
 	void *priv;   /* arena and tables */
@@ -209,6 +231,17 @@ void snapshot_free(struct snapshot *s);
  * over; the old *s is freed. A build after a snapshot with withheld names is
  * a full one. 0, or a negative errno (*s untouched). Control thread. */
 int snapshot_withhold(struct snapshot **s, const char *const *keys, size_t n);
+
+/* The zone index of a client address (`family` AF_INET or AF_INET6, its 4
+ * or 16 bytes) in s->addr_zones, or -1 when it is no known endpoint's. A
+ * binary search: never allocates. Any thread. */
+int snapshot_addr_zone(const struct snapshot *s, uint8_t family, const uint8_t *bytes);
+/* Fills s->addr_zones and s->zone_names from `view`, the view s is built
+ * from (central mode only; nothing when cfg->node_zone is set). 0 or
+ * -ENOMEM. Control thread. */
+int snapshot_addr_zones_build(const struct snapshot_config *cfg, const struct model_view *view,
+			      struct snapshot *s);
+void snapshot_addr_zones_free(struct snapshot *s);
 
 /* IN-class lookup. `key` is the lowercased wire qname. Never allocates. */
 void zone_lookup(const struct snapshot *s, const uint8_t *key, size_t keylen, uint16_t qtype,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 #include <ldns/ldns.h>
@@ -775,6 +776,108 @@ static void test_incremental_topology(void **state)
 	model_store_free(store);
 }
 
+/* ---- client zones (central mode) --------------------------------------------
+ * Without --node-zone the snapshot maps every endpoint address to its zone:
+ * after every build of the topology churn the incremental build's table equals
+ * a full build's, and it says what the YAML says; an IPv6 endpoint is found by
+ * its 16 bytes; node mode has no table. */
+
+static void addr_zones_same(const struct snapshot *a, const struct snapshot *b)
+{
+	assert_int_equal(a->n_zone_names, b->n_zone_names);
+	for (size_t i = 0; i < a->n_zone_names; i++)
+		assert_string_equal(a->zone_names[i], b->zone_names[i]);
+	assert_int_equal(a->n_addr_zones, b->n_addr_zones);
+	assert_memory_equal(a->addr_zones, b->addr_zones, a->n_addr_zones * sizeof(*a->addr_zones));
+}
+
+/* The zone name the snapshot gives 10.200.<s>.<e+1>, or NULL. */
+static const char *zone_of(const struct snapshot *s, int svc, int e)
+{
+	const uint8_t a[4] = {10, 200, (uint8_t)svc, (uint8_t)(e + 1)};
+	int z = snapshot_addr_zone(s, AF_INET, a);
+	return z < 0 ? NULL : s->zone_names[z];
+}
+
+static void test_incremental_addr_zones(void **state)
+{
+	(void)state;
+	struct net_cidr sc, pc;
+	net_cidr_parse("10.96.0.0/12", &sc);
+	net_cidr_parse("10.244.0.0/16", &pc);
+	store = model_store_new();
+	alloc = model_alloc_new(&sc, &pc);
+	struct snapshot_config saved = cfg;
+	cfg.rotate = true;
+
+	static struct topo_ep eps[2][TOPO_EPS];
+	uint32_t rnd = 4242;
+	for (int s = 0; s < 2; s++)
+		for (int e = 0; e < TOPO_EPS; e++)
+			eps[s][e] = (struct topo_ep){
+			    .node = (unsigned)e % 3, .zone = (unsigned)e % 4, .ready = e % 5 != 0};
+	char *y = topo_yaml((const struct topo_ep(*)[TOPO_EPS])eps);
+	load("t.yaml", y);
+	free(y);
+	load("v6.yaml",
+	     "apiVersion: v1\nkind: Service\nmetadata: {name: six, namespace: t}\n"
+	     "spec:\n  clusterIP: None\n  ports: [{name: pg, port: 5432}]\n---\n"
+	     "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	     "metadata: {name: six-1, namespace: t, labels: {kubernetes.io/service-name: six}}\n"
+	     "addressType: IPv6\nports: [{name: pg, port: 5432}]\nendpoints:\n"
+	     "- {addresses: ['fd00::7'], zone: z9, conditions: {ready: true}}\n");
+	struct snapshot *cur = build(NULL);
+	const uint8_t v6[16] = {0xfd, [15] = 7}, v6_other[16] = {0xfd, [15] = 8};
+	int z9 = snapshot_addr_zone(cur, AF_INET6, v6);
+	assert_true(z9 >= 0);
+	assert_string_equal(cur->zone_names[z9], "z9");
+	assert_int_equal(snapshot_addr_zone(cur, AF_INET6, v6_other), -1);
+	assert_int_equal(snapshot_addr_zone(cur, AF_INET, v6), -1);
+	size_t n_incremental = 0;
+	for (int k = 0; k < TOPO_BUILDS; k++) {
+		rnd = rnd * 1103515245u + 12345u;
+		struct topo_ep *p = &eps[(rnd >> 8) & 1][(rnd >> 9) % TOPO_EPS];
+		if ((rnd >> 16) % 3)
+			p->zone = (rnd >> 20) % 4;
+		else
+			p->ready = !p->ready;
+		y = topo_yaml((const struct topo_ep(*)[TOPO_EPS])eps);
+		load("t.yaml", y);
+		free(y);
+		struct snapshot *next = build(cur);
+		n_incremental += next->incremental;
+		struct snapshot *full = build(NULL);
+		addr_zones_same(next, full);
+		for (int s = 0; s < 2; s++)
+			for (int e = 0; e < TOPO_EPS; e++) {
+				const char *z = zone_of(next, s, e);
+				if (eps[s][e].zone == 3) {
+					assert_null(z);
+					continue;
+				}
+				char want[8];
+				snprintf(want, sizeof(want), "z%u", eps[s][e].zone);
+				assert_non_null(z);
+				assert_string_equal(z, want);
+			}
+		snapshot_free(full);
+		snapshot_free(cur);
+		cur = next;
+	}
+	assert_true(n_incremental > TOPO_BUILDS / 2);
+	snapshot_free(cur);
+
+	/* node mode: the server's own zone orders answers, no table */
+	cfg.node_zone = "z0";
+	cur = build(NULL);
+	assert_int_equal(cur->n_addr_zones, 0);
+	assert_int_equal(cur->n_zone_names, 0);
+	snapshot_free(cur);
+	cfg = saved;
+	model_alloc_free(alloc);
+	model_store_free(store);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -783,6 +886,7 @@ int main(void)
 	    cmocka_unit_test(test_incremental_churn),
 	    cmocka_unit_test(test_incremental_clusterset),
 	    cmocka_unit_test(test_incremental_topology),
+	    cmocka_unit_test(test_incremental_addr_zones),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
