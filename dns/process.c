@@ -103,7 +103,8 @@ enum dns_verdict dns_process(const struct dns_process_ctx *ctx, const struct sna
 			     struct dns_msg *m)
 {
 	enum dns_proto proto = m->client.proto;
-	m->rlen = dns_answer(s, m->req, m->len, m->resp, m->cap, proto, &m->info);
+	m->rlen =
+	    dns_answer_from(s, m->client.peer, m->req, m->len, m->resp, m->cap, proto, &m->info);
 	if (log_get_level() >= LOG_DEBUG)
 		dns_log_query(m->client.peer, m->req, m->len, proto);
 	if (!m->rlen)

@@ -4,6 +4,7 @@
 
 #include "wire/wire.h"
 
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -81,10 +82,54 @@ static inline size_t put_tier(uint8_t *out, const struct zone_answer *a, unsigne
 	return end - first;
 }
 
+/* Records [lo, hi) of variant v of a rotating answer section, started at
+ * lo + k % (hi - lo), one by one (they are not adjacent in data); returns
+ * their bytes. */
+static inline size_t put_var_tier(uint8_t *out, const struct zone_answer *a, unsigned v,
+				  unsigned lo, unsigned hi, uint32_t k)
+{
+	size_t n = 0;
+	unsigned cnt = hi - lo, j = cnt ? k % cnt : 0;
+	for (unsigned i = 0; i < cnt; i++) {
+		size_t off = zone_answer_var_off(a, v, lo + j);
+		size_t l = 12u + wire_rd16(a->data + off + 10); /* owner: a 2-byte pointer */
+		memcpy(out + n, a->data + off, l);
+		n += l;
+		j = j + 1 == cnt ? 0 : j + 1;
+	}
+	return n;
+}
+
+/* The variant of `a` for the zone of `peer` (central mode), or -1: a client
+ * that is no known endpoint, or whose zone the answer has no ordering for. */
+static inline int client_var(const struct snapshot *s, const struct sockaddr *peer,
+			     const struct zone_answer *a)
+{
+	int z = -1;
+	if (peer->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)peer;
+		z = snapshot_addr_zone(s, AF_INET, (const uint8_t *)&in->sin_addr);
+	} else if (peer->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)peer;
+		const uint8_t *b = in6->sin6_addr.s6_addr;
+		z = IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) ? snapshot_addr_zone(s, AF_INET, b + 12)
+							  : snapshot_addr_zone(s, AF_INET6, b);
+	}
+	if (z < 0)
+		return -1;
+	uint32_t h = s->zone_hashes[z];
+	for (unsigned i = 0; i < a->n_var; i++)
+		if (zone_answer_var_zone(a, i) == h)
+			return (int)i;
+	return -1;
+}
+
 /* The first `len` bytes of answer `a` (all of it, or answer and authority),
  * its answer section rotated when it may be (zone_answer.rot): as one, or
- * each locality tier within itself, so that the nearest stay first. */
-static inline void put_answer(uint8_t *out, const struct zone_answer *a, size_t len)
+ * each locality tier within itself, so that the nearest stay first; in
+ * central mode the tiers of the ordering for `peer`'s zone, when it has one. */
+static inline void put_answer(uint8_t *out, const struct zone_answer *a, size_t len,
+			      const struct snapshot *s, const struct sockaddr *peer)
 {
 	if (__builtin_expect(!a->rot, 1)) {
 		memcpy(out, a->data, len);
@@ -92,7 +137,12 @@ static inline void put_answer(uint8_t *out, const struct zone_answer *a, size_t 
 	}
 	uint32_t k = rot_next++;
 	size_t an_len = a->len_an_ns; /* no authority: the answer section */
-	if (__builtin_expect(a->rot_t1 == a->rot, 1)) {
+	int v = a->n_var && peer ? client_var(s, peer, a) : -1;
+	if (v >= 0) {
+		unsigned near = zone_answer_var_near(a, (unsigned)v);
+		size_t n = put_var_tier(out, a, (unsigned)v, 0, near, k);
+		put_var_tier(out + n, a, (unsigned)v, near, a->rot, k);
+	} else if (__builtin_expect(a->rot_t1 == a->rot, 1)) {
 		size_t start = zone_answer_rot_off(a, k % a->rot);
 		memcpy(out, a->data + start, an_len - start);
 		memcpy(out + an_len - start, a->data, start);
@@ -148,6 +198,13 @@ static size_t reply_empty(uint8_t *resp, const uint8_t *req, size_t qend, uint8_
 
 size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint8_t *resp,
 		  size_t cap, enum dns_proto proto, struct dns_query_info *info)
+{
+	return dns_answer_from(s, NULL, req, len, resp, cap, proto, info);
+}
+
+size_t dns_answer_from(const struct snapshot *s, const struct sockaddr *peer, const uint8_t *req,
+		       size_t len, uint8_t *resp, size_t cap, enum dns_proto proto,
+		       struct dns_query_info *info)
 {
 	uint8_t key[DNAME_MAX];
 	struct edns e = {0};
@@ -307,7 +364,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 		if (!a->aa)
 			flags &= (uint16_t)~WIRE_AA;
 		if (n + a->len + opt <= limit) {
-			put_answer(resp + n, a, a->len);
+			put_answer(resp + n, a, a->len, s, peer);
 			an = a->an;
 			ns = a->ns;
 			ar = a->ar;
@@ -318,7 +375,7 @@ size_t dns_answer(const struct snapshot *s, const uint8_t *req, size_t len, uint
 			n += a->len;
 		} else if (n + a->len_an_ns + opt <= limit) {
 			/* Additional data is optional: drop it rather than truncate. */
-			put_answer(resp + n, a, a->len_an_ns);
+			put_answer(resp + n, a, a->len_an_ns, s, peer);
 			an = a->an;
 			ns = a->ns;
 			if (a->patch_owner)

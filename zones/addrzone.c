@@ -61,6 +61,10 @@ static int collect_zones(const struct model_view *v, struct snapshot *s, size_t 
 	}
 	s->zone_names = names;
 	s->n_zone_names = k;
+	if (!(s->zone_hashes = malloc((k ? k : 1) * sizeof(*s->zone_hashes))))
+		return -ENOMEM;
+	for (size_t i = 0; i < k; i++)
+		s->zone_hashes[i] = snapshot_zone_hash(names[i]);
 	return 0;
 }
 
@@ -100,7 +104,8 @@ int snapshot_addr_zones_build(const struct snapshot_config *cfg, const struct mo
 			t[k++] = t[i];
 	s->addr_zones = t;
 	s->n_addr_zones = k;
-	s->bytes += k * sizeof(*t) + s->n_zone_names * sizeof(*s->zone_names);
+	s->bytes +=
+	    k * sizeof(*t) + s->n_zone_names * (sizeof(*s->zone_names) + sizeof(*s->zone_hashes));
 	return 0;
 }
 
@@ -108,9 +113,19 @@ void snapshot_addr_zones_free(struct snapshot *s)
 {
 	free(s->addr_zones);
 	free(s->zone_names);
+	free(s->zone_hashes);
 	s->addr_zones = NULL;
 	s->zone_names = NULL;
+	s->zone_hashes = NULL;
 	s->n_addr_zones = s->n_zone_names = 0;
+}
+
+uint32_t snapshot_zone_hash(const char *zone)
+{
+	uint32_t h = 2166136261u; /* FNV-1a: the same in every build */
+	for (const unsigned char *p = (const unsigned char *)zone; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h ? h : 1;
 }
 
 int snapshot_addr_zone(const struct snapshot *s, uint8_t family, const uint8_t *bytes)

@@ -51,6 +51,11 @@ void zb_set_tier(struct zb *b, unsigned tier)
 	b->tier = (uint8_t)(tier < ZB_TIERS ? tier : ZB_TIERS - 1);
 }
 
+void zb_set_zone(struct zb *b, uint32_t zone)
+{
+	b->zone = zone;
+}
+
 int zb_reserve(struct zb *b, size_t n_names)
 {
 	uint32_t cap = htab_cap_for(n_names * 15 / 14); /* a load of 2/3 at most */
@@ -236,6 +241,7 @@ int zb_rr_add(struct zb *b, struct zb_zone *z, const uint8_t *owner, uint16_t ty
 		return -ENOMEM;
 	r->len = rdlen;
 	r->tier = b->tier;
+	r->zone = b->zone;
 	memcpy(r->d, rdata, rdlen);
 	if (s->tail)
 		s->tail->next = r;

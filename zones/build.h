@@ -21,7 +21,8 @@
 struct rdata {
 	struct rdata *next;
 	uint16_t len;
-	uint8_t tier; /* its locality tier (zb_set_tier), in the padding */
+	uint8_t tier;  /* its locality tier (zb_set_tier), in the padding */
+	uint32_t zone; /* its zone (zb_set_zone) */
 	uint8_t d[];
 };
 
@@ -84,6 +85,7 @@ struct zb {
 	struct render *r; /* one rendering context, reused for every answer */
 	bool rotate;	  /* snapshot_config.rotate */
 	uint8_t tier;	  /* given to the records added now (zb_set_tier) */
+	uint32_t zone;	  /* given to the records added now (zb_set_zone) */
 };
 
 static inline struct bnode *bfind(const struct htab *h, const uint8_t *name, size_t len,

@@ -46,6 +46,10 @@ void zb_set_rotate(struct zb *b, bool rotate);
  * makes one tier. */
 #define ZB_TIERS 3
 void zb_set_tier(struct zb *b, unsigned tier);
+/* The zone (snapshot_zone_hash; 0: none) of the records added from now on:
+ * a rotating answer whose records span 2 to ZONE_ANSWER_MAX_VARS zones, in
+ * one tier, renders an ordering for each (zone_answer.n_var). */
+void zb_set_zone(struct zb *b, uint32_t zone);
 /* Frees the tables zb_finish made (their nodes live in the output arena). */
 void zb_tables_free(void *tables);
 /* Bytes the tables' hash slots take (the shared base counted in full). */

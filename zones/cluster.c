@@ -225,7 +225,10 @@ static int headless_records(struct zb *b, const struct cluster_zones *cz, struct
 	/* Equal shares of weight, as CoreDNS gives them. */
 	uint16_t weight = (uint16_t)(n_pub ? (100 / n_pub ? 100 / n_pub : 1) : 100);
 	/* Nearest tier first (zones/topology.c): the Service's RRsets list the
-	 * endpoints on this node, then this zone's, then the rest. */
+	 * endpoints on this node, then this zone's, then the rest. In central
+	 * mode one tier, each record marked with its zone: the answers get an
+	 * ordering per client zone. */
+	bool central = !cz->node_zone;
 	for (unsigned tier = 0; tier < ZB_TIERS; tier++) {
 		zb_set_tier(b, tier);
 		for (size_t e = 0; e < vs->n_eps; e++) {
@@ -237,15 +240,20 @@ static int headless_records(struct zb *b, const struct cluster_zones *cz, struct
 			cluster_endpoint_label(ep, cz->pod_names, host, sizeof(host));
 			if (prepend_str(hname, host, sname) < 0)
 				continue;
+			zb_set_zone(b, central && ep->zone && ep->zone[0]
+					   ? snapshot_zone_hash(ep->zone)
+					   : 0);
 			int ret = endpoint_records(b, z, sname, hname, s, ep, cz->ttl, weight, rev4,
 						   rev6, short_form);
 			if (ret < 0) {
 				zb_set_tier(b, 0);
+				zb_set_zone(b, 0);
 				return ret;
 			}
 		}
 	}
 	zb_set_tier(b, 0);
+	zb_set_zone(b, 0);
 	int zret = short_form ? 0 : cluster_zonal_names(b, cz, sname, vs);
 	if (zret < 0)
 		return zret;

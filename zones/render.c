@@ -19,7 +19,9 @@ struct render *render_ctx_get(struct zb *b)
 		b->r->b = b;
 		/* data, and the rotation table: 2 bytes per record of at
 		 * least 16 */
-		b->r->cand = malloc(sizeof(struct zone_answer) + MSG_LIMIT + MSG_LIMIT / 4);
+		b->r->cand = malloc(sizeof(struct zone_answer) + MSG_LIMIT + MSG_LIMIT / 4 +
+				    ZONE_ANSWER_MAX_VARS *
+					(ZONE_ANSWER_VAR_HDR + 2u * ZONE_ANSWER_VAR_MAX_AN));
 		if (!b->r->cand) {
 			free(b->r);
 			b->r = NULL;
@@ -161,6 +163,8 @@ void render_set(struct render *r, const uint8_t *owner, int owner_ptr, const str
 			r->tier_sorted = r->tier_sorted && rd->tier >= r->tier_last;
 			r->tier_last = rd->tier;
 			r->tier_n[rd->tier]++;
+			if (r->counts[0] <= ZONE_ANSWER_VAR_MAX_AN)
+				r->rec_zone[r->counts[0] - 1] = rd->zone;
 		}
 	}
 }
@@ -254,6 +258,7 @@ static bool answer_eq(const struct zone_answer *x, const struct zone_answer *y)
 	       x->len_an_ns == y->len_an_ns && x->rot == y->rot && x->rcode == y->rcode &&
 	       x->aa == y->aa && x->patch_owner == y->patch_owner && x->apex_len == y->apex_len &&
 	       x->not_ready == y->not_ready && x->rot_t1 == y->rot_t1 && x->rot_t2 == y->rot_t2 &&
+	       x->n_var == y->n_var &&
 	       memcmp(x->data, y->data, zone_answer_size(x) - sizeof(*x)) == 0;
 }
 
@@ -303,6 +308,53 @@ static bool rot_table(struct zone_answer *c)
 	return p == c->len_an_ns;
 }
 
+/* One ordering of the rotation table for clients of zone `zone`: its
+ * records first, then the rest, each in rendered order. */
+static void put_var(struct zone_answer *c, const uint32_t *rec_zone, unsigned i, uint32_t zone)
+{
+	uint8_t *v = c->data + zone_answer_var_base(c, i);
+	uint16_t n_near = 0;
+	unsigned k = 0;
+	memcpy(v, &zone, sizeof(zone));
+	for (unsigned pass = 0; pass < 2; pass++)
+		for (unsigned j = 0; j < c->rot; j++) {
+			if ((rec_zone[j] == zone) != (pass == 0))
+				continue;
+			uint16_t off = (uint16_t)zone_answer_rot_off(c, j);
+			memcpy(v + ZONE_ANSWER_VAR_HDR + 2u * k++, &off, sizeof(off));
+			n_near = (uint16_t)(n_near + (pass == 0));
+		}
+	memcpy(v + 4, &n_near, sizeof(n_near));
+}
+
+/* Central mode: an ordering per zone of a one-tier rotating answer whose
+ * records name 2 to ZONE_ANSWER_MAX_VARS zones (zone_answer.n_var), in the
+ * order the zones first appear. */
+static void zone_vars(struct render *r, struct zone_answer *c)
+{
+	uint32_t zones[ZONE_ANSWER_MAX_VARS];
+	unsigned n = 0;
+	c->n_var = 0;
+	if (!c->rot || c->rot_t1 != c->rot || c->rot > ZONE_ANSWER_VAR_MAX_AN)
+		return;
+	for (unsigned j = 0; j < c->rot; j++) {
+		uint32_t z = r->rec_zone[j];
+		bool seen = false;
+		for (unsigned i = 0; i < n && !seen; i++)
+			seen = zones[i] == z;
+		if (!z || seen)
+			continue;
+		if (n == ZONE_ANSWER_MAX_VARS)
+			return; /* too many zones: the plain rotation */
+		zones[n++] = z;
+	}
+	if (n < 2)
+		return;
+	c->n_var = (uint8_t)n;
+	for (unsigned i = 0; i < n; i++)
+		put_var(c, r->rec_zone, i, zones[i]);
+}
+
 const struct zone_answer *render_end_patched(struct render *r, uint8_t rcode, bool aa,
 					     uint8_t apex_len)
 {
@@ -319,6 +371,7 @@ const struct zone_answer *render_end_patched(struct render *r, uint8_t rcode, bo
 	c->patch_owner = apex_len != 0;
 	c->apex_len = apex_len;
 	c->rot = c->rot_t1 = c->rot_t2 = 0;
+	c->n_var = 0;
 	if (r->rot && c->an >= 2 && c->ns == 0 && !apex_len && rot_table(c)) {
 		c->rot = c->rot_t1 = c->rot_t2 = c->an;
 		/* Tiers in order and all of the answer: each rotates alone. */
@@ -327,6 +380,7 @@ const struct zone_answer *render_end_patched(struct render *r, uint8_t rcode, bo
 			c->rot_t1 = r->tier_n[0];
 			c->rot_t2 = (uint16_t)(r->tier_n[0] + r->tier_n[1]);
 		}
+		zone_vars(r, c);
 	}
 	return answer_intern(r->b, c);
 }

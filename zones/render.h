@@ -40,6 +40,8 @@ struct render {
 	uint16_t tier_n[ZB_TIERS];
 	bool tier_sorted;
 	uint8_t tier_last;
+	/* the zone of each of the answer section's first records (rdata.zone) */
+	uint32_t rec_zone[ZONE_ANSWER_VAR_MAX_AN];
 	/* one node's answers while it is laid out */
 	uint16_t *list_types;
 	const struct zone_answer **list_ans;

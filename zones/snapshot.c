@@ -542,11 +542,13 @@ int snapshot_withhold(struct snapshot **sp, const char *const *keys, size_t n)
 	s->addr_zones = old->addr_zones;
 	s->n_addr_zones = old->n_addr_zones;
 	s->zone_names = old->zone_names;
+	s->zone_hashes = old->zone_hashes;
 	s->n_zone_names = old->n_zone_names;
-	s->bytes +=
-	    s->n_addr_zones * sizeof(*s->addr_zones) + s->n_zone_names * sizeof(*s->zone_names);
+	s->bytes += s->n_addr_zones * sizeof(*s->addr_zones) +
+		    s->n_zone_names * (sizeof(*s->zone_names) + sizeof(*s->zone_hashes));
 	old->addr_zones = NULL;
 	old->zone_names = NULL;
+	old->zone_hashes = NULL;
 	old->n_addr_zones = old->n_zone_names = 0;
 	s->built_ns = clock_now_ns();
 	snapshot_free(old);

@@ -41,8 +41,18 @@ struct zone_answer {
 	uint8_t not_ready;   /* NXDOMAIN for a name whose endpoint is not ready yet:
 			      * the response carries the Extended DNS Error that
 			      * says so (ZONE_EDE_NOT_READY_TEXT) */
+	/* Central mode: orderings of a one-tier rotating answer section for
+	 * clients of its endpoints' zones (zone_answer_var), behind the rotation
+	 * table; 0 when the records span fewer than 2 or more than
+	 * ZONE_ANSWER_MAX_VARS zones. */
+	uint8_t n_var;
 	uint8_t data[];
 };
+
+/* Zones of one answer that get their own ordering at most, and the records
+ * of an answer that gets any at most. */
+#define ZONE_ANSWER_MAX_VARS   8
+#define ZONE_ANSWER_VAR_MAX_AN 512
 
 /* Where record k (< a->rot) of a rotating answer section starts in data:
  * a table of native uint16_t behind the data, at an even offset. */
@@ -59,9 +69,52 @@ static inline size_t zone_answer_rec_off(const struct zone_answer *a, unsigned k
 	return k < a->rot ? zone_answer_rot_off(a, k) : a->len_an_ns;
 }
 
-/* Bytes of an answer with its rotation table. */
+/* One ordering for clients of one zone, behind the rotation table: its zone
+ * (snapshot_zone_hash, 4 bytes), how many records are of that zone (2 bytes;
+ * they come first, then the rest, each part rotating within itself), and
+ * where each of the `rot` records starts in that order (native uint16_t).
+ * Read with memcpy: nothing behind the data is aligned past 2 bytes. */
+#define ZONE_ANSWER_VAR_HDR 6u
+
+static inline size_t zone_answer_var_size(const struct zone_answer *a)
+{
+	return ZONE_ANSWER_VAR_HDR + 2u * a->rot;
+}
+
+/* Where variant i (< a->n_var) starts in data. */
+static inline size_t zone_answer_var_base(const struct zone_answer *a, unsigned i)
+{
+	return ((a->len + 1u) & ~1u) + 2u * a->rot + i * zone_answer_var_size(a);
+}
+
+static inline uint32_t zone_answer_var_zone(const struct zone_answer *a, unsigned i)
+{
+	uint32_t z;
+	__builtin_memcpy(&z, a->data + zone_answer_var_base(a, i), sizeof(z));
+	return z;
+}
+
+static inline unsigned zone_answer_var_near(const struct zone_answer *a, unsigned i)
+{
+	uint16_t n;
+	__builtin_memcpy(&n, a->data + zone_answer_var_base(a, i) + 4, sizeof(n));
+	return n;
+}
+
+/* Where the k-th record (< a->rot) of variant i starts in data. */
+static inline size_t zone_answer_var_off(const struct zone_answer *a, unsigned i, unsigned k)
+{
+	uint16_t off;
+	__builtin_memcpy(&off, a->data + zone_answer_var_base(a, i) + ZONE_ANSWER_VAR_HDR + 2u * k,
+			 sizeof(off));
+	return off;
+}
+
+/* Bytes of an answer with its rotation table and its orderings per zone. */
 static inline size_t zone_answer_size(const struct zone_answer *a)
 {
+	if (a->n_var)
+		return sizeof(*a) + zone_answer_var_base(a, a->n_var);
 	return sizeof(*a) + (a->rot ? ((a->len + 1u) & ~1u) + 2u * a->rot : a->len);
 }
 /* A name svcdns knows is coming: an endpoint of a headless Service that is
@@ -209,6 +262,7 @@ struct snapshot {
 	struct snapshot_addr_zone *addr_zones;
 	size_t n_addr_zones;
 	const char **zone_names;
+	uint32_t *zone_hashes; /* snapshot_zone_hash of each name */
 	size_t n_zone_names;
 	size_t n_names;
 	size_t bytes; /* memory held, for logs and metrics */
@@ -242,6 +296,9 @@ int snapshot_addr_zone(const struct snapshot *s, uint8_t family, const uint8_t *
 int snapshot_addr_zones_build(const struct snapshot_config *cfg, const struct model_view *view,
 			      struct snapshot *s);
 void snapshot_addr_zones_free(struct snapshot *s);
+/* A zone name's key in zone_answer_var: stable across builds and processes,
+ * never 0 (0 is no zone). */
+uint32_t snapshot_zone_hash(const char *zone);
 
 /* IN-class lookup. `key` is the lowercased wire qname. Never allocates. */
 void zone_lookup(const struct snapshot *s, const uint8_t *key, size_t keylen, uint16_t qtype,

@@ -684,7 +684,7 @@ static void topo_same(const struct snapshot *a, const struct snapshot *b, const 
 	const struct zone_answer *x = ra.ans, *y = rb.ans;
 	if (x->len != y->len || x->len_an_ns != y->len_an_ns || x->ar != y->ar ||
 	    x->rot != y->rot || x->rot_t1 != y->rot_t1 || x->rot_t2 != y->rot_t2 ||
-	    zone_answer_size(x) != zone_answer_size(y) ||
+	    x->n_var != y->n_var || zone_answer_size(x) != zone_answer_size(y) ||
 	    memcmp(x->data, y->data, zone_answer_size(x) - sizeof(*x)) != 0)
 		fail_msg("%s type %u: the incremental build's answer differs (tiers %u/%u/%u, "
 			 "full %u/%u/%u)",
@@ -791,6 +791,40 @@ static void addr_zones_same(const struct snapshot *a, const struct snapshot *b)
 	assert_memory_equal(a->addr_zones, b->addr_zones, a->n_addr_zones * sizeof(*a->addr_zones));
 }
 
+/* The A answer of h<svc> in `s` has one ordering per zone its published
+ * endpoints name, each listing that zone's endpoints first and every
+ * endpoint once; returns how many orderings. */
+static unsigned check_vars(const struct snapshot *s, int svc, const struct topo_ep *eps)
+{
+	char name[64];
+	uint8_t key[256];
+	struct zone_result r;
+	snprintf(name, sizeof(name), "h%d.t.svc.cluster.local", svc);
+	int kl = dname_from_text(name, key, sizeof(key));
+	zone_lookup(s, key, (size_t)kl, DNS_T_A, &r);
+	if (!r.ans || !r.ans->n_var)
+		return 0;
+	const struct zone_answer *a = r.ans;
+	for (unsigned v = 0; v < a->n_var; v++) {
+		unsigned near = zone_answer_var_near(a, v), seen[TOPO_EPS] = {0};
+		for (unsigned k = 0; k < a->rot; k++) {
+			const uint8_t *rd = a->data + zone_answer_var_off(a, v, k) + 12;
+			assert_int_equal(rd[2], svc);
+			unsigned e = (unsigned)rd[3] - 1;
+			assert_true(e < TOPO_EPS);
+			seen[e]++;
+			char zn[8];
+			snprintf(zn, sizeof(zn), "z%u", eps[e].zone);
+			bool same =
+			    eps[e].zone < 3 && snapshot_zone_hash(zn) == zone_answer_var_zone(a, v);
+			assert_true(same == (k < near));
+		}
+		for (unsigned e = 0; e < TOPO_EPS; e++)
+			assert_int_equal(seen[e], eps[e].ready ? 1 : 0);
+	}
+	return a->n_var;
+}
+
 /* The zone name the snapshot gives 10.200.<s>.<e+1>, or NULL. */
 static const char *zone_of(const struct snapshot *s, int svc, int e)
 {
@@ -833,7 +867,7 @@ static void test_incremental_addr_zones(void **state)
 	assert_string_equal(cur->zone_names[z9], "z9");
 	assert_int_equal(snapshot_addr_zone(cur, AF_INET6, v6_other), -1);
 	assert_int_equal(snapshot_addr_zone(cur, AF_INET, v6), -1);
-	size_t n_incremental = 0;
+	size_t n_incremental = 0, n_vars = 0;
 	for (int k = 0; k < TOPO_BUILDS; k++) {
 		rnd = rnd * 1103515245u + 12345u;
 		struct topo_ep *p = &eps[(rnd >> 8) & 1][(rnd >> 9) % TOPO_EPS];
@@ -848,6 +882,14 @@ static void test_incremental_addr_zones(void **state)
 		n_incremental += next->incremental;
 		struct snapshot *full = build(NULL);
 		addr_zones_same(next, full);
+		for (int s = 0; s < 2; s++) {
+			char name[128];
+			snprintf(name, sizeof(name), "h%d.t.svc.cluster.local", s);
+			topo_same(next, full, name, DNS_T_A);
+			snprintf(name, sizeof(name), "_pg._tcp.h%d.t.svc.cluster.local", s);
+			topo_same(next, full, name, DNS_T_SRV);
+			n_vars += check_vars(next, s, eps[s]);
+		}
 		for (int s = 0; s < 2; s++)
 			for (int e = 0; e < TOPO_EPS; e++) {
 				const char *z = zone_of(next, s, e);
@@ -865,6 +907,7 @@ static void test_incremental_addr_zones(void **state)
 		cur = next;
 	}
 	assert_true(n_incremental > TOPO_BUILDS / 2);
+	assert_true(n_vars > TOPO_BUILDS); /* most answers had orderings per zone */
 	snapshot_free(cur);
 
 	/* node mode: the server's own zone orders answers, no table */
