@@ -32,25 +32,13 @@ import sys
 import tempfile
 import shutil
 import time
+from benchnet import free_port  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 FAKEAPI = os.path.join(ROOT, "tests", "fakeapi", "fakeapi.py")
 MODES = {"limited": [], "unlimited": ["--api-qps", "0", "--api-max-inflight", "0"],
          "strict": ["--api-qps", "1", "--api-burst", "3", "--api-max-inflight", "1"]}
-
-
-def free_port():
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
 
 
 def query(qid, name):

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchnet import free_port  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -43,20 +44,6 @@ FAKEAPI = os.path.join(ROOT, "tests", "fakeapi", "fakeapi.py")
 NS = "peers"
 SVC = "workers"
 PER_SLICE = 100
-
-
-def free_port():
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
 
 
 def host(i):

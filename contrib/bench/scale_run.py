@@ -56,6 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "fakeapi"))
 import fakeapi  # noqa: E402
+from benchnet import free_port  # noqa: E402
 
 ENDPOINTS = 5
 POD_BASE = int(ipaddress.ip_address("10.128.0.1"))
@@ -269,19 +270,6 @@ def load_client(args):
 
 
 # ---- the driver ----------------------------------------------------------------
-
-def free_port():
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-
 
 def http_get(port, path, timeout=10):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
